@@ -1,0 +1,410 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Claims jobs from a ``JobStore`` and runs them through a ``JobHandler``, at most
+/// `maxConcurrentJobs` at a time.
+///
+/// - Claims as many jobs as it has free slots in one store call, when woken (an enqueue in
+///   this process, a store notification, a finished job) or on its poll timer.
+/// - Renews the leases of running jobs every third of the lease duration; a renewal that finds
+///   a job cancelled or taken over stops its handler.
+/// - Records each outcome conditionally on its lease; failed attempts are retried per the
+///   ``RetryPolicy`` until `maxAttempts`.
+/// - Returns jobs of dead workers (expired leases) to the queue.
+/// - On graceful shutdown stops claiming, waits up to `shutdownTimeout` for running jobs,
+///   then cancels them and gives them back as `pending` without counting the attempt.
+public final class JobProcessor: Service, Sendable {
+    private struct RunningJob {
+        var lease: Lease
+        var stop: StopSignal
+    }
+
+    private enum Phase {
+        case idle, running, draining, stopped
+    }
+
+    private struct State {
+        var phase = Phase.idle
+        var running: [UUID: RunningJob] = [:]
+        var skipShutdownWait = false
+    }
+
+    private enum Finish {
+        case handled(Result<String, any Error>)
+        case stopped(StopReason)
+        case waiterEnded
+    }
+
+    public let configuration: JobProcessorConfiguration
+    private let store: any JobStore
+    private let handler: any JobHandler
+    private let logger: Logger
+    private let state = Mutex(State())
+    /// New jobs may be waiting (enqueue, notification, rescue, shutdown).
+    private let jobsAvailable = WakeSignal()
+    /// A slot became free (a job finished) or shutdown wants attention.
+    private let slotFreed = WakeSignal()
+
+    public init(store: any JobStore, handler: any JobHandler, configuration: JobProcessorConfiguration, logger: Logger) {
+        self.store = store
+        self.handler = handler
+        self.configuration = configuration
+        var logger = logger
+        logger[metadataKey: "workerId"] = .string(configuration.workerID)
+        self.logger = logger
+    }
+
+    /// Jobs running right now.
+    public var runningJobCount: Int { state.withLock { $0.running.count } }
+
+    /// `true` while the processor claims new jobs (started and not shutting down).
+    public var isClaiming: Bool { state.withLock { $0.phase == .running } }
+
+    /// Wakes the claim loop at once, e.g. after this process enqueued a job.
+    public func notifyJobsAvailable() {
+        jobsAvailable.signal()
+    }
+
+    /// Ends the shutdown wait now: running jobs are cancelled and given back (a second signal).
+    public func skipShutdownWait() {
+        state.withLock { $0.skipShutdownWait = true }
+        slotFreed.signal()
+    }
+
+    public func run() async throws {
+        let started = state.withLock { state -> Bool in
+            guard state.phase == .idle else { return false }
+            state.phase = .running
+            return true
+        }
+        guard started else { throw JobProcessorError.alreadyRunning }
+        logger.info(
+            "Job processor started",
+            metadata: [
+                "queues": .string(configuration.queues.joined(separator: ",")),
+                "maxConcurrentJobs": .stringConvertible(configuration.maxConcurrentJobs),
+                "pollIntervalMs": .stringConvertible(configuration.pollInterval.inMilliseconds),
+            ]
+        )
+        await withDiscardingTaskGroup { background in
+            background.addTask { await self.watchStore() }
+            background.addTask { await self.renewLeases() }
+            background.addTask { await self.rescueExpiredLeases() }
+            background.addTask {
+                try? await gracefulShutdown()
+                self.beginDraining()
+            }
+            await withDiscardingTaskGroup { jobs in
+                await self.claimLoop(jobs: &jobs)
+                await self.drain()
+            }
+            background.cancelAll()
+        }
+        state.withLock { $0.phase = .stopped }
+        logger.info("Job processor stopped")
+    }
+
+    // MARK: - Claiming
+
+    private func claimLoop(jobs: inout DiscardingTaskGroup) async {
+        var queueDrained = false
+        var consecutiveFailures = 0
+        while !Task.isCancelled {
+            let (phase, free) = state.withLock { ($0.phase, configuration.maxConcurrentJobs - $0.running.count) }
+            guard phase == .running else { return }
+            if free <= 0 {
+                await slotFreed.wait()
+                continue
+            }
+            if queueDrained {
+                await jobsAvailable.wait(timeout: configuration.pollInterval)
+                queueDrained = false
+                continue
+            }
+            do {
+                let claimed = try await store.claim(
+                    queues: configuration.queues,
+                    limit: free,
+                    workerID: configuration.workerID,
+                    leaseDuration: configuration.leaseDuration
+                )
+                consecutiveFailures = 0
+                queueDrained = claimed.count < free
+                for job in claimed {
+                    let stop = StopSignal()
+                    state.withLock { $0.running[job.job.id] = RunningJob(lease: job.lease, stop: stop) }
+                    jobs.addTask { await self.execute(job, stop: stop) }
+                }
+            } catch {
+                consecutiveFailures += 1
+                let delay = Self.backoff(failures: consecutiveFailures, cap: configuration.pollInterval)
+                logger.error(
+                    "Failed to claim jobs",
+                    metadata: ["error": "\(error)", "retryInMs": .stringConvertible(delay.inMilliseconds)]
+                )
+                await jobsAvailable.wait(timeout: delay)
+            }
+        }
+    }
+
+    private func beginDraining() {
+        let changed = state.withLock { state -> Bool in
+            guard state.phase == .running else { return false }
+            state.phase = .draining
+            return true
+        }
+        guard changed else { return }
+        jobsAvailable.signal()
+        slotFreed.signal()
+    }
+
+    /// Waits for running jobs up to the shutdown timeout, then stops the rest.
+    private func drain() async {
+        let count = runningJobCount
+        guard count > 0 else { return }
+        logger.info(
+            "Waiting for running jobs to finish",
+            metadata: [
+                "runningJobs": .stringConvertible(count),
+                "shutdownTimeoutMs": .stringConvertible(configuration.shutdownTimeout.inMilliseconds),
+            ]
+        )
+        let deadline = ContinuousClock.now + configuration.shutdownTimeout
+        while true {
+            let (remaining, skip) = state.withLock { ($0.running.count, $0.skipShutdownWait) }
+            if remaining == 0 { return }
+            let left = deadline - .now
+            if skip || left <= .zero { break }
+            await slotFreed.wait(timeout: left)
+        }
+        let running = state.withLock { $0.running }
+        for (id, job) in running {
+            logger.warning(
+                "Shutdown timeout - job may be incomplete",
+                metadata: ["jobId": .string(id.uuidString.lowercased()), "attempt": .stringConvertible(job.lease.attempt)]
+            )
+            job.stop.trigger(.shutdown)
+        }
+    }
+
+    // MARK: - Running one job
+
+    private func execute(_ claimed: ClaimedJob, stop: StopSignal) async {
+        let job = claimed.job
+        var logger = self.logger
+        logger[metadataKey: "jobId"] = .string(job.id.uuidString.lowercased())
+        logger[metadataKey: "sessionId"] = job.sessionID.map { .string($0.uuidString.lowercased()) } ?? .string("")
+        logger[metadataKey: "attempt"] = .stringConvertible(claimed.lease.attempt)
+        logger.info("Processing job", metadata: ["queue": .string(job.queue), "maxAttempts": .stringConvertible(job.maxAttempts)])
+
+        let clock = ContinuousClock()
+        let start = clock.now
+        let context = JobContext(logger: logger, workerID: configuration.workerID)
+        let handler = self.handler
+        let finish = await withTaskGroup(of: Finish.self) { group -> Finish in
+            group.addTask {
+                do {
+                    return .handled(.success(try await handler.handle(claimed, context: context)))
+                } catch {
+                    return .handled(.failure(error))
+                }
+            }
+            group.addTask {
+                if let reason = await stop.wait() { return .stopped(reason) }
+                return .waiterEnded
+            }
+            var first = Finish.waiterEnded
+            while let next = await group.next() {
+                if case .waiterEnded = next { continue }
+                first = next
+                break
+            }
+            group.cancelAll()
+            return first
+        }
+        let duration = clock.now - start
+        logger[metadataKey: "duration"] = .stringConvertible(duration.inMilliseconds)
+
+        let outcome: JobOutcome?
+        switch finish {
+        case .handled(.success(let result)):
+            outcome = .completed(result: result)
+        case .handled(.failure(let error)):
+            if Task.isCancelled || stop.reason == .shutdown {
+                outcome = .released
+            } else {
+                outcome = configuration.retryPolicy.outcome(
+                    forFailedAttempt: claimed.lease.attempt,
+                    maxAttempts: job.maxAttempts,
+                    error: Self.describe(error)
+                )
+            }
+        case .stopped(.shutdown), .waiterEnded:
+            outcome = .released
+        case .stopped(.cancelled):
+            logger.info("Job cancelled while running")
+            outcome = nil
+        case .stopped(.leaseLost):
+            logger.warning("Lease lost while running - another worker owns the job now")
+            outcome = nil
+        }
+
+        if let outcome {
+            let applied = await record(JobCompletion(lease: claimed.lease, outcome: outcome), stop: stop, logger: logger)
+            log(outcome, applied: applied, logger: logger)
+        }
+        state.withLock { _ = $0.running.removeValue(forKey: job.id) }
+        slotFreed.signal()
+    }
+
+    /// Writes an outcome, retrying while the store is unreachable, until it is written, the
+    /// lease is known lost, or shutdown gives up on the job (it is then rescued when its lease expires).
+    private func record(_ completion: JobCompletion, stop: StopSignal, logger: Logger) async -> Bool? {
+        var failures = 0
+        while true {
+            do {
+                return try await store.record([completion]).first ?? false
+            } catch {
+                failures += 1
+                if Task.isCancelled || (stop.reason != nil && completion.outcome != .released) || failures > 1_000 {
+                    logger.error(
+                        "Could not record job outcome; the job returns to the queue when its lease expires",
+                        metadata: ["error": "\(error)"]
+                    )
+                    return nil
+                }
+                let delay = Self.backoff(failures: failures, cap: .seconds(5))
+                logger.warning(
+                    "Could not record job outcome, retrying",
+                    metadata: ["error": "\(error)", "retryInMs": .stringConvertible(delay.inMilliseconds)]
+                )
+                try? await Task.sleep(for: delay)
+            }
+        }
+    }
+
+    private func log(_ outcome: JobOutcome, applied: Bool?, logger: Logger) {
+        if applied == false {
+            logger.warning("Job outcome discarded: the lease was lost to another worker", metadata: ["outcome": "\(outcome.name)"])
+            return
+        }
+        switch outcome {
+        case .completed:
+            logger.info("Job completed")
+        case .retry(let error, let delay):
+            logger.warning(
+                "Job failed",
+                metadata: ["error": .string(error), "willRetry": "true", "retryInMs": .stringConvertible(delay.inMilliseconds)]
+            )
+        case .failed(let error):
+            logger.error("Job failed", metadata: ["error": .string(error), "willRetry": "false"])
+        case .released:
+            logger.info("Job released back to the queue", metadata: ["reason": "shutdown"])
+        }
+    }
+
+    // MARK: - Background loops
+
+    private func watchStore() async {
+        var failures = 0
+        while !Task.isCancelled {
+            do {
+                try await store.watch(queues: configuration.queues) { event in
+                    switch event {
+                    case .jobsAvailable:
+                        self.jobsAvailable.signal()
+                    case .jobCancelled(let id):
+                        self.state.withLock { $0.running[id]?.stop }?.trigger(.cancelled)
+                    }
+                }
+                return
+            } catch {
+                if Task.isCancelled { return }
+                failures += 1
+                let delay = Self.backoff(failures: failures, cap: .seconds(30))
+                logger.warning(
+                    "Job notifications unavailable, polling meanwhile",
+                    metadata: ["error": "\(error)", "retryInMs": .stringConvertible(delay.inMilliseconds)]
+                )
+                try? await Task.sleep(for: delay)
+            }
+        }
+    }
+
+    private func renewLeases() async {
+        let interval = configuration.leaseDuration / 3
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: interval) } catch { return }
+            let running = state.withLock { $0.running }
+            guard !running.isEmpty else { continue }
+            do {
+                let states = try await store.renew(running.values.map(\.lease), duration: configuration.leaseDuration)
+                for (id, leaseState) in states where leaseState != .held {
+                    running[id]?.stop.trigger(leaseState == .cancelled ? .cancelled : .leaseLost)
+                }
+            } catch {
+                logger.warning("Lease renewal failed", metadata: ["error": "\(error)", "runningJobs": .stringConvertible(running.count)])
+            }
+        }
+    }
+
+    private func rescueExpiredLeases() async {
+        while !Task.isCancelled {
+            do {
+                let rescued = try await store.rescueExpiredLeases()
+                for job in rescued {
+                    logger.warning(
+                        "Rescued job with expired lease",
+                        metadata: [
+                            "jobId": .string(job.id.uuidString.lowercased()),
+                            "previousWorker": .string(job.previousWorker ?? ""),
+                            "attempt": .stringConvertible(job.attempt),
+                            "newStatus": .string(job.newStatus.rawValue),
+                        ]
+                    )
+                }
+                if rescued.contains(where: { $0.newStatus == .pending }) { jobsAvailable.signal() }
+            } catch {
+                logger.warning("Could not rescue expired leases", metadata: ["error": "\(error)"])
+            }
+            do { try await Task.sleep(for: configuration.rescueInterval) } catch { return }
+        }
+    }
+
+    // MARK: - Helpers
+
+    static func backoff(failures: Int, cap: Duration) -> Duration {
+        let exponent = min(max(failures - 1, 0), 16)
+        let delay = Duration.milliseconds(100 * (1 << exponent))
+        return min(delay, max(cap, .milliseconds(100)))
+    }
+
+    /// The text recorded as `last_error` for a handler error.
+    static func describe(_ error: any Error) -> String {
+        String(describing: error)
+    }
+}
+
+extension JobOutcome {
+    var name: String {
+        switch self {
+        case .completed: "completed"
+        case .retry: "retry"
+        case .failed: "failed"
+        case .released: "released"
+        }
+    }
+}
+
+/// Misuse of a ``JobProcessor``.
+public enum JobProcessorError: Error, CustomStringConvertible {
+    case alreadyRunning
+
+    public var description: String {
+        switch self {
+        case .alreadyRunning: "the job processor is already running; create one per service group"
+        }
+    }
+}

@@ -1,0 +1,68 @@
+import Foundation
+
+/// A driver that keeps jobs durably and hands them out to workers.
+///
+/// Every driver (SQLite, PostgreSQL) implements the same semantics, checked by one shared
+/// conformance suite:
+/// - ``claim(queues:limit:workerID:leaseDuration:)`` never hands one job to two claimers,
+///   takes due `pending` jobs by priority (higher first), then `runAt`, then age, marks them
+///   `processing`, counts the attempt and sets the lease.
+/// - Every write about a claimed job (``record(_:)``, ``renew(_:duration:)``) is conditional on
+///   the lease (job id, worker, attempt): a worker that lost its lease changes nothing.
+/// - ``rescueExpiredLeases()`` returns jobs whose lease ran out to `pending`, or to `failed`
+///   when their attempts are used up, and never touches a job that meanwhile finished.
+public protocol JobStore: Sendable {
+    /// Creates or upgrades the schema; safe to run again and from several processes at once.
+    func migrate() async throws
+
+    /// Inserts jobs atomically (all or none) and returns their ids in order.
+    func enqueue(_ jobs: [NewJob]) async throws -> [UUID]
+
+    /// Claims up to `limit` due pending jobs from `queues` for `workerID`.
+    func claim(queues: [String], limit: Int, workerID: String, leaseDuration: Duration) async throws -> [ClaimedJob]
+
+    /// Extends the given leases by `duration` from now and reports, per job, whether each is still held.
+    func renew(_ leases: [Lease], duration: Duration) async throws -> [UUID: LeaseState]
+
+    /// Records outcomes; returns, in order, whether each was applied (`false`: lease lost).
+    func record(_ completions: [JobCompletion]) async throws -> [Bool]
+
+    /// Returns jobs with expired leases to `pending` (or `failed` when no attempts remain).
+    func rescueExpiredLeases() async throws -> [RescuedJob]
+
+    /// The job with this id, or `nil`.
+    func job(id: UUID) async throws -> Job?
+
+    /// Jobs matching `filter`, newest first.
+    func jobs(matching filter: JobFilter) async throws -> [Job]
+
+    /// Cancels a `pending` or `processing` job; a worker running it learns at its next lease renewal.
+    /// - Throws: ``JobStoreError/jobNotFound(_:)``, ``JobStoreError/invalidTransition(id:from:action:)``.
+    func cancel(id: UUID) async throws -> Job
+
+    /// Makes a `failed`, `cancelled` or `completed` job `pending` again, due now, with at least one attempt left.
+    /// - Throws: ``JobStoreError/jobNotFound(_:)``, ``JobStoreError/invalidTransition(id:from:action:)``.
+    func retry(id: UUID) async throws -> Job
+
+    /// Counts by state, in one query.
+    func stats() async throws -> QueueStats
+
+    /// A trivial round trip, for readiness checks.
+    func ping() async throws
+
+    /// Runs until cancelled, calling `onEvent` when jobs may be waiting in `queues`
+    /// (an insert by this or another process) or when a job was cancelled.
+    /// Drivers without a notification mechanism return at once; the processor then relies on polling.
+    func watch(queues: [String], onEvent: @escaping @Sendable (StoreEvent) -> Void) async throws
+
+    /// Releases the store's resources. Further calls fail.
+    func close() async throws
+}
+
+/// A hint from the store's notification channel.
+public enum StoreEvent: Sendable, Hashable {
+    /// New or newly due jobs may be waiting.
+    case jobsAvailable
+    /// An operator cancelled this job.
+    case jobCancelled(UUID)
+}

@@ -1,0 +1,30 @@
+import Foundation
+
+/// Errors a ``JobStore`` reports for requests that cannot be carried out.
+public enum JobStoreError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// No job has this id.
+    case jobNotFound(UUID)
+    /// The job is in a state the action does not apply to.
+    case invalidTransition(id: UUID, from: JobStatus, action: String)
+    /// A job to enqueue is not valid.
+    case invalidJob(String)
+    /// A row could not be read as a job (hand-edited data).
+    case corruptRow(id: String, reason: String)
+    /// The database's schema is newer than this worker understands.
+    case schemaTooNew(found: Int, supported: Int)
+
+    public var description: String {
+        switch self {
+        case .jobNotFound(let id):
+            "no job with id \(id.uuidString.lowercased())"
+        case .invalidTransition(let id, let from, let action):
+            "cannot \(action) job \(id.uuidString.lowercased()): it is \(from)"
+        case .invalidJob(let reason):
+            "invalid job: \(reason)"
+        case .corruptRow(let id, let reason):
+            "job row \(id) cannot be read: \(reason)"
+        case .schemaTooNew(let found, let supported):
+            "the database schema is version \(found) but this worker supports up to \(supported); upgrade the worker"
+        }
+    }
+}

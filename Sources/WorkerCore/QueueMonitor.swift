@@ -1,0 +1,50 @@
+import Logging
+import ServiceLifecycle
+
+/// Logs "Queue statistics" every interval, from one store query.
+public struct QueueMonitor: Service {
+    private let store: any JobStore
+    private let interval: Duration
+    private let logger: Logger
+
+    public init(store: any JobStore, interval: Duration, logger: Logger) {
+        self.store = store
+        self.interval = interval
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        logger.info("Queue monitoring started", metadata: ["intervalMs": .stringConvertible(interval.inMilliseconds)])
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                await report()
+                do { try await Task.sleep(for: interval) } catch { return }
+            }
+        }
+        logger.info("Queue monitoring stopped")
+    }
+
+    private func report() async {
+        do {
+            let stats = try await store.stats()
+            logger.info("Queue statistics", metadata: stats.logMetadata)
+        } catch {
+            logger.warning("Could not read queue statistics", metadata: ["error": "\(error)"])
+        }
+    }
+}
+
+extension QueueStats {
+    /// The statistics as log metadata, with the keys of `worker stats --json`.
+    public var logMetadata: Logger.Metadata {
+        [
+            "pending": .stringConvertible(pending),
+            "processing": .stringConvertible(processing),
+            "completed": .stringConvertible(completed),
+            "failed": .stringConvertible(failed),
+            "cancelled": .stringConvertible(cancelled),
+            "oldestPendingAgeSeconds": oldestPendingAgeSeconds.map { .stringConvertible(($0 * 1000).rounded() / 1000) } ?? .string("null"),
+            "successRate": successRate.map { .stringConvertible($0) } ?? .string("null"),
+        ]
+    }
+}

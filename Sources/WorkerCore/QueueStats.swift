@@ -1,0 +1,37 @@
+/// Counts of jobs by state, as the queue monitor and `worker stats` report them.
+public struct QueueStats: Sendable, Hashable, Codable {
+    public var pending: Int
+    public var processing: Int
+    public var completed: Int
+    public var failed: Int
+    public var cancelled: Int
+    /// Seconds since the oldest due pending job became runnable; `nil` when none is due.
+    public var oldestPendingAgeSeconds: Double?
+
+    public init(
+        pending: Int = 0,
+        processing: Int = 0,
+        completed: Int = 0,
+        failed: Int = 0,
+        cancelled: Int = 0,
+        oldestPendingAgeSeconds: Double? = nil
+    ) {
+        self.pending = pending
+        self.processing = processing
+        self.completed = completed
+        self.failed = failed
+        self.cancelled = cancelled
+        self.oldestPendingAgeSeconds = oldestPendingAgeSeconds
+    }
+
+    /// Completed jobs as a percentage of finished ones (completed + failed), rounded to
+    /// two decimals; `nil` before any job has finished.
+    public var successRate: Double? {
+        let finished = completed + failed
+        guard finished > 0 else { return nil }
+        return (Double(completed) * 10_000 / Double(finished)).rounded() / 100
+    }
+
+    /// All jobs in the table.
+    public var total: Int { pending + processing + completed + failed + cancelled }
+}
