@@ -1,0 +1,533 @@
+import Foundation
+import Logging
+import SQLiteNIO
+import Synchronization
+import WorkerCore
+
+/// The embedded ``JobStore``: one SQLite file, shared safely by any number of processes.
+///
+/// - One connection per process, in WAL mode with `synchronous=FULL`; statements of this
+///   process are serialised by an ``AsyncLock``, other processes by SQLite's own locking
+///   (`busy_timeout`).
+/// - Times are stored as integer milliseconds since the Unix epoch.
+/// - ``watch(queues:onEvent:)`` reports enqueues of this process at once and commits of other
+///   processes (the CLI) within ``changePollInterval``, by watching `PRAGMA data_version`.
+public final class SQLiteJobStore: JobStore {
+    /// How often ``watch(queues:onEvent:)`` checks the file for other processes' commits.
+    public let changePollInterval: Duration
+    public let path: String
+    let table: String
+    let connection: SQLiteConnection
+    let lock = AsyncLock()
+    private let logger: Logger
+    private let watchers = Mutex<[UUID: @Sendable (StoreEvent) -> Void]>([:])
+
+    private init(path: String, table: String, connection: SQLiteConnection, changePollInterval: Duration, logger: Logger) {
+        self.path = path
+        self.table = table
+        self.connection = connection
+        self.changePollInterval = changePollInterval
+        self.logger = logger
+    }
+
+    /// Opens (creating if needed) the database file at `path`.
+    ///
+    /// - Parameters:
+    ///   - table: the jobs table's name (letters, digits and `_`).
+    ///   - busyTimeout: how long a statement waits for another process's write lock.
+    public static func open(
+        path: String,
+        table: String = "coding_jobs",
+        busyTimeout: Duration = .seconds(10),
+        changePollInterval: Duration = .milliseconds(200),
+        logger: Logger = Logger(label: "worker.sqlite")
+    ) async throws -> SQLiteJobStore {
+        guard table.range(of: "^[A-Za-z_][A-Za-z0-9_]{0,62}$", options: .regularExpression) != nil else {
+            throw SQLiteJobStoreError.invalidTableName(table)
+        }
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw SQLiteJobStoreError.cannotOpen(path: path, reason: "the folder \(directory) does not exist")
+        }
+        let connection: SQLiteConnection
+        do {
+            connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+        } catch {
+            throw SQLiteJobStoreError.cannotOpen(path: path, reason: "\(error)")
+        }
+        do {
+            _ = try await connection.query("PRAGMA busy_timeout = \(Int(busyTimeout.inMilliseconds))", [])
+            _ = try await connection.query("PRAGMA journal_mode = WAL", [])
+            _ = try await connection.query("PRAGMA synchronous = FULL", [])
+        } catch {
+            try? await connection.close()
+            throw SQLiteJobStoreError.cannotOpen(path: path, reason: "\(error)")
+        }
+        return SQLiteJobStore(path: path, table: table, connection: connection, changePollInterval: changePollInterval, logger: logger)
+    }
+
+    // MARK: - Schema
+
+    public func migrate() async throws {
+        try await lock.withLock {
+            _ = try await connection.query("BEGIN IMMEDIATE", [])
+            do {
+                let current = try await connection.query("PRAGMA user_version", []).first?.columns.first?.data.integer ?? 0
+                if current > SQLiteSchema.version {
+                    throw JobStoreError.schemaTooNew(found: Int(current), supported: SQLiteSchema.version)
+                }
+                let migrations = SQLiteSchema.migrations(table: table)
+                for version in (Int(current) + 1)...max(SQLiteSchema.version, Int(current) + 1) where version <= SQLiteSchema.version {
+                    for statement in migrations[version] ?? [] {
+                        _ = try await connection.query(statement, [])
+                    }
+                    _ = try await connection.query("PRAGMA user_version = \(version)", [])
+                    logger.info("Applied schema migration", metadata: ["version": .stringConvertible(version), "table": .string(table)])
+                }
+                _ = try await connection.query("COMMIT", [])
+            } catch {
+                _ = try? await connection.query("ROLLBACK", [])
+                throw error
+            }
+        }
+    }
+
+    // MARK: - Producing
+
+    public func enqueue(_ jobs: [NewJob]) async throws -> [UUID] {
+        guard !jobs.isEmpty else { return [] }
+        for job in jobs { try job.validate() }
+        let now = Self.milliseconds(Date())
+        let ids = jobs.map { _ in UUID() }
+        // One multi-row INSERT per chunk, all chunks in one transaction: all or nothing.
+        let chunkSize = 500
+        try await lock.withLock {
+            _ = try await connection.query("BEGIN IMMEDIATE", [])
+            do {
+                for start in stride(from: 0, to: jobs.count, by: chunkSize) {
+                    let end = min(start + chunkSize, jobs.count)
+                    var binds: [SQLiteData] = []
+                    binds.reserveCapacity((end - start) * 10)
+                    var rows: [String] = []
+                    for index in start..<end {
+                        let job = jobs[index]
+                        let base = binds.count
+                        let placeholders: [String] = (1...10).map { (offset: Int) -> String in "?\(base + offset)" }
+                        rows.append("(" + placeholders.joined(separator: ",") + ")")
+                        let sessionID: SQLiteData = job.sessionID.map { .text($0.uuidString.lowercased()) } ?? .null
+                        let runAt: Int = job.runAt.map(Self.milliseconds) ?? now
+                        binds += [
+                            .text(ids[index].uuidString.lowercased()),
+                            .text(job.queue),
+                            sessionID,
+                            .text(job.prompt),
+                            .text(job.payload),
+                            .integer(job.priority),
+                            .integer(runAt),
+                            .integer(job.maxAttempts),
+                            .integer(now),
+                            .text(JobStatus.pending.rawValue),
+                        ]
+                    }
+                    _ = try await connection.query(
+                        """
+                        INSERT INTO "\(table)" (id, queue, session_id, prompt, payload, priority, run_at, max_attempts, created_at, status)
+                        VALUES \(rows.joined(separator: ","))
+                        """,
+                        binds
+                    )
+                }
+                _ = try await connection.query("COMMIT", [])
+            } catch {
+                _ = try? await connection.query("ROLLBACK", [])
+                throw error
+            }
+        }
+        notify(.jobsAvailable)
+        return ids
+    }
+
+    // MARK: - Working
+
+    public func claim(queues: [String], limit: Int, workerID: String, leaseDuration: Duration) async throws -> [ClaimedJob] {
+        guard limit > 0, !queues.isEmpty else { return [] }
+        let now = Self.milliseconds(Date())
+        let expires = now + Int(leaseDuration.inMilliseconds)
+        let queueList = queues.indices.map { "?\($0 + 5)" }.joined(separator: ",")
+        let rows = try await lock.withLock {
+            try await connection.query(
+                """
+                UPDATE "\(table)" SET status = 'processing', attempts = attempts + 1, locked_by = ?1,
+                    lease_expires_at = ?2, started_at = ?3
+                WHERE id IN (
+                    SELECT id FROM "\(table)"
+                    WHERE status = 'pending' AND run_at <= ?3 AND queue IN (\(queueList))
+                    ORDER BY priority DESC, run_at, created_at
+                    LIMIT ?4
+                )
+                RETURNING \(SQLiteSchema.columns)
+                """,
+                [.text(workerID), .integer(expires), .integer(now), .integer(limit)] + queues.map { .text($0) }
+            )
+        }
+        var claimed: [ClaimedJob] = []
+        claimed.reserveCapacity(rows.count)
+        for row in rows {
+            do {
+                let job = try Self.decode(row)
+                claimed.append(ClaimedJob(job: job, lease: Lease(jobID: job.id, workerID: workerID, attempt: job.attempts, expiresAt: Self.date(expires))))
+            } catch {
+                try await failUndecodable(row: row, error: error)
+            }
+        }
+        claimed.sort { a, b in
+            if a.job.priority != b.job.priority { return a.job.priority > b.job.priority }
+            if a.job.runAt != b.job.runAt { return a.job.runAt < b.job.runAt }
+            return a.job.createdAt < b.job.createdAt
+        }
+        return claimed
+    }
+
+    /// A claimed row that cannot be read as a job is failed at once, so it is never claimed again.
+    private func failUndecodable(row: SQLiteRow, error: any Error) async throws {
+        let id = row.column("id")?.string ?? "?"
+        let message = "\(error)"
+        logger.error("Job row cannot be read; marking it failed", metadata: ["jobId": .string(id), "error": .string(message)])
+        try await lock.withLock {
+            _ = try await connection.query(
+                """
+                UPDATE "\(table)" SET status = 'failed', last_error = ?2, completed_at = ?3, locked_by = NULL, lease_expires_at = NULL
+                WHERE id = ?1
+                """,
+                [.text(id), .text(message), .integer(Self.milliseconds(Date()))]
+            )
+        }
+    }
+
+    public func renew(_ leases: [Lease], duration: Duration) async throws -> [UUID: LeaseState] {
+        guard !leases.isEmpty else { return [:] }
+        let expires = Self.milliseconds(Date()) + Int(duration.inMilliseconds)
+        return try await lock.withLock {
+            var states: [UUID: LeaseState] = [:]
+            for lease in leases {
+                let rows = try await connection.query(
+                    """
+                    UPDATE "\(table)" SET lease_expires_at = ?1
+                    WHERE id = ?2 AND status = 'processing' AND locked_by = ?3 AND attempts = ?4
+                    RETURNING id
+                    """,
+                    [.integer(expires), .text(lease.jobID.uuidString.lowercased()), .text(lease.workerID), .integer(lease.attempt)]
+                )
+                if !rows.isEmpty {
+                    states[lease.jobID] = .held
+                    continue
+                }
+                let status = try await connection.query(
+                    "SELECT status FROM \"\(table)\" WHERE id = ?1",
+                    [.text(lease.jobID.uuidString.lowercased())]
+                ).first?.column("status")?.string
+                states[lease.jobID] = status == JobStatus.cancelled.rawValue ? .cancelled : .lost
+            }
+            return states
+        }
+    }
+
+    public func record(_ completions: [JobCompletion]) async throws -> [Bool] {
+        guard !completions.isEmpty else { return [] }
+        let now = Self.milliseconds(Date())
+        return try await lock.withLock {
+            _ = try await connection.query("BEGIN IMMEDIATE", [])
+            do {
+                var applied: [Bool] = []
+                applied.reserveCapacity(completions.count)
+                for completion in completions {
+                    let (assignments, binds) = Self.assignments(for: completion.outcome, now: now)
+                    let lease = completion.lease
+                    let rows = try await connection.query(
+                        """
+                        UPDATE "\(table)" SET \(assignments), locked_by = NULL, lease_expires_at = NULL
+                        WHERE id = ?1 AND status = 'processing' AND locked_by = ?2 AND attempts = ?3
+                        RETURNING id
+                        """,
+                        [.text(lease.jobID.uuidString.lowercased()), .text(lease.workerID), .integer(lease.attempt)] + binds
+                    )
+                    applied.append(!rows.isEmpty)
+                }
+                _ = try await connection.query("COMMIT", [])
+                return applied
+            } catch {
+                _ = try? await connection.query("ROLLBACK", [])
+                throw error
+            }
+        }
+    }
+
+    /// The `SET` list and its binds (numbered from `?4`) for one outcome.
+    private static func assignments(for outcome: JobOutcome, now: Int) -> (String, [SQLiteData]) {
+        switch outcome {
+        case .completed(let result):
+            ("status = 'completed', result = ?4, completed_at = ?5", [.text(result), .integer(now)])
+        case .retry(let error, let delay):
+            ("status = 'pending', last_error = ?4, run_at = ?5", [.text(error), .integer(now + Int(delay.inMilliseconds))])
+        case .failed(let error):
+            ("status = 'failed', last_error = ?4, completed_at = ?5", [.text(error), .integer(now)])
+        case .released:
+            ("status = 'pending', attempts = attempts - 1", [])
+        }
+    }
+
+    public func rescueExpiredLeases() async throws -> [RescuedJob] {
+        let now = Self.milliseconds(Date())
+        return try await lock.withLock {
+            _ = try await connection.query("BEGIN IMMEDIATE", [])
+            do {
+                let expired = try await connection.query(
+                    """
+                    SELECT id, locked_by, attempts, max_attempts FROM "\(table)"
+                    WHERE status = 'processing' AND lease_expires_at < ?1
+                    """,
+                    [.integer(now)]
+                )
+                var rescued: [RescuedJob] = []
+                for row in expired {
+                    guard let idText = row.column("id")?.string else { continue }
+                    let attempts = Int(row.column("attempts")?.integer ?? 0)
+                    let maxAttempts = Int(row.column("max_attempts")?.integer ?? 1)
+                    let worker = row.column("locked_by")?.string
+                    let newStatus: JobStatus = attempts >= maxAttempts ? .failed : .pending
+                    let error = "lease expired: worker \(worker ?? "unknown") stopped renewing it during attempt \(attempts)"
+                    _ = try await connection.query(
+                        """
+                        UPDATE "\(table)" SET status = ?2, last_error = ?3, locked_by = NULL, lease_expires_at = NULL,
+                            completed_at = CASE WHEN ?2 = 'failed' THEN ?4 ELSE NULL END
+                        WHERE id = ?1 AND status = 'processing' AND lease_expires_at < ?4
+                        """,
+                        [.text(idText), .text(newStatus.rawValue), .text(error), .integer(now)]
+                    )
+                    rescued.append(RescuedJob(id: UUID(uuidString: idText) ?? UUID(), previousWorker: worker, attempt: attempts, newStatus: newStatus))
+                }
+                _ = try await connection.query("COMMIT", [])
+                return rescued
+            } catch {
+                _ = try? await connection.query("ROLLBACK", [])
+                throw error
+            }
+        }
+    }
+
+    // MARK: - Administration
+
+    public func job(id: UUID) async throws -> Job? {
+        let rows = try await lock.withLock {
+            try await connection.query(
+                "SELECT \(SQLiteSchema.columns) FROM \"\(table)\" WHERE id = ?1",
+                [.text(id.uuidString.lowercased())]
+            )
+        }
+        return try rows.first.map(Self.decode)
+    }
+
+    public func jobs(matching filter: JobFilter) async throws -> [Job] {
+        let rows = try await lock.withLock {
+            try await connection.query(
+                """
+                SELECT \(SQLiteSchema.columns) FROM "\(table)"
+                WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR queue = ?2)
+                ORDER BY created_at DESC, id LIMIT ?3
+                """,
+                [
+                    filter.status.map { .text($0.rawValue) } ?? .null,
+                    filter.queue.map { .text($0) } ?? .null,
+                    .integer(max(0, filter.limit)),
+                ]
+            )
+        }
+        return try rows.map(Self.decode)
+    }
+
+    public func cancel(id: UUID) async throws -> Job {
+        let now = Self.milliseconds(Date())
+        let job = try await transition(
+            id: id,
+            action: "cancel",
+            sql: """
+                UPDATE "\(table)" SET status = 'cancelled', completed_at = ?2, lease_expires_at = NULL
+                WHERE id = ?1 AND status IN ('pending', 'processing')
+                RETURNING \(SQLiteSchema.columns)
+                """,
+            binds: [.integer(now)]
+        )
+        notify(.jobCancelled(id))
+        return job
+    }
+
+    public func retry(id: UUID) async throws -> Job {
+        let now = Self.milliseconds(Date())
+        let job = try await transition(
+            id: id,
+            action: "retry",
+            sql: """
+                UPDATE "\(table)" SET status = 'pending', run_at = ?2, completed_at = NULL, locked_by = NULL,
+                    lease_expires_at = NULL, max_attempts = MAX(max_attempts, attempts + 1)
+                WHERE id = ?1 AND status IN ('failed', 'cancelled', 'completed')
+                RETURNING \(SQLiteSchema.columns)
+                """,
+            binds: [.integer(now)]
+        )
+        notify(.jobsAvailable)
+        return job
+    }
+
+    /// Runs a conditional state change; explains why when no row changed.
+    private func transition(id: UUID, action: String, sql: String, binds: [SQLiteData]) async throws -> Job {
+        let rows = try await lock.withLock {
+            try await connection.query(sql, [.text(id.uuidString.lowercased())] + binds)
+        }
+        if let row = rows.first { return try Self.decode(row) }
+        guard let current = try await job(id: id) else { throw JobStoreError.jobNotFound(id) }
+        throw JobStoreError.invalidTransition(id: id, from: current.status, action: action)
+    }
+
+    public func stats() async throws -> QueueStats {
+        let now = Self.milliseconds(Date())
+        let rows = try await lock.withLock {
+            try await connection.query(
+                """
+                SELECT status, COUNT(*) AS count,
+                    MIN(CASE WHEN status = 'pending' AND run_at <= ?1 THEN run_at END) AS oldest_due
+                FROM "\(table)" GROUP BY status
+                """,
+                [.integer(now)]
+            )
+        }
+        var stats = QueueStats()
+        for row in rows {
+            let count = Int(row.column("count")?.integer ?? 0)
+            switch row.column("status")?.string.flatMap(JobStatus.init(rawValue:)) {
+            case .pending:
+                stats.pending = count
+                if let oldest = row.column("oldest_due")?.integer {
+                    stats.oldestPendingAgeSeconds = max(0, Double(now - oldest) / 1000)
+                }
+            case .processing: stats.processing = count
+            case .completed: stats.completed = count
+            case .failed: stats.failed = count
+            case .cancelled: stats.cancelled = count
+            case nil: break
+            }
+        }
+        return stats
+    }
+
+    public func ping() async throws {
+        _ = try await lock.withLock { try await connection.query("SELECT 1", []) }
+    }
+
+    // MARK: - Notifications
+
+    public func watch(queues: [String], onEvent: @escaping @Sendable (StoreEvent) -> Void) async throws {
+        let token = UUID()
+        watchers.withLock { $0[token] = onEvent }
+        defer { _ = watchers.withLock { $0.removeValue(forKey: token) } }
+        var lastVersion: Int?
+        while !Task.isCancelled {
+            // `data_version` changes when another connection (process) commits to the file.
+            let version = try await lock.withLock {
+                try await connection.query("PRAGMA data_version", []).first?.columns.first?.data.integer
+            }
+            if let lastVersion, version != lastVersion { onEvent(.jobsAvailable) }
+            lastVersion = version
+            do { try await Task.sleep(for: changePollInterval) } catch { return }
+        }
+    }
+
+    private func notify(_ event: StoreEvent) {
+        for watcher in watchers.withLock({ Array($0.values) }) { watcher(event) }
+    }
+
+    public func close() async throws {
+        try await lock.withLock { try await connection.close() }
+    }
+
+    // MARK: - Rows
+
+    static func milliseconds(_ date: Date) -> Int {
+        Int((date.timeIntervalSince1970 * 1000).rounded())
+    }
+
+    static func date(_ milliseconds: Int) -> Date {
+        Date(timeIntervalSince1970: Double(milliseconds) / 1000)
+    }
+
+    static func decode(_ row: SQLiteRow) throws -> Job {
+        let rawID = row.column("id")?.string ?? "?"
+        func fail(_ reason: String) -> JobStoreError { .corruptRow(id: rawID, reason: reason) }
+        func text(_ name: String) throws -> String {
+            guard let value = row.column(name)?.string, row.column(name)?.isNull == false else { throw fail("\(name) is NULL") }
+            return value
+        }
+        func integer(_ name: String) throws -> Int {
+            guard let data = row.column(name), case .integer(let value) = data else { throw fail("\(name) is not an integer") }
+            return value
+        }
+        func optionalInteger(_ name: String) throws -> Int? {
+            guard let data = row.column(name), !data.isNull else { return nil }
+            guard case .integer(let value) = data else { throw fail("\(name) is not an integer") }
+            return value
+        }
+        func optionalText(_ name: String) -> String? {
+            guard let data = row.column(name), !data.isNull else { return nil }
+            return data.string
+        }
+        guard let id = UUID(uuidString: rawID) else { throw fail("id is not a UUID") }
+        let statusText = try text("status")
+        guard let status = JobStatus(rawValue: statusText) else { throw fail("unknown status \(statusText)") }
+        var sessionID: UUID?
+        if let rawSession = optionalText("session_id") {
+            guard let parsed = UUID(uuidString: rawSession) else { throw fail("session_id is not a UUID") }
+            sessionID = parsed
+        }
+        return Job(
+            id: id,
+            queue: try text("queue"),
+            sessionID: sessionID,
+            prompt: try text("prompt"),
+            payload: try text("payload"),
+            status: status,
+            priority: Int(try integer("priority")),
+            runAt: date(try integer("run_at")),
+            attempts: Int(try integer("attempts")),
+            maxAttempts: Int(try integer("max_attempts")),
+            lastError: optionalText("last_error"),
+            result: optionalText("result"),
+            createdAt: date(try integer("created_at")),
+            startedAt: try optionalInteger("started_at").map(date),
+            completedAt: try optionalInteger("completed_at").map(date),
+            lockedBy: optionalText("locked_by"),
+            leaseExpiresAt: try optionalInteger("lease_expires_at").map(date)
+        )
+    }
+}
+
+/// Errors opening the SQLite store.
+public enum SQLiteJobStoreError: Error, CustomStringConvertible {
+    case invalidTableName(String)
+    case cannotOpen(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .invalidTableName(let name):
+            "invalid table name \"\(name)\": use letters, digits and _ (at most 63), not starting with a digit"
+        case .cannotOpen(let path, let reason):
+            "cannot open SQLite database \(path): \(reason)"
+        }
+    }
+}
+
+extension SQLiteJobStore {
+    /// Runs one raw SQL statement (tests, and rows inserted by hand).
+    func rawExecute(_ sql: String) async throws {
+        _ = try await lock.withLock { try await connection.query(sql, []) }
+    }
+}

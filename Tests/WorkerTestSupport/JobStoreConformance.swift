@@ -1,0 +1,343 @@
+import Foundation
+import Testing
+import WorkerCore
+
+/// One case of the shared ``JobStore`` conformance suite.
+public struct ConformanceCase: Sendable, CustomTestStringConvertible {
+    public let name: String
+    let body: @Sendable (any JobStore) async throws -> Void
+
+    public var testDescription: String { name }
+
+    /// Runs the case against a fresh, migrated, empty store.
+    public func run(on store: any JobStore) async throws {
+        try await body(store)
+    }
+}
+
+/// The queue semantics every driver must have, written once and run unchanged against each
+/// driver's test target (`@Test(arguments: JobStoreConformance.cases)`).
+public enum JobStoreConformance {
+    public static let cases: [ConformanceCase] = [
+        ConformanceCase(name: "enqueue stores every field and fills defaults", body: enqueueStoresFields),
+        ConformanceCase(name: "invalid jobs are rejected and nothing is written", body: invalidJobsRejected),
+        ConformanceCase(name: "many concurrent claimers never get the same job", body: claimExclusivity),
+        ConformanceCase(name: "claims by priority, then run_at, then age; never before run_at", body: claimOrdering),
+        ConformanceCase(name: "claims only from the requested queues", body: claimQueues),
+        ConformanceCase(name: "completion records the result and clears the lease", body: completion),
+        ConformanceCase(name: "a retry waits for its backoff and counts attempts", body: retryBackoff),
+        ConformanceCase(name: "the last allowed attempt fails the job with its error", body: maxAttemptsFails),
+        ConformanceCase(name: "a released job is pending again with its attempt not counted", body: releaseNotCounted),
+        ConformanceCase(name: "an expired lease returns the job, or fails it when attempts are used up", body: leaseExpiry),
+        ConformanceCase(name: "renewal keeps a lease alive", body: renewalKeepsLease),
+        ConformanceCase(name: "a stale lease holder's late writes change nothing", body: staleLeaseIgnored),
+        ConformanceCase(name: "rescue never touches a finished job", body: rescueSkipsFinished),
+        ConformanceCase(name: "cancel stops pending and running jobs and refuses finished ones", body: cancel),
+        ConformanceCase(name: "retry makes a failed job pending with an attempt left", body: retryCommand),
+        ConformanceCase(name: "stats count every state and the oldest due pending job", body: stats),
+        ConformanceCase(name: "listing filters by status and queue, newest first", body: listing),
+        ConformanceCase(name: "watch reports an enqueue at once", body: watchReportsEnqueue),
+    ]
+
+    static let worker = "worker-a"
+
+    static func claimOne(_ store: any JobStore, worker: String = worker, lease: Duration = .seconds(30), queues: [String] = ["default"]) async throws -> ClaimedJob {
+        let claimed = try await store.claim(queues: queues, limit: 1, workerID: worker, leaseDuration: lease)
+        return try #require(claimed.first)
+    }
+
+    // MARK: - Cases
+
+    static func enqueueStoresFields(_ store: any JobStore) async throws {
+        let session = UUID()
+        let runAt = Date(timeIntervalSinceNow: -60)
+        let ids = try await store.enqueue([
+            NewJob(prompt: "héllo ✓", queue: "q1", sessionID: session, payload: #"{"a":[1,2],"b":"x"}"#, priority: 7, runAt: runAt, maxAttempts: 5),
+            NewJob(prompt: "plain"),
+        ])
+        #expect(ids.count == 2)
+        let job = try #require(try await store.job(id: ids[0]))
+        #expect(job.id == ids[0])
+        #expect(job.prompt == "héllo ✓")
+        #expect(job.queue == "q1")
+        #expect(job.sessionID == session)
+        let payload = try JSONSerialization.jsonObject(with: Data(job.payload.utf8)) as? [String: Any]
+        #expect(payload?["b"] as? String == "x")
+        #expect(job.priority == 7)
+        #expect(abs(job.runAt.timeIntervalSince(runAt)) < 0.002)
+        #expect(job.maxAttempts == 5)
+        #expect(job.status == .pending)
+        #expect(job.attempts == 0)
+        #expect(job.lockedBy == nil && job.leaseExpiresAt == nil && job.result == nil && job.lastError == nil)
+        let plain = try #require(try await store.job(id: ids[1]))
+        #expect(plain.queue == "default" && plain.sessionID == nil && plain.priority == 0 && plain.maxAttempts == 3)
+        #expect(abs(plain.createdAt.timeIntervalSinceNow) < 60)
+        #expect(try await store.job(id: UUID()) == nil)
+    }
+
+    static func invalidJobsRejected(_ store: any JobStore) async throws {
+        for bad in [
+            NewJob(prompt: "x", payload: "[1,2]"),
+            NewJob(prompt: "x", payload: "not json"),
+            NewJob(prompt: "x", queue: ""),
+            NewJob(prompt: "x", maxAttempts: 0),
+        ] {
+            await #expect(throws: JobStoreError.self) {
+                _ = try await store.enqueue([NewJob(prompt: "good"), bad])
+            }
+        }
+        #expect(try await store.stats().total == 0)
+    }
+
+    static func claimExclusivity(_ store: any JobStore) async throws {
+        let count = 300
+        _ = try await store.enqueue((0..<count).map { NewJob(prompt: "job \($0)") })
+        let claimed = try await withThrowingTaskGroup(of: [UUID].self) { group in
+            for claimer in 0..<8 {
+                group.addTask {
+                    var mine: [UUID] = []
+                    while true {
+                        let batch = try await store.claim(queues: ["default"], limit: 7, workerID: "claimer-\(claimer)", leaseDuration: .seconds(30))
+                        if batch.isEmpty { return mine }
+                        for job in batch {
+                            #expect(job.lease.workerID == "claimer-\(claimer)")
+                            #expect(job.job.status == .processing && job.job.attempts == 1 && job.lease.attempt == 1)
+                        }
+                        mine += batch.map(\.job.id)
+                    }
+                }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        #expect(claimed.count == count)
+        #expect(Set(claimed).count == count)
+        let stats = try await store.stats()
+        #expect(stats.processing == count && stats.pending == 0)
+    }
+
+    static func claimOrdering(_ store: any JobStore) async throws {
+        let now = Date()
+        let ids = try await store.enqueue([
+            NewJob(prompt: "low-old", priority: 0, runAt: now.addingTimeInterval(-30)),
+            NewJob(prompt: "high-late", priority: 5, runAt: now.addingTimeInterval(-10)),
+            NewJob(prompt: "high-early", priority: 5, runAt: now.addingTimeInterval(-20)),
+            NewJob(prompt: "future", priority: 9, runAt: now.addingTimeInterval(3600)),
+            NewJob(prompt: "low-new", priority: 0, runAt: now.addingTimeInterval(-5)),
+        ])
+        let batch = try await store.claim(queues: ["default"], limit: 2, workerID: worker, leaseDuration: .seconds(30))
+        #expect(batch.map(\.job.prompt) == ["high-early", "high-late"])
+        let rest = try await store.claim(queues: ["default"], limit: 10, workerID: worker, leaseDuration: .seconds(30))
+        #expect(rest.map(\.job.prompt) == ["low-old", "low-new"])
+        #expect(try await store.job(id: ids[3])?.status == .pending)
+        #expect(try await store.claim(queues: ["default"], limit: 10, workerID: worker, leaseDuration: .seconds(30)).isEmpty)
+    }
+
+    static func claimQueues(_ store: any JobStore) async throws {
+        _ = try await store.enqueue([NewJob(prompt: "a", queue: "alpha"), NewJob(prompt: "b", queue: "beta"), NewJob(prompt: "c", queue: "gamma")])
+        let claimed = try await store.claim(queues: ["alpha", "gamma"], limit: 10, workerID: worker, leaseDuration: .seconds(30))
+        #expect(Set(claimed.map(\.job.prompt)) == ["a", "c"])
+        #expect(try await store.claim(queues: ["default"], limit: 10, workerID: worker, leaseDuration: .seconds(30)).isEmpty)
+    }
+
+    static func completion(_ store: any JobStore) async throws {
+        let id = try await store.enqueue([NewJob(prompt: "p")])[0]
+        let claimed = try await claimOne(store)
+        #expect(claimed.job.id == id)
+        let running = try #require(try await store.job(id: id))
+        #expect(running.status == .processing && running.lockedBy == worker && running.leaseExpiresAt != nil && running.startedAt != nil)
+        let applied = try await store.record([JobCompletion(lease: claimed.lease, outcome: .completed(result: #"{"ok":true}"#))])
+        #expect(applied == [true])
+        let done = try #require(try await store.job(id: id))
+        #expect(done.status == .completed)
+        #expect(done.result?.replacingOccurrences(of: " ", with: "") == #"{"ok":true}"#)
+        #expect(done.completedAt != nil && done.lockedBy == nil && done.leaseExpiresAt == nil && done.attempts == 1)
+        // A second write for the same lease changes nothing.
+        #expect(try await store.record([JobCompletion(lease: claimed.lease, outcome: .failed(error: "late"))]) == [false])
+        #expect(try await store.job(id: id)?.status == .completed)
+    }
+
+    static func retryBackoff(_ store: any JobStore) async throws {
+        let id = try await store.enqueue([NewJob(prompt: "p", maxAttempts: 3)])[0]
+        let first = try await claimOne(store)
+        #expect(try await store.record([JobCompletion(lease: first.lease, outcome: .retry(error: "boom 1", delay: .milliseconds(600)))]) == [true])
+        let waiting = try #require(try await store.job(id: id))
+        #expect(waiting.status == .pending && waiting.attempts == 1 && waiting.lastError == "boom 1" && waiting.lockedBy == nil)
+        #expect(waiting.runAt > Date().addingTimeInterval(0.2))
+        #expect(try await store.claim(queues: ["default"], limit: 1, workerID: worker, leaseDuration: .seconds(30)).isEmpty)
+        try await Task.sleep(for: .milliseconds(800))
+        let second = try await claimOne(store)
+        #expect(second.job.id == id && second.lease.attempt == 2 && second.job.attempts == 2)
+    }
+
+    static func maxAttemptsFails(_ store: any JobStore) async throws {
+        let policy = RetryPolicy(base: .milliseconds(1), maximum: .milliseconds(1), jitter: 0)
+        let id = try await store.enqueue([NewJob(prompt: "p", maxAttempts: 2)])[0]
+        for attempt in 1...2 {
+            let claimed = try await claimOne(store)
+            #expect(claimed.lease.attempt == attempt)
+            let outcome = policy.outcome(forFailedAttempt: attempt, maxAttempts: 2, error: "boom \(attempt)")
+            #expect(try await store.record([JobCompletion(lease: claimed.lease, outcome: outcome)]) == [true])
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let job = try #require(try await store.job(id: id))
+        #expect(job.status == .failed && job.attempts == 2 && job.lastError == "boom 2" && job.completedAt != nil)
+        #expect(try await store.claim(queues: ["default"], limit: 1, workerID: worker, leaseDuration: .seconds(30)).isEmpty)
+    }
+
+    static func releaseNotCounted(_ store: any JobStore) async throws {
+        let id = try await store.enqueue([NewJob(prompt: "p")])[0]
+        let claimed = try await claimOne(store)
+        #expect(try await store.record([JobCompletion(lease: claimed.lease, outcome: .released)]) == [true])
+        let job = try #require(try await store.job(id: id))
+        #expect(job.status == .pending && job.attempts == 0 && job.lockedBy == nil && job.leaseExpiresAt == nil)
+        #expect(try await claimOne(store).lease.attempt == 1)
+    }
+
+    static func leaseExpiry(_ store: any JobStore) async throws {
+        let ids = try await store.enqueue([NewJob(prompt: "retryable", maxAttempts: 3), NewJob(prompt: "last", maxAttempts: 1)])
+        let claimed = try await store.claim(queues: ["default"], limit: 2, workerID: "dead-worker", leaseDuration: .milliseconds(200))
+        #expect(claimed.count == 2)
+        #expect(try await store.rescueExpiredLeases().isEmpty)
+        try await Task.sleep(for: .milliseconds(400))
+        let rescued = try await store.rescueExpiredLeases()
+        #expect(Set(rescued.map(\.id)) == Set(ids))
+        #expect(rescued.allSatisfy { $0.previousWorker == "dead-worker" && $0.attempt == 1 })
+        let retryable = try #require(try await store.job(id: ids[0]))
+        #expect(retryable.status == .pending && retryable.attempts == 1 && retryable.lockedBy == nil)
+        #expect(retryable.lastError?.contains("lease expired") == true)
+        let last = try #require(try await store.job(id: ids[1]))
+        #expect(last.status == .failed && last.lastError?.contains("lease expired") == true)
+        let again = try await claimOne(store, worker: "live-worker")
+        #expect(again.job.id == ids[0] && again.lease.attempt == 2)
+        #expect(try await store.rescueExpiredLeases().isEmpty)
+    }
+
+    static func renewalKeepsLease(_ store: any JobStore) async throws {
+        let id = try await store.enqueue([NewJob(prompt: "p")])[0]
+        let claimed = try await claimOne(store, lease: .milliseconds(300))
+        #expect(try await store.renew([claimed.lease], duration: .seconds(5)) == [id: .held])
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(try await store.rescueExpiredLeases().isEmpty)
+        #expect(try await store.job(id: id)?.status == .processing)
+        var foreign = claimed.lease
+        foreign.workerID = "someone-else"
+        #expect(try await store.renew([foreign], duration: .seconds(5)) == [id: .lost])
+    }
+
+    static func staleLeaseIgnored(_ store: any JobStore) async throws {
+        let id = try await store.enqueue([NewJob(prompt: "p")])[0]
+        let stale = try await claimOne(store, worker: "paused-worker", lease: .milliseconds(150))
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await store.rescueExpiredLeases().map(\.id) == [id])
+        let fresh = try await claimOne(store, worker: "new-worker")
+        #expect(fresh.lease.attempt == 2)
+        // The paused worker wakes up and writes late: nothing changes.
+        #expect(try await store.record([JobCompletion(lease: stale.lease, outcome: .completed(result: #"{"stale":true}"#))]) == [false])
+        #expect(try await store.record([JobCompletion(lease: stale.lease, outcome: .released)]) == [false])
+        #expect(try await store.renew([stale.lease], duration: .seconds(30)) == [id: .lost])
+        let running = try #require(try await store.job(id: id))
+        #expect(running.status == .processing && running.lockedBy == "new-worker" && running.attempts == 2)
+        #expect(try await store.record([JobCompletion(lease: fresh.lease, outcome: .completed(result: #"{"fresh":true}"#))]) == [true])
+        #expect(try await store.job(id: id)?.result?.contains("fresh") == true)
+    }
+
+    static func rescueSkipsFinished(_ store: any JobStore) async throws {
+        let id = try await store.enqueue([NewJob(prompt: "p")])[0]
+        let claimed = try await claimOne(store, lease: .milliseconds(100))
+        #expect(try await store.record([JobCompletion(lease: claimed.lease, outcome: .completed(result: "{}"))]) == [true])
+        try await Task.sleep(for: .milliseconds(250))
+        #expect(try await store.rescueExpiredLeases().isEmpty)
+        #expect(try await store.job(id: id)?.status == .completed)
+    }
+
+    static func cancel(_ store: any JobStore) async throws {
+        let ids = try await store.enqueue([NewJob(prompt: "waiting"), NewJob(prompt: "running", priority: 5)])
+        let running = try await claimOne(store)
+        #expect(running.job.id == ids[1])
+        #expect(try await store.cancel(id: ids[0]).status == .cancelled)
+        #expect(try await store.cancel(id: ids[1]).status == .cancelled)
+        #expect(try await store.claim(queues: ["default"], limit: 5, workerID: worker, leaseDuration: .seconds(30)).isEmpty)
+        #expect(try await store.renew([running.lease], duration: .seconds(30)) == [ids[1]: .cancelled])
+        #expect(try await store.record([JobCompletion(lease: running.lease, outcome: .completed(result: "{}"))]) == [false])
+        #expect(try await store.job(id: ids[1])?.status == .cancelled)
+        await #expect(throws: JobStoreError.invalidTransition(id: ids[0], from: .cancelled, action: "cancel")) {
+            _ = try await store.cancel(id: ids[0])
+        }
+        let missing = UUID()
+        await #expect(throws: JobStoreError.jobNotFound(missing)) { _ = try await store.cancel(id: missing) }
+    }
+
+    static func retryCommand(_ store: any JobStore) async throws {
+        let id = try await store.enqueue([NewJob(prompt: "p", maxAttempts: 1)])[0]
+        await #expect(throws: JobStoreError.invalidTransition(id: id, from: .pending, action: "retry")) {
+            _ = try await store.retry(id: id)
+        }
+        let claimed = try await claimOne(store)
+        #expect(try await store.record([JobCompletion(lease: claimed.lease, outcome: .failed(error: "boom"))]) == [true])
+        let retried = try await store.retry(id: id)
+        #expect(retried.status == .pending && retried.maxAttempts >= 2 && retried.completedAt == nil)
+        let again = try await claimOne(store)
+        #expect(again.job.id == id && again.lease.attempt == 2)
+        let missing = UUID()
+        await #expect(throws: JobStoreError.jobNotFound(missing)) { _ = try await store.retry(id: missing) }
+    }
+
+    static func stats(_ store: any JobStore) async throws {
+        #expect(try await store.stats() == QueueStats())
+        let ids = try await store.enqueue(
+            (0..<6).map { NewJob(prompt: "s\($0)", runAt: Date(timeIntervalSinceNow: -Double(10 * ($0 + 1)))) }
+                + [NewJob(prompt: "future", runAt: Date(timeIntervalSinceNow: 3600))]
+        )
+        let claimed = try await store.claim(queues: ["default"], limit: 4, workerID: worker, leaseDuration: .seconds(30))
+        #expect(claimed.count == 4)
+        _ = try await store.record([
+            JobCompletion(lease: claimed[0].lease, outcome: .completed(result: "{}")),
+            JobCompletion(lease: claimed[1].lease, outcome: .completed(result: "{}")),
+            JobCompletion(lease: claimed[2].lease, outcome: .failed(error: "x")),
+        ])
+        _ = try await store.cancel(id: ids[6])
+        let stats = try await store.stats()
+        #expect(stats.pending == 2 && stats.processing == 1 && stats.completed == 2 && stats.failed == 1 && stats.cancelled == 1)
+        #expect(stats.successRate == 66.67)
+        // The oldest due pending job is s1 (run_at 20 s ago); the ones claimed first were older.
+        let age = try #require(stats.oldestPendingAgeSeconds)
+        #expect(age >= 19 && age < 40)
+    }
+
+    static func listing(_ store: any JobStore) async throws {
+        for index in 0..<5 {
+            _ = try await store.enqueue([NewJob(prompt: "j\(index)", queue: index.isMultiple(of: 2) ? "even" : "odd")])
+            try await Task.sleep(for: .milliseconds(3))
+        }
+        let all = try await store.jobs(matching: JobFilter(limit: 3))
+        #expect(all.map(\.prompt) == ["j4", "j3", "j2"])
+        let odd = try await store.jobs(matching: JobFilter(queue: "odd"))
+        #expect(odd.map(\.prompt) == ["j3", "j1"])
+        _ = try await store.claim(queues: ["even"], limit: 1, workerID: worker, leaseDuration: .seconds(30))
+        let processing = try await store.jobs(matching: JobFilter(status: .processing))
+        #expect(processing.map(\.prompt) == ["j0"])
+    }
+
+    static func watchReportsEnqueue(_ store: any JobStore) async throws {
+        let (events, continuation) = AsyncStream.makeStream(of: StoreEvent.self)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await store.watch(queues: ["default"]) { continuation.yield($0) }
+                continuation.finish()
+            }
+            // Give the watcher a moment to subscribe, then enqueue.
+            try await Task.sleep(for: .milliseconds(300))
+            _ = try await store.enqueue([NewJob(prompt: "wake")])
+            let clock = ContinuousClock()
+            let start = clock.now
+            var sawEvent = false
+            for await event in events where event == .jobsAvailable {
+                sawEvent = true
+                break
+            }
+            #expect(sawEvent)
+            #expect(clock.now - start < .seconds(2))
+            group.cancelAll()
+        }
+    }
+}
