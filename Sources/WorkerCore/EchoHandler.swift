@@ -29,20 +29,23 @@ public struct EchoHandler: JobHandler {
         var sleepMs = 0
         var failTimes = 0
 
-        init(payload: String) throws {
-            // The common case, an empty payload, needs no parsing.
-            guard payload.count > 2, payload.contains("sleepMs") || payload.contains("failTimes") else { return }
-            let object = try? JSONSerialization.jsonObject(with: Data(payload.utf8)) as? [String: Any]
-            sleepMs = try Self.integer(object?["sleepMs"], key: "sleepMs")
-            failTimes = try Self.integer(object?["failTimes"], key: "failTimes")
+        private struct Keys: Decodable {
+            var sleepMs: Int?
+            var failTimes: Int?
         }
 
-        static func integer(_ value: Any?, key: String) throws -> Int {
-            guard let value else { return 0 }
-            guard let number = value as? NSNumber, !(value is Bool), number.doubleValue >= 0,
-                  number.doubleValue < Double(Int32.max)
-            else { throw EchoHandlerError.invalidOption(key: key, value: "\(value)") }
-            return number.intValue
+        init(payload: String) throws {
+            // The common case, a payload without these keys, needs no parsing.
+            guard payload.contains("sleepMs") || payload.contains("failTimes") else { return }
+            let keys: Keys
+            do {
+                keys = try JSONDecoder().decode(Keys.self, from: Data(payload.utf8))
+            } catch {
+                throw EchoHandlerError.invalidOptions(payload: String(payload.prefix(200)))
+            }
+            sleepMs = keys.sleepMs ?? 0
+            failTimes = keys.failTimes ?? 0
+            if sleepMs < 0 || failTimes < 0 { throw EchoHandlerError.invalidOptions(payload: String(payload.prefix(200))) }
         }
     }
 }
@@ -50,14 +53,14 @@ public struct EchoHandler: JobHandler {
 /// Failures of the ``EchoHandler``.
 public enum EchoHandlerError: Error, Sendable, CustomStringConvertible {
     case simulatedFailure(attempt: Int, failTimes: Int)
-    case invalidOption(key: String, value: String)
+    case invalidOptions(payload: String)
 
     public var description: String {
         switch self {
         case .simulatedFailure(let attempt, let failTimes):
             "simulated failure on attempt \(attempt) (payload failTimes=\(failTimes))"
-        case .invalidOption(let key, let value):
-            "payload key \(key) must be a non-negative whole number of at most 2147483647, got \(value)"
+        case .invalidOptions(let payload):
+            "payload keys sleepMs and failTimes must be non-negative whole numbers, got \(payload)"
         }
     }
 }

@@ -29,6 +29,8 @@ public final class JobProcessor: Service, Sendable {
         var phase = Phase.idle
         var running: [UUID: RunningJob] = [:]
         var skipShutdownWait = false
+        /// When retries this worker scheduled fall due, so it wakes for them between polls.
+        var retryDues: [ContinuousClock.Instant] = []
     }
 
     private enum Finish {
@@ -119,7 +121,17 @@ public final class JobProcessor: Service, Sendable {
                 continue
             }
             if queueDrained {
-                await jobsAvailable.wait(timeout: configuration.pollInterval)
+                // Sleep until woken, the poll interval, or a retry of ours falls due, whichever is first.
+                let now = ContinuousClock.now
+                let (retryFellDue, nextRetry) = state.withLock { state in
+                    let before = state.retryDues.count
+                    state.retryDues.removeAll { $0 <= now }
+                    return (state.retryDues.count < before, state.retryDues.min())
+                }
+                if !retryFellDue {
+                    let timeout = nextRetry.map { min(configuration.pollInterval, $0 - now) } ?? configuration.pollInterval
+                    await jobsAvailable.wait(timeout: timeout)
+                }
                 queueDrained = false
                 continue
             }
@@ -254,6 +266,10 @@ public final class JobProcessor: Service, Sendable {
         if let outcome {
             let applied = await record(JobCompletion(lease: claimed.lease, outcome: outcome), stop: stop, logger: logger)
             log(outcome, applied: applied, logger: logger)
+            if case .retry(_, let delay) = outcome, applied == true {
+                let due = ContinuousClock.now + delay + .milliseconds(5)
+                state.withLock { $0.retryDues.append(due) }
+            }
         }
         state.withLock { _ = $0.running.removeValue(forKey: job.id) }
         slotFreed.signal()

@@ -1,0 +1,93 @@
+import Configuration
+import Logging
+
+/// Reads raw strings through swift-configuration and turns them into checked values.
+///
+/// Every value is read as text and parsed here, so that a malformed value is an error naming
+/// the variable (swift-configuration's typed non-throwing reads fall back to the default).
+struct ConfigValues {
+    let reader: ConfigReader
+
+    /// The value, or `nil` when unset or empty.
+    func raw(_ name: String) -> String? {
+        let value = reader.string(forKey: ConfigKey(name), isSecret: WorkerConfiguration.secretVariables.contains(name))
+        guard let value, !value.trimmingCharacters(in: .whitespaces).isEmpty else { return nil }
+        return value.trimmingCharacters(in: .whitespaces)
+    }
+
+    func integer(_ name: String, default defaultValue: Int, range: ClosedRange<Int>) throws -> Int {
+        guard let text = raw(name) else { return defaultValue }
+        guard let value = Int(text), range.contains(value) else {
+            throw ConfigurationError(
+                variable: name,
+                value: text,
+                expected: "a whole number from \(range.lowerBound) to \(range.upperBound)"
+            )
+        }
+        return value
+    }
+
+    func choice<T: RawRepresentable & CaseIterable>(_ name: String, fallback: String? = nil, default defaultValue: T) throws -> T
+    where T.RawValue == String {
+        if let value = try optionalChoice(name, T.self) { return value }
+        if let fallback, let value = try optionalChoice(fallback, T.self) { return value }
+        return defaultValue
+    }
+
+    func optionalChoice<T: RawRepresentable & CaseIterable>(_ name: String, _ type: T.Type) throws -> T? where T.RawValue == String {
+        guard let text = raw(name) else { return nil }
+        guard let value = T(rawValue: text.lowercased()) else {
+            throw ConfigurationError(variable: name, value: text, expected: "one of: \(T.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return value
+    }
+
+    func logLevel(_ name: String, default defaultValue: Logger.Level) throws -> Logger.Level {
+        guard let text = raw(name) else { return defaultValue }
+        let aliases: [String: Logger.Level] = ["warn": .warning, "fatal": .critical]
+        guard let level = Logger.Level(rawValue: text.lowercased()) ?? aliases[text.lowercased()] else {
+            throw ConfigurationError(
+                variable: name,
+                value: text,
+                expected: "one of: \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))"
+            )
+        }
+        return level
+    }
+
+    /// A comma-separated list of queue names.
+    func list(_ name: String, default defaultValue: [String]) throws -> [String] {
+        guard let text = raw(name) else { return defaultValue }
+        let items = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        guard !items.isEmpty, items.allSatisfy(Self.isName) else {
+            throw ConfigurationError(
+                variable: name,
+                value: text,
+                expected: "comma-separated queue names of letters, digits, '.', '_' and '-' (e.g. default,urgent)"
+            )
+        }
+        var seen = Set<String>()
+        return items.filter { seen.insert($0).inserted }
+    }
+
+    func identifier(_ name: String) throws -> String? {
+        guard let text = raw(name) else { return nil }
+        guard Self.isName(text) else {
+            throw ConfigurationError(variable: name, value: text, expected: "up to 128 letters, digits, '.', '_' and '-'")
+        }
+        return text
+    }
+
+    func host(_ name: String, default defaultValue: String) throws -> String {
+        guard let text = raw(name) else { return defaultValue }
+        let allowed = text.allSatisfy { $0.isLetter || $0.isNumber || ".-:_".contains($0) }
+        guard allowed, text.count <= 253 else {
+            throw ConfigurationError(variable: name, value: text, expected: "a host name or IP address, e.g. 127.0.0.1 or 0.0.0.0")
+        }
+        return text
+    }
+
+    static func isName(_ text: String) -> Bool {
+        !text.isEmpty && text.count <= 128 && text.allSatisfy { ($0.isASCII && ($0.isLetter || $0.isNumber)) || "._-".contains($0) }
+    }
+}

@@ -1,0 +1,79 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// The HTTP server for orchestrators: `GET`/`HEAD /health` (the process is alive) and
+/// `/ready` (the store answers and the processor is claiming). Other paths answer 404.
+public struct HealthServer: Service {
+    /// Answers whether the worker can take work; `nil` entries pass.
+    public typealias ReadinessCheck = @Sendable () async -> [String: String?]
+
+    private let host: String
+    private let port: Int
+    private let logger: Logger
+    private let readiness: ReadinessCheck
+
+    public init(host: String, port: Int, logger: Logger, readiness: @escaping ReadinessCheck) {
+        self.host = host
+        self.port = port
+        self.logger = logger
+        self.readiness = readiness
+    }
+
+    public func run() async throws {
+        let router = Router(options: .autoGenerateHeadEndpoints)
+        let logger = self.logger
+        router.get("/health") { _, _ -> Response in
+            logger.trace("Health check requested")
+            return Self.json(.ok, Self.healthBody())
+        }
+        let readiness = self.readiness
+        router.get("/ready") { _, _ -> Response in
+            let checks = await readiness()
+            let failing = checks.filter { $0.value != nil }
+            let rendered = checks.keys.sorted().map { key -> String in
+                "\(Self.quote(key)):\(Self.quote(checks[key]!.map { "failing: \($0)" } ?? "ok"))"
+            }.joined(separator: ",")
+            let status = failing.isEmpty ? "ready" : "not ready"
+            return Self.json(failing.isEmpty ? .ok : .serviceUnavailable, "{\"status\":\"\(status)\",\"checks\":{\(rendered)}}")
+        }
+        var serverLogger = logger
+        serverLogger.logLevel = max(logger.logLevel, .warning)
+        let app = Application(
+            router: router,
+            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: nil),
+            onServerRunning: { [host, port] _ in
+                logger.info("Health check server started", metadata: ["host": .string(host), "port": .stringConvertible(port)])
+            },
+            logger: serverLogger
+        )
+        do {
+            try await app.run()
+        } catch let error as IOError where error.errnoCode == EADDRINUSE {
+            throw WorkerServiceError.portInUse(host: host, port: port)
+        }
+        logger.info("Health check server stopped")
+    }
+
+    /// `{"status":"healthy","uptime":<seconds>,"timestamp":"<ISO-8601>"}`
+    static func healthBody() -> String {
+        let uptime = (ProcessClock.uptimeSeconds * 1000).rounded() / 1000
+        return "{\"status\":\"healthy\",\"uptime\":\(uptime),\"timestamp\":\"\(LogTimestamp.iso8601(Date()))\"}"
+    }
+
+    static func json(_ status: HTTPResponse.Status, _ body: String) -> Response {
+        Response(
+            status: status,
+            headers: [.contentType: "application/json", .cacheControl: "no-store"],
+            body: ResponseBody(byteBuffer: ByteBuffer(string: body))
+        )
+    }
+
+    static func quote(_ text: String) -> String {
+        var out = ""
+        JSONLogHandler.appendString(text, to: &out)
+        return out
+    }
+}

@@ -1,0 +1,110 @@
+import Foundation
+import Logging
+
+/// Writes one JSON object per line: `time` (ISO-8601, milliseconds, UTC), `level`, `msg`,
+/// `label`, then the metadata keys. Whole numbers and booleans in metadata stay numbers and
+/// booleans; nested metadata becomes nested JSON.
+public struct JSONLogHandler: LogHandler {
+    public var logLevel: Logger.Level
+    public var metadata: Logger.Metadata = [:]
+    public var metadataProvider: Logger.MetadataProvider?
+    private let label: String
+    private let output: LogOutput
+
+    public init(label: String, level: Logger.Level, output: LogOutput = .standardOutput, metadataProvider: Logger.MetadataProvider? = nil) {
+        self.label = label
+        self.logLevel = level
+        self.output = output
+        self.metadataProvider = metadataProvider
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var merged = metadata
+        if let provided = metadataProvider?.get() { merged.merge(provided) { $1 } }
+        if let extra = event.metadata { merged.merge(extra) { $1 } }
+        var line = "{\"time\":\"\(LogTimestamp.iso8601(Date()))\",\"level\":\"\(event.level.rawValue)\",\"msg\":"
+        Self.appendString(event.message.description, to: &line)
+        line += ",\"label\":"
+        Self.appendString(label, to: &line)
+        for key in merged.keys.sorted() where !["time", "level", "msg", "label"].contains(key) {
+            line += ","
+            Self.appendString(key, to: &line)
+            line += ":"
+            Self.append(merged[key]!, to: &line)
+        }
+        line += "}"
+        output.write(line: line)
+    }
+
+    static func append(_ value: Logger.MetadataValue, to line: inout String) {
+        switch value {
+        case .string(let text):
+            appendString(text, to: &line)
+        case .stringConvertible(let convertible):
+            switch convertible {
+            case let number as Int: line += String(number)
+            case let number as Int64: line += String(number)
+            case let number as UInt64: line += String(number)
+            case let number as Double where number.isFinite: line += String(number)
+            case let flag as Bool: line += flag ? "true" : "false"
+            default: appendString(convertible.description, to: &line)
+            }
+        case .array(let values):
+            line += "["
+            for (index, element) in values.enumerated() {
+                if index > 0 { line += "," }
+                append(element, to: &line)
+            }
+            line += "]"
+        case .dictionary(let dictionary):
+            line += "{"
+            for (index, key) in dictionary.keys.sorted().enumerated() {
+                if index > 0 { line += "," }
+                appendString(key, to: &line)
+                line += ":"
+                append(dictionary[key]!, to: &line)
+            }
+            line += "}"
+        }
+    }
+
+    /// Appends `text` as a JSON string literal.
+    static func appendString(_ text: String, to line: inout String) {
+        line += "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": line += "\\\""
+            case "\\": line += "\\\\"
+            case "\n": line += "\\n"
+            case "\r": line += "\\r"
+            case "\t": line += "\\t"
+            case _ where scalar.value < 0x20:
+                line += String(format: "\\u%04x", scalar.value)
+            default:
+                line.unicodeScalars.append(scalar)
+            }
+        }
+        line += "\""
+    }
+}
+
+/// Timestamp formatting shared by the log handlers and the health endpoint.
+public enum LogTimestamp {
+    /// `2026-11-29T06:33:02.123Z`
+    public static func iso8601(_ date: Date) -> String {
+        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+            .replacingOccurrences(of: "+0000", with: "Z")
+    }
+
+    /// `06:33:02.123`
+    static func clock(_ date: Date) -> String {
+        let full = iso8601(date)
+        guard let t = full.firstIndex(of: "T") else { return full }
+        return String(full[full.index(after: t)...].prefix(12))
+    }
+}

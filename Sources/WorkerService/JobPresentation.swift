@@ -1,0 +1,97 @@
+import Foundation
+import WorkerCore
+
+/// How the CLI shows jobs and statistics: JSON objects keyed by the table's column names, or text.
+public enum JobPresentation {
+    /// A job as a JSON-ready dictionary; `payload` and `result` are embedded as JSON.
+    public static func jsonObject(_ job: Job) -> [String: Any] {
+        func date(_ value: Date?) -> Any { value.map { LogTimestamp.iso8601($0) } ?? NSNull() }
+        func embedded(_ text: String?) -> Any {
+            guard let text else { return NSNull() }
+            return (try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])) ?? text
+        }
+        return [
+            "id": job.id.uuidString.lowercased(),
+            "queue": job.queue,
+            "session_id": job.sessionID.map { $0.uuidString.lowercased() } ?? NSNull(),
+            "prompt": job.prompt,
+            "payload": embedded(job.payload),
+            "status": job.status.rawValue,
+            "priority": job.priority,
+            "run_at": date(job.runAt),
+            "attempts": job.attempts,
+            "max_attempts": job.maxAttempts,
+            "last_error": job.lastError ?? NSNull(),
+            "result": embedded(job.result),
+            "created_at": date(job.createdAt),
+            "started_at": date(job.startedAt),
+            "completed_at": date(job.completedAt),
+            "locked_by": job.lockedBy ?? NSNull(),
+            "lease_expires_at": date(job.leaseExpiresAt),
+        ]
+    }
+
+    /// Statistics as the JSON object of `worker stats --json` (the monitor's keys).
+    public static func jsonObject(_ stats: QueueStats) -> [String: Any] {
+        [
+            "pending": stats.pending,
+            "processing": stats.processing,
+            "completed": stats.completed,
+            "failed": stats.failed,
+            "cancelled": stats.cancelled,
+            "oldestPendingAgeSeconds": stats.oldestPendingAgeSeconds.map { ($0 * 1000).rounded() / 1000 } ?? NSNull(),
+            "successRate": stats.successRate ?? NSNull(),
+        ]
+    }
+
+    /// Serialises with sorted keys; pretty-printed for one object, compact otherwise.
+    public static func json(_ value: Any, pretty: Bool = true) -> String {
+        var options: JSONSerialization.WritingOptions = [.sortedKeys, .withoutEscapingSlashes]
+        if pretty { options.insert(.prettyPrinted) }
+        let data = (try? JSONSerialization.data(withJSONObject: value, options: options)) ?? Data("null".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// A fixed-width table of jobs for a terminal.
+    public static func table(_ jobs: [Job]) -> String {
+        var rows = [["ID", "STATUS", "QUEUE", "PRIO", "TRIES", "CREATED", "PROMPT"]]
+        for job in jobs {
+            let prompt = job.prompt.replacingOccurrences(of: "\n", with: " ")
+            rows.append([
+                job.id.uuidString.lowercased(),
+                job.status.rawValue,
+                job.queue,
+                "\(job.priority)",
+                "\(job.attempts)/\(job.maxAttempts)",
+                LogTimestamp.iso8601(job.createdAt),
+                prompt.count > 40 ? String(prompt.prefix(39)) + "…" : prompt,
+            ])
+        }
+        let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max() ?? 0 }
+        return rows.map { row in
+            row.enumerated().map { index, cell in
+                index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }.joined(separator: "\n")
+    }
+
+    /// One `key: value` line per field.
+    public static func details(_ job: Job) -> String {
+        let object = jsonObject(job)
+        let order = [
+            "id", "status", "queue", "session_id", "priority", "attempts", "max_attempts", "run_at", "created_at",
+            "started_at", "completed_at", "locked_by", "lease_expires_at", "prompt", "payload", "result", "last_error",
+        ]
+        return order.map { key -> String in
+            let value = object[key]!
+            let text: String
+            switch value {
+            case is NSNull: text = "-"
+            case let string as String: text = string
+            case let number as Int: text = "\(number)"
+            default: text = json(value, pretty: false)
+            }
+            return "\(key.padding(toLength: 17, withPad: " ", startingAt: 0)) \(text)"
+        }.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,14 @@
+import Logging
+
+/// Installs the worker's log handler for the whole process, once, before any logger exists.
+public enum LoggingSetup {
+    /// Bootstraps swift-log with the JSON or pretty handler at `level`.
+    public static func bootstrap(format: LogFormat, level: Logger.Level, output: LogOutput) {
+        LoggingSystem.bootstrap { label in
+            switch format {
+            case .json: JSONLogHandler(label: label, level: level, output: output)
+            case .pretty: PrettyLogHandler(label: label, level: level, output: output)
+            }
+        }
+    }
+}

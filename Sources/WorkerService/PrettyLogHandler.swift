@@ -1,0 +1,66 @@
+import Foundation
+import Logging
+
+/// Human-readable log lines for development: `06:33:02.123 INFO  message key=value ...`,
+/// coloured by level when writing to a terminal.
+public struct PrettyLogHandler: LogHandler {
+    public var logLevel: Logger.Level
+    public var metadata: Logger.Metadata = [:]
+    public var metadataProvider: Logger.MetadataProvider?
+    private let label: String
+    private let output: LogOutput
+    private let colour: Bool
+
+    public init(label: String, level: Logger.Level, output: LogOutput = .standardOutput, metadataProvider: Logger.MetadataProvider? = nil) {
+        self.label = label
+        self.logLevel = level
+        self.output = output
+        self.colour = output.supportsColour
+        self.metadataProvider = metadataProvider
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var merged = metadata
+        if let provided = metadataProvider?.get() { merged.merge(provided) { $1 } }
+        if let extra = event.metadata { merged.merge(extra) { $1 } }
+        let level = event.level.rawValue.uppercased().padding(toLength: 8, withPad: " ", startingAt: 0)
+        var line = LogTimestamp.clock(Date()) + " " + paint(level, Self.colourCode(event.level)) + event.message.description
+        for key in merged.keys.sorted() {
+            line += " " + paint(key + "=", "2") + Self.render(merged[key]!)
+        }
+        output.write(line: line)
+    }
+
+    private func paint(_ text: String, _ code: String) -> String {
+        colour ? "\u{1B}[\(code)m\(text)\u{1B}[0m" : text
+    }
+
+    static func colourCode(_ level: Logger.Level) -> String {
+        switch level {
+        case .trace, .debug: "90"
+        case .info: "32"
+        case .notice: "36"
+        case .warning: "33"
+        case .error: "31"
+        case .critical: "1;31"
+        }
+    }
+
+    static func render(_ value: Logger.MetadataValue) -> String {
+        switch value {
+        case .string(let text):
+            text.contains(" ") || text.isEmpty ? "\"\(text)\"" : text
+        case .stringConvertible(let convertible):
+            convertible.description
+        case .array(let values):
+            "[" + values.map(render).joined(separator: ", ") + "]"
+        case .dictionary(let dictionary):
+            "{" + dictionary.keys.sorted().map { "\($0)=\(render(dictionary[$0]!))" }.joined(separator: ", ") + "}"
+        }
+    }
+}

@@ -1,0 +1,18 @@
+import Foundation
+
+/// The moment the process started, for `uptime` in `/health`.
+public enum ProcessClock {
+    private static let start = ContinuousClock.now
+
+    /// Call early in `main` so uptime counts from start-up.
+    public static func markStart() { _ = start }
+
+    /// Seconds since start-up.
+    public static var uptimeSeconds: Double { (ContinuousClock.now - start).inSecondsValue }
+}
+
+extension Duration {
+    var inSecondsValue: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,54 @@
+/// Where jobs are kept, from `DATABASE_URL`.
+public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
+    /// The embedded SQLite file (`DATABASE_URL` unset, or `sqlite:PATH`).
+    case sqlite(path: String)
+    /// A PostgreSQL database (`postgres://` or `postgresql://`); the URL is kept as given.
+    case postgres(url: String)
+
+    /// The default embedded database file, relative to the working directory.
+    public static let defaultSQLitePath = "./worker.sqlite"
+
+    /// Parses `DATABASE_URL`.
+    /// - Throws: ``ConfigurationError`` naming `DATABASE_URL`, with the value redacted.
+    public init(databaseURL: String?) throws {
+        guard let url = databaseURL, !url.isEmpty else {
+            self = .sqlite(path: Self.defaultSQLitePath)
+            return
+        }
+        let lower = url.lowercased()
+        if lower.hasPrefix("sqlite:") {
+            var path = String(url.dropFirst("sqlite:".count))
+            if path.hasPrefix("//") { path.removeFirst(2) }
+            guard !path.isEmpty else {
+                throw ConfigurationError(variable: "DATABASE_URL", value: url, expected: "sqlite:PATH with a file path, e.g. sqlite:./worker.sqlite")
+            }
+            self = .sqlite(path: path)
+        } else if lower.hasPrefix("postgres://") || lower.hasPrefix("postgresql://") {
+            self = .postgres(url: url)
+        } else {
+            throw ConfigurationError(
+                variable: "DATABASE_URL",
+                value: Self.redact(url),
+                expected: "sqlite:PATH, or postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+            )
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .sqlite(let path): "sqlite:\(path)"
+        case .postgres(let url): Self.redact(url)
+        }
+    }
+
+    /// The URL with any password replaced by `***`.
+    public static func redact(_ url: String) -> String {
+        // scheme://user:password@host → scheme://user:***@host (the last @ ends the credentials)
+        guard let schemeEnd = url.range(of: "://"), let at = url.range(of: "@", options: .backwards),
+              at.lowerBound > schemeEnd.upperBound
+        else { return url }
+        let credentials = url[schemeEnd.upperBound..<at.lowerBound]
+        guard let colon = credentials.firstIndex(of: ":") else { return url }
+        return String(url[..<colon]) + ":***" + String(url[at.lowerBound...])
+    }
+}

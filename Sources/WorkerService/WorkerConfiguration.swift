@@ -1,0 +1,163 @@
+import Configuration
+import SystemPackage
+import Foundation
+import Logging
+import WorkerCore
+
+/// The worker's validated settings, read from the environment first and a `.env` file second.
+///
+/// Every value is checked at start-up: a malformed or out-of-range value throws a
+/// ``ConfigurationError`` naming the variable, the value and what is expected.
+public struct WorkerConfiguration: Sendable {
+    public var environment: AppEnvironment
+    public var store: StoreLocation
+    public var pollInterval: Duration
+    public var maxConcurrentJobs: Int
+    public var shutdownTimeout: Duration
+    public var healthCheckHost: String
+    public var healthCheckPort: Int
+    public var logLevel: Logger.Level
+    public var logFormat: LogFormat
+    public var monitorInterval: Duration
+    public var jobMaxAttempts: Int
+    public var leaseDuration: Duration
+    public var queues: [String]
+    /// `nil` when `JOB_HANDLER` is unset (echo is used in development, refused in production).
+    public var handler: HandlerKind?
+    public var workerID: String
+    public var retryBase: Duration
+    public var retryMax: Duration
+
+    /// The variables the worker reads, with their defaults, in the order `config check` shows them.
+    public static let variables: [(name: String, defaultValue: String, secret: Bool)] = [
+        ("APP_ENV", "development", false),
+        ("NODE_ENV", "", false),
+        ("DATABASE_URL", "sqlite:\(StoreLocation.defaultSQLitePath)", true),
+        ("WORKER_QUEUES", NewJob.defaultQueue, false),
+        ("WORKER_ID", "<host>-<pid>-<random>", false),
+        ("MAX_CONCURRENT_JOBS", "1", false),
+        ("POLL_INTERVAL_MS", "10000", false),
+        ("LEASE_DURATION_MS", "30000", false),
+        ("SHUTDOWN_TIMEOUT_MS", "30000", false),
+        ("JOB_MAX_ATTEMPTS", "3", false),
+        ("RETRY_BACKOFF_BASE_MS", "1000", false),
+        ("RETRY_BACKOFF_MAX_MS", "600000", false),
+        ("JOB_HANDLER", "", false),
+        ("HEALTH_CHECK_HOST", "127.0.0.1", false),
+        ("HEALTH_CHECK_PORT", "8080", false),
+        ("MONITOR_INTERVAL_MS", "30000", false),
+        ("LOG_LEVEL", "info", false),
+        ("LOG_FORMAT", "pretty (json in production)", false),
+    ]
+
+    /// Names whose values are never printed or logged.
+    public static let secretVariables: Set<String> = Set(variables.filter(\.secret).map(\.name))
+
+    /// Reads and validates the configuration.
+    ///
+    /// - Parameters:
+    ///   - environment: the process environment (wins over the file).
+    ///   - environmentFile: a `.env` file; a missing file is fine.
+    public static func load(
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        environmentFile: String = ".env"
+    ) async throws -> WorkerConfiguration {
+        let secrets = SecretsSpecifier<String, String>.specific(secretVariables)
+        let fileProvider: EnvironmentVariablesProvider
+        do {
+            fileProvider = try await EnvironmentVariablesProvider(
+                environmentFilePath: FilePath(environmentFile),
+                allowMissing: true,
+                secretsSpecifier: secrets
+            )
+        } catch {
+            throw ConfigurationError(variable: "(.env file)", value: environmentFile, expected: "a readable KEY=VALUE file (\(error))")
+        }
+        let reader = ConfigReader(providers: [
+            EnvironmentVariablesProvider(environmentVariables: environment, secretsSpecifier: secrets),
+            fileProvider,
+        ])
+        return try WorkerConfiguration(values: ConfigValues(reader: reader))
+    }
+
+    init(values: ConfigValues) throws {
+        environment = try values.choice("APP_ENV", fallback: "NODE_ENV", default: .development)
+        store = try StoreLocation(databaseURL: values.raw("DATABASE_URL"))
+        queues = try values.list("WORKER_QUEUES", default: [NewJob.defaultQueue])
+        workerID = try values.identifier("WORKER_ID") ?? Self.defaultWorkerID()
+        maxConcurrentJobs = try values.integer("MAX_CONCURRENT_JOBS", default: 1, range: 1...1000)
+        pollInterval = .milliseconds(try values.integer("POLL_INTERVAL_MS", default: 10_000, range: 10...3_600_000))
+        leaseDuration = .milliseconds(try values.integer("LEASE_DURATION_MS", default: 30_000, range: 500...86_400_000))
+        shutdownTimeout = .milliseconds(try values.integer("SHUTDOWN_TIMEOUT_MS", default: 30_000, range: 0...86_400_000))
+        jobMaxAttempts = try values.integer("JOB_MAX_ATTEMPTS", default: 3, range: 1...1000)
+        retryBase = .milliseconds(try values.integer("RETRY_BACKOFF_BASE_MS", default: 1000, range: 1...86_400_000))
+        retryMax = .milliseconds(try values.integer("RETRY_BACKOFF_MAX_MS", default: 600_000, range: 1...604_800_000))
+        handler = try values.optionalChoice("JOB_HANDLER", HandlerKind.self)
+        healthCheckHost = try values.host("HEALTH_CHECK_HOST", default: "127.0.0.1")
+        healthCheckPort = try values.integer("HEALTH_CHECK_PORT", default: 8080, range: 1...65535)
+        monitorInterval = .milliseconds(try values.integer("MONITOR_INTERVAL_MS", default: 30_000, range: 100...86_400_000))
+        logLevel = try values.logLevel("LOG_LEVEL", default: .info)
+        logFormat = try values.choice("LOG_FORMAT", default: environment == .production ? .json : .pretty)
+        if retryMax < retryBase {
+            throw ConfigurationError(
+                variable: "RETRY_BACKOFF_MAX_MS",
+                value: "\(retryMax.inMilliseconds)",
+                expected: "at least RETRY_BACKOFF_BASE_MS (\(retryBase.inMilliseconds))"
+            )
+        }
+    }
+
+    /// `host-pid-random`, unique per process.
+    static func defaultWorkerID() -> String {
+        let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "worker"
+        let suffix = UUID().uuidString.prefix(6).lowercased()
+        return "\(host)-\(ProcessInfo.processInfo.processIdentifier)-\(suffix)"
+    }
+
+    /// The settings the processor runs with.
+    public var processorConfiguration: JobProcessorConfiguration {
+        JobProcessorConfiguration(
+            workerID: workerID,
+            queues: queues,
+            maxConcurrentJobs: maxConcurrentJobs,
+            pollInterval: pollInterval,
+            leaseDuration: leaseDuration,
+            shutdownTimeout: shutdownTimeout,
+            retryPolicy: RetryPolicy(base: retryBase, maximum: retryMax)
+        )
+    }
+
+    /// The effective configuration as `NAME=value` pairs, secrets redacted.
+    public var redactedSummary: [(name: String, value: String)] {
+        [
+            ("APP_ENV", environment.rawValue),
+            ("DATABASE_URL", store.description),
+            ("WORKER_QUEUES", queues.joined(separator: ",")),
+            ("WORKER_ID", workerID),
+            ("MAX_CONCURRENT_JOBS", "\(maxConcurrentJobs)"),
+            ("POLL_INTERVAL_MS", "\(pollInterval.inMilliseconds)"),
+            ("LEASE_DURATION_MS", "\(leaseDuration.inMilliseconds)"),
+            ("SHUTDOWN_TIMEOUT_MS", "\(shutdownTimeout.inMilliseconds)"),
+            ("JOB_MAX_ATTEMPTS", "\(jobMaxAttempts)"),
+            ("RETRY_BACKOFF_BASE_MS", "\(retryBase.inMilliseconds)"),
+            ("RETRY_BACKOFF_MAX_MS", "\(retryMax.inMilliseconds)"),
+            ("JOB_HANDLER", handler?.rawValue ?? "(unset: echo)"),
+            ("HEALTH_CHECK_HOST", healthCheckHost),
+            ("HEALTH_CHECK_PORT", "\(healthCheckPort)"),
+            ("MONITOR_INTERVAL_MS", "\(monitorInterval.inMilliseconds)"),
+            ("LOG_LEVEL", logLevel.rawValue),
+            ("LOG_FORMAT", logFormat.rawValue),
+        ]
+    }
+
+    /// Checks what only `run` requires: a handler chosen explicitly in production.
+    public func validateForRun() throws {
+        if handler == nil, environment == .production {
+            throw ConfigurationError(
+                variable: "JOB_HANDLER",
+                value: "",
+                expected: "a handler to be set in production (one of: \(HandlerKind.allCases.map(\.rawValue).joined(separator: ", ")))"
+            )
+        }
+    }
+}

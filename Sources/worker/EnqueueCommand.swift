@@ -1,0 +1,108 @@
+import ArgumentParser
+import Foundation
+import WorkerCore
+import WorkerService
+
+struct EnqueueCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "enqueue",
+        abstract: "Add a job (prints its id), or many from a JSON Lines file (prints the count).",
+        discussion: """
+            Each JSONL line is an object: {"prompt": "...", "queue": "default", "sessionId": "<uuid>", "priority": 0,
+            "runAt": "2026-01-31T12:00:00Z", "maxAttempts": 3, "payload": {}}. Only "prompt" is required.
+            Lines are inserted in batches, one transaction each; a bad line is reported with its number and
+            nothing of its batch is written.
+            """
+    )
+
+    @Option(help: "The job's prompt.") var prompt: String?
+    @Option(help: "The queue (default: default).") var queue: String?
+    @Option(name: .customLong("session-id"), help: "The session's UUID.") var sessionID: String?
+    @Option(help: "Higher runs first (default 0).") var priority: Int?
+    @Option(name: .customLong("run-at"), help: "Do not run before this ISO-8601 time.") var runAt: String?
+    @Option(name: .customLong("max-attempts"), help: "Attempts before the job fails (default JOB_MAX_ATTEMPTS).") var maxAttempts: Int?
+    @Option(help: "A JSON object handed to the handler.") var payload: String?
+    @Option(help: "Read jobs from a JSON Lines file, or - for standard input.") var jsonl: String?
+    @Option(name: .customLong("batch-size"), help: "Jobs per transaction with --jsonl.") var batchSize: Int = 500
+
+    func validate() throws {
+        if (prompt == nil) == (jsonl == nil) {
+            throw ValidationError("give either --prompt or --jsonl")
+        }
+        if jsonl != nil, [queue, sessionID, runAt, payload].contains(where: { $0 != nil }) || priority != nil || maxAttempts != nil {
+            throw ValidationError("--jsonl takes the job fields from each line; do not combine it with other job options")
+        }
+        if !(1...10_000).contains(batchSize) { throw ValidationError("--batch-size must be from 1 to 10000") }
+    }
+
+    func run() async throws {
+        let context = try await CommandContext.load()
+        if let jsonl {
+            try await enqueueLines(from: jsonl, context: context)
+            return
+        }
+        let job: NewJob
+        do {
+            job = try JobInput.job(
+                prompt: prompt ?? "",
+                queue: queue,
+                sessionID: sessionID,
+                priority: priority,
+                runAt: runAt,
+                maxAttempts: maxAttempts ?? context.configuration.jobMaxAttempts,
+                payload: payload
+            )
+        } catch let error as JobInput.Invalid {
+            throw ValidationError(error.description)
+        }
+        let ids = try await context.withStore { try await $0.enqueue([job]) }
+        output(ids[0].uuidString.lowercased())
+    }
+
+    private func enqueueLines(from source: String, context: CommandContext) async throws {
+        let handle: FileHandle
+        if source == "-" {
+            handle = .standardInput
+        } else {
+            guard let file = FileHandle(forReadingAtPath: source) else { throw ValidationError("cannot read \(source)") }
+            handle = file
+        }
+        let defaultMaxAttempts = context.configuration.jobMaxAttempts
+        let batchSize = self.batchSize
+        let total = try await context.withStore { store -> Int in
+            var batch: [NewJob] = []
+            var written = 0
+            var lineNumber = 0
+            var reader = LineReader(handle: handle)
+            while let line = try reader.next() {
+                lineNumber += 1
+                if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
+                do {
+                    batch.append(try JobInput.job(fromJSONLine: Substring(line), defaultMaxAttempts: defaultMaxAttempts))
+                } catch let error as JobInput.Invalid {
+                    throw EnqueueError.badLine(number: lineNumber, reason: error.description, written: written)
+                }
+                if batch.count >= batchSize {
+                    written += try await store.enqueue(batch).count
+                    batch.removeAll(keepingCapacity: true)
+                    progress("enqueued \(written) jobs")
+                }
+            }
+            if !batch.isEmpty { written += try await store.enqueue(batch).count }
+            return written
+        }
+        progress("")
+        output("Enqueued \(total) jobs")
+    }
+}
+
+enum EnqueueError: Error, CustomStringConvertible {
+    case badLine(number: Int, reason: String, written: Int)
+
+    var description: String {
+        switch self {
+        case .badLine(let number, let reason, let written):
+            "line \(number): \(reason); nothing of its batch was written (\(written) jobs from earlier batches were enqueued)"
+        }
+    }
+}

@@ -1,0 +1,81 @@
+import ArgumentParser
+import Foundation
+import WorkerCore
+import WorkerService
+
+struct JobsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "jobs",
+        abstract: "List, show, retry and cancel jobs.",
+        subcommands: [List.self, Show.self, Retry.self, Cancel.self]
+    )
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List jobs, newest first.")
+
+        @Option(help: "Only jobs in this state: \(JobStatus.allCases.map(\.rawValue).joined(separator: ", ")).") var status: JobStatus?
+        @Option(help: "Only jobs in this queue.") var queue: String?
+        @Option(help: "At most this many jobs.") var limit: Int = 50
+        @Flag(help: "Print a JSON array.") var json = false
+
+        func validate() throws {
+            if !(1...100_000).contains(limit) { throw ValidationError("--limit must be from 1 to 100000") }
+        }
+
+        func run() async throws {
+            let context = try await CommandContext.load()
+            let jobs = try await context.withStore { try await $0.jobs(matching: JobFilter(status: status, queue: queue, limit: limit)) }
+            output(json ? JobPresentation.json(jobs.map(JobPresentation.jsonObject)) : JobPresentation.table(jobs))
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one job.")
+
+        @Argument(help: "The job's id.") var id: UUID
+        @Flag(help: "Print a JSON object.") var json = false
+
+        func run() async throws {
+            let context = try await CommandContext.load()
+            guard let job = try await context.withStore({ try await $0.job(id: id) }) else {
+                throw JobStoreError.jobNotFound(id)
+            }
+            output(json ? JobPresentation.json(JobPresentation.jsonObject(job)) : JobPresentation.details(job))
+        }
+    }
+
+    struct Retry: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run a failed, cancelled or completed job again.")
+
+        @Argument(help: "The job's id.") var id: UUID
+
+        func run() async throws {
+            let context = try await CommandContext.load()
+            let job = try await context.withStore { try await $0.retry(id: id) }
+            output("Job \(job.id.uuidString.lowercased()) is pending again (attempts \(job.attempts) of \(job.maxAttempts))")
+        }
+    }
+
+    struct Cancel: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Cancel a pending or running job.",
+            discussion: "A running job is stopped by its worker at the next lease renewal."
+        )
+
+        @Argument(help: "The job's id.") var id: UUID
+
+        func run() async throws {
+            let context = try await CommandContext.load()
+            let job = try await context.withStore { try await $0.cancel(id: id) }
+            output("Job \(job.id.uuidString.lowercased()) is cancelled")
+        }
+    }
+}
+
+extension JobStatus: ExpressibleByArgument {}
+
+extension UUID: @retroactive ExpressibleByArgument {
+    public init?(argument: String) {
+        self.init(uuidString: argument)
+    }
+}
