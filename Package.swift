@@ -76,7 +76,13 @@ let package = Package(
             dependencies: ["WorkerCore"],
             path: "Tests/WorkerTestSupport"
         ),
-        .testTarget(name: "WorkerCoreTests", dependencies: ["WorkerCore", "WorkerTestSupport"]),
+        .testTarget(
+            name: "WorkerCoreTests",
+            dependencies: [
+                "WorkerCore", "WorkerSQLite",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .testTarget(name: "WorkerSQLiteTests", dependencies: ["WorkerSQLite", "WorkerCore", "WorkerTestSupport"]),
         .testTarget(
             name: "WorkerServiceTests",

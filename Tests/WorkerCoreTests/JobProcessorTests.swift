@@ -1,0 +1,220 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+import Testing
+import WorkerCore
+import WorkerSQLite
+
+/// The processor against a real SQLite file.
+@Suite("JobProcessor")
+struct JobProcessorTests {
+    /// Counts handler calls and the most that ran at once.
+    final class Probe: JobHandler {
+        struct Counts { var running = 0, peak = 0, calls = 0 }
+        let counts = Mutex(Counts())
+        let sleep: Duration
+        let fail: @Sendable (ClaimedJob) -> Bool
+
+        init(sleep: Duration, fail: @escaping @Sendable (ClaimedJob) -> Bool = { _ in false }) {
+            self.sleep = sleep
+            self.fail = fail
+        }
+
+        func handle(_ job: ClaimedJob, context: JobContext) async throws -> String {
+            counts.withLock {
+                $0.running += 1
+                $0.calls += 1
+                $0.peak = max($0.peak, $0.running)
+            }
+            defer { counts.withLock { $0.running -= 1 } }
+            try await Task.sleep(for: sleep)
+            if fail(job) { throw ProbeError.planned(job.lease.attempt) }
+            return #"{"ok":true}"#
+        }
+    }
+
+    enum ProbeError: Error { case planned(Int) }
+
+    static func configuration(
+        maxConcurrent: Int = 1,
+        lease: Duration = .seconds(30),
+        shutdownTimeout: Duration = .seconds(5),
+        poll: Duration = .milliseconds(100)
+    ) -> JobProcessorConfiguration {
+        JobProcessorConfiguration(
+            workerID: "test-\(UUID().uuidString.prefix(6))",
+            maxConcurrentJobs: maxConcurrent,
+            pollInterval: poll,
+            leaseDuration: lease,
+            shutdownTimeout: shutdownTimeout,
+            retryPolicy: RetryPolicy(base: .milliseconds(20), maximum: .milliseconds(50), jitter: 0)
+        )
+    }
+
+    /// Runs `processor` in a service group while `body` runs, then shuts the group down gracefully.
+    static func running<T: Sendable>(_ processor: JobProcessor, _ body: () async throws -> T) async throws -> T {
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [processor], logger: Logger(label: "test")))
+        return try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            let result: T
+            do {
+                result = try await body()
+            } catch {
+                await group.triggerGracefulShutdown()
+                throw error
+            }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+            return result
+        }
+    }
+
+    static func waitUntil(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if try await condition() { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        Issue.record("condition not met within \(timeout)")
+    }
+
+    @Test("never runs more than maxConcurrentJobs at once, and uses them all", arguments: [1, 3])
+    func concurrencyLimit(maxConcurrent: Int) async throws {
+        try await withStore { store in
+            _ = try await store.enqueue((0..<12).map { NewJob(prompt: "j\($0)") })
+            let probe = Probe(sleep: .milliseconds(60))
+            let processor = JobProcessor(store: store, handler: probe, configuration: Self.configuration(maxConcurrent: maxConcurrent), logger: Logger(label: "test"))
+            try await Self.running(processor) {
+                try await Self.waitUntil { try await store.stats().completed == 12 }
+            }
+            let counts = probe.counts.withLock { $0 }
+            #expect(counts.peak == maxConcurrent)
+            #expect(counts.calls == 12)
+        }
+    }
+
+    @Test("a failing job is retried with backoff until it succeeds or runs out of attempts")
+    func retries() async throws {
+        try await withStore { store in
+            let ids = try await store.enqueue([NewJob(prompt: "flaky", maxAttempts: 3), NewJob(prompt: "broken", maxAttempts: 2)])
+            let probe = Probe(sleep: .milliseconds(1)) { job in job.job.prompt == "broken" || job.lease.attempt < 3 }
+            let processor = JobProcessor(store: store, handler: probe, configuration: Self.configuration(poll: .seconds(10)), logger: Logger(label: "test"))
+            try await Self.running(processor) {
+                try await Self.waitUntil {
+                    let stats = try await store.stats()
+                    return stats.completed == 1 && stats.failed == 1
+                }
+            }
+            let flaky = try #require(try await store.job(id: ids[0]))
+            #expect(flaky.status == .completed && flaky.attempts == 3)
+            let broken = try #require(try await store.job(id: ids[1]))
+            #expect(broken.status == .failed && broken.attempts == 2 && broken.lastError?.contains("planned") == true)
+        }
+    }
+
+    @Test("shutdown past its timeout gives running jobs back, attempt not counted")
+    func shutdownReleases() async throws {
+        try await withStore { store in
+            let id = try await store.enqueue([NewJob(prompt: "long")])[0]
+            let processor = JobProcessor(
+                store: store,
+                handler: Probe(sleep: .seconds(60)),
+                configuration: Self.configuration(shutdownTimeout: .milliseconds(300)),
+                logger: Logger(label: "test")
+            )
+            let clock = ContinuousClock()
+            var stopped = clock.now
+            try await Self.running(processor) {
+                try await Self.waitUntil { try await store.job(id: id)?.status == .processing }
+                stopped = clock.now
+            }
+            #expect(clock.now - stopped < .seconds(3))
+            let job = try #require(try await store.job(id: id))
+            #expect(job.status == .pending && job.attempts == 0 && job.lockedBy == nil)
+        }
+    }
+
+    @Test("shutdown waits for jobs that finish within the timeout")
+    func shutdownWaits() async throws {
+        try await withStore { store in
+            let id = try await store.enqueue([NewJob(prompt: "short")])[0]
+            let processor = JobProcessor(
+                store: store,
+                handler: Probe(sleep: .milliseconds(400)),
+                configuration: Self.configuration(shutdownTimeout: .seconds(5)),
+                logger: Logger(label: "test")
+            )
+            try await Self.running(processor) {
+                try await Self.waitUntil { try await store.job(id: id)?.status == .processing }
+            }
+            #expect(try await store.job(id: id)?.status == .completed)
+        }
+    }
+
+    @Test("a job cancelled while it runs is stopped and stays cancelled", arguments: [false, true])
+    func cancelRunning(fromAnotherProcess: Bool) async throws {
+        try await withStore { store in
+            let id = try await store.enqueue([NewJob(prompt: "long")])[0]
+            let probe = Probe(sleep: .seconds(60))
+            let processor = JobProcessor(store: store, handler: probe, configuration: Self.configuration(lease: .milliseconds(600)), logger: Logger(label: "test"))
+            try await Self.running(processor) {
+                try await Self.waitUntil { try await store.job(id: id)?.status == .processing }
+                if fromAnotherProcess {
+                    // Another connection (as the CLI would be): only the lease renewal can notice.
+                    let other = try await SQLiteJobStore.open(path: store.path)
+                    _ = try await other.cancel(id: id)
+                    try await other.close()
+                } else {
+                    _ = try await store.cancel(id: id)
+                }
+                try await Self.waitUntil(timeout: .seconds(3)) { processor.runningJobCount == 0 }
+            }
+            #expect(try await store.job(id: id)?.status == .cancelled)
+            #expect(probe.counts.withLock { $0.running } == 0)
+        }
+    }
+
+    @Test("a dead worker's job is rescued after its lease and completed by another")
+    func rescue() async throws {
+        try await withStore { store in
+            let id = try await store.enqueue([NewJob(prompt: "orphan")])[0]
+            // A worker claims it and dies: nobody renews the lease.
+            _ = try await store.claim(queues: ["default"], limit: 1, workerID: "dead", leaseDuration: .milliseconds(300))
+            let processor = JobProcessor(store: store, handler: Probe(sleep: .milliseconds(1)), configuration: Self.configuration(lease: .milliseconds(600)), logger: Logger(label: "test"))
+            try await Self.running(processor) {
+                try await Self.waitUntil { try await store.job(id: id)?.status == .completed }
+            }
+            let job = try #require(try await store.job(id: id))
+            #expect(job.attempts == 2)
+        }
+    }
+
+    @Test("a long job keeps its lease while it runs")
+    func leaseRenewal() async throws {
+        try await withStore { store in
+            let id = try await store.enqueue([NewJob(prompt: "long")])[0]
+            let processor = JobProcessor(store: store, handler: Probe(sleep: .milliseconds(1500)), configuration: Self.configuration(lease: .milliseconds(500)), logger: Logger(label: "test"))
+            try await Self.running(processor) {
+                try await Self.waitUntil { try await store.job(id: id)?.status == .completed }
+            }
+            // Never rescued: still on its first attempt.
+            #expect(try await store.job(id: id)?.attempts == 1)
+        }
+    }
+}
+
+func withStore(_ body: (SQLiteJobStore) async throws -> Void) async throws {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("worker-core-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let store = try await SQLiteJobStore.open(path: folder.appendingPathComponent("jobs.sqlite").path)
+    do {
+        try await store.migrate()
+        try await body(store)
+    } catch {
+        try? await store.close()
+        throw error
+    }
+    try await store.close()
+}
