@@ -89,10 +89,11 @@ let package = Package(
             dependencies: [
                 "WorkerService", "WorkerCore",
                 .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Configuration", package: "swift-configuration"),
             ]
         ),
-        .testTarget(name: "WorkerTests", dependencies: ["WorkerCore"]),
+        // End-to-end tests of the built `worker` binary; depending on it makes `swift test` build it.
+        .testTarget(name: "WorkerTests", dependencies: ["worker"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -36,7 +36,8 @@ public enum JobInput {
         }
         func integer(_ keys: String...) throws -> Int? {
             for key in keys where fields[key] != nil && !(fields[key] is NSNull) {
-                guard let number = fields[key] as? NSNumber, !(fields[key] is Bool), number.doubleValue == number.doubleValue.rounded(),
+                guard let number = fields[key] as? NSNumber, !isBoolean(number),
+                      number.doubleValue == number.doubleValue.rounded(),
                       abs(number.doubleValue) < 2_147_483_648
                 else { throw Invalid(description: "\"\(key)\" must be a whole number") }
                 return number.intValue
@@ -103,5 +104,10 @@ public enum JobInput {
     public static func parseDate(_ text: String) -> Date? {
         if let date = try? Date(text, strategy: .iso8601) { return date }
         return try? Date(text, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+    }
+
+    /// JSON `true`/`false` also arrive as `NSNumber`; tell them apart by their type encoding.
+    static func isBoolean(_ number: NSNumber) -> Bool {
+        String(cString: number.objCType) == "c" || String(describing: type(of: number)).contains("Boolean")
     }
 }

@@ -1,0 +1,7 @@
+import Configuration
+
+enum EnvironmentVariablesProviderFixture {
+    static func make(_ environment: [String: String]) -> EnvironmentVariablesProvider {
+        EnvironmentVariablesProvider(environmentVariables: environment)
+    }
+}

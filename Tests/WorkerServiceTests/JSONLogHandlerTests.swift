@@ -1,0 +1,37 @@
+import Foundation
+import Logging
+import Testing
+@testable import WorkerService
+
+@Suite("Log handlers")
+struct LogHandlerTests {
+    @Test("metadata values keep their JSON types and strings are escaped")
+    func jsonValues() throws {
+        var line = "{"
+        JSONLogHandler.appendString("k", to: &line)
+        line += ":"
+        JSONLogHandler.append(
+            .dictionary([
+                "int": .stringConvertible(42),
+                "double": .stringConvertible(1.5),
+                "bool": .stringConvertible(true),
+                "text": .string("quote \" backslash \\ newline \n tab \t bell \u{07} ü"),
+                "list": .array([.string("a"), .stringConvertible(2)]),
+            ]),
+            to: &line
+        )
+        line += "}"
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: [String: Any]])
+        let inner = try #require(object["k"])
+        #expect(inner["int"] as? Int == 42)
+        #expect(inner["double"] as? Double == 1.5)
+        #expect(inner["text"] as? String == "quote \" backslash \\ newline \n tab \t bell \u{07} ü")
+        #expect((inner["list"] as? [Any])?.count == 2)
+    }
+
+    @Test("timestamps are ISO-8601 UTC with milliseconds")
+    func timestamp() {
+        let text = LogTimestamp.iso8601(Date(timeIntervalSince1970: 1_700_000_000.125))
+        #expect(text == "2023-11-14T22:13:20.125Z")
+    }
+}

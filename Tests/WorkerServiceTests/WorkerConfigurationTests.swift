@@ -1,0 +1,111 @@
+import Foundation
+import Logging
+import Testing
+@testable import WorkerService
+
+@Suite("WorkerConfiguration")
+struct WorkerConfigurationTests {
+    static func load(_ environment: [String: String], file: String? = nil) async throws -> WorkerConfiguration {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("env-\(UUID().uuidString)").path
+        if let file { try file.write(toFile: path, atomically: true, encoding: .utf8) }
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        return try await WorkerConfiguration.load(environment: environment, environmentFile: path)
+    }
+
+    @Test("defaults match the plan")
+    func defaults() async throws {
+        let configuration = try await Self.load([:])
+        #expect(configuration.environment == .development)
+        #expect(configuration.store == .sqlite(path: "./worker.sqlite"))
+        #expect(configuration.pollInterval == .milliseconds(10_000))
+        #expect(configuration.maxConcurrentJobs == 1)
+        #expect(configuration.shutdownTimeout == .milliseconds(30_000))
+        #expect(configuration.healthCheckPort == 8080 && configuration.healthCheckHost == "127.0.0.1")
+        #expect(configuration.logLevel == .info && configuration.logFormat == .pretty)
+        #expect(configuration.monitorInterval == .milliseconds(30_000))
+        #expect(configuration.jobMaxAttempts == 3 && configuration.leaseDuration == .milliseconds(30_000))
+        #expect(configuration.queues == ["default"] && configuration.handler == nil)
+    }
+
+    /// Each variable with a malformed and an out-of-range value.
+    static let badValues: [(String, String)] = [
+        ("MAX_CONCURRENT_JOBS", "abc"), ("MAX_CONCURRENT_JOBS", "0"),
+        ("POLL_INTERVAL_MS", "fast"), ("POLL_INTERVAL_MS", "-5"),
+        ("SHUTDOWN_TIMEOUT_MS", "1.5"), ("SHUTDOWN_TIMEOUT_MS", "99999999999"),
+        ("HEALTH_CHECK_PORT", "http"), ("HEALTH_CHECK_PORT", "70000"),
+        ("HEALTH_CHECK_HOST", "bad host!"), ("HEALTH_CHECK_HOST", String(repeating: "a", count: 300)),
+        ("LOG_LEVEL", "loud"), ("LOG_LEVEL", "9"),
+        ("LOG_FORMAT", "xml"), ("LOG_FORMAT", "0"),
+        ("APP_ENV", "staging"), ("NODE_ENV", "qa"),
+        ("MONITOR_INTERVAL_MS", "often"), ("MONITOR_INTERVAL_MS", "1"),
+        ("JOB_MAX_ATTEMPTS", "three"), ("JOB_MAX_ATTEMPTS", "0"),
+        ("LEASE_DURATION_MS", "long"), ("LEASE_DURATION_MS", "10"),
+        ("WORKER_QUEUES", "a,,b"), ("WORKER_QUEUES", "bad queue"),
+        ("JOB_HANDLER", "shell"), ("JOB_HANDLER", "1"),
+        ("DATABASE_URL", "mysql://user:hunter2@db/x"), ("DATABASE_URL", "sqlite:"),
+        ("RETRY_BACKOFF_BASE_MS", "x"), ("RETRY_BACKOFF_BASE_MS", "0"),
+        ("RETRY_BACKOFF_MAX_MS", "y"), ("RETRY_BACKOFF_MAX_MS", "999999999999"),
+        ("WORKER_ID", "has space"), ("WORKER_ID", String(repeating: "w", count: 200)),
+    ]
+
+    @Test("a malformed or out-of-range value names the variable, the value and what is expected", arguments: badValues)
+    func rejects(variable: String, value: String) async throws {
+        let error = try await #require(throws: ConfigurationError.self) { _ = try await Self.load([variable: value]) }
+        #expect(error.variable == variable)
+        #expect(error.description.contains(variable))
+        #expect(error.description.contains("expected"))
+        #expect(!error.description.contains("hunter2"))
+    }
+
+    @Test(".env is read, and the environment wins over it")
+    func dotEnv() async throws {
+        let file = """
+            # comment
+            MAX_CONCURRENT_JOBS=4
+            LOG_LEVEL=debug
+            WORKER_QUEUES=alpha, beta
+            """
+        let configuration = try await Self.load(["LOG_LEVEL": "warning"], file: file)
+        #expect(configuration.maxConcurrentJobs == 4)
+        #expect(configuration.logLevel == .warning)
+        #expect(configuration.queues == ["alpha", "beta"])
+    }
+
+    @Test("a bad value in .env is reported like one in the environment")
+    func badDotEnv() async throws {
+        let error = try await #require(throws: ConfigurationError.self) { _ = try await Self.load([:], file: "HEALTH_CHECK_PORT=0\n") }
+        #expect(error.variable == "HEALTH_CHECK_PORT")
+    }
+
+    @Test("NODE_ENV is a fallback for APP_ENV, and production defaults to JSON logs")
+    func environmentFallback() async throws {
+        let production = try await Self.load(["NODE_ENV": "production"])
+        #expect(production.environment == .production && production.logFormat == .json)
+        let explicit = try await Self.load(["NODE_ENV": "production", "APP_ENV": "test"])
+        #expect(explicit.environment == .test && explicit.logFormat == .pretty)
+    }
+
+    @Test("production refuses to run without JOB_HANDLER")
+    func productionNeedsHandler() async throws {
+        let configuration = try await Self.load(["APP_ENV": "production"])
+        #expect(throws: ConfigurationError.self) { try configuration.validateForRun() }
+        try await Self.load(["APP_ENV": "production", "JOB_HANDLER": "echo"]).validateForRun()
+    }
+
+    @Test("DATABASE_URL forms, with passwords redacted")
+    func storeLocation() throws {
+        #expect(try StoreLocation(databaseURL: "sqlite:/tmp/x.db") == .sqlite(path: "/tmp/x.db"))
+        #expect(try StoreLocation(databaseURL: "sqlite:///tmp/x.db") == .sqlite(path: "/tmp/x.db"))
+        let postgres = try StoreLocation(databaseURL: "postgres://me:p%40ss:word@db:5432/jobs")
+        #expect(postgres.description == "postgres://me:***@db:5432/jobs")
+        #expect(StoreLocation.redact("postgresql://u:a@b@host/db") == "postgresql://u:***@host/db")
+        let summary = try WorkerConfiguration(values: ConfigValuesFixture.values(["DATABASE_URL": "postgres://u:s3cret@h/d"])).redactedSummary
+        #expect(!summary.contains { $0.value.contains("s3cret") })
+    }
+}
+
+enum ConfigValuesFixture {
+    static func values(_ environment: [String: String]) -> ConfigValues {
+        ConfigValues(reader: .init(provider: EnvironmentVariablesProviderFixture.make(environment)))
+    }
+}

@@ -1,0 +1,114 @@
+import Foundation
+import Testing
+
+@Suite("worker CLI")
+struct WorkerCLITests {
+    @Test("a bad value stops run and config check with exit 1 and one line naming the variable", arguments: [
+        ("MAX_CONCURRENT_JOBS", "abc"), ("MAX_CONCURRENT_JOBS", "0"), ("HEALTH_CHECK_PORT", "70000"), ("LOG_LEVEL", "loud"),
+        ("POLL_INTERVAL_MS", "soon"), ("DATABASE_URL", "mysql://u:topsecret@h/db"),
+    ])
+    func badConfiguration(variable: String, value: String) async throws {
+        let folder = try TemporaryDirectory()
+        var environment = ["HEALTH_CHECK_PORT": "\(try freePort())"]
+        environment[variable] = value
+        for command in [["run"], ["config", "check"]] {
+            let result = try await WorkerProcess.command(command, environment: environment, directory: folder.url)
+            #expect(result.status == 1)
+            let lines = result.stderr.split(separator: "\n")
+            #expect(lines.count == 1, "one line, no stack trace: \(result.stderr)")
+            #expect(result.stderr.contains(variable))
+            #expect(!result.stderr.contains("topsecret") && !result.stdout.contains("topsecret"))
+        }
+    }
+
+    @Test(".env is read and the environment wins over it")
+    func dotEnv() async throws {
+        let folder = try TemporaryDirectory()
+        try "MAX_CONCURRENT_JOBS=7\nWORKER_QUEUES=from-file\n".write(to: folder.url.appendingPathComponent(".env"), atomically: true, encoding: .utf8)
+        let result = try await WorkerProcess.command(["config", "check"], environment: ["WORKER_QUEUES": "from-env"], directory: folder.url)
+        #expect(result.status == 0)
+        #expect(result.stdout.contains("MAX_CONCURRENT_JOBS    7"))
+        #expect(result.stdout.contains("from-env") && !result.stdout.contains("from-file"))
+    }
+
+    @Test("a port already in use exits 1 naming HEALTH_CHECK_PORT")
+    func portInUse() async throws {
+        let folder = try TemporaryDirectory()
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let port = try freePort()
+        address.sin_port = UInt16(port).bigEndian
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        listen(fd, 1)
+        let result = try await WorkerProcess.command(["run"], environment: ["HEALTH_CHECK_PORT": "\(port)"], directory: folder.url)
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("HEALTH_CHECK_PORT \(port)"))
+    }
+
+    @Test("production without JOB_HANDLER refuses to start")
+    func productionNeedsHandler() async throws {
+        let folder = try TemporaryDirectory()
+        let result = try await WorkerProcess.command(["run"], environment: ["APP_ENV": "production", "HEALTH_CHECK_PORT": "\(try freePort())"], directory: folder.url)
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("JOB_HANDLER"))
+    }
+
+    @Test("enqueue, show, cancel, retry and list")
+    func jobCommands() async throws {
+        let folder = try TemporaryDirectory()
+        let env: [String: String] = [:]
+        let session = UUID().uuidString.lowercased()
+        let enqueue = try await WorkerProcess.command(
+            ["enqueue", "--prompt", "héllo", "--queue", "q1", "--session-id", session, "--priority", "4", "--max-attempts", "2", "--payload", #"{"k":"v"}"#],
+            environment: env, directory: folder.url
+        )
+        #expect(enqueue.status == 0)
+        let id = enqueue.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(UUID(uuidString: id) != nil)
+        let shown = try #require(jsonObject(try await WorkerProcess.command(["jobs", "show", id, "--json"], environment: env, directory: folder.url).stdout))
+        #expect(shown["prompt"] as? String == "héllo" && shown["queue"] as? String == "q1" && shown["session_id"] as? String == session)
+        #expect(shown["priority"] as? Int == 4 && shown["max_attempts"] as? Int == 2 && (shown["payload"] as? [String: String]) == ["k": "v"])
+        #expect(Set(shown.keys) == [
+            "id", "queue", "session_id", "prompt", "payload", "status", "priority", "run_at", "attempts", "max_attempts", "last_error",
+            "result", "created_at", "started_at", "completed_at", "locked_by", "lease_expires_at",
+        ])
+        #expect(try await WorkerProcess.command(["jobs", "cancel", id], environment: env, directory: folder.url).status == 0)
+        #expect(jsonObject(try await WorkerProcess.command(["jobs", "show", id, "--json"], environment: env, directory: folder.url).stdout)?["status"] as? String == "cancelled")
+        let again = try await WorkerProcess.command(["jobs", "cancel", id], environment: env, directory: folder.url)
+        #expect(again.status == 1 && again.stderr.contains("cannot cancel"))
+        #expect(try await WorkerProcess.command(["jobs", "retry", id], environment: env, directory: folder.url).status == 0)
+        let list = try await WorkerProcess.command(["jobs", "list", "--status", "pending", "--json"], environment: env, directory: folder.url)
+        let listed = try #require(try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]])
+        #expect(listed.map { $0["id"] as? String } == [id])
+        let missing = try await WorkerProcess.command(["jobs", "show", UUID().uuidString], environment: env, directory: folder.url)
+        #expect(missing.status == 1 && missing.stderr.contains("no job"))
+        let badID = try await WorkerProcess.command(["jobs", "show", "nope"], environment: env, directory: folder.url)
+        #expect(badID.status != 0)
+        let badPayload = try await WorkerProcess.command(["enqueue", "--prompt", "x", "--payload", "[1]"], environment: env, directory: folder.url)
+        #expect(badPayload.status != 0 && badPayload.stderr.contains("payload"))
+    }
+
+    @Test("a bad JSONL line is reported by number and nothing of its batch is written")
+    func badJSONLLine() async throws {
+        let folder = try TemporaryDirectory()
+        let lines = [#"{"prompt":"a"}"#, #"{"prompt":"b"}"#, #"{"prompt":"c","priority":"high"}"#, #"{"prompt":"d"}"#].joined(separator: "\n")
+        let result = try await WorkerProcess.command(["enqueue", "--jsonl", "-"], environment: [:], directory: folder.url, stdin: Data(lines.utf8))
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("line 3"))
+        let stats = try await WorkerProcess.command(["stats", "--json"], environment: [:], directory: folder.url)
+        #expect(jsonObject(stats.stdout)?["pending"] as? Int == 0)
+    }
+
+    @Test("migrate is idempotent; healthcheck fails when nothing answers")
+    func migrateAndHealthcheck() async throws {
+        let folder = try TemporaryDirectory()
+        #expect(try await WorkerProcess.command(["migrate"], environment: [:], directory: folder.url).status == 0)
+        #expect(try await WorkerProcess.command(["migrate"], environment: [:], directory: folder.url).status == 0)
+        #expect(FileManager.default.fileExists(atPath: folder.url.appendingPathComponent("worker.sqlite").path))
+        let probe = try await WorkerProcess.command(["healthcheck", "--url", "http://127.0.0.1:\(try freePort())/health"], environment: [:], directory: folder.url)
+        #expect(probe.status == 1)
+    }
+}

@@ -1,0 +1,136 @@
+import Foundation
+import Testing
+
+/// The built `worker` binary, run for real: a temporary SQLite file, a free port, real signals.
+@Suite("worker run", .serialized)
+struct WorkerRunTests {
+    @Test("health answers the plan's JSON; 200 JSONL jobs complete; production logs are JSON; SIGTERM stops cleanly")
+    func endToEnd() async throws {
+        let folder = try TemporaryDirectory()
+        let port = try freePort()
+        let environment = ["APP_ENV": "production", "JOB_HANDLER": "echo", "HEALTH_CHECK_PORT": "\(port)", "MAX_CONCURRENT_JOBS": "4", "MONITOR_INTERVAL_MS": "500"]
+        let worker = try WorkerProcess(environment: environment, directory: folder.url)
+        defer { worker.kill9() }
+
+        #expect(try await eventually("health") { try await http(port: port, path: "/health").status == 200 })
+        let health = try await http(port: port, path: "/health")
+        let body = try #require(jsonObject(health.body))
+        #expect(body["status"] as? String == "healthy")
+        #expect((body["uptime"] as? Double ?? -1) > 0)
+        let timestamp = try #require(body["timestamp"] as? String)
+        #expect(timestamp.hasSuffix("Z") && timestamp.contains("."))
+        #expect(Set(body.keys) == ["status", "uptime", "timestamp"])
+        #expect(try await http("HEAD", port: port, path: "/health").status == 200)
+        #expect(try await http(port: port, path: "/nope").status == 404)
+        #expect(try await http(port: port, path: "/ready").status == 200)
+
+        let lines = (0..<200).map { #"{"prompt":"job \#($0)","priority":\#($0 % 3),"payload":{"n":\#($0)}}"# }.joined(separator: "\n")
+        let file = folder.url.appendingPathComponent("jobs.jsonl")
+        try lines.write(to: file, atomically: true, encoding: .utf8)
+        let enqueue = try await WorkerProcess.command(["enqueue", "--jsonl", file.path, "--batch-size", "64"], environment: environment, directory: folder.url)
+        #expect(enqueue.status == 0)
+        #expect(enqueue.stdout.contains("Enqueued 200 jobs"))
+
+        let done = try await eventually("all completed", timeout: .seconds(60)) {
+            let stats = try await WorkerProcess.command(["stats", "--json"], environment: environment, directory: folder.url)
+            return jsonObject(stats.stdout)?["completed"] as? Int == 200
+        }
+        #expect(done)
+        let stats = try #require(jsonObject(try await WorkerProcess.command(["stats", "--json"], environment: environment, directory: folder.url).stdout))
+        #expect(Set(stats.keys) == ["pending", "processing", "completed", "failed", "cancelled", "oldestPendingAgeSeconds", "successRate"])
+        #expect(stats["successRate"] as? Double == 100)
+
+        worker.send(SIGTERM)
+        let status = await worker.waitForExit(timeout: .seconds(15))
+        #expect(status == 0)
+        let output = worker.stdout.split(separator: "\n")
+        #expect(!output.isEmpty)
+        let messages = output.compactMap { jsonObject(String($0)) }
+        #expect(messages.count == output.count, "every log line is one JSON object")
+        #expect(messages.allSatisfy { $0["time"] is String && $0["level"] is String && $0["msg"] is String && $0["label"] is String })
+        let texts = messages.compactMap { $0["msg"] as? String }
+        let shutdown = ["Received shutdown signal", "Queue monitoring stopped", "Job processor stopped", "Health check server stopped", "Worker service stopped cleanly"]
+        let positions = shutdown.map { texts.firstIndex(of: $0) }
+        #expect(positions.allSatisfy { $0 != nil }, "shutdown lines: \(texts.suffix(8))")
+        #expect(positions.compactMap { $0 } == positions.compactMap { $0 }.sorted(), "in order")
+        #expect(texts.filter { $0 == "Job completed" }.count == 200)
+        #expect(texts.contains("Queue statistics"))
+        let completed = messages.first { $0["msg"] as? String == "Job completed" }
+        #expect(completed?["jobId"] is String && completed?["attempt"] as? Int == 1 && completed?["duration"] is Int)
+    }
+
+    @Test("SIGTERM with a job longer than SHUTDOWN_TIMEOUT_MS exits 0 in time and leaves the job pending, attempt not counted")
+    func shutdownTimeout() async throws {
+        let folder = try TemporaryDirectory()
+        let port = try freePort()
+        let environment = ["JOB_HANDLER": "echo", "HEALTH_CHECK_PORT": "\(port)", "SHUTDOWN_TIMEOUT_MS": "1000", "LOG_FORMAT": "json"]
+        let worker = try WorkerProcess(environment: environment, directory: folder.url)
+        defer { worker.kill9() }
+        #expect(try await eventually("health") { try await http(port: port, path: "/health").status == 200 })
+        let id = try await WorkerProcess.command(
+            ["enqueue", "--prompt", "long", "--payload", #"{"sleepMs":60000}"#],
+            environment: environment,
+            directory: folder.url
+        ).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let show = { try await WorkerProcess.command(["jobs", "show", id, "--json"], environment: environment, directory: folder.url).stdout }
+        #expect(try await eventually("processing") { jsonObject(try await show())?["status"] as? String == "processing" })
+
+        let clock = ContinuousClock()
+        let start = clock.now
+        worker.send(SIGTERM)
+        let status = await worker.waitForExit(timeout: .seconds(10))
+        #expect(status == 0)
+        #expect(clock.now - start < .seconds(4), "shutdown timeout 1 s plus a margin")
+        #expect(worker.stdout.contains("Shutdown timeout - job may be incomplete"))
+        #expect(worker.stdout.contains("Worker service stopped cleanly"))
+        let job = try #require(jsonObject(try await show()))
+        #expect(job["status"] as? String == "pending")
+        #expect(job["attempts"] as? Int == 0)
+        #expect(job["locked_by"] is NSNull)
+    }
+
+    @Test("a second signal skips the shutdown wait")
+    func secondSignal() async throws {
+        let folder = try TemporaryDirectory()
+        let port = try freePort()
+        let environment = ["JOB_HANDLER": "echo", "HEALTH_CHECK_PORT": "\(port)", "SHUTDOWN_TIMEOUT_MS": "60000"]
+        let worker = try WorkerProcess(environment: environment, directory: folder.url)
+        defer { worker.kill9() }
+        #expect(try await eventually("health") { try await http(port: port, path: "/health").status == 200 })
+        let id = try await WorkerProcess.command(["enqueue", "--prompt", "long", "--payload", #"{"sleepMs":60000}"#], environment: environment, directory: folder.url)
+            .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let show = { try await WorkerProcess.command(["jobs", "show", id, "--json"], environment: environment, directory: folder.url).stdout }
+        #expect(try await eventually("processing") { jsonObject(try await show())?["status"] as? String == "processing" })
+        let clock = ContinuousClock()
+        let start = clock.now
+        worker.send(SIGTERM)
+        try await Task.sleep(for: .milliseconds(300))
+        worker.send(SIGINT)
+        #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+        #expect(clock.now - start < .seconds(5))
+        #expect(jsonObject(try await show())?["status"] as? String == "pending")
+    }
+
+    @Test("a job enqueued by another process starts within about a second at the default poll interval")
+    func crossProcessPickup() async throws {
+        let folder = try TemporaryDirectory()
+        let port = try freePort()
+        let environment = ["JOB_HANDLER": "echo", "HEALTH_CHECK_PORT": "\(port)"]
+        let worker = try WorkerProcess(environment: environment, directory: folder.url)
+        defer { worker.kill9() }
+        #expect(try await eventually("health") { try await http(port: port, path: "/health").status == 200 })
+        try await Task.sleep(for: .milliseconds(500))
+        let id = try await WorkerProcess.command(["enqueue", "--prompt", "quick"], environment: environment, directory: folder.url)
+            .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let clock = ContinuousClock()
+        let start = clock.now
+        let completed = try await eventually("completed", timeout: .seconds(5)) {
+            jsonObject(try await WorkerProcess.command(["jobs", "show", id, "--json"], environment: environment, directory: folder.url).stdout)?["status"] as? String == "completed"
+        }
+        #expect(completed)
+        // Includes starting a CLI process per check; the worker itself picks up within ~200 ms.
+        #expect(clock.now - start < .seconds(3))
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+    }
+}
