@@ -19,6 +19,8 @@ public final class JobProcessor: Service, Sendable {
     private struct RunningJob {
         var lease: Lease
         var stop: StopSignal
+        /// The handler returned; the job only waits for its outcome to be written (its slot is free).
+        var handlerFinished = false
     }
 
     private enum Phase {
@@ -48,6 +50,7 @@ public final class JobProcessor: Service, Sendable {
     private let jobsAvailable = WakeSignal()
     /// A slot became free (a job finished) or shutdown wants attention.
     private let slotFreed = WakeSignal()
+    private let recorder: OutcomeRecorder
 
     public init(store: any JobStore, handler: any JobHandler, configuration: JobProcessorConfiguration, logger: Logger) {
         self.store = store
@@ -56,10 +59,16 @@ public final class JobProcessor: Service, Sendable {
         var logger = logger
         logger[metadataKey: "workerId"] = .string(configuration.workerID)
         self.logger = logger
+        self.recorder = OutcomeRecorder(store: store, logger: logger)
     }
 
-    /// Jobs running right now.
+    /// Jobs running right now (including those whose outcome is being written).
     public var runningJobCount: Int { state.withLock { $0.running.count } }
+
+    /// Slots taken by running handlers.
+    private func busySlots(_ state: State) -> Int {
+        state.running.values.reduce(0) { $0 + ($1.handlerFinished ? 0 : 1) }
+    }
 
     /// `true` while the processor claims new jobs (started and not shutting down).
     public var isClaiming: Bool { state.withLock { $0.phase == .running } }
@@ -91,6 +100,7 @@ public final class JobProcessor: Service, Sendable {
             ]
         )
         await withDiscardingTaskGroup { background in
+            background.addTask { await self.recorder.run() }
             background.addTask { await self.watchStore() }
             background.addTask { await self.renewLeases() }
             background.addTask { await self.rescueExpiredLeases() }
@@ -114,7 +124,7 @@ public final class JobProcessor: Service, Sendable {
         var queueDrained = false
         var consecutiveFailures = 0
         while !Task.isCancelled {
-            let (phase, free) = state.withLock { ($0.phase, configuration.maxConcurrentJobs - $0.running.count) }
+            let (phase, free) = state.withLock { ($0.phase, configuration.maxConcurrentJobs - busySlots($0)) }
             guard phase == .running else { return }
             if free <= 0 {
                 await slotFreed.wait()
@@ -192,13 +202,19 @@ public final class JobProcessor: Service, Sendable {
             await slotFreed.wait(timeout: left)
         }
         let running = state.withLock { $0.running }
-        for (id, job) in running {
+        for (id, job) in running where !job.handlerFinished {
             logger.warning(
                 "Shutdown timeout - job may be incomplete",
                 metadata: ["jobId": .string(id.uuidString.lowercased()), "attempt": .stringConvertible(job.lease.attempt)]
             )
             job.stop.trigger(.shutdown)
         }
+        // Give the outcomes (releases included) a moment to be written; then stop trying.
+        let grace = ContinuousClock.now + .seconds(5)
+        while runningJobCount > 0, ContinuousClock.now < grace {
+            await slotFreed.wait(timeout: grace - .now)
+        }
+        if runningJobCount > 0 { recorder.abandon() }
     }
 
     // MARK: - Running one job
@@ -238,6 +254,8 @@ public final class JobProcessor: Service, Sendable {
         }
         let duration = clock.now - start
         logger[metadataKey: "duration"] = .stringConvertible(duration.inMilliseconds)
+        state.withLock { $0.running[job.id]?.handlerFinished = true }
+        slotFreed.signal()
 
         let outcome: JobOutcome?
         switch finish {
@@ -264,7 +282,7 @@ public final class JobProcessor: Service, Sendable {
         }
 
         if let outcome {
-            let applied = await record(JobCompletion(lease: claimed.lease, outcome: outcome), stop: stop, logger: logger)
+            let applied = await recorder.record(JobCompletion(lease: claimed.lease, outcome: outcome))
             log(outcome, applied: applied, logger: logger)
             if case .retry(_, let delay) = outcome, applied == true {
                 let due = ContinuousClock.now + delay + .milliseconds(5)
@@ -275,33 +293,8 @@ public final class JobProcessor: Service, Sendable {
         slotFreed.signal()
     }
 
-    /// Writes an outcome, retrying while the store is unreachable, until it is written, the
-    /// lease is known lost, or shutdown gives up on the job (it is then rescued when its lease expires).
-    private func record(_ completion: JobCompletion, stop: StopSignal, logger: Logger) async -> Bool? {
-        var failures = 0
-        while true {
-            do {
-                return try await store.record([completion]).first ?? false
-            } catch {
-                failures += 1
-                if Task.isCancelled || (stop.reason != nil && completion.outcome != .released) || failures > 1_000 {
-                    logger.error(
-                        "Could not record job outcome; the job returns to the queue when its lease expires",
-                        metadata: ["error": "\(error)"]
-                    )
-                    return nil
-                }
-                let delay = Self.backoff(failures: failures, cap: .seconds(5))
-                logger.warning(
-                    "Could not record job outcome, retrying",
-                    metadata: ["error": "\(error)", "retryInMs": .stringConvertible(delay.inMilliseconds)]
-                )
-                try? await Task.sleep(for: delay)
-            }
-        }
-    }
-
     private func log(_ outcome: JobOutcome, applied: Bool?, logger: Logger) {
+        if applied == nil { return }
         if applied == false {
             logger.warning("Job outcome discarded: the lease was lost to another worker", metadata: ["outcome": "\(outcome.name)"])
             return
