@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/sqlite-nio", from: "1.13.2"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         .target(
@@ -42,6 +43,7 @@ let package = Package(
             dependencies: [
                 "WorkerCore",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -82,6 +84,10 @@ let package = Package(
                 "WorkerCore", "WorkerSQLite",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
+        ),
+        .testTarget(
+            name: "WorkerPostgresTests",
+            dependencies: ["WorkerPostgres", "WorkerCore", "WorkerTestSupport", .product(name: "PostgresNIO", package: "postgres-nio")]
         ),
         .testTarget(name: "WorkerSQLiteTests", dependencies: ["WorkerSQLite", "WorkerCore", "WorkerTestSupport"]),
         .testTarget(

@@ -287,6 +287,8 @@ public final class JobProcessor: Service, Sendable {
             if case .retry(_, let delay) = outcome, applied == true {
                 let due = ContinuousClock.now + delay + .milliseconds(5)
                 state.withLock { $0.retryDues.append(due) }
+                // Let the claim loop shorten its sleep to this retry.
+                jobsAvailable.signal()
             }
         }
         state.withLock { _ = $0.running.removeValue(forKey: job.id) }

@@ -87,6 +87,23 @@ struct ConfigValues {
         return text
     }
 
+    func boolean(_ name: String, default defaultValue: Bool) throws -> Bool {
+        guard let text = raw(name) else { return defaultValue }
+        switch text.lowercased() {
+        case "true", "1", "yes", "on": return true
+        case "false", "0", "no", "off": return false
+        default: throw ConfigurationError(variable: name, value: text, expected: "true or false")
+        }
+    }
+
+    func sqlIdentifier(_ name: String, default defaultValue: String) throws -> String {
+        guard let text = raw(name) else { return defaultValue }
+        guard text.range(of: "^[A-Za-z_][A-Za-z0-9_]{0,62}$", options: .regularExpression) != nil else {
+            throw ConfigurationError(variable: name, value: text, expected: "letters, digits and _ (at most 63), not starting with a digit")
+        }
+        return text
+    }
+
     static func isName(_ text: String) -> Bool {
         !text.isEmpty && text.count <= 128 && text.allSatisfy { ($0.isASCII && ($0.isLetter || $0.isNumber)) || "._-".contains($0) }
     }

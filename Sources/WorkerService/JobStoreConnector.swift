@@ -1,34 +1,53 @@
 import Logging
-import ServiceLifecycle
 import WorkerCore
+import WorkerPostgres
 import WorkerSQLite
 
-/// Opens the ``JobStore`` that `DATABASE_URL` names.
+/// Opens the ``JobStore`` that `DATABASE_URL` names, for the duration of a closure.
 public enum JobStoreConnector {
-    /// An open store, and the service (a connection pool) that must run beside it, if any.
-    public struct Connection: Sendable {
-        public var store: any JobStore
-        public var service: (any Service)?
-    }
-
-    /// Opens the store and applies migrations.
-    public static func open(_ location: StoreLocation, logger: Logger) async throws -> Connection {
-        switch location {
+    /// Opens the store, runs `body` with it, and closes it, also when `body` throws.
+    ///
+    /// For PostgreSQL the connection pool runs beside `body` and stops after it; nothing
+    /// connects until the first query. Migrations are the caller's (``JobStore/migrate()``).
+    public static func withStore<T: Sendable>(
+        _ configuration: WorkerConfiguration,
+        logger: Logger,
+        _ body: (any JobStore) async throws -> T
+    ) async throws -> T {
+        var storeLogger = logger
+        switch configuration.store {
         case .sqlite(let path):
-            var storeLogger = logger
             storeLogger[metadataKey: "store"] = "sqlite"
-            let store = try await SQLiteJobStore.open(path: path, logger: storeLogger)
+            let store = try await SQLiteJobStore.open(path: path, table: configuration.jobsTable, logger: storeLogger)
             do {
-                try await store.migrate()
+                let result = try await body(store)
+                try await store.close()
+                return result
             } catch {
                 try? await store.close()
                 throw error
             }
-            return Connection(store: store, service: nil)
-        case .postgres:
-            throw WorkerServiceError.unsupportedStore(
-                "DATABASE_URL names PostgreSQL, which this build does not support yet; use sqlite:PATH or leave DATABASE_URL unset"
+        case .postgres(let text):
+            storeLogger[metadataKey: "store"] = "postgres"
+            let url = try PostgresURL(text)
+            let store = try PostgresJobStore(
+                url: url,
+                schema: configuration.jobsSchema,
+                table: configuration.jobsTable,
+                maximumConnections: configuration.databaseMaxConnections,
+                logger: storeLogger
             )
+            return try await withThrowingTaskGroup(of: Void.self, returning: T.self) { tasks in
+                tasks.addTask { await store.client.run() }
+                do {
+                    let result = try await body(store)
+                    tasks.cancelAll()
+                    return result
+                } catch {
+                    tasks.cancelAll()
+                    throw error
+                }
+            }
         }
     }
 }

@@ -1,3 +1,5 @@
+import WorkerPostgres
+
 /// Where jobs are kept, from `DATABASE_URL`.
 public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
     /// The embedded SQLite file (`DATABASE_URL` unset, or `sqlite:PATH`).
@@ -24,6 +26,11 @@ public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
             }
             self = .sqlite(path: path)
         } else if lower.hasPrefix("postgres://") || lower.hasPrefix("postgresql://") {
+            do {
+                _ = try PostgresURL(url)
+            } catch let error as PostgresURLError {
+                throw ConfigurationError(variable: "DATABASE_URL", value: Self.redact(url), expected: "a valid URL: the \(error.part) \(error.problem)")
+            }
             self = .postgres(url: url)
         } else {
             throw ConfigurationError(
@@ -37,7 +44,7 @@ public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .sqlite(let path): "sqlite:\(path)"
-        case .postgres(let url): Self.redact(url)
+        case .postgres(let url): (try? PostgresURL(url).redacted) ?? Self.redact(url)
         }
     }
 

@@ -33,8 +33,46 @@ public struct WorkerApplication: Sendable {
         }
         try Socket.ensureAvailable(host: configuration.healthCheckHost, port: configuration.healthCheckPort)
 
-        let connection = try await JobStoreConnector.open(configuration.store, logger: logger)
-        let store = connection.store
+        let shutdown = ShutdownCoordinator(logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { await shutdown.handleSignals() }
+            defer { tasks.cancelAll() }
+            try await JobStoreConnector.withStore(configuration, logger: logger) { store in
+                if configuration.autoMigrate {
+                    guard try await migrate(store, shutdown: shutdown) else { return }
+                }
+                if shutdown.isRequested { return }
+                try await runServices(store: store, shutdown: shutdown)
+            }
+        }
+        logger.info("Worker service stopped cleanly")
+    }
+
+    /// Applies migrations, waiting for the database with backoff while it is unreachable.
+    /// Returns `false` when shutdown was requested meanwhile.
+    private func migrate(_ store: any JobStore, shutdown: ShutdownCoordinator) async throws -> Bool {
+        var failures = 0
+        while !shutdown.isRequested {
+            do {
+                try await store.migrate()
+                if failures > 0 { logger.info("Database is reachable again") }
+                return true
+            } catch let error as JobStoreError {
+                throw error
+            } catch {
+                failures += 1
+                let delay = min(Duration.milliseconds(500) * (1 << min(failures - 1, 6)), .seconds(30))
+                logger.error(
+                    "Database unreachable at start-up, retrying",
+                    metadata: ["error": "\(error)", "attempt": .stringConvertible(failures), "retryInMs": .stringConvertible(delay.inMilliseconds)]
+                )
+                await shutdown.sleep(for: delay)
+            }
+        }
+        return false
+    }
+
+    private func runServices(store: any JobStore, shutdown: ShutdownCoordinator) async throws {
         let processor = JobProcessor(
             store: store,
             handler: makeHandler(),
@@ -48,52 +86,25 @@ public struct WorkerApplication: Sendable {
             logger: logger,
             readiness: { await Self.readiness(store: store, processor: processor) }
         )
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-        if let storeService = connection.service { services.append(.init(service: storeService, serviceName: "store")) }
-        services += [
-            .init(service: health, serviceName: "health-server"),
-            .init(service: processor, serviceName: "job-processor"),
-            .init(service: monitor, serviceName: "queue-monitor"),
-        ]
-        var groupConfiguration = ServiceGroupConfiguration(services: services, logger: logger)
+        // Shut down in reverse: the monitor, then the processor (draining jobs), then the health server.
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: [
+                .init(service: health, serviceName: "health-server"),
+                .init(service: processor, serviceName: "job-processor"),
+                .init(service: monitor, serviceName: "queue-monitor"),
+            ],
+            logger: logger
+        )
         groupConfiguration.maximumGracefulShutdownDuration = configuration.shutdownTimeout + .seconds(15)
         let group = ServiceGroup(configuration: groupConfiguration)
-
+        await shutdown.register(group: group, processor: processor)
         logger.info("Worker service ready")
-        do {
-            try await withThrowingTaskGroup(of: Void.self) { tasks in
-                tasks.addTask { try await group.run() }
-                tasks.addTask { await handleSignals(group: group, processor: processor) }
-                // The group ends first (after a shutdown or a failure); then stop watching signals.
-                try await tasks.next()
-                tasks.cancelAll()
-            }
-        } catch {
-            try? await store.close()
-            throw error
-        }
-        try await store.close()
-        logger.info("Worker service stopped cleanly")
+        try await group.run()
     }
 
     private func makeHandler() -> any JobHandler {
         switch configuration.handler {
         case .echo, nil: EchoHandler()
-        }
-    }
-
-    private func handleSignals(group: ServiceGroup, processor: JobProcessor) async {
-        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
-        var received = 0
-        for await signal in signals {
-            received += 1
-            if received == 1 {
-                logger.info("Received shutdown signal", metadata: ["signal": .string(signal.description)])
-                await group.triggerGracefulShutdown()
-            } else {
-                logger.warning("Received second shutdown signal: giving running jobs back now", metadata: ["signal": .string(signal.description)])
-                processor.skipShutdownWait()
-            }
         }
     }
 

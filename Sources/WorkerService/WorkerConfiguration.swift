@@ -27,12 +27,23 @@ public struct WorkerConfiguration: Sendable {
     public var workerID: String
     public var retryBase: Duration
     public var retryMax: Duration
+    /// The jobs table (`JOBS_TABLE`) and, on PostgreSQL, its schema (`JOBS_SCHEMA`).
+    public var jobsTable: String
+    public var jobsSchema: String
+    /// Whether `run` and the CLI create or upgrade the schema themselves (`AUTO_MIGRATE`).
+    public var autoMigrate: Bool
+    /// The most connections a worker opens to PostgreSQL (`DATABASE_MAX_CONNECTIONS`).
+    public var databaseMaxConnections: Int
 
     /// The variables the worker reads, with their defaults, in the order `config check` shows them.
     public static let variables: [(name: String, defaultValue: String, secret: Bool)] = [
         ("APP_ENV", "development", false),
         ("NODE_ENV", "", false),
         ("DATABASE_URL", "sqlite:\(StoreLocation.defaultSQLitePath)", true),
+        ("JOBS_TABLE", "coding_jobs", false),
+        ("JOBS_SCHEMA", "public", false),
+        ("AUTO_MIGRATE", "true", false),
+        ("DATABASE_MAX_CONNECTIONS", "10", false),
         ("WORKER_QUEUES", NewJob.defaultQueue, false),
         ("WORKER_ID", "<host>-<pid>-<random>", false),
         ("MAX_CONCURRENT_JOBS", "1", false),
@@ -83,6 +94,10 @@ public struct WorkerConfiguration: Sendable {
     init(values: ConfigValues) throws {
         environment = try values.choice("APP_ENV", fallback: "NODE_ENV", default: .development)
         store = try StoreLocation(databaseURL: values.raw("DATABASE_URL"))
+        jobsTable = try values.sqlIdentifier("JOBS_TABLE", default: "coding_jobs")
+        jobsSchema = try values.sqlIdentifier("JOBS_SCHEMA", default: "public")
+        autoMigrate = try values.boolean("AUTO_MIGRATE", default: true)
+        databaseMaxConnections = try values.integer("DATABASE_MAX_CONNECTIONS", default: 10, range: 2...500)
         queues = try values.list("WORKER_QUEUES", default: [NewJob.defaultQueue])
         workerID = try values.identifier("WORKER_ID") ?? Self.defaultWorkerID()
         maxConcurrentJobs = try values.integer("MAX_CONCURRENT_JOBS", default: 1, range: 1...1000)
@@ -132,6 +147,10 @@ public struct WorkerConfiguration: Sendable {
         [
             ("APP_ENV", environment.rawValue),
             ("DATABASE_URL", store.description),
+            ("JOBS_TABLE", jobsTable),
+            ("JOBS_SCHEMA", jobsSchema),
+            ("AUTO_MIGRATE", "\(autoMigrate)"),
+            ("DATABASE_MAX_CONNECTIONS", "\(databaseMaxConnections)"),
             ("WORKER_QUEUES", queues.joined(separator: ",")),
             ("WORKER_ID", workerID),
             ("MAX_CONCURRENT_JOBS", "\(maxConcurrentJobs)"),

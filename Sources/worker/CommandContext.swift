@@ -18,18 +18,14 @@ struct CommandContext {
         return CommandContext(configuration: configuration, logger: Logger(label: "worker"))
     }
 
-    /// Opens the configured store (migrating it), runs `body`, and closes the store.
-    func withStore<T>(_ body: (any JobStore) async throws -> T) async throws -> T {
-        let connection = try await JobStoreConnector.open(configuration.store, logger: logger)
-        let result: T
-        do {
-            result = try await body(connection.store)
-        } catch {
-            try? await connection.store.close()
-            throw error
+    /// Opens the configured store (migrating it when `AUTO_MIGRATE` is on, or `migrate` is `true`),
+    /// runs `body`, and closes the store.
+    func withStore<T: Sendable>(migrate: Bool = false, _ body: (any JobStore) async throws -> T) async throws -> T {
+        let autoMigrate = configuration.autoMigrate
+        return try await JobStoreConnector.withStore(configuration, logger: logger) { store in
+            if migrate || autoMigrate { try await store.migrate() }
+            return try await body(store)
         }
-        try await connection.store.close()
-        return result
     }
 }
 

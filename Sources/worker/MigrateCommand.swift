@@ -9,7 +9,7 @@ struct MigrateCommand: AsyncParsableCommand {
 
     func run() async throws {
         let context = try await CommandContext.load()
-        try await context.withStore { _ in }
+        try await context.withStore(migrate: true) { _ in }
         output("Schema is up to date (\(context.configuration.store))")
     }
 }

@@ -1,0 +1,90 @@
+/// The PostgreSQL schema of the jobs table, versioned in `worker_schema_migrations`.
+///
+/// Every statement is idempotent, and the whole migration runs in one transaction under an
+/// advisory lock, so any number of workers can start at once. The table is created with only
+/// `id` and `prompt`, then every other column is added if missing: a `coding_jobs` table from
+/// the original plan (id, session_id, prompt, status, created_at) is upgraded in place.
+struct PostgresSchema: Sendable {
+    static let version = 1
+
+    /// Schema-qualified, quoted table name, e.g. `"public"."coding_jobs"`.
+    let table: String
+    let schemaName: String
+    let tableName: String
+    /// The LISTEN/NOTIFY channel: lower-case table name.
+    let channel: String
+
+    init(schema: String, table: String) {
+        schemaName = schema
+        tableName = table
+        self.table = "\"\(schema)\".\"\(table)\""
+        channel = "\(table)_events".lowercased()
+    }
+
+    var migrationsTable: String { "\"\(schemaName)\".\"worker_schema_migrations\"" }
+    /// One advisory lock for all migrations of this database: they also share the migrations table.
+    var lockKey: String { "mobvibe-worker:migrate" }
+
+    /// Statements of each version, one statement each.
+    var migrations: [Int: [String]] {
+        [
+            1: [
+                "CREATE SCHEMA IF NOT EXISTS \"\(schemaName)\"",
+                "CREATE TABLE IF NOT EXISTS \(table) (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), prompt text NOT NULL)",
+                "ALTER TABLE \(table) ALTER COLUMN id SET DEFAULT gen_random_uuid()",
+                "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS queue text NOT NULL DEFAULT 'default'",
+                "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS session_id uuid",
+                "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS payload jsonb NOT NULL DEFAULT '{}'::jsonb",
+                "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS status text NOT NULL DEFAULT 'pending'",
+                "ALTER TABLE \(table) ALTER COLUMN status SET DEFAULT 'pending'",
+                "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS priority integer NOT NULL DEFAULT 0",
+                "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS run_at timestamptz NOT NULL DEFAULT now()",
+                "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS attempts integer NOT NULL DEFAULT 0",
+                "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS max_attempts integer NOT NULL DEFAULT 3",
+                "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS last_error text",
+                "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS result jsonb",
+                "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS created_at timestamptz NOT NULL DEFAULT now()",
+                "ALTER TABLE \(table) ALTER COLUMN created_at SET DEFAULT now()",
+                "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS started_at timestamptz",
+                "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS completed_at timestamptz",
+                "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS locked_by text",
+                "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS lease_expires_at timestamptz",
+                // A legacy row whose created_at is NULL would otherwise never be claimable in order.
+                "UPDATE \(table) SET created_at = now() WHERE created_at IS NULL",
+                """
+                CREATE INDEX IF NOT EXISTS "\(tableName)_claim_idx" ON \(table) (queue, priority DESC, run_at, id)
+                    WHERE status = 'pending'
+                """,
+                """
+                CREATE INDEX IF NOT EXISTS "\(tableName)_lease_idx" ON \(table) (lease_expires_at)
+                    WHERE status = 'processing'
+                """,
+                """
+                CREATE OR REPLACE FUNCTION "\(schemaName)"."\(tableName)_notify"() RETURNS trigger
+                LANGUAGE plpgsql AS $$
+                BEGIN
+                    PERFORM pg_notify('\(channel)', 'jobs');
+                    RETURN NULL;
+                END
+                $$
+                """,
+                "DROP TRIGGER IF EXISTS \"\(tableName)_notify\" ON \(table)",
+                """
+                CREATE TRIGGER "\(tableName)_notify" AFTER INSERT ON \(table)
+                    FOR EACH STATEMENT EXECUTE FUNCTION "\(schemaName)"."\(tableName)_notify"()
+                """,
+            ]
+        ]
+    }
+
+    /// The columns every query returns, in the order ``PostgresJobStore`` decodes them.
+    static let columns = """
+        id, queue, session_id, prompt, payload::text, status, priority, run_at, attempts, max_attempts, \
+        last_error, result::text, created_at, started_at, completed_at, locked_by, lease_expires_at
+        """
+
+    /// The same columns qualified with a table alias.
+    static func columns(alias: String) -> String {
+        columns.split(separator: ",").map { "\(alias).\($0.trimmingCharacters(in: .whitespaces))" }.joined(separator: ", ")
+    }
+}

@@ -1,0 +1,89 @@
+import Logging
+import ServiceLifecycle
+import Synchronization
+import UnixSignals
+import WorkerCore
+
+/// Turns SIGTERM and SIGINT into a graceful shutdown, at any point of the worker's life.
+///
+/// Before the service group exists (start-up, e.g. waiting for the database) a signal ends
+/// start-up; afterwards the first signal shuts the group down gracefully and a second one tells
+/// the processor to give its running jobs back at once.
+final class ShutdownCoordinator: Sendable {
+    private struct State {
+        var requested = false
+        var group: ServiceGroup?
+        var processor: JobProcessor?
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+    private let logger: Logger
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+
+    var isRequested: Bool { state.withLock { $0.requested } }
+
+    /// Hands over the running group; triggers its shutdown at once if a signal came first.
+    func register(group: ServiceGroup, processor: JobProcessor) async {
+        let requested = state.withLock { state -> Bool in
+            state.group = group
+            state.processor = processor
+            return state.requested
+        }
+        if requested { await group.triggerGracefulShutdown() }
+    }
+
+    /// Sleeps for `duration`, returning early when shutdown is requested.
+    func sleep(for duration: Duration) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await Task.sleep(for: duration) }
+            group.addTask { await self.waitForRequest() }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private func waitForRequest() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLock { state -> Bool in
+                    if state.requested || Task.isCancelled { return true }
+                    state.waiters.append(continuation)
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+                defer { state.waiters = [] }
+                return state.waiters
+            }
+            for waiter in waiters { waiter.resume() }
+        }
+    }
+
+    /// Watches the signals until cancelled.
+    func handleSignals() async {
+        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
+        var received = 0
+        for await signal in signals {
+            received += 1
+            if received == 1 {
+                logger.info("Received shutdown signal", metadata: ["signal": .string(signal.description)])
+                let (group, waiters) = state.withLock { state -> (ServiceGroup?, [CheckedContinuation<Void, Never>]) in
+                    state.requested = true
+                    defer { state.waiters = [] }
+                    return (state.group, state.waiters)
+                }
+                for waiter in waiters { waiter.resume() }
+                await group?.triggerGracefulShutdown()
+            } else {
+                logger.warning("Received second shutdown signal: giving running jobs back now", metadata: ["signal": .string(signal.description)])
+                state.withLock { $0.processor }?.skipShutdownWait()
+            }
+        }
+    }
+}

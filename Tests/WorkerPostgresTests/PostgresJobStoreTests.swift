@@ -1,0 +1,137 @@
+import Foundation
+import PostgresNIO
+import Testing
+import WorkerCore
+import WorkerTestSupport
+@testable import WorkerPostgres
+
+@Suite("PostgreSQL driver", .enabled(if: TestDatabase.isAvailable, "needs TEST_DATABASE_URL: run scripts/test"))
+struct PostgresJobStoreTests {
+    @Test("conformance", arguments: JobStoreConformance.cases)
+    func conformance(_ testCase: ConformanceCase) async throws {
+        try await TestDatabase.withStore { store in
+            try await testCase.run(on: store)
+        }
+    }
+
+    /// Columns, indexes, triggers and migration rows: what a second migration must not change.
+    static func schemaSnapshot(_ store: PostgresJobStore, table: String) async throws -> [String] {
+        let sql = """
+            SELECT 'column ' || column_name || ' ' || data_type || ' ' || is_nullable || ' ' || coalesce(column_default, '')
+                FROM information_schema.columns WHERE table_schema = 'public' AND table_name = '\(table)'
+            UNION ALL SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = '\(table)'
+            UNION ALL SELECT 'trigger ' || tgname FROM pg_trigger WHERE tgrelid = 'public.\(table)'::regclass AND NOT tgisinternal
+            UNION ALL SELECT 'migration ' || version FROM public.worker_schema_migrations WHERE table_name = '\(table)'
+            ORDER BY 1
+            """
+        return try await TestDatabase.execute(sql, on: store).map { try $0.decode(String.self) }
+    }
+
+    @Test("migration: a fresh database, then a second run changes nothing")
+    func migrationIdempotent() async throws {
+        let table = "jobs_mig_\(UUID().uuidString.prefix(6).lowercased())"
+        try await TestDatabase.withStore(table: table) { store in
+            let first = try await Self.schemaSnapshot(store, table: table)
+            #expect(first.contains { $0.hasPrefix("column lease_expires_at") })
+            #expect(first.contains { $0.contains("\(table)_claim_idx") && $0.contains("WHERE (status = 'pending'::text)") })
+            #expect(first.contains("trigger \(table)_notify"))
+            #expect(first.contains("migration 1"))
+            try await store.migrate()
+            #expect(try await Self.schemaSnapshot(store, table: table) == first)
+        }
+    }
+
+    @Test("migration: many workers migrating at once is safe")
+    func concurrentMigrations() async throws {
+        try await TestDatabase.withStore(migrate: false) { store in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<6 { group.addTask { try await store.migrate() } }
+                try await group.waitForAll()
+            }
+            #expect(try await store.enqueue([NewJob(prompt: "after")]).count == 1)
+        }
+    }
+
+    @Test("migration: a plan-style coding_jobs table with rows is upgraded in place, rows intact")
+    func legacyUpgrade() async throws {
+        let table = "jobs_legacy_\(UUID().uuidString.prefix(6).lowercased())"
+        try await TestDatabase.withStore(table: table, migrate: false) { store in
+            _ = try await TestDatabase.execute(
+                """
+                CREATE TABLE public.\(table) (
+                    id uuid PRIMARY KEY DEFAULT gen_random_uuid(), session_id uuid NOT NULL, prompt text NOT NULL,
+                    status text NOT NULL DEFAULT 'pending', created_at timestamptz DEFAULT now())
+                """,
+                on: store
+            )
+            let session = UUID()
+            _ = try await TestDatabase.execute(
+                """
+                INSERT INTO public.\(table) (session_id, prompt, status, created_at) VALUES
+                    ('\(session)', 'old pending', 'pending', now() - interval '1 hour'),
+                    ('\(session)', 'old done', 'completed', now() - interval '2 hours')
+                """,
+                on: store
+            )
+            try await store.migrate()
+            let jobs = try await store.jobs(matching: JobFilter())
+            #expect(jobs.count == 2)
+            let pending = try #require(jobs.first { $0.prompt == "old pending" })
+            #expect(pending.sessionID == session && pending.status == .pending && pending.queue == "default" && pending.payload == "{}")
+            #expect(pending.createdAt < Date().addingTimeInterval(-3000))
+            #expect(jobs.contains { $0.prompt == "old done" && $0.status == .completed })
+            let claimed = try await store.claim(queues: ["default"], limit: 5, workerID: "w", leaseDuration: .seconds(5))
+            #expect(claimed.map(\.job.prompt) == ["old pending"])
+        }
+    }
+
+    @Test("a row inserted with nothing but a prompt is a valid pending job, and its NOTIFY wakes a watcher")
+    func minimalInsertNotifies() async throws {
+        try await TestDatabase.withStore { store in
+            let (events, continuation) = AsyncStream.makeStream(of: StoreEvent.self)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await store.watch(queues: ["default"]) { continuation.yield($0) } }
+                var iterator = events.makeAsyncIterator()
+                #expect(await iterator.next() == .jobsAvailable)  // sent once listening starts
+                _ = try await TestDatabase.execute("INSERT INTO \(store.schema.table) (prompt) VALUES ('from an edge function')", on: store)
+                #expect(await iterator.next() == .jobsAvailable)
+                group.cancelAll()
+            }
+            let job = try #require(try await store.jobs(matching: JobFilter()).first)
+            #expect(job.prompt == "from an edge function" && job.status == .pending && job.maxAttempts == 3 && job.attempts == 0)
+        }
+    }
+
+    @Test("cancelling a job notifies the watcher with its id")
+    func cancelNotifies() async throws {
+        try await TestDatabase.withStore { store in
+            let id = try await store.enqueue([NewJob(prompt: "p")])[0]
+            let (events, continuation) = AsyncStream.makeStream(of: StoreEvent.self)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await store.watch(queues: ["default"]) { continuation.yield($0) } }
+                var iterator = events.makeAsyncIterator()
+                _ = await iterator.next()
+                _ = try await store.cancel(id: id)
+                var sawCancel = false
+                while let event = await iterator.next() {
+                    if event == .jobCancelled(id) { sawCancel = true; break }
+                }
+                #expect(sawCancel)
+                group.cancelAll()
+            }
+        }
+    }
+
+    @Test("rows a worker cannot read are failed with a clear error, and claiming goes on")
+    func undecodableRows() async throws {
+        try await TestDatabase.withStore { store in
+            let table = store.schema.table
+            _ = try await TestDatabase.execute("INSERT INTO \(table) (prompt, status) VALUES ('weird', 'bogus')", on: store)
+            _ = try await store.enqueue([NewJob(prompt: "good")])
+            // A status the worker does not know is never claimed (only 'pending' is) and stats ignore it.
+            let claimed = try await store.claim(queues: ["default"], limit: 5, workerID: "w", leaseDuration: .seconds(5))
+            #expect(claimed.map(\.job.prompt) == ["good"])
+            await #expect(throws: JobStoreError.self) { _ = try await store.jobs(matching: JobFilter()) }
+        }
+    }
+}

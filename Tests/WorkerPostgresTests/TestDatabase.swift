@@ -1,0 +1,46 @@
+import Foundation
+import Logging
+import PostgresNIO
+import Testing
+import WorkerCore
+@testable import WorkerPostgres
+
+/// The throwaway PostgreSQL that `scripts/with-postgres` starts (`TEST_DATABASE_URL`).
+enum TestDatabase {
+    static let url: String? = ProcessInfo.processInfo.environment["TEST_DATABASE_URL"]
+    static var isAvailable: Bool { url != nil }
+
+    /// Runs `body` with a store on a fresh table of its own (dropped afterwards), its pool running.
+    static func withStore(
+        table: String = "jobs_\(UUID().uuidString.prefix(8).lowercased())",
+        migrate: Bool = true,
+        _ body: (PostgresJobStore) async throws -> Void
+    ) async throws {
+        let url = try PostgresURL(try #require(Self.url, "run the suite with scripts/test"))
+        var logger = Logger(label: "test.postgres")
+        logger.logLevel = .warning
+        let store = try PostgresJobStore(url: url, table: table, logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { await store.client.run() }
+            defer { tasks.cancelAll() }
+            do {
+                if migrate { try await store.migrate() }
+                try await body(store)
+            } catch {
+                try? await drop(table, on: store.client)
+                throw error
+            }
+            try await drop(table, on: store.client)
+        }
+    }
+
+    static func drop(_ table: String, on client: PostgresClient) async throws {
+        _ = try await client.query(PostgresQuery(unsafeSQL: "DROP TABLE IF EXISTS \"public\".\"\(table)\" CASCADE")).collect()
+        _ = try await client.query(PostgresQuery(unsafeSQL: "DROP FUNCTION IF EXISTS \"public\".\"\(table)_notify\"() CASCADE")).collect()
+        _ = try await client.query(PostgresQuery(unsafeSQL: "DELETE FROM public.worker_schema_migrations WHERE table_name = '\(table)'")).collect()
+    }
+
+    static func execute(_ sql: String, on store: PostgresJobStore) async throws -> [PostgresRow] {
+        try await store.client.query(PostgresQuery(unsafeSQL: sql)).collect()
+    }
+}
