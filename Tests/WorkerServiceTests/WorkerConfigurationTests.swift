@@ -97,7 +97,7 @@ struct WorkerConfigurationTests {
         #expect(try StoreLocation(databaseURL: "sqlite:/tmp/x.db") == .sqlite(path: "/tmp/x.db"))
         #expect(try StoreLocation(databaseURL: "sqlite:///tmp/x.db") == .sqlite(path: "/tmp/x.db"))
         let postgres = try StoreLocation(databaseURL: "postgres://me:p%40ss:word@db:5432/jobs")
-        #expect(postgres.description == "postgres://me:***@db:5432/jobs")
+        #expect(postgres.description == "postgres://me:***@db:5432/jobs?sslmode=prefer")
         #expect(StoreLocation.redact("postgresql://u:a@b@host/db") == "postgresql://u:***@host/db")
         let summary = try WorkerConfiguration(values: ConfigValuesFixture.values(["DATABASE_URL": "postgres://u:s3cret@h/d"])).redactedSummary
         #expect(!summary.contains { $0.value.contains("s3cret") })
