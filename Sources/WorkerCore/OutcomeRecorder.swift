@@ -74,6 +74,7 @@ final class OutcomeRecorder: Sendable {
                 continue
             }
             do {
+                logger.trace("Recording job outcomes", metadata: ["jobs": .stringConvertible(batch.count)])
                 let applied = try await store.record(batch.map(\.completion))
                 failures = 0
                 for (index, item) in batch.enumerated() {
