@@ -59,7 +59,7 @@ public final class JobProcessor: Service, Sendable {
         var logger = logger
         logger[metadataKey: "workerId"] = .string(configuration.workerID)
         self.logger = logger
-        self.recorder = OutcomeRecorder(store: store, logger: logger)
+        self.recorder = OutcomeRecorder(store: store, logger: logger, timeout: configuration.leaseDuration)
     }
 
     /// Jobs running right now (including those whose outcome is being written).
@@ -146,12 +146,14 @@ public final class JobProcessor: Service, Sendable {
                 continue
             }
             do {
-                let claimed = try await store.claim(
-                    queues: configuration.queues,
-                    limit: free,
-                    workerID: configuration.workerID,
-                    leaseDuration: configuration.leaseDuration
-                )
+                let claimed = try await withTimeout(storeTimeout, operation: "claim") { [store, configuration] in
+                    try await store.claim(
+                        queues: configuration.queues,
+                        limit: free,
+                        workerID: configuration.workerID,
+                        leaseDuration: configuration.leaseDuration
+                    )
+                }
                 consecutiveFailures = 0
                 queueDrained = claimed.count < free
                 for job in claimed {
@@ -351,7 +353,10 @@ public final class JobProcessor: Service, Sendable {
             let running = state.withLock { $0.running }
             guard !running.isEmpty else { continue }
             do {
-                let states = try await store.renew(running.values.map(\.lease), duration: configuration.leaseDuration)
+                let leases = running.values.map(\.lease)
+                let states = try await withTimeout(storeTimeout, operation: "lease renewal") { [store, configuration] in
+                    try await store.renew(leases, duration: configuration.leaseDuration)
+                }
                 for (id, leaseState) in states where leaseState != .held {
                     running[id]?.stop.trigger(leaseState == .cancelled ? .cancelled : .leaseLost)
                 }
@@ -364,7 +369,7 @@ public final class JobProcessor: Service, Sendable {
     private func rescueExpiredLeases() async {
         while !Task.isCancelled {
             do {
-                let rescued = try await store.rescueExpiredLeases()
+                let rescued = try await withTimeout(storeTimeout, operation: "rescue") { [store] in try await store.rescueExpiredLeases() }
                 for job in rescued {
                     logger.warning(
                         "Rescued job with expired lease",
@@ -385,6 +390,10 @@ public final class JobProcessor: Service, Sendable {
     }
 
     // MARK: - Helpers
+
+    /// The longest a store call may take before the processor gives up on it and retries:
+    /// a call slower than a lease is of no use anyway.
+    private var storeTimeout: Duration { max(configuration.leaseDuration, .seconds(5)) }
 
     static func backoff(failures: Int, cap: Duration) -> Duration {
         let exponent = min(max(failures - 1, 0), 16)

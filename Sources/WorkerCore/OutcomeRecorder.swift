@@ -20,11 +20,13 @@ final class OutcomeRecorder: Sendable {
     private let store: any JobStore
     private let logger: Logger
     private let maximumBatch: Int
+    private let timeout: Duration
     private let state = Mutex(State())
     private let available = WakeSignal()
 
-    init(store: any JobStore, logger: Logger, maximumBatch: Int = 500) {
+    init(store: any JobStore, logger: Logger, timeout: Duration, maximumBatch: Int = 500) {
         self.store = store
+        self.timeout = max(timeout, .seconds(5))
         self.logger = logger
         self.maximumBatch = maximumBatch
     }
@@ -75,7 +77,10 @@ final class OutcomeRecorder: Sendable {
             }
             do {
                 logger.trace("Recording job outcomes", metadata: ["jobs": .stringConvertible(batch.count)])
-                let applied = try await store.record(batch.map(\.completion))
+                let completions = batch.map(\.completion)
+                let applied = try await withTimeout(timeout, operation: "recording outcomes") { [store] in
+                    try await store.record(completions)
+                }
                 failures = 0
                 for (index, item) in batch.enumerated() {
                     item.continuation.resume(returning: index < applied.count ? applied[index] : false)

@@ -112,22 +112,11 @@ public struct WorkerApplication: Sendable {
     static func readiness(store: any JobStore, processor: JobProcessor) async -> [String: String?] {
         var checks: [String: String?] = [:]
         checks["processor"] = processor.isClaiming ? String?.none : "not claiming (starting or shutting down)"
-        checks["store"] = await withTaskGroup(of: String?.self) { group -> String? in
-            group.addTask {
-                do {
-                    try await store.ping()
-                    return nil
-                } catch {
-                    return "\(error)"
-                }
-            }
-            group.addTask {
-                try? await Task.sleep(for: .seconds(1))
-                return Task.isCancelled ? nil : "no answer within 1 s"
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first
+        do {
+            try await withTimeout(.seconds(1), operation: "the database") { try await store.ping() }
+            checks["store"] = String?.none
+        } catch {
+            checks["store"] = "\(error)"
         }
         return checks
     }
