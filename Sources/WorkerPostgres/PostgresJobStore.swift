@@ -72,36 +72,38 @@ public final class PostgresJobStore: JobStore {
     // MARK: - Schema
 
     public func migrate() async throws {
-        try await client.withTransaction(logger: logger) { connection in
-            _ = try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\(schema.lockKey)))", logger: logger)
-            _ = try await connection.query(
-                PostgresQuery(unsafeSQL: "CREATE SCHEMA IF NOT EXISTS \"\(schema.schemaName)\""), logger: logger)
-            _ = try await connection.query(
-                PostgresQuery(unsafeSQL: """
-                    CREATE TABLE IF NOT EXISTS \(schema.migrationsTable) (
-                        table_name text NOT NULL, version integer NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(),
-                        PRIMARY KEY (table_name, version))
-                    """),
-                logger: logger
-            )
-            let rows = try await connection.query(
-                "SELECT coalesce(max(version), 0) FROM \(unescaped: schema.migrationsTable) WHERE table_name = \(schema.tableName)",
-                logger: logger
-            ).collect()
-            let current = try rows.first?.decode(Int.self) ?? 0
-            if current > PostgresSchema.version {
-                throw JobStoreError.schemaTooNew(found: current, supported: PostgresSchema.version)
-            }
-            guard current < PostgresSchema.version else { return }
-            for version in (current + 1)...PostgresSchema.version {
-                for statement in schema.migrations[version] ?? [] {
-                    _ = try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
-                }
+        try await translatingErrors {
+            try await client.withTransaction(logger: logger) { connection in
+                _ = try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\(schema.lockKey)))", logger: logger)
                 _ = try await connection.query(
-                    "INSERT INTO \(unescaped: schema.migrationsTable) (table_name, version) VALUES (\(schema.tableName), \(version))",
+                    PostgresQuery(unsafeSQL: "CREATE SCHEMA IF NOT EXISTS \"\(schema.schemaName)\""), logger: logger)
+                _ = try await connection.query(
+                    PostgresQuery(unsafeSQL: """
+                        CREATE TABLE IF NOT EXISTS \(schema.migrationsTable) (
+                            table_name text NOT NULL, version integer NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(),
+                            PRIMARY KEY (table_name, version))
+                        """),
                     logger: logger
                 )
-                logger.info("Applied schema migration", metadata: ["version": .stringConvertible(version), "table": .string(table)])
+                let rows = try await connection.query(
+                    "SELECT coalesce(max(version), 0) FROM \(unescaped: schema.migrationsTable) WHERE table_name = \(schema.tableName)",
+                    logger: logger
+                ).collect()
+                let current = try rows.first?.decode(Int.self) ?? 0
+                if current > PostgresSchema.version {
+                    throw JobStoreError.schemaTooNew(found: current, supported: PostgresSchema.version)
+                }
+                guard current < PostgresSchema.version else { return }
+                for version in (current + 1)...PostgresSchema.version {
+                    for statement in schema.migrations[version] ?? [] {
+                        _ = try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                    }
+                    _ = try await connection.query(
+                        "INSERT INTO \(unescaped: schema.migrationsTable) (table_name, version) VALUES (\(schema.tableName), \(version))",
+                        logger: logger
+                    )
+                    logger.info("Applied schema migration", metadata: ["version": .stringConvertible(version), "table": .string(table)])
+                }
             }
         }
     }
@@ -109,64 +111,68 @@ public final class PostgresJobStore: JobStore {
     // MARK: - Producing
 
     public func enqueue(_ jobs: [NewJob]) async throws -> [UUID] {
-        guard !jobs.isEmpty else { return [] }
-        for job in jobs { try job.validate() }
-        let ids = jobs.map { _ in UUID() }
-        // -1: now, by the database's clock.
-        let runAts: [Double] = jobs.map { $0.runAt?.timeIntervalSince1970 ?? -1 }
-        try await client.query(
-            """
-            INSERT INTO \(unescaped: table) (id, queue, session_id, prompt, payload, priority, run_at, max_attempts, status)
-            SELECT id, queue, NULLIF(session_id, '')::uuid, prompt, payload::jsonb, priority,
-                CASE WHEN run_at < 0 THEN now() ELSE to_timestamp(run_at) END, max_attempts, 'pending'
-            FROM unnest(\(ids)::uuid[], \(jobs.map(\.queue))::text[], \(jobs.map { $0.sessionID?.uuidString ?? "" })::text[],
-                \(jobs.map(\.prompt))::text[], \(jobs.map(\.payload))::text[], \(jobs.map(\.priority))::int[],
-                \(runAts)::float8[], \(jobs.map(\.maxAttempts))::int[])
-                AS t(id, queue, session_id, prompt, payload, priority, run_at, max_attempts)
-            """,
-            logger: logger
-        )
-        return ids
+        try await translatingErrors {
+            guard !jobs.isEmpty else { return [] }
+            for job in jobs { try job.validate() }
+            let ids = jobs.map { _ in UUID() }
+            // -1: now, by the database's clock.
+            let runAts: [Double] = jobs.map { $0.runAt?.timeIntervalSince1970 ?? -1 }
+            try await client.query(
+                """
+                INSERT INTO \(unescaped: table) (id, queue, session_id, prompt, payload, priority, run_at, max_attempts, status)
+                SELECT id, queue, NULLIF(session_id, '')::uuid, prompt, payload::jsonb, priority,
+                    CASE WHEN run_at < 0 THEN now() ELSE to_timestamp(run_at) END, max_attempts, 'pending'
+                FROM unnest(\(ids)::uuid[], \(jobs.map(\.queue))::text[], \(jobs.map { $0.sessionID?.uuidString ?? "" })::text[],
+                    \(jobs.map(\.prompt))::text[], \(jobs.map(\.payload))::text[], \(jobs.map(\.priority))::int[],
+                    \(runAts)::float8[], \(jobs.map(\.maxAttempts))::int[])
+                    AS t(id, queue, session_id, prompt, payload, priority, run_at, max_attempts)
+                """,
+                logger: logger
+            )
+            return ids
+        }
     }
 
     // MARK: - Working
 
     public func claim(queues: [String], limit: Int, workerID: String, leaseDuration: Duration) async throws -> [ClaimedJob] {
-        guard limit > 0, !queues.isEmpty else { return [] }
-        let rows = try await client.query(
-            """
-            UPDATE \(unescaped: table) AS j
-            SET status = 'processing', attempts = j.attempts + 1, locked_by = \(workerID), started_at = now(),
-                lease_expires_at = now() + \(leaseDuration.inMilliseconds) * interval '1 millisecond'
-            FROM (
-                SELECT id FROM \(unescaped: table)
-                WHERE status = 'pending' AND run_at <= now() AND queue = ANY(\(queues)::text[])
-                ORDER BY priority DESC, run_at, id
-                LIMIT \(limit)
-                FOR UPDATE SKIP LOCKED
-            ) AS next
-            WHERE j.id = next.id
-            RETURNING \(unescaped: PostgresSchema.columns(alias: "j"))
-            """,
-            logger: logger
-        ).collect()
-        var claimed: [ClaimedJob] = []
-        claimed.reserveCapacity(rows.count)
-        for row in rows {
-            do {
-                let job = try Self.decode(row)
-                let lease = Lease(jobID: job.id, workerID: workerID, attempt: job.attempts, expiresAt: job.leaseExpiresAt ?? Date())
-                claimed.append(ClaimedJob(job: job, lease: lease))
-            } catch {
-                try await failUndecodable(row: row, error: error)
+        try await translatingErrors {
+            guard limit > 0, !queues.isEmpty else { return [] }
+            let rows = try await client.query(
+                """
+                UPDATE \(unescaped: table) AS j
+                SET status = 'processing', attempts = j.attempts + 1, locked_by = \(workerID), started_at = now(),
+                    lease_expires_at = now() + \(leaseDuration.inMilliseconds) * interval '1 millisecond'
+                FROM (
+                    SELECT id FROM \(unescaped: table)
+                    WHERE status = 'pending' AND run_at <= now() AND queue = ANY(\(queues)::text[])
+                    ORDER BY priority DESC, run_at, id
+                    LIMIT \(limit)
+                    FOR UPDATE SKIP LOCKED
+                ) AS next
+                WHERE j.id = next.id
+                RETURNING \(unescaped: PostgresSchema.columns(alias: "j"))
+                """,
+                logger: logger
+            ).collect()
+            var claimed: [ClaimedJob] = []
+            claimed.reserveCapacity(rows.count)
+            for row in rows {
+                do {
+                    let job = try Self.decode(row)
+                    let lease = Lease(jobID: job.id, workerID: workerID, attempt: job.attempts, expiresAt: job.leaseExpiresAt ?? Date())
+                    claimed.append(ClaimedJob(job: job, lease: lease))
+                } catch {
+                    try await failUndecodable(row: row, error: error)
+                }
             }
+            claimed.sort { a, b in
+                if a.job.priority != b.job.priority { return a.job.priority > b.job.priority }
+                if a.job.runAt != b.job.runAt { return a.job.runAt < b.job.runAt }
+                return a.job.createdAt < b.job.createdAt
+            }
+            return claimed
         }
-        claimed.sort { a, b in
-            if a.job.priority != b.job.priority { return a.job.priority > b.job.priority }
-            if a.job.runAt != b.job.runAt { return a.job.runAt < b.job.runAt }
-            return a.job.createdAt < b.job.createdAt
-        }
-        return claimed
     }
 
     /// A claimed row that cannot be read as a job is failed at once, so it is never claimed again.
@@ -188,151 +194,165 @@ public final class PostgresJobStore: JobStore {
     }
 
     public func renew(_ leases: [Lease], duration: Duration) async throws -> [UUID: LeaseState] {
-        guard !leases.isEmpty else { return [:] }
-        let rows = try await client.query(
-            """
-            WITH input AS (
-                SELECT * FROM unnest(\(leases.map(\.jobID))::uuid[], \(leases.map(\.workerID))::text[], \(leases.map(\.attempt))::int[])
-                    AS t(id, worker, attempt)
-            ), renewed AS (
-                UPDATE \(unescaped: table) AS j SET lease_expires_at = now() + \(duration.inMilliseconds) * interval '1 millisecond'
+        try await translatingErrors {
+            guard !leases.isEmpty else { return [:] }
+            let rows = try await client.query(
+                """
+                WITH input AS (
+                    SELECT * FROM unnest(\(leases.map(\.jobID))::uuid[], \(leases.map(\.workerID))::text[], \(leases.map(\.attempt))::int[])
+                        AS t(id, worker, attempt)
+                ), renewed AS (
+                    UPDATE \(unescaped: table) AS j SET lease_expires_at = now() + \(duration.inMilliseconds) * interval '1 millisecond'
+                    FROM input
+                    WHERE j.id = input.id AND j.status = 'processing' AND j.locked_by = input.worker AND j.attempts = input.attempt
+                    RETURNING j.id
+                )
+                SELECT input.id, renewed.id IS NOT NULL, coalesce(current.status, '')
                 FROM input
-                WHERE j.id = input.id AND j.status = 'processing' AND j.locked_by = input.worker AND j.attempts = input.attempt
-                RETURNING j.id
+                LEFT JOIN renewed ON renewed.id = input.id
+                LEFT JOIN \(unescaped: table) AS current ON current.id = input.id
+                """,
+                logger: logger
             )
-            SELECT input.id, renewed.id IS NOT NULL, coalesce(current.status, '')
-            FROM input
-            LEFT JOIN renewed ON renewed.id = input.id
-            LEFT JOIN \(unescaped: table) AS current ON current.id = input.id
-            """,
-            logger: logger
-        )
-        var states: [UUID: LeaseState] = [:]
-        for try await (id, held, status) in rows.decode((UUID, Bool, String).self) {
-            states[id] = held ? .held : (status == JobStatus.cancelled.rawValue ? .cancelled : .lost)
+            var states: [UUID: LeaseState] = [:]
+            for try await (id, held, status) in rows.decode((UUID, Bool, String).self) {
+                states[id] = held ? .held : (status == JobStatus.cancelled.rawValue ? .cancelled : .lost)
+            }
+            return states
         }
-        return states
     }
 
     public func record(_ completions: [JobCompletion]) async throws -> [Bool] {
-        guard !completions.isEmpty else { return [] }
-        var ids: [UUID] = [], workers: [String] = [], attempts: [Int] = [], kinds: [String] = []
-        var results: [String] = [], errors: [String] = [], delays: [Int] = []
-        for completion in completions {
-            ids.append(completion.lease.jobID)
-            workers.append(completion.lease.workerID)
-            attempts.append(completion.lease.attempt)
-            switch completion.outcome {
-            case .completed(let result):
-                kinds.append("completed"); results.append(result); errors.append(""); delays.append(0)
-            case .retry(let error, let delay):
-                kinds.append("retry"); results.append(""); errors.append(error); delays.append(Int(delay.inMilliseconds))
-            case .failed(let error):
-                kinds.append("failed"); results.append(""); errors.append(error); delays.append(0)
-            case .released:
-                kinds.append("released"); results.append(""); errors.append(""); delays.append(0)
+        try await translatingErrors {
+            guard !completions.isEmpty else { return [] }
+            var ids: [UUID] = [], workers: [String] = [], attempts: [Int] = [], kinds: [String] = []
+            var results: [String] = [], errors: [String] = [], delays: [Int] = []
+            for completion in completions {
+                ids.append(completion.lease.jobID)
+                workers.append(completion.lease.workerID)
+                attempts.append(completion.lease.attempt)
+                switch completion.outcome {
+                case .completed(let result):
+                    kinds.append("completed"); results.append(result); errors.append(""); delays.append(0)
+                case .retry(let error, let delay):
+                    kinds.append("retry"); results.append(""); errors.append(error); delays.append(Int(delay.inMilliseconds))
+                case .failed(let error):
+                    kinds.append("failed"); results.append(""); errors.append(error); delays.append(0)
+                case .released:
+                    kinds.append("released"); results.append(""); errors.append(""); delays.append(0)
+                }
             }
+            let rows = try await client.query(
+                """
+                UPDATE \(unescaped: table) AS j SET
+                    status = CASE v.kind WHEN 'completed' THEN 'completed' WHEN 'failed' THEN 'failed' ELSE 'pending' END,
+                    result = CASE WHEN v.kind = 'completed' THEN v.result::jsonb ELSE j.result END,
+                    last_error = CASE WHEN v.kind IN ('retry', 'failed') THEN v.error ELSE j.last_error END,
+                    run_at = CASE WHEN v.kind = 'retry' THEN now() + v.delay_ms * interval '1 millisecond' ELSE j.run_at END,
+                    attempts = CASE WHEN v.kind = 'released' THEN j.attempts - 1 ELSE j.attempts END,
+                    completed_at = CASE WHEN v.kind IN ('completed', 'failed') THEN now() ELSE NULL END,
+                    locked_by = NULL, lease_expires_at = NULL
+                FROM unnest(\(ids)::uuid[], \(workers)::text[], \(attempts)::int[], \(kinds)::text[], \(results)::text[],
+                    \(errors)::text[], \(delays)::bigint[]) AS v(id, worker, attempt, kind, result, error, delay_ms)
+                WHERE j.id = v.id AND j.status = 'processing' AND j.locked_by = v.worker AND j.attempts = v.attempt
+                RETURNING j.id
+                """,
+                logger: logger
+            )
+            var applied = Set<UUID>()
+            for try await id in rows.decode(UUID.self) { applied.insert(id) }
+            return ids.map { applied.contains($0) }
         }
-        let rows = try await client.query(
-            """
-            UPDATE \(unescaped: table) AS j SET
-                status = CASE v.kind WHEN 'completed' THEN 'completed' WHEN 'failed' THEN 'failed' ELSE 'pending' END,
-                result = CASE WHEN v.kind = 'completed' THEN v.result::jsonb ELSE j.result END,
-                last_error = CASE WHEN v.kind IN ('retry', 'failed') THEN v.error ELSE j.last_error END,
-                run_at = CASE WHEN v.kind = 'retry' THEN now() + v.delay_ms * interval '1 millisecond' ELSE j.run_at END,
-                attempts = CASE WHEN v.kind = 'released' THEN j.attempts - 1 ELSE j.attempts END,
-                completed_at = CASE WHEN v.kind IN ('completed', 'failed') THEN now() ELSE NULL END,
-                locked_by = NULL, lease_expires_at = NULL
-            FROM unnest(\(ids)::uuid[], \(workers)::text[], \(attempts)::int[], \(kinds)::text[], \(results)::text[],
-                \(errors)::text[], \(delays)::bigint[]) AS v(id, worker, attempt, kind, result, error, delay_ms)
-            WHERE j.id = v.id AND j.status = 'processing' AND j.locked_by = v.worker AND j.attempts = v.attempt
-            RETURNING j.id
-            """,
-            logger: logger
-        )
-        var applied = Set<UUID>()
-        for try await id in rows.decode(UUID.self) { applied.insert(id) }
-        return ids.map { applied.contains($0) }
     }
 
     public func rescueExpiredLeases() async throws -> [RescuedJob] {
-        let rows = try await client.query(
-            """
-            UPDATE \(unescaped: table) AS j SET
-                status = CASE WHEN e.attempts >= e.max_attempts THEN 'failed' ELSE 'pending' END,
-                last_error = 'lease expired: worker ' || coalesce(e.locked_by, 'unknown') || ' stopped renewing it during attempt ' || e.attempts,
-                completed_at = CASE WHEN e.attempts >= e.max_attempts THEN now() ELSE NULL END,
-                locked_by = NULL, lease_expires_at = NULL
-            FROM (
-                SELECT id, locked_by, attempts, max_attempts FROM \(unescaped: table)
-                WHERE status = 'processing' AND lease_expires_at < now()
-                FOR UPDATE SKIP LOCKED
-            ) AS e
-            WHERE j.id = e.id
-            RETURNING j.id, e.locked_by, e.attempts, j.status
-            """,
-            logger: logger
-        )
-        var rescued: [RescuedJob] = []
-        for try await (id, worker, attempt, status) in rows.decode((UUID, String?, Int, String).self) {
-            rescued.append(RescuedJob(id: id, previousWorker: worker, attempt: attempt, newStatus: JobStatus(rawValue: status) ?? .pending))
+        try await translatingErrors {
+            let rows = try await client.query(
+                """
+                UPDATE \(unescaped: table) AS j SET
+                    status = CASE WHEN e.attempts >= e.max_attempts THEN 'failed' ELSE 'pending' END,
+                    last_error = 'lease expired: worker ' || coalesce(e.locked_by, 'unknown') || ' stopped renewing it during attempt ' || e.attempts,
+                    completed_at = CASE WHEN e.attempts >= e.max_attempts THEN now() ELSE NULL END,
+                    locked_by = NULL, lease_expires_at = NULL
+                FROM (
+                    SELECT id, locked_by, attempts, max_attempts FROM \(unescaped: table)
+                    WHERE status = 'processing' AND lease_expires_at < now()
+                    FOR UPDATE SKIP LOCKED
+                ) AS e
+                WHERE j.id = e.id
+                RETURNING j.id, e.locked_by, e.attempts, j.status
+                """,
+                logger: logger
+            )
+            var rescued: [RescuedJob] = []
+            for try await (id, worker, attempt, status) in rows.decode((UUID, String?, Int, String).self) {
+                rescued.append(RescuedJob(id: id, previousWorker: worker, attempt: attempt, newStatus: JobStatus(rawValue: status) ?? .pending))
+            }
+            if rescued.contains(where: { $0.newStatus == .pending }) { try? await notify("jobs") }
+            return rescued
         }
-        if rescued.contains(where: { $0.newStatus == .pending }) { try? await notify("jobs") }
-        return rescued
     }
 
     // MARK: - Administration
 
     public func job(id: UUID) async throws -> Job? {
-        let rows = try await client.query(
-            "SELECT \(unescaped: PostgresSchema.columns) FROM \(unescaped: table) WHERE id = \(id)",
-            logger: logger
-        ).collect()
-        return try rows.first.map(Self.decode)
+        try await translatingErrors {
+            let rows = try await client.query(
+                "SELECT \(unescaped: PostgresSchema.columns) FROM \(unescaped: table) WHERE id = \(id)",
+                logger: logger
+            ).collect()
+            return try rows.first.map(Self.decode)
+        }
     }
 
     public func jobs(matching filter: JobFilter) async throws -> [Job] {
-        let rows = try await client.query(
-            """
-            SELECT \(unescaped: PostgresSchema.columns) FROM \(unescaped: table)
-            WHERE (\(filter.status?.rawValue)::text IS NULL OR status = \(filter.status?.rawValue))
-              AND (\(filter.queue)::text IS NULL OR queue = \(filter.queue))
-            ORDER BY created_at DESC, id LIMIT \(max(0, filter.limit))
-            """,
-            logger: logger
-        ).collect()
-        return try rows.map(Self.decode)
+        try await translatingErrors {
+            let rows = try await client.query(
+                """
+                SELECT \(unescaped: PostgresSchema.columns) FROM \(unescaped: table)
+                WHERE (\(filter.status?.rawValue)::text IS NULL OR status = \(filter.status?.rawValue))
+                  AND (\(filter.queue)::text IS NULL OR queue = \(filter.queue))
+                ORDER BY created_at DESC, id LIMIT \(max(0, filter.limit))
+                """,
+                logger: logger
+            ).collect()
+            return try rows.map(Self.decode)
+        }
     }
 
     public func cancel(id: UUID) async throws -> Job {
-        let rows = try await client.query(
-            """
-            WITH changed AS (
-                UPDATE \(unescaped: table) SET status = 'cancelled', completed_at = now(), lease_expires_at = NULL
-                WHERE id = \(id) AND status IN ('pending', 'processing')
-                RETURNING \(unescaped: PostgresSchema.columns)
-            )
-            SELECT changed.*, pg_notify(\(schema.channel), 'cancel:' || changed.id::text) FROM changed
-            """,
-            logger: logger
-        ).collect()
-        return try await transitioned(rows, id: id, action: "cancel")
+        try await translatingErrors {
+            let rows = try await client.query(
+                """
+                WITH changed AS (
+                    UPDATE \(unescaped: table) SET status = 'cancelled', completed_at = now(), lease_expires_at = NULL
+                    WHERE id = \(id) AND status IN ('pending', 'processing')
+                    RETURNING \(unescaped: PostgresSchema.columns)
+                )
+                SELECT changed.*, pg_notify(\(schema.channel), 'cancel:' || changed.id::text) FROM changed
+                """,
+                logger: logger
+            ).collect()
+            return try await transitioned(rows, id: id, action: "cancel")
+        }
     }
 
     public func retry(id: UUID) async throws -> Job {
-        let rows = try await client.query(
-            """
-            WITH changed AS (
-                UPDATE \(unescaped: table) SET status = 'pending', run_at = now(), completed_at = NULL, locked_by = NULL,
-                    lease_expires_at = NULL, max_attempts = greatest(max_attempts, attempts + 1)
-                WHERE id = \(id) AND status IN ('failed', 'cancelled', 'completed')
-                RETURNING \(unescaped: PostgresSchema.columns)
-            )
-            SELECT changed.*, pg_notify(\(schema.channel), 'jobs') FROM changed
-            """,
-            logger: logger
-        ).collect()
-        return try await transitioned(rows, id: id, action: "retry")
+        try await translatingErrors {
+            let rows = try await client.query(
+                """
+                WITH changed AS (
+                    UPDATE \(unescaped: table) SET status = 'pending', run_at = now(), completed_at = NULL, locked_by = NULL,
+                        lease_expires_at = NULL, max_attempts = greatest(max_attempts, attempts + 1)
+                    WHERE id = \(id) AND status IN ('failed', 'cancelled', 'completed')
+                    RETURNING \(unescaped: PostgresSchema.columns)
+                )
+                SELECT changed.*, pg_notify(\(schema.channel), 'jobs') FROM changed
+                """,
+                logger: logger
+            ).collect()
+            return try await transitioned(rows, id: id, action: "retry")
+        }
     }
 
     private func transitioned(_ rows: [PostgresRow], id: UUID, action: String) async throws -> Job {
@@ -342,56 +362,62 @@ public final class PostgresJobStore: JobStore {
     }
 
     public func stats() async throws -> QueueStats {
-        let rows = try await client.query(
-            """
-            SELECT
-                count(*) FILTER (WHERE status = 'pending'),
-                count(*) FILTER (WHERE status = 'processing'),
-                count(*) FILTER (WHERE status = 'completed'),
-                count(*) FILTER (WHERE status = 'failed'),
-                count(*) FILTER (WHERE status = 'cancelled'),
-                extract(epoch FROM now() - min(run_at) FILTER (WHERE status = 'pending' AND run_at <= now()))::double precision
-            FROM \(unescaped: table)
-            """,
-            logger: logger
-        )
-        for try await (pending, processing, completed, failed, cancelled, oldest) in rows.decode((Int, Int, Int, Int, Int, Double?).self) {
-            return QueueStats(
-                pending: pending, processing: processing, completed: completed, failed: failed, cancelled: cancelled,
-                oldestPendingAgeSeconds: oldest.map { max(0, $0) }
+        try await translatingErrors {
+            let rows = try await client.query(
+                """
+                SELECT
+                    count(*) FILTER (WHERE status = 'pending'),
+                    count(*) FILTER (WHERE status = 'processing'),
+                    count(*) FILTER (WHERE status = 'completed'),
+                    count(*) FILTER (WHERE status = 'failed'),
+                    count(*) FILTER (WHERE status = 'cancelled'),
+                    extract(epoch FROM now() - min(run_at) FILTER (WHERE status = 'pending' AND run_at <= now()))::double precision
+                FROM \(unescaped: table)
+                """,
+                logger: logger
             )
+            for try await (pending, processing, completed, failed, cancelled, oldest) in rows.decode((Int, Int, Int, Int, Int, Double?).self) {
+                return QueueStats(
+                    pending: pending, processing: processing, completed: completed, failed: failed, cancelled: cancelled,
+                    oldestPendingAgeSeconds: oldest.map { max(0, $0) }
+                )
+            }
+            return QueueStats()
         }
-        return QueueStats()
     }
 
     public func ping() async throws {
-        _ = try await client.query("SELECT 1", logger: logger).collect()
+        try await translatingErrors {
+            _ = try await client.query("SELECT 1", logger: logger).collect()
+        }
     }
 
     // MARK: - Notifications
 
     public func watch(queues: [String], onEvent: @escaping @Sendable (StoreEvent) -> Void) async throws {
-        if url.isTransactionPooler {
-            logger.warning(
-                "DATABASE_URL points at a transaction pooler (port 6543): LISTEN/NOTIFY is unavailable there, so the worker polls (POLL_INTERVAL_MS); use the session pooler (port 5432) or a direct connection for instant pickup"
-            )
-            return
-        }
-        try await client.withConnection { connection in
-            try await connection.listen(on: schema.channel) { notifications in
-                logger.debug("Listening for job notifications", metadata: ["channel": .string(schema.channel)])
-                // Jobs may have arrived while we were not listening.
-                onEvent(.jobsAvailable)
-                for try await notification in notifications {
-                    if notification.payload.hasPrefix("cancel:"), let id = UUID(uuidString: String(notification.payload.dropFirst(7))) {
-                        onEvent(.jobCancelled(id))
-                    } else {
-                        onEvent(.jobsAvailable)
+        try await translatingErrors {
+            if url.isTransactionPooler {
+                logger.warning(
+                    "DATABASE_URL points at a transaction pooler (port 6543): LISTEN/NOTIFY is unavailable there, so the worker polls (POLL_INTERVAL_MS); use the session pooler (port 5432) or a direct connection for instant pickup"
+                )
+                return
+            }
+            try await client.withConnection { connection in
+                try await connection.listen(on: schema.channel) { notifications in
+                    logger.debug("Listening for job notifications", metadata: ["channel": .string(schema.channel)])
+                    // Jobs may have arrived while we were not listening.
+                    onEvent(.jobsAvailable)
+                    for try await notification in notifications {
+                        if notification.payload.hasPrefix("cancel:"), let id = UUID(uuidString: String(notification.payload.dropFirst(7))) {
+                            onEvent(.jobCancelled(id))
+                        } else {
+                            onEvent(.jobsAvailable)
+                        }
                     }
                 }
             }
+            throw PostgresJobStoreError.notificationsEnded
         }
-        throw PostgresJobStoreError.notificationsEnded
     }
 
     private func notify(_ payload: String) async throws {
@@ -399,6 +425,37 @@ public final class PostgresJobStore: JobStore {
     }
 
     public func close() async throws {}
+
+    /// Runs a store operation, turning PostgresNIO's deliberately vague errors into messages
+    /// an operator can act on (SQLSTATE and server message, or the connection problem).
+    private func translatingErrors<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as JobStoreError {
+            throw error
+        } catch let error as PostgresJobStoreError {
+            throw error
+        } catch {
+            throw PostgresJobStoreError.database(Self.describe(error))
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? PostgresTransactionError {
+            if let inner = error.closureError { return describe(inner) }
+            if let inner = error.beginError { return describe(inner) }
+            if let inner = error.commitError { return describe(inner) }
+        }
+        guard let error = error as? PSQLError else { return String(describing: error) }
+        if let info = error.serverInfo {
+            let state = info[.sqlState] ?? "?"
+            let message = info[.message] ?? "error"
+            let detail = info[.detail].map { " (\($0))" } ?? ""
+            return "PostgreSQL error \(state): \(message)\(detail)"
+        }
+        if let underlying = error.underlying { return "\(error.code): \(underlying)" }
+        return "\(error.code)"
+    }
 
     // MARK: - Rows
 
@@ -442,6 +499,8 @@ public final class PostgresJobStore: JobStore {
 public enum PostgresJobStoreError: Error, CustomStringConvertible {
     case invalidIdentifier(variable: String, value: String)
     case notificationsEnded
+    /// The database refused or could not be reached; the text says why.
+    case database(String)
 
     public var description: String {
         switch self {
@@ -449,6 +508,8 @@ public enum PostgresJobStoreError: Error, CustomStringConvertible {
             "invalid configuration: \(variable)=\(value) is not valid; expected letters, digits and _ (at most 63), not starting with a digit"
         case .notificationsEnded:
             "the notification connection closed"
+        case .database(let message):
+            message
         }
     }
 }

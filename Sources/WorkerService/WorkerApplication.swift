@@ -54,7 +54,7 @@ public struct WorkerApplication: Sendable {
         var failures = 0
         while !shutdown.isRequested {
             do {
-                try await store.migrate()
+                try await withTimeout(.seconds(15), operation: "the database") { try await store.migrate() }
                 if failures > 0 { logger.info("Database is reachable again") }
                 return true
             } catch let error as JobStoreError {

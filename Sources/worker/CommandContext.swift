@@ -22,7 +22,13 @@ struct CommandContext {
     /// runs `body`, and closes the store.
     func withStore<T: Sendable>(migrate: Bool = false, _ body: (any JobStore) async throws -> T) async throws -> T {
         let autoMigrate = configuration.autoMigrate
+        let location = configuration.store
         return try await JobStoreConnector.withStore(configuration, logger: logger) { store in
+            do {
+                try await withTimeout(.seconds(10), operation: "the database") { try await store.ping() }
+            } catch {
+                throw DatabaseUnreachable(location: "\(location)", reason: "\(error)")
+            }
             if migrate || autoMigrate { try await store.migrate() }
             return try await body(store)
         }
@@ -38,4 +44,11 @@ func output(_ text: String) {
 func progress(_ text: String) {
     guard isatty(STDERR_FILENO) == 1 else { return }
     FileHandle.standardError.write(Data(("\r\u{1B}[K" + text).utf8))
+}
+
+/// The CLI could not reach the database; the location is shown with its password redacted.
+struct DatabaseUnreachable: Error, CustomStringConvertible {
+    var location: String
+    var reason: String
+    var description: String { "cannot reach the database \(location): \(reason)" }
 }

@@ -15,21 +15,18 @@ enum TestPostgres {
         try run("/usr/bin/psql", [url!, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", statement])
     }
 
-    /// `pg_ctl stop -m MODE` then start again, as the server's OS user.
-    static func restart(mode: String = "fast", downFor pause: Duration = .zero) async throws {
-        try pgctl(["stop", "-m", mode, "-w"])
-        if pause > .zero { try await Task.sleep(for: pause) }
-        try pgctl(["start", "-w", "-l", "\(environment["TEST_PG_DATA"]!)/server.log"])
+    /// Runs `pg_ctl -D data ARGUMENTS` as the server's OS user.
+    static func pgctl(_ arguments: [String], data: String) throws {
+        try asServerUser("\(environment["TEST_PG_BIN"]!)/pg_ctl", ["-D", data] + arguments)
     }
 
-    static func pgctl(_ arguments: [String]) throws {
-        let bin = environment["TEST_PG_BIN"]!, data = environment["TEST_PG_DATA"]!, user = environment["TEST_PG_USER"]!
-        let command = ["\(bin)/pg_ctl", "-D", data] + arguments
+    /// Runs a PostgreSQL binary as the OS user that owns the clusters (never root).
+    @discardableResult
+    static func asServerUser(_ executable: String, _ arguments: [String]) throws -> String {
         if getuid() == 0 {
-            try run("/usr/sbin/runuser", ["-u", user, "--"] + command)
-        } else {
-            try run(command[0], Array(command.dropFirst()))
+            return try run("/usr/sbin/runuser", ["-u", environment["TEST_PG_USER"]!, "--", executable] + arguments)
         }
+        return try run(executable, arguments)
     }
 
     /// Runs a command to completion with `posix_spawn`, output to a temporary file.

@@ -83,26 +83,51 @@ struct WorkerPostgresRunTests {
     @Test("PostgreSQL restarted while a worker processes a stream of jobs: every job ends completed")
     func postgresRestart() async throws {
         let folder = try TemporaryDirectory()
-        let table = TestPostgres.freshTable()
+        let postgres = try PrivatePostgres()
+        defer { postgres.destroy() }
         let port = try freePort()
-        let environment = Self.environment(table: table, port: port, ["MAX_CONCURRENT_JOBS": "4", "POLL_INTERVAL_MS": "500", "LOG_LEVEL": "trace"])
+        var environment = Self.environment(table: "coding_jobs", port: port, ["MAX_CONCURRENT_JOBS": "4", "POLL_INTERVAL_MS": "500"])
+        environment["DATABASE_URL"] = postgres.url
         let worker = try WorkerProcess(environment: environment, directory: folder.url)
         defer { worker.kill9() }
         #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
         let first = (0..<400).map { #"{"prompt":"before \#($0)","payload":{"sleepMs":10}}"# }.joined(separator: "\n")
         _ = try await WorkerProcess.command(["enqueue", "--jsonl", "-"], environment: environment, directory: folder.url, stdin: Data(first.utf8))
         try await Task.sleep(for: .milliseconds(300))
-        #expect(try Self.count(table, "status = 'pending'") > 0, "the restart happens mid-stream")
-        try await TestPostgres.restart(mode: "fast")
-        // The health endpoint stayed up.
-        #expect(try await http(port: port, path: "/health").status == 200)
+        #expect(Int(try postgres.sql("SELECT count(*) FROM coding_jobs WHERE status = 'pending'")) ?? 0 > 0, "the restart happens mid-stream")
+        try postgres.stop(mode: "fast")
+        try postgres.start()
+        #expect(try await http(port: port, path: "/health").status == 200, "the health endpoint stays up")
         let second = (0..<100).map { #"{"prompt":"after \#($0)"}"# }.joined(separator: "\n")
         let enqueue = try await WorkerProcess.command(["enqueue", "--jsonl", "-"], environment: environment, directory: folder.url, stdin: Data(second.utf8))
         #expect(enqueue.status == 0)
-        let done = try await eventually("all completed", timeout: .seconds(30)) { try Self.count(table, "status = 'completed'") == 500 }
-        #expect(done, "statuses: \((try? TestPostgres.sql("SELECT status || ' ' || count(*) FROM public.\(table) GROUP BY status")) ?? "?")")
+        let done = try await eventually("all completed", timeout: .seconds(60)) {
+            try postgres.sql("SELECT count(*) FROM coding_jobs WHERE status = 'completed'") == "500"
+        }
+        #expect(done, "statuses: \((try? postgres.sql("SELECT status || ' ' || count(*) FROM coding_jobs GROUP BY status")) ?? "?")")
         worker.send(SIGTERM)
         #expect(await worker.waitForExit(timeout: .seconds(20)) == 0)
-        try TestPostgres.sql("DROP TABLE public.\(table) CASCADE")
+    }
+
+    @Test("PostgreSQL unreachable at start-up: the worker waits and retries, answers /health, then works")
+    func unreachableAtStartup() async throws {
+        let folder = try TemporaryDirectory()
+        let postgres = try PrivatePostgres()
+        defer { postgres.destroy() }
+        try postgres.stop()
+        let port = try freePort()
+        var environment = Self.environment(table: "coding_jobs", port: port)
+        environment["DATABASE_URL"] = postgres.url
+        let worker = try WorkerProcess(environment: environment, directory: folder.url)
+        defer { worker.kill9() }
+        #expect(try await eventually("retry logged", timeout: .seconds(20)) { worker.stdout.contains("Database unreachable at start-up, retrying") })
+        #expect(worker.process.isRunning)
+        try postgres.start()
+        #expect(try await eventually("ready", timeout: .seconds(60)) { worker.stdout.contains("Worker service ready") })
+        let id = try await WorkerProcess.command(["enqueue", "--prompt", "late"], environment: environment, directory: folder.url)
+            .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try await eventually("completed") { try postgres.sql("SELECT status FROM coding_jobs WHERE id = '\(id)'") == "completed" })
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(20)) == 0)
     }
 }
