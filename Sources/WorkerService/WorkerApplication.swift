@@ -38,38 +38,10 @@ public struct WorkerApplication: Sendable {
             tasks.addTask { await shutdown.handleSignals() }
             defer { tasks.cancelAll() }
             try await JobStoreConnector.withStore(configuration, logger: logger) { store in
-                if configuration.autoMigrate {
-                    guard try await migrate(store, shutdown: shutdown) else { return }
-                }
-                if shutdown.isRequested { return }
                 try await runServices(store: store, shutdown: shutdown)
             }
         }
         logger.info("Worker service stopped cleanly")
-    }
-
-    /// Applies migrations, waiting for the database with backoff while it is unreachable.
-    /// Returns `false` when shutdown was requested meanwhile.
-    private func migrate(_ store: any JobStore, shutdown: ShutdownCoordinator) async throws -> Bool {
-        var failures = 0
-        while !shutdown.isRequested {
-            do {
-                try await withTimeout(.seconds(15), operation: "the database") { try await store.migrate() }
-                if failures > 0 { logger.info("Database is reachable again") }
-                return true
-            } catch let error as JobStoreError {
-                throw error
-            } catch {
-                failures += 1
-                let delay = min(Duration.milliseconds(500) * (1 << min(failures - 1, 6)), .seconds(30))
-                logger.error(
-                    "Database unreachable at start-up, retrying",
-                    metadata: ["error": "\(error)", "attempt": .stringConvertible(failures), "retryInMs": .stringConvertible(delay.inMilliseconds)]
-                )
-                await shutdown.sleep(for: delay)
-            }
-        }
-        return false
     }
 
     private func runServices(store: any JobStore, shutdown: ShutdownCoordinator) async throws {
@@ -86,12 +58,15 @@ public struct WorkerApplication: Sendable {
             logger: logger,
             readiness: { await Self.readiness(store: store, processor: processor) }
         )
+        let gate = StartupGate()
+        let migrator = SchemaMigrator(store: store, enabled: configuration.autoMigrate, gate: gate, logger: logger)
         // Shut down in reverse: the monitor, then the processor (draining jobs), then the health server.
         var groupConfiguration = ServiceGroupConfiguration(
             services: [
                 .init(service: health, serviceName: "health-server"),
-                .init(service: processor, serviceName: "job-processor"),
-                .init(service: monitor, serviceName: "queue-monitor"),
+                .init(service: migrator, successTerminationBehavior: .ignore, serviceName: "schema-migrator"),
+                .init(service: GatedService(service: processor, gate: gate), serviceName: "job-processor"),
+                .init(service: GatedService(service: monitor, gate: gate), serviceName: "queue-monitor"),
             ],
             logger: logger
         )

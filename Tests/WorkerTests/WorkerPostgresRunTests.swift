@@ -122,6 +122,8 @@ struct WorkerPostgresRunTests {
         defer { worker.kill9() }
         #expect(try await eventually("retry logged", timeout: .seconds(20)) { worker.stdout.contains("Database unreachable at start-up, retrying") })
         #expect(worker.process.isRunning)
+        #expect(try await http(port: port, path: "/health").status == 200, "alive while waiting")
+        #expect(try await http(port: port, path: "/ready").status == 503, "not ready while waiting")
         try postgres.start()
         #expect(try await eventually("ready", timeout: .seconds(60)) { worker.stdout.contains("Worker service ready") })
         let id = try await WorkerProcess.command(["enqueue", "--prompt", "late"], environment: environment, directory: folder.url)
