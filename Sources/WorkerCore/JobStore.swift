@@ -55,6 +55,9 @@ public protocol JobStore: Sendable {
     /// Drivers without a notification mechanism return at once; the processor then relies on polling.
     func watch(queues: [String], onEvent: @escaping @Sendable (StoreEvent) -> Void) async throws
 
+    /// Drops the jobs table and what ``migrate()`` created for it (benchmarks' scratch tables).
+    func dropTable() async throws
+
     /// Releases the store's resources. Further calls fail.
     func close() async throws
 }

@@ -5,6 +5,11 @@ public struct TimeoutError: Error, Sendable, CustomStringConvertible {
     public var operation: String
     public var timeout: Duration
 
+    public init(operation: String, timeout: Duration) {
+        self.operation = operation
+        self.timeout = timeout
+    }
+
     public var description: String { "\(operation) did not answer within \(timeout.inMilliseconds) ms" }
 }
 

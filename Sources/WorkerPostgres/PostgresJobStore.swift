@@ -426,6 +426,20 @@ public final class PostgresJobStore: JobStore {
 
     public func close() async throws {}
 
+    public func dropTable() async throws {
+        try await translatingErrors {
+            _ = try await client.query(PostgresQuery(unsafeSQL: "DROP TABLE IF EXISTS \(table) CASCADE"), logger: logger).collect()
+            _ = try await client.query(
+                PostgresQuery(unsafeSQL: "DROP FUNCTION IF EXISTS \"\(schema.schemaName)\".\"\(schema.tableName)_notify\"() CASCADE"),
+                logger: logger
+            ).collect()
+            _ = try await client.query(
+                "DELETE FROM \(unescaped: schema.migrationsTable) WHERE table_name = \(schema.tableName)",
+                logger: logger
+            ).collect()
+        }
+    }
+
     /// Runs a store operation, turning PostgresNIO's deliberately vague errors into messages
     /// an operator can act on (SQLSTATE and server message, or the connection problem).
     private func translatingErrors<T>(_ body: () async throws -> T) async throws -> T {

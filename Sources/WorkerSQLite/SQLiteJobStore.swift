@@ -73,17 +73,33 @@ public final class SQLiteJobStore: JobStore {
         try await lock.withLock {
             _ = try await connection.query("BEGIN IMMEDIATE", [])
             do {
-                let current = try await connection.query("PRAGMA user_version", []).first?.columns.first?.data.integer ?? 0
+                _ = try await connection.query(
+                    """
+                    CREATE TABLE IF NOT EXISTS worker_schema_migrations (
+                        table_name TEXT NOT NULL, version INTEGER NOT NULL,
+                        applied_at INTEGER NOT NULL DEFAULT \(SQLiteSchema.nowMilliseconds), PRIMARY KEY (table_name, version))
+                    """,
+                    []
+                )
+                let current = try await connection.query(
+                    "SELECT coalesce(max(version), 0) AS version FROM worker_schema_migrations WHERE table_name = ?1",
+                    [.text(table)]
+                ).first?.column("version")?.integer ?? 0
                 if current > SQLiteSchema.version {
                     throw JobStoreError.schemaTooNew(found: Int(current), supported: SQLiteSchema.version)
                 }
                 let migrations = SQLiteSchema.migrations(table: table)
-                for version in (Int(current) + 1)...max(SQLiteSchema.version, Int(current) + 1) where version <= SQLiteSchema.version {
-                    for statement in migrations[version] ?? [] {
-                        _ = try await connection.query(statement, [])
+                if current < SQLiteSchema.version {
+                    for version in (current + 1)...SQLiteSchema.version {
+                        for statement in migrations[version] ?? [] {
+                            _ = try await connection.query(statement, [])
+                        }
+                        _ = try await connection.query(
+                            "INSERT INTO worker_schema_migrations (table_name, version) VALUES (?1, ?2)",
+                            [.text(table), .integer(version)]
+                        )
+                        logger.info("Applied schema migration", metadata: ["version": .stringConvertible(version), "table": .string(table)])
                     }
-                    _ = try await connection.query("PRAGMA user_version = \(version)", [])
-                    logger.info("Applied schema migration", metadata: ["version": .stringConvertible(version), "table": .string(table)])
                 }
                 _ = try await connection.query("COMMIT", [])
             } catch {
@@ -444,6 +460,13 @@ public final class SQLiteJobStore: JobStore {
 
     private func notify(_ event: StoreEvent) {
         for watcher in watchers.withLock({ Array($0.values) }) { watcher(event) }
+    }
+
+    public func dropTable() async throws {
+        try await lock.withLock {
+            _ = try await connection.query("DROP TABLE IF EXISTS \"\(table)\"", [])
+            _ = try await connection.query("DELETE FROM worker_schema_migrations WHERE table_name = ?1", [.text(table)])
+        }
     }
 
     public func close() async throws {

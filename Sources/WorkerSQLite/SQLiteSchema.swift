@@ -1,4 +1,4 @@
-/// The SQLite schema of the jobs table, versioned with `PRAGMA user_version`.
+/// The SQLite schema of the jobs table, versioned per table in `worker_schema_migrations`.
 enum SQLiteSchema {
     /// The newest schema version this code creates and understands.
     static let version = 1

@@ -1,0 +1,185 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+import WorkerCore
+
+/// `worker bench`: measures the real processor (same claim, completion and wake-up code as
+/// `worker run`) against the configured database, in a scratch table it drops afterwards.
+public struct Benchmark: Sendable {
+    public struct ThroughputResult: Sendable {
+        public var jobs: Int
+        public var concurrency: Int
+        public var seconds: Double
+        public var cpuSeconds: Double
+        public var peakRSSBytes: Int
+        public var jobsPerSecond: Double { Double(jobs) / seconds }
+        public var cpuSecondsPer1000Jobs: Double { cpuSeconds * 1000 / Double(jobs) }
+    }
+
+    public struct LatencyResult: Sendable {
+        /// Enqueue-to-handler-start times, sorted.
+        public var milliseconds: [Double]
+
+        public func percentile(_ p: Double) -> Double {
+            guard !milliseconds.isEmpty else { return 0 }
+            let index = min(milliseconds.count - 1, Int((p / 100 * Double(milliseconds.count)).rounded(.up)) - 1)
+            return milliseconds[max(0, index)]
+        }
+    }
+
+    let configuration: WorkerConfiguration
+    let logger: Logger
+    let progress: @Sendable (String) -> Void
+
+    public init(configuration: WorkerConfiguration, logger: Logger, progress: @escaping @Sendable (String) -> Void) {
+        var configuration = configuration
+        configuration.jobsTable = "bench_\(UUID().uuidString.prefix(8).lowercased())"
+        self.configuration = configuration
+        self.logger = logger
+        self.progress = progress
+    }
+
+    /// Inserts `jobs` no-op jobs, then runs the processor with `concurrency` slots until all are done.
+    public func throughput(jobs: Int, concurrency: Int) async throws -> ThroughputResult {
+        try await withScratchStore { store in
+            let batch = 5_000
+            var inserted = 0
+            while inserted < jobs {
+                let count = min(batch, jobs - inserted)
+                _ = try await store.enqueue((0..<count).map { _ in NewJob(prompt: "bench") })
+                inserted += count
+                progress("inserted \(inserted) of \(jobs) jobs")
+            }
+            let counter = CountingHandler()
+            let processor = makeProcessor(store: store, handler: counter, concurrency: concurrency)
+            let cpuBefore = Self.cpuSeconds()
+            let clock = ContinuousClock()
+            let start = clock.now
+            try await run(processor) {
+                while true {
+                    try await Task.sleep(for: .milliseconds(50))
+                    let done = counter.count
+                    progress("processed \(done) of \(jobs) jobs")
+                    if done >= jobs {
+                        // Wait for the last outcomes to be written.
+                        while try await store.stats().completed < jobs { try await Task.sleep(for: .milliseconds(5)) }
+                        return
+                    }
+                }
+            }
+            let seconds = (clock.now - start).inSecondsValue
+            return ThroughputResult(
+                jobs: jobs,
+                concurrency: concurrency,
+                seconds: seconds,
+                cpuSeconds: Self.cpuSeconds() - cpuBefore,
+                peakRSSBytes: Self.peakRSSBytes()
+            )
+        }
+    }
+
+    /// With the processor idle, inserts one job at a time, `gap` apart, and measures how long
+    /// each takes from the insert's commit to its handler's start.
+    public func latency(jobs: Int, gap: Duration) async throws -> LatencyResult {
+        try await withScratchStore { store in
+            let handler = StartTimingHandler()
+            let processor = makeProcessor(store: store, handler: handler, concurrency: 1)
+            var samples: [Double] = []
+            try await run(processor) {
+                try await Task.sleep(for: .milliseconds(500))
+                for index in 0..<jobs {
+                    try await Task.sleep(for: gap)
+                    let committed = ContinuousClock.now
+                    let id = try await store.enqueue([NewJob(prompt: "bench")])[0]
+                    let started = try await handler.waitForStart(of: id)
+                    samples.append((started - committed).inSecondsValue * 1000)
+                    progress("measured \(index + 1) of \(jobs) pickups")
+                }
+            }
+            return LatencyResult(milliseconds: samples.sorted())
+        }
+    }
+
+    private func makeProcessor(store: any JobStore, handler: any JobHandler, concurrency: Int) -> JobProcessor {
+        var processorConfiguration = configuration.processorConfiguration
+        processorConfiguration.maxConcurrentJobs = concurrency
+        var quiet = logger
+        quiet.logLevel = max(logger.logLevel, .warning)
+        return JobProcessor(store: store, handler: handler, configuration: processorConfiguration, logger: quiet)
+    }
+
+    private func withScratchStore<T: Sendable>(_ body: (any JobStore) async throws -> T) async throws -> T {
+        try await JobStoreConnector.withStore(configuration, logger: logger) { store in
+            try await store.migrate()
+            do {
+                let result = try await body(store)
+                try await store.dropTable()
+                return result
+            } catch {
+                try? await store.dropTable()
+                throw error
+            }
+        }
+    }
+
+    /// Runs `processor` in a service group while `body` runs, then shuts it down.
+    private func run(_ processor: JobProcessor, _ body: () async throws -> Void) async throws {
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [processor], logger: logger))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            do {
+                try await body()
+            } catch {
+                await group.triggerGracefulShutdown()
+                throw error
+            }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+    }
+
+    static func cpuSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
+        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+    }
+
+    static func peakRSSBytes() -> Int {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return usage.ru_maxrss * 1024
+    }
+}
+
+/// Completes every job at once and counts them.
+private final class CountingHandler: JobHandler {
+    private let completed = Atomic<Int>(0)
+    var count: Int { completed.load(ordering: .relaxed) }
+
+    func handle(_ job: ClaimedJob, context: JobContext) async throws -> String {
+        completed.add(1, ordering: .relaxed)
+        return "{}"
+    }
+}
+
+/// Notes when each job's handler starts.
+private final class StartTimingHandler: JobHandler {
+    private let starts = Mutex<[UUID: ContinuousClock.Instant]>([:])
+
+    func handle(_ job: ClaimedJob, context: JobContext) async throws -> String {
+        let now = ContinuousClock.now
+        starts.withLock { $0[job.job.id] = now }
+        return "{}"
+    }
+
+    func waitForStart(of id: UUID) async throws -> ContinuousClock.Instant {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            if let start = starts.withLock({ $0.removeValue(forKey: id) }) { return start }
+            try await Task.sleep(for: .microseconds(200))
+        }
+        throw TimeoutError(operation: "job pickup", timeout: .seconds(30))
+    }
+}

@@ -1,0 +1,72 @@
+import ArgumentParser
+import Foundation
+import WorkerService
+
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure throughput or pickup latency against the configured database (in a scratch table).",
+        discussion: """
+            throughput: inserts --jobs no-op jobs, runs the real processor with --concurrency slots until all are
+            done, and prints jobs/s, CPU seconds of this process per 1,000 jobs, and peak RSS.
+            latency: with the processor idle, inserts one job every --gap-ms and prints enqueue-to-start percentiles.
+            """
+    )
+
+    enum Mode: String, ExpressibleByArgument, CaseIterable {
+        case throughput, latency
+    }
+
+    @Argument(help: "throughput or latency.") var mode: Mode
+    @Option(help: "Jobs to run.") var jobs: Int?
+    @Option(help: "Processor slots (throughput).") var concurrency: Int = 100
+    @Option(name: .customLong("gap-ms"), help: "Milliseconds between inserts (latency).") var gapMs: Int = 20
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func validate() throws {
+        if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1") }
+        if !(1...10_000).contains(concurrency) { throw ValidationError("--concurrency must be from 1 to 10000") }
+        if gapMs < 0 { throw ValidationError("--gap-ms must not be negative") }
+    }
+
+    func run() async throws {
+        let context = try await CommandContext.load(minimumLevel: .warning)
+        let benchmark = Benchmark(configuration: context.configuration, logger: context.logger) { progress($0) }
+        switch mode {
+        case .throughput:
+            let result = try await benchmark.throughput(jobs: jobs ?? 10_000, concurrency: concurrency)
+            progress("")
+            if json {
+                output(JobPresentation.json([
+                    "mode": "throughput", "jobs": result.jobs, "concurrency": result.concurrency,
+                    "seconds": round3(result.seconds), "jobsPerSecond": round3(result.jobsPerSecond),
+                    "cpuSecondsPer1000Jobs": round3(result.cpuSecondsPer1000Jobs), "peakRssBytes": result.peakRSSBytes,
+                ], pretty: false))
+            } else {
+                output("""
+                    throughput: \(result.jobs) jobs, concurrency \(result.concurrency), \(context.configuration.store)
+                      \(String(format: "%.0f", result.jobsPerSecond)) jobs/s in \(String(format: "%.2f", result.seconds)) s
+                      \(String(format: "%.3f", result.cpuSecondsPer1000Jobs)) CPU s per 1,000 jobs (worker process)
+                      peak RSS \(result.peakRSSBytes / 1_048_576) MiB
+                    """)
+            }
+        case .latency:
+            let result = try await benchmark.latency(jobs: jobs ?? 200, gap: .milliseconds(gapMs))
+            progress("")
+            let (p50, p95, p99, max) = (result.percentile(50), result.percentile(95), result.percentile(99), result.milliseconds.last ?? 0)
+            if json {
+                output(JobPresentation.json([
+                    "mode": "latency", "jobs": result.milliseconds.count, "p50Ms": round3(p50), "p95Ms": round3(p95),
+                    "p99Ms": round3(p99), "maxMs": round3(max),
+                ], pretty: false))
+            } else {
+                output("""
+                    pickup latency: \(result.milliseconds.count) jobs, \(context.configuration.store)
+                      p50 \(String(format: "%.2f", p50)) ms, p95 \(String(format: "%.2f", p95)) ms, p99 \(String(format: "%.2f", p99)) ms, max \(String(format: "%.2f", max)) ms
+                    """)
+            }
+        }
+    }
+
+    private func round3(_ value: Double) -> Double { (value * 1000).rounded() / 1000 }
+}
