@@ -17,4 +17,6 @@ public enum LogFormat: String, Sendable, CaseIterable {
 public enum HandlerKind: String, Sendable, CaseIterable {
     /// Completes each job with `{"echo": prompt}`; for demos and tests.
     case echo
+    /// Runs `JOB_COMMAND` once per job.
+    case command
 }

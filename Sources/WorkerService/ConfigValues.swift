@@ -55,15 +55,25 @@ struct ConfigValues {
         return level
     }
 
-    /// A comma-separated list of queue names.
-    func list(_ name: String, default defaultValue: [String]) throws -> [String] {
+    enum ListPattern {
+        case queueName, environmentName
+    }
+
+    /// A comma-separated list of queue names (or environment variable names).
+    func list(_ name: String, default defaultValue: [String], allowEmpty: Bool = false, pattern: ListPattern = .queueName) throws -> [String] {
         guard let text = raw(name) else { return defaultValue }
         let items = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
-        guard !items.isEmpty, items.allSatisfy(Self.isName) else {
+        let valid: (String) -> Bool = switch pattern {
+        case .queueName: Self.isName
+        case .environmentName: { $0.range(of: "^[A-Za-z_][A-Za-z0-9_]*$", options: .regularExpression) != nil }
+        }
+        guard !items.isEmpty, items.allSatisfy(valid) else {
             throw ConfigurationError(
                 variable: name,
                 value: text,
-                expected: "comma-separated queue names of letters, digits, '.', '_' and '-' (e.g. default,urgent)"
+                expected: pattern == .queueName
+                    ? "comma-separated queue names of letters, digits, '.', '_' and '-' (e.g. default,urgent)"
+                    : "comma-separated environment variable names (e.g. ANTHROPIC_API_KEY,GIT_AUTHOR_NAME)"
             )
         }
         var seen = Set<String>()

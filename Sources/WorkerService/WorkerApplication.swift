@@ -79,7 +79,11 @@ public struct WorkerApplication: Sendable {
 
     private func makeHandler() -> any JobHandler {
         switch configuration.handler {
-        case .echo, nil: EchoHandler()
+        case .command:
+            if let command = configuration.command { return CommandHandler(configuration: command) }
+            return EchoHandler()
+        case .echo, nil:
+            return EchoHandler()
         }
     }
 

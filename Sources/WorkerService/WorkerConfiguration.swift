@@ -22,8 +22,11 @@ public struct WorkerConfiguration: Sendable {
     public var jobMaxAttempts: Int
     public var leaseDuration: Duration
     public var queues: [String]
-    /// `nil` when `JOB_HANDLER` is unset (echo is used in development, refused in production).
+    /// `nil` when `JOB_HANDLER` is unset and no `JOB_COMMAND` is given (echo is used in
+    /// development, refused in production); `command` whenever `JOB_COMMAND` is set.
     public var handler: HandlerKind?
+    /// How `command` runs jobs; set when `JOB_COMMAND` is.
+    public var command: CommandHandlerConfiguration?
     public var workerID: String
     public var retryBase: Duration
     public var retryMax: Duration
@@ -53,7 +56,15 @@ public struct WorkerConfiguration: Sendable {
         ("JOB_MAX_ATTEMPTS", "3", false),
         ("RETRY_BACKOFF_BASE_MS", "1000", false),
         ("RETRY_BACKOFF_MAX_MS", "600000", false),
-        ("JOB_HANDLER", "", false),
+        ("JOB_HANDLER", "command when JOB_COMMAND is set, else echo", false),
+        ("JOB_COMMAND", "", false),
+        ("JOB_SHELL", "false", false),
+        ("JOB_TIMEOUT_MS", "900000", false),
+        ("JOB_KILL_GRACE_MS", "10000", false),
+        ("JOB_OUTPUT_LIMIT_BYTES", "1048576", false),
+        ("JOB_WORKDIR_ROOT", "<temp>/mobvibe-worker-jobs", false),
+        ("JOB_KEEP_WORKDIR", "never", false),
+        ("JOB_ENV_PASSTHROUGH", "", false),
         ("HEALTH_CHECK_HOST", "127.0.0.1", false),
         ("HEALTH_CHECK_PORT", "8080", false),
         ("MONITOR_INTERVAL_MS", "30000", false),
@@ -108,6 +119,11 @@ public struct WorkerConfiguration: Sendable {
         retryBase = .milliseconds(try values.integer("RETRY_BACKOFF_BASE_MS", default: 1000, range: 1...86_400_000))
         retryMax = .milliseconds(try values.integer("RETRY_BACKOFF_MAX_MS", default: 600_000, range: 1...604_800_000))
         handler = try values.optionalChoice("JOB_HANDLER", HandlerKind.self)
+        command = try Self.commandConfiguration(values)
+        if handler == nil, command != nil { handler = .command }
+        if handler == .command, command == nil {
+            throw ConfigurationError(variable: "JOB_COMMAND", value: "", expected: "a command to run when JOB_HANDLER=command")
+        }
         healthCheckHost = try values.host("HEALTH_CHECK_HOST", default: "127.0.0.1")
         healthCheckPort = try values.integer("HEALTH_CHECK_PORT", default: 8080, range: 1...65535)
         monitorInterval = .milliseconds(try values.integer("MONITOR_INTERVAL_MS", default: 30_000, range: 100...86_400_000))
@@ -119,6 +135,28 @@ public struct WorkerConfiguration: Sendable {
                 value: "\(retryMax.inMilliseconds)",
                 expected: "at least RETRY_BACKOFF_BASE_MS (\(retryBase.inMilliseconds))"
             )
+        }
+    }
+
+    static func commandConfiguration(_ values: ConfigValues) throws -> CommandHandlerConfiguration? {
+        guard let command = values.raw("JOB_COMMAND") else { return nil }
+        let passthrough = try values.list("JOB_ENV_PASSTHROUGH", default: [], allowEmpty: true, pattern: .environmentName)
+        if let secret = passthrough.first(where: { secretVariables.contains($0) }) {
+            throw ConfigurationError(variable: "JOB_ENV_PASSTHROUGH", value: passthrough.joined(separator: ","), expected: "names that are not secret (\(secret) is)")
+        }
+        do {
+            return try CommandHandlerConfiguration(
+                command: command,
+                useShell: try values.boolean("JOB_SHELL", default: false),
+                workdirRoot: values.raw("JOB_WORKDIR_ROOT") ?? CommandHandlerConfiguration.defaultWorkdirRoot,
+                keepWorkdir: try values.choice("JOB_KEEP_WORKDIR", default: .never),
+                environmentPassthrough: passthrough,
+                timeout: .milliseconds(try values.integer("JOB_TIMEOUT_MS", default: 900_000, range: 100...604_800_000)),
+                killGrace: .milliseconds(try values.integer("JOB_KILL_GRACE_MS", default: 10_000, range: 0...600_000)),
+                outputLimitBytes: try values.integer("JOB_OUTPUT_LIMIT_BYTES", default: 1_048_576, range: 1024...1_073_741_824)
+            )
+        } catch let error as ShellWords.Error {
+            throw ConfigurationError(variable: "JOB_COMMAND", value: command, expected: "a command line (\(error.description))")
         }
     }
 
@@ -169,8 +207,33 @@ public struct WorkerConfiguration: Sendable {
         ]
     }
 
-    /// Checks what only `run` requires: a handler chosen explicitly in production.
+    /// The command handler's settings for `config check`.
+    public var commandSummary: [(name: String, value: String)] {
+        guard let command else { return [] }
+        return [
+            ("JOB_COMMAND", command.command),
+            ("  program", command.resolvedProgram() ?? "\(command.argv[0]) (NOT FOUND or not executable)"),
+            ("  arguments", command.argv.dropFirst().map { "\"\($0)\"" }.joined(separator: " ")),
+            ("JOB_SHELL", "\(command.useShell)"),
+            ("JOB_TIMEOUT_MS", "\(command.timeout.inMilliseconds)"),
+            ("JOB_KILL_GRACE_MS", "\(command.killGrace.inMilliseconds)"),
+            ("JOB_OUTPUT_LIMIT_BYTES", "\(command.outputLimitBytes)"),
+            ("JOB_WORKDIR_ROOT", command.workdirRoot),
+            ("JOB_KEEP_WORKDIR", command.keepWorkdir.rawValue),
+            ("JOB_ENV_PASSTHROUGH", command.environmentPassthrough.joined(separator: ",")),
+        ]
+    }
+
+    /// Checks what only `run` requires: a handler chosen explicitly in production, and a
+    /// command that exists.
     public func validateForRun() throws {
+        if let command, environment == .production, command.resolvedProgram() == nil {
+            throw ConfigurationError(
+                variable: "JOB_COMMAND",
+                value: command.command,
+                expected: "a program that exists and is executable (\(command.argv[0]) was not found)"
+            )
+        }
         if handler == nil, environment == .production {
             throw ConfigurationError(
                 variable: "JOB_HANDLER",

@@ -16,8 +16,9 @@ struct ConfigCommand: AsyncParsableCommand {
         func run() async throws {
             let configuration = try await WorkerConfiguration.load()
             try configuration.validateForRun()
-            let width = configuration.redactedSummary.map(\.name.count).max() ?? 0
-            for (name, value) in configuration.redactedSummary {
+            let summary = configuration.redactedSummary + configuration.commandSummary
+            let width = summary.map(\.name.count).max() ?? 0
+            for (name, value) in summary {
                 output("\(name.padding(toLength: width, withPad: " ", startingAt: 0))  \(value)")
             }
             output("Configuration is valid")

@@ -1,0 +1,27 @@
+/// Why a command run failed the attempt; the description becomes `last_error`.
+public enum CommandFailure: Error, Sendable, CustomStringConvertible {
+    case exited(code: Int32, stderrTail: String)
+    case signaled(signal: Int32, stderrTail: String)
+    case timedOut(after: Duration, stderrTail: String)
+    case cannotStart(program: String, reason: String)
+    case workdir(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .exited(let code, let tail):
+            "command exited with status \(code)" + Self.suffix(tail)
+        case .signaled(let signal, let tail):
+            "command was killed by signal \(signal)" + Self.suffix(tail)
+        case .timedOut(let after, let tail):
+            "command timed out after \(after.inMilliseconds) ms (JOB_TIMEOUT_MS) and was stopped" + Self.suffix(tail)
+        case .cannotStart(let program, let reason):
+            "cannot start \(program): \(reason)"
+        case .workdir(let path, let reason):
+            "cannot prepare the working directory \(path): \(reason)"
+        }
+    }
+
+    private static func suffix(_ tail: String) -> String {
+        tail.isEmpty ? "" : "; stderr: \(tail)"
+    }
+}

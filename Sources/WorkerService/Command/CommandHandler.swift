@@ -1,0 +1,221 @@
+import Foundation
+import Logging
+import Subprocess
+import Synchronization
+import SystemPackage
+import WorkerCore
+
+/// Runs each job through a configured command (`JOB_HANDLER=command`, `JOB_COMMAND`).
+///
+/// - The prompt goes to the child's standard input byte for byte; `JOB_ID`, `SESSION_ID`,
+///   `JOB_ATTEMPT`, `JOB_MAX_ATTEMPTS`, `JOB_QUEUE` and `JOB_PAYLOAD_FILE` (the payload as a
+///   JSON file) are in its environment, which otherwise holds only a safe base and the names
+///   in `JOB_ENV_PASSTHROUGH`: never the worker's secrets.
+/// - Each job runs in a fresh directory under `JOB_WORKDIR_ROOT`, in its own session and
+///   process group; at the timeout or on cancellation the whole group gets SIGTERM, then
+///   SIGKILL after the grace period, and no grandchild survives.
+/// - Standard output and error are drained while the child runs; at most
+///   `JOB_OUTPUT_LIMIT_BYTES` of each is kept. Exit 0 completes the job with standard output
+///   (as JSON when it parses, else `{"stdout": ...}`); anything else fails the attempt.
+public struct CommandHandler: JobHandler {
+    public let configuration: CommandHandlerConfiguration
+    private let baseEnvironment: [String: String]
+
+    /// - Parameter environment: the worker's environment, from which the safe base and the
+    ///   passthrough names are taken.
+    public init(configuration: CommandHandlerConfiguration, environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.configuration = configuration
+        var base: [String: String] = [:]
+        for name in CommandHandlerConfiguration.safeBaseEnvironment + configuration.environmentPassthrough {
+            if let value = environment[name] { base[name] = value }
+        }
+        if base["PATH"] == nil { base["PATH"] = "/usr/local/bin:/usr/bin:/bin" }
+        self.baseEnvironment = base
+    }
+
+    public func handle(_ claimed: ClaimedJob, context: JobContext) async throws -> String {
+        let job = claimed.job
+        let jobDirectory = URL(fileURLWithPath: configuration.workdirRoot)
+            .appendingPathComponent("\(job.id.uuidString.lowercased())-\(claimed.lease.attempt)-\(UUID().uuidString.prefix(6).lowercased())")
+        let workdir = jobDirectory.appendingPathComponent("work")
+        let payloadFile = jobDirectory.appendingPathComponent("payload.json")
+        do {
+            try FileManager.default.createDirectory(at: workdir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try Data(job.payload.utf8).write(to: payloadFile)
+        } catch {
+            throw CommandFailure.workdir(path: workdir.path, reason: "\(error)")
+        }
+        var succeeded = false
+        defer { cleanUp(jobDirectory, succeeded: succeeded, logger: context.logger) }
+
+        var environment = baseEnvironment
+        environment["JOB_ID"] = job.id.uuidString.lowercased()
+        environment["SESSION_ID"] = job.sessionID?.uuidString.lowercased() ?? ""
+        environment["JOB_ATTEMPT"] = String(claimed.lease.attempt)
+        environment["JOB_MAX_ATTEMPTS"] = String(job.maxAttempts)
+        environment["JOB_QUEUE"] = job.queue
+        environment["JOB_PAYLOAD_FILE"] = payloadFile.path
+
+        let run = try await execute(prompt: job.prompt, workdir: workdir.path, environment: environment, logger: context.logger)
+        switch run.status {
+        case .exited(0):
+            succeeded = true
+            return Self.result(fromStandardOutput: run.stdout)
+        case .exited(let code):
+            throw CommandFailure.exited(code: code, stderrTail: run.stderr.tailText)
+        case .signaled(let signal):
+            if run.timedOut { throw CommandFailure.timedOut(after: configuration.timeout, stderrTail: run.stderr.tailText) }
+            throw CommandFailure.signaled(signal: signal, stderrTail: run.stderr.tailText)
+        }
+    }
+
+    struct Run {
+        var status: TerminationStatus
+        var stdout: CappedOutput
+        var stderr: CappedOutput
+        var timedOut: Bool
+    }
+
+    /// Output collected by the drain tasks.
+    private final class Collected: Sendable {
+        let stdout: Mutex<CappedOutput>
+        let stderr: Mutex<CappedOutput>
+        let processGroup = Mutex<pid_t?>(nil)
+
+        init(limit: Int) {
+            stdout = Mutex(CappedOutput(limit: limit))
+            stderr = Mutex(CappedOutput(limit: limit))
+        }
+    }
+
+    private enum RaceResult: Sendable {
+        case finished(TerminationStatus)
+        case timedOut
+    }
+
+    private func execute(prompt: String, workdir: String, environment: [String: String], logger: Logger) async throws -> Run {
+        var platformOptions = PlatformOptions()
+        platformOptions.createSession = true
+        platformOptions.teardownSequence = [.send(signal: .terminate, toProcessGroup: true, allowedDurationToNextStep: configuration.killGrace)]
+        let options = platformOptions
+        let collected = Collected(limit: configuration.outputLimitBytes)
+        let executable: Executable = configuration.argv[0].contains("/") ? .path(FilePath(configuration.argv[0])) : .name(configuration.argv[0])
+        let arguments = Arguments(Array(configuration.argv.dropFirst()))
+        let childEnvironment = Environment.custom(environment.map { Array("\($0.key)=\($0.value)".utf8) })
+        let input = Array(prompt.utf8)
+        let timeout = configuration.timeout
+
+        defer {
+            // The leader may be gone while grandchildren that ignored SIGTERM live on: finish the group.
+            if let group = collected.processGroup.withLock({ $0 }) { kill(-group, SIGKILL) }
+        }
+        let outcome: RaceResult
+        do {
+            outcome = try await withThrowingTaskGroup(of: RaceResult.self) { race in
+                race.addTask {
+                    let result = try await Subprocess.run(
+                        executable,
+                        arguments: arguments,
+                        environment: childEnvironment,
+                        workingDirectory: FilePath(workdir),
+                        platformOptions: options,
+                        input: .inputWriter,
+                        output: .sequence,
+                        error: .sequence
+                    ) { execution in
+                        collected.processGroup.withLock { $0 = execution.processIdentifier.value }
+                        try await Self.pump(execution, input: input, into: collected, logger: logger)
+                    }
+                    return .finished(result.terminationStatus)
+                }
+                race.addTask {
+                    try await Task.sleep(for: timeout)
+                    return .timedOut
+                }
+                let first = try await race.next()!
+                race.cancelAll()
+                return first
+            }
+        } catch let error as SubprocessError {
+            throw CommandFailure.cannotStart(program: configuration.argv[0], reason: "\(error)")
+        }
+        let status: TerminationStatus
+        switch outcome {
+        case .finished(let finished):
+            status = finished
+        case .timedOut:
+            logger.warning("Command timed out; its process group was stopped", metadata: ["timeoutMs": .stringConvertible(timeout.inMilliseconds)])
+            status = .signaled(SIGKILL)
+        }
+        return Run(
+            status: status,
+            stdout: collected.stdout.withLock { $0 },
+            stderr: collected.stderr.withLock { $0 },
+            timedOut: { if case .timedOut = outcome { return true } else { return false } }()
+        )
+    }
+
+    /// Feeds the prompt and drains both output streams concurrently (an unread pipe would block the child).
+    private static func pump(
+        _ execution: Execution<CustomWriteInput, SequenceOutput, SequenceOutput>,
+        input: [UInt8],
+        into collected: Collected,
+        logger: Logger
+    ) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                // A child that does not read its input (or closes it early) is fine: SIGPIPE is ignored.
+                _ = try? await execution.standardInputWriter.write(input)
+                try? await execution.standardInputWriter.finish()
+            }
+            group.addTask {
+                for try await chunk in execution.standardOutput {
+                    chunk.withUnsafeBytes { bytes in collected.stdout.withLock { $0.append(bytes) } }
+                }
+            }
+            group.addTask {
+                var pending: [UInt8] = []
+                for try await chunk in execution.standardError {
+                    chunk.withUnsafeBytes { bytes in
+                        collected.stderr.withLock { $0.append(bytes) }
+                        guard logger.logLevel <= .debug else { return }
+                        pending.append(contentsOf: bytes)
+                        while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                            let line = String(decoding: pending[..<newline], as: UTF8.self)
+                            pending.removeSubrange(...newline)
+                            logger.debug("Command stderr", metadata: ["line": .string(line)])
+                        }
+                        if pending.count > 4096 { pending.removeAll() }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    /// Standard output as the job's result: itself when it is JSON, else `{"stdout": ...}`.
+    static func result(fromStandardOutput output: CappedOutput) -> String {
+        let trimmed = output.text.trimmingCharacters(in: .whitespacesAndNewlines)
+        if output.truncatedBytes == 0, !trimmed.isEmpty,
+           (try? JSONSerialization.jsonObject(with: Data(trimmed.utf8), options: [.fragmentsAllowed])) != nil {
+            return trimmed
+        }
+        let object = ["stdout": output.text]
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.withoutEscapingSlashes])) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    private func cleanUp(_ directory: URL, succeeded: Bool, logger: Logger) {
+        let keep: Bool
+        switch configuration.keepWorkdir {
+        case .never: keep = false
+        case .always: keep = true
+        case .onFailure: keep = !succeeded
+        }
+        if keep {
+            logger.info("Kept the job's working directory", metadata: ["workdir": .string(directory.path)])
+        } else {
+            try? FileManager.default.removeItem(at: directory)
+        }
+    }
+}

@@ -1,0 +1,71 @@
+import Foundation
+
+/// How the command handler runs each job (`JOB_COMMAND` and friends).
+public struct CommandHandlerConfiguration: Sendable, Hashable {
+    /// When to keep a job's working directory after the job (`JOB_KEEP_WORKDIR`).
+    public enum KeepWorkdir: String, Sendable, CaseIterable {
+        case never
+        case onFailure = "on-failure"
+        case always
+    }
+
+    /// The command as configured (`JOB_COMMAND`).
+    public var command: String
+    /// Program and arguments, split as a shell would (or `/bin/sh -c command` with `JOB_SHELL=true`).
+    public var argv: [String]
+    public var useShell: Bool
+    public var workdirRoot: String
+    public var keepWorkdir: KeepWorkdir
+    /// Environment variables passed through from the worker, besides the safe base.
+    public var environmentPassthrough: [String]
+    public var timeout: Duration
+    /// Time between SIGTERM and SIGKILL when a command must stop.
+    public var killGrace: Duration
+    public var outputLimitBytes: Int
+
+    /// Variables every child gets from the worker's environment when set: nothing secret.
+    public static let safeBaseEnvironment = ["PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL", "TERM"]
+
+    public static var defaultWorkdirRoot: String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("mobvibe-worker-jobs").path
+    }
+
+    public init(
+        command: String,
+        useShell: Bool = false,
+        workdirRoot: String = CommandHandlerConfiguration.defaultWorkdirRoot,
+        keepWorkdir: KeepWorkdir = .never,
+        environmentPassthrough: [String] = [],
+        timeout: Duration = .seconds(900),
+        killGrace: Duration = .seconds(10),
+        outputLimitBytes: Int = 1_048_576
+    ) throws {
+        self.command = command
+        self.useShell = useShell
+        if useShell {
+            argv = ["/bin/sh", "-c", command]
+        } else {
+            argv = try ShellWords.split(command)
+        }
+        if argv.isEmpty { throw ShellWords.Error(description: "the command is empty") }
+        self.workdirRoot = workdirRoot
+        self.keepWorkdir = keepWorkdir
+        self.environmentPassthrough = environmentPassthrough
+        self.timeout = timeout
+        self.killGrace = killGrace
+        self.outputLimitBytes = outputLimitBytes
+    }
+
+    /// The program's full path: as given when it contains a `/`, otherwise looked up in `PATH`.
+    public func resolvedProgram(path: String? = ProcessInfo.processInfo.environment["PATH"]) -> String? {
+        let program = argv[0]
+        if program.contains("/") {
+            return FileManager.default.isExecutableFile(atPath: program) ? program : nil
+        }
+        for directory in (path ?? "/usr/bin:/bin").split(separator: ":") {
+            let candidate = "\(directory)/\(program)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
+    }
+}
