@@ -101,7 +101,11 @@ public struct CommandHandler: JobHandler {
         let collected = Collected(limit: configuration.outputLimitBytes)
         let executable: Executable = configuration.argv[0].contains("/") ? .path(FilePath(configuration.argv[0])) : .name(configuration.argv[0])
         let arguments = Arguments(Array(configuration.argv.dropFirst()))
-        let childEnvironment = Environment.custom(environment.map { Array("\($0.key)=\($0.value)".utf8) })
+        var variables: [Environment.Key: String] = [:]
+        for (name, value) in environment {
+            if let key = Environment.Key(rawValue: name) { variables[key] = value }
+        }
+        let childEnvironment = Environment.custom(variables)
         let input = Array(prompt.utf8)
         let timeout = configuration.timeout
 

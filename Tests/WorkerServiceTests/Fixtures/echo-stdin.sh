@@ -1,0 +1,3 @@
+#!/bin/sh
+# Copies the prompt (standard input) to standard output unchanged.
+exec cat
