@@ -447,12 +447,27 @@ public final class SQLiteJobStore: JobStore {
         watchers.withLock { $0[token] = onEvent }
         defer { _ = watchers.withLock { $0.removeValue(forKey: token) } }
         var lastVersion: Int?
+        var cancelledSince = Self.milliseconds(Date())
         while !Task.isCancelled {
             // `data_version` changes when another connection (process) commits to the file.
             let version = try await lock.withLock {
                 try await connection.query("PRAGMA data_version", []).first?.columns.first?.data.integer
             }
-            if let lastVersion, version != lastVersion { onEvent(.jobsAvailable) }
+            if let lastVersion, version != lastVersion {
+                onEvent(.jobsAvailable)
+                // Another process (the CLI) may have cancelled a job this one runs.
+                let now = Self.milliseconds(Date())
+                let cancelled = try await lock.withLock {
+                    try await connection.query(
+                        "SELECT id FROM \"\(table)\" WHERE status = 'cancelled' AND completed_at >= ?1",
+                        [.integer(cancelledSince - 1000)]
+                    )
+                }
+                cancelledSince = now
+                for row in cancelled {
+                    if let id = row.column("id")?.string.flatMap(UUID.init(uuidString:)) { onEvent(.jobCancelled(id)) }
+                }
+            }
             lastVersion = version
             do { try await Task.sleep(for: changePollInterval) } catch { return }
         }

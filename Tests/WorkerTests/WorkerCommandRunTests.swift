@@ -1,0 +1,88 @@
+import Foundation
+import Testing
+
+/// `worker run` with JOB_COMMAND: cancellation and shutdown stop the child's process group.
+@Suite("worker run with a command", .serialized)
+struct WorkerCommandRunTests {
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("WorkerServiceTests/Fixtures")
+
+    static func isAlive(_ pid: pid_t) -> Bool {
+        guard kill(pid, 0) == 0 else { return false }
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+        return !status.contains(") Z ")
+    }
+
+    static func start(folder: URL, pidsFile: String, extra: [String: String] = [:]) throws -> (WorkerProcess, [String: String], Int) {
+        let port = try freePort()
+        var environment = [
+            "JOB_COMMAND": fixtures.appendingPathComponent("spawn-and-hang.sh").path,
+            "JOB_ENV_PASSTHROUGH": "PIDS_FILE", "PIDS_FILE": pidsFile, "JOB_KILL_GRACE_MS": "500",
+            "HEALTH_CHECK_PORT": "\(port)", "LOG_FORMAT": "json", "JOB_WORKDIR_ROOT": folder.appendingPathComponent("jobs").path,
+        ]
+        environment.merge(extra) { $1 }
+        return (try WorkerProcess(environment: environment, directory: folder), environment, port)
+    }
+
+    static func pids(_ file: String) -> [pid_t] {
+        ((try? String(contentsOfFile: file, encoding: .utf8)) ?? "").split(separator: " ")
+            .compactMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    @Test("worker jobs cancel stops a running command within a few seconds and leaves the job cancelled")
+    func cancelRunningCommand() async throws {
+        let folder = try TemporaryDirectory()
+        let pidsFile = folder.url.appendingPathComponent("pids").path
+        let (worker, environment, port) = try Self.start(folder: folder.url, pidsFile: pidsFile)
+        defer { worker.kill9() }
+        #expect(try await eventually("health") { try await http(port: port, path: "/health").status == 200 })
+        let id = try await WorkerProcess.command(["enqueue", "--prompt", "hang"], environment: environment, directory: folder.url)
+            .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try await eventually("started") { Self.pids(pidsFile).count == 2 })
+        let clock = ContinuousClock()
+        let start = clock.now
+        #expect(try await WorkerProcess.command(["jobs", "cancel", id], environment: environment, directory: folder.url).status == 0)
+        #expect(try await eventually("stopped", timeout: .seconds(10)) { Self.pids(pidsFile).allSatisfy { !Self.isAlive($0) } })
+        #expect(clock.now - start < .seconds(5))
+        let job = jsonObject(try await WorkerProcess.command(["jobs", "show", id, "--json"], environment: environment, directory: folder.url).stdout)
+        #expect(job?["status"] as? String == "cancelled")
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+    }
+
+    @Test("shutdown with a running command: its process group is stopped and the job is pending again")
+    func shutdownWithRunningCommand() async throws {
+        let folder = try TemporaryDirectory()
+        let pidsFile = folder.url.appendingPathComponent("pids").path
+        let (worker, environment, port) = try Self.start(folder: folder.url, pidsFile: pidsFile, extra: ["SHUTDOWN_TIMEOUT_MS": "500"])
+        defer { worker.kill9() }
+        #expect(try await eventually("health") { try await http(port: port, path: "/health").status == 200 })
+        let id = try await WorkerProcess.command(["enqueue", "--prompt", "hang"], environment: environment, directory: folder.url)
+            .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try await eventually("started") { Self.pids(pidsFile).count == 2 })
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+        for pid in Self.pids(pidsFile) { #expect(!Self.isAlive(pid), "process \(pid) survived the worker") }
+        let job = jsonObject(try await WorkerProcess.command(["jobs", "show", id, "--json"], environment: environment, directory: folder.url).stdout)
+        #expect(job?["status"] as? String == "pending")
+        #expect(job?["attempts"] as? Int == 0)
+    }
+
+    @Test("configuration: a missing command stops production start-up; command needs JOB_COMMAND; secrets cannot pass through")
+    func commandConfiguration() async throws {
+        let folder = try TemporaryDirectory()
+        let port = "\(try freePort())"
+        let missing = try await WorkerProcess.command(["run"], environment: ["APP_ENV": "production", "JOB_COMMAND": "/nonexistent/agent --flag", "HEALTH_CHECK_PORT": port], directory: folder.url)
+        #expect(missing.status == 1 && missing.stderr.contains("JOB_COMMAND") && missing.stderr.contains("/nonexistent/agent"))
+        let noCommand = try await WorkerProcess.command(["config", "check"], environment: ["JOB_HANDLER": "command"], directory: folder.url)
+        #expect(noCommand.status == 1 && noCommand.stderr.contains("JOB_COMMAND"))
+        let secret = try await WorkerProcess.command(["config", "check"], environment: ["JOB_COMMAND": "cat", "JOB_ENV_PASSTHROUGH": "HOME,DATABASE_URL"], directory: folder.url)
+        #expect(secret.status == 1 && secret.stderr.contains("JOB_ENV_PASSTHROUGH"))
+        let check = try await WorkerProcess.command(["config", "check"], environment: ["JOB_COMMAND": "cat -n 'a b'", "JOB_TIMEOUT_MS": "5000"], directory: folder.url)
+        #expect(check.status == 0)
+        #expect(check.stdout.contains("/usr/bin/cat") || check.stdout.contains("/bin/cat"))
+        #expect(check.stdout.contains(#""-n" "a b""#))
+        #expect(check.stdout.contains("JOB_TIMEOUT_MS") && check.stdout.contains("5000"))
+        #expect(check.stdout.contains("JOB_HANDLER") && check.stdout.contains("command"))
+    }
+}
