@@ -30,6 +30,8 @@ public final class JobProcessor: Service, Sendable {
     private struct State {
         var phase = Phase.idle
         var running: [UUID: RunningJob] = [:]
+        /// Running jobs whose handler has not returned: the slots in use.
+        var busy = 0
         var skipShutdownWait = false
         /// When retries this worker scheduled fall due, so it wakes for them between polls.
         var retryDues: [ContinuousClock.Instant] = []
@@ -51,6 +53,8 @@ public final class JobProcessor: Service, Sendable {
     /// A slot became free (a job finished) or shutdown wants attention.
     private let slotFreed = WakeSignal()
     private let recorder: OutcomeRecorder
+    private let metrics = WorkerMetrics.shared
+    private var queueLabel: String { configuration.queues.joined(separator: ",") }
 
     public init(store: any JobStore, handler: any JobHandler, configuration: JobProcessorConfiguration, logger: Logger) {
         self.store = store
@@ -66,9 +70,7 @@ public final class JobProcessor: Service, Sendable {
     public var runningJobCount: Int { state.withLock { $0.running.count } }
 
     /// Slots taken by running handlers.
-    private func busySlots(_ state: State) -> Int {
-        state.running.values.reduce(0) { $0 + ($1.handlerFinished ? 0 : 1) }
-    }
+    private func busySlots(_ state: State) -> Int { state.busy }
 
     /// `true` while the processor claims new jobs (started and not shutting down).
     public var isClaiming: Bool { state.withLock { $0.phase == .running } }
@@ -140,7 +142,8 @@ public final class JobProcessor: Service, Sendable {
                 }
                 if !retryFellDue {
                     let timeout = nextRetry.map { min(configuration.pollInterval, $0 - now) } ?? configuration.pollInterval
-                    await jobsAvailable.wait(timeout: timeout)
+                    let woken = await jobsAvailable.wait(timeout: timeout)
+                    metrics.wake(woken ? "notification" : "poll", queues: queueLabel)
                 }
                 queueDrained = false
                 continue
@@ -158,11 +161,17 @@ public final class JobProcessor: Service, Sendable {
                 queueDrained = claimed.count < free
                 for job in claimed {
                     let stop = StopSignal()
-                    state.withLock { $0.running[job.job.id] = RunningJob(lease: job.lease, stop: stop) }
+                    state.withLock {
+                        $0.running[job.job.id] = RunningJob(lease: job.lease, stop: stop)
+                        $0.busy += 1
+                    }
+                    metrics.claimed(queue: job.job.queue)
                     jobs.addTask { await self.execute(job, stop: stop) }
                 }
+                if !claimed.isEmpty { updateSlotGauges() }
             } catch {
                 consecutiveFailures += 1
+                metrics.storeError(operation: "claim")
                 let delay = Self.backoff(failures: consecutiveFailures, cap: configuration.pollInterval)
                 logger.error(
                     "Failed to claim jobs",
@@ -256,8 +265,14 @@ public final class JobProcessor: Service, Sendable {
         }
         let duration = clock.now - start
         logger[metadataKey: "duration"] = .stringConvertible(duration.inMilliseconds)
-        state.withLock { $0.running[job.id]?.handlerFinished = true }
+        state.withLock { state in
+            if state.running[job.id]?.handlerFinished == false {
+                state.running[job.id]?.handlerFinished = true
+                state.busy -= 1
+            }
+        }
         slotFreed.signal()
+        updateSlotGauges()
 
         let outcome: JobOutcome?
         switch finish {
@@ -283,6 +298,17 @@ public final class JobProcessor: Service, Sendable {
             outcome = nil
         }
 
+        switch (finish, outcome) {
+        case (_, .completed):
+            metrics.completed(queue: job.queue, duration: duration)
+        case (.handled(.failure(let error)), .retry), (.handled(.failure(let error)), .failed):
+            let reason = (error as? ClassifiedJobError)?.failureReason ?? .error
+            metrics.failed(queue: job.queue, reason: reason, duration: duration, willRetry: { if case .retry = outcome { true } else { false } }())
+        case (.stopped(.cancelled), _):
+            metrics.failed(queue: job.queue, reason: .cancelled, duration: duration, willRetry: false)
+        default:
+            break
+        }
         if let outcome {
             let applied = await recorder.record(JobCompletion(lease: claimed.lease, outcome: outcome))
             log(outcome, applied: applied, logger: logger)
@@ -336,6 +362,7 @@ public final class JobProcessor: Service, Sendable {
             } catch {
                 if Task.isCancelled { return }
                 failures += 1
+                metrics.notificationReconnect()
                 let delay = Self.backoff(failures: failures, cap: .seconds(30))
                 logger.warning(
                     "Job notifications unavailable, polling meanwhile",
@@ -361,6 +388,7 @@ public final class JobProcessor: Service, Sendable {
                     running[id]?.stop.trigger(leaseState == .cancelled ? .cancelled : .leaseLost)
                 }
             } catch {
+                metrics.storeError(operation: "renew")
                 logger.warning("Lease renewal failed", metadata: ["error": "\(error)", "runningJobs": .stringConvertible(running.count)])
             }
         }
@@ -371,6 +399,7 @@ public final class JobProcessor: Service, Sendable {
             do {
                 let rescued = try await withTimeout(storeTimeout, operation: "rescue") { [store] in try await store.rescueExpiredLeases() }
                 for job in rescued {
+                    metrics.rescued(queue: job.queue)
                     logger.warning(
                         "Rescued job with expired lease",
                         metadata: [
@@ -383,6 +412,7 @@ public final class JobProcessor: Service, Sendable {
                 }
                 if rescued.contains(where: { $0.newStatus == .pending }) { jobsAvailable.signal() }
             } catch {
+                metrics.storeError(operation: "rescue")
                 logger.warning("Could not rescue expired leases", metadata: ["error": "\(error)"])
             }
             do { try await Task.sleep(for: configuration.rescueInterval) } catch { return }
@@ -390,6 +420,11 @@ public final class JobProcessor: Service, Sendable {
     }
 
     // MARK: - Helpers
+
+    private func updateSlotGauges() {
+        let busy = state.withLock { busySlots($0) }
+        metrics.slots(running: busy, free: configuration.maxConcurrentJobs - busy, queues: queueLabel)
+    }
 
     /// The longest a store call may take before the processor gives up on it and retries:
     /// a call slower than a lease is of no use anyway.

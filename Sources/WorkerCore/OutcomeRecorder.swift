@@ -97,6 +97,7 @@ final class OutcomeRecorder: Sendable {
                     return
                 }
                 failures += 1
+                WorkerMetrics.shared.storeError(operation: "record")
                 let delay = JobProcessor.backoff(failures: failures, cap: .seconds(5))
                 logger.warning(
                     "Could not record job outcomes, retrying",

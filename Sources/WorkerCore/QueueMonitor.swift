@@ -26,9 +26,11 @@ public struct QueueMonitor: Service {
 
     private func report() async {
         do {
-            let stats = try await store.stats()
+            let stats = try await withTimeout(max(interval, .seconds(5)), operation: "queue statistics") { [store] in try await store.stats() }
+            WorkerMetrics.shared.queueStats(stats, queues: "all")
             logger.info("Queue statistics", metadata: stats.logMetadata)
         } catch {
+            WorkerMetrics.shared.storeError(operation: "stats")
             logger.warning("Could not read queue statistics", metadata: ["error": "\(error)"])
         }
     }

@@ -3,6 +3,7 @@ import Foundation
 /// A job whose lease expired (its worker died or stalled), returned by ``JobStore/rescueExpiredLeases()``.
 public struct RescuedJob: Sendable, Hashable {
     public var id: UUID
+    public var queue: String
     /// The worker that held the expired lease.
     public var previousWorker: String?
     /// The attempt that was lost.
@@ -10,8 +11,9 @@ public struct RescuedJob: Sendable, Hashable {
     /// `pending` when attempts remain, otherwise `failed`.
     public var newStatus: JobStatus
 
-    public init(id: UUID, previousWorker: String?, attempt: Int, newStatus: JobStatus) {
+    public init(id: UUID, queue: String, previousWorker: String?, attempt: Int, newStatus: JobStatus) {
         self.id = id
+        self.queue = queue
         self.previousWorker = previousWorker
         self.attempt = attempt
         self.newStatus = newStatus

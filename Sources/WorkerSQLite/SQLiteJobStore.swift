@@ -300,7 +300,7 @@ public final class SQLiteJobStore: JobStore {
             do {
                 let expired = try await connection.query(
                     """
-                    SELECT id, locked_by, attempts, max_attempts FROM "\(table)"
+                    SELECT id, queue, locked_by, attempts, max_attempts FROM "\(table)"
                     WHERE status = 'processing' AND lease_expires_at < ?1
                     """,
                     [.integer(now)]
@@ -321,7 +321,7 @@ public final class SQLiteJobStore: JobStore {
                         """,
                         [.text(idText), .text(newStatus.rawValue), .text(error), .integer(now)]
                     )
-                    rescued.append(RescuedJob(id: UUID(uuidString: idText) ?? UUID(), previousWorker: worker, attempt: attempts, newStatus: newStatus))
+                    rescued.append(RescuedJob(id: UUID(uuidString: idText) ?? UUID(), queue: row.column("queue")?.string ?? "", previousWorker: worker, attempt: attempts, newStatus: newStatus))
                 }
                 _ = try await connection.query("COMMIT", [])
                 return rescued

@@ -4,8 +4,9 @@ import Logging
 import NIOCore
 import ServiceLifecycle
 
-/// The HTTP server for orchestrators: `GET`/`HEAD /health` (the process is alive) and
-/// `/ready` (the store answers and the processor is claiming). Other paths answer 404.
+/// The HTTP server for orchestrators: `GET`/`HEAD /health` (the process is alive),
+/// `/ready` (the store answers and the processor is claiming) and `/metrics` (Prometheus).
+/// Other paths answer 404.
 public struct HealthServer: Service {
     /// Answers whether the worker can take work; `nil` entries pass.
     public typealias ReadinessCheck = @Sendable () async -> [String: String?]
@@ -14,12 +15,15 @@ public struct HealthServer: Service {
     private let port: Int
     private let logger: Logger
     private let readiness: ReadinessCheck
+    private let metrics: (@Sendable () -> [UInt8])?
 
-    public init(host: String, port: Int, logger: Logger, readiness: @escaping ReadinessCheck) {
+    /// - Parameter metrics: the Prometheus text for `GET /metrics`; `nil` answers 404 there.
+    public init(host: String, port: Int, logger: Logger, readiness: @escaping ReadinessCheck, metrics: (@Sendable () -> [UInt8])? = nil) {
         self.host = host
         self.port = port
         self.logger = logger
         self.readiness = readiness
+        self.metrics = metrics
     }
 
     public func run() async throws {
@@ -38,6 +42,15 @@ public struct HealthServer: Service {
             }.joined(separator: ",")
             let status = failing.isEmpty ? "ready" : "not ready"
             return Self.json(failing.isEmpty ? .ok : .serviceUnavailable, "{\"status\":\"\(status)\",\"checks\":{\(rendered)}}")
+        }
+        if let metrics {
+            router.get("/metrics") { _, _ -> Response in
+                Response(
+                    status: .ok,
+                    headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .cacheControl: "no-store"],
+                    body: ResponseBody(byteBuffer: ByteBuffer(bytes: metrics()))
+                )
+            }
         }
         var serverLogger = logger
         serverLogger.logLevel = max(logger.logLevel, .warning)

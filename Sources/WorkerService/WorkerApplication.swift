@@ -45,6 +45,7 @@ public struct WorkerApplication: Sendable {
     }
 
     private func runServices(store: any JobStore, shutdown: ShutdownCoordinator) async throws {
+        let registry = MetricsSetup.registry
         let processor = JobProcessor(
             store: store,
             handler: makeHandler(),
@@ -56,7 +57,8 @@ public struct WorkerApplication: Sendable {
             host: configuration.healthCheckHost,
             port: configuration.healthCheckPort,
             logger: logger,
-            readiness: { await Self.readiness(store: store, processor: processor) }
+            readiness: { await Self.readiness(store: store, processor: processor) },
+            metrics: { [registry] in registry.emitToBuffer() }
         )
         let gate = StartupGate()
         let migrator = SchemaMigrator(store: store, enabled: configuration.autoMigrate, gate: gate, logger: logger)

@@ -1,3 +1,5 @@
+import WorkerCore
+
 /// Why a command run failed the attempt; the description becomes `last_error`.
 public enum CommandFailure: Error, Sendable, CustomStringConvertible {
     case exited(code: Int32, stderrTail: String)
@@ -23,5 +25,12 @@ public enum CommandFailure: Error, Sendable, CustomStringConvertible {
 
     private static func suffix(_ tail: String) -> String {
         tail.isEmpty ? "" : "; stderr: \(tail)"
+    }
+}
+
+extension CommandFailure: ClassifiedJobError {
+    public var failureReason: JobFailureReason {
+        if case .timedOut = self { return .timeout }
+        return .error
     }
 }

@@ -1,0 +1,102 @@
+import CoreMetrics
+import Synchronization
+
+/// The processor's and monitor's metrics, through the swift-metrics API (a no-op until the
+/// process bootstraps a backend, e.g. Prometheus). Names follow Prometheus conventions.
+///
+/// Metric objects are cached per label set, so the claim loop does not look them up per job.
+final class WorkerMetrics: Sendable {
+    static let shared = WorkerMetrics()
+
+    private let counters = Mutex<[String: Counter]>([:])
+    private let timers = Mutex<[String: Timer]>([:])
+    private let gauges = Mutex<[String: Gauge]>([:])
+
+    private func counter(_ name: String, _ dimensions: [(String, String)]) -> Counter {
+        let key = name + dimensions.map { "|\($0.0)=\($0.1)" }.joined()
+        return counters.withLock { cache in
+            if let counter = cache[key] { return counter }
+            let counter = Counter(label: name, dimensions: dimensions)
+            cache[key] = counter
+            return counter
+        }
+    }
+
+    private func timer(_ name: String, _ dimensions: [(String, String)]) -> Timer {
+        let key = name + dimensions.map { "|\($0.0)=\($0.1)" }.joined()
+        return timers.withLock { cache in
+            if let timer = cache[key] { return timer }
+            let timer = Timer(label: name, dimensions: dimensions, preferredDisplayUnit: .seconds)
+            cache[key] = timer
+            return timer
+        }
+    }
+
+    private func gauge(_ name: String, _ dimensions: [(String, String)]) -> Gauge {
+        let key = name + dimensions.map { "|\($0.0)=\($0.1)" }.joined()
+        return gauges.withLock { cache in
+            if let gauge = cache[key] { return gauge }
+            let gauge = Gauge(label: name, dimensions: dimensions)
+            cache[key] = gauge
+            return gauge
+        }
+    }
+
+    func claimed(queue: String, count: Int = 1) {
+        counter("worker_jobs_claimed_total", [("queue", queue)]).increment(by: count)
+    }
+
+    func completed(queue: String, duration: Duration) {
+        counter("worker_jobs_completed_total", [("queue", queue)]).increment()
+        timer("worker_job_duration_seconds", [("queue", queue)]).recordNanoseconds(Int64(duration.inSeconds * 1e9))
+    }
+
+    /// A failed attempt; `reason` is `error`, `timeout` or `cancelled`.
+    func failed(queue: String, reason: JobFailureReason, duration: Duration, willRetry: Bool) {
+        counter("worker_jobs_failed_total", [("queue", queue), ("reason", reason.rawValue)]).increment()
+        timer("worker_job_duration_seconds", [("queue", queue)]).recordNanoseconds(Int64(duration.inSeconds * 1e9))
+        if willRetry { counter("worker_jobs_retried_total", [("queue", queue)]).increment() }
+    }
+
+    func rescued(queue: String) {
+        counter("worker_jobs_rescued_total", [("queue", queue)]).increment()
+    }
+
+    func slots(running: Int, free: Int, queues: String) {
+        gauge("worker_jobs_in_flight", [("queue", queues)]).record(Double(running))
+        gauge("worker_free_slots", [("queue", queues)]).record(Double(free))
+    }
+
+    func storeError(operation: String) {
+        counter("worker_store_errors_total", [("operation", operation)]).increment()
+    }
+
+    func notificationReconnect() {
+        counter("worker_notification_reconnects_total", [("channel", "jobs")]).increment()
+    }
+
+    /// Why the claim loop woke: `notification` (LISTEN, an enqueue in this process) or `poll`.
+    func wake(_ source: String, queues: String) {
+        counter("worker_claim_wakeups_total", [("queue", queues), ("source", source)]).increment()
+    }
+
+    func queueStats(_ stats: QueueStats, queues: String) {
+        for (status, count) in [
+            ("pending", stats.pending), ("processing", stats.processing), ("completed", stats.completed),
+            ("failed", stats.failed), ("cancelled", stats.cancelled),
+        ] {
+            gauge("worker_queue_jobs", [("queue", queues), ("status", status)]).record(Double(count))
+        }
+        gauge("worker_queue_oldest_pending_age_seconds", [("queue", queues)]).record(stats.oldestPendingAgeSeconds ?? 0)
+    }
+}
+
+/// Why an attempt failed, for the `reason` label of `worker_jobs_failed_total`.
+public enum JobFailureReason: String, Sendable {
+    case error, timeout, cancelled
+}
+
+/// An error a handler throws that knows its ``JobFailureReason`` (e.g. a command's timeout).
+public protocol ClassifiedJobError: Error {
+    var failureReason: JobFailureReason { get }
+}
