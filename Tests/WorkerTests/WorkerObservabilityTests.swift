@@ -1,0 +1,140 @@
+import Foundation
+import Testing
+
+/// /ready, /metrics and secrets, against the real binary.
+@Suite("worker observability", .serialized)
+struct WorkerObservabilityTests {
+    /// Parses Prometheus text with the Prometheus project's Python parser; returns `name{labels} value` samples.
+    static func parsePrometheus(_ text: String) throws -> [String: Double] {
+        let script = """
+            import sys
+            from prometheus_client.parser import text_string_to_metric_families
+            for family in text_string_to_metric_families(sys.stdin.read()):
+                for s in family.samples:
+                    labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+                    print(f"{s.name}{{{labels}}} {s.value}")
+            """
+        let folder = try TemporaryDirectory()
+        let input = folder.url.appendingPathComponent("metrics.txt")
+        let program = folder.url.appendingPathComponent("parse.py")
+        try text.write(to: input, atomically: true, encoding: .utf8)
+        try script.write(to: program, atomically: true, encoding: .utf8)
+        let output = try TestPostgres.run("/bin/sh", ["-c", "python3 '\(program.path)' < '\(input.path)'"])
+        var samples: [String: Double] = [:]
+        for line in output.split(separator: "\n") {
+            guard let space = line.lastIndex(of: " ") else { continue }
+            samples[String(line[..<space])] = Double(line[line.index(after: space)...])
+        }
+        return samples
+    }
+
+    @Test("after N jobs, /metrics shows the matching counters and parses as Prometheus text")
+    func metrics() async throws {
+        let folder = try TemporaryDirectory()
+        let port = try freePort()
+        let environment = ["JOB_HANDLER": "echo", "HEALTH_CHECK_PORT": "\(port)", "MONITOR_INTERVAL_MS": "200", "RETRY_BACKOFF_BASE_MS": "10"]
+        let worker = try WorkerProcess(environment: environment, directory: folder.url)
+        defer { worker.kill9() }
+        #expect(try await eventually("health") { try await http(port: port, path: "/health").status == 200 })
+        let lines = (0..<20).map { #"{"prompt":"ok \#($0)"}"# } + [#"{"prompt":"flaky","payload":{"failTimes":1}}"#, #"{"prompt":"broken","maxAttempts":1,"payload":{"failTimes":5}}"#]
+        _ = try await WorkerProcess.command(["enqueue", "--jsonl", "-"], environment: environment, directory: folder.url, stdin: Data(lines.joined(separator: "\n").utf8))
+        #expect(try await eventually("done") {
+            let stats = jsonObject(try await WorkerProcess.command(["stats", "--json"], environment: environment, directory: folder.url).stdout)
+            return stats?["completed"] as? Int == 21 && stats?["failed"] as? Int == 1
+        })
+        try await Task.sleep(for: .milliseconds(400))
+        let response = try await http(port: port, path: "/metrics")
+        #expect(response.status == 200)
+        let samples = try Self.parsePrometheus(response.body)
+        #expect(samples[#"worker_jobs_completed_total{queue="default"}"#] == 21)
+        #expect(samples[#"worker_jobs_claimed_total{queue="default"}"#] == 23)
+        #expect(samples[#"worker_jobs_failed_total{queue="default",reason="error"}"#] == 2)
+        #expect(samples[#"worker_jobs_retried_total{queue="default"}"#] == 1)
+        #expect(samples[#"worker_job_duration_seconds_count{queue="default"}"#] == 23)
+        #expect(samples[#"worker_queue_jobs{queue="all",status="completed"}"#] == 21)
+        #expect(samples[#"worker_queue_jobs{queue="all",status="failed"}"#] == 1)
+        #expect(samples[#"worker_free_slots{queue="default"}"#] == 1)
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+    }
+
+    @Test("during a graceful shutdown /ready answers 503 while /health stays 200")
+    func readyDuringShutdown() async throws {
+        let folder = try TemporaryDirectory()
+        let port = try freePort()
+        let environment = ["JOB_HANDLER": "echo", "HEALTH_CHECK_PORT": "\(port)", "SHUTDOWN_TIMEOUT_MS": "3000"]
+        let worker = try WorkerProcess(environment: environment, directory: folder.url)
+        defer { worker.kill9() }
+        #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
+        let ready = try await http(port: port, path: "/ready")
+        #expect(jsonObject(ready.body)?["status"] as? String == "ready")
+        _ = try await WorkerProcess.command(["enqueue", "--prompt", "long", "--payload", #"{"sleepMs":60000}"#], environment: environment, directory: folder.url)
+        try await Task.sleep(for: .milliseconds(500))
+        worker.send(SIGTERM)
+        try await Task.sleep(for: .milliseconds(500))
+        let draining = try await http(port: port, path: "/ready")
+        #expect(draining.status == 503)
+        let checks = jsonObject(draining.body)?["checks"] as? [String: String]
+        #expect(checks?["processor"]?.contains("failing") == true)
+        #expect(try await http(port: port, path: "/health").status == 200)
+        #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+    }
+}
+
+@Suite("worker observability on PostgreSQL", .serialized, .enabled(if: TestPostgres.isAvailable, "needs TEST_DATABASE_URL: run scripts/test"))
+struct WorkerPostgresObservabilityTests {
+    @Test("/ready flips to 503 when PostgreSQL stops and back to 200 when it returns")
+    func readyFollowsDatabase() async throws {
+        let folder = try TemporaryDirectory()
+        let postgres = try PrivatePostgres()
+        defer { postgres.destroy() }
+        let port = try freePort()
+        let environment = ["DATABASE_URL": postgres.url, "JOB_HANDLER": "echo", "HEALTH_CHECK_PORT": "\(port)"]
+        let worker = try WorkerProcess(environment: environment, directory: folder.url)
+        defer { worker.kill9() }
+        #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
+        try postgres.stop(mode: "immediate")
+        #expect(try await eventually("not ready", timeout: .seconds(15)) { try await http(port: port, path: "/ready").status == 503 })
+        let body = try await http(port: port, path: "/ready").body
+        #expect((jsonObject(body)?["checks"] as? [String: String])?["store"]?.contains("failing") == true)
+        #expect(try await http(port: port, path: "/health").status == 200)
+        try postgres.start()
+        #expect(try await eventually("ready again", timeout: .seconds(60)) { try await http(port: port, path: "/ready").status == 200 })
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(20)) == 0)
+    }
+
+    @Test("with LOG_LEVEL=trace nothing logged, printed or served contains the database password")
+    func noSecretLeaks() async throws {
+        let folder = try TemporaryDirectory()
+        let postgres = try PrivatePostgres()
+        defer { postgres.destroy() }
+        let password = "Sup3r-S3cret-\(UUID().uuidString.prefix(6))"
+        try postgres.sql("ALTER USER postgres PASSWORD '\(password)'")
+        let url = "postgres://postgres:\(password)@127.0.0.1:\(postgres.port)/postgres"
+        let port = try freePort()
+        let environment = ["DATABASE_URL": url, "JOB_HANDLER": "echo", "HEALTH_CHECK_PORT": "\(port)", "LOG_LEVEL": "trace", "MONITOR_INTERVAL_MS": "200"]
+        var seen: [String] = []
+        let check = try await WorkerProcess.command(["config", "check"], environment: environment, directory: folder.url)
+        seen += [check.stdout, check.stderr]
+        let bad = try await WorkerProcess.command(["run"], environment: environment.merging(["MAX_CONCURRENT_JOBS": "zero"]) { $1 }, directory: folder.url)
+        seen += [bad.stdout, bad.stderr]
+        let unreachable = try await WorkerProcess.command(["stats"], environment: environment.merging(["DATABASE_URL": "postgres://postgres:\(password)@127.0.0.1:1/postgres"]) { $1 }, directory: folder.url)
+        seen += [unreachable.stdout, unreachable.stderr]
+        let worker = try WorkerProcess(environment: environment, directory: folder.url)
+        defer { worker.kill9() }
+        #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
+        let enqueue = try await WorkerProcess.command(["enqueue", "--prompt", "x"], environment: environment, directory: folder.url)
+        seen += [enqueue.stdout, enqueue.stderr]
+        try await Task.sleep(for: .milliseconds(600))
+        for path in ["/health", "/ready", "/metrics"] { seen.append(try await http(port: port, path: path).body) }
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(20)) == 0)
+        seen += [worker.stdout, worker.stderr]
+        #expect(worker.stdout.contains("Job completed"), "the worker really worked")
+        #expect(worker.stdout.contains("postgres:***@"), "the URL is logged, redacted")
+        for (index, text) in seen.enumerated() {
+            #expect(!text.contains(password), "output \(index) leaks the password")
+        }
+    }
+}
