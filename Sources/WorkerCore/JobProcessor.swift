@@ -130,6 +130,15 @@ public final class JobProcessor: Service, Sendable {
             guard phase == .running else { return }
             if free <= 0 {
                 await slotFreed.wait()
+                // Jobs tend to finish in bursts: gather a few more free slots so that one claim
+                // fetches a batch instead of one job per round trip.
+                if configuration.maxConcurrentJobs >= 4 {
+                    let deadline = ContinuousClock.now + configuration.claimBatchWindow
+                    while state.withLock({ configuration.maxConcurrentJobs - busySlots($0) }) < configuration.maxConcurrentJobs / 2,
+                          ContinuousClock.now < deadline {
+                        await slotFreed.wait(timeout: deadline - .now)
+                    }
+                }
                 continue
             }
             if queueDrained {
@@ -159,6 +168,7 @@ public final class JobProcessor: Service, Sendable {
                 }
                 consecutiveFailures = 0
                 queueDrained = claimed.count < free
+                logger.trace("Claimed jobs", metadata: ["claimed": .stringConvertible(claimed.count), "free": .stringConvertible(free)])
                 for job in claimed {
                     let stop = StopSignal()
                     state.withLock {

@@ -16,6 +16,9 @@ public struct JobProcessorConfiguration: Sendable {
     public var retryPolicy: RetryPolicy
     /// How often to return jobs with expired leases (of dead workers) to the queue.
     public var rescueInterval: Duration
+    /// When all slots were busy and one frees, how long to wait for half of them to be free
+    /// before claiming, so that a busy worker claims in batches.
+    public var claimBatchWindow: Duration = .milliseconds(2)
 
     public init(
         workerID: String,

@@ -144,11 +144,18 @@ public final class PostgresJobStore: JobStore {
                 SET status = 'processing', attempts = j.attempts + 1, locked_by = \(workerID), started_at = now(),
                     lease_expires_at = now() + \(leaseDuration.inMilliseconds) * interval '1 millisecond'
                 FROM (
-                    SELECT id FROM \(unescaped: table)
-                    WHERE status = 'pending' AND run_at <= now() AND queue = ANY(\(queues)::text[])
-                    ORDER BY priority DESC, run_at, id
+                    -- Per queue, the claim index delivers rows in order, so a claim reads only the
+                    -- rows it may take (a plain queue = ANY(...) would read every pending row and sort).
+                    SELECT candidate.id FROM unnest(\(queues)::text[]) AS served(queue)
+                    CROSS JOIN LATERAL (
+                        SELECT id, priority, run_at FROM \(unescaped: table)
+                        WHERE status = 'pending' AND run_at <= now() AND queue = served.queue
+                        ORDER BY priority DESC, run_at, id
+                        LIMIT \(limit)
+                        FOR UPDATE SKIP LOCKED
+                    ) AS candidate
+                    ORDER BY candidate.priority DESC, candidate.run_at, candidate.id
                     LIMIT \(limit)
-                    FOR UPDATE SKIP LOCKED
                 ) AS next
                 WHERE j.id = next.id
                 RETURNING \(unescaped: PostgresSchema.columns(alias: "j"))

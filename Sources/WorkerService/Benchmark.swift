@@ -105,7 +105,7 @@ public struct Benchmark: Sendable {
         var processorConfiguration = configuration.processorConfiguration
         processorConfiguration.maxConcurrentJobs = concurrency
         var quiet = logger
-        quiet.logLevel = max(logger.logLevel, .warning)
+        if logger.logLevel > .trace { quiet.logLevel = max(logger.logLevel, .warning) }
         return JobProcessor(store: store, handler: handler, configuration: processorConfiguration, logger: quiet)
     }
 
