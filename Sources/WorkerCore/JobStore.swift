@@ -44,8 +44,9 @@ public protocol JobStore: Sendable {
     /// - Throws: ``JobStoreError/jobNotFound(_:)``, ``JobStoreError/invalidTransition(id:from:action:)``.
     func retry(id: UUID) async throws -> Job
 
-    /// Counts by state, in one query.
-    func stats() async throws -> QueueStats
+    /// Counts by state, in one query; with a `window`, also throughput and run-time figures
+    /// of the jobs completed within it.
+    func stats(window: Duration?) async throws -> QueueStats
 
     /// A trivial round trip, for readiness checks.
     func ping() async throws
@@ -68,4 +69,11 @@ public enum StoreEvent: Sendable, Hashable {
     case jobsAvailable
     /// An operator cancelled this job.
     case jobCancelled(UUID)
+}
+
+extension JobStore {
+    /// Counts by state, in one query.
+    public func stats() async throws -> QueueStats {
+        try await stats(window: nil)
+    }
 }

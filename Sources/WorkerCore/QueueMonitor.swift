@@ -26,9 +26,11 @@ public struct QueueMonitor: Service {
 
     private func report() async {
         do {
-            let stats = try await withTimeout(max(interval, .seconds(5)), operation: "queue statistics") { [store] in try await store.stats() }
+            let stats = try await withTimeout(max(interval, .seconds(5)), operation: "queue statistics") { [store, interval] in
+                try await store.stats(window: interval)
+            }
             WorkerMetrics.shared.queueStats(stats, queues: "all")
-            logger.info("Queue statistics", metadata: stats.logMetadata)
+            logger.info("Queue statistics", metadata: stats.monitorMetadata)
         } catch {
             WorkerMetrics.shared.storeError(operation: "stats")
             logger.warning("Could not read queue statistics", metadata: ["error": "\(error)"])
@@ -48,5 +50,17 @@ extension QueueStats {
             "oldestPendingAgeSeconds": oldestPendingAgeSeconds.map { .stringConvertible(($0 * 1000).rounded() / 1000) } ?? .string("null"),
             "successRate": successRate.map { .stringConvertible($0) } ?? .string("null"),
         ]
+    }
+
+    /// ``logMetadata`` plus the window figures: throughput and run times.
+    public var monitorMetadata: Logger.Metadata {
+        var metadata = logMetadata
+        func rounded(_ value: Double?) -> Logger.MetadataValue {
+            value.map { .stringConvertible(($0 * 1000).rounded() / 1000) } ?? .string("null")
+        }
+        metadata["completedPerSecond"] = rounded(completedPerSecond)
+        metadata["meanDurationSeconds"] = rounded(meanDurationSeconds)
+        metadata["p95DurationSeconds"] = rounded(p95DurationSeconds)
+        return metadata
     }
 }

@@ -7,6 +7,19 @@ public struct QueueStats: Sendable, Hashable, Codable {
     public var cancelled: Int
     /// Seconds since the oldest due pending job became runnable; `nil` when none is due.
     public var oldestPendingAgeSeconds: Double?
+    /// The recent window the next three figures cover, when one was asked for.
+    public var window: Duration?
+    /// Jobs completed within the window.
+    public var completedInWindow: Int = 0
+    /// Mean and 95th percentile of run time (start to completion) of jobs completed within the window.
+    public var meanDurationSeconds: Double?
+    public var p95DurationSeconds: Double?
+
+    /// Completed jobs per second over the window.
+    public var completedPerSecond: Double? {
+        guard let window, window > .zero else { return nil }
+        return Double(completedInWindow) / window.inSeconds
+    }
 
     public init(
         pending: Int = 0,

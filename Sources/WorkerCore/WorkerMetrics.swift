@@ -88,6 +88,9 @@ final class WorkerMetrics: Sendable {
             gauge("worker_queue_jobs", [("queue", queues), ("status", status)]).record(Double(count))
         }
         gauge("worker_queue_oldest_pending_age_seconds", [("queue", queues)]).record(stats.oldestPendingAgeSeconds ?? 0)
+        if let rate = stats.completedPerSecond {
+            gauge("worker_queue_completed_per_second", [("queue", queues)]).record(rate)
+        }
     }
 }
 

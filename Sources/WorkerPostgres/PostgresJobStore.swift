@@ -368,8 +368,9 @@ public final class PostgresJobStore: JobStore {
         throw JobStoreError.invalidTransition(id: id, from: current.status, action: action)
     }
 
-    public func stats() async throws -> QueueStats {
+    public func stats(window: Duration?) async throws -> QueueStats {
         try await translatingErrors {
+            let windowMilliseconds = window?.inMilliseconds ?? 0
             let rows = try await client.query(
                 """
                 SELECT
@@ -378,16 +379,34 @@ public final class PostgresJobStore: JobStore {
                     count(*) FILTER (WHERE status = 'completed'),
                     count(*) FILTER (WHERE status = 'failed'),
                     count(*) FILTER (WHERE status = 'cancelled'),
-                    extract(epoch FROM now() - min(run_at) FILTER (WHERE status = 'pending' AND run_at <= now()))::double precision
-                FROM \(unescaped: table)
+                    extract(epoch FROM now() - min(run_at) FILTER (WHERE status = 'pending' AND run_at <= now()))::double precision,
+                    count(*) FILTER (WHERE recent),
+                    avg(seconds) FILTER (WHERE recent),
+                    percentile_cont(0.95) WITHIN GROUP (ORDER BY seconds) FILTER (WHERE recent)
+                FROM (
+                    SELECT status, run_at,
+                        status = 'completed' AND completed_at >= now() - \(windowMilliseconds) * interval '1 millisecond'
+                            AND started_at IS NOT NULL AND \(windowMilliseconds) > 0 AS recent,
+                        extract(epoch FROM completed_at - started_at)::double precision AS seconds
+                    FROM \(unescaped: table)
+                ) AS jobs
                 """,
                 logger: logger
             )
-            for try await (pending, processing, completed, failed, cancelled, oldest) in rows.decode((Int, Int, Int, Int, Int, Double?).self) {
-                return QueueStats(
+            for try await (pending, processing, completed, failed, cancelled, oldest, recent, mean, p95) in rows.decode(
+                (Int, Int, Int, Int, Int, Double?, Int, Double?, Double?).self
+            ) {
+                var stats = QueueStats(
                     pending: pending, processing: processing, completed: completed, failed: failed, cancelled: cancelled,
                     oldestPendingAgeSeconds: oldest.map { max(0, $0) }
                 )
+                if let window {
+                    stats.window = window
+                    stats.completedInWindow = recent
+                    stats.meanDurationSeconds = mean
+                    stats.p95DurationSeconds = p95
+                }
+                return stats
             }
             return QueueStats()
         }

@@ -405,10 +405,10 @@ public final class SQLiteJobStore: JobStore {
         throw JobStoreError.invalidTransition(id: id, from: current.status, action: action)
     }
 
-    public func stats() async throws -> QueueStats {
+    public func stats(window: Duration?) async throws -> QueueStats {
         let now = Self.milliseconds(Date())
-        let rows = try await lock.withLock {
-            try await connection.query(
+        let (rows, durations) = try await lock.withLock { () -> ([SQLiteRow], [SQLiteRow]) in
+            let counts = try await connection.query(
                 """
                 SELECT status, COUNT(*) AS count,
                     MIN(CASE WHEN status = 'pending' AND run_at <= ?1 THEN run_at END) AS oldest_due
@@ -416,6 +416,16 @@ public final class SQLiteJobStore: JobStore {
                 """,
                 [.integer(now)]
             )
+            guard let window else { return (counts, []) }
+            let durations = try await connection.query(
+                """
+                SELECT completed_at - started_at AS duration FROM "\(table)"
+                WHERE status = 'completed' AND completed_at >= ?1 AND started_at IS NOT NULL
+                ORDER BY duration
+                """,
+                [.integer(now - Int(window.inMilliseconds))]
+            )
+            return (counts, durations)
         }
         var stats = QueueStats()
         for row in rows {
@@ -431,6 +441,15 @@ public final class SQLiteJobStore: JobStore {
             case .failed: stats.failed = count
             case .cancelled: stats.cancelled = count
             case nil: break
+            }
+        }
+        if let window {
+            let seconds = durations.compactMap { $0.column("duration")?.integer }.map { Double($0) / 1000 }
+            stats.window = window
+            stats.completedInWindow = seconds.count
+            if !seconds.isEmpty {
+                stats.meanDurationSeconds = seconds.reduce(0, +) / Double(seconds.count)
+                stats.p95DurationSeconds = seconds[min(seconds.count - 1, Int((0.95 * Double(seconds.count)).rounded(.up)) - 1)]
             }
         }
         return stats

@@ -302,6 +302,13 @@ public enum JobStoreConformance {
         // The oldest due pending job is s1 (run_at 20 s ago); the ones claimed first were older.
         let age = try #require(stats.oldestPendingAgeSeconds)
         #expect(age >= 19 && age < 40)
+        #expect(stats.window == nil && stats.completedInWindow == 0)
+        let windowed = try await store.stats(window: .seconds(60))
+        #expect(windowed.completed == 2 && windowed.completedInWindow == 2)
+        #expect(windowed.completedPerSecond == 2.0 / 60)
+        let mean = try #require(windowed.meanDurationSeconds)
+        let p95 = try #require(windowed.p95DurationSeconds)
+        #expect(mean >= 0 && mean < 10 && p95 >= mean - 0.001)
     }
 
     static func listing(_ store: any JobStore) async throws {
