@@ -48,6 +48,10 @@ public protocol JobStore: Sendable {
     /// of the jobs completed within it.
     func stats(window: Duration?) async throws -> QueueStats
 
+    /// Deletes up to `limit` jobs in `status` that finished longer than `olderThan` ago; returns
+    /// how many it deleted, or `nil` when another worker is deleting right now.
+    func deleteFinished(status: JobStatus, olderThan: Duration, limit: Int) async throws -> Int?
+
     /// A trivial round trip, for readiness checks.
     func ping() async throws
 

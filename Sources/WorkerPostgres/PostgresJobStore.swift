@@ -412,6 +412,30 @@ public final class PostgresJobStore: JobStore {
         }
     }
 
+    public func deleteFinished(status: JobStatus, olderThan: Duration, limit: Int) async throws -> Int? {
+        try await translatingErrors {
+            try await client.withTransaction(logger: logger) { connection -> Int? in
+                // One worker at a time: the others skip this round.
+                let locked = try await connection.query(
+                    "SELECT pg_try_advisory_xact_lock(hashtext(\("mobvibe-worker:retention:" + schema.table)))",
+                    logger: logger
+                ).collect().first?.decode(Bool.self) ?? false
+                guard locked else { return nil }
+                let rows = try await connection.query(
+                    """
+                    DELETE FROM \(unescaped: table) WHERE id IN (
+                        SELECT id FROM \(unescaped: table)
+                        WHERE status = \(status.rawValue) AND completed_at < now() - \(olderThan.inMilliseconds) * interval '1 millisecond'
+                        LIMIT \(limit)
+                    ) RETURNING id
+                    """,
+                    logger: logger
+                ).collect()
+                return rows.count
+            }
+        }
+    }
+
     public func ping() async throws {
         try await translatingErrors {
             _ = try await client.query("SELECT 1", logger: logger).collect()

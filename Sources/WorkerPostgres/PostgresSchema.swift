@@ -60,6 +60,10 @@ struct PostgresSchema: Sendable {
                     WHERE status = 'processing'
                 """,
                 """
+                CREATE INDEX IF NOT EXISTS "\(tableName)_finished_idx" ON \(table) (status, completed_at)
+                    WHERE status IN ('completed', 'failed', 'cancelled')
+                """,
+                """
                 CREATE OR REPLACE FUNCTION "\(schemaName)"."\(tableName)_notify"() RETURNS trigger
                 LANGUAGE plpgsql AS $$
                 BEGIN

@@ -455,6 +455,21 @@ public final class SQLiteJobStore: JobStore {
         return stats
     }
 
+    public func deleteFinished(status: JobStatus, olderThan: Duration, limit: Int) async throws -> Int? {
+        let cutoff = Self.milliseconds(Date()) - Int(olderThan.inMilliseconds)
+        let rows = try await lock.withLock {
+            try await connection.query(
+                """
+                DELETE FROM "\(table)" WHERE id IN (
+                    SELECT id FROM "\(table)" WHERE status = ?1 AND completed_at < ?2 LIMIT ?3
+                ) RETURNING id
+                """,
+                [.text(status.rawValue), .integer(cutoff), .integer(limit)]
+            )
+        }
+        return rows.count
+    }
+
     public func ping() async throws {
         _ = try await lock.withLock { try await connection.query("SELECT 1", []) }
     }

@@ -49,6 +49,10 @@ enum SQLiteSchema {
                 """
                 CREATE INDEX IF NOT EXISTS "\(table)_status" ON "\(table)" (status, created_at)
                 """,
+                """
+                CREATE INDEX IF NOT EXISTS "\(table)_finished" ON "\(table)" (status, completed_at)
+                    WHERE status IN ('completed', 'failed', 'cancelled')
+                """,
             ]
         ]
     }

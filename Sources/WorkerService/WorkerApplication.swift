@@ -69,6 +69,11 @@ public struct WorkerApplication: Sendable {
                 .init(service: migrator, successTerminationBehavior: .ignore, serviceName: "schema-migrator"),
                 .init(service: GatedService(service: processor, gate: gate), serviceName: "job-processor"),
                 .init(service: GatedService(service: monitor, gate: gate), serviceName: "queue-monitor"),
+                .init(
+                    service: GatedService(service: RetentionSweeper(store: store, policy: configuration.retention, logger: logger), gate: gate),
+                    successTerminationBehavior: .ignore,
+                    serviceName: "retention"
+                ),
             ],
             logger: logger
         )

@@ -37,6 +37,8 @@ public struct WorkerConfiguration: Sendable {
     public var autoMigrate: Bool
     /// The most connections a worker opens to PostgreSQL (`DATABASE_MAX_CONNECTIONS`).
     public var databaseMaxConnections: Int
+    /// How long finished jobs are kept (`RETENTION_COMPLETED`, `RETENTION_FAILED`, in days; 0 keeps forever).
+    public var retention: RetentionSweeper.Policy
 
     /// The variables the worker reads, with their defaults, in the order `config check` shows them.
     public static let variables: [(name: String, defaultValue: String, secret: Bool)] = [
@@ -56,6 +58,8 @@ public struct WorkerConfiguration: Sendable {
         ("JOB_MAX_ATTEMPTS", "3", false),
         ("RETRY_BACKOFF_BASE_MS", "1000", false),
         ("RETRY_BACKOFF_MAX_MS", "600000", false),
+        ("RETENTION_COMPLETED", "7", false),
+        ("RETENTION_FAILED", "30", false),
         ("JOB_HANDLER", "command when JOB_COMMAND is set, else echo", false),
         ("JOB_COMMAND", "", false),
         ("JOB_SHELL", "false", false),
@@ -109,6 +113,12 @@ public struct WorkerConfiguration: Sendable {
         jobsSchema = try values.sqlIdentifier("JOBS_SCHEMA", default: "public")
         autoMigrate = try values.boolean("AUTO_MIGRATE", default: true)
         databaseMaxConnections = try values.integer("DATABASE_MAX_CONNECTIONS", default: 10, range: 2...500)
+        let completedDays = try values.integer("RETENTION_COMPLETED", default: 7, range: 0...36_500)
+        let failedDays = try values.integer("RETENTION_FAILED", default: 30, range: 0...36_500)
+        retention = RetentionSweeper.Policy(
+            completed: completedDays == 0 ? nil : .seconds(completedDays * 86_400),
+            failed: failedDays == 0 ? nil : .seconds(failedDays * 86_400)
+        )
         queues = try values.list("WORKER_QUEUES", default: [NewJob.defaultQueue])
         workerID = try values.identifier("WORKER_ID") ?? Self.defaultWorkerID()
         maxConcurrentJobs = try values.integer("MAX_CONCURRENT_JOBS", default: 1, range: 1...1000)
@@ -198,6 +208,8 @@ public struct WorkerConfiguration: Sendable {
             ("JOB_MAX_ATTEMPTS", "\(jobMaxAttempts)"),
             ("RETRY_BACKOFF_BASE_MS", "\(retryBase.inMilliseconds)"),
             ("RETRY_BACKOFF_MAX_MS", "\(retryMax.inMilliseconds)"),
+            ("RETENTION_COMPLETED", retention.completed.map { "\(Int($0.inSeconds / 86_400)) days" } ?? "forever"),
+            ("RETENTION_FAILED", retention.failed.map { "\(Int($0.inSeconds / 86_400)) days" } ?? "forever"),
             ("JOB_HANDLER", handler?.rawValue ?? "(unset: echo)"),
             ("HEALTH_CHECK_HOST", healthCheckHost),
             ("HEALTH_CHECK_PORT", "\(healthCheckPort)"),

@@ -37,6 +37,7 @@ public enum JobStoreConformance {
         ConformanceCase(name: "stats count every state and the oldest due pending job", body: stats),
         ConformanceCase(name: "listing filters by status and queue, newest first", body: listing),
         ConformanceCase(name: "watch reports an enqueue at once", body: watchReportsEnqueue),
+        ConformanceCase(name: "retention deletes only old jobs in the given finished state", body: retention),
     ]
 
     static let worker = "worker-a"
@@ -323,6 +324,23 @@ public enum JobStoreConformance {
         _ = try await store.claim(queues: ["even"], limit: 1, workerID: worker, leaseDuration: .seconds(30))
         let processing = try await store.jobs(matching: JobFilter(status: .processing))
         #expect(processing.map(\.prompt) == ["j0"])
+    }
+
+    static func retention(_ store: any JobStore) async throws {
+        let ids = try await store.enqueue([NewJob(prompt: "done"), NewJob(prompt: "broken"), NewJob(prompt: "waiting")])
+        let claimed = try await store.claim(queues: ["default"], limit: 2, workerID: worker, leaseDuration: .seconds(30))
+        _ = try await store.record([
+            JobCompletion(lease: claimed.first { $0.job.prompt == "done" }!.lease, outcome: .completed(result: "{}")),
+            JobCompletion(lease: claimed.first { $0.job.prompt == "broken" }!.lease, outcome: .failed(error: "x")),
+        ])
+        #expect(try await store.deleteFinished(status: .completed, olderThan: .seconds(60), limit: 10) == 0)
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(try await store.deleteFinished(status: .completed, olderThan: .milliseconds(50), limit: 10) == 1)
+        #expect(try await store.job(id: ids[0]) == nil)
+        #expect(try await store.job(id: ids[1])?.status == .failed)
+        #expect(try await store.job(id: ids[2])?.status == .pending)
+        #expect(try await store.deleteFinished(status: .failed, olderThan: .milliseconds(50), limit: 10) == 1)
+        #expect(try await store.stats().total == 1)
     }
 
     static func watchReportsEnqueue(_ store: any JobStore) async throws {

@@ -1,0 +1,31 @@
+# syntax=docker/dockerfile:1
+# mobvibe-worker: a static-stdlib release build on a distroless C++ runtime (no shell, no compiler).
+
+FROM swift:6.3-bookworm AS build
+RUN apt-get update && apt-get install -y --no-install-recommends tini && rm -rf /var/lib/apt/lists/*
+WORKDIR /build
+# Resolve dependencies first so that source edits reuse this layer.
+COPY Package.swift ./
+RUN swift package resolve
+COPY Sources ./Sources
+COPY Tests ./Tests
+RUN swift build -c release --static-swift-stdlib --product worker \
+    && install -D -m 0755 "$(swift build -c release --show-bin-path)/worker" /out/usr/local/bin/worker \
+    && strip /out/usr/local/bin/worker \
+    && install -D -m 0755 /usr/bin/tini-static /out/usr/bin/tini
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /out/ /
+ENV APP_ENV=production \
+    HEALTH_CHECK_HOST=0.0.0.0 \
+    HEALTH_CHECK_PORT=8080 \
+    JOB_HANDLER=echo
+# The embedded SQLite default (./worker.sqlite) lands in the non-root user's home.
+WORKDIR /home/nonroot
+USER nonroot
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 CMD ["/usr/local/bin/worker", "healthcheck"]
+STOPSIGNAL SIGTERM
+# tini is PID 1: it forwards SIGTERM/SIGINT to the worker and reaps orphaned grandchildren of job commands.
+ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/worker"]
+CMD ["run"]

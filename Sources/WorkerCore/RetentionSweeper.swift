@@ -1,0 +1,63 @@
+import Logging
+import ServiceLifecycle
+
+/// Deletes finished jobs older than their retention, in small batches, so the table does not
+/// grow without bound. Several workers may run one: the store lets one delete at a time.
+public struct RetentionSweeper: Service {
+    /// How long to keep each finished state; `nil` keeps it forever.
+    public struct Policy: Sendable, Hashable {
+        public var completed: Duration?
+        public var failed: Duration?
+
+        public init(completed: Duration?, failed: Duration?) {
+            self.completed = completed
+            self.failed = failed
+        }
+    }
+
+    private let store: any JobStore
+    private let policy: Policy
+    private let interval: Duration
+    private let batchSize: Int
+    private let logger: Logger
+
+    public init(store: any JobStore, policy: Policy, interval: Duration = .seconds(300), batchSize: Int = 1000, logger: Logger) {
+        self.store = store
+        self.policy = policy
+        self.interval = interval
+        self.batchSize = batchSize
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let rules = [(JobStatus.completed, policy.completed), (.failed, policy.failed)].compactMap { status, keep in keep.map { (status, $0) } }
+        guard !rules.isEmpty else { return }
+        await cancelWhenGracefulShutdown {
+            // Start after a random part of the interval, so workers started together do not sweep together.
+            try? await Task.sleep(for: interval * Double.random(in: 0.1...1))
+            while !Task.isCancelled {
+                for (status, keep) in rules { await sweep(status, olderThan: keep) }
+                do { try await Task.sleep(for: interval) } catch { return }
+            }
+        }
+    }
+
+    /// Deletes in batches until a batch comes back short.
+    func sweep(_ status: JobStatus, olderThan keep: Duration) async {
+        var total = 0
+        while !Task.isCancelled {
+            do {
+                guard let deleted = try await store.deleteFinished(status: status, olderThan: keep, limit: batchSize) else { break }
+                total += deleted
+                if deleted < batchSize { break }
+                try await Task.sleep(for: .milliseconds(50))
+            } catch {
+                logger.warning("Could not delete old jobs", metadata: ["status": .string(status.rawValue), "error": "\(error)"])
+                break
+            }
+        }
+        if total > 0 {
+            logger.info("Deleted old jobs", metadata: ["status": .string(status.rawValue), "jobs": .stringConvertible(total), "olderThanDays": .stringConvertible(keep.inSeconds / 86_400)])
+        }
+    }
+}
