@@ -328,10 +328,12 @@ public enum JobStoreConformance {
 
     static func retention(_ store: any JobStore) async throws {
         let ids = try await store.enqueue([NewJob(prompt: "done"), NewJob(prompt: "broken"), NewJob(prompt: "waiting")])
-        let claimed = try await store.claim(queues: ["default"], limit: 2, workerID: worker, leaseDuration: .seconds(30))
+        let claimed = try await store.claim(queues: ["default"], limit: 3, workerID: worker, leaseDuration: .seconds(30))
+        func lease(_ prompt: String) throws -> Lease { try #require(claimed.first { $0.job.prompt == prompt }).lease }
         _ = try await store.record([
-            JobCompletion(lease: claimed.first { $0.job.prompt == "done" }!.lease, outcome: .completed(result: "{}")),
-            JobCompletion(lease: claimed.first { $0.job.prompt == "broken" }!.lease, outcome: .failed(error: "x")),
+            JobCompletion(lease: try lease("done"), outcome: .completed(result: "{}")),
+            JobCompletion(lease: try lease("broken"), outcome: .failed(error: "x")),
+            JobCompletion(lease: try lease("waiting"), outcome: .released),
         ])
         #expect(try await store.deleteFinished(status: .completed, olderThan: .seconds(60), limit: 10) == 0)
         try await Task.sleep(for: .milliseconds(100))
