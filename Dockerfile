@@ -22,7 +22,7 @@ ENV APP_ENV=production \
     JOB_HANDLER=echo
 # The embedded SQLite default (./worker.sqlite) lands in the non-root user's home.
 WORKDIR /home/nonroot
-USER nonroot
+USER 65532:65532
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 CMD ["/usr/local/bin/worker", "healthcheck"]
 STOPSIGNAL SIGTERM

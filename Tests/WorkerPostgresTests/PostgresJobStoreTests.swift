@@ -131,7 +131,8 @@ struct PostgresJobStoreTests {
             // A status the worker does not know is never claimed (only 'pending' is) and stats ignore it.
             let claimed = try await store.claim(queues: ["default"], limit: 5, workerID: "w", leaseDuration: .seconds(5))
             #expect(claimed.map(\.job.prompt) == ["good"])
-            await #expect(throws: JobStoreError.self) { _ = try await store.jobs(matching: JobFilter()) }
+            // Listing skips the unreadable row instead of failing.
+            #expect(try await store.jobs(matching: JobFilter()).map(\.prompt) == ["good"])
         }
     }
 }

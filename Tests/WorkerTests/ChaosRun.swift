@@ -1,0 +1,197 @@
+import Foundation
+import Testing
+
+/// One chaos case: its own PostgreSQL, workers that record every execution, and the accounting.
+final class ChaosRun: @unchecked Sendable {
+    // @unchecked: used by one serialized test at a time.
+    struct Worker {
+        let id: String
+        let process: WorkerProcess
+        let port: Int
+    }
+
+    struct Execution: Hashable {
+        let job: String
+        let attempt: Int
+        let worker: String
+    }
+
+    let name: String
+    let postgres: PrivatePostgres
+    let folder: URL
+    let log: String
+    let lease: Duration
+    private var generator: SplitMix64
+    private(set) var workers: [Worker] = []
+    private(set) var killed: Set<String> = []
+    private var nextWorker = 0
+    private let directory: TemporaryDirectory
+
+    static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/chaos-job.sh").path
+
+    init(name: String, lease: Duration) throws {
+        self.name = name
+        self.lease = lease
+        directory = try TemporaryDirectory()
+        folder = directory.url
+        log = folder.appendingPathComponent("executions.log").path
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        postgres = try PrivatePostgres()
+        var hash: UInt64 = 1469598103934665603
+        for byte in name.utf8 { hash = (hash ^ UInt64(byte)) &* 1099511628211 }
+        generator = SplitMix64(seed: ChaosTests.seed ^ hash)
+        _ = try WorkerProcess.commandSync(["migrate"], environment: environment(), directory: folder)
+    }
+
+    func random(in range: ClosedRange<Int>) -> Int { Int.random(in: range, using: &generator) }
+
+    func environment(_ extra: [String: String] = [:]) -> [String: String] {
+        var environment = [
+            "DATABASE_URL": postgres.url, "JOB_COMMAND": Self.script, "JOB_ENV_PASSTHROUGH": "WORKER_ID,CHAOS_LOG",
+            "CHAOS_LOG": log, "LEASE_DURATION_MS": "\(lease.inMillisecondsValue)", "POLL_INTERVAL_MS": "500",
+            "LOG_FORMAT": "json", "JOB_KILL_GRACE_MS": "300", "RETRY_BACKOFF_BASE_MS": "50", "RETRY_BACKOFF_MAX_MS": "200",
+            "MONITOR_INTERVAL_MS": "60000", "JOB_WORKDIR_ROOT": folder.appendingPathComponent("work").path,
+        ]
+        environment.merge(extra) { $1 }
+        return environment
+    }
+
+    func startWorker(concurrency: Int = 4, extra: [String: String] = [:]) throws -> Worker {
+        nextWorker += 1
+        let id = "\(name)-w\(nextWorker)"
+        let port = try freePort()
+        let process = try WorkerProcess(
+            environment: environment(["WORKER_ID": id, "HEALTH_CHECK_PORT": "\(port)", "MAX_CONCURRENT_JOBS": "\(concurrency)"].merging(extra) { $1 }),
+            directory: folder
+        )
+        let worker = Worker(id: id, process: process, port: port)
+        workers.append(worker)
+        return worker
+    }
+
+    func waitReady(_ workers: [Worker]) async throws {
+        for worker in workers {
+            #expect(try await eventually("\(worker.id) ready", timeout: .seconds(30)) { try await http(port: worker.port, path: "/ready").status == 200 })
+        }
+    }
+
+    /// Enqueues jobs whose prompt is "MODE SLEEP_MS".
+    func enqueue(_ jobs: [(String, Int)], maxAttempts: Int = 10) async throws {
+        let lines = jobs.map { #"{"prompt":"\#($0.0) \#($0.1)","maxAttempts":\#(maxAttempts)}"# }.joined(separator: "\n")
+        let result = try await WorkerProcess.command(["enqueue", "--jsonl", "-"], environment: environment(), directory: folder, stdin: Data(lines.utf8))
+        #expect(result.status == 0, "enqueue: \(result.stderr)")
+    }
+
+    func executions() -> [Execution] {
+        ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").compactMap { line in
+            let parts = line.split(separator: " ")
+            guard parts.count == 3, let attempt = Int(parts[1]) else { return nil }
+            return Execution(job: String(parts[0]), attempt: attempt, worker: String(parts[2]))
+        }
+    }
+
+    func kill(_ worker: Worker) {
+        worker.process.send(SIGKILL)
+        worker.process.process.waitUntilExit()
+        killed.insert(worker.id)
+    }
+
+    /// Waits for the queue to drain, stops the live workers with SIGTERM (each must exit 0), and
+    /// checks the accounting: nothing lost, only expected failures, every duplicate explained.
+    func finish(
+        workers: [Worker],
+        expectFailed: Int,
+        timeout: Duration = .seconds(90),
+        restarts: Int = 0,
+        outages: Int = 0,
+        pauses: Int = 0,
+        retries: Bool = false
+    ) async throws {
+        let drained = try await eventually("queue drained", timeout: timeout) {
+            try TestPostgres.countPending(postgres) == 0
+        }
+        #expect(drained, "still open: \((try? postgres.sql("SELECT status || ' ' || count(*) FROM coding_jobs GROUP BY status")) ?? "?")")
+        for worker in workers where worker.process.process.isRunning && !killed.contains(worker.id) {
+            worker.process.send(SIGTERM)
+            #expect(await worker.process.waitForExit(timeout: .seconds(30)) == 0, "\(worker.id) stopped cleanly")
+        }
+        let rows = try postgres.sql("SELECT id || ' ' || status || ' ' || split_part(prompt, ' ', 1) FROM coding_jobs").split(separator: "\n")
+        var modes: [String: String] = [:]
+        var completed = 0, failed = 0, lost = 0
+        for row in rows {
+            let parts = row.split(separator: " ").map(String.init)
+            guard parts.count == 3 else { continue }
+            modes[parts[0]] = parts[2]
+            switch parts[1] {
+            case "completed": completed += 1
+            case "failed": failed += 1
+            default: lost += 1
+            }
+        }
+        // A duplicate execution: an "ok" job started more than once. Explained when the earlier run
+        // was on a worker that was killed, or by an outage or pause of this case.
+        var byJob: [String: [Execution]] = [:]
+        for execution in executions() { byJob[execution.job, default: []].append(execution) }
+        var duplicates = 0, explained = 0
+        for (job, runs) in byJob where modes[job] == "ok" && runs.count > 1 {
+            let sorted = runs.sorted { $0.attempt < $1.attempt }
+            for (earlier, _) in zip(sorted, sorted.dropFirst()) {
+                duplicates += 1
+                if killed.contains(earlier.worker) || outages + pauses + restarts > 0 { explained += 1 }
+            }
+        }
+        let sameAttemptTwice = byJob.values.contains { runs in Set(runs.map(\.attempt)).count < runs.count }
+        var causes = ["\(killed.count) kills"]
+        if outages > 0 { causes.append("\(outages) outage") }
+        if pauses > 0 { causes.append("\(pauses) pause") }
+        if restarts > 0 { causes.append("\(restarts) restart") }
+        let summary = "enqueued \(rows.count), completed \(completed), failed \(failed), lost \(lost), duplicate executions \(duplicates) (\(explained) explained by \(causes.joined(separator: ", ")))"
+        print("chaos \(name) [seed \(ChaosTests.seed)\(ChaosTests.long ? ", long" : "")]: \(summary)")
+        #expect(lost == 0, "\(summary)")
+        #expect(failed == expectFailed, "\(summary)")
+        #expect(explained == duplicates, "\(summary)")
+        // A job given back at shutdown runs again under the same attempt number (it was not counted);
+        // otherwise every execution of a job has an attempt number of its own.
+        if restarts == 0 { #expect(!sameAttemptTwice, "one attempt never runs twice") }
+        if !retries { #expect(byJob.values.allSatisfy { runs in runs.count == 1 } || duplicates > 0) }
+    }
+
+    func tearDown() {
+        for worker in workers { worker.process.kill9() }
+        postgres.destroy()
+    }
+}
+
+/// A small seeded generator, so a failing chaos run can be replayed with its seed.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+extension Duration {
+    var inMillisecondsValue: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
+}
+
+extension TestPostgres {
+    static func countPending(_ postgres: PrivatePostgres) throws -> Int {
+        Int(try postgres.sql("SELECT count(*) FROM coding_jobs WHERE status IN ('pending', 'processing')")) ?? -1
+    }
+}
+
+extension WorkerProcess {
+    /// Runs a CLI command to completion, blocking (for initialisers).
+    static func commandSync(_ arguments: [String], environment: [String: String], directory: URL) throws -> Int32 {
+        let worker = try WorkerProcess(arguments, environment: environment, directory: directory)
+        worker.process.waitUntilExit()
+        return worker.process.terminationStatus
+    }
+}
