@@ -40,9 +40,9 @@ struct ChaosTests {
         defer { chaos.tearDown() }
         var workers = try (0..<4).map { _ in try chaos.startWorker(concurrency: 8) }
         try await chaos.waitReady(workers)
-        let jobs = Self.long ? 10_000 : 1_500
+        let jobs = Self.long ? 50_000 : 1_500
         try await chaos.enqueue((0..<jobs).map { _ in ("ok", chaos.random(in: 0...40)) })
-        let rounds = Self.long ? 60 : 8
+        let rounds = Self.long ? 200 : 8
         for _ in 0..<rounds {
             try await Task.sleep(for: .milliseconds(chaos.random(in: 1000...2500)))
             if try TestPostgres.countPending(chaos.postgres) == 0 { break }
