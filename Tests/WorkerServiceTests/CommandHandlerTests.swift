@@ -192,3 +192,24 @@ struct CommandHandlerTests {
         #expect((try FileManager.default.contentsOfDirectory(atPath: root)).count == 1)
     }
 }
+
+@Suite("CommandHandler with JOB_SHELL")
+struct ShellCommandTests {
+    @Test("JOB_SHELL=true runs the command through /bin/sh -c, so pipes and variables work")
+    func shell() async throws {
+        let configuration = try CommandHandlerConfiguration(
+            command: #"tr a-z A-Z | sed "s/^/$JOB_QUEUE: /""#,
+            useShell: true,
+            workdirRoot: FileManager.default.temporaryDirectory.appendingPathComponent("shell-\(UUID().uuidString.prefix(6))").path
+        )
+        #expect(configuration.argv == ["/bin/sh", "-c", #"tr a-z A-Z | sed "s/^/$JOB_QUEUE: /""#])
+        let result = try await CommandHandler(configuration: configuration).handle(CommandHandlerTests.claimed(prompt: "quiet please"), context: CommandHandlerTests.context)
+        #expect(try CommandHandlerTests.stdout(of: result) == "default: QUIET PLEASE")
+    }
+
+    @Test("without JOB_SHELL the words are split as a shell would, and nothing is interpreted")
+    func direct() throws {
+        let configuration = try CommandHandlerConfiguration(command: #"agent --prompt-file "my file" '$HOME' a|b"#)
+        #expect(configuration.argv == ["agent", "--prompt-file", "my file", "$HOME", "a|b"])
+    }
+}
