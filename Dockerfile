@@ -16,10 +16,11 @@ RUN swift build -c release --static-swift-stdlib --product worker \
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/ /
+# No JOB_HANDLER here: in production the worker refuses to start until JOB_COMMAND (or
+# JOB_HANDLER=echo, for a demo) says what to run.
 ENV APP_ENV=production \
     HEALTH_CHECK_HOST=0.0.0.0 \
-    HEALTH_CHECK_PORT=8080 \
-    JOB_HANDLER=echo
+    HEALTH_CHECK_PORT=8080
 # The embedded SQLite default (./worker.sqlite) lands in the non-root user's home.
 WORKDIR /home/nonroot
 USER 65532:65532

@@ -231,7 +231,7 @@ public final class JobProcessor: Service, Sendable {
             job.stop.trigger(.shutdown)
         }
         // Give the outcomes (releases included) a moment to be written; then stop trying.
-        let grace = ContinuousClock.now + .seconds(5)
+        let grace = ContinuousClock.now + configuration.releaseGrace
         while runningJobCount > 0, ContinuousClock.now < grace {
             await slotFreed.wait(timeout: grace - .now)
         }

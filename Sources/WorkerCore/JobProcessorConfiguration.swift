@@ -19,6 +19,9 @@ public struct JobProcessorConfiguration: Sendable {
     /// When all slots were busy and one frees, how long to wait for half of them to be free
     /// before claiming, so that a busy worker claims in batches.
     public var claimBatchWindow: Duration = .milliseconds(2)
+    /// After shutdown stops the jobs still running, how long to wait for their handlers to end
+    /// (a command gets SIGTERM, then SIGKILL after its grace) and their release to be written.
+    public var releaseGrace: Duration
 
     public init(
         workerID: String,
@@ -28,8 +31,10 @@ public struct JobProcessorConfiguration: Sendable {
         leaseDuration: Duration = .seconds(30),
         shutdownTimeout: Duration = .seconds(30),
         retryPolicy: RetryPolicy = RetryPolicy(),
-        rescueInterval: Duration? = nil
+        rescueInterval: Duration? = nil,
+        releaseGrace: Duration = .seconds(5)
     ) {
+        self.releaseGrace = releaseGrace
         self.workerID = workerID
         self.queues = queues
         self.maxConcurrentJobs = max(1, maxConcurrentJobs)

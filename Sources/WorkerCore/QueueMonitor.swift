@@ -41,22 +41,24 @@ public struct QueueMonitor: Service {
 extension QueueStats {
     /// The statistics as log metadata, with the keys of `worker stats --json`.
     public var logMetadata: Logger.Metadata {
-        [
+        // Figures that do not exist yet (no pending job, nothing finished) are left out.
+        var metadata: Logger.Metadata = [
             "pending": .stringConvertible(pending),
             "processing": .stringConvertible(processing),
             "completed": .stringConvertible(completed),
             "failed": .stringConvertible(failed),
             "cancelled": .stringConvertible(cancelled),
-            "oldestPendingAgeSeconds": oldestPendingAgeSeconds.map { .stringConvertible(($0 * 1000).rounded() / 1000) } ?? .string("null"),
-            "successRate": successRate.map { .stringConvertible($0) } ?? .string("null"),
         ]
+        if let age = oldestPendingAgeSeconds { metadata["oldestPendingAgeSeconds"] = .stringConvertible((age * 1000).rounded() / 1000) }
+        if let rate = successRate { metadata["successRate"] = .stringConvertible(rate) }
+        return metadata
     }
 
     /// ``logMetadata`` plus the window figures: throughput and run times.
     public var monitorMetadata: Logger.Metadata {
         var metadata = logMetadata
-        func rounded(_ value: Double?) -> Logger.MetadataValue {
-            value.map { .stringConvertible(($0 * 1000).rounded() / 1000) } ?? .string("null")
+        func rounded(_ value: Double?) -> Logger.MetadataValue? {
+            value.map { .stringConvertible(($0 * 1000).rounded() / 1000) }
         }
         metadata["completedPerSecond"] = rounded(completedPerSecond)
         metadata["meanDurationSeconds"] = rounded(meanDurationSeconds)

@@ -7,6 +7,7 @@ public struct RetentionSweeper: Service {
     /// How long to keep each finished state; `nil` keeps it forever.
     public struct Policy: Sendable, Hashable {
         public var completed: Duration?
+        /// For `failed` and `cancelled` jobs.
         public var failed: Duration?
 
         public init(completed: Duration?, failed: Duration?) {
@@ -30,7 +31,7 @@ public struct RetentionSweeper: Service {
     }
 
     public func run() async throws {
-        let rules = [(JobStatus.completed, policy.completed), (.failed, policy.failed)].compactMap { status, keep in keep.map { (status, $0) } }
+        let rules = [(JobStatus.completed, policy.completed), (.failed, policy.failed), (.cancelled, policy.failed)].compactMap { status, keep in keep.map { (status, $0) } }
         guard !rules.isEmpty else { return }
         await cancelWhenGracefulShutdown {
             // Start after a random part of the interval, so workers started together do not sweep together.

@@ -20,7 +20,7 @@ struct SchemaMigrator: Service {
             var failures = 0
             while !Task.isCancelled {
                 do {
-                    try await withTimeout(.seconds(15), operation: "the database") { try await store.migrate() }
+                    try await withTimeout(.seconds(6), operation: "the database") { try await store.migrate() }
                     if failures > 0 { logger.info("Database is reachable again") }
                     gate.open()
                     return
@@ -34,7 +34,8 @@ struct SchemaMigrator: Service {
                         "Database unreachable at start-up, retrying",
                         metadata: ["error": "\(error)", "attempt": .stringConvertible(failures), "retryInMs": .stringConvertible(delay.inMilliseconds)]
                     )
-                    try await Task.sleep(for: delay)
+                    // Shutdown ends the wait: return quietly, nothing was claimed.
+                    do { try await Task.sleep(for: delay) } catch { return }
                 }
             }
         }

@@ -77,7 +77,8 @@ public struct WorkerApplication: Sendable {
             ],
             logger: logger
         )
-        groupConfiguration.maximumGracefulShutdownDuration = configuration.shutdownTimeout + .seconds(15)
+        groupConfiguration.maximumGracefulShutdownDuration =
+            configuration.shutdownTimeout + configuration.processorConfiguration.releaseGrace + .seconds(10)
         let group = ServiceGroup(configuration: groupConfiguration)
         await shutdown.register(group: group, processor: processor)
         logger.info("Worker service ready")

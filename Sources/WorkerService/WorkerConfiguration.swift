@@ -186,7 +186,8 @@ public struct WorkerConfiguration: Sendable {
             pollInterval: pollInterval,
             leaseDuration: leaseDuration,
             shutdownTimeout: shutdownTimeout,
-            retryPolicy: RetryPolicy(base: retryBase, maximum: retryMax)
+            retryPolicy: RetryPolicy(base: retryBase, maximum: retryMax),
+            releaseGrace: (handler == .command ? command?.killGrace ?? .zero : .zero) + .seconds(5)
         )
     }
 
@@ -239,7 +240,7 @@ public struct WorkerConfiguration: Sendable {
     /// Checks what only `run` requires: a handler chosen explicitly in production, and a
     /// command that exists.
     public func validateForRun() throws {
-        if let command, environment == .production, command.resolvedProgram() == nil {
+        if let command, handler == .command, environment == .production, command.resolvedProgram() == nil {
             throw ConfigurationError(
                 variable: "JOB_COMMAND",
                 value: command.command,

@@ -59,7 +59,7 @@ struct JobsCommand: AsyncParsableCommand {
     struct Cancel: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Cancel a pending or running job.",
-            discussion: "A running job is stopped by its worker at the next lease renewal."
+            discussion: "A running job is stopped by its worker at once (notification), at the latest at its next lease renewal."
         )
 
         @Argument(help: "The job's id.") var id: UUID

@@ -132,4 +132,20 @@ struct WorkerPostgresRunTests {
         worker.send(SIGTERM)
         #expect(await worker.waitForExit(timeout: .seconds(20)) == 0)
     }
+
+    @Test("SIGTERM while the worker waits for an unreachable database: it stops and exits 0")
+    func sigtermWhileWaitingForDatabase() async throws {
+        let folder = try TemporaryDirectory()
+        let postgres = try PrivatePostgres()
+        defer { postgres.destroy() }
+        try postgres.stop()
+        var environment = Self.environment(table: "coding_jobs", port: try freePort())
+        environment["DATABASE_URL"] = postgres.url
+        let worker = try WorkerProcess(environment: environment, directory: folder.url)
+        defer { worker.kill9() }
+        #expect(try await eventually("retry logged", timeout: .seconds(20)) { worker.stdout.contains("Database unreachable at start-up, retrying") })
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(20)) == 0)
+        #expect(worker.stdout.contains("Worker service stopped cleanly"))
+    }
 }

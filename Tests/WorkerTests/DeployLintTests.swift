@@ -1,0 +1,14 @@
+import Foundation
+import Testing
+
+/// The Dockerfile (hadolint), the compose file and the Kubernetes manifests (syntax and shape).
+@Suite("deployment files")
+struct DeployLintTests {
+    @Test("scripts/lint-deploy passes")
+    func lint() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let output = try TestPostgres.run("/bin/bash", [root.appendingPathComponent("scripts/lint-deploy").path])
+        #expect(output.contains(", 0 failed"))
+        #expect(output.contains("hadolint"))
+    }
+}
