@@ -76,13 +76,13 @@ let package = Package(
         ),
         .target(
             name: "WorkerTestSupport",
-            dependencies: ["WorkerCore"],
+            dependencies: ["WorkerCore", "WorkerSQLite"],
             path: "Tests/WorkerTestSupport"
         ),
         .testTarget(
             name: "WorkerCoreTests",
             dependencies: [
-                "WorkerCore", "WorkerSQLite",
+                "WorkerCore", "WorkerSQLite", "WorkerTestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),

@@ -8,3 +8,15 @@ public struct ClaimedJob: Sendable, Hashable {
         self.lease = lease
     }
 }
+
+extension Array where Element == ClaimedJob {
+    /// Sorts claimed jobs into claim order: priority (higher first), then `runAt`, then age.
+    /// Drivers return rows of one claim statement in no particular order.
+    public mutating func sortIntoClaimOrder() {
+        sort { a, b in
+            if a.job.priority != b.job.priority { return a.job.priority > b.job.priority }
+            if a.job.runAt != b.job.runAt { return a.job.runAt < b.job.runAt }
+            return a.job.createdAt < b.job.createdAt
+        }
+    }
+}

@@ -8,38 +8,29 @@ import Synchronization
 final class WorkerMetrics: Sendable {
     static let shared = WorkerMetrics()
 
-    private let counters = Mutex<[String: Counter]>([:])
-    private let timers = Mutex<[String: Timer]>([:])
-    private let gauges = Mutex<[String: Gauge]>([:])
+    private let cache = Mutex<[String: any Sendable]>([:])
+
+    /// The metric for `name` and `dimensions`, made once.
+    private func cached<Metric: Sendable>(_ name: String, _ dimensions: [(String, String)], make: () -> Metric) -> Metric {
+        let key = "\(Metric.self)|" + name + dimensions.map { "|\($0.0)=\($0.1)" }.joined()
+        return cache.withLock { cache in
+            if let metric = cache[key] as? Metric { return metric }
+            let metric = make()
+            cache[key] = metric
+            return metric
+        }
+    }
 
     private func counter(_ name: String, _ dimensions: [(String, String)]) -> Counter {
-        let key = name + dimensions.map { "|\($0.0)=\($0.1)" }.joined()
-        return counters.withLock { cache in
-            if let counter = cache[key] { return counter }
-            let counter = Counter(label: name, dimensions: dimensions)
-            cache[key] = counter
-            return counter
-        }
+        cached(name, dimensions) { Counter(label: name, dimensions: dimensions) }
     }
 
     private func timer(_ name: String, _ dimensions: [(String, String)]) -> Timer {
-        let key = name + dimensions.map { "|\($0.0)=\($0.1)" }.joined()
-        return timers.withLock { cache in
-            if let timer = cache[key] { return timer }
-            let timer = Timer(label: name, dimensions: dimensions, preferredDisplayUnit: .seconds)
-            cache[key] = timer
-            return timer
-        }
+        cached(name, dimensions) { Timer(label: name, dimensions: dimensions, preferredDisplayUnit: .seconds) }
     }
 
     private func gauge(_ name: String, _ dimensions: [(String, String)]) -> Gauge {
-        let key = name + dimensions.map { "|\($0.0)=\($0.1)" }.joined()
-        return gauges.withLock { cache in
-            if let gauge = cache[key] { return gauge }
-            let gauge = Gauge(label: name, dimensions: dimensions)
-            cache[key] = gauge
-            return gauge
-        }
+        cached(name, dimensions) { Gauge(label: name, dimensions: dimensions) }
     }
 
     func claimed(queue: String, count: Int = 1) {

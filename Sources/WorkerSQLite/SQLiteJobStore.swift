@@ -197,11 +197,7 @@ public final class SQLiteJobStore: JobStore {
                 try await failUndecodable(row: row, error: error)
             }
         }
-        claimed.sort { a, b in
-            if a.job.priority != b.job.priority { return a.job.priority > b.job.priority }
-            if a.job.runAt != b.job.runAt { return a.job.runAt < b.job.runAt }
-            return a.job.createdAt < b.job.createdAt
-        }
+        claimed.sortIntoClaimOrder()
         return claimed
     }
 

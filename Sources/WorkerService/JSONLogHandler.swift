@@ -24,9 +24,7 @@ public struct JSONLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var merged = metadata
-        if let provided = metadataProvider?.get() { merged.merge(provided) { $1 } }
-        if let extra = event.metadata { merged.merge(extra) { $1 } }
+        let merged = mergedMetadata(event)
         var line = "{\"time\":\"\(LogTimestamp.iso8601(Date()))\",\"level\":\"\(event.level.rawValue)\",\"msg\":"
         Self.appendString(event.message.description, to: &line)
         line += ",\"label\":"

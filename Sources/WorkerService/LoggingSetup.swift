@@ -12,3 +12,13 @@ public enum LoggingSetup {
         }
     }
 }
+
+extension LogHandler {
+    /// The handler's metadata, then the provider's, then the event's: later wins.
+    func mergedMetadata(_ event: LogEvent) -> Logger.Metadata {
+        var merged = metadata
+        if let provided = metadataProvider?.get() { merged.merge(provided) { $1 } }
+        if let extra = event.metadata { merged.merge(extra) { $1 } }
+        return merged
+    }
+}

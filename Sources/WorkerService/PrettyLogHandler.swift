@@ -25,9 +25,7 @@ public struct PrettyLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var merged = metadata
-        if let provided = metadataProvider?.get() { merged.merge(provided) { $1 } }
-        if let extra = event.metadata { merged.merge(extra) { $1 } }
+        let merged = mergedMetadata(event)
         let level = event.level.rawValue.uppercased().padding(toLength: 8, withPad: " ", startingAt: 0)
         var line = LogTimestamp.clock(Date()) + " " + paint(level, Self.colourCode(event.level)) + event.message.description
         for key in merged.keys.sorted() {

@@ -5,6 +5,7 @@ import Synchronization
 import Testing
 import WorkerCore
 import WorkerSQLite
+import WorkerTestSupport
 
 /// The processor against a real SQLite file.
 @Suite("JobProcessor")
@@ -81,7 +82,7 @@ struct JobProcessorTests {
 
     @Test("never runs more than maxConcurrentJobs at once, and uses them all", arguments: [1, 3])
     func concurrencyLimit(maxConcurrent: Int) async throws {
-        try await withStore { store in
+        try await withTemporarySQLiteStore { store in
             _ = try await store.enqueue((0..<12).map { NewJob(prompt: "j\($0)") })
             let probe = Probe(sleep: .milliseconds(60))
             let processor = JobProcessor(store: store, handler: probe, configuration: Self.configuration(maxConcurrent: maxConcurrent), logger: Logger(label: "test"))
@@ -96,7 +97,7 @@ struct JobProcessorTests {
 
     @Test("a failing job is retried with backoff until it succeeds or runs out of attempts")
     func retries() async throws {
-        try await withStore { store in
+        try await withTemporarySQLiteStore { store in
             let ids = try await store.enqueue([NewJob(prompt: "flaky", maxAttempts: 3), NewJob(prompt: "broken", maxAttempts: 2)])
             let probe = Probe(sleep: .milliseconds(1)) { job in job.job.prompt == "broken" || job.lease.attempt < 3 }
             let processor = JobProcessor(store: store, handler: probe, configuration: Self.configuration(poll: .seconds(10)), logger: Logger(label: "test"))
@@ -115,7 +116,7 @@ struct JobProcessorTests {
 
     @Test("shutdown past its timeout gives running jobs back, attempt not counted")
     func shutdownReleases() async throws {
-        try await withStore { store in
+        try await withTemporarySQLiteStore { store in
             let id = try await store.enqueue([NewJob(prompt: "long")])[0]
             let processor = JobProcessor(
                 store: store,
@@ -137,7 +138,7 @@ struct JobProcessorTests {
 
     @Test("shutdown waits for jobs that finish within the timeout")
     func shutdownWaits() async throws {
-        try await withStore { store in
+        try await withTemporarySQLiteStore { store in
             let id = try await store.enqueue([NewJob(prompt: "short")])[0]
             let processor = JobProcessor(
                 store: store,
@@ -154,7 +155,7 @@ struct JobProcessorTests {
 
     @Test("a job cancelled while it runs is stopped and stays cancelled", arguments: [false, true])
     func cancelRunning(fromAnotherProcess: Bool) async throws {
-        try await withStore { store in
+        try await withTemporarySQLiteStore { store in
             let id = try await store.enqueue([NewJob(prompt: "long")])[0]
             let probe = Probe(sleep: .seconds(60))
             let processor = JobProcessor(store: store, handler: probe, configuration: Self.configuration(lease: .milliseconds(600)), logger: Logger(label: "test"))
@@ -177,7 +178,7 @@ struct JobProcessorTests {
 
     @Test("a dead worker's job is rescued after its lease and completed by another")
     func rescue() async throws {
-        try await withStore { store in
+        try await withTemporarySQLiteStore { store in
             let id = try await store.enqueue([NewJob(prompt: "orphan")])[0]
             // A worker claims it and dies: nobody renews the lease.
             _ = try await store.claim(queues: ["default"], limit: 1, workerID: "dead", leaseDuration: .milliseconds(300))
@@ -192,7 +193,7 @@ struct JobProcessorTests {
 
     @Test("a long job keeps its lease while it runs")
     func leaseRenewal() async throws {
-        try await withStore { store in
+        try await withTemporarySQLiteStore { store in
             let id = try await store.enqueue([NewJob(prompt: "long")])[0]
             let processor = JobProcessor(store: store, handler: Probe(sleep: .milliseconds(1500)), configuration: Self.configuration(lease: .milliseconds(500)), logger: Logger(label: "test"))
             try await Self.running(processor) {
@@ -202,19 +203,4 @@ struct JobProcessorTests {
             #expect(try await store.job(id: id)?.attempts == 1)
         }
     }
-}
-
-func withStore(_ body: (SQLiteJobStore) async throws -> Void) async throws {
-    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("worker-core-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: folder) }
-    let store = try await SQLiteJobStore.open(path: folder.appendingPathComponent("jobs.sqlite").path)
-    do {
-        try await store.migrate()
-        try await body(store)
-    } catch {
-        try? await store.close()
-        throw error
-    }
-    try await store.close()
 }

@@ -8,14 +8,14 @@ import WorkerTestSupport
 struct SQLiteJobStoreTests {
     @Test("conformance", arguments: JobStoreConformance.cases)
     func conformance(_ testCase: ConformanceCase) async throws {
-        try await withTemporaryStore { store in
+        try await withTemporarySQLiteStore { store in
             try await testCase.run(on: store)
         }
     }
 
     @Test("migrate is idempotent and a hand-written insert of only a prompt is a valid job")
     func migrateAndMinimalInsert() async throws {
-        try await withTemporaryStore { store in
+        try await withTemporarySQLiteStore { store in
             try await store.migrate()
             try await store.migrate()
             try await store.rawExecute("INSERT INTO coding_jobs (prompt) VALUES ('from sql')")
@@ -30,7 +30,7 @@ struct SQLiteJobStoreTests {
 
     @Test("a row that cannot be read is failed at claim time, and the claim goes on")
     func undecodableRowIsFailed() async throws {
-        try await withTemporaryStore { store in
+        try await withTemporarySQLiteStore { store in
             try await store.rawExecute("INSERT INTO coding_jobs (id, prompt, session_id) VALUES ('not-a-uuid', 'bad', NULL)")
             _ = try await store.enqueue([NewJob(prompt: "good")])
             let claimed = try await store.claim(queues: ["default"], limit: 5, workerID: "w", leaseDuration: .seconds(5))
@@ -42,7 +42,7 @@ struct SQLiteJobStoreTests {
 
     @Test("a commit by another connection to the file wakes the watcher")
     func crossProcessWake() async throws {
-        try await withTemporaryStore { store in
+        try await withTemporarySQLiteStore { store in
             let other = try await SQLiteJobStore.open(path: store.path)
             defer { Task { try? await other.close() } }
             let (events, continuation) = AsyncStream.makeStream(of: StoreEvent.self)
@@ -67,20 +67,4 @@ struct SQLiteJobStoreTests {
             _ = try await SQLiteJobStore.open(path: "/nonexistent-\(UUID())/db.sqlite")
         }
     }
-}
-
-/// Runs `body` with a migrated store on a fresh file, removed afterwards.
-func withTemporaryStore(_ body: (SQLiteJobStore) async throws -> Void) async throws {
-    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("worker-sqlite-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: folder) }
-    let store = try await SQLiteJobStore.open(path: folder.appendingPathComponent("jobs.sqlite").path)
-    do {
-        try await store.migrate()
-        try await body(store)
-    } catch {
-        try? await store.close()
-        throw error
-    }
-    try await store.close()
 }
