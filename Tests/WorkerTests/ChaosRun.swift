@@ -27,7 +27,7 @@ final class ChaosRun: @unchecked Sendable {
     private var nextWorker = 0
     private let directory: TemporaryDirectory
 
-    static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/chaos-job.sh").path
+    static let script: String = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/chaos-job.sh").path
 
     init(name: String, lease: Duration) throws {
         self.name = name

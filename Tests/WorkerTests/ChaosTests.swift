@@ -146,3 +146,43 @@ struct ChaosTests {
         #expect(await worker.process.waitForExit(timeout: .seconds(10)) == 0)
     }
 }
+
+/// The cases that apply to the embedded store, with two processes sharing one SQLite file.
+@Suite("chaos on SQLite", .serialized)
+struct SQLiteChaosTests {
+    @Test("kill -9 a worker in the middle of jobs: another process on the same file finishes them, each job completed")
+    func killNine() async throws {
+        let folder = try TemporaryDirectory()
+        let log = folder.url.appendingPathComponent("executions.log").path
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        func environment(_ id: String, _ port: Int) -> [String: String] {
+            [
+                "JOB_COMMAND": ChaosRun.script, "JOB_ENV_PASSTHROUGH": "WORKER_ID,CHAOS_LOG", "CHAOS_LOG": log, "WORKER_ID": id,
+                "LEASE_DURATION_MS": "1500", "MAX_CONCURRENT_JOBS": "4", "HEALTH_CHECK_PORT": "\(port)", "LOG_FORMAT": "json",
+                "JOB_WORKDIR_ROOT": folder.url.appendingPathComponent("work").path,
+            ]
+        }
+        let (portA, portB) = (try freePort(), try freePort())
+        let a = try WorkerProcess(environment: environment("sqlite-a", portA), directory: folder.url)
+        let b = try WorkerProcess(environment: environment("sqlite-b", portB), directory: folder.url)
+        defer { a.kill9(); b.kill9() }
+        for port in [portA, portB] { #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 }) }
+        let lines = (0..<24).map { #"{"prompt":"ok \#(300 + 40 * $0)","maxAttempts":5}"# }.joined(separator: "\n")
+        _ = try await WorkerProcess.command(["enqueue", "--jsonl", "-"], environment: environment("cli", portA), directory: folder.url, stdin: Data(lines.utf8))
+        try await Task.sleep(for: .milliseconds(800))
+        a.kill9()
+        let done = try await eventually("all completed", timeout: .seconds(60)) {
+            jsonObject(try await WorkerProcess.command(["stats", "--json"], environment: environment("cli", portA), directory: folder.url).stdout)?["completed"] as? Int == 24
+        }
+        #expect(done)
+        let executions = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").map { $0.split(separator: " ") }
+        let byJob = Dictionary(grouping: executions, by: { String($0[0]) })
+        let rerun = byJob.values.filter { $0.count > 1 }
+        // Every job that ran twice first ran on the killed worker.
+        #expect(rerun.allSatisfy { runs in runs.sorted { $0[1] < $1[1] }.first?[2] == "sqlite-a" })
+        #expect(byJob.count == 24)
+        print("chaos sqlite-kill-9: enqueued 24, completed 24, failed 0, lost 0, duplicate executions \(rerun.count) (\(rerun.count) explained by 1 kills)")
+        b.send(SIGTERM)
+        #expect(await b.waitForExit(timeout: .seconds(10)) == 0)
+    }
+}
