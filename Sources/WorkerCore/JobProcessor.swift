@@ -18,6 +18,7 @@ import Synchronization
 public final class JobProcessor: Service, Sendable {
     private struct RunningJob {
         var lease: Lease
+        var sessionID: UUID?
         var stop: StopSignal
         /// The handler returned; the job only waits for its outcome to be written (its slot is free).
         var handlerFinished = false
@@ -172,7 +173,7 @@ public final class JobProcessor: Service, Sendable {
                 for job in claimed {
                     let stop = StopSignal()
                     state.withLock {
-                        $0.running[job.job.id] = RunningJob(lease: job.lease, stop: stop)
+                        $0.running[job.job.id] = RunningJob(lease: job.lease, sessionID: job.job.sessionID, stop: stop)
                         $0.busy += 1
                     }
                     metrics.claimed(queue: job.job.queue)
@@ -226,7 +227,11 @@ public final class JobProcessor: Service, Sendable {
         for (id, job) in running where !job.handlerFinished {
             logger.warning(
                 "Shutdown timeout - job may be incomplete",
-                metadata: ["jobId": .string(id.uuidString.lowercased()), "attempt": .stringConvertible(job.lease.attempt)]
+                metadata: [
+                    "jobId": .string(id.uuidString.lowercased()),
+                    "sessionId": .string(job.sessionID?.uuidString.lowercased() ?? ""),
+                    "attempt": .stringConvertible(job.lease.attempt),
+                ]
             )
             job.stop.trigger(.shutdown)
         }
@@ -414,6 +419,7 @@ public final class JobProcessor: Service, Sendable {
                         "Rescued job with expired lease",
                         metadata: [
                             "jobId": .string(job.id.uuidString.lowercased()),
+                            "sessionId": .string(job.sessionID?.uuidString.lowercased() ?? ""),
                             "previousWorker": .string(job.previousWorker ?? ""),
                             "attempt": .stringConvertible(job.attempt),
                             "newStatus": .string(job.newStatus.rawValue),

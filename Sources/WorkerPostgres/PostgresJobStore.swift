@@ -283,13 +283,13 @@ public final class PostgresJobStore: JobStore {
                     FOR UPDATE SKIP LOCKED
                 ) AS e
                 WHERE j.id = e.id
-                RETURNING j.id, j.queue, e.locked_by, e.attempts, j.status
+                RETURNING j.id, j.queue, j.session_id, e.locked_by, e.attempts, j.status
                 """,
                 logger: logger
             )
             var rescued: [RescuedJob] = []
-            for try await (id, queue, worker, attempt, status) in rows.decode((UUID, String, String?, Int, String).self) {
-                rescued.append(RescuedJob(id: id, queue: queue, previousWorker: worker, attempt: attempt, newStatus: JobStatus(rawValue: status) ?? .pending))
+            for try await (id, queue, session, worker, attempt, status) in rows.decode((UUID, String, UUID?, String?, Int, String).self) {
+                rescued.append(RescuedJob(id: id, queue: queue, sessionID: session, previousWorker: worker, attempt: attempt, newStatus: JobStatus(rawValue: status) ?? .pending))
             }
             if rescued.contains(where: { $0.newStatus == .pending }) { try? await notify("jobs") }
             return rescued

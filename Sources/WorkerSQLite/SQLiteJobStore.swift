@@ -296,7 +296,7 @@ public final class SQLiteJobStore: JobStore {
             do {
                 let expired = try await connection.query(
                     """
-                    SELECT id, queue, locked_by, attempts, max_attempts FROM "\(table)"
+                    SELECT id, queue, session_id, locked_by, attempts, max_attempts FROM "\(table)"
                     WHERE status = 'processing' AND lease_expires_at < ?1
                     """,
                     [.integer(now)]
@@ -317,7 +317,8 @@ public final class SQLiteJobStore: JobStore {
                         """,
                         [.text(idText), .text(newStatus.rawValue), .text(error), .integer(now)]
                     )
-                    rescued.append(RescuedJob(id: UUID(uuidString: idText) ?? UUID(), queue: row.column("queue")?.string ?? "", previousWorker: worker, attempt: attempts, newStatus: newStatus))
+                    rescued.append(RescuedJob(id: UUID(uuidString: idText) ?? UUID(), queue: row.column("queue")?.string ?? "",
+                        sessionID: row.column("session_id")?.string.flatMap(UUID.init(uuidString:)), previousWorker: worker, attempt: attempts, newStatus: newStatus))
                 }
                 _ = try await connection.query("COMMIT", [])
                 return rescued
