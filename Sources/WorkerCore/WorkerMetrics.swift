@@ -8,9 +8,43 @@ import Synchronization
 final class WorkerMetrics: Sendable {
     static let shared = WorkerMetrics()
 
+    /// The per-job metrics of one queue, made once: the hot path looks up one short key.
+    private final class QueueMetrics: Sendable {
+        let claimed: Counter
+        let completed: Counter
+        let retried: Counter
+        let rescued: Counter
+        let duration: Timer
+        let failed: [JobFailureReason: Counter]
+
+        init(queue: String) {
+            let labels = [("queue", queue)]
+            claimed = Counter(label: "worker_jobs_claimed_total", dimensions: labels)
+            completed = Counter(label: "worker_jobs_completed_total", dimensions: labels)
+            retried = Counter(label: "worker_jobs_retried_total", dimensions: labels)
+            rescued = Counter(label: "worker_jobs_rescued_total", dimensions: labels)
+            duration = Timer(label: "worker_job_duration_seconds", dimensions: labels, preferredDisplayUnit: .seconds)
+            var failed: [JobFailureReason: Counter] = [:]
+            for reason in [JobFailureReason.error, .timeout, .cancelled] {
+                failed[reason] = Counter(label: "worker_jobs_failed_total", dimensions: labels + [("reason", reason.rawValue)])
+            }
+            self.failed = failed
+        }
+    }
+
+    private let queues = Mutex<[String: QueueMetrics]>([:])
     private let cache = Mutex<[String: any Sendable]>([:])
 
-    /// The metric for `name` and `dimensions`, made once.
+    private func forQueue(_ queue: String) -> QueueMetrics {
+        queues.withLock { cache in
+            if let metrics = cache[queue] { return metrics }
+            let metrics = QueueMetrics(queue: queue)
+            cache[queue] = metrics
+            return metrics
+        }
+    }
+
+    /// The metric for `name` and `dimensions`, made once (for the less frequent metrics).
     private func cached<Metric: Sendable>(_ name: String, _ dimensions: [(String, String)], make: () -> Metric) -> Metric {
         let key = "\(Metric.self)|" + name + dimensions.map { "|\($0.0)=\($0.1)" }.joined()
         return cache.withLock { cache in
@@ -25,37 +59,51 @@ final class WorkerMetrics: Sendable {
         cached(name, dimensions) { Counter(label: name, dimensions: dimensions) }
     }
 
-    private func timer(_ name: String, _ dimensions: [(String, String)]) -> Timer {
-        cached(name, dimensions) { Timer(label: name, dimensions: dimensions, preferredDisplayUnit: .seconds) }
-    }
-
     private func gauge(_ name: String, _ dimensions: [(String, String)]) -> Gauge {
         cached(name, dimensions) { Gauge(label: name, dimensions: dimensions) }
     }
 
     func claimed(queue: String, count: Int = 1) {
-        counter("worker_jobs_claimed_total", [("queue", queue)]).increment(by: count)
+        forQueue(queue).claimed.increment(by: count)
     }
 
     func completed(queue: String, duration: Duration) {
-        counter("worker_jobs_completed_total", [("queue", queue)]).increment()
-        timer("worker_job_duration_seconds", [("queue", queue)]).recordNanoseconds(Int64(duration.inSeconds * 1e9))
+        let metrics = forQueue(queue)
+        metrics.completed.increment()
+        metrics.duration.recordNanoseconds(Int64(duration.inSeconds * 1e9))
     }
 
     /// A failed attempt; `reason` is `error`, `timeout` or `cancelled`.
     func failed(queue: String, reason: JobFailureReason, duration: Duration, willRetry: Bool) {
-        counter("worker_jobs_failed_total", [("queue", queue), ("reason", reason.rawValue)]).increment()
-        timer("worker_job_duration_seconds", [("queue", queue)]).recordNanoseconds(Int64(duration.inSeconds * 1e9))
-        if willRetry { counter("worker_jobs_retried_total", [("queue", queue)]).increment() }
+        let metrics = forQueue(queue)
+        metrics.failed[reason]?.increment()
+        metrics.duration.recordNanoseconds(Int64(duration.inSeconds * 1e9))
+        if willRetry { metrics.retried.increment() }
     }
 
     func rescued(queue: String) {
-        counter("worker_jobs_rescued_total", [("queue", queue)]).increment()
+        forQueue(queue).rescued.increment()
     }
 
+    private struct SlotGauges: Sendable {
+        let inFlight: Gauge
+        let free: Gauge
+    }
+
+    private let slotGauges = Mutex<[String: SlotGauges]>([:])
+
     func slots(running: Int, free: Int, queues: String) {
-        gauge("worker_jobs_in_flight", [("queue", queues)]).record(Double(running))
-        gauge("worker_free_slots", [("queue", queues)]).record(Double(free))
+        let gauges = slotGauges.withLock { cache in
+            if let gauges = cache[queues] { return gauges }
+            let gauges = SlotGauges(
+                inFlight: Gauge(label: "worker_jobs_in_flight", dimensions: [("queue", queues)]),
+                free: Gauge(label: "worker_free_slots", dimensions: [("queue", queues)])
+            )
+            cache[queues] = gauges
+            return gauges
+        }
+        gauges.inFlight.record(Double(running))
+        gauges.free.record(Double(free))
     }
 
     func storeError(operation: String) {
