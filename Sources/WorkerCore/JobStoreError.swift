@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 
 /// Errors a ``JobStore`` reports for requests that cannot be carried out.
 public enum JobStoreError: Error, Sendable, Hashable, CustomStringConvertible {
@@ -25,6 +26,21 @@ public enum JobStoreError: Error, Sendable, Hashable, CustomStringConvertible {
             "job row \(id) cannot be read: \(reason)"
         case .schemaTooNew(let found, let supported):
             "the database schema is version \(found) but this worker supports up to \(supported); upgrade the worker"
+        }
+    }
+}
+
+extension Sequence {
+    /// Decodes rows into jobs for listings, skipping (and logging) rows that cannot be read:
+    /// a row edited by hand into something unreadable must not hide all the others.
+    public func jobsSkippingUnreadable(logger: Logger, _ decode: (Element) throws -> Job) -> [Job] {
+        compactMap { row in
+            do {
+                return try decode(row)
+            } catch {
+                logger.warning("Job row cannot be read; skipped", metadata: ["error": "\(error)"])
+                return nil
+            }
         }
     }
 }

@@ -319,15 +319,7 @@ public final class PostgresJobStore: JobStore {
                 """,
                 logger: logger
             ).collect()
-            // A row edited by hand into something unreadable must not hide all the others.
-            return rows.compactMap { row in
-                do {
-                    return try Self.decode(row)
-                } catch {
-                    logger.warning("Job row cannot be read; skipped", metadata: ["error": "\(error)"])
-                    return nil
-                }
-            }
+            return rows.jobsSkippingUnreadable(logger: logger, Self.decode)
         }
     }
 
