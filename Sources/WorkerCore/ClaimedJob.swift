@@ -10,13 +10,14 @@ public struct ClaimedJob: Sendable, Hashable {
 }
 
 extension Array where Element == ClaimedJob {
-    /// Sorts claimed jobs into claim order: priority (higher first), then `runAt`, then age.
+    /// Sorts claimed jobs into claim order: priority (higher first), then `runAt`, then id (ids
+    /// the worker generates are time-ordered, so this is first in, first out).
     /// Drivers return rows of one claim statement in no particular order.
     public mutating func sortIntoClaimOrder() {
         sort { a, b in
             if a.job.priority != b.job.priority { return a.job.priority > b.job.priority }
             if a.job.runAt != b.job.runAt { return a.job.runAt < b.job.runAt }
-            return a.job.createdAt < b.job.createdAt
+            return a.job.id.uuidString.lowercased() < b.job.id.uuidString.lowercased()
         }
     }
 }

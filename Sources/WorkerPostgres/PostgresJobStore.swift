@@ -114,7 +114,7 @@ public final class PostgresJobStore: JobStore {
         try await translatingErrors {
             guard !jobs.isEmpty else { return [] }
             for job in jobs { try job.validate() }
-            let ids = jobs.map { _ in UUID() }
+            let ids = UUID.timeOrdered(count: jobs.count)
             // -1: now, by the database's clock.
             let runAts: [Double] = jobs.map { $0.runAt?.timeIntervalSince1970 ?? -1 }
             try await client.query(

@@ -115,7 +115,7 @@ public final class SQLiteJobStore: JobStore {
         guard !jobs.isEmpty else { return [] }
         for job in jobs { try job.validate() }
         let now = Self.milliseconds(Date())
-        let ids = jobs.map { _ in UUID() }
+        let ids = UUID.timeOrdered(count: jobs.count)
         // One multi-row INSERT per chunk, all chunks in one transaction: all or nothing.
         let chunkSize = 500
         try await lock.withLock {
@@ -179,7 +179,7 @@ public final class SQLiteJobStore: JobStore {
                 WHERE id IN (
                     SELECT id FROM "\(table)"
                     WHERE status = 'pending' AND run_at <= ?3 AND queue IN (\(queueList))
-                    ORDER BY priority DESC, run_at, created_at
+                    ORDER BY priority DESC, run_at, id
                     LIMIT ?4
                 )
                 RETURNING \(SQLiteSchema.columns)

@@ -40,7 +40,7 @@ enum SQLiteSchema {
                 )
                 """,
                 """
-                CREATE INDEX IF NOT EXISTS "\(table)_claim" ON "\(table)" (queue, priority DESC, run_at, created_at)
+                CREATE INDEX IF NOT EXISTS "\(table)_claim" ON "\(table)" (queue, priority DESC, run_at, id)
                     WHERE status = 'pending'
                 """,
                 """

@@ -24,6 +24,7 @@ public enum JobStoreConformance {
         ConformanceCase(name: "many concurrent claimers never get the same job", body: claimExclusivity),
         ConformanceCase(name: "claims by priority, then run_at, then age; never before run_at", body: claimOrdering),
         ConformanceCase(name: "claims only from the requested queues", body: claimQueues),
+        ConformanceCase(name: "jobs enqueued together are claimed first in, first out", body: fifoWithinBatch),
         ConformanceCase(name: "completion records the result and clears the lease", body: completion),
         ConformanceCase(name: "a retry waits for its backoff and counts attempts", body: retryBackoff),
         ConformanceCase(name: "the last allowed attempt fails the job with its error", body: maxAttemptsFails),
@@ -131,6 +132,17 @@ public enum JobStoreConformance {
         #expect(rest.map(\.job.prompt) == ["low-old", "low-new"])
         #expect(try await store.job(id: ids[3])?.status == .pending)
         #expect(try await store.claim(queues: ["default"], limit: 10, workerID: worker, leaseDuration: .seconds(30)).isEmpty)
+    }
+
+    static func fifoWithinBatch(_ store: any JobStore) async throws {
+        let ids = try await store.enqueue((0..<50).map { NewJob(prompt: "j\($0)") })
+        var claimed: [UUID] = []
+        while true {
+            let batch = try await store.claim(queues: ["default"], limit: 7, workerID: worker, leaseDuration: .seconds(30))
+            if batch.isEmpty { break }
+            claimed += batch.map(\.job.id)
+        }
+        #expect(claimed == ids)
     }
 
     static func claimQueues(_ store: any JobStore) async throws {
