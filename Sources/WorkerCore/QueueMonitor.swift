@@ -29,7 +29,7 @@ public struct QueueMonitor: Service {
             let stats = try await withTimeout(max(interval, .seconds(5)), operation: "queue statistics") { [store, interval] in
                 try await store.stats(window: interval)
             }
-            WorkerMetrics.shared.queueStats(stats, queues: "all")
+            WorkerMetrics.shared.queueStats(stats)
             logger.info("Queue statistics", metadata: stats.monitorMetadata)
         } catch {
             WorkerMetrics.shared.storeError(operation: "stats")

@@ -15,6 +15,9 @@ public struct QueueStats: Sendable, Hashable, Codable {
     public var meanDurationSeconds: Double?
     public var p95DurationSeconds: Double?
 
+    /// The counts of each queue (the totals above sum them).
+    public var queues: [String: QueueCounts] = [:]
+
     /// Completed jobs per second over the window.
     public var completedPerSecond: Double? {
         guard let window, window > .zero else { return nil }
@@ -47,4 +50,17 @@ public struct QueueStats: Sendable, Hashable, Codable {
 
     /// All jobs in the table.
     public var total: Int { pending + processing + completed + failed + cancelled }
+}
+
+/// Counts of one queue's jobs by state.
+public struct QueueCounts: Sendable, Hashable, Codable {
+    public var pending = 0
+    public var processing = 0
+    public var completed = 0
+    public var failed = 0
+    public var cancelled = 0
+    /// Seconds since this queue's oldest due pending job became runnable.
+    public var oldestPendingAgeSeconds: Double?
+
+    public init() {}
 }

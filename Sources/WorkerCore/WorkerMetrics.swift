@@ -119,16 +119,19 @@ final class WorkerMetrics: Sendable {
         counter("worker_claim_wakeups_total", [("queue", queues), ("source", source)]).increment()
     }
 
-    func queueStats(_ stats: QueueStats, queues: String) {
-        for (status, count) in [
-            ("pending", stats.pending), ("processing", stats.processing), ("completed", stats.completed),
-            ("failed", stats.failed), ("cancelled", stats.cancelled),
-        ] {
-            gauge("worker_queue_jobs", [("queue", queues), ("status", status)]).record(Double(count))
+    /// Queue depth by queue and status, and each queue's oldest due pending age.
+    func queueStats(_ stats: QueueStats) {
+        for (queue, counts) in stats.queues {
+            for (status, count) in [
+                ("pending", counts.pending), ("processing", counts.processing), ("completed", counts.completed),
+                ("failed", counts.failed), ("cancelled", counts.cancelled),
+            ] {
+                gauge("worker_queue_jobs", [("queue", queue), ("status", status)]).record(Double(count))
+            }
+            gauge("worker_queue_oldest_pending_age_seconds", [("queue", queue)]).record(counts.oldestPendingAgeSeconds ?? 0)
         }
-        gauge("worker_queue_oldest_pending_age_seconds", [("queue", queues)]).record(stats.oldestPendingAgeSeconds ?? 0)
         if let rate = stats.completedPerSecond {
-            gauge("worker_queue_completed_per_second", [("queue", queues)]).record(rate)
+            gauge("worker_queue_completed_per_second", [("queue", "all")]).record(rate)
         }
     }
 }

@@ -367,9 +367,11 @@ public final class PostgresJobStore: JobStore {
     public func stats(window: Duration?) async throws -> QueueStats {
         try await translatingErrors {
             let windowMilliseconds = window?.inMilliseconds ?? 0
+            // One pass: a row per queue and a total row (GROUPING SETS), the window figures on the total.
             let rows = try await client.query(
                 """
                 SELECT
+                    queue, grouping(queue) = 1 AS total,
                     count(*) FILTER (WHERE status = 'pending'),
                     count(*) FILTER (WHERE status = 'processing'),
                     count(*) FILTER (WHERE status = 'completed'),
@@ -380,31 +382,46 @@ public final class PostgresJobStore: JobStore {
                     avg(seconds) FILTER (WHERE recent),
                     percentile_cont(0.95) WITHIN GROUP (ORDER BY seconds) FILTER (WHERE recent)
                 FROM (
-                    SELECT status, run_at,
+                    SELECT queue, status, run_at,
                         status = 'completed' AND completed_at >= now() - \(windowMilliseconds) * interval '1 millisecond'
                             AND started_at IS NOT NULL AND \(windowMilliseconds) > 0 AS recent,
                         extract(epoch FROM completed_at - started_at)::double precision AS seconds
                     FROM \(unescaped: table)
                 ) AS jobs
+                GROUP BY GROUPING SETS ((queue), ())
                 """,
                 logger: logger
             )
-            for try await (pending, processing, completed, failed, cancelled, oldest, recent, mean, p95) in rows.decode(
-                (Int, Int, Int, Int, Int, Double?, Int, Double?, Double?).self
+            var stats = QueueStats()
+            for try await (queue, total, pending, processing, completed, failed, cancelled, oldest, recent, mean, p95) in rows.decode(
+                (String?, Bool, Int, Int, Int, Int, Int, Double?, Int, Double?, Double?).self
             ) {
-                var stats = QueueStats(
-                    pending: pending, processing: processing, completed: completed, failed: failed, cancelled: cancelled,
-                    oldestPendingAgeSeconds: oldest.map { max(0, $0) }
-                )
-                if let window {
-                    stats.window = window
-                    stats.completedInWindow = recent
-                    stats.meanDurationSeconds = mean
-                    stats.p95DurationSeconds = p95
+                if total {
+                    stats.pending = pending
+                    stats.processing = processing
+                    stats.completed = completed
+                    stats.failed = failed
+                    stats.cancelled = cancelled
+                    stats.oldestPendingAgeSeconds = oldest.map { max(0, $0) }
+                    if let window {
+                        stats.window = window
+                        stats.completedInWindow = recent
+                        stats.meanDurationSeconds = mean
+                        stats.p95DurationSeconds = p95
+                    }
+                } else if let queue {
+                    var counts = QueueCounts()
+                    counts.pending = pending
+                    counts.processing = processing
+                    counts.completed = completed
+                    counts.failed = failed
+                    counts.cancelled = cancelled
+                    counts.oldestPendingAgeSeconds = oldest.map { max(0, $0) }
+                    stats.queues[queue] = counts
                 }
-                return stats
             }
-            return QueueStats()
+            if stats.window == nil, let window { stats.window = window }
+            return stats
         }
     }
 

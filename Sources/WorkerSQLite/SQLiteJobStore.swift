@@ -407,9 +407,9 @@ public final class SQLiteJobStore: JobStore {
         let (rows, durations) = try await lock.withLock { () -> ([SQLiteRow], [SQLiteRow]) in
             let counts = try await connection.query(
                 """
-                SELECT status, COUNT(*) AS count,
+                SELECT queue, status, COUNT(*) AS count,
                     MIN(CASE WHEN status = 'pending' AND run_at <= ?1 THEN run_at END) AS oldest_due
-                FROM "\(table)" GROUP BY status
+                FROM "\(table)" GROUP BY queue, status
                 """,
                 [.integer(now)]
             )
@@ -425,20 +425,38 @@ public final class SQLiteJobStore: JobStore {
             return (counts, durations)
         }
         var stats = QueueStats()
+        var oldestDue: [String: Int] = [:]
         for row in rows {
             let count = Int(row.column("count")?.integer ?? 0)
+            let queue = row.column("queue")?.string ?? ""
+            var counts = stats.queues[queue] ?? QueueCounts()
             switch row.column("status")?.string.flatMap(JobStatus.init(rawValue:)) {
             case .pending:
-                stats.pending = count
+                counts.pending = count
+                stats.pending += count
                 if let oldest = row.column("oldest_due")?.integer {
-                    stats.oldestPendingAgeSeconds = max(0, Double(now - oldest) / 1000)
+                    counts.oldestPendingAgeSeconds = max(0, Double(now - oldest) / 1000)
+                    oldestDue[queue] = oldest
                 }
-            case .processing: stats.processing = count
-            case .completed: stats.completed = count
-            case .failed: stats.failed = count
-            case .cancelled: stats.cancelled = count
-            case nil: break
+            case .processing:
+                counts.processing = count
+                stats.processing += count
+            case .completed:
+                counts.completed = count
+                stats.completed += count
+            case .failed:
+                counts.failed = count
+                stats.failed += count
+            case .cancelled:
+                counts.cancelled = count
+                stats.cancelled += count
+            case nil:
+                break
             }
+            stats.queues[queue] = counts
+        }
+        if let oldest = oldestDue.values.min() {
+            stats.oldestPendingAgeSeconds = max(0, Double(now - oldest) / 1000)
         }
         if let window {
             let seconds = durations.compactMap { $0.column("duration")?.integer }.map { Double($0) / 1000 }
