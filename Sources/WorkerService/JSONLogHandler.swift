@@ -93,10 +93,30 @@ public struct JSONLogHandler: LogHandler {
 
 /// Timestamp formatting shared by the log handlers and the health endpoint.
 public enum LogTimestamp {
-    /// `2026-11-29T06:33:02.123Z`
+    /// `2026-11-29T06:33:02.123Z` (UTC, milliseconds). Formatted by hand: this runs for every
+    /// log line, and Foundation's format styles cost microseconds each.
     public static func iso8601(_ date: Date) -> String {
-        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
-            .replacingOccurrences(of: "+0000", with: "Z")
+        let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        var seconds = time_t(milliseconds / 1000)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        var text = ""
+        text.reserveCapacity(24)
+        append(Int(parts.tm_year) + 1900, width: 4, to: &text)
+        text.append("-")
+        append(Int(parts.tm_mon) + 1, width: 2, to: &text)
+        text.append("-")
+        append(Int(parts.tm_mday), width: 2, to: &text)
+        text.append("T")
+        append(Int(parts.tm_hour), width: 2, to: &text)
+        text.append(":")
+        append(Int(parts.tm_min), width: 2, to: &text)
+        text.append(":")
+        append(Int(parts.tm_sec), width: 2, to: &text)
+        text.append(".")
+        append(Int(milliseconds % 1000), width: 3, to: &text)
+        text.append("Z")
+        return text
     }
 
     /// `06:33:02.123`
@@ -104,5 +124,11 @@ public enum LogTimestamp {
         let full = iso8601(date)
         guard let t = full.firstIndex(of: "T") else { return full }
         return String(full[full.index(after: t)...].prefix(12))
+    }
+
+    private static func append(_ value: Int, width: Int, to text: inout String) {
+        let digits = String(value)
+        if digits.count < width { text.append(String(repeating: "0", count: width - digits.count)) }
+        text.append(digits)
     }
 }

@@ -29,9 +29,15 @@ struct LogHandlerTests {
         #expect((inner["list"] as? [Any])?.count == 2)
     }
 
-    @Test("timestamps are ISO-8601 UTC with milliseconds")
+    @Test("timestamps are ISO-8601 UTC with milliseconds, as Foundation formats them")
     func timestamp() {
-        let text = LogTimestamp.iso8601(Date(timeIntervalSince1970: 1_700_000_000.125))
-        #expect(text == "2023-11-14T22:13:20.125Z")
+        #expect(LogTimestamp.iso8601(Date(timeIntervalSince1970: 1_700_000_000.125)) == "2023-11-14T22:13:20.125Z")
+        #expect(LogTimestamp.iso8601(Date(timeIntervalSince1970: 0)) == "1970-01-01T00:00:00.000Z")
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        for seconds in [951_868_799.5, 1_767_225_599.999, 4_102_444_800.001, 1_000_000_000.0] {
+            let date = Date(timeIntervalSince1970: seconds)
+            #expect(LogTimestamp.iso8601(date) == formatter.string(from: date), "\(seconds)")
+        }
     }
 }
