@@ -74,6 +74,12 @@ public struct JSONLogHandler: LogHandler {
     /// Appends `text` as a JSON string literal.
     static func appendString(_ text: String, to line: inout String) {
         line += "\""
+        // Most strings need no escaping: append them whole.
+        if !text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            line += text
+            line += "\""
+            return
+        }
         for scalar in text.unicodeScalars {
             switch scalar {
             case "\"": line += "\\\""
