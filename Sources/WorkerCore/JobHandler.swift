@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 
 /// Runs one attempt of a job.
@@ -12,13 +13,47 @@ public protocol JobHandler: Sendable {
 
 /// What a handler gets besides the job.
 public struct JobContext: Sendable {
-    /// A logger carrying `jobId`, `sessionId`, `attempt` and `workerId`.
-    public var logger: Logger
     /// The id of the worker running the job.
     public var workerID: String
+    private let baseLogger: Logger
+    private let jobID: UUID?
+    private let sessionID: UUID?
+    private let attempt: Int
 
+    /// A context whose logger is used as given.
     public init(logger: Logger, workerID: String) {
-        self.logger = logger
+        self.baseLogger = logger
         self.workerID = workerID
+        self.jobID = nil
+        self.sessionID = nil
+        self.attempt = 0
+    }
+
+    /// A context for one attempt; its logger carries the job's metadata, built only when used.
+    init(baseLogger: Logger, job: ClaimedJob, workerID: String) {
+        self.baseLogger = baseLogger
+        self.workerID = workerID
+        self.jobID = job.job.id
+        self.sessionID = job.job.sessionID
+        self.attempt = job.lease.attempt
+    }
+
+    /// A logger carrying `jobId`, `sessionId`, `attempt` and `workerId`.
+    public var logger: Logger {
+        guard let jobID else { return baseLogger }
+        var logger = baseLogger
+        for (key, value) in JobContext.metadata(jobID: jobID, sessionID: sessionID, attempt: attempt) {
+            logger[metadataKey: key] = value
+        }
+        return logger
+    }
+
+    /// The metadata every log line about a job carries (besides `workerId`, on the base logger).
+    static func metadata(jobID: UUID, sessionID: UUID?, attempt: Int) -> Logger.Metadata {
+        [
+            "jobId": .string(jobID.uuidString.lowercased()),
+            "sessionId": .string(sessionID?.uuidString.lowercased() ?? ""),
+            "attempt": .stringConvertible(attempt),
+        ]
     }
 }

@@ -247,15 +247,21 @@ public final class JobProcessor: Service, Sendable {
 
     private func execute(_ claimed: ClaimedJob, stop: StopSignal) async {
         let job = claimed.job
-        var logger = self.logger
-        logger[metadataKey: "jobId"] = .string(job.id.uuidString.lowercased())
-        logger[metadataKey: "sessionId"] = job.sessionID.map { .string($0.uuidString.lowercased()) } ?? .string("")
-        logger[metadataKey: "attempt"] = .stringConvertible(claimed.lease.attempt)
-        logger.info("Processing job", metadata: ["queue": .string(job.queue), "maxAttempts": .stringConvertible(job.maxAttempts)])
+        let logger = self.logger
+        // Job metadata is built only for lines that are logged (swift-log's metadata is an autoclosure):
+        // a busy worker at `warning` builds none.
+        var duration: Duration?
+        func metadata(_ extra: Logger.Metadata = [:]) -> Logger.Metadata {
+            var metadata = JobContext.metadata(jobID: job.id, sessionID: job.sessionID, attempt: claimed.lease.attempt)
+            if let duration { metadata["duration"] = .stringConvertible(duration.inMilliseconds) }
+            metadata.merge(extra) { $1 }
+            return metadata
+        }
+        logger.info("Processing job", metadata: metadata(["queue": .string(job.queue), "maxAttempts": .stringConvertible(job.maxAttempts)]))
 
         let clock = ContinuousClock()
         let start = clock.now
-        let context = JobContext(logger: logger, workerID: configuration.workerID)
+        let context = JobContext(baseLogger: logger, job: claimed, workerID: configuration.workerID)
         let handler = self.handler
         let finish = await withTaskGroup(of: Finish.self) { group -> Finish in
             group.addTask {
@@ -278,8 +284,8 @@ public final class JobProcessor: Service, Sendable {
             group.cancelAll()
             return first
         }
-        let duration = clock.now - start
-        logger[metadataKey: "duration"] = .stringConvertible(duration.inMilliseconds)
+        let elapsed = clock.now - start
+        duration = elapsed
         state.withLock { state in
             if state.running[job.id]?.handlerFinished == false {
                 state.running[job.id]?.handlerFinished = true
@@ -306,27 +312,27 @@ public final class JobProcessor: Service, Sendable {
         case .stopped(.shutdown), .waiterEnded:
             outcome = .released
         case .stopped(.cancelled):
-            logger.info("Job cancelled while running")
+            logger.info("Job cancelled while running", metadata: metadata())
             outcome = nil
         case .stopped(.leaseLost):
-            logger.warning("Lease lost while running - another worker owns the job now")
+            logger.warning("Lease lost while running - another worker owns the job now", metadata: metadata())
             outcome = nil
         }
 
         switch (finish, outcome) {
         case (_, .completed):
-            metrics.completed(queue: job.queue, duration: duration)
+            metrics.completed(queue: job.queue, duration: elapsed)
         case (.handled(.failure(let error)), .retry), (.handled(.failure(let error)), .failed):
             let reason = (error as? ClassifiedJobError)?.failureReason ?? .error
-            metrics.failed(queue: job.queue, reason: reason, duration: duration, willRetry: { if case .retry = outcome { true } else { false } }())
+            metrics.failed(queue: job.queue, reason: reason, duration: elapsed, willRetry: { if case .retry = outcome { true } else { false } }())
         case (.stopped(.cancelled), _):
-            metrics.failed(queue: job.queue, reason: .cancelled, duration: duration, willRetry: false)
+            metrics.failed(queue: job.queue, reason: .cancelled, duration: elapsed, willRetry: false)
         default:
             break
         }
         if let outcome {
             let applied = await recorder.record(JobCompletion(lease: claimed.lease, outcome: outcome))
-            log(outcome, applied: applied, logger: logger)
+            log(outcome, applied: applied, metadata: metadata)
             if case .retry(_, let delay) = outcome, applied == true {
                 let due = ContinuousClock.now + delay + .milliseconds(5)
                 state.withLock { $0.retryDues.append(due) }
@@ -338,24 +344,24 @@ public final class JobProcessor: Service, Sendable {
         slotFreed.signal()
     }
 
-    private func log(_ outcome: JobOutcome, applied: Bool?, logger: Logger) {
+    private func log(_ outcome: JobOutcome, applied: Bool?, metadata: (Logger.Metadata) -> Logger.Metadata) {
         if applied == nil { return }
         if applied == false {
-            logger.warning("Job outcome discarded: the lease was lost to another worker", metadata: ["outcome": "\(outcome.name)"])
+            logger.warning("Job outcome discarded: the lease was lost to another worker", metadata: metadata(["outcome": "\(outcome.name)"]))
             return
         }
         switch outcome {
         case .completed:
-            logger.info("Job completed")
+            logger.info("Job completed", metadata: metadata([:]))
         case .retry(let error, let delay):
             logger.warning(
                 "Job failed",
-                metadata: ["error": .string(error), "willRetry": "true", "retryInMs": .stringConvertible(delay.inMilliseconds)]
+                metadata: metadata(["error": .string(error), "willRetry": "true", "retryInMs": .stringConvertible(delay.inMilliseconds)])
             )
         case .failed(let error):
-            logger.error("Job failed", metadata: ["error": .string(error), "willRetry": "false"])
+            logger.error("Job failed", metadata: metadata(["error": .string(error), "willRetry": "false"]))
         case .released:
-            logger.info("Job released back to the queue", metadata: ["reason": "shutdown"])
+            logger.info("Job released back to the queue", metadata: metadata(["reason": "shutdown"]))
         }
     }
 

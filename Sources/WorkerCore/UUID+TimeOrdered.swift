@@ -12,14 +12,14 @@ extension UUID {
             let milliseconds = start + UInt64(index >> 12)
             let sequence = UInt16(index & 0xFFF)
             let random = generator.next() as UInt64
-            var bytes = [UInt8](repeating: 0, count: 16)
-            for byte in 0..<6 { bytes[byte] = UInt8(truncatingIfNeeded: milliseconds >> (40 - 8 * byte)) }
-            bytes[6] = 0x70 | UInt8(sequence >> 8)
-            bytes[7] = UInt8(truncatingIfNeeded: sequence)
-            bytes[8] = 0x80 | UInt8(truncatingIfNeeded: random >> 58)
-            for byte in 9..<16 { bytes[byte] = UInt8(truncatingIfNeeded: random >> (8 * (byte - 9))) }
-            return UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
-                               bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
+            func byte(_ value: UInt64, _ shift: UInt64) -> UInt8 { UInt8(truncatingIfNeeded: value >> shift) }
+            return UUID(uuid: (
+                byte(milliseconds, 40), byte(milliseconds, 32), byte(milliseconds, 24),
+                byte(milliseconds, 16), byte(milliseconds, 8), byte(milliseconds, 0),
+                0x70 | UInt8(sequence >> 8), UInt8(truncatingIfNeeded: sequence),
+                0x80 | byte(random, 58), byte(random, 0), byte(random, 8), byte(random, 16),
+                byte(random, 24), byte(random, 32), byte(random, 40), byte(random, 48)
+            ))
         }
     }
 }

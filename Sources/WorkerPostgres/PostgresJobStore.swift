@@ -158,7 +158,7 @@ public final class PostgresJobStore: JobStore {
                     LIMIT \(limit)
                 ) AS next
                 WHERE j.id = next.id
-                RETURNING \(unescaped: PostgresSchema.columns(alias: "j"))
+                RETURNING \(unescaped: PostgresSchema.columnsOfJ)
                 """,
                 logger: logger
             ).collect()

@@ -87,8 +87,6 @@ struct PostgresSchema: Sendable {
         last_error, result::text, created_at, started_at, completed_at, locked_by, lease_expires_at
         """
 
-    /// The same columns qualified with a table alias.
-    static func columns(alias: String) -> String {
-        columns.split(separator: ",").map { "\(alias).\($0.trimmingCharacters(in: .whitespaces))" }.joined(separator: ", ")
-    }
+    /// The same columns qualified with the alias `j` (built once: the claim uses it every time).
+    static let columnsOfJ = columns.split(separator: ",").map { "j.\($0.trimmingCharacters(in: .whitespaces))" }.joined(separator: ", ")
 }
