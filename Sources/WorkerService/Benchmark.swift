@@ -57,10 +57,14 @@ public struct Benchmark: Sendable {
             let clock = ContinuousClock()
             let start = clock.now
             try await run(processor) {
+                var lastProgress = ContinuousClock.now
                 while true {
-                    try await Task.sleep(for: .milliseconds(50))
+                    try await Task.sleep(for: .milliseconds(2))
                     let done = counter.count
-                    progress("processed \(done) of \(jobs) jobs")
+                    if ContinuousClock.now - lastProgress > .milliseconds(250) {
+                        progress("processed \(done) of \(jobs) jobs")
+                        lastProgress = .now
+                    }
                     if done >= jobs {
                         // Wait for the last outcomes to be written.
                         while try await store.stats().completed < jobs { try await Task.sleep(for: .milliseconds(5)) }
