@@ -112,3 +112,24 @@ struct WorkerCLITests {
         #expect(probe.status == 1)
     }
 }
+
+@Suite("worker bench")
+struct WorkerBenchTests {
+    @Test("throughput and latency print one JSON object with the documented keys, and leave the jobs table alone")
+    func bench() async throws {
+        let folder = try TemporaryDirectory()
+        let throughput = try await WorkerProcess.command(["bench", "throughput", "--jobs", "300", "--concurrency", "10", "--json"], environment: [:], directory: folder.url)
+        #expect(throughput.status == 0, "\(throughput.stderr)")
+        let result = try #require(jsonObject(throughput.stdout))
+        #expect(Set(result.keys) == ["mode", "jobs", "concurrency", "seconds", "jobsPerSecond", "cpuSecondsPer1000Jobs", "peakRssBytes"])
+        #expect(result["jobs"] as? Int == 300 && result["mode"] as? String == "throughput")
+        #expect((result["jobsPerSecond"] as? Double ?? 0) > 0)
+        let latency = try await WorkerProcess.command(["bench", "latency", "--jobs", "5", "--gap-ms", "5", "--json"], environment: [:], directory: folder.url)
+        #expect(latency.status == 0, "\(latency.stderr)")
+        let figures = try #require(jsonObject(latency.stdout))
+        #expect(Set(figures.keys) == ["mode", "jobs", "p50Ms", "p95Ms", "p99Ms", "maxMs"])
+        #expect((figures["p50Ms"] as? Double ?? -1) >= 0 && (figures["maxMs"] as? Double ?? -1) >= (figures["p50Ms"] as? Double ?? 0))
+        let stats = jsonObject(try await WorkerProcess.command(["stats", "--json"], environment: [:], directory: folder.url).stdout)
+        #expect(stats?["completed"] as? Int == 0, "the benchmark used a scratch table")
+    }
+}
