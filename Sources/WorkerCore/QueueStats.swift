@@ -62,5 +62,50 @@ public struct QueueCounts: Sendable, Hashable, Codable {
     /// Seconds since this queue's oldest due pending job became runnable.
     public var oldestPendingAgeSeconds: Double?
 
-    public init() {}
+    public init(pending: Int = 0, processing: Int = 0, completed: Int = 0, failed: Int = 0, cancelled: Int = 0, oldestPendingAgeSeconds: Double? = nil) {
+        self.pending = pending
+        self.processing = processing
+        self.completed = completed
+        self.failed = failed
+        self.cancelled = cancelled
+        self.oldestPendingAgeSeconds = oldestPendingAgeSeconds
+    }
+
+    /// Sets the count of `status`.
+    public mutating func set(_ status: JobStatus, _ count: Int) {
+        switch status {
+        case .pending: pending = count
+        case .processing: processing = count
+        case .completed: completed = count
+        case .failed: failed = count
+        case .cancelled: cancelled = count
+        }
+    }
+}
+
+extension QueueStats {
+    /// Takes the table-wide counts from `totals`.
+    public mutating func setTotals(_ totals: QueueCounts) {
+        pending = totals.pending
+        processing = totals.processing
+        completed = totals.completed
+        failed = totals.failed
+        cancelled = totals.cancelled
+        oldestPendingAgeSeconds = totals.oldestPendingAgeSeconds
+    }
+
+    /// Sets the per-queue counts and the totals that sum them (the oldest age is the oldest of all).
+    public mutating func setQueues(_ queues: [String: QueueCounts]) {
+        self.queues = queues
+        var totals = QueueCounts()
+        for counts in queues.values {
+            totals.pending += counts.pending
+            totals.processing += counts.processing
+            totals.completed += counts.completed
+            totals.failed += counts.failed
+            totals.cancelled += counts.cancelled
+            if let age = counts.oldestPendingAgeSeconds { totals.oldestPendingAgeSeconds = max(totals.oldestPendingAgeSeconds ?? 0, age) }
+        }
+        setTotals(totals)
+    }
 }

@@ -396,13 +396,12 @@ public final class PostgresJobStore: JobStore {
             for try await (queue, total, pending, processing, completed, failed, cancelled, oldest, recent, mean, p95) in rows.decode(
                 (String?, Bool, Int, Int, Int, Int, Int, Double?, Int, Double?, Double?).self
             ) {
+                let counts = QueueCounts(
+                    pending: pending, processing: processing, completed: completed, failed: failed, cancelled: cancelled,
+                    oldestPendingAgeSeconds: oldest.map { max(0, $0) }
+                )
                 if total {
-                    stats.pending = pending
-                    stats.processing = processing
-                    stats.completed = completed
-                    stats.failed = failed
-                    stats.cancelled = cancelled
-                    stats.oldestPendingAgeSeconds = oldest.map { max(0, $0) }
+                    stats.setTotals(counts)
                     if let window {
                         stats.window = window
                         stats.completedInWindow = recent
@@ -410,13 +409,6 @@ public final class PostgresJobStore: JobStore {
                         stats.p95DurationSeconds = p95
                     }
                 } else if let queue {
-                    var counts = QueueCounts()
-                    counts.pending = pending
-                    counts.processing = processing
-                    counts.completed = completed
-                    counts.failed = failed
-                    counts.cancelled = cancelled
-                    counts.oldestPendingAgeSeconds = oldest.map { max(0, $0) }
                     stats.queues[queue] = counts
                 }
             }

@@ -424,40 +424,17 @@ public final class SQLiteJobStore: JobStore {
             )
             return (counts, durations)
         }
-        var stats = QueueStats()
-        var oldestDue: [String: Int] = [:]
+        var queues: [String: QueueCounts] = [:]
         for row in rows {
-            let count = Int(row.column("count")?.integer ?? 0)
+            guard let status = row.column("status")?.string.flatMap(JobStatus.init(rawValue:)) else { continue }
             let queue = row.column("queue")?.string ?? ""
-            var counts = stats.queues[queue] ?? QueueCounts()
-            switch row.column("status")?.string.flatMap(JobStatus.init(rawValue:)) {
-            case .pending:
-                counts.pending = count
-                stats.pending += count
-                if let oldest = row.column("oldest_due")?.integer {
-                    counts.oldestPendingAgeSeconds = max(0, Double(now - oldest) / 1000)
-                    oldestDue[queue] = oldest
-                }
-            case .processing:
-                counts.processing = count
-                stats.processing += count
-            case .completed:
-                counts.completed = count
-                stats.completed += count
-            case .failed:
-                counts.failed = count
-                stats.failed += count
-            case .cancelled:
-                counts.cancelled = count
-                stats.cancelled += count
-            case nil:
-                break
+            queues[queue, default: QueueCounts()].set(status, Int(row.column("count")?.integer ?? 0))
+            if status == .pending, let oldest = row.column("oldest_due")?.integer {
+                queues[queue]?.oldestPendingAgeSeconds = max(0, Double(now - oldest) / 1000)
             }
-            stats.queues[queue] = counts
         }
-        if let oldest = oldestDue.values.min() {
-            stats.oldestPendingAgeSeconds = max(0, Double(now - oldest) / 1000)
-        }
+        var stats = QueueStats()
+        stats.setQueues(queues)
         if let window {
             let seconds = durations.compactMap { $0.column("duration")?.integer }.map { Double($0) / 1000 }
             stats.window = window
