@@ -72,7 +72,7 @@ public struct Benchmark: Sendable {
                     }
                 }
             }
-            let seconds = (clock.now - start).inSecondsValue
+            let seconds = (clock.now - start).inSeconds
             return ThroughputResult(
                 jobs: jobs,
                 concurrency: concurrency,
@@ -97,7 +97,7 @@ public struct Benchmark: Sendable {
                     let committed = ContinuousClock.now
                     let id = try await store.enqueue([NewJob(prompt: "bench")])[0]
                     let started = try await handler.waitForStart(of: id)
-                    samples.append((started - committed).inSecondsValue * 1000)
+                    samples.append((started - committed).inSeconds * 1000)
                     progress("measured \(index + 1) of \(jobs) pickups")
                 }
             }

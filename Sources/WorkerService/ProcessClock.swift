@@ -1,4 +1,5 @@
 import Foundation
+import WorkerCore
 
 /// The moment the process started, for `uptime` in `/health`.
 public enum ProcessClock {
@@ -8,11 +9,5 @@ public enum ProcessClock {
     public static func markStart() { _ = start }
 
     /// Seconds since start-up.
-    public static var uptimeSeconds: Double { (ContinuousClock.now - start).inSecondsValue }
-}
-
-extension Duration {
-    var inSecondsValue: Double {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
-    }
+    public static var uptimeSeconds: Double { (ContinuousClock.now - start).inSeconds }
 }

@@ -4,8 +4,6 @@ public enum WorkerServiceError: Error, Sendable, CustomStringConvertible {
     case portInUse(host: String, port: Int)
     /// The health server could not bind for another reason.
     case cannotListen(host: String, port: Int, reason: String)
-    /// The configured database type is not available in this build.
-    case unsupportedStore(String)
 
     public var description: String {
         switch self {
@@ -13,8 +11,6 @@ public enum WorkerServiceError: Error, Sendable, CustomStringConvertible {
             "HEALTH_CHECK_PORT \(port) on \(host) is already in use by another process; stop it or set HEALTH_CHECK_PORT to a free port"
         case .cannotListen(let host, let port, let reason):
             "cannot listen on HEALTH_CHECK_HOST \(host), HEALTH_CHECK_PORT \(port): \(reason)"
-        case .unsupportedStore(let what):
-            what
         }
     }
 }
