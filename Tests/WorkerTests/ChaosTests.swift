@@ -100,7 +100,7 @@ struct ChaosTests {
         let worker = try chaos.startWorker(concurrency: 4, extra: ["JOB_TIMEOUT_MS": "500", "JOB_MAX_ATTEMPTS": "3"])
         try await chaos.waitReady([worker])
         try await chaos.enqueue([("throw", 10), ("throw", 10), ("hang", 0), ("crash", 10)] + (0..<40).map { _ in ("ok", 10) })
-        try await chaos.finish(workers: [worker], expectFailed: 1, retries: true)
+        try await chaos.finish(workers: [worker], expectFailed: 1)
         #expect(try chaos.postgres.sql("SELECT last_error FROM coding_jobs WHERE prompt = 'hang 0'").contains("timed out"))
         #expect(try chaos.postgres.sql("SELECT status || ' ' || attempts FROM coding_jobs WHERE prompt = 'crash 10'") == "completed 2")
         #expect(try chaos.postgres.sql("SELECT DISTINCT status || ' ' || attempts FROM coding_jobs WHERE prompt = 'throw 10'") == "completed 3")
