@@ -158,7 +158,7 @@ struct JobProcessorTests {
         try await withTemporarySQLiteStore { store in
             let id = try await store.enqueue([NewJob(prompt: "long")])[0]
             let probe = Probe(sleep: .seconds(60))
-            let processor = JobProcessor(store: store, handler: probe, configuration: Self.configuration(lease: .milliseconds(600)), logger: Logger(label: "test"))
+            let processor = JobProcessor(store: store, handler: probe, configuration: Self.configuration(lease: .milliseconds(1500)), logger: Logger(label: "test"))
             try await Self.running(processor) {
                 try await Self.waitUntil { try await store.job(id: id)?.status == .processing }
                 if fromAnotherProcess {
@@ -195,7 +195,9 @@ struct JobProcessorTests {
     func leaseRenewal() async throws {
         try await withTemporarySQLiteStore { store in
             let id = try await store.enqueue([NewJob(prompt: "long")])[0]
-            let processor = JobProcessor(store: store, handler: Probe(sleep: .milliseconds(1500)), configuration: Self.configuration(lease: .milliseconds(500)), logger: Logger(label: "test"))
+            // The job outlives its lease three times over; renewals every third of the lease keep it.
+            // (A lease of a few seconds, not less: the suite runs beside CPU-heavy tests.)
+            let processor = JobProcessor(store: store, handler: Probe(sleep: .seconds(6)), configuration: Self.configuration(lease: .seconds(2)), logger: Logger(label: "test"))
             try await Self.running(processor) {
                 try await Self.waitUntil { try await store.job(id: id)?.status == .completed }
             }

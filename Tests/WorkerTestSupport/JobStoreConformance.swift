@@ -227,9 +227,9 @@ public enum JobStoreConformance {
 
     static func renewalKeepsLease(_ store: any JobStore) async throws {
         let id = try await store.enqueue([NewJob(prompt: "p")])[0]
-        let claimed = try await claimOne(store, lease: .milliseconds(300))
-        #expect(try await store.renew([claimed.lease], duration: .seconds(5)) == [id: .held])
-        try await Task.sleep(for: .milliseconds(500))
+        let claimed = try await claimOne(store, lease: .seconds(1))
+        #expect(try await store.renew([claimed.lease], duration: .seconds(10)) == [id: .held])
+        try await Task.sleep(for: .milliseconds(1300))
         #expect(try await store.rescueExpiredLeases().isEmpty)
         #expect(try await store.job(id: id)?.status == .processing)
         var foreign = claimed.lease

@@ -13,7 +13,7 @@ struct ChaosTests {
 
     @Test("kill -9 in the middle of jobs: another worker finishes them within about two leases")
     func killNine() async throws {
-        let chaos = try ChaosRun(name: "kill-9", lease: .seconds(2))
+        let chaos = try ChaosRun(name: "kill-9", lease: .seconds(3))
         defer { chaos.tearDown() }
         let a = try chaos.startWorker()
         let b = try chaos.startWorker()
@@ -30,13 +30,13 @@ struct ChaosTests {
         #expect(try await eventually("taken over", timeout: .seconds(20)) {
             Set(running).isSubset(of: Set(chaos.executions().filter { $0.worker == b.id }.map(\.job)))
         })
-        #expect(clock.now - killed < .seconds(2) * 2 + .seconds(3))
+        #expect(clock.now - killed < .seconds(3) * 2 + .seconds(3))
         try await chaos.finish(workers: [b], expectFailed: 0)
     }
 
     @Test("repeated kills: four workers, random short jobs, a random worker killed and restarted every couple of seconds")
     func repeatedKills() async throws {
-        let chaos = try ChaosRun(name: "repeated-kills", lease: .seconds(2))
+        let chaos = try ChaosRun(name: "repeated-kills", lease: .seconds(3))
         defer { chaos.tearDown() }
         var workers = try (0..<4).map { _ in try chaos.startWorker(concurrency: 8) }
         try await chaos.waitReady(workers)
@@ -108,11 +108,11 @@ struct ChaosTests {
 
     @Test("a worker paused past its lease (SIGSTOP) and resumed: its late completion does not overwrite the newer attempt")
     func pausedWorker() async throws {
-        let chaos = try ChaosRun(name: "sigstop", lease: .milliseconds(1500))
+        let chaos = try ChaosRun(name: "sigstop", lease: .milliseconds(2500))
         defer { chaos.tearDown() }
         let a = try chaos.startWorker(concurrency: 1)
         try await chaos.waitReady([a])
-        try await chaos.enqueue([("ok", 2500)])
+        try await chaos.enqueue([("ok", 4000)])
         #expect(try await eventually("started on A") { chaos.executions().contains { $0.worker == a.id } })
         a.process.send(SIGSTOP)
         let b = try chaos.startWorker(concurrency: 1)
@@ -120,7 +120,7 @@ struct ChaosTests {
             try chaos.postgres.sql("SELECT status FROM coding_jobs") == "completed"
         })
         a.process.send(SIGCONT)
-        try await Task.sleep(for: .seconds(4))  // A's child finishes and A tries to record its stale outcome.
+        try await Task.sleep(for: .seconds(5))  // A's child finishes and A tries to record its stale outcome.
         let result = try chaos.postgres.sql("SELECT result::text || ' ' || attempts FROM coding_jobs")
         #expect(result.contains(b.id) && result.contains("\"attempt\": 2") && result.hasSuffix(" 2"), "final row: \(result)")
         #expect(a.process.stdout.contains("lease was lost") || a.process.stdout.contains("Lease lost"), "A noticed")
@@ -158,7 +158,7 @@ struct SQLiteChaosTests {
         func environment(_ id: String, _ port: Int) -> [String: String] {
             [
                 "JOB_COMMAND": ChaosRun.script, "JOB_ENV_PASSTHROUGH": "WORKER_ID,CHAOS_LOG", "CHAOS_LOG": log, "WORKER_ID": id,
-                "LEASE_DURATION_MS": "1500", "MAX_CONCURRENT_JOBS": "4", "HEALTH_CHECK_PORT": "\(port)", "LOG_FORMAT": "json",
+                "LEASE_DURATION_MS": "3000", "MAX_CONCURRENT_JOBS": "4", "HEALTH_CHECK_PORT": "\(port)", "LOG_FORMAT": "json",
                 "JOB_WORKDIR_ROOT": folder.url.appendingPathComponent("work").path,
             ]
         }
