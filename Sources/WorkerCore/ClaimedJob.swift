@@ -12,12 +12,15 @@ public struct ClaimedJob: Sendable, Hashable {
 extension Array where Element == ClaimedJob {
     /// Sorts claimed jobs into claim order: priority (higher first), then `runAt`, then id (ids
     /// the worker generates are time-ordered, so this is first in, first out).
-    /// Drivers return rows of one claim statement in no particular order.
+    /// Drivers return rows of one claim statement in no particular order; when they happen to
+    /// be in order already (the usual case), this only checks.
     public mutating func sortIntoClaimOrder() {
-        sort { a, b in
+        let inOrder = { (a: ClaimedJob, b: ClaimedJob) -> Bool in
             if a.job.priority != b.job.priority { return a.job.priority > b.job.priority }
             if a.job.runAt != b.job.runAt { return a.job.runAt < b.job.runAt }
-            return a.job.id.uuidString.lowercased() < b.job.id.uuidString.lowercased()
+            return a.job.id.precedes(b.job.id)
         }
+        if indices.dropFirst().allSatisfy({ !inOrder(self[$0], self[$0 - 1]) }) { return }
+        sort(by: inOrder)
     }
 }

@@ -55,12 +55,14 @@ public final class JobProcessor: Service, Sendable {
     private let slotFreed = WakeSignal()
     private let recorder: OutcomeRecorder
     private let metrics = WorkerMetrics.shared
-    private var queueLabel: String { configuration.queues.joined(separator: ",") }
+    /// The `queues` label of the processor's gauges, joined once.
+    private let queueLabel: String
 
     public init(store: any JobStore, handler: any JobHandler, configuration: JobProcessorConfiguration, logger: Logger) {
         self.store = store
         self.handler = handler
         self.configuration = configuration
+        self.queueLabel = configuration.queues.joined(separator: ",")
         var logger = logger
         logger[metadataKey: "workerId"] = .string(configuration.workerID)
         self.logger = logger

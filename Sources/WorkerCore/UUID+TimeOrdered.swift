@@ -23,3 +23,14 @@ extension UUID {
         }
     }
 }
+
+extension UUID {
+    /// Byte-wise order: the same order as the ids' lower-case text, without building it.
+    func precedes(_ other: UUID) -> Bool {
+        withUnsafeBytes(of: uuid) { a in
+            withUnsafeBytes(of: other.uuid) { b in
+                a.lexicographicallyPrecedes(b)
+            }
+        }
+    }
+}

@@ -158,7 +158,7 @@ public final class PostgresJobStore: JobStore {
                     LIMIT \(limit)
                 ) AS next
                 WHERE j.id = next.id
-                RETURNING \(unescaped: PostgresSchema.columnsOfJ)
+                RETURNING \(unescaped: PostgresSchema.claimColumns)
                 """,
                 logger: logger
             ).collect()
@@ -166,9 +166,7 @@ public final class PostgresJobStore: JobStore {
             claimed.reserveCapacity(rows.count)
             for row in rows {
                 do {
-                    let job = try Self.decode(row)
-                    let lease = Lease(jobID: job.id, workerID: workerID, attempt: job.attempts, expiresAt: job.leaseExpiresAt ?? Date())
-                    claimed.append(ClaimedJob(job: job, lease: lease))
+                    claimed.append(try Self.decodeClaimed(row, workerID: workerID))
                 } catch {
                     try await failUndecodable(row: row, error: error)
                 }
@@ -527,6 +525,23 @@ public final class PostgresJobStore: JobStore {
     }
 
     // MARK: - Rows
+
+    /// A row of the claim (``PostgresSchema/claimColumns``), read in one pass.
+    static func decodeClaimed(_ row: PostgresRow, workerID: String) throws -> ClaimedJob {
+        do {
+            let (id, queue, sessionID, prompt, payload, priority, runAt, attempts, maxAttempts, lastError, createdAt, startedAt, leaseExpiresAt) =
+                try row.decode((UUID, String, UUID?, String, String, Int, Date, Int, Int, String?, Date, Date, Date).self)
+            let job = Job(
+                id: id, queue: queue, sessionID: sessionID, prompt: prompt, payload: payload, status: .processing,
+                priority: priority, runAt: runAt, attempts: attempts, maxAttempts: maxAttempts, lastError: lastError,
+                createdAt: createdAt, startedAt: startedAt, lockedBy: workerID, leaseExpiresAt: leaseExpiresAt
+            )
+            return ClaimedJob(job: job, lease: Lease(jobID: id, workerID: workerID, attempt: attempts, expiresAt: leaseExpiresAt))
+        } catch let error as PostgresDecodingError {
+            let id = (try? PostgresRandomAccessRow(row)[0].decode(UUID.self))?.uuidString.lowercased() ?? "unknown"
+            throw JobStoreError.corruptRow(id: id, reason: "\(error.columnName) cannot be read as \(error.targetType)")
+        }
+    }
 
     static func decode(_ row: PostgresRow) throws -> Job {
         let cells = PostgresRandomAccessRow(row)

@@ -87,6 +87,11 @@ struct PostgresSchema: Sendable {
         last_error, result::text, created_at, started_at, completed_at, locked_by, lease_expires_at
         """
 
-    /// The same columns qualified with the alias `j` (built once: the claim uses it every time).
-    static let columnsOfJ = columns.split(separator: ",").map { "j.\($0.trimmingCharacters(in: .whitespaces))" }.joined(separator: ", ")
+    /// What a claim returns, in the order ``PostgresJobStore`` decodes them: only the columns
+    /// whose values the claim does not already know (status, `locked_by`, and the finished-job
+    /// fields are fixed for a job just claimed), so each claimed row is cheap to send and read.
+    static let claimColumns = """
+        j.id, j.queue, j.session_id, j.prompt, j.payload::text, j.priority, j.run_at, j.attempts, j.max_attempts, \
+        j.last_error, j.created_at, j.started_at, j.lease_expires_at
+        """
 }

@@ -40,13 +40,13 @@ struct BenchCommand: AsyncParsableCommand {
                 output(JobPresentation.json([
                     "mode": "throughput", "jobs": result.jobs, "concurrency": result.concurrency,
                     "seconds": round3(result.seconds), "jobsPerSecond": round3(result.jobsPerSecond),
-                    "cpuSecondsPer1000Jobs": round3(result.cpuSecondsPer1000Jobs), "peakRssBytes": result.peakRSSBytes,
+                    "cpuSecondsPer1000Jobs": round4(result.cpuSecondsPer1000Jobs), "peakRssBytes": result.peakRSSBytes,
                 ], pretty: false))
             } else {
                 output("""
                     throughput: \(result.jobs) jobs, concurrency \(result.concurrency), \(context.configuration.store)
                       \(String(format: "%.0f", result.jobsPerSecond)) jobs/s in \(String(format: "%.2f", result.seconds)) s
-                      \(String(format: "%.3f", result.cpuSecondsPer1000Jobs)) CPU s per 1,000 jobs (worker process)
+                      \(String(format: "%.4f", result.cpuSecondsPer1000Jobs)) CPU s per 1,000 jobs (worker process)
                       peak RSS \(result.peakRSSBytes / 1_048_576) MiB
                     """)
             }
@@ -69,4 +69,5 @@ struct BenchCommand: AsyncParsableCommand {
     }
 
     private func round3(_ value: Double) -> Double { (value * 1000).rounded() / 1000 }
+    private func round4(_ value: Double) -> Double { (value * 10000).rounded() / 10000 }
 }
