@@ -9,7 +9,11 @@ COPY Package.swift ./
 RUN swift package resolve
 COPY Sources ./Sources
 COPY Tests ./Tests
+# lld with packed relative relocations (DT_RELR, glibc 2.36+): the position-independent binary
+# keeps ASLR, and its relocation table shrinks from 2.9 MB to 25 kB, which the loader no longer
+# pages in at start (idle RSS about 3 MB lower; docs/BENCHMARKS.md). Same flags as scripts/verify-image.
 RUN swift build -c release --static-swift-stdlib --product worker \
+        -Xswiftc -use-ld=lld -Xlinker -z -Xlinker pack-relative-relocs \
     && install -D -m 0755 "$(swift build -c release --show-bin-path)/worker" /out/usr/local/bin/worker \
     && strip /out/usr/local/bin/worker \
     && install -D -m 0755 /usr/bin/tini-static /out/usr/bin/tini
