@@ -18,13 +18,20 @@ public struct Benchmark: Sendable {
     }
 
     public struct LatencyResult: Sendable {
-        /// Enqueue-to-handler-start times, sorted.
+        /// Enqueue-to-handler-start times (from the enqueue call, so including the producer's
+        /// INSERT and commit), sorted.
         public var milliseconds: [Double]
+        /// Commit-to-handler-start times (from the moment the enqueue call returned, the job
+        /// committed), sorted; the pickup alone. Zero when the handler started first.
+        public var afterCommitMilliseconds: [Double]
 
-        public func percentile(_ p: Double) -> Double {
-            guard !milliseconds.isEmpty else { return 0 }
-            let index = min(milliseconds.count - 1, Int((p / 100 * Double(milliseconds.count)).rounded(.up)) - 1)
-            return milliseconds[max(0, index)]
+        public func percentile(_ p: Double) -> Double { Self.percentile(p, of: milliseconds) }
+        public func afterCommitPercentile(_ p: Double) -> Double { Self.percentile(p, of: afterCommitMilliseconds) }
+
+        static func percentile(_ p: Double, of sorted: [Double]) -> Double {
+            guard !sorted.isEmpty else { return 0 }
+            let index = min(sorted.count - 1, Int((p / 100 * Double(sorted.count)).rounded(.up)) - 1)
+            return sorted[max(0, index)]
         }
     }
 
@@ -90,18 +97,21 @@ public struct Benchmark: Sendable {
             let handler = StartTimingHandler()
             let processor = makeProcessor(store: store, handler: handler, concurrency: 1)
             var samples: [Double] = []
+            var afterCommit: [Double] = []
             try await run(processor) {
                 try await Task.sleep(for: .milliseconds(500))
                 for index in 0..<jobs {
                     try await Task.sleep(for: gap)
                     let committed = ContinuousClock.now
                     let id = try await store.enqueue([NewJob(prompt: "bench")])[0]
+                    let returned = ContinuousClock.now
                     let started = try await handler.waitForStart(of: id)
                     samples.append((started - committed).inSeconds * 1000)
+                    afterCommit.append(max(0, (started - returned).inSeconds * 1000))
                     progress("measured \(index + 1) of \(jobs) pickups")
                 }
             }
-            return LatencyResult(milliseconds: samples.sorted())
+            return LatencyResult(milliseconds: samples.sorted(), afterCommitMilliseconds: afterCommit.sorted())
         }
     }
 
