@@ -3,6 +3,7 @@ import Logging
 import NIOSSL
 import PostgresNIO
 import ServiceLifecycle
+import Synchronization
 import WorkerCore
 
 /// The PostgreSQL ``JobStore``: any number of workers on any number of machines share one table.
@@ -19,6 +20,10 @@ public final class PostgresJobStore: JobStore {
     public let url: PostgresURL
     let schema: PostgresSchema
     private let logger: Logger
+    /// The hot statements' text, built once.
+    private let statements: (claim: StoreStatement.Text, record: StoreStatement.Text)
+    /// Suffix of the prepared statements' names; a failed call moves on to the next one (see ``rows(of:_:)``).
+    private let preparedGeneration = Atomic<Int>(0)
 
     /// Creates the store for `url` (nothing connects until ``client`` runs).
     /// - Parameters:
@@ -32,6 +37,7 @@ public final class PostgresJobStore: JobStore {
         }
         self.url = url
         self.schema = PostgresSchema(schema: schema, table: table)
+        self.statements = (self.schema.claimStatement, self.schema.recordStatement)
         self.logger = logger
         var configuration = PostgresClient.Configuration(
             host: url.host,
@@ -68,6 +74,33 @@ public final class PostgresJobStore: JobStore {
     }
 
     private var table: String { schema.table }
+
+    /// Runs one of the hot statements and reads all its rows: as a named prepared statement, or as
+    /// an unnamed one behind a transaction pooler (which may hand each transaction another server
+    /// connection, where a prepared statement does not exist).
+    private func rows(of statement: StoreStatement.Text, _ bindings: PostgresBindings) async throws -> [PostgresRow] {
+        if url.isTransactionPooler {
+            return try await client.query(PostgresQuery(unsafeSQL: statement.sql, binds: bindings), logger: logger).collect()
+        }
+        let generation = preparedGeneration.load(ordering: .relaxed)
+        let named = StoreStatement.Text(name: "\(statement.name)_\(generation)", sql: statement.sql)
+        do {
+            return try await StoreStatement.$current.withValue(named) {
+                var rows: [PostgresRow] = []
+                for try await row in try await client.execute(StoreStatement(bindings: bindings), logger: logger) {
+                    rows.append(row)
+                }
+                return rows
+            }
+        } catch {
+            // PostgresNIO answers every later use of a name whose preparation failed on a connection
+            // with that failure, and a schema change can leave a prepared statement unusable
+            // ("cached plan must not change result type"). So after any failure the next calls
+            // prepare afresh under a new name; the caller retries as it does for any store error.
+            _ = preparedGeneration.compareExchange(expected: generation, desired: generation + 1, ordering: .relaxed)
+            throw error
+        }
+    }
 
     // MARK: - Schema
 
@@ -138,30 +171,12 @@ public final class PostgresJobStore: JobStore {
     public func claim(queues: [String], limit: Int, workerID: String, leaseDuration: Duration) async throws -> [ClaimedJob] {
         try await translatingErrors {
             guard limit > 0, !queues.isEmpty else { return [] }
-            let rows = try await client.query(
-                """
-                UPDATE \(unescaped: table) AS j
-                SET status = 'processing', attempts = j.attempts + 1, locked_by = \(workerID), started_at = now(),
-                    lease_expires_at = now() + \(leaseDuration.inMilliseconds) * interval '1 millisecond'
-                FROM (
-                    -- Per queue, the claim index delivers rows in order, so a claim reads only the
-                    -- rows it may take (a plain queue = ANY(...) would read every pending row and sort).
-                    SELECT candidate.id FROM unnest(\(queues)::text[]) AS served(queue)
-                    CROSS JOIN LATERAL (
-                        SELECT id, priority, run_at FROM \(unescaped: table)
-                        WHERE status = 'pending' AND run_at <= now() AND queue = served.queue
-                        ORDER BY priority DESC, run_at, id
-                        LIMIT \(limit)
-                        FOR UPDATE SKIP LOCKED
-                    ) AS candidate
-                    ORDER BY candidate.priority DESC, candidate.run_at, candidate.id
-                    LIMIT \(limit)
-                ) AS next
-                WHERE j.id = next.id
-                RETURNING \(unescaped: PostgresSchema.claimColumns)
-                """,
-                logger: logger
-            ).collect()
+            var bindings = PostgresBindings(capacity: 4)
+            bindings.append(queues)
+            bindings.append(limit)
+            bindings.append(workerID)
+            bindings.append(Int(leaseDuration.inMilliseconds))
+            let rows = try await rows(of: statements.claim, bindings)
             var claimed: [ClaimedJob] = []
             claimed.reserveCapacity(rows.count)
             for row in rows {
@@ -243,25 +258,17 @@ public final class PostgresJobStore: JobStore {
                     kinds.append("released"); results.append(""); errors.append(""); delays.append(0)
                 }
             }
-            let rows = try await client.query(
-                """
-                UPDATE \(unescaped: table) AS j SET
-                    status = CASE v.kind WHEN 'completed' THEN 'completed' WHEN 'failed' THEN 'failed' ELSE 'pending' END,
-                    result = CASE WHEN v.kind = 'completed' THEN v.result::jsonb ELSE j.result END,
-                    last_error = CASE WHEN v.kind IN ('retry', 'failed') THEN v.error ELSE j.last_error END,
-                    run_at = CASE WHEN v.kind = 'retry' THEN now() + v.delay_ms * interval '1 millisecond' ELSE j.run_at END,
-                    attempts = CASE WHEN v.kind = 'released' THEN j.attempts - 1 ELSE j.attempts END,
-                    completed_at = CASE WHEN v.kind IN ('completed', 'failed') THEN now() ELSE NULL END,
-                    locked_by = NULL, lease_expires_at = NULL
-                FROM unnest(\(ids)::uuid[], \(workers)::text[], \(attempts)::int[], \(kinds)::text[], \(results)::text[],
-                    \(errors)::text[], \(delays)::bigint[]) AS v(id, worker, attempt, kind, result, error, delay_ms)
-                WHERE j.id = v.id AND j.status = 'processing' AND j.locked_by = v.worker AND j.attempts = v.attempt
-                RETURNING j.id
-                """,
-                logger: logger
-            )
+            var bindings = PostgresBindings(capacity: 7)
+            bindings.append(ids)
+            bindings.append(workers)
+            bindings.append(attempts)
+            bindings.append(kinds)
+            bindings.append(results)
+            bindings.append(errors)
+            bindings.append(delays)
+            let rows = try await rows(of: statements.record, bindings)
             var applied = Set<UUID>()
-            for try await id in rows.decode(UUID.self) { applied.insert(id) }
+            for row in rows { applied.insert(try row.decode(UUID.self)) }
             return ids.map { applied.contains($0) }
         }
     }

@@ -94,4 +94,55 @@ struct PostgresSchema: Sendable {
         j.id, j.queue, j.session_id, j.prompt, j.payload::text, j.priority, j.run_at, j.attempts, j.max_attempts, \
         j.last_error, j.created_at, j.started_at, j.lease_expires_at
         """
+
+    /// The claim: `$1` queues, `$2` how many, `$3` the worker's id, `$4` the lease in milliseconds.
+    var claimStatement: StoreStatement.Text {
+        StoreStatement.Text(
+            name: "mobvibe_claim",
+            sql: """
+                UPDATE \(table) AS j
+                SET status = 'processing', attempts = j.attempts + 1, locked_by = $3::text, started_at = now(),
+                    lease_expires_at = now() + $4::bigint * interval '1 millisecond'
+                FROM (
+                    -- Per queue, the claim index delivers rows in order, so a claim reads only the
+                    -- rows it may take (a plain queue = ANY(...) would read every pending row and sort).
+                    SELECT candidate.id FROM unnest($1::text[]) AS served(queue)
+                    CROSS JOIN LATERAL (
+                        SELECT id, priority, run_at FROM \(table)
+                        WHERE status = 'pending' AND run_at <= now() AND queue = served.queue
+                        ORDER BY priority DESC, run_at, id
+                        LIMIT $2::bigint
+                        FOR UPDATE SKIP LOCKED
+                    ) AS candidate
+                    ORDER BY candidate.priority DESC, candidate.run_at, candidate.id
+                    LIMIT $2::bigint
+                ) AS next
+                WHERE j.id = next.id
+                RETURNING \(Self.claimColumns)
+                """
+        )
+    }
+
+    /// Outcomes of many jobs, each row applied only while its lease holds: `$1` ids, `$2` worker
+    /// ids, `$3` attempts, `$4` kinds (completed, retry, failed, released), `$5` results,
+    /// `$6` errors, `$7` retry delays in milliseconds. Returns the ids it applied.
+    var recordStatement: StoreStatement.Text {
+        StoreStatement.Text(
+            name: "mobvibe_record",
+            sql: """
+                UPDATE \(table) AS j SET
+                    status = CASE v.kind WHEN 'completed' THEN 'completed' WHEN 'failed' THEN 'failed' ELSE 'pending' END,
+                    result = CASE WHEN v.kind = 'completed' THEN v.result::jsonb ELSE j.result END,
+                    last_error = CASE WHEN v.kind IN ('retry', 'failed') THEN v.error ELSE j.last_error END,
+                    run_at = CASE WHEN v.kind = 'retry' THEN now() + v.delay_ms * interval '1 millisecond' ELSE j.run_at END,
+                    attempts = CASE WHEN v.kind = 'released' THEN j.attempts - 1 ELSE j.attempts END,
+                    completed_at = CASE WHEN v.kind IN ('completed', 'failed') THEN now() ELSE NULL END,
+                    locked_by = NULL, lease_expires_at = NULL
+                FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[])
+                    AS v(id, worker, attempt, kind, result, error, delay_ms)
+                WHERE j.id = v.id AND j.status = 'processing' AND j.locked_by = v.worker AND j.attempts = v.attempt
+                RETURNING j.id
+                """
+        )
+    }
 }

@@ -7,10 +7,45 @@ import WorkerTestSupport
 
 @Suite("PostgreSQL driver", .enabled(if: TestDatabase.isAvailable, "needs TEST_DATABASE_URL: run scripts/test"))
 struct PostgresJobStoreTests {
-    @Test("conformance", arguments: JobStoreConformance.cases)
-    func conformance(_ testCase: ConformanceCase) async throws {
-        try await TestDatabase.withStore { store in
+    /// Every case with prepared statements (a direct connection), and with unnamed ones as behind
+    /// a transaction pooler: the two ways the store runs its claim and record statements. Behind a
+    /// pooler there is no LISTEN (the worker polls, as documented), so the watch case runs direct only.
+    static let conformanceVariants: [(ConformanceCase, Bool)] =
+        JobStoreConformance.cases.map { ($0, false) }
+        + JobStoreConformance.cases.filter { $0.name != "watch reports an enqueue at once" }.map { ($0, true) }
+
+    @Test("conformance", arguments: conformanceVariants)
+    func conformance(_ testCase: ConformanceCase, transactionPooler: Bool) async throws {
+        try await TestDatabase.withStore(transactionPooler: transactionPooler) { store in
             try await testCase.run(on: store)
+        }
+    }
+
+    @Test("a schema change that breaks the prepared claim fails one call; the next prepares afresh")
+    func preparedStatementRecovers() async throws {
+        let table = "jobs_prep_\(UUID().uuidString.prefix(6).lowercased())"
+        // One connection, so the statement that breaks is the one prepared before.
+        try await TestDatabase.withStore(table: table, maximumConnections: 1) { store in
+            _ = try await store.enqueue([NewJob(prompt: "one"), NewJob(prompt: "two")])
+            let first = try await store.claim(queues: ["default"], limit: 1, workerID: "w", leaseDuration: .seconds(30))
+            #expect(first.count == 1)
+            // A column the claim returns changes type: PostgreSQL refuses the prepared plan
+            // ("cached plan must not change result type") on every connection that prepared it.
+            _ = try await TestDatabase.execute("ALTER TABLE public.\(table) ALTER COLUMN priority TYPE bigint", on: store)
+            var failures = 0
+            var second: [ClaimedJob] = []
+            for _ in 0..<3 where second.isEmpty {
+                do {
+                    second = try await store.claim(queues: ["default"], limit: 1, workerID: "w", leaseDuration: .seconds(30))
+                } catch {
+                    failures += 1
+                    #expect("\(error)".contains("cached plan"), "unexpected error: \(error)")
+                }
+            }
+            #expect(second.map(\.job.prompt) == ["two"])
+            #expect(failures == 1, "the first claim after the change fails, the next one prepares afresh")
+            let applied = try await store.record(second.map { JobCompletion(lease: $0.lease, outcome: .completed(result: "{}")) })
+            #expect(applied == [true])
         }
     }
 

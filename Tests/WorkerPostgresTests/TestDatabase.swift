@@ -14,12 +14,18 @@ enum TestDatabase {
     static func withStore(
         table: String = "jobs_\(UUID().uuidString.prefix(8).lowercased())",
         migrate: Bool = true,
+        transactionPooler: Bool = false,
+        maximumConnections: Int = 10,
         _ body: (PostgresJobStore) async throws -> Void
     ) async throws {
-        let url = try PostgresURL(try #require(Self.url, "run the suite with scripts/test"))
+        var text = try #require(Self.url, "run the suite with scripts/test")
+        // `pgbouncer=true` makes the store behave as behind a transaction pooler (unnamed statements only).
+        if transactionPooler { text += text.contains("?") ? "&pgbouncer=true" : "?pgbouncer=true" }
+        let url = try PostgresURL(text)
+        if transactionPooler { #expect(url.isTransactionPooler) }
         var logger = Logger(label: "test.postgres")
         logger.logLevel = .warning
-        let store = try PostgresJobStore(url: url, table: table, logger: logger)
+        let store = try PostgresJobStore(url: url, table: table, maximumConnections: maximumConnections, logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { await store.client.run() }
             defer { tasks.cancelAll() }
