@@ -49,7 +49,8 @@ public struct Benchmark: Sendable {
 
     /// Inserts `jobs` no-op jobs, then runs the processor with `concurrency` slots until all are done.
     public func throughput(jobs: Int, concurrency: Int) async throws -> ThroughputResult {
-        try await withScratchStore { store in
+        Self.bootstrapMetrics()
+        return try await withScratchStore { store in
             let batch = 5_000
             var inserted = 0
             while inserted < jobs {
@@ -93,7 +94,8 @@ public struct Benchmark: Sendable {
     /// With the processor idle, inserts one job at a time, `gap` apart, and measures how long
     /// each takes from the insert's commit to its handler's start.
     public func latency(jobs: Int, gap: Duration) async throws -> LatencyResult {
-        try await withScratchStore { store in
+        Self.bootstrapMetrics()
+        return try await withScratchStore { store in
             let handler = StartTimingHandler()
             let processor = makeProcessor(store: store, handler: handler, concurrency: 1)
             var samples: [Double] = []
@@ -113,6 +115,12 @@ public struct Benchmark: Sendable {
             }
             return LatencyResult(milliseconds: samples.sorted(), afterCommitMilliseconds: afterCommit.sorted())
         }
+    }
+
+    /// The processor records its metrics into Prometheus, as under `worker run`, so that their
+    /// cost is part of the figures.
+    private static func bootstrapMetrics() {
+        _ = MetricsSetup.registry
     }
 
     private func makeProcessor(store: any JobStore, handler: any JobHandler, concurrency: Int) -> JobProcessor {
