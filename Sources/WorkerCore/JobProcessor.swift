@@ -41,7 +41,6 @@ public final class JobProcessor: Service, Sendable {
     private enum Finish {
         case handled(Result<String, any Error>)
         case stopped(StopReason)
-        case waiterEnded
     }
 
     public let configuration: JobProcessorConfiguration
@@ -265,26 +264,23 @@ public final class JobProcessor: Service, Sendable {
         let start = clock.now
         let context = JobContext(baseLogger: logger, job: claimed, workerID: configuration.workerID)
         let handler = self.handler
-        let finish = await withTaskGroup(of: Finish.self) { group -> Finish in
-            group.addTask {
-                do {
-                    return .handled(.success(try await handler.handle(claimed, context: context)))
-                } catch {
-                    return .handled(.failure(error))
-                }
-            }
-            group.addTask {
-                if let reason = await stop.wait() { return .stopped(reason) }
-                return .waiterEnded
-            }
-            var first = Finish.waiterEnded
-            while let next = await group.next() {
-                if case .waiterEnded = next { continue }
-                first = next
-                break
-            }
-            group.cancelAll()
-            return first
+        // The handler runs in a task of its own so that this job alone can be stopped (an operator's
+        // cancel, a lost lease, the shutdown timeout): a child of the processor's task group cannot
+        // be cancelled on its own. Cancelling this task (the processor stopping) cancels it too.
+        let handlerTask = Task { try await handler.handle(claimed, context: context) }
+        stop.onTrigger { _ in handlerTask.cancel() }
+        let result = await withTaskCancellationHandler {
+            await handlerTask.result
+        } onCancel: {
+            handlerTask.cancel()
+        }
+        let finish: Finish
+        switch (result, stop.reason) {
+        case (_, nil), (.success, .shutdown?):
+            // Work that finished is recorded, even when the shutdown timeout came just after it.
+            finish = .handled(result.mapError { $0 as any Error })
+        case (_, let reason?):
+            finish = .stopped(reason)
         }
         let elapsed = clock.now - start
         duration = elapsed
@@ -311,7 +307,7 @@ public final class JobProcessor: Service, Sendable {
                     error: Self.describe(error)
                 )
             }
-        case .stopped(.shutdown), .waiterEnded:
+        case .stopped(.shutdown):
             outcome = .released
         case .stopped(.cancelled):
             logger.info("Job cancelled while running", metadata: metadata())

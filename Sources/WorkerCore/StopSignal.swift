@@ -14,7 +14,7 @@ enum StopReason: Sendable, Hashable {
 final class StopSignal: Sendable {
     private struct State {
         var reason: StopReason?
-        var waiters: [CheckedContinuation<StopReason?, Never>] = []
+        var actions: [@Sendable (StopReason) -> Void] = []
     }
 
     private let state = Mutex(State())
@@ -26,33 +26,21 @@ final class StopSignal: Sendable {
 
     /// Triggers the signal; later triggers keep the first reason.
     func trigger(_ reason: StopReason) {
-        let waiters = state.withLock { state -> [CheckedContinuation<StopReason?, Never>] in
+        let actions = state.withLock { state -> [@Sendable (StopReason) -> Void] in
             guard state.reason == nil else { return [] }
             state.reason = reason
-            defer { state.waiters = [] }
-            return state.waiters
+            defer { state.actions = [] }
+            return state.actions
         }
-        for waiter in waiters { waiter.resume(returning: reason) }
+        for action in actions { action(reason) }
     }
 
-    /// Waits for the trigger; returns `nil` if the waiting task is cancelled first.
-    func wait() async -> StopReason? {
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<StopReason?, Never>) in
-                let immediate = state.withLock { state -> StopReason?? in
-                    if let reason = state.reason { return .some(reason) }
-                    if Task.isCancelled { return .some(nil) }
-                    state.waiters.append(continuation)
-                    return .none
-                }
-                if let immediate { continuation.resume(returning: immediate) }
-            }
-        } onCancel: {
-            let waiters = state.withLock { state -> [CheckedContinuation<StopReason?, Never>] in
-                defer { state.waiters = [] }
-                return state.waiters
-            }
-            for waiter in waiters { waiter.resume(returning: nil) }
+    /// Runs `action` when the signal is triggered, or now if it already was.
+    func onTrigger(_ action: @escaping @Sendable (StopReason) -> Void) {
+        let reason = state.withLock { state -> StopReason? in
+            if state.reason == nil { state.actions.append(action) }
+            return state.reason
         }
+        if let reason { action(reason) }
     }
 }
