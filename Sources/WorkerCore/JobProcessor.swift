@@ -171,13 +171,17 @@ public final class JobProcessor: Service, Sendable {
                 consecutiveFailures = 0
                 queueDrained = claimed.count < free
                 logger.trace("Claimed jobs", metadata: ["claimed": .stringConvertible(claimed.count), "free": .stringConvertible(free)])
-                for job in claimed {
-                    let stop = StopSignal()
-                    state.withLock {
-                        $0.running[job.job.id] = RunningJob(lease: job.lease, sessionID: job.job.sessionID, stop: stop)
-                        $0.busy += 1
+                let stops = claimed.map { _ in StopSignal() }
+                state.withLock { state in
+                    for (job, stop) in zip(claimed, stops) {
+                        state.running[job.job.id] = RunningJob(lease: job.lease, sessionID: job.job.sessionID, stop: stop)
                     }
-                    metrics.claimed(queue: job.job.queue)
+                    state.busy += claimed.count
+                }
+                var claimedPerQueue: [String: Int] = [:]
+                for job in claimed { claimedPerQueue[job.job.queue, default: 0] += 1 }
+                for (queue, count) in claimedPerQueue { metrics.claimed(queue: queue, count: count) }
+                for (job, stop) in zip(claimed, stops) {
                     jobs.addTask { await self.execute(job, stop: stop) }
                 }
                 if !claimed.isEmpty { updateSlotGauges() }

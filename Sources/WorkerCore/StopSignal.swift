@@ -14,7 +14,7 @@ enum StopReason: Sendable, Hashable {
 final class StopSignal: Sendable {
     private struct State {
         var reason: StopReason?
-        var actions: [@Sendable (StopReason) -> Void] = []
+        var action: (@Sendable (StopReason) -> Void)?
     }
 
     private let state = Mutex(State())
@@ -26,19 +26,20 @@ final class StopSignal: Sendable {
 
     /// Triggers the signal; later triggers keep the first reason.
     func trigger(_ reason: StopReason) {
-        let actions = state.withLock { state -> [@Sendable (StopReason) -> Void] in
-            guard state.reason == nil else { return [] }
+        let action = state.withLock { state -> (@Sendable (StopReason) -> Void)? in
+            guard state.reason == nil else { return nil }
             state.reason = reason
-            defer { state.actions = [] }
-            return state.actions
+            defer { state.action = nil }
+            return state.action
         }
-        for action in actions { action(reason) }
+        action?(reason)
     }
 
-    /// Runs `action` when the signal is triggered, or now if it already was.
+    /// Runs `action` when the signal is triggered, or now if it already was. One action per
+    /// signal (a job's handler task); a later call replaces an action not yet run.
     func onTrigger(_ action: @escaping @Sendable (StopReason) -> Void) {
         let reason = state.withLock { state -> StopReason? in
-            if state.reason == nil { state.actions.append(action) }
+            if state.reason == nil { state.action = action }
             return state.reason
         }
         if let reason { action(reason) }
