@@ -9,11 +9,13 @@ COPY Package.swift ./
 RUN swift package resolve
 COPY Sources ./Sources
 COPY Tests ./Tests
-# lld with packed relative relocations (DT_RELR, glibc 2.36+): the position-independent binary
-# keeps ASLR, and its relocation table shrinks from 2.9 MB to 25 kB, which the loader no longer
-# pages in at start (idle RSS about 3 MB lower; docs/BENCHMARKS.md). Same flags as scripts/verify-image.
+# Link flags for memory (docs/BENCHMARKS.md, "Memory"); the same as scripts/verify-image:
+# - lld with packed relative relocations (DT_RELR, glibc 2.36+): the binary stays position-independent
+#   (ASLR) while its relocation table shrinks from 2.9 MB to 25 kB, which the loader no longer reads;
+# - no dynamic symbol table of our own code (the static Swift runtime asks for -export-dynamic): 40,000
+#   exported symbols the loader searched at start become 561.
 RUN swift build -c release --static-swift-stdlib --product worker \
-        -Xswiftc -use-ld=lld -Xlinker -z -Xlinker pack-relative-relocs \
+        -Xswiftc -use-ld=lld -Xlinker -z -Xlinker pack-relative-relocs -Xlinker --no-export-dynamic \
     && install -D -m 0755 "$(swift build -c release --show-bin-path)/worker" /out/usr/local/bin/worker \
     && strip /out/usr/local/bin/worker \
     && install -D -m 0755 /usr/bin/tini-static /out/usr/bin/tini
