@@ -103,7 +103,10 @@ struct PostgresSchema: Sendable {
                 UPDATE \(table) AS j
                 SET status = 'processing', attempts = j.attempts + 1, locked_by = $3::text, started_at = now(),
                     lease_expires_at = now() + $4::bigint * interval '1 millisecond'
-                FROM (
+                -- Rows are picked (and locked) first, then updated by id: whatever the row estimates,
+                -- the update reaches them through the primary key. (A join form planned for an
+                -- unknown LIMIT, as a cached generic plan is, scanned the whole table.)
+                WHERE j.id = ANY(ARRAY(
                     -- Per queue, the claim index delivers rows in order, so a claim reads only the
                     -- rows it may take (a plain queue = ANY(...) would read every pending row and sort).
                     SELECT candidate.id FROM unnest($1::text[]) AS served(queue)
@@ -116,8 +119,7 @@ struct PostgresSchema: Sendable {
                     ) AS candidate
                     ORDER BY candidate.priority DESC, candidate.run_at, candidate.id
                     LIMIT $2::bigint
-                ) AS next
-                WHERE j.id = next.id
+                ))
                 RETURNING \(Self.claimColumns)
                 """
         )

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import PostgresNIO
 import Testing
 import WorkerCore
@@ -18,6 +19,31 @@ struct PostgresJobStoreTests {
     func conformance(_ testCase: ConformanceCase, transactionPooler: Bool) async throws {
         try await TestDatabase.withStore(transactionPooler: transactionPooler) { store in
             try await testCase.run(on: store)
+        }
+    }
+
+    /// PostgreSQL may run a prepared statement with a generic plan, made for unknown parameters
+    /// (here: how many rows to claim, which it guesses as a tenth of the table). The claim's first
+    /// form (an UPDATE joined to its candidate rows) then scanned the whole table and hash-joined it.
+    @Test("the claim's generic plan reaches its rows through the claim index and the primary key, not a table scan")
+    func claimGenericPlan() async throws {
+        try await TestDatabase.withStore { store in
+            // Enough rows that a table scan is no longer the cheapest way to reach a few of them.
+            _ = try await TestDatabase.execute(
+                "INSERT INTO \(store.schema.table) (prompt) SELECT 'p' || g FROM generate_series(1, 20000) g", on: store)
+            _ = try await TestDatabase.execute("ANALYZE \(store.schema.table)", on: store)
+            // The setting stays on this connection, whose pool ends with the test.
+            let logger = Logger(label: "test.plan")
+            let plan = try await store.client.withConnection { connection -> [String] in
+                _ = try await connection.query("SET plan_cache_mode = force_generic_plan", logger: logger)
+                _ = try await connection.query(PostgresQuery(unsafeSQL: "PREPARE generic_claim AS " + store.schema.claimStatement.sql), logger: logger)
+                let rows = try await connection.query("EXPLAIN EXECUTE generic_claim('{default}', 10, 'w', 30000)", logger: logger).collect()
+                return try rows.map { try $0.decode(String.self) }
+            }
+            let text = plan.joined(separator: "\n")
+            #expect(!text.contains("Seq Scan"), "\(text)")
+            #expect(text.contains("_claim_idx"), "\(text)")
+            #expect(text.contains("_pkey"), "\(text)")
         }
     }
 
