@@ -74,6 +74,16 @@ public final class JobProcessor: Service, Sendable {
     /// Slots taken by running handlers.
     private func busySlots(_ state: State) -> Int { state.busy }
 
+    /// How many jobs a claim may take now: free handler slots, but never more than
+    /// `maxConcurrentJobs` jobs waiting for their outcome to be written. A slot frees when its
+    /// handler returns, so that the next claim need not wait for the write; without the second
+    /// bound, a worker whose handlers outpace the outcome writes kept claiming, and the jobs
+    /// waiting to be recorded (and their memory) grew without limit.
+    private func claimableSlots(_ state: State) -> Int {
+        let recording = state.running.count - state.busy
+        return min(configuration.maxConcurrentJobs - state.busy, configuration.maxConcurrentJobs - recording)
+    }
+
     /// `true` while the processor claims new jobs (started and not shutting down).
     public var isClaiming: Bool { state.withLock { $0.phase == .running } }
 
@@ -128,7 +138,7 @@ public final class JobProcessor: Service, Sendable {
         var queueDrained = false
         var consecutiveFailures = 0
         while !Task.isCancelled {
-            let (phase, free) = state.withLock { ($0.phase, configuration.maxConcurrentJobs - busySlots($0)) }
+            let (phase, free) = state.withLock { ($0.phase, claimableSlots($0)) }
             guard phase == .running else { return }
             if free <= 0 {
                 await slotFreed.wait()
@@ -136,7 +146,7 @@ public final class JobProcessor: Service, Sendable {
                 // fetches a batch instead of one job per round trip.
                 if configuration.maxConcurrentJobs >= 4 {
                     let deadline = ContinuousClock.now + configuration.claimBatchWindow
-                    while state.withLock({ configuration.maxConcurrentJobs - busySlots($0) }) < configuration.maxConcurrentJobs / 2,
+                    while state.withLock({ claimableSlots($0) }) < configuration.maxConcurrentJobs / 2,
                           ContinuousClock.now < deadline {
                         await slotFreed.wait(timeout: deadline - .now)
                     }

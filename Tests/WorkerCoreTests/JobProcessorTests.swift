@@ -95,6 +95,27 @@ struct JobProcessorTests {
         }
     }
 
+    @Test("when outcome writes are slower than the handlers, claiming waits: at most maxConcurrentJobs jobs wait to be recorded")
+    func boundedOutcomeBacklog() async throws {
+        try await withTemporarySQLiteStore { sqlite in
+            let store = SlowRecordingStore(sqlite, delay: .milliseconds(100))
+            _ = try await store.enqueue((0..<60).map { NewJob(prompt: "j\($0)") })
+            let probe = Probe(sleep: .zero)
+            let processor = JobProcessor(store: store, handler: probe, configuration: Self.configuration(maxConcurrent: 4), logger: Logger(label: "test"))
+            let peak = Mutex(0)
+            try await Self.running(processor) {
+                try await Self.waitUntil(timeout: .seconds(30)) {
+                    peak.withLock { $0 = max($0, processor.runningJobCount) }
+                    return try await store.stats().completed == 60
+                }
+            }
+            // Four handlers plus at most four jobs whose outcome is being written; before the bound,
+            // instant handlers kept their slots turning over and the backlog grew to all 60.
+            #expect(peak.withLock { $0 } <= 8)
+            #expect(probe.counts.withLock { $0.calls } == 60)
+        }
+    }
+
     @Test("a failing job is retried with backoff until it succeeds or runs out of attempts")
     func retries() async throws {
         try await withTemporarySQLiteStore { store in
