@@ -65,7 +65,8 @@ public final class JobProcessor: Service, Sendable {
         var logger = logger
         logger[metadataKey: "workerId"] = .string(configuration.workerID)
         self.logger = logger
-        self.recorder = OutcomeRecorder(store: store, logger: logger, timeout: configuration.leaseDuration)
+        self.recorder = OutcomeRecorder(
+            store: store, logger: logger, timeout: configuration.leaseDuration, maximumBatch: max(1, configuration.outcomeBatchSize))
     }
 
     /// Jobs running right now (including those whose outcome is being written).
@@ -74,14 +75,16 @@ public final class JobProcessor: Service, Sendable {
     /// Slots taken by running handlers.
     private func busySlots(_ state: State) -> Int { state.busy }
 
-    /// How many jobs a claim may take now: free handler slots, but never more than
-    /// `maxConcurrentJobs` jobs waiting for their outcome to be written. A slot frees when its
-    /// handler returns, so that the next claim need not wait for the write; without the second
-    /// bound, a worker whose handlers outpace the outcome writes kept claiming, and the jobs
-    /// waiting to be recorded (and their memory) grew without limit.
+    /// How many jobs a claim may take now: free handler slots, but with no more jobs waiting for
+    /// their outcome to be written than `maxConcurrentJobs` or one full write (`outcomeBatchSize`),
+    /// whichever is more.
+    /// A slot frees when its handler returns, so that the next claim need not wait for the write;
+    /// without the second bound, a worker whose handlers outpace the outcome writes kept claiming,
+    /// and the jobs waiting to be recorded (and their memory) grew without limit.
     private func claimableSlots(_ state: State) -> Int {
         let recording = state.running.count - state.busy
-        return min(configuration.maxConcurrentJobs - state.busy, configuration.maxConcurrentJobs - recording)
+        let recordingLimit = max(configuration.maxConcurrentJobs, configuration.outcomeBatchSize)
+        return min(configuration.maxConcurrentJobs - state.busy, recordingLimit - recording)
     }
 
     /// `true` while the processor claims new jobs (started and not shutting down).

@@ -19,6 +19,9 @@ public struct JobProcessorConfiguration: Sendable {
     /// When all slots were busy and one frees, how long to wait for half of them to be free
     /// before claiming, so that a busy worker claims in batches.
     public var claimBatchWindow: Duration = .milliseconds(2)
+    /// The most job outcomes one store write carries. Claiming also pauses while this many (or
+    /// `maxConcurrentJobs`, if more) finished jobs wait for their outcome to be written.
+    public var outcomeBatchSize = 500
     /// After shutdown stops the jobs still running, how long to wait for their handlers to end
     /// (a command gets SIGTERM, then SIGKILL after its grace) and their release to be written.
     public var releaseGrace: Duration

@@ -95,13 +95,15 @@ struct JobProcessorTests {
         }
     }
 
-    @Test("when outcome writes are slower than the handlers, claiming waits: at most maxConcurrentJobs jobs wait to be recorded")
+    @Test("when outcome writes are slower than the handlers, claiming waits for them: the backlog stays bounded")
     func boundedOutcomeBacklog() async throws {
         try await withTemporarySQLiteStore { sqlite in
             let store = SlowRecordingStore(sqlite, delay: .milliseconds(100))
             _ = try await store.enqueue((0..<60).map { NewJob(prompt: "j\($0)") })
             let probe = Probe(sleep: .zero)
-            let processor = JobProcessor(store: store, handler: probe, configuration: Self.configuration(maxConcurrent: 4), logger: Logger(label: "test"))
+            var configuration = Self.configuration(maxConcurrent: 4)
+            configuration.outcomeBatchSize = 4
+            let processor = JobProcessor(store: store, handler: probe, configuration: configuration, logger: Logger(label: "test"))
             let peak = Mutex(0)
             try await Self.running(processor) {
                 try await Self.waitUntil(timeout: .seconds(30)) {
@@ -109,8 +111,8 @@ struct JobProcessorTests {
                     return try await store.stats().completed == 60
                 }
             }
-            // Four handlers plus at most four jobs whose outcome is being written; before the bound,
-            // instant handlers kept their slots turning over and the backlog grew to all 60.
+            // Four handlers plus at most four jobs (one write) waiting for their outcome. Before the
+            // bound, instant handlers kept their slots turning over and all 60 piled up at once.
             #expect(peak.withLock { $0 } <= 8)
             #expect(probe.counts.withLock { $0.calls } == 60)
         }
