@@ -258,7 +258,7 @@ public final class PostgresJobStore: JobStore {
                     kinds.append("released"); results.append(""); errors.append(""); delays.append(0)
                 }
             }
-            var bindings = PostgresBindings(capacity: 7)
+            var bindings = PostgresBindings(capacity: 8)
             bindings.append(ids)
             bindings.append(workers)
             bindings.append(attempts)
@@ -266,6 +266,7 @@ public final class PostgresJobStore: JobStore {
             bindings.append(results)
             bindings.append(errors)
             bindings.append(delays)
+            bindings.append(JobStatus.processing.rawValue)
             let rows = try await rows(of: statements.record, bindings)
             var applied = Set<UUID>()
             for row in rows { applied.insert(try row.decode(UUID.self)) }

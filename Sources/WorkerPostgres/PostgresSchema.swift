@@ -127,7 +127,8 @@ struct PostgresSchema: Sendable {
 
     /// Outcomes of many jobs, each row applied only while its lease holds: `$1` ids, `$2` worker
     /// ids, `$3` attempts, `$4` kinds (completed, retry, failed, released), `$5` results,
-    /// `$6` errors, `$7` retry delays in milliseconds. Returns the ids it applied.
+    /// `$6` errors, `$7` retry delays in milliseconds, `$8` the status `processing`. Returns the
+    /// ids it applied.
     var recordStatement: StoreStatement.Text {
         StoreStatement.Text(
             name: "mobvibe_record",
@@ -142,7 +143,10 @@ struct PostgresSchema: Sendable {
                     locked_by = NULL, lease_expires_at = NULL
                 FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[])
                     AS v(id, worker, attempt, kind, result, error, delay_ms)
-                WHERE j.id = v.id AND j.status = 'processing' AND j.locked_by = v.worker AND j.attempts = v.attempt
+                -- $8 is 'processing', passed as a value: as a literal it would let a cached generic
+                -- plan (made for an unknown number of outcomes) walk the partial lease index, with
+                -- its dead entries, instead of looking each job up by id.
+                WHERE j.id = v.id AND j.status = $8::text AND j.locked_by = v.worker AND j.attempts = v.attempt
                 RETURNING j.id
                 """
         )
