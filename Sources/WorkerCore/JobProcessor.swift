@@ -295,7 +295,7 @@ public final class JobProcessor: Service, Sendable {
         switch (result, stop.reason) {
         case (_, nil), (.success, .shutdown?):
             // Work that finished is recorded, even when the shutdown timeout came just after it.
-            finish = .handled(result.mapError { $0 as any Error })
+            finish = .handled(result)
         case (_, let reason?):
             finish = .stopped(reason)
         }

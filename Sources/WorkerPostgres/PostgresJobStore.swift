@@ -8,7 +8,9 @@ import WorkerCore
 
 /// The PostgreSQL ``JobStore``: any number of workers on any number of machines share one table.
 ///
-/// - Claims with one `UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED)` statement.
+/// - Claims with one `UPDATE ... WHERE id = ANY(ARRAY(SELECT ... FOR UPDATE SKIP LOCKED))` statement.
+/// - Runs its claim and outcome statements as named prepared statements (unnamed behind a
+///   transaction pooler).
 /// - Writes outcomes of many jobs in one statement (`unnest` of arrays), each row conditional on its lease.
 /// - An insert trigger sends `NOTIFY`; ``watch(queues:onEvent:)`` LISTENs on a dedicated connection.
 /// - All times come from the database's clock (`now()`), so workers' clocks need not agree.
