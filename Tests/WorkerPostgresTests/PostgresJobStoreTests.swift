@@ -22,6 +22,18 @@ struct PostgresJobStoreTests {
         }
     }
 
+    /// The plan PostgreSQL uses for `sql` when it runs it as a cached generic plan, as text.
+    static func genericPlan(of sql: String, arguments: String, on store: PostgresJobStore) async throws -> String {
+        let logger = Logger(label: "test.plan")
+        // The setting stays on this connection, whose pool ends with the test.
+        let rows = try await store.client.withConnection { connection in
+            _ = try await connection.query("SET plan_cache_mode = force_generic_plan", logger: logger)
+            _ = try await connection.query(PostgresQuery(unsafeSQL: "PREPARE generic_plan AS " + sql), logger: logger)
+            return try await connection.query(PostgresQuery(unsafeSQL: "EXPLAIN EXECUTE generic_plan(\(arguments))"), logger: logger).collect()
+        }
+        return try rows.map { try $0.decode(String.self) }.joined(separator: "\n")
+    }
+
     /// PostgreSQL may run a prepared statement with a generic plan, made for unknown parameters
     /// (here: how many rows to claim, which it guesses as a tenth of the table). The claim's first
     /// form (an UPDATE joined to its candidate rows) then scanned the whole table and hash-joined it.
@@ -32,15 +44,7 @@ struct PostgresJobStoreTests {
             _ = try await TestDatabase.execute(
                 "INSERT INTO \(store.schema.table) (prompt) SELECT 'p' || g FROM generate_series(1, 20000) g", on: store)
             _ = try await TestDatabase.execute("ANALYZE \(store.schema.table)", on: store)
-            // The setting stays on this connection, whose pool ends with the test.
-            let logger = Logger(label: "test.plan")
-            let plan = try await store.client.withConnection { connection -> [String] in
-                _ = try await connection.query("SET plan_cache_mode = force_generic_plan", logger: logger)
-                _ = try await connection.query(PostgresQuery(unsafeSQL: "PREPARE generic_claim AS " + store.schema.claimStatement.sql), logger: logger)
-                let rows = try await connection.query("EXPLAIN EXECUTE generic_claim('{default}', 10, 'w', 30000)", logger: logger).collect()
-                return try rows.map { try $0.decode(String.self) }
-            }
-            let text = plan.joined(separator: "\n")
+            let text = try await Self.genericPlan(of: store.schema.claimStatement.sql, arguments: "'{default}', 10, 'w', 30000", on: store)
             #expect(!text.contains("Seq Scan"), "\(text)")
             #expect(text.contains("_claim_idx"), "\(text)")
             #expect(text.contains("_pkey"), "\(text)")
@@ -59,15 +63,8 @@ struct PostgresJobStoreTests {
                 SELECT 'p' || g, 'completed', now() FROM generate_series(1, 20000) g
                 """, on: store)
             _ = try await TestDatabase.execute("ANALYZE \(store.schema.table)", on: store)
-            let logger = Logger(label: "test.plan")
-            let plan = try await store.client.withConnection { connection -> [String] in
-                _ = try await connection.query("SET plan_cache_mode = force_generic_plan", logger: logger)
-                _ = try await connection.query(PostgresQuery(unsafeSQL: "PREPARE generic_record AS " + store.schema.recordStatement.sql), logger: logger)
-                let rows = try await connection.query(
-                    "EXPLAIN EXECUTE generic_record('{}', '{}', '{}', '{}', '{}', '{}', '{}', 'processing')", logger: logger).collect()
-                return try rows.map { try $0.decode(String.self) }
-            }
-            let text = plan.joined(separator: "\n")
+            let text = try await Self.genericPlan(
+                of: store.schema.recordStatement.sql, arguments: "'{}', '{}', '{}', '{}', '{}', '{}', '{}', 'processing'", on: store)
             #expect(!text.contains("_lease_idx"), "\(text)")
             #expect(!text.contains("Seq Scan on \(store.schema.tableName)"), "\(text)")
             #expect(text.contains("_pkey"), "\(text)")
