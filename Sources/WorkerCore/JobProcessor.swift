@@ -72,9 +72,6 @@ public final class JobProcessor: Service, Sendable {
     /// Jobs running right now (including those whose outcome is being written).
     public var runningJobCount: Int { state.withLock { $0.running.count } }
 
-    /// Slots taken by running handlers.
-    private func busySlots(_ state: State) -> Int { state.busy }
-
     /// How many jobs a claim may take now: free handler slots, but with no more jobs waiting for
     /// their outcome to be written than `maxConcurrentJobs` or one full write (`outcomeBatchSize`),
     /// whichever is more.
@@ -459,7 +456,7 @@ public final class JobProcessor: Service, Sendable {
     // MARK: - Helpers
 
     private func updateSlotGauges() {
-        let busy = state.withLock { busySlots($0) }
+        let busy = state.withLock { $0.busy }
         metrics.slots(running: busy, free: configuration.maxConcurrentJobs - busy, queues: queueLabel)
     }
 

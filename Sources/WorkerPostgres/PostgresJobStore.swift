@@ -22,8 +22,6 @@ public final class PostgresJobStore: JobStore {
     public let url: PostgresURL
     let schema: PostgresSchema
     private let logger: Logger
-    /// The hot statements' text, built once.
-    private let statements: (claim: StoreStatement.Text, record: StoreStatement.Text)
     /// Suffix of the prepared statements' names; a failed call moves on to the next one (see ``rows(of:_:)``).
     private let preparedGeneration = Atomic<Int>(0)
 
@@ -39,7 +37,6 @@ public final class PostgresJobStore: JobStore {
         }
         self.url = url
         self.schema = PostgresSchema(schema: schema, table: table)
-        self.statements = (self.schema.claimStatement, self.schema.recordStatement)
         self.logger = logger
         var configuration = PostgresClient.Configuration(
             host: url.host,
@@ -178,7 +175,7 @@ public final class PostgresJobStore: JobStore {
             bindings.append(limit)
             bindings.append(workerID)
             bindings.append(Int(leaseDuration.inMilliseconds))
-            let rows = try await rows(of: statements.claim, bindings)
+            let rows = try await rows(of: schema.claimStatement, bindings)
             var claimed: [ClaimedJob] = []
             claimed.reserveCapacity(rows.count)
             for row in rows {
@@ -269,7 +266,7 @@ public final class PostgresJobStore: JobStore {
             bindings.append(errors)
             bindings.append(delays)
             bindings.append(JobStatus.processing.rawValue)
-            let rows = try await rows(of: statements.record, bindings)
+            let rows = try await rows(of: schema.recordStatement, bindings)
             var applied = Set<UUID>()
             for row in rows { applied.insert(try row.decode(UUID.self)) }
             return ids.map { applied.contains($0) }

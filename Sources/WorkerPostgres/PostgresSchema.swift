@@ -13,12 +13,17 @@ struct PostgresSchema: Sendable {
     let tableName: String
     /// The LISTEN/NOTIFY channel: lower-case table name.
     let channel: String
+    /// The claim and outcome statements for this table, built once (they run on every batch).
+    let claimStatement: StoreStatement.Text
+    let recordStatement: StoreStatement.Text
 
     init(schema: String, table: String) {
         schemaName = schema
         tableName = table
         self.table = "\"\(schema)\".\"\(table)\""
         channel = "\(table)_events".lowercased()
+        claimStatement = Self.claimStatement(table: self.table)
+        recordStatement = Self.recordStatement(table: self.table)
     }
 
     var migrationsTable: String { "\"\(schemaName)\".\"worker_schema_migrations\"" }
@@ -81,7 +86,8 @@ struct PostgresSchema: Sendable {
         ]
     }
 
-    /// The columns every query returns, in the order ``PostgresJobStore`` decodes them.
+    /// The columns the job queries return (show, list, cancel, retry), in the order
+    /// ``PostgresJobStore`` decodes them; the claim returns ``claimColumns``.
     static let columns = """
         id, queue, session_id, prompt, payload::text, status, priority, run_at, attempts, max_attempts, \
         last_error, result::text, created_at, started_at, completed_at, locked_by, lease_expires_at
@@ -96,7 +102,7 @@ struct PostgresSchema: Sendable {
         """
 
     /// The claim: `$1` queues, `$2` how many, `$3` the worker's id, `$4` the lease in milliseconds.
-    var claimStatement: StoreStatement.Text {
+    private static func claimStatement(table: String) -> StoreStatement.Text {
         StoreStatement.Text(
             name: "mobvibe_claim",
             sql: """
@@ -129,7 +135,7 @@ struct PostgresSchema: Sendable {
     /// ids, `$3` attempts, `$4` kinds (completed, retry, failed, released), `$5` results,
     /// `$6` errors, `$7` retry delays in milliseconds, `$8` the status `processing`. Returns the
     /// ids it applied.
-    var recordStatement: StoreStatement.Text {
+    private static func recordStatement(table: String) -> StoreStatement.Text {
         StoreStatement.Text(
             name: "mobvibe_record",
             sql: """
