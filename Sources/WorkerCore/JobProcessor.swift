@@ -22,6 +22,8 @@ public final class JobProcessor: Service, Sendable {
         var stop: StopSignal
         /// The handler returned; the job only waits for its outcome to be written (its slot is free).
         var handlerFinished = false
+        /// How long the handler ran, once it returned.
+        var duration: Duration?
     }
 
     private enum Phase {
@@ -36,6 +38,15 @@ public final class JobProcessor: Service, Sendable {
         var skipShutdownWait = false
         /// When retries this worker scheduled fall due, so it wakes for them between polls.
         var retryDues: [ContinuousClock.Instant] = []
+        /// The end of `run()` waits here for the last running job.
+        var lastJobEnded: CheckedContinuation<Void, Never>?
+
+        /// The end of `run()`, to resume once no job is left.
+        mutating func takeLastJobEndedIfIdle() -> CheckedContinuation<Void, Never>? {
+            guard running.isEmpty else { return nil }
+            defer { lastJobEnded = nil }
+            return lastJobEnded
+        }
     }
 
     private enum Finish {
@@ -114,7 +125,7 @@ public final class JobProcessor: Service, Sendable {
             ]
         )
         await withDiscardingTaskGroup { background in
-            background.addTask { await self.recorder.run() }
+            background.addTask { await self.recorder.run(onRecorded: self.recorded) }
             background.addTask { await self.watchStore() }
             background.addTask { await self.renewLeases() }
             background.addTask { await self.rescueExpiredLeases() }
@@ -122,10 +133,12 @@ public final class JobProcessor: Service, Sendable {
                 try? await gracefulShutdown()
                 self.beginDraining()
             }
-            await withDiscardingTaskGroup { jobs in
-                await self.claimLoop(jobs: &jobs)
-                await self.drain()
-            }
+            // Each job runs in a task of its own (see `start(_:stop:)`): cancelling the processor
+            // ends the claim loop, and the drain stops the jobs at once, as the shutdown timeout
+            // does; `run()` returns after the last one.
+            await self.claimLoop()
+            await self.drain()
+            await self.lastJobEnded()
             background.cancelAll()
         }
         state.withLock { $0.phase = .stopped }
@@ -134,7 +147,7 @@ public final class JobProcessor: Service, Sendable {
 
     // MARK: - Claiming
 
-    private func claimLoop(jobs: inout DiscardingTaskGroup) async {
+    private func claimLoop() async {
         var queueDrained = false
         var consecutiveFailures = 0
         while !Task.isCancelled {
@@ -191,9 +204,7 @@ public final class JobProcessor: Service, Sendable {
                 var claimedPerQueue: [String: Int] = [:]
                 for job in claimed { claimedPerQueue[job.job.queue, default: 0] += 1 }
                 for (queue, count) in claimedPerQueue { metrics.claimed(queue: queue, count: count) }
-                for (job, stop) in zip(claimed, stops) {
-                    jobs.addTask { await self.execute(job, stop: stop) }
-                }
+                for (job, stop) in zip(claimed, stops) { start(job, stop: stop) }
                 if !claimed.isEmpty { updateSlotGauges() }
             } catch {
                 consecutiveFailures += 1
@@ -219,7 +230,8 @@ public final class JobProcessor: Service, Sendable {
         slotFreed.signal()
     }
 
-    /// Waits for running jobs up to the shutdown timeout, then stops the rest.
+    /// Waits for running jobs up to the shutdown timeout (not at all when the processor is
+    /// cancelled), then stops the rest.
     private func drain() async {
         let count = runningJobCount
         guard count > 0 else { return }
@@ -232,7 +244,7 @@ public final class JobProcessor: Service, Sendable {
         )
         let deadline = ContinuousClock.now + configuration.shutdownTimeout
         while true {
-            let (remaining, skip) = state.withLock { ($0.running.count, $0.skipShutdownWait) }
+            let (remaining, skip) = state.withLock { ($0.running.count, $0.skipShutdownWait || Task.isCancelled) }
             if remaining == 0 { return }
             let left = deadline - .now
             if skip || left <= .zero { break }
@@ -252,41 +264,51 @@ public final class JobProcessor: Service, Sendable {
         }
         // Give the outcomes (releases included) a moment to be written; then stop trying.
         let grace = ContinuousClock.now + configuration.releaseGrace
-        while runningJobCount > 0, ContinuousClock.now < grace {
+        while runningJobCount > 0, ContinuousClock.now < grace, !Task.isCancelled {
             await slotFreed.wait(timeout: grace - .now)
         }
-        if runningJobCount > 0 { recorder.abandon() }
+        if runningJobCount > 0 {
+            let abandoned = recorder.abandon()
+            if !abandoned.isEmpty { recorded(abandoned, applied: nil) }
+        }
+    }
+
+    /// Returns once no job runs or waits for its outcome (at once if none does).
+    private func lastJobEnded() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ended = state.withLock { state -> Bool in
+                if state.running.isEmpty { return true }
+                state.lastJobEnded = continuation
+                return false
+            }
+            if ended { continuation.resume() }
+        }
     }
 
     // MARK: - Running one job
 
+    /// Starts `claimed` in a task of its own, which its stop signal cancels: an operator's cancel,
+    /// a lost lease or the shutdown timeout stops this job alone (a child of a task group cannot
+    /// be cancelled on its own). The task ends once the outcome is handed to the recorder;
+    /// ``recorded(_:applied:)`` finishes the job after the write.
+    private func start(_ claimed: ClaimedJob, stop: StopSignal) {
+        stop.cancels(Task { await self.execute(claimed, stop: stop) })
+    }
+
     private func execute(_ claimed: ClaimedJob, stop: StopSignal) async {
         let job = claimed.job
-        let logger = self.logger
-        // Job metadata is built only for lines that are logged (swift-log's metadata is an autoclosure):
-        // a busy worker at `warning` builds none.
-        var duration: Duration?
-        func metadata(_ extra: Logger.Metadata = [:]) -> Logger.Metadata {
-            var metadata = JobContext.metadata(jobID: job.id, sessionID: job.sessionID, attempt: claimed.lease.attempt)
-            if let duration { metadata["duration"] = .stringConvertible(duration.inMilliseconds) }
-            metadata.merge(extra) { $1 }
-            return metadata
-        }
-        logger.info("Processing job", metadata: metadata(["queue": .string(job.queue), "maxAttempts": .stringConvertible(job.maxAttempts)]))
+        logger.info("Processing job", metadata: Self.metadata(of: claimed.lease, sessionID: job.sessionID, extra: [
+            "queue": .string(job.queue), "maxAttempts": .stringConvertible(job.maxAttempts),
+        ]))
 
         let clock = ContinuousClock()
         let start = clock.now
         let context = JobContext(baseLogger: logger, job: claimed, workerID: configuration.workerID)
-        let handler = self.handler
-        // The handler runs in a task of its own so that this job alone can be stopped (an operator's
-        // cancel, a lost lease, the shutdown timeout): a child of the processor's task group cannot
-        // be cancelled on its own. Cancelling this task (the processor stopping) cancels it too.
-        let handlerTask = Task { try await handler.handle(claimed, context: context) }
-        stop.onTrigger { _ in handlerTask.cancel() }
-        let result = await withTaskCancellationHandler {
-            await handlerTask.result
-        } onCancel: {
-            handlerTask.cancel()
+        let result: Result<String, any Error>
+        do {
+            result = .success(try await handler.handle(claimed, context: context))
+        } catch {
+            result = .failure(error)
         }
         let finish: Finish
         switch (result, stop.reason) {
@@ -297,21 +319,22 @@ public final class JobProcessor: Service, Sendable {
             finish = .stopped(reason)
         }
         let elapsed = clock.now - start
-        duration = elapsed
         state.withLock { state in
             if state.running[job.id]?.handlerFinished == false {
                 state.running[job.id]?.handlerFinished = true
+                state.running[job.id]?.duration = elapsed
                 state.busy -= 1
             }
         }
         slotFreed.signal()
-        updateSlotGauges()
 
         let outcome: JobOutcome?
         switch finish {
         case .handled(.success(let result)):
             outcome = .completed(result: result)
         case .handled(.failure(let error)):
+            // The task is cancelled only through `stop`, which was not triggered; a handler that
+            // failed because it was cancelled anyway (a race with the trigger) is given back.
             if Task.isCancelled || stop.reason == .shutdown {
                 outcome = .released
             } else {
@@ -324,10 +347,13 @@ public final class JobProcessor: Service, Sendable {
         case .stopped(.shutdown):
             outcome = .released
         case .stopped(.cancelled):
-            logger.info("Job cancelled while running", metadata: metadata())
+            logger.info("Job cancelled while running", metadata: Self.metadata(of: claimed.lease, sessionID: job.sessionID, duration: elapsed))
             outcome = nil
         case .stopped(.leaseLost):
-            logger.warning("Lease lost while running - another worker owns the job now", metadata: metadata())
+            logger.warning(
+                "Lease lost while running - another worker owns the job now",
+                metadata: Self.metadata(of: claimed.lease, sessionID: job.sessionID, duration: elapsed)
+            )
             outcome = nil
         }
 
@@ -342,18 +368,64 @@ public final class JobProcessor: Service, Sendable {
         default:
             break
         }
-        if let outcome {
-            let applied = await recorder.record(JobCompletion(lease: claimed.lease, outcome: outcome))
-            log(outcome, applied: applied, metadata: metadata)
-            if case .retry(_, let delay) = outcome, applied == true {
-                let due = ContinuousClock.now + delay + .milliseconds(5)
-                state.withLock { $0.retryDues.append(due) }
-                // Let the claim loop shorten its sleep to this retry.
-                jobsAvailable.signal()
+        guard let outcome else {
+            // Nothing to record: another worker or the operator decided the job's fate.
+            finished(job.id)
+            return
+        }
+        let completion = JobCompletion(lease: claimed.lease, outcome: outcome)
+        if !recorder.submit(completion) { recorded([completion], applied: nil) }
+    }
+
+    /// Finishes jobs whose outcomes were written (`applied`: whether each one held its lease) or
+    /// given up on (`applied == nil`): logs them, notes retries due, and frees their entries.
+    private func recorded(_ completions: [JobCompletion], applied: [Bool]?) {
+        let now = ContinuousClock.now
+        var retryDue = false
+        let (jobs, lastJobEnded) = state.withLock { state in
+            var jobs: [RunningJob?] = []
+            jobs.reserveCapacity(completions.count)
+            for (index, completion) in completions.enumerated() {
+                jobs.append(state.running.removeValue(forKey: completion.lease.jobID))
+                if case .retry(_, let delay) = completion.outcome, applied?[index] == true {
+                    state.retryDues.append(now + delay + .milliseconds(5))
+                    retryDue = true
+                }
+            }
+            return (jobs, state.takeLastJobEndedIfIdle())
+        }
+        for (index, completion) in completions.enumerated() {
+            let job = jobs[index]
+            log(completion.outcome, applied: applied?[index]) { extra in
+                Self.metadata(of: completion.lease, sessionID: job?.sessionID, duration: job?.duration, extra: extra)
             }
         }
-        state.withLock { _ = $0.running.removeValue(forKey: job.id) }
+        // Let the claim loop shorten its sleep to a retry.
+        if retryDue { jobsAvailable.signal() }
         slotFreed.signal()
+        updateSlotGauges()
+        lastJobEnded?.resume()
+    }
+
+    /// Frees the entry of a job that ends without an outcome to write.
+    private func finished(_ id: UUID) {
+        let lastJobEnded = state.withLock { state in
+            state.running.removeValue(forKey: id)
+            return state.takeLastJobEndedIfIdle()
+        }
+        slotFreed.signal()
+        updateSlotGauges()
+        lastJobEnded?.resume()
+    }
+
+    /// The metadata of a log line about one attempt of a job.
+    private static func metadata(
+        of lease: Lease, sessionID: UUID?, duration: Duration? = nil, extra: Logger.Metadata = [:]
+    ) -> Logger.Metadata {
+        var metadata = JobContext.metadata(jobID: lease.jobID, sessionID: sessionID, attempt: lease.attempt)
+        if let duration { metadata["duration"] = .stringConvertible(duration.inMilliseconds) }
+        metadata.merge(extra) { $1 }
+        return metadata
     }
 
     private func log(_ outcome: JobOutcome, applied: Bool?, metadata: (Logger.Metadata) -> Logger.Metadata) {

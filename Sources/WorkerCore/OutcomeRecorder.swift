@@ -7,13 +7,8 @@ import Synchronization
 /// Outcomes submitted while a write is in flight are written together by the next one, so a
 /// busy worker makes one round trip for many jobs and an idle one adds no delay.
 final class OutcomeRecorder: Sendable {
-    private struct Pending {
-        var completion: JobCompletion
-        var continuation: CheckedContinuation<Bool?, Never>
-    }
-
     private struct State {
-        var pending: [Pending] = []
+        var pending: [JobCompletion] = []
         var abandoned = false
     }
 
@@ -31,23 +26,25 @@ final class OutcomeRecorder: Sendable {
         self.maximumBatch = maximumBatch
     }
 
-    /// Records `completion`; returns whether it was applied (`false`: the lease was lost), or
-    /// `nil` when it could not be written before the recorder gave up (the job then returns to
-    /// the queue when its lease expires).
-    func record(_ completion: JobCompletion) async -> Bool? {
-        await withCheckedContinuation { continuation in
-            let accepted = state.withLock { state -> Bool in
-                guard !state.abandoned else { return false }
-                state.pending.append(Pending(completion: completion, continuation: continuation))
-                return true
-            }
-            if accepted { available.signal() } else { continuation.resume(returning: nil) }
+    /// Queues `completion` for the next write. Returns `false` when the recorder has given up
+    /// (``abandon()``): the outcome will not be written, and the job returns to the queue when
+    /// its lease expires.
+    ///
+    /// The submitting job does not wait: `run(onRecorded:)` reports each written batch, so a
+    /// job costs no suspension and no wake-up of its own.
+    func submit(_ completion: JobCompletion) -> Bool {
+        let accepted = state.withLock { state -> Bool in
+            guard !state.abandoned else { return false }
+            state.pending.append(completion)
+            return true
         }
+        if accepted { available.signal() }
+        return accepted
     }
 
-    /// Gives up on everything not yet written (shutdown with the store unreachable).
-    func abandon() {
-        let pending = state.withLock { state -> [Pending] in
+    /// Gives up on everything not yet written (shutdown with the store unreachable) and returns it.
+    func abandon() -> [JobCompletion] {
+        let pending = state.withLock { state -> [JobCompletion] in
             state.abandoned = true
             defer { state.pending = [] }
             return state.pending
@@ -58,18 +55,27 @@ final class OutcomeRecorder: Sendable {
                 metadata: ["jobs": .stringConvertible(pending.count)]
             )
         }
-        for item in pending { item.continuation.resume(returning: nil) }
+        return pending
     }
 
     /// Writes batches until cancelled; then gives up on what is left.
-    func run() async {
-        defer { abandon() }
+    ///
+    /// `onRecorded` gets every batch once it is written, with whether each outcome was applied
+    /// (`false`: the lease was lost), or with `nil` for outcomes given up on.
+    func run(onRecorded: ([JobCompletion], _ applied: [Bool]?) -> Void) async {
+        defer {
+            let left = abandon()
+            if !left.isEmpty { onRecorded(left, nil) }
+        }
         var failures = 0
         while !Task.isCancelled {
-            let batch = state.withLock { state -> [Pending] in
-                let count = min(state.pending.count, maximumBatch)
-                defer { state.pending.removeFirst(count) }
-                return Array(state.pending.prefix(count))
+            let batch = state.withLock { state -> [JobCompletion] in
+                if state.pending.count <= maximumBatch {
+                    defer { state.pending = [] }
+                    return state.pending
+                }
+                defer { state.pending.removeFirst(maximumBatch) }
+                return Array(state.pending.prefix(maximumBatch))
             }
             if batch.isEmpty {
                 await available.wait()
@@ -77,14 +83,11 @@ final class OutcomeRecorder: Sendable {
             }
             do {
                 logger.trace("Recording job outcomes", metadata: ["jobs": .stringConvertible(batch.count)])
-                let completions = batch.map(\.completion)
                 let applied = try await withTimeout(timeout, operation: "recording outcomes") { [store] in
-                    try await store.record(completions)
+                    try await store.record(batch)
                 }
                 failures = 0
-                for (index, item) in batch.enumerated() {
-                    item.continuation.resume(returning: index < applied.count ? applied[index] : false)
-                }
+                onRecorded(batch, applied.count == batch.count ? applied : batch.indices.map { $0 < applied.count && applied[$0] })
             } catch {
                 // Put the batch back in front and retry after a pause.
                 let abandoned = state.withLock { state -> Bool in
@@ -93,7 +96,7 @@ final class OutcomeRecorder: Sendable {
                     return false
                 }
                 if abandoned {
-                    for item in batch { item.continuation.resume(returning: nil) }
+                    onRecorded(batch, nil)
                     return
                 }
                 failures += 1

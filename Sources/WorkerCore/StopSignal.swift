@@ -10,11 +10,12 @@ enum StopReason: Sendable, Hashable {
     case leaseLost
 }
 
-/// A one-shot signal carrying the first ``StopReason`` it was triggered with.
+/// A one-shot signal carrying the first ``StopReason`` it was triggered with; triggering it
+/// cancels the job's task.
 final class StopSignal: Sendable {
     private struct State {
         var reason: StopReason?
-        var action: (@Sendable (StopReason) -> Void)?
+        var task: Task<Void, Never>?
     }
 
     private let state = Mutex(State())
@@ -24,24 +25,23 @@ final class StopSignal: Sendable {
     /// The reason, once triggered.
     var reason: StopReason? { state.withLock { $0.reason } }
 
-    /// Triggers the signal; later triggers keep the first reason.
+    /// Triggers the signal (cancelling the job's task); later triggers keep the first reason.
     func trigger(_ reason: StopReason) {
-        let action = state.withLock { state -> (@Sendable (StopReason) -> Void)? in
+        let task = state.withLock { state -> Task<Void, Never>? in
             guard state.reason == nil else { return nil }
             state.reason = reason
-            defer { state.action = nil }
-            return state.action
+            defer { state.task = nil }
+            return state.task
         }
-        action?(reason)
+        task?.cancel()
     }
 
-    /// Runs `action` when the signal is triggered, or now if it already was. One action per
-    /// signal (a job's handler task); a later call replaces an action not yet run.
-    func onTrigger(_ action: @escaping @Sendable (StopReason) -> Void) {
-        let reason = state.withLock { state -> StopReason? in
-            if state.reason == nil { state.action = action }
-            return state.reason
+    /// The job's task, cancelled when the signal is triggered, or now if it already was.
+    func cancels(_ task: Task<Void, Never>) {
+        let triggered = state.withLock { state -> Bool in
+            if state.reason == nil { state.task = task }
+            return state.reason != nil
         }
-        if let reason { action(reason) }
+        if triggered { task.cancel() }
     }
 }

@@ -159,6 +159,31 @@ struct JobProcessorTests {
         }
     }
 
+    @Test("cancelling the processor stops its running jobs at once, and it returns only after their handlers ended")
+    func cancellationStopsJobs() async throws {
+        try await withTemporarySQLiteStore { store in
+            _ = try await store.enqueue([NewJob(prompt: "long 1"), NewJob(prompt: "long 2")])
+            let probe = Probe(sleep: .seconds(60))
+            let processor = JobProcessor(
+                store: store,
+                handler: probe,
+                configuration: Self.configuration(maxConcurrent: 2, shutdownTimeout: .seconds(60)),
+                logger: Logger(label: "test")
+            )
+            let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [processor], logger: Logger(label: "test")))
+            let clock = ContinuousClock()
+            let task = Task { try await group.run() }
+            try await Self.waitUntil { probe.counts.withLock { $0.running } == 2 }
+            let cancelled = clock.now
+            task.cancel()
+            _ = await task.result
+            // Neither the jobs (60 s) nor the shutdown timeout (60 s) was waited for...
+            #expect(clock.now - cancelled < .seconds(5))
+            // ...and no handler still runs once the processor returned.
+            #expect(probe.counts.withLock { ($0.running, $0.calls) } == (0, 2))
+        }
+    }
+
     @Test("shutdown waits for jobs that finish within the timeout")
     func shutdownWaits() async throws {
         try await withTemporarySQLiteStore { store in
