@@ -486,6 +486,18 @@ public final class PostgresJobStore: JobStore {
 
     public func close() async throws {}
 
+    public func settle() async throws {
+        try await translatingErrors {
+            _ = try await client.query(PostgresQuery(unsafeSQL: "VACUUM (ANALYZE) \(table)"), logger: logger).collect()
+        }
+        do {
+            // Superusers and members of pg_checkpoint only.
+            _ = try await client.query("CHECKPOINT", logger: logger).collect()
+        } catch {
+            logger.debug("Skipped CHECKPOINT", metadata: ["error": "\(String(reflecting: error))"])
+        }
+    }
+
     public func dropTable() async throws {
         try await translatingErrors {
             _ = try await client.query(PostgresQuery(unsafeSQL: "DROP TABLE IF EXISTS \(table) CASCADE"), logger: logger).collect()

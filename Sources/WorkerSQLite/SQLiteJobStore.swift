@@ -510,6 +510,13 @@ public final class SQLiteJobStore: JobStore {
         }
     }
 
+    public func settle() async throws {
+        try await lock.withLock {
+            _ = try await connection.query("ANALYZE \"\(table)\"", [])
+            _ = try await connection.query("PRAGMA wal_checkpoint(TRUNCATE)", [])
+        }
+    }
+
     public func close() async throws {
         try await lock.withLock { try await connection.close() }
     }

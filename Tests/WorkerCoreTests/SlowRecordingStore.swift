@@ -37,5 +37,6 @@ final class SlowRecordingStore: JobStore {
         try await base.watch(queues: queues, onEvent: onEvent)
     }
     func dropTable() async throws { try await base.dropTable() }
+    func settle() async throws { try await base.settle() }
     func close() async throws { try await base.close() }
 }
