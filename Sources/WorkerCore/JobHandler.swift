@@ -13,35 +13,45 @@ public protocol JobHandler: Sendable {
 
 /// What a handler gets besides the job.
 public struct JobContext: Sendable {
-    /// The id of the worker running the job.
-    public var workerID: String
-    private let baseLogger: Logger
+    /// What the contexts of one processor's jobs share.
+    final class Base: Sendable {
+        let logger: Logger
+        let workerID: String
+
+        init(logger: Logger, workerID: String) {
+            self.logger = logger
+            self.workerID = workerID
+        }
+    }
+
+    private let base: Base
     private let jobID: UUID?
     private let sessionID: UUID?
     private let attempt: Int
 
     /// A context whose logger is used as given.
     public init(logger: Logger, workerID: String) {
-        self.baseLogger = logger
-        self.workerID = workerID
+        self.base = Base(logger: logger, workerID: workerID)
         self.jobID = nil
         self.sessionID = nil
         self.attempt = 0
     }
 
     /// A context for one attempt; its logger carries the job's metadata, built only when used.
-    init(baseLogger: Logger, job: ClaimedJob, workerID: String) {
-        self.baseLogger = baseLogger
-        self.workerID = workerID
+    init(processor base: Base, job: ClaimedJob) {
+        self.base = base
         self.jobID = job.job.id
         self.sessionID = job.job.sessionID
         self.attempt = job.lease.attempt
     }
 
+    /// The id of the worker running the job.
+    public var workerID: String { base.workerID }
+
     /// A logger carrying `jobId`, `sessionId`, `attempt` and `workerId`.
     public var logger: Logger {
-        guard let jobID else { return baseLogger }
-        var logger = baseLogger
+        guard let jobID else { return base.logger }
+        var logger = base.logger
         for (key, value) in JobContext.metadata(jobID: jobID, sessionID: sessionID, attempt: attempt) {
             logger[metadataKey: key] = value
         }

@@ -64,6 +64,8 @@ public final class JobProcessor: Service, Sendable {
     /// A slot became free (a job finished) or shutdown wants attention.
     private let slotFreed = WakeSignal()
     private let recorder: OutcomeRecorder
+    /// What the contexts of all jobs share: one reference per job instead of a logger copy.
+    private let contextBase: JobContext.Base
     private let metrics = WorkerMetrics.shared
     /// The `queues` label of the processor's gauges, joined once.
     private let queueLabel: String
@@ -76,6 +78,7 @@ public final class JobProcessor: Service, Sendable {
         var logger = logger
         logger[metadataKey: "workerId"] = .string(configuration.workerID)
         self.logger = logger
+        self.contextBase = JobContext.Base(logger: logger, workerID: configuration.workerID)
         self.recorder = OutcomeRecorder(
             store: store, logger: logger, timeout: configuration.leaseDuration, maximumBatch: max(1, configuration.outcomeBatchSize))
     }
@@ -303,7 +306,7 @@ public final class JobProcessor: Service, Sendable {
 
         let clock = ContinuousClock()
         let start = clock.now
-        let context = JobContext(baseLogger: logger, job: claimed, workerID: configuration.workerID)
+        let context = JobContext(processor: contextBase, job: claimed)
         let result: Result<String, any Error>
         do {
             result = .success(try await handler.handle(claimed, context: context))
@@ -320,11 +323,10 @@ public final class JobProcessor: Service, Sendable {
         }
         let elapsed = clock.now - start
         state.withLock { state in
-            if state.running[job.id]?.handlerFinished == false {
-                state.running[job.id]?.handlerFinished = true
-                state.running[job.id]?.duration = elapsed
-                state.busy -= 1
-            }
+            guard let index = state.running.index(forKey: job.id), !state.running.values[index].handlerFinished else { return }
+            state.running.values[index].handlerFinished = true
+            state.running.values[index].duration = elapsed
+            state.busy -= 1
         }
         slotFreed.signal()
 
