@@ -149,18 +149,16 @@ public final class PostgresJobStore: JobStore {
             let ids = UUID.timeOrdered(count: jobs.count)
             // -1: now, by the database's clock.
             let runAts: [Double] = jobs.map { $0.runAt?.timeIntervalSince1970 ?? -1 }
-            try await client.query(
-                """
-                INSERT INTO \(unescaped: table) (id, queue, session_id, prompt, payload, priority, run_at, max_attempts, status)
-                SELECT id, queue, NULLIF(session_id, '')::uuid, prompt, payload::jsonb, priority,
-                    CASE WHEN run_at < 0 THEN now() ELSE to_timestamp(run_at) END, max_attempts, 'pending'
-                FROM unnest(\(ids)::uuid[], \(jobs.map(\.queue))::text[], \(jobs.map { $0.sessionID?.uuidString ?? "" })::text[],
-                    \(jobs.map(\.prompt))::text[], \(jobs.map(\.payload))::text[], \(jobs.map(\.priority))::int[],
-                    \(runAts)::float8[], \(jobs.map(\.maxAttempts))::int[])
-                    AS t(id, queue, session_id, prompt, payload, priority, run_at, max_attempts)
-                """,
-                logger: logger
-            )
+            var bindings = PostgresBindings(capacity: 8)
+            bindings.append(ids)
+            bindings.append(jobs.map(\.queue))
+            bindings.append(jobs.map { $0.sessionID?.uuidString ?? "" })
+            bindings.append(jobs.map(\.prompt))
+            bindings.append(jobs.map(\.payload))
+            bindings.append(jobs.map(\.priority))
+            bindings.append(runAts)
+            bindings.append(jobs.map(\.maxAttempts))
+            _ = try await rows(of: schema.enqueueStatement, bindings)
             return ids
         }
     }

@@ -13,7 +13,9 @@ struct PostgresSchema: Sendable {
     let tableName: String
     /// The LISTEN/NOTIFY channel: lower-case table name.
     let channel: String
-    /// The claim and outcome statements for this table, built once (they run on every batch).
+    /// The enqueue, claim and outcome statements for this table, built once (they run on every
+    /// batch).
+    let enqueueStatement: StoreStatement.Text
     let claimStatement: StoreStatement.Text
     let recordStatement: StoreStatement.Text
 
@@ -22,6 +24,7 @@ struct PostgresSchema: Sendable {
         tableName = table
         self.table = "\"\(schema)\".\"\(table)\""
         channel = "\(table)_events".lowercased()
+        enqueueStatement = Self.enqueueStatement(table: self.table)
         claimStatement = Self.claimStatement(table: self.table)
         recordStatement = Self.recordStatement(table: self.table)
     }
@@ -100,6 +103,22 @@ struct PostgresSchema: Sendable {
         j.id, j.queue, j.session_id, j.prompt, j.payload::text, j.priority, j.run_at, j.attempts, j.max_attempts, \
         j.last_error, j.created_at, j.started_at, j.lease_expires_at
         """
+
+    /// Inserts jobs, one element of each array per job: `$1` ids, `$2` queues, `$3` session ids
+    /// ('' for none), `$4` prompts, `$5` payloads (JSON text), `$6` priorities, `$7` run-at times
+    /// in Unix seconds (negative: now, by the database's clock), `$8` max attempts.
+    private static func enqueueStatement(table: String) -> StoreStatement.Text {
+        StoreStatement.Text(
+            name: "mobvibe_enqueue",
+            sql: """
+                INSERT INTO \(table) (id, queue, session_id, prompt, payload, priority, run_at, max_attempts, status)
+                SELECT id, queue, NULLIF(session_id, '')::uuid, prompt, payload::jsonb, priority::integer,
+                    CASE WHEN run_at < 0 THEN now() ELSE to_timestamp(run_at) END, max_attempts::integer, 'pending'
+                FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::float8[], $8::bigint[])
+                    AS t(id, queue, session_id, prompt, payload, priority, run_at, max_attempts)
+                """
+        )
+    }
 
     /// The claim: `$1` queues, `$2` how many, `$3` the worker's id, `$4` the lease in milliseconds.
     private static func claimStatement(table: String) -> StoreStatement.Text {
