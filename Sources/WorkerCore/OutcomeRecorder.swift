@@ -61,9 +61,14 @@ final class OutcomeRecorder: Sendable {
     /// Writes batches until cancelled; then gives up on what is left.
     ///
     /// `onRecorded` gets every batch once it is written, with whether each outcome was applied
-    /// (`false`: the lease was lost), or with `nil` for outcomes given up on.
-    func run(onRecorded: ([JobCompletion], _ applied: [Bool]?) -> Void) async {
+    /// (`false`: the lease was lost), or with `nil` for outcomes given up on. When more outcomes
+    /// are waiting, their write starts first and `onRecorded` runs while it is in flight, so that
+    /// finishing a batch (its log lines) does not hold the next write back.
+    func run(onRecorded: @escaping @Sendable ([JobCompletion], _ applied: [Bool]?) -> Void) async {
+        /// A written batch not yet handed to `onRecorded`.
+        var written: (batch: [JobCompletion], applied: [Bool])?
         defer {
+            if let written { onRecorded(written.batch, written.applied) }
             let left = abandon()
             if !left.isEmpty { onRecorded(left, nil) }
         }
@@ -78,16 +83,26 @@ final class OutcomeRecorder: Sendable {
                 return Array(state.pending.prefix(maximumBatch))
             }
             if batch.isEmpty {
+                if let done = written {
+                    written = nil
+                    onRecorded(done.batch, done.applied)
+                    continue
+                }
                 await available.wait()
                 continue
             }
             do {
                 logger.trace("Recording job outcomes", metadata: ["jobs": .stringConvertible(batch.count)])
-                let applied = try await withTimeout(timeout, operation: "recording outcomes") { [store] in
+                async let write = withTimeout(timeout, operation: "recording outcomes") { [store] in
                     try await store.record(batch)
                 }
+                if let done = written {
+                    written = nil
+                    onRecorded(done.batch, done.applied)
+                }
+                let applied = try await write
                 failures = 0
-                onRecorded(batch, applied.count == batch.count ? applied : batch.indices.map { $0 < applied.count && applied[$0] })
+                written = (batch, applied.count == batch.count ? applied : batch.indices.map { $0 < applied.count && applied[$0] })
             } catch {
                 // Put the batch back in front and retry after a pause.
                 let abandoned = state.withLock { state -> Bool in

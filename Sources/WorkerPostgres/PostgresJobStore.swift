@@ -238,6 +238,7 @@ public final class PostgresJobStore: JobStore {
     public func record(_ completions: [JobCompletion]) async throws -> [Bool] {
         try await translatingErrors {
             guard !completions.isEmpty else { return [] }
+            if let completed = try await recordCompletions(completions) { return completed }
             var ids: [UUID] = [], workers: [String] = [], attempts: [Int] = [], kinds: [String] = []
             var results: [String] = [], errors: [String] = [], delays: [Int] = []
             for completion in completions {
@@ -269,6 +270,32 @@ public final class PostgresJobStore: JobStore {
             for row in rows { applied.insert(try row.decode(UUID.self)) }
             return ids.map { applied.contains($0) }
         }
+    }
+
+    /// Records a batch of completions by one worker (a busy worker's usual batch) with the
+    /// narrower statement; `nil` for any other batch.
+    private func recordCompletions(_ completions: [JobCompletion]) async throws -> [Bool]? {
+        let workerID = completions[0].lease.workerID
+        var ids: [UUID] = [], attempts: [Int] = [], results: [String] = []
+        ids.reserveCapacity(completions.count)
+        attempts.reserveCapacity(completions.count)
+        results.reserveCapacity(completions.count)
+        for completion in completions {
+            guard case .completed(let result) = completion.outcome, completion.lease.workerID == workerID else { return nil }
+            ids.append(completion.lease.jobID)
+            attempts.append(completion.lease.attempt)
+            results.append(result)
+        }
+        var bindings = PostgresBindings(capacity: 5)
+        bindings.append(ids)
+        bindings.append(attempts)
+        bindings.append(results)
+        bindings.append(workerID)
+        bindings.append(JobStatus.processing.rawValue)
+        let rows = try await rows(of: schema.completeStatement, bindings)
+        var applied = Set<UUID>()
+        for row in rows { applied.insert(try row.decode(UUID.self)) }
+        return ids.map { applied.contains($0) }
     }
 
     public func rescueExpiredLeases() async throws -> [RescuedJob] {

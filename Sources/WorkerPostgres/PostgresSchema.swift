@@ -18,6 +18,7 @@ struct PostgresSchema: Sendable {
     let enqueueStatement: StoreStatement.Text
     let claimStatement: StoreStatement.Text
     let recordStatement: StoreStatement.Text
+    let completeStatement: StoreStatement.Text
 
     init(schema: String, table: String) {
         schemaName = schema
@@ -27,6 +28,7 @@ struct PostgresSchema: Sendable {
         enqueueStatement = Self.enqueueStatement(table: self.table)
         claimStatement = Self.claimStatement(table: self.table)
         recordStatement = Self.recordStatement(table: self.table)
+        completeStatement = Self.completeStatement(table: self.table)
     }
 
     var migrationsTable: String { "\"\(schemaName)\".\"worker_schema_migrations\"" }
@@ -172,6 +174,24 @@ struct PostgresSchema: Sendable {
                 -- plan (made for an unknown number of outcomes) walk the partial lease index, with
                 -- its dead entries, instead of looking each job up by id.
                 WHERE j.id = v.id AND j.status = $8::text AND j.locked_by = v.worker AND j.attempts = v.attempt
+                RETURNING j.id
+                """
+        )
+    }
+
+    /// The common batch, completions only, all by one worker: `$1` ids, `$2` attempts, `$3`
+    /// results, `$4` the worker's id, `$5` the status `processing`. Does what
+    /// ``recordStatement(table:)`` does for completions, with three arrays instead of seven and
+    /// no per-row choices. Returns the ids it applied.
+    private static func completeStatement(table: String) -> StoreStatement.Text {
+        StoreStatement.Text(
+            name: "mobvibe_complete",
+            sql: """
+                UPDATE \(table) AS j SET
+                    status = 'completed', result = v.result::jsonb, completed_at = now(),
+                    locked_by = NULL, lease_expires_at = NULL
+                FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS v(id, attempt, result)
+                WHERE j.id = v.id AND j.status = $5::text AND j.locked_by = $4::text AND j.attempts = v.attempt
                 RETURNING j.id
                 """
         )

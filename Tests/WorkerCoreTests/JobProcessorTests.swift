@@ -184,6 +184,20 @@ struct JobProcessorTests {
         }
     }
 
+    @Test("a job's outcome is finished as soon as it is written, even when no other outcome follows it")
+    func lastOutcomeFinishes() async throws {
+        try await withTemporarySQLiteStore { store in
+            let id = try await store.enqueue([NewJob(prompt: "only")])[0]
+            let processor = JobProcessor(store: store, handler: Probe(sleep: .milliseconds(1)), configuration: Self.configuration(), logger: Logger(label: "test"))
+            try await Self.running(processor) {
+                try await Self.waitUntil { try await store.job(id: id)?.status == .completed }
+                // The recorder finishes a written batch while the next write is in flight, or at
+                // once when there is none: the job must not wait for another outcome.
+                try await Self.waitUntil(timeout: .seconds(2)) { processor.runningJobCount == 0 }
+            }
+        }
+    }
+
     @Test("shutdown waits for jobs that finish within the timeout")
     func shutdownWaits() async throws {
         try await withTemporarySQLiteStore { store in
