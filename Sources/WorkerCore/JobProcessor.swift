@@ -15,6 +15,8 @@ import Synchronization
 /// - Returns jobs of dead workers (expired leases) to the queue.
 /// - On graceful shutdown stops claiming, waits up to `shutdownTimeout` for running jobs,
 ///   then cancels them and gives them back as `pending` without counting the attempt.
+///   Cancelling the task that runs the processor stops its running jobs at once; `run()`
+///   returns after their handlers have returned.
 public final class JobProcessor: Service, Sendable {
     private struct RunningJob {
         var lease: Lease
