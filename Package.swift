@@ -88,7 +88,11 @@ let package = Package(
         ),
         .testTarget(
             name: "WorkerPostgresTests",
-            dependencies: ["WorkerPostgres", "WorkerCore", "WorkerTestSupport", .product(name: "PostgresNIO", package: "postgres-nio")]
+            dependencies: [
+                "WorkerPostgres", "WorkerCore", "WorkerTestSupport",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
         .testTarget(name: "WorkerSQLiteTests", dependencies: ["WorkerSQLite", "WorkerCore", "WorkerTestSupport"]),
         .testTarget(

@@ -155,6 +155,9 @@ public final class JobProcessor: Service, Sendable {
     private func claimLoop() async {
         var queueDrained = false
         var consecutiveFailures = 0
+        /// Claims after a notification in a row that found nothing: other workers were faster.
+        var lostRaces = 0
+        var wokenByNotification = false
         while !Task.isCancelled {
             let (phase, free) = state.withLock { ($0.phase, claimableSlots($0)) }
             guard phase == .running else { return }
@@ -183,6 +186,14 @@ public final class JobProcessor: Service, Sendable {
                     let timeout = nextRetry.map { min(configuration.pollInterval, $0 - now) } ?? configuration.pollInterval
                     let woken = await jobsAvailable.wait(timeout: timeout)
                     metrics.wake(woken ? "notification" : "poll", queues: queueLabel)
+                    wokenByNotification = woken
+                    if woken, lostRaces > 0 {
+                        // Every idle worker hears every insert; one of them gets the job. A worker
+                        // that lost the last races waits a little before it claims (notifications
+                        // coalesce meanwhile), so that idle workers do not all claim on every
+                        // insert; it claims at once again when it gets a job.
+                        try? await Task.sleep(for: Self.notificationBackoff(lostRaces: lostRaces))
+                    }
                 }
                 queueDrained = false
                 continue
@@ -198,6 +209,12 @@ public final class JobProcessor: Service, Sendable {
                 }
                 consecutiveFailures = 0
                 queueDrained = claimed.count < free
+                if !claimed.isEmpty {
+                    lostRaces = 0
+                } else if wokenByNotification {
+                    lostRaces += 1
+                }
+                wokenByNotification = false
                 logger.trace("Claimed jobs", metadata: ["claimed": .stringConvertible(claimed.count), "free": .stringConvertible(free)])
                 let stops = claimed.map { _ in StopSignal() }
                 state.withLock { state in
@@ -539,6 +556,12 @@ public final class JobProcessor: Service, Sendable {
     /// The longest a store call may take before the processor gives up on it and retries:
     /// a call slower than a lease is of no use anyway.
     private var storeTimeout: Duration { max(configuration.leaseDuration, .seconds(5)) }
+
+    /// How long a worker that lost `lostRaces` claims in a row to other workers waits after a
+    /// notification before it claims: 1 ms, doubling up to 32 ms.
+    static func notificationBackoff(lostRaces: Int) -> Duration {
+        .milliseconds(1 << min(max(lostRaces - 1, 0), 5))
+    }
 
     static func backoff(failures: Int, cap: Duration) -> Duration {
         let exponent = min(max(failures - 1, 0), 16)
