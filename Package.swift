@@ -88,11 +88,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WorkerPostgresTests",
-            dependencies: [
-                "WorkerPostgres", "WorkerCore", "WorkerTestSupport",
-                .product(name: "PostgresNIO", package: "postgres-nio"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            dependencies: ["WorkerPostgres", "WorkerCore", "WorkerTestSupport", .product(name: "PostgresNIO", package: "postgres-nio")]
         ),
         .testTarget(name: "WorkerSQLiteTests", dependencies: ["WorkerSQLite", "WorkerCore", "WorkerTestSupport"]),
         .testTarget(

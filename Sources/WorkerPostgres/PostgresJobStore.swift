@@ -265,10 +265,7 @@ public final class PostgresJobStore: JobStore {
             bindings.append(errors)
             bindings.append(delays)
             bindings.append(JobStatus.processing.rawValue)
-            let rows = try await rows(of: schema.recordStatement, bindings)
-            var applied = Set<UUID>()
-            for row in rows { applied.insert(try row.decode(UUID.self)) }
-            return ids.map { applied.contains($0) }
+            return try Self.applied(ids, returned: try await rows(of: schema.recordStatement, bindings))
         }
     }
 
@@ -292,7 +289,11 @@ public final class PostgresJobStore: JobStore {
         bindings.append(results)
         bindings.append(workerID)
         bindings.append(JobStatus.processing.rawValue)
-        let rows = try await rows(of: schema.completeStatement, bindings)
+        return try Self.applied(ids, returned: try await rows(of: schema.completeStatement, bindings))
+    }
+
+    /// Whether each of `ids` was applied by an outcome write that returned the ids it applied.
+    private static func applied(_ ids: [UUID], returned rows: [PostgresRow]) throws -> [Bool] {
         var applied = Set<UUID>()
         for row in rows { applied.insert(try row.decode(UUID.self)) }
         return ids.map { applied.contains($0) }

@@ -98,7 +98,8 @@ struct JobProcessorTests {
     @Test("when outcome writes are slower than the handlers, claiming waits for them: the backlog stays bounded")
     func boundedOutcomeBacklog() async throws {
         try await withTemporarySQLiteStore { sqlite in
-            let store = SlowRecordingStore(sqlite, delay: .milliseconds(100))
+            // Outcome writes 100 ms slower, as on a slow or distant database.
+            let store = InstrumentedJobStore(sqlite, beforeRecord: { try await Task.sleep(for: .milliseconds(100)) })
             _ = try await store.enqueue((0..<60).map { NewJob(prompt: "j\($0)") })
             let probe = Probe(sleep: .zero)
             var configuration = Self.configuration(maxConcurrent: 4)
@@ -194,6 +195,36 @@ struct JobProcessorTests {
                 // The recorder finishes a written batch while the next write is in flight, or at
                 // once when there is none: the job must not wait for another outcome.
                 try await Self.waitUntil(timeout: .seconds(2)) { processor.runningJobCount == 0 }
+            }
+        }
+    }
+
+    /// Every idle worker hears every insert, and only one gets each job; here every wake-up finds
+    /// nothing, as for a worker that other workers keep beating to new jobs.
+    @Test("a worker whose claims after wake-ups keep finding nothing backs off, up to 32 ms between claims")
+    func notificationBackoff() async throws {
+        try await withTemporarySQLiteStore { sqlite in
+            let claims = Mutex(0)
+            let store = InstrumentedJobStore(sqlite, afterClaim: { _ in claims.withLock { $0 += 1 } })
+            let processor = JobProcessor(
+                store: store, handler: Probe(sleep: .zero), configuration: Self.configuration(maxConcurrent: 4, poll: .seconds(30)),
+                logger: Logger(label: "test"))
+            try await Self.running(processor) {
+                // The claim at start finds the queue empty; from then on the loop waits for wake-ups.
+                try await Self.waitUntil { claims.withLock { $0 } >= 1 }
+                claims.withLock { $0 = 0 }
+                let clock = ContinuousClock()
+                let start = clock.now
+                for _ in 0..<300 {
+                    processor.notifyJobsAvailable()
+                    try await Task.sleep(for: .milliseconds(1))
+                }
+                let elapsed = clock.now - start
+                let seen = claims.withLock { $0 }
+                #expect(seen > 0)
+                // Without the backoff: about one claim per wake-up (300). With it: a few while it
+                // doubles from 1 ms, then at most one per 32 ms (the bound allows twice that).
+                #expect(Double(seen) < elapsed / .milliseconds(16) + 10, "\(seen) claims in \(elapsed)")
             }
         }
     }

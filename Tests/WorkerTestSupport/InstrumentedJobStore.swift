@@ -1,0 +1,51 @@
+import Foundation
+import WorkerCore
+
+/// A real store with hooks on its claims and outcome writes, for tests that watch or slow them
+/// (a slow database, counting claims). Everything else goes straight through.
+public final class InstrumentedJobStore: JobStore {
+    public let base: any JobStore
+    private let afterClaim: @Sendable (_ claimed: [ClaimedJob]) -> Void
+    private let beforeRecord: @Sendable () async throws -> Void
+
+    public init(
+        _ base: any JobStore,
+        afterClaim: @escaping @Sendable (_ claimed: [ClaimedJob]) -> Void = { _ in },
+        beforeRecord: @escaping @Sendable () async throws -> Void = {}
+    ) {
+        self.base = base
+        self.afterClaim = afterClaim
+        self.beforeRecord = beforeRecord
+    }
+
+    public func claim(queues: [String], limit: Int, workerID: String, leaseDuration: Duration) async throws -> [ClaimedJob] {
+        let claimed = try await base.claim(queues: queues, limit: limit, workerID: workerID, leaseDuration: leaseDuration)
+        afterClaim(claimed)
+        return claimed
+    }
+
+    public func record(_ completions: [JobCompletion]) async throws -> [Bool] {
+        try await beforeRecord()
+        return try await base.record(completions)
+    }
+
+    public func migrate() async throws { try await base.migrate() }
+    public func enqueue(_ jobs: [NewJob]) async throws -> [UUID] { try await base.enqueue(jobs) }
+    public func renew(_ leases: [Lease], duration: Duration) async throws -> [UUID: LeaseState] { try await base.renew(leases, duration: duration) }
+    public func rescueExpiredLeases() async throws -> [RescuedJob] { try await base.rescueExpiredLeases() }
+    public func job(id: UUID) async throws -> Job? { try await base.job(id: id) }
+    public func jobs(matching filter: JobFilter) async throws -> [Job] { try await base.jobs(matching: filter) }
+    public func cancel(id: UUID) async throws -> Job { try await base.cancel(id: id) }
+    public func retry(id: UUID) async throws -> Job { try await base.retry(id: id) }
+    public func stats(window: Duration?) async throws -> QueueStats { try await base.stats(window: window) }
+    public func deleteFinished(status: JobStatus, olderThan: Duration, limit: Int) async throws -> Int? {
+        try await base.deleteFinished(status: status, olderThan: olderThan, limit: limit)
+    }
+    public func ping() async throws { try await base.ping() }
+    public func watch(queues: [String], onEvent: @escaping @Sendable (StoreEvent) -> Void) async throws {
+        try await base.watch(queues: queues, onEvent: onEvent)
+    }
+    public func dropTable() async throws { try await base.dropTable() }
+    public func settle() async throws { try await base.settle() }
+    public func close() async throws { try await base.close() }
+}
