@@ -1,11 +1,40 @@
 import Foundation
 
 extension NewJob {
+    /// The priorities a job may have: PostgreSQL's `smallint`, enforced by both drivers' tables.
+    public static let priorityRange = -32768...32767
+
+    /// What a queue name may be: it becomes a metric label and a column value, so it is short
+    /// and plain (`[A-Za-z0-9_.:-]{1,64}`), enforced by both drivers' tables too.
+    public static let queueNamePattern = "^[A-Za-z0-9_.:-]{1,64}$"
+
+    /// Whether `name` is a valid queue name (``queueNamePattern``).
+    public static func isValidQueueName(_ name: String) -> Bool {
+        guard !name.isEmpty, name.utf8.count <= 64 else { return false }
+        return name.utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: ":"), UInt8(ascii: "-"):
+                true
+            default:
+                false
+            }
+        }
+    }
+
     /// Checks what every driver requires of a job before inserting it.
     /// - Throws: ``JobStoreError/invalidJob(_:)`` naming the field.
     public func validate() throws {
         if queue.isEmpty { throw JobStoreError.invalidJob("queue must not be empty") }
+        if !Self.isValidQueueName(queue) {
+            throw JobStoreError.invalidJob(
+                "queue \"\(queue.prefix(80))\" is not a valid queue name; use 1 to 64 of the characters A-Z a-z 0-9 _ . : -")
+        }
         if maxAttempts < 1 { throw JobStoreError.invalidJob("maxAttempts must be at least 1, got \(maxAttempts)") }
+        if !Self.priorityRange.contains(priority) {
+            throw JobStoreError.invalidJob(
+                "priority must be between \(Self.priorityRange.lowerBound) and \(Self.priorityRange.upperBound), got \(priority)")
+        }
         guard let data = payload.data(using: .utf8),
               let object = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]),
               object is [String: Any]
