@@ -76,7 +76,10 @@ let package = Package(
         ),
         .target(
             name: "WorkerTestSupport",
-            dependencies: ["WorkerCore", "WorkerSQLite"],
+            dependencies: [
+                "WorkerCore", "WorkerSQLite",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             path: "Tests/WorkerTestSupport"
         ),
         .testTarget(

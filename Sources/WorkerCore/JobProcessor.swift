@@ -26,6 +26,8 @@ public final class JobProcessor: Service, Sendable {
         var handlerFinished = false
         /// How long the handler ran, once it returned.
         var duration: Duration?
+        /// When the handler returned: since then the job only waits for its outcome's write.
+        var handlerFinishedAt: ContinuousClock.Instant?
     }
 
     private enum Phase {
@@ -98,6 +100,21 @@ public final class JobProcessor: Service, Sendable {
         let recording = state.running.count - state.busy
         let recordingLimit = max(configuration.maxConcurrentJobs, configuration.outcomeBatchSize)
         return min(configuration.maxConcurrentJobs - state.busy, recordingLimit - recording)
+    }
+
+    /// How long the oldest outcome still waiting to be written has waited (`nil`: none waits).
+    /// Longer than a lease means the store has not taken this worker's outcomes for that long:
+    /// `/ready` reports it, and those jobs' leases are no longer renewed (see ``renewLeases()``).
+    public var oldestUnwrittenOutcomeAge: Duration? {
+        let now = ContinuousClock.now
+        return state.withLock { state in
+            state.running.values.compactMap(\.handlerFinishedAt).min().map { now - $0 }
+        }
+    }
+
+    /// Whether outcomes have waited to be written for longer than a lease.
+    public var outcomeWritesStalled: Bool {
+        (oldestUnwrittenOutcomeAge ?? .zero) > configuration.leaseDuration
     }
 
     /// `true` while the processor claims new jobs (started and not shutting down).
@@ -291,7 +308,7 @@ public final class JobProcessor: Service, Sendable {
         }
         if runningJobCount > 0 {
             let abandoned = recorder.abandon()
-            if !abandoned.isEmpty { recorded(abandoned, applied: nil) }
+            if !abandoned.isEmpty { recorded(abandoned, writes: nil) }
         }
     }
 
@@ -312,7 +329,7 @@ public final class JobProcessor: Service, Sendable {
     /// Starts `claimed` in a task of its own, which its stop signal cancels: an operator's cancel,
     /// a lost lease or the shutdown timeout stops this job alone (a child of a task group cannot
     /// be cancelled on its own). The task ends once the outcome is handed to the recorder;
-    /// ``recorded(_:applied:)`` finishes the job after the write.
+    /// ``recorded(_:writes:)`` finishes the job after the write.
     private func start(_ claimed: ClaimedJob, stop: StopSignal) {
         stop.cancels(Task { await self.execute(claimed, stop: stop) })
     }
@@ -340,11 +357,13 @@ public final class JobProcessor: Service, Sendable {
         case (_, let reason?):
             finish = .stopped(reason)
         }
-        let elapsed = clock.now - start
+        let end = clock.now
+        let elapsed = end - start
         state.withLock { state in
             guard let index = state.running.index(forKey: job.id), !state.running.values[index].handlerFinished else { return }
             state.running.values[index].handlerFinished = true
             state.running.values[index].duration = elapsed
+            state.running.values[index].handlerFinishedAt = end
             state.busy -= 1
         }
         slotFreed.signal()
@@ -358,6 +377,9 @@ public final class JobProcessor: Service, Sendable {
             // failed because it was cancelled anyway (a race with the trigger) is given back.
             if Task.isCancelled || stop.reason == .shutdown {
                 outcome = .released
+            } else if let permanent = error as? PermanentJobError, permanent.isPermanent {
+                // Retrying cannot fix it (unreadable input, a permanent exit status): fail at once.
+                outcome = .failed(error: Self.describe(error))
             } else {
                 outcome = configuration.retryPolicy.outcome(
                     forFailedAttempt: claimed.lease.attempt,
@@ -395,12 +417,12 @@ public final class JobProcessor: Service, Sendable {
             return
         }
         let completion = JobCompletion(lease: claimed.lease, outcome: outcome)
-        if !recorder.submit(completion) { recorded([completion], applied: nil) }
+        if !recorder.submit(completion) { recorded([completion], writes: nil) }
     }
 
-    /// Finishes jobs whose outcomes were written (`applied`: whether each one held its lease) or
-    /// given up on (`applied == nil`): logs them, notes retries due, and frees their entries.
-    private func recorded(_ completions: [JobCompletion], applied: [Bool]?) {
+    /// Finishes jobs whose outcomes were written (`writes`: what became of each) or given up on
+    /// (`writes == nil`): logs them, notes retries due, and frees their entries.
+    private func recorded(_ completions: [JobCompletion], writes: [OutcomeWrite]?) {
         let now = ContinuousClock.now
         var retryDue = false
         let (jobs, lastJobEnded) = state.withLock { state in
@@ -408,7 +430,7 @@ public final class JobProcessor: Service, Sendable {
             jobs.reserveCapacity(completions.count)
             for (index, completion) in completions.enumerated() {
                 jobs.append(state.running.removeValue(forKey: completion.lease.jobID))
-                if case .retry(_, let delay) = completion.outcome, applied?[index] == true {
+                if case .retry(_, let delay) = completion.outcome, writes?[index].isRecorded == true {
                     state.retryDues.append(now + delay + .milliseconds(5))
                     retryDue = true
                 }
@@ -417,7 +439,7 @@ public final class JobProcessor: Service, Sendable {
         }
         for (index, completion) in completions.enumerated() {
             let job = jobs[index]
-            log(completion.outcome, applied: applied?[index]) { extra in
+            log(completion.outcome, write: writes?[index]) { extra in
                 Self.metadata(of: completion.lease, sessionID: job?.sessionID, duration: job?.duration, extra: extra)
             }
         }
@@ -444,16 +466,33 @@ public final class JobProcessor: Service, Sendable {
         of lease: Lease, sessionID: UUID?, duration: Duration? = nil, extra: Logger.Metadata = [:]
     ) -> Logger.Metadata {
         var metadata = JobContext.metadata(jobID: lease.jobID, sessionID: sessionID, attempt: lease.attempt)
-        if let duration { metadata["duration"] = .stringConvertible(duration.inMilliseconds) }
+        if let duration { metadata["durationMs"] = .stringConvertible(duration.inMilliseconds) }
         metadata.merge(extra) { $1 }
         return metadata
     }
 
-    private func log(_ outcome: JobOutcome, applied: Bool?, metadata: (Logger.Metadata) -> Logger.Metadata) {
-        if applied == nil { return }
-        if applied == false {
-            logger.warning("Job outcome discarded: the lease was lost to another worker", metadata: metadata(["outcome": "\(outcome.name)"]))
+    private func log(_ outcome: JobOutcome, write: OutcomeWrite?, metadata base: (Logger.Metadata) -> Logger.Metadata) {
+        var note: Logger.Metadata = [:]
+        switch write {
+        case nil:
             return
+        case .applied?:
+            break
+        case .alreadyApplied?:
+            // A write whose answer was lost (it timed out) had applied: the job is recorded as meant.
+            note = ["recordedByEarlierWrite": "true"]
+        case .cancelled?:
+            logger.info("Job outcome not recorded: the job was cancelled while it ran", metadata: base(["outcome": "\(outcome.name)"]))
+            return
+        case .leaseLost?:
+            logger.warning(
+                "Job outcome discarded: the job's lease was lost (it expired and the job was rescued, or another worker runs it)",
+                metadata: base(["outcome": "\(outcome.name)"])
+            )
+            return
+        }
+        func metadata(_ extra: Logger.Metadata) -> Logger.Metadata {
+            base(note.isEmpty ? extra : extra.merging(note) { $1 })
         }
         switch outcome {
         case .completed:
@@ -503,7 +542,14 @@ public final class JobProcessor: Service, Sendable {
         let interval = configuration.leaseDuration / 3
         while !Task.isCancelled {
             do { try await Task.sleep(for: interval) } catch { return }
-            let running = state.withLock { $0.running }
+            let now = ContinuousClock.now
+            let running = state.withLock { $0.running }.filter { _, job in
+                // A job whose outcome could not be written for a whole lease is not kept: its
+                // lease runs out and the job returns through the normal rescue, instead of this
+                // worker holding it (and hiding it from the others) for as long as its writes fail.
+                guard let finished = job.handlerFinishedAt else { return true }
+                return now - finished <= configuration.leaseDuration
+            }
             guard !running.isEmpty else { continue }
             do {
                 let leases = running.values.map(\.lease)
@@ -523,7 +569,13 @@ public final class JobProcessor: Service, Sendable {
     private func rescueExpiredLeases() async {
         while !Task.isCancelled {
             do {
-                let rescued = try await withTimeout(storeTimeout, operation: "rescue") { [store] in try await store.rescueExpiredLeases() }
+                // Jobs whose handler runs here are spared: this worker is alive, so their lease
+                // ran out only because a renewal came late, and the next renewal revives it.
+                // (Finished jobs whose outcome waits are not spared: see renewLeases().)
+                let running = state.withLock { $0.running.filter { !$0.value.handlerFinished }.map(\.key) }
+                let rescued = try await withTimeout(storeTimeout, operation: "rescue") { [store] in
+                    try await store.rescueExpiredLeases(sparing: running)
+                }
                 for job in rescued {
                     metrics.rescued(queue: job.queue)
                     logger.warning(
@@ -555,7 +607,7 @@ public final class JobProcessor: Service, Sendable {
 
     /// The longest a store call may take before the processor gives up on it and retries:
     /// a call slower than a lease is of no use anyway.
-    private var storeTimeout: Duration { max(configuration.leaseDuration, .seconds(5)) }
+    private var storeTimeout: Duration { configuration.storeTimeout }
 
     /// How long a worker that lost `lostRaces` claims in a row to other workers waits after a
     /// notification before it claims: 1 ms, doubling up to 32 ms.

@@ -26,6 +26,17 @@ public struct JobProcessorConfiguration: Sendable {
     /// (a command gets SIGTERM, then SIGKILL after its grace) and their release to be written.
     public var releaseGrace: Duration
 
+    /// The longest a store call may take before the processor gives up on it and retries: a
+    /// call slower than a lease is of no use anyway. Stores bound their statements on the
+    /// server to less than this (``serverStatementTimeout``), so that a call given up on cannot
+    /// take effect later.
+    public var storeTimeout: Duration { max(leaseDuration, .seconds(5)) }
+
+    /// The bound a store puts on each statement on the server (PostgreSQL's `statement_timeout`,
+    /// SQLite's busy timeout): half of ``storeTimeout``, leaving time for the wait for a
+    /// connection and for the answer's way back.
+    public var serverStatementTimeout: Duration { storeTimeout / 2 }
+
     public init(
         workerID: String,
         queues: [String] = [NewJob.defaultQueue],

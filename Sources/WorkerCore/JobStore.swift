@@ -9,11 +9,21 @@ import Foundation
 ///   `processing`, counts the attempt and sets the lease.
 /// - Every write about a claimed job (``record(_:)``, ``renew(_:duration:)``) is conditional on
 ///   the lease (job id, worker, attempt): a worker that lost its lease changes nothing.
-/// - ``rescueExpiredLeases()`` returns jobs whose lease ran out to `pending`, or to `failed`
-///   when their attempts are used up, and never touches a job that meanwhile finished.
+/// - ``rescueExpiredLeases(sparing:)`` returns jobs whose lease ran out to `pending`, or to
+///   `failed` when their attempts are used up, and never touches a job that meanwhile finished
+///   nor one the rescuing worker says it is running.
 public protocol JobStore: Sendable {
     /// Creates or upgrades the schema; safe to run again and from several processes at once.
+    /// Reads the recorded schema version first and changes nothing when it is current, so a
+    /// role that may only read and write the table can run it.
+    /// - Throws: ``JobStoreError/notPermitted(_:)`` when the role may not change the schema.
     func migrate() async throws
+
+    /// Checks, without changing anything, that the schema is there and current (start-up with
+    /// `AUTO_MIGRATE=false`).
+    /// - Throws: ``JobStoreError/notPermitted(_:)`` saying to run `worker migrate` when it is
+    ///   missing or behind, ``JobStoreError/schemaTooNew(found:supported:)`` when it is ahead.
+    func verifySchema() async throws
 
     /// Inserts jobs atomically (all or none) and returns their ids in order.
     func enqueue(_ jobs: [NewJob]) async throws -> [UUID]
@@ -27,8 +37,10 @@ public protocol JobStore: Sendable {
     /// Records outcomes; returns, in order, whether each was applied (`false`: lease lost).
     func record(_ completions: [JobCompletion]) async throws -> [Bool]
 
-    /// Returns jobs with expired leases to `pending` (or `failed` when no attempts remain).
-    func rescueExpiredLeases() async throws -> [RescuedJob]
+    /// Returns jobs with expired leases to `pending` (or `failed` when no attempts remain),
+    /// except those in `running`: the calling worker is alive and runs them, so their lease ran
+    /// out only because a renewal came late (a loaded machine), and the next renewal revives it.
+    func rescueExpiredLeases(sparing running: [UUID]) async throws -> [RescuedJob]
 
     /// The job with this id, or `nil`.
     func job(id: UUID) async throws -> Job?
@@ -60,7 +72,14 @@ public protocol JobStore: Sendable {
     /// Drivers without a notification mechanism return at once; the processor then relies on polling.
     func watch(queues: [String], onEvent: @escaping @Sendable (StoreEvent) -> Void) async throws
 
-    /// Drops the jobs table and what ``migrate()`` created for it (benchmarks' scratch tables).
+    /// Releases the store's resources. Further calls fail.
+    func close() async throws
+}
+
+/// What `worker bench` needs of a store beyond ``JobStore``: kept apart so that the store a
+/// worker runs with offers no way to drop its table.
+public protocol BenchmarkJobStore: JobStore {
+    /// Drops the jobs table and what ``JobStore/migrate()`` created for it (benchmarks' scratch tables).
     func dropTable() async throws
 
     /// After a bulk load: refreshes the planner's statistics of the jobs table and writes the
@@ -68,9 +87,6 @@ public protocol JobStore: Sendable {
     /// load caused (the peers' harness settles the database so before it starts the clock).
     /// Parts the database user has no right to run are skipped.
     func settle() async throws
-
-    /// Releases the store's resources. Further calls fail.
-    func close() async throws
 }
 
 /// A hint from the store's notification channel.
@@ -82,6 +98,11 @@ public enum StoreEvent: Sendable, Hashable {
 }
 
 extension JobStore {
+    /// Returns every job with an expired lease to `pending` (or `failed` when no attempts remain).
+    public func rescueExpiredLeases() async throws -> [RescuedJob] {
+        try await rescueExpiredLeases(sparing: [])
+    }
+
     /// Counts by state, in one query.
     public func stats() async throws -> QueueStats {
         try await stats(window: nil)

@@ -13,6 +13,14 @@ public enum JobStoreError: Error, Sendable, Hashable, CustomStringConvertible {
     case corruptRow(id: String, reason: String)
     /// The database's schema is newer than this worker understands.
     case schemaTooNew(found: Int, supported: Int)
+    /// The database refused a value of the request for what it is (a NUL byte in text, `\u0000`
+    /// in JSON, a value over a size limit): retrying the same request cannot succeed, while the
+    /// same request without that value can (SQLSTATE classes 22 and 54 on PostgreSQL,
+    /// `SQLITE_TOOBIG` on SQLite).
+    case valueRejected(String)
+    /// The database user lacks a privilege the request needs (SQLSTATE 42501), or an object the
+    /// worker needs is missing while it may not create it (`AUTO_MIGRATE=false`).
+    case notPermitted(String)
 
     public var description: String {
         switch self {
@@ -26,6 +34,10 @@ public enum JobStoreError: Error, Sendable, Hashable, CustomStringConvertible {
             "job row \(id) cannot be read: \(reason)"
         case .schemaTooNew(let found, let supported):
             "the database schema is version \(found) but this worker supports up to \(supported); upgrade the worker"
+        case .valueRejected(let message):
+            "the database refused a value: \(message)"
+        case .notPermitted(let message):
+            message
         }
     }
 }

@@ -6,10 +6,30 @@ import Synchronization
 ///
 /// Outcomes submitted while a write is in flight are written together by the next one, so a
 /// busy worker makes one round trip for many jobs and an idle one adds no delay.
+///
+/// One outcome the database refuses for its values (``JobStoreError/valueRejected(_:)``: a NUL
+/// byte, an oversized result) never blocks the others: the refused batch is split in halves
+/// until that outcome is alone, which is then written in its storable form
+/// (``JobOutcome/storable()``), or as a failed attempt if even that is refused.
 final class OutcomeRecorder: Sendable {
     private struct State {
         var pending: [JobCompletion] = []
         var abandoned = false
+    }
+
+    /// What one write did: the outcomes written (in their final form) and what became of each,
+    /// the outcomes given up on, and those still to write after a store failure.
+    private struct Progress {
+        var written: [JobCompletion] = []
+        var writes: [OutcomeWrite] = []
+        var givenUp: [JobCompletion] = []
+        var unwritten: [JobCompletion] = []
+        var failure: (any Error)?
+    }
+
+    /// How far an outcome the store refused has been made storable.
+    private enum Form {
+        case asSubmitted, storable, failedAttempt
     }
 
     private let store: any JobStore
@@ -60,15 +80,15 @@ final class OutcomeRecorder: Sendable {
 
     /// Writes batches until cancelled; then gives up on what is left.
     ///
-    /// `onRecorded` gets every batch once it is written, with whether each outcome was applied
-    /// (`false`: the lease was lost), or with `nil` for outcomes given up on. When more outcomes
-    /// are waiting, their write starts first and `onRecorded` runs while it is in flight, so that
-    /// finishing a batch (its log lines) does not hold the next write back.
-    func run(onRecorded: @escaping @Sendable ([JobCompletion], _ applied: [Bool]?) -> Void) async {
+    /// `onRecorded` gets every batch once it is written, with what became of each outcome, or
+    /// with `nil` for outcomes given up on. When more outcomes are waiting, their write starts
+    /// first and `onRecorded` runs while it is in flight, so that finishing a batch (its log
+    /// lines) does not hold the next write back.
+    func run(onRecorded: @escaping @Sendable ([JobCompletion], _ writes: [OutcomeWrite]?) -> Void) async {
         /// A written batch not yet handed to `onRecorded`.
-        var written: (batch: [JobCompletion], applied: [Bool])?
+        var written: (batch: [JobCompletion], writes: [OutcomeWrite])?
         defer {
-            if let written { onRecorded(written.batch, written.applied) }
+            if let written { onRecorded(written.batch, written.writes) }
             let left = abandon()
             if !left.isEmpty { onRecorded(left, nil) }
         }
@@ -85,44 +105,118 @@ final class OutcomeRecorder: Sendable {
             if batch.isEmpty {
                 if let done = written {
                     written = nil
-                    onRecorded(done.batch, done.applied)
+                    onRecorded(done.batch, done.writes)
                     continue
                 }
                 await available.wait()
                 continue
             }
-            do {
-                logger.trace("Recording job outcomes", metadata: ["jobs": .stringConvertible(batch.count)])
-                async let write = withTimeout(timeout, operation: "recording outcomes") { [store] in
-                    try await store.record(batch)
-                }
-                if let done = written {
-                    written = nil
-                    onRecorded(done.batch, done.applied)
-                }
-                let applied = try await write
+            logger.trace("Recording job outcomes", metadata: ["jobs": .stringConvertible(batch.count)])
+            async let writing = write(batch)
+            if let done = written {
+                written = nil
+                onRecorded(done.batch, done.writes)
+            }
+            let progress = await writing
+            if !progress.written.isEmpty { written = (progress.written, progress.writes) }
+            if !progress.givenUp.isEmpty { onRecorded(progress.givenUp, nil) }
+            guard let error = progress.failure else {
                 failures = 0
-                written = (batch, applied.count == batch.count ? applied : batch.indices.map { $0 < applied.count && applied[$0] })
+                continue
+            }
+            // Put what is left back in front and retry after a pause.
+            let abandoned = state.withLock { state -> Bool in
+                if state.abandoned { return true }
+                state.pending.insert(contentsOf: progress.unwritten, at: 0)
+                return false
+            }
+            if abandoned {
+                onRecorded(progress.unwritten, nil)
+                return
+            }
+            failures += 1
+            WorkerMetrics.shared.storeError(operation: "record")
+            let delay = JobProcessor.backoff(failures: failures, cap: .seconds(5))
+            logger.warning(
+                "Could not record job outcomes, retrying",
+                metadata: [
+                    "error": "\(error)", "jobs": .stringConvertible(progress.unwritten.count),
+                    "retryInMs": .stringConvertible(delay.inMilliseconds),
+                ]
+            )
+            do { try await Task.sleep(for: delay) } catch { return }
+        }
+    }
+
+    /// Writes `batch`, isolating outcomes the store refuses for their values; stops at the
+    /// first failure of another kind (an outage), reporting what is still unwritten.
+    private func write(_ batch: [JobCompletion]) async -> Progress {
+        var progress = Progress()
+        // Chunks still to write, first one next. A result over the worker's size bound would be
+        // refused (or strain the database); it goes in its storable form from the start.
+        let bounded = batch.map { completion -> JobCompletion in
+            guard case .completed(let result) = completion.outcome, result.utf8.count > JobOutcome.maximumResultBytes else { return completion }
+            WorkerMetrics.shared.outcomeMadeStorable()
+            return JobCompletion(lease: completion.lease, outcome: completion.outcome.storable())
+        }
+        var work: [(chunk: [JobCompletion], form: Form)] = [(bounded, .asSubmitted)]
+        while !work.isEmpty {
+            let (chunk, form) = work.removeFirst()
+            do {
+                let applied = try await withTimeout(timeout, operation: "recording outcomes") { [store] in
+                    try await store.record(chunk)
+                }
+                progress.written += chunk
+                for (index, completion) in chunk.enumerated() {
+                    let wasApplied = index < applied.count && applied[index]
+                    progress.writes.append(wasApplied ? .applied : await explain(completion))
+                }
+            } catch JobStoreError.valueRejected(let reason) {
+                if chunk.count > 1 {
+                    let half = chunk.count / 2
+                    work.insert(contentsOf: [(Array(chunk[..<half]), .asSubmitted), (Array(chunk[half...]), .asSubmitted)], at: 0)
+                    continue
+                }
+                let completion = chunk[0]
+                let metadata = JobContext.metadata(jobID: completion.lease.jobID, sessionID: nil, attempt: completion.lease.attempt)
+                switch form {
+                case .asSubmitted:
+                    WorkerMetrics.shared.outcomeMadeStorable()
+                    logger.warning(
+                        "The database refused a job's outcome; storing it with the refused values removed",
+                        metadata: metadata.merging(["reason": .string(reason)]) { $1 }
+                    )
+                    work.insert(([JobCompletion(lease: completion.lease, outcome: completion.outcome.storable())], .storable), at: 0)
+                case .storable:
+                    logger.error(
+                        "The database refused a job's outcome even with the refused values removed; failing the attempt",
+                        metadata: metadata.merging(["reason": .string(reason)]) { $1 }
+                    )
+                    let failure = JobOutcome.failed(error: JobOutcome.storableError(
+                        "the job's outcome could not be stored: the database refused it (\(reason))"))
+                    work.insert(([JobCompletion(lease: completion.lease, outcome: failure)], .failedAttempt), at: 0)
+                case .failedAttempt:
+                    logger.error(
+                        "The database refused to record a job as failed; it returns to the queue when its lease expires",
+                        metadata: metadata.merging(["reason": .string(reason)]) { $1 }
+                    )
+                    progress.givenUp.append(completion)
+                }
             } catch {
-                // Put the batch back in front and retry after a pause.
-                let abandoned = state.withLock { state -> Bool in
-                    if state.abandoned { return true }
-                    state.pending.insert(contentsOf: batch, at: 0)
-                    return false
-                }
-                if abandoned {
-                    onRecorded(batch, nil)
-                    return
-                }
-                failures += 1
-                WorkerMetrics.shared.storeError(operation: "record")
-                let delay = JobProcessor.backoff(failures: failures, cap: .seconds(5))
-                logger.warning(
-                    "Could not record job outcomes, retrying",
-                    metadata: ["error": "\(error)", "jobs": .stringConvertible(batch.count), "retryInMs": .stringConvertible(delay.inMilliseconds)]
-                )
-                do { try await Task.sleep(for: delay) } catch { return }
+                progress.unwritten = chunk + work.flatMap(\.chunk)
+                progress.failure = error
+                return progress
             }
         }
+        return progress
+    }
+
+    /// Why an outcome was not applied, from the job as it is now (a rare path: a cancel, a
+    /// rescue, or a write whose answer was lost).
+    private func explain(_ completion: JobCompletion) async -> OutcomeWrite {
+        let job = try? await withTimeout(timeout, operation: "reading a job") { [store] in
+            try await store.job(id: completion.lease.jobID)
+        }
+        return OutcomeWrite(explaining: completion, current: job ?? nil)
     }
 }

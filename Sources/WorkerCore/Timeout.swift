@@ -13,50 +13,105 @@ public struct TimeoutError: Error, Sendable, CustomStringConvertible {
     public var description: String { "\(operation) did not answer within \(timeout.inMilliseconds) ms" }
 }
 
-/// Runs `operation`, giving up after `timeout`: the caller gets ``TimeoutError`` and the
-/// operation is left to finish by itself.
+/// The moment the caller of the current store call gives up on it (set by ``withTimeout(_:operation:_:)``).
+///
+/// A call the worker gave up on must not take effect later: a claim that ran after its caller
+/// moved on would take jobs that nobody runs. So a driver bounds every statement on the server
+/// too (PostgreSQL's `statement_timeout`, SQLite's busy timeout) and, before it sends a
+/// statement that changes jobs, checks with ``ensureTime(for:operation:)`` that the answer can
+/// still arrive before this deadline; otherwise it does not send it at all.
+public enum StoreDeadline {
+    @TaskLocal public static var current: ContinuousClock.Instant?
+
+    /// The margin kept between the server's bound and the caller's deadline, for the answer's
+    /// way back.
+    public static let margin = Duration.seconds(1)
+
+    /// Throws ``TimeoutError`` unless a statement bounded by `serverBound` on the server can
+    /// answer (with its result or its timeout) before the current deadline; `Task` cancellation
+    /// (the caller gave up) throws too. Without a deadline (a CLI command), it returns.
+    public static func ensureTime(for serverBound: Duration, operation: String) throws {
+        if Task.isCancelled { throw TimeoutError(operation: operation, timeout: .zero) }
+        guard let deadline = current else { return }
+        let left = deadline - .now
+        if left < serverBound + margin {
+            throw TimeoutError(operation: operation, timeout: max(left, .zero))
+        }
+    }
+}
+
+/// Runs `operation`, giving up after `timeout`: the caller gets ``TimeoutError``.
 ///
 /// The operation runs in an unstructured `Task` on purpose: a database client can leave a call
 /// hanging (a connection lost mid-query), and a structured child would hold its parent until it
-/// returns. Here the caller moves on and the abandoned call ends whenever it ends.
+/// returns. Here the caller moves on. On time-out the operation's task is cancelled: a call
+/// still waiting for a connection gives up (PostgresNIO's pool and the drivers check for it),
+/// while a statement already on the server ends by the server's own bound (``StoreDeadline``).
+/// The operation sees its deadline as ``StoreDeadline/current``.
 public func withTimeout<T: Sendable>(
     _ timeout: Duration,
     operation name: String,
     _ operation: @escaping @Sendable () async throws -> T
 ) async throws -> T {
-    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+    let deadline = ContinuousClock.now + timeout
+    return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
         let once = ResumeOnce(continuation)
         let timer = Task {
-            try await Task.sleep(for: timeout)
-            once.resume(with: .failure(TimeoutError(operation: name, timeout: timeout)))
+            try await Task.sleep(until: deadline)
+            once.timeOut(TimeoutError(operation: name, timeout: timeout))
         }
-        Task {
-            // Not cancelled on timeout: cancelling a database call mid-flight can leave its
-            // connection in an unknown state; the abandoned call finishes (or fails) by itself.
+        once.register(Task {
             let result: Result<T, any Error>
-            do { result = .success(try await operation()) } catch { result = .failure(error) }
+            do {
+                result = .success(try await StoreDeadline.$current.withValue(deadline) { try await operation() })
+            } catch {
+                result = .failure(error)
+            }
             timer.cancel()
             once.resume(with: result)
-        }
+        })
     }
 }
 
-/// Resumes a continuation with whichever result comes first.
+/// Resumes a continuation with whichever result comes first; a time-out also cancels the work.
 private final class ResumeOnce<T: Sendable>: Sendable {
-    private let continuation: Mutex<CheckedContinuation<T, any Error>?>
-
-    init(_ continuation: CheckedContinuation<T, any Error>) {
-        self.continuation = Mutex(continuation)
+    private struct State {
+        var continuation: CheckedContinuation<T, any Error>?
+        var work: Task<Void, Never>?
+        var timedOut = false
     }
 
-    /// Returns `true` if this call resumed the continuation.
-    @discardableResult
-    func resume(with result: Result<T, any Error>) -> Bool {
-        guard let continuation = continuation.withLock({ current in
-            defer { current = nil }
-            return current
-        }) else { return false }
-        continuation.resume(with: result)
-        return true
+    private let state: Mutex<State>
+
+    init(_ continuation: CheckedContinuation<T, any Error>) {
+        state = Mutex(State(continuation: continuation))
+    }
+
+    /// The task doing the work, cancelled if the time-out came first (also before this call).
+    func register(_ work: Task<Void, Never>) {
+        let cancel = state.withLock { state -> Bool in
+            state.work = work
+            return state.timedOut
+        }
+        if cancel { work.cancel() }
+    }
+
+    func timeOut(_ error: TimeoutError) {
+        let (continuation, work) = state.withLock { state in
+            state.timedOut = true
+            defer { state.continuation = nil }
+            return (state.continuation, state.work)
+        }
+        guard let continuation else { return }
+        work?.cancel()
+        continuation.resume(throwing: error)
+    }
+
+    func resume(with result: Result<T, any Error>) {
+        let continuation = state.withLock { state in
+            defer { state.continuation = nil; state.work = nil }
+            return state.continuation
+        }
+        continuation?.resume(with: result)
     }
 }

@@ -110,6 +110,11 @@ final class WorkerMetrics: Sendable {
         counter("worker_store_errors_total", [("operation", operation)]).increment()
     }
 
+    /// An outcome the database refused was stored with the refused values removed.
+    func outcomeMadeStorable() {
+        counter("worker_outcomes_made_storable_total", []).increment()
+    }
+
     func notificationReconnect() {
         counter("worker_notification_reconnects_total", [("channel", "jobs")]).increment()
     }

@@ -16,26 +16,35 @@ import WorkerCore
 /// - All times come from the database's clock (`now()`), so workers' clocks need not agree.
 ///
 /// The ``client`` must run as a service (in the service group) for queries to proceed.
-public final class PostgresJobStore: JobStore {
+public final class PostgresJobStore: BenchmarkJobStore {
     /// The connection pool; run it in the service group.
     public let client: PostgresClient
     public let url: PostgresURL
     let schema: PostgresSchema
-    private let logger: Logger
-    /// Suffix of the prepared statements' names; a failed call moves on to the next one (see ``rows(of:_:)``).
+    let logger: Logger
+    /// Suffix of the prepared statements' names; a failed preparation moves on to the next one (see ``rows(of:_:)``).
     private let preparedGeneration = Atomic<Int>(0)
+    /// The server's bound on each statement (`statement_timeout`), so that a call the worker
+    /// gave up on cannot take effect later (``StoreDeadline``); `nil`: the server's default.
+    public let statementTimeout: Duration?
 
     /// Creates the store for `url` (nothing connects until ``client`` runs).
     /// - Parameters:
     ///   - schema: the schema holding the table (`JOBS_SCHEMA`).
     ///   - table: the jobs table (`JOBS_TABLE`).
-    public init(url: PostgresURL, schema: String = "public", table: String = "coding_jobs", maximumConnections: Int = 10, logger: Logger) throws {
+    ///   - statementTimeout: the server's bound on each statement of the store's connections
+    ///     (`statement_timeout`); keep it below the time the caller waits for a call.
+    public init(
+        url: PostgresURL, schema: String = "public", table: String = "coding_jobs", maximumConnections: Int = 10,
+        statementTimeout: Duration? = nil, logger: Logger
+    ) throws {
         for (name, value) in [("JOBS_SCHEMA", schema), ("JOBS_TABLE", table)] {
             guard value.range(of: "^[A-Za-z_][A-Za-z0-9_]{0,62}$", options: .regularExpression) != nil else {
                 throw PostgresJobStoreError.invalidIdentifier(variable: name, value: value)
             }
         }
         self.url = url
+        self.statementTimeout = statementTimeout
         self.schema = PostgresSchema(schema: schema, table: table)
         self.logger = logger
         var configuration = PostgresClient.Configuration(
@@ -49,10 +58,12 @@ public final class PostgresJobStore: JobStore {
         configuration.options.maximumConnections = maximumConnections
         configuration.options.minimumConnections = 0
         configuration.options.connectTimeout = .seconds(5)
-        if let name = url.parameters["application_name"] {
-            configuration.options.additionalStartupParameters = [("application_name", name)]
-        } else {
-            configuration.options.additionalStartupParameters = [("application_name", "mobvibe-worker")]
+        configuration.options.additionalStartupParameters = [("application_name", url.parameters["application_name"] ?? "mobvibe-worker")]
+        if let statementTimeout, !url.isTransactionPooler {
+            // Set for the whole session at connection start (any setting may be a start-up
+            // parameter). Transaction poolers refuse unknown start-up parameters; there each
+            // bounded call sets it for its own transaction instead (``bounded(_:_:)``).
+            configuration.options.additionalStartupParameters.append(("statement_timeout", "\(statementTimeout.inMilliseconds)"))
         }
         var clientLogger = logger
         // The pool's own messages are noisy (it warns when a query races its start-up); the store
@@ -79,25 +90,70 @@ public final class PostgresJobStore: JobStore {
     /// connection, where a prepared statement does not exist).
     private func rows(of statement: StoreStatement.Text, _ bindings: PostgresBindings) async throws -> [PostgresRow] {
         if url.isTransactionPooler {
-            return try await client.query(PostgresQuery(unsafeSQL: statement.sql, binds: bindings), logger: logger).collect()
+            return try await bounded(statement.name) { connection in
+                try await connection.query(PostgresQuery(unsafeSQL: statement.sql, binds: bindings), logger: logger).collect()
+            }
         }
         let generation = preparedGeneration.load(ordering: .relaxed)
         let named = StoreStatement.Text(name: "\(statement.name)_\(generation)", sql: statement.sql)
         do {
-            return try await StoreStatement.$current.withValue(named) {
-                var rows: [PostgresRow] = []
-                for try await row in try await client.execute(StoreStatement(bindings: bindings), logger: logger) {
-                    rows.append(row)
+            return try await bounded(statement.name) { connection in
+                try await StoreStatement.$current.withValue(named) {
+                    var rows: [PostgresRow] = []
+                    for try await row in try await connection.execute(StoreStatement(bindings: bindings), logger: logger) {
+                        rows.append(row)
+                    }
+                    return rows
                 }
-                return rows
             }
         } catch {
             // PostgresNIO answers every later use of a name whose preparation failed on a connection
             // with that failure, and a schema change can leave a prepared statement unusable
-            // ("cached plan must not change result type"). So after any failure the next calls
-            // prepare afresh under a new name; the caller retries as it does for any store error.
-            _ = preparedGeneration.compareExchange(expected: generation, desired: generation + 1, ordering: .relaxed)
+            // ("cached plan must not change result type"). So after a failure that may have been
+            // the preparation's the next calls prepare afresh under a new name; the caller retries
+            // as it does for any store error. Which step failed is not reported, and a preparation
+            // can fail with nearly anything (a timeout while it waits for a table lock, too), but
+            // not with a refused value: values reach the server only with the execution. So a
+            // refused value (retried once per split of its batch) keeps the name, and no
+            // statement is prepared again for it.
+            if Self.mayBreakPreparedStatement(error) {
+                _ = preparedGeneration.compareExchange(expected: generation, desired: generation + 1, ordering: .relaxed)
+            }
             throw error
+        }
+    }
+
+    /// Whether `error` may come from a preparation: anything but a value the server refused
+    /// (SQLSTATE classes 22 and 54), which only an execution sees.
+    static func mayBreakPreparedStatement(_ error: any Error) -> Bool {
+        guard let state = sqlState(of: error) else { return true }
+        return !(state.hasPrefix("22") || state.hasPrefix("54"))
+    }
+
+    /// The SQLSTATE of a server error, looking inside transaction errors.
+    static func sqlState(of error: any Error) -> String? {
+        if let error = error as? PostgresTransactionError {
+            return [error.closureError, error.beginError, error.commitError].lazy.compactMap { $0.flatMap(sqlState(of:)) }.first
+        }
+        return (error as? PSQLError)?.serverInfo?[.sqlState]
+    }
+
+    /// Runs `body` on a pooled connection, bounded on the server by ``statementTimeout``, once
+    /// the caller's deadline (``StoreDeadline``) leaves time for that bound: a call the caller
+    /// already gave up on (or would give up on before the server's answer) is never sent.
+    /// Behind a transaction pooler the bound is set for one transaction around `body`.
+    private func bounded<T>(_ operation: String, _ body: (PostgresConnection) async throws -> T) async throws -> T {
+        if url.isTransactionPooler, let statementTimeout {
+            return try await client.withTransaction(logger: logger) { connection in
+                try StoreDeadline.ensureTime(for: statementTimeout, operation: operation)
+                _ = try await connection.query(
+                    PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(statementTimeout.inMilliseconds)"), logger: logger)
+                return try await body(connection)
+            }
+        }
+        return try await client.withConnection { connection in
+            try StoreDeadline.ensureTime(for: statementTimeout ?? .zero, operation: operation)
+            return try await body(connection)
         }
     }
 
@@ -105,7 +161,16 @@ public final class PostgresJobStore: JobStore {
 
     public func migrate() async throws {
         try await translatingErrors {
+            // Most starts find the schema current: one read and no DDL, so a role with only
+            // SELECT, INSERT, UPDATE and DELETE on a migrated table starts fine.
+            let recorded = try await recordedVersion()
+            if recorded > PostgresSchema.version {
+                throw JobStoreError.schemaTooNew(found: recorded, supported: PostgresSchema.version)
+            }
+            guard recorded < PostgresSchema.version else { return }
             try await client.withTransaction(logger: logger) { connection in
+                // A migration may rewrite or validate a big table: no statement bound for it.
+                _ = try await connection.query("SET LOCAL statement_timeout = 0", logger: logger)
                 _ = try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\(schema.lockKey)))", logger: logger)
                 _ = try await connection.query(
                     PostgresQuery(unsafeSQL: "CREATE SCHEMA IF NOT EXISTS \"\(schema.schemaName)\""), logger: logger)
@@ -117,6 +182,7 @@ public final class PostgresJobStore: JobStore {
                         """),
                     logger: logger
                 )
+                // Again under the lock: another worker may have migrated meanwhile.
                 let rows = try await connection.query(
                     "SELECT coalesce(max(version), 0) FROM \(unescaped: schema.migrationsTable) WHERE table_name = \(schema.tableName)",
                     logger: logger
@@ -137,6 +203,58 @@ public final class PostgresJobStore: JobStore {
                     logger.info("Applied schema migration", metadata: ["version": .stringConvertible(version), "table": .string(table)])
                 }
             }
+            try await warnAboutUnvalidatedChecks()
+        }
+    }
+
+    public func verifySchema() async throws {
+        try await translatingErrors {
+            let recorded = try await recordedVersion()
+            if recorded > PostgresSchema.version {
+                throw JobStoreError.schemaTooNew(found: recorded, supported: PostgresSchema.version)
+            }
+            if recorded < PostgresSchema.version {
+                throw JobStoreError.notPermitted(
+                    recorded == 0
+                        ? "the jobs table \(table) has no schema yet and AUTO_MIGRATE=false: run `worker migrate` once (as a role that may create it), or set AUTO_MIGRATE=true"
+                        : "the jobs table \(table) is at schema version \(recorded) but this worker needs \(PostgresSchema.version), and AUTO_MIGRATE=false: run `worker migrate` once (as the table's owner), or set AUTO_MIGRATE=true"
+                )
+            }
+        }
+    }
+
+    /// The schema version recorded for this table: 0 when nothing is recorded (or the
+    /// migrations table does not exist). A read only, which any role that can use the table may do.
+    private func recordedVersion() async throws -> Int {
+        let exists = try await client.query(
+            "SELECT to_regclass(\(schema.migrationsTable)) IS NOT NULL", logger: logger
+        ).collect().first?.decode(Bool.self) ?? false
+        guard exists else { return 0 }
+        return try await client.query(
+            "SELECT coalesce(max(version), 0) FROM \(unescaped: schema.migrationsTable) WHERE table_name = \(schema.tableName)",
+            logger: logger
+        ).collect().first?.decode(Int.self) ?? 0
+    }
+
+    /// Logs the table checks that existing rows kept from being validated (they hold for new rows).
+    private func warnAboutUnvalidatedChecks() async throws {
+        let rows = try await client.query(
+            """
+            SELECT conname::text FROM pg_constraint
+            WHERE conrelid = to_regclass(\(table)) AND contype = 'c' AND NOT convalidated
+            ORDER BY conname
+            """,
+            logger: logger
+        ).collect()
+        for row in rows {
+            let name = try row.decode(String.self)
+            logger.warning(
+                "Existing rows violate a check of the jobs table; it holds for new and updated rows only until they are fixed",
+                metadata: [
+                    "constraint": .string(name), "table": .string(table),
+                    "fix": .string("correct the rows, then ALTER TABLE \(table) VALIDATE CONSTRAINT \"\(name)\""),
+                ]
+            )
         }
     }
 
@@ -198,7 +316,7 @@ public final class PostgresJobStore: JobStore {
         logger.error("Job row cannot be read; marking it failed", metadata: ["jobId": .string(id.uuidString.lowercased()), "error": .string(message)])
         try await client.query(
             """
-            UPDATE \(unescaped: table) SET status = 'failed', last_error = \(message), completed_at = now(),
+            UPDATE \(unescaped: table) SET status = 'failed', last_error = \(Self.storableText(message)), completed_at = now(),
                 locked_by = NULL, lease_expires_at = NULL
             WHERE id = \(id)
             """,
@@ -209,7 +327,7 @@ public final class PostgresJobStore: JobStore {
     public func renew(_ leases: [Lease], duration: Duration) async throws -> [UUID: LeaseState] {
         try await translatingErrors {
             guard !leases.isEmpty else { return [:] }
-            let rows = try await client.query(
+            let rows = try await bounded("lease renewal") { connection in try await connection.query(
                 """
                 WITH input AS (
                     SELECT * FROM unnest(\(leases.map(\.jobID))::uuid[], \(leases.map(\.workerID))::text[], \(leases.map(\.attempt))::int[])
@@ -226,9 +344,10 @@ public final class PostgresJobStore: JobStore {
                 LEFT JOIN \(unescaped: table) AS current ON current.id = input.id
                 """,
                 logger: logger
-            )
+            ).collect() }
             var states: [UUID: LeaseState] = [:]
-            for try await (id, held, status) in rows.decode((UUID, Bool, String).self) {
+            for row in rows {
+                let (id, held, status) = try row.decode((UUID, Bool, String).self)
                 states[id] = held ? .held : (status == JobStatus.cancelled.rawValue ? .cancelled : .lost)
             }
             return states
@@ -299,9 +418,9 @@ public final class PostgresJobStore: JobStore {
         return ids.map { applied.contains($0) }
     }
 
-    public func rescueExpiredLeases() async throws -> [RescuedJob] {
+    public func rescueExpiredLeases(sparing running: [UUID]) async throws -> [RescuedJob] {
         try await translatingErrors {
-            let rows = try await client.query(
+            let rows = try await bounded("rescue") { connection in try await connection.query(
                 """
                 UPDATE \(unescaped: table) AS j SET
                     status = CASE WHEN e.attempts >= e.max_attempts THEN 'failed' ELSE 'pending' END,
@@ -310,16 +429,17 @@ public final class PostgresJobStore: JobStore {
                     locked_by = NULL, lease_expires_at = NULL
                 FROM (
                     SELECT id, locked_by, attempts, max_attempts FROM \(unescaped: table)
-                    WHERE status = 'processing' AND lease_expires_at < now()
+                    WHERE status = 'processing' AND lease_expires_at < now() AND NOT (id = ANY(\(running)::uuid[]))
                     FOR UPDATE SKIP LOCKED
                 ) AS e
                 WHERE j.id = e.id
                 RETURNING j.id, j.queue, j.session_id, e.locked_by, e.attempts, j.status
                 """,
                 logger: logger
-            )
+            ).collect() }
             var rescued: [RescuedJob] = []
-            for try await (id, queue, session, worker, attempt, status) in rows.decode((UUID, String, UUID?, String?, Int, String).self) {
+            for row in rows {
+                let (id, queue, session, worker, attempt, status) = try row.decode((UUID, String, UUID?, String?, Int, String).self)
                 rescued.append(RescuedJob(id: id, queue: queue, sessionID: session, previousWorker: worker, attempt: attempt, newStatus: JobStatus(rawValue: status) ?? .pending))
             }
             if rescued.contains(where: { $0.newStatus == .pending }) { try? await notify("jobs") }
@@ -343,10 +463,10 @@ public final class PostgresJobStore: JobStore {
         try await translatingErrors {
             let rows = try await client.query(
                 """
-                SELECT \(unescaped: PostgresSchema.columns) FROM \(unescaped: table)
+                SELECT \(unescaped: filter.summary ? PostgresSchema.summaryColumns : PostgresSchema.columns) FROM \(unescaped: table)
                 WHERE (\(filter.status?.rawValue)::text IS NULL OR status = \(filter.status?.rawValue))
                   AND (\(filter.queue)::text IS NULL OR queue = \(filter.queue))
-                ORDER BY created_at DESC, id LIMIT \(max(0, filter.limit))
+                ORDER BY created_at DESC, id DESC LIMIT \(max(0, filter.limit))
                 """,
                 logger: logger
             ).collect()
@@ -543,13 +663,40 @@ public final class PostgresJobStore: JobStore {
     private func translatingErrors<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
-        } catch let error as JobStoreError {
-            throw error
-        } catch let error as PostgresJobStoreError {
-            throw error
         } catch {
-            throw PostgresJobStoreError.database(Self.describe(error))
+            throw Self.translate(error)
         }
+    }
+
+    /// The error a store call reports for `error`: its own errors (also from inside a
+    /// transaction) as they are, a refused value (SQLSTATE classes 22 and 54) as
+    /// ``JobStoreError/valueRejected(_:)``, a missing privilege (42501) as
+    /// ``JobStoreError/notPermitted(_:)``, anything else with its SQLSTATE and message.
+    static func translate(_ error: any Error) -> any Error {
+        if let error = error as? PostgresTransactionError, let inner = error.closureError {
+            return translate(inner)
+        }
+        switch error {
+        case is JobStoreError, is PostgresJobStoreError, is TimeoutError, is CancellationError:
+            return error
+        default:
+            break
+        }
+        let message = describe(error)
+        if let state = sqlState(of: error) {
+            if state.hasPrefix("22") || state.hasPrefix("54") { return JobStoreError.valueRejected(message) }
+            if state == "42501" {
+                return JobStoreError.notPermitted(
+                    "\(message): the database role in DATABASE_URL lacks a privilege the worker needs; it needs SELECT, INSERT, UPDATE and DELETE on the jobs table (and CREATE on its schema for migrations: run `worker migrate` once as the table's owner, and set AUTO_MIGRATE=false for a role without it)"
+                )
+            }
+        }
+        return PostgresJobStoreError.database(message)
+    }
+
+    /// `text` without NUL characters, which a PostgreSQL `text` value cannot hold.
+    static func storableText(_ text: String) -> String {
+        text.contains("\u{0}") ? text.replacingOccurrences(of: "\u{0}", with: "") : text
     }
 
     static func describe(_ error: any Error) -> String {

@@ -1,3 +1,5 @@
+import WorkerCore
+
 /// The PostgreSQL schema of the jobs table, versioned in `worker_schema_migrations`.
 ///
 /// Every statement is idempotent, and the whole migration runs in one transaction under an
@@ -5,7 +7,7 @@
 /// `id` and `prompt`, then every other column is added if missing: a `coding_jobs` table from
 /// the original plan (id, session_id, prompt, status, created_at) is upgraded in place.
 struct PostgresSchema: Sendable {
-    static let version = 1
+    static let version = 2
 
     /// Schema-qualified, quoted table name, e.g. `"public"."coding_jobs"`.
     let table: String
@@ -87,15 +89,54 @@ struct PostgresSchema: Sendable {
                 CREATE TRIGGER "\(tableName)_notify" AFTER INSERT ON \(table)
                     FOR EACH STATEMENT EXECUTE FUNCTION "\(schemaName)"."\(tableName)_notify"()
                 """,
-            ]
+            ],
+            // The checks the SQLite table has had from the start, so that a producer writing
+            // 'Pending' or a queue name no worker can serve gets PostgreSQL's own error at insert,
+            // instead of a row that never runs and is missing from every count. Added NOT VALID
+            // (new and updated rows only, no table scan under lock), then validated where the
+            // existing rows allow it; a legacy table whose rows do not is still migrated, and the
+            // worker logs which check waits for them (``PostgresJobStore/migrate()``).
+            2: Self.checks.flatMap { name, condition in
+                [
+                    """
+                    DO $$ BEGIN
+                        IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = '\(table)'::regclass AND conname = '\(tableName)_\(name)_check') THEN
+                            ALTER TABLE \(table) ADD CONSTRAINT "\(tableName)_\(name)_check" CHECK (\(condition)) NOT VALID;
+                        END IF;
+                    END $$
+                    """,
+                    """
+                    DO $$ BEGIN
+                        ALTER TABLE \(table) VALIDATE CONSTRAINT "\(tableName)_\(name)_check";
+                    EXCEPTION WHEN check_violation THEN NULL;
+                    END $$
+                    """,
+                ]
+            },
         ]
     }
+
+    /// The table's checks (name, condition), matching ``NewJob/validate()`` and the SQLite table.
+    static let checks: [(String, String)] = [
+        ("status", "status IN ('pending', 'processing', 'completed', 'failed', 'cancelled')"),
+        ("max_attempts", "max_attempts >= 1"),
+        ("payload", "jsonb_typeof(payload) = 'object'"),
+        ("priority", "priority BETWEEN \(NewJob.priorityRange.lowerBound) AND \(NewJob.priorityRange.upperBound)"),
+        ("queue", "queue ~ '\(NewJob.queueNamePattern)'"),
+    ]
 
     /// The columns the job queries return (show, list, cancel, retry), in the order
     /// ``PostgresJobStore`` decodes them; the claim returns ``claimColumns``.
     static let columns = """
         id, queue, session_id, prompt, payload::text, status, priority, run_at, attempts, max_attempts, \
         last_error, result::text, created_at, started_at, completed_at, locked_by, lease_expires_at
+        """
+
+    /// ``columns`` for a summary listing (``JobFilter/summary``): the same columns in the same
+    /// order, without the big values.
+    static let summaryColumns = """
+        id, queue, session_id, left(prompt, \(JobFilter.summaryPromptLength)), '{}'::text, status, priority, run_at, attempts, \
+        max_attempts, NULL::text, NULL::text, created_at, started_at, completed_at, locked_by, lease_expires_at
         """
 
     /// What a claim returns, in the order ``PostgresJobStore`` decodes them: only the columns

@@ -12,18 +12,25 @@ import WorkerCore
 /// - Times are stored as integer milliseconds since the Unix epoch.
 /// - ``watch(queues:onEvent:)`` reports enqueues of this process at once and commits of other
 ///   processes (the CLI) within ``changePollInterval``, by watching `PRAGMA data_version`.
-public final class SQLiteJobStore: JobStore {
+public final class SQLiteJobStore: BenchmarkJobStore {
     /// How often ``watch(queues:onEvent:)`` checks the file for other processes' commits.
     public let changePollInterval: Duration
     public let path: String
+    /// How long a statement waits for another process's write lock: the server-side bound of
+    /// the store's statements (``StoreDeadline``).
+    public let busyTimeout: Duration
     let table: String
     let connection: SQLiteConnection
     let lock = AsyncLock()
+    /// The connection's `busy_timeout` in milliseconds, as last set (see ``boundBusyWait(_:)``).
+    private let currentBusyTimeout: Atomic<Int>
     private let logger: Logger
     private let watchers = Mutex<[UUID: @Sendable (StoreEvent) -> Void]>([:])
 
-    private init(path: String, table: String, connection: SQLiteConnection, changePollInterval: Duration, logger: Logger) {
+    private init(path: String, table: String, connection: SQLiteConnection, busyTimeout: Duration, changePollInterval: Duration, logger: Logger) {
         self.path = path
+        self.busyTimeout = busyTimeout
+        self.currentBusyTimeout = Atomic(Int(busyTimeout.inMilliseconds))
         self.table = table
         self.connection = connection
         self.changePollInterval = changePollInterval
@@ -64,12 +71,17 @@ public final class SQLiteJobStore: JobStore {
             try? await connection.close()
             throw SQLiteJobStoreError.cannotOpen(path: path, reason: "\(error)")
         }
-        return SQLiteJobStore(path: path, table: table, connection: connection, changePollInterval: changePollInterval, logger: logger)
+        return SQLiteJobStore(
+            path: path, table: table, connection: connection, busyTimeout: busyTimeout, changePollInterval: changePollInterval, logger: logger)
     }
 
     // MARK: - Schema
 
     public func migrate() async throws {
+        // Most starts find the schema current: a read, and no write lock taken.
+        let recorded = try await recordedVersion()
+        if recorded > SQLiteSchema.version { throw JobStoreError.schemaTooNew(found: recorded, supported: SQLiteSchema.version) }
+        if recorded == SQLiteSchema.version { return }
         try await lock.withLock {
             _ = try await connection.query("BEGIN IMMEDIATE", [])
             do {
@@ -107,6 +119,47 @@ public final class SQLiteJobStore: JobStore {
                 throw error
             }
         }
+    }
+
+    public func verifySchema() async throws {
+        let recorded = try await recordedVersion()
+        if recorded > SQLiteSchema.version { throw JobStoreError.schemaTooNew(found: recorded, supported: SQLiteSchema.version) }
+        if recorded < SQLiteSchema.version {
+            throw JobStoreError.notPermitted(
+                "the jobs table \(table) in \(path) is at schema version \(recorded) but this worker needs \(SQLiteSchema.version), and AUTO_MIGRATE=false: run `worker migrate` once, or set AUTO_MIGRATE=true"
+            )
+        }
+    }
+
+    /// The schema version recorded for this table; 0 when none is (or nothing was ever migrated).
+    private func recordedVersion() async throws -> Int {
+        try await lock.withLock {
+            let exists = try await connection.query(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'worker_schema_migrations'", []
+            )
+            guard !exists.isEmpty else { return 0 }
+            return Int(try await connection.query(
+                "SELECT coalesce(max(version), 0) AS version FROM worker_schema_migrations WHERE table_name = ?1", [.text(table)]
+            ).first?.column("version")?.integer ?? 0)
+        }
+    }
+
+    /// Bounds the wait for another process's write lock by the caller's deadline, before a
+    /// statement that changes jobs: ``busyTimeout``, or less when less time is left, so that the
+    /// statement answers (done, or `SQLITE_BUSY`) before the caller gives up on it. Throws
+    /// ``TimeoutError`` when the caller has given up, or less than ``StoreDeadline/margin`` is
+    /// left. Called with this process's lock held, so the setting is this call's alone.
+    private func boundBusyWait(_ operation: String) async throws {
+        // The bound itself leaves the margin, so the check asks for no more than that.
+        try StoreDeadline.ensureTime(for: .zero, operation: operation)
+        var bound = busyTimeout
+        if let deadline = StoreDeadline.current {
+            bound = min(bound, deadline - .now - StoreDeadline.margin)
+        }
+        let milliseconds = Int(bound.inMilliseconds)
+        guard currentBusyTimeout.load(ordering: .relaxed) != milliseconds else { return }
+        _ = try await connection.query("PRAGMA busy_timeout = \(milliseconds)", [])
+        currentBusyTimeout.store(milliseconds, ordering: .relaxed)
     }
 
     // MARK: - Producing
@@ -172,7 +225,8 @@ public final class SQLiteJobStore: JobStore {
         let expires = now + Int(leaseDuration.inMilliseconds)
         let queueList = queues.indices.map { "?\($0 + 5)" }.joined(separator: ",")
         let rows = try await lock.withLock {
-            try await connection.query(
+            try await boundBusyWait("claim")
+            return try await connection.query(
                 """
                 UPDATE "\(table)" SET status = 'processing', attempts = attempts + 1, locked_by = ?1,
                     lease_expires_at = ?2, started_at = ?3
@@ -221,6 +275,7 @@ public final class SQLiteJobStore: JobStore {
         guard !leases.isEmpty else { return [:] }
         let expires = Self.milliseconds(Date()) + Int(duration.inMilliseconds)
         return try await lock.withLock {
+            try await boundBusyWait("lease renewal")
             var states: [UUID: LeaseState] = [:]
             for lease in leases {
                 let rows = try await connection.query(
@@ -249,6 +304,7 @@ public final class SQLiteJobStore: JobStore {
         guard !completions.isEmpty else { return [] }
         let now = Self.milliseconds(Date())
         return try await lock.withLock {
+            try await boundBusyWait("recording outcomes")
             _ = try await connection.query("BEGIN IMMEDIATE", [])
             do {
                 var applied: [Bool] = []
@@ -270,9 +326,15 @@ public final class SQLiteJobStore: JobStore {
                 return applied
             } catch {
                 _ = try? await connection.query("ROLLBACK", [])
-                throw error
+                throw Self.translate(error)
             }
         }
+    }
+
+    /// A value SQLite refuses for its size as ``JobStoreError/valueRejected(_:)``; others as they are.
+    static func translate(_ error: any Error) -> any Error {
+        if let error = error as? SQLiteError, error.reason == .tooBig { return JobStoreError.valueRejected(error.message) }
+        return error
     }
 
     /// The `SET` list and its binds (numbered from `?4`) for one outcome.
@@ -289,9 +351,11 @@ public final class SQLiteJobStore: JobStore {
         }
     }
 
-    public func rescueExpiredLeases() async throws -> [RescuedJob] {
+    public func rescueExpiredLeases(sparing running: [UUID]) async throws -> [RescuedJob] {
         let now = Self.milliseconds(Date())
+        let spared = Set(running.map { $0.uuidString.lowercased() })
         return try await lock.withLock {
+            try await boundBusyWait("rescue")
             _ = try await connection.query("BEGIN IMMEDIATE", [])
             do {
                 let expired = try await connection.query(
@@ -303,7 +367,7 @@ public final class SQLiteJobStore: JobStore {
                 )
                 var rescued: [RescuedJob] = []
                 for row in expired {
-                    guard let idText = row.column("id")?.string else { continue }
+                    guard let idText = row.column("id")?.string, !spared.contains(idText) else { continue }
                     let attempts = Int(row.column("attempts")?.integer ?? 0)
                     let maxAttempts = Int(row.column("max_attempts")?.integer ?? 1)
                     let worker = row.column("locked_by")?.string
@@ -345,9 +409,9 @@ public final class SQLiteJobStore: JobStore {
         let rows = try await lock.withLock {
             try await connection.query(
                 """
-                SELECT \(SQLiteSchema.columns) FROM "\(table)"
+                SELECT \(filter.summary ? SQLiteSchema.summaryColumns : SQLiteSchema.columns) FROM "\(table)"
                 WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR queue = ?2)
-                ORDER BY created_at DESC, id LIMIT ?3
+                ORDER BY created_at DESC, id DESC LIMIT ?3
                 """,
                 [
                     filter.status.map { .text($0.rawValue) } ?? .null,

@@ -1,7 +1,9 @@
+import WorkerCore
+
 /// The SQLite schema of the jobs table, versioned per table in `worker_schema_migrations`.
 enum SQLiteSchema {
     /// The newest schema version this code creates and understands.
-    static let version = 1
+    static let version = 2
 
     /// Milliseconds since the Unix epoch, as a column default.
     static let nowMilliseconds = "(CAST(unixepoch('subsec') * 1000 AS INTEGER))"
@@ -53,9 +55,58 @@ enum SQLiteSchema {
                 CREATE INDEX IF NOT EXISTS "\(table)_finished" ON "\(table)" (status, completed_at)
                     WHERE status IN ('completed', 'failed', 'cancelled')
                 """,
-            ]
+            ],
+            2: [
+                // Ids are lower-case text, and every statement compares them as such. A row
+                // written by hand with an upper-case UUID (Swift's `uuidString` is upper case)
+                // would be claimed and then missed by every renewal and outcome write, so ids
+                // (and session ids) are made lower case as rows arrive, and existing ones now.
+                "UPDATE OR IGNORE \"\(table)\" SET id = lower(id) WHERE id <> lower(id)",
+                "UPDATE \"\(table)\" SET session_id = lower(session_id) WHERE session_id <> lower(session_id)",
+                """
+                CREATE TRIGGER IF NOT EXISTS "\(table)_lowercase_ids" AFTER INSERT ON "\(table)"
+                WHEN NEW.id <> lower(NEW.id) OR NEW.session_id <> lower(NEW.session_id)
+                BEGIN
+                    UPDATE "\(table)" SET id = lower(NEW.id), session_id = lower(NEW.session_id) WHERE rowid = NEW.rowid;
+                END
+                """,
+                // The queue-name and priority rules of NewJob.validate(), for rows written by hand
+                // (a CHECK cannot be added to an existing SQLite table without rebuilding it).
+                """
+                CREATE TRIGGER IF NOT EXISTS "\(table)_check_insert" BEFORE INSERT ON "\(table)"
+                WHEN \(invalidQueueOrPriority)
+                BEGIN
+                    SELECT RAISE(ABORT, '\(checkMessage)');
+                END
+                """,
+                """
+                CREATE TRIGGER IF NOT EXISTS "\(table)_check_update" BEFORE UPDATE OF queue, priority ON "\(table)"
+                WHEN \(invalidQueueOrPriority)
+                BEGIN
+                    SELECT RAISE(ABORT, '\(checkMessage)');
+                END
+                """,
+            ],
         ]
     }
+
+    /// True for a row (`NEW`) whose queue name or priority ``NewJob/validate()`` refuses.
+    private static let invalidQueueOrPriority = """
+        length(NEW.queue) NOT BETWEEN 1 AND 64 OR NEW.queue GLOB '*[^A-Za-z0-9_.:-]*' \
+        OR NEW.priority NOT BETWEEN \(NewJob.priorityRange.lowerBound) AND \(NewJob.priorityRange.upperBound)
+        """
+
+    private static let checkMessage = """
+        CHECK failed: queue must be 1 to 64 of A-Z a-z 0-9 _ . : - and priority between \
+        \(NewJob.priorityRange.lowerBound) and \(NewJob.priorityRange.upperBound)
+        """
+
+    /// ``columns`` for a summary listing (``JobFilter/summary``): the same columns in the same
+    /// order, without the big values.
+    static let summaryColumns = """
+        id, queue, session_id, substr(prompt, 1, \(JobFilter.summaryPromptLength)) AS prompt, '{}' AS payload, status, priority, \
+        run_at, attempts, max_attempts, NULL AS last_error, NULL AS result, created_at, started_at, completed_at, locked_by, lease_expires_at
+        """
 
     /// The columns every query returns, in the order ``SQLiteJobStore`` decodes them.
     static let columns = """

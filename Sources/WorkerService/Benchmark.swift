@@ -146,8 +146,8 @@ public struct Benchmark: Sendable {
         return JobProcessor(store: store, handler: handler, configuration: processorConfiguration, logger: quiet)
     }
 
-    private func withScratchStore<T: Sendable>(_ body: (any JobStore) async throws -> T) async throws -> T {
-        try await JobStoreConnector.withStore(configuration, logger: logger) { store in
+    private func withScratchStore<T: Sendable>(_ body: (any BenchmarkJobStore) async throws -> T) async throws -> T {
+        try await JobStoreConnector.withBenchmarkStore(configuration, logger: logger) { store in
             try await store.migrate()
             do {
                 let result = try await body(store)

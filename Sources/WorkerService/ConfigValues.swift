@@ -114,6 +114,19 @@ struct ConfigValues {
         return text
     }
 
+    /// A comma-separated list of exit statuses (1-255); empty or unset is none.
+    func exitStatuses(_ name: String) throws -> Set<Int32> {
+        guard let text = raw(name), !text.trimmingCharacters(in: .whitespaces).isEmpty else { return [] }
+        var statuses = Set<Int32>()
+        for item in text.split(separator: ",", omittingEmptySubsequences: false).map({ $0.trimmingCharacters(in: .whitespaces) }) {
+            guard let status = Int32(item), (1...255).contains(status) else {
+                throw ConfigurationError(variable: name, value: text, expected: "comma-separated exit statuses from 1 to 255 (e.g. 2,64)")
+            }
+            statuses.insert(status)
+        }
+        return statuses
+    }
+
     static func isName(_ text: String) -> Bool {
         !text.isEmpty && text.count <= 128 && text.allSatisfy { ($0.isASCII && ($0.isLetter || $0.isNumber)) || "._-".contains($0) }
     }

@@ -14,11 +14,24 @@ public enum JobStoreConnector {
         logger: Logger,
         _ body: (any JobStore) async throws -> T
     ) async throws -> T {
+        try await withBenchmarkStore(configuration, logger: logger) { store in try await body(store) }
+    }
+
+    /// ``withStore(_:logger:_:)`` for `worker bench`, whose scratch tables are dropped afterwards.
+    static func withBenchmarkStore<T: Sendable>(
+        _ configuration: WorkerConfiguration,
+        logger: Logger,
+        _ body: (any BenchmarkJobStore) async throws -> T
+    ) async throws -> T {
+        // Every statement is bounded on the server below the time the worker waits for a store
+        // call, so that a call it gave up on cannot take effect later (StoreDeadline).
+        let serverBound = configuration.processorConfiguration.serverStatementTimeout
         var storeLogger = logger
         switch configuration.store {
         case .sqlite(let path):
             storeLogger[metadataKey: "store"] = "sqlite"
-            let store = try await SQLiteJobStore.open(path: path, table: configuration.jobsTable, logger: storeLogger)
+            let store = try await SQLiteJobStore.open(
+                path: path, table: configuration.jobsTable, busyTimeout: serverBound, logger: storeLogger)
             do {
                 let result = try await body(store)
                 try await store.close()
@@ -35,6 +48,7 @@ public enum JobStoreConnector {
                 schema: configuration.jobsSchema,
                 table: configuration.jobsTable,
                 maximumConnections: configuration.databaseMaxConnections,
+                statementTimeout: serverBound,
                 logger: storeLogger
             )
             return try await withThrowingTaskGroup(of: Void.self, returning: T.self) { tasks in

@@ -1,10 +1,16 @@
 import Logging
 import ServiceLifecycle
 import WorkerCore
+import WorkerPostgres
 
-/// Applies the schema migration when the worker starts, waiting with backoff while the
-/// database is unreachable, then opens the gate the processor and monitor wait behind.
-/// The health server runs meanwhile, so an orchestrator sees a live (not ready) worker.
+/// Applies the schema migration when the worker starts (or, with `AUTO_MIGRATE=false`, checks
+/// that the schema is there and current), waiting with backoff while the database is
+/// unreachable, then opens the gate the processor and monitor wait behind and logs that the
+/// worker is ready. The health server runs meanwhile, so an orchestrator sees a live (not
+/// ready) worker.
+///
+/// A schema this worker cannot use, or a role without a privilege it needs, is not an outage:
+/// start-up fails at once with the store's message (exit 1) instead of retrying forever.
 struct SchemaMigrator: Service {
     let store: any JobStore
     let enabled: Bool
@@ -12,33 +18,45 @@ struct SchemaMigrator: Service {
     let logger: Logger
 
     func run() async throws {
-        guard enabled else {
-            gate.open()
-            return
-        }
         try await cancelWhenGracefulShutdown {
             var failures = 0
             while !Task.isCancelled {
                 do {
-                    try await withTimeout(.seconds(6), operation: "the database") { try await store.migrate() }
+                    try await withTimeout(.seconds(6), operation: "the database") { [store, enabled] in
+                        if enabled { try await store.migrate() } else { try await store.verifySchema() }
+                    }
                     if failures > 0 { logger.info("Database is reachable again") }
                     gate.open()
+                    logger.info("Worker service ready")
                     return
                 } catch let error as JobStoreError {
-                    // Not an outage: a schema this worker cannot use.
+                    // Not an outage: a schema this worker cannot use, or a missing privilege.
                     throw error
                 } catch {
                     failures += 1
                     let delay = min(Duration.milliseconds(500) * (1 << min(failures - 1, 6)), .seconds(30))
-                    logger.error(
-                        "Database unreachable at start-up, retrying",
-                        metadata: ["error": "\(error)", "attempt": .stringConvertible(failures), "retryInMs": .stringConvertible(delay.inMilliseconds)]
-                    )
+                    var metadata: Logger.Metadata = [
+                        "error": "\(await cause(of: error))", "attempt": .stringConvertible(failures),
+                        "retryInMs": .stringConvertible(delay.inMilliseconds),
+                    ]
+                    if let postgres = store as? PostgresJobStore {
+                        metadata["host"] = .string(postgres.url.host)
+                        metadata["port"] = .stringConvertible(postgres.url.port)
+                    }
+                    logger.error("Database unreachable at start-up, retrying", metadata: metadata)
                     // Shutdown ends the wait: return quietly, nothing was claimed.
                     do { try await Task.sleep(for: delay) } catch { return }
                 }
             }
         }
+    }
+
+    /// What to tell the operator about `error`. A call that waited for PostgreSQL's connection
+    /// pool only knows that it timed out (the pool retries connecting quietly); one direct
+    /// connection attempt then names the real cause (refused, unknown host, authentication, TLS).
+    private func cause(of error: any Error) async -> String {
+        guard error is TimeoutError, let postgres = store as? PostgresJobStore else { return "\(error)" }
+        return await postgres.connectionProblem() ?? "\(error)"
     }
 }
 

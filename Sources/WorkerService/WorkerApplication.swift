@@ -81,7 +81,7 @@ public struct WorkerApplication: Sendable {
             configuration.shutdownTimeout + configuration.processorConfiguration.releaseGrace + .seconds(10)
         let group = ServiceGroup(configuration: groupConfiguration)
         await shutdown.register(group: group, processor: processor)
-        logger.info("Worker service ready")
+        // "Worker service ready" is logged by the schema migrator once the processor may claim.
         try await group.run()
     }
 
@@ -99,6 +99,8 @@ public struct WorkerApplication: Sendable {
     static func readiness(store: any JobStore, processor: JobProcessor) async -> [String: String?] {
         var checks: [String: String?] = [:]
         checks["processor"] = processor.isClaiming ? String?.none : "not claiming (starting or shutting down)"
+        checks["outcomes"] = processor.outcomeWritesStalled
+            ? "job outcomes could not be written for longer than a lease (LEASE_DURATION_MS)" : String?.none
         do {
             try await withTimeout(.seconds(1), operation: "the database") { try await store.ping() }
             checks["store"] = String?.none

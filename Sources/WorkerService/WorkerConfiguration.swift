@@ -69,6 +69,7 @@ public struct WorkerConfiguration: Sendable {
         ("JOB_WORKDIR_ROOT", "<temp>/mobvibe-worker-jobs", false),
         ("JOB_KEEP_WORKDIR", "never", false),
         ("JOB_ENV_PASSTHROUGH", "", false),
+        ("JOB_PERMANENT_EXIT_CODES", "", false),
         ("HEALTH_CHECK_HOST", "127.0.0.1", false),
         ("HEALTH_CHECK_PORT", "8080", false),
         ("MONITOR_INTERVAL_MS", "30000", false),
@@ -112,7 +113,7 @@ public struct WorkerConfiguration: Sendable {
         jobsTable = try values.sqlIdentifier("JOBS_TABLE", default: "coding_jobs")
         jobsSchema = try values.sqlIdentifier("JOBS_SCHEMA", default: "public")
         autoMigrate = try values.boolean("AUTO_MIGRATE", default: true)
-        databaseMaxConnections = try values.integer("DATABASE_MAX_CONNECTIONS", default: 10, range: 2...500)
+        databaseMaxConnections = try values.integer("DATABASE_MAX_CONNECTIONS", default: 10, range: 8...500)
         let completedDays = try values.integer("RETENTION_COMPLETED", default: 7, range: 0...36_500)
         let failedDays = try values.integer("RETENTION_FAILED", default: 30, range: 0...36_500)
         retention = RetentionSweeper.Policy(
@@ -163,7 +164,9 @@ public struct WorkerConfiguration: Sendable {
                 environmentPassthrough: passthrough,
                 timeout: .milliseconds(try values.integer("JOB_TIMEOUT_MS", default: 900_000, range: 100...604_800_000)),
                 killGrace: .milliseconds(try values.integer("JOB_KILL_GRACE_MS", default: 10_000, range: 0...600_000)),
-                outputLimitBytes: try values.integer("JOB_OUTPUT_LIMIT_BYTES", default: 1_048_576, range: 1024...1_073_741_824)
+                outputLimitBytes: try values.integer(
+                    "JOB_OUTPUT_LIMIT_BYTES", default: 1_048_576, range: 1024...CommandHandlerConfiguration.maximumOutputLimitBytes),
+                permanentExitCodes: try values.exitStatuses("JOB_PERMANENT_EXIT_CODES")
             )
         } catch let error as ShellWords.Error {
             throw ConfigurationError(variable: "JOB_COMMAND", value: command, expected: "a command line (\(error.description))")
@@ -234,6 +237,7 @@ public struct WorkerConfiguration: Sendable {
             ("JOB_WORKDIR_ROOT", command.workdirRoot),
             ("JOB_KEEP_WORKDIR", command.keepWorkdir.rawValue),
             ("JOB_ENV_PASSTHROUGH", command.environmentPassthrough.joined(separator: ",")),
+            ("JOB_PERMANENT_EXIT_CODES", command.permanentExitCodes.sorted().map(String.init).joined(separator: ",")),
         ]
     }
 

@@ -24,7 +24,7 @@ struct JobsCommand: AsyncParsableCommand {
 
         func run() async throws {
             let context = try await CommandContext.load()
-            let jobs = try await context.withStore { try await $0.jobs(matching: JobFilter(status: status, queue: queue, limit: limit)) }
+            let jobs = try await context.withStore { try await $0.jobs(matching: JobFilter(status: status, queue: queue, limit: limit, summary: !json)) }
             output(json ? JobPresentation.json(jobs.map(JobPresentation.jsonObject)) : JobPresentation.table(jobs))
         }
     }

@@ -53,31 +53,14 @@ struct JobProcessorTests {
         )
     }
 
-    /// Runs `processor` in a service group while `body` runs, then shuts the group down gracefully.
     static func running<T: Sendable>(_ processor: JobProcessor, _ body: () async throws -> T) async throws -> T {
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [processor], logger: Logger(label: "test")))
-        return try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            let result: T
-            do {
-                result = try await body()
-            } catch {
-                await group.triggerGracefulShutdown()
-                throw error
-            }
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
-            return result
-        }
+        try await whileRunning(processor, body)
     }
 
-    static func waitUntil(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if try await condition() { return }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        Issue.record("condition not met within \(timeout)")
+    static func waitUntil(
+        timeout: Duration = .seconds(10), sourceLocation: SourceLocation = #_sourceLocation, _ condition: () async throws -> Bool
+    ) async throws {
+        try await WorkerTestSupport.waitUntil(timeout: timeout, sourceLocation: sourceLocation, condition)
     }
 
     @Test("never runs more than maxConcurrentJobs at once, and uses them all", arguments: [1, 3])
@@ -291,10 +274,25 @@ struct JobProcessorTests {
             // The job outlives its lease three times over; renewals every third of the lease keep it.
             // (A lease of a few seconds, not less: the suite runs beside CPU-heavy tests.)
             let processor = JobProcessor(store: store, handler: Probe(sleep: .seconds(6)), configuration: Self.configuration(lease: .seconds(2)), logger: Logger(label: "test"))
+            // The lease as the claim set it, and the furthest it was seen extended while the job ran.
+            var claimedUntil: Date?
+            var furthest = Date.distantPast
             try await Self.running(processor) {
-                try await Self.waitUntil { try await store.job(id: id)?.status == .completed }
+                try await Self.waitUntil(timeout: .seconds(20)) {
+                    let job = try await store.job(id: id)
+                    if let expires = job?.leaseExpiresAt, let started = job?.startedAt {
+                        claimedUntil = claimedUntil ?? started.addingTimeInterval(2)
+                        furthest = max(furthest, expires)
+                    }
+                    return job?.status == .completed
+                }
             }
-            // Never rescued: still on its first attempt.
+            // Renewed: the lease reached well past where the claim set it. (Seen by polling, so
+            // a machine slow enough to delay some renewals still shows one of them.)
+            let original = try #require(claimedUntil)
+            #expect(furthest > original.addingTimeInterval(1), "lease never extended: \(furthest) vs \(original)")
+            // Never rescued, not even when a renewal came late on a loaded machine (the worker
+            // spares its own running jobs): still on its first attempt.
             #expect(try await store.job(id: id)?.attempts == 1)
         }
     }

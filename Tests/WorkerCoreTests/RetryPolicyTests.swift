@@ -29,27 +29,3 @@ struct RetryPolicyTests {
         #expect(policy.outcome(forFailedAttempt: 3, maxAttempts: 3, error: "e") == .failed(error: "e"))
     }
 }
-
-@Suite("withTimeout")
-struct TimeoutTests {
-    @Test("returns the result of a fast operation and throws TimeoutError for a hung one")
-    func timeout() async throws {
-        #expect(try await withTimeout(.seconds(5), operation: "fast") { 42 } == 42)
-        let clock = ContinuousClock()
-        let start = clock.now
-        await #expect(throws: TimeoutError.self) {
-            _ = try await withTimeout(.milliseconds(100), operation: "hung") {
-                // Ignores cancellation, like a call stuck on a dead connection.
-                await withCheckedContinuation { (_: CheckedContinuation<Void, Never>) in }
-            }
-        }
-        #expect(clock.now - start < .seconds(2))
-    }
-
-    @Test("an operation's error passes through")
-    func errors() async {
-        await #expect(throws: CancellationError.self) {
-            try await withTimeout(.seconds(5), operation: "failing") { throw CancellationError() }
-        }
-    }
-}

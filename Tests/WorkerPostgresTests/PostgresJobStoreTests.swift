@@ -127,7 +127,7 @@ struct PostgresJobStoreTests {
             #expect(first.contains { $0.hasPrefix("column lease_expires_at") })
             #expect(first.contains { $0.contains("\(table)_claim_idx") && $0.contains("WHERE (status = 'pending'::text)") })
             #expect(first.contains("trigger \(table)_notify"))
-            #expect(first.contains("migration 1"))
+            #expect(first.contains("migration 1") && first.contains("migration 2"))
             try await store.migrate()
             #expect(try await Self.schemaSnapshot(store, table: table) == first)
         }
@@ -218,6 +218,8 @@ struct PostgresJobStoreTests {
     func undecodableRows() async throws {
         try await TestDatabase.withStore { store in
             let table = store.schema.table
+            // As in a legacy table whose rows predate the status check (kept unvalidated).
+            _ = try await TestDatabase.execute("ALTER TABLE \(table) DROP CONSTRAINT \"\(store.schema.tableName)_status_check\"", on: store)
             _ = try await TestDatabase.execute("INSERT INTO \(table) (prompt, status) VALUES ('weird', 'bogus')", on: store)
             _ = try await store.enqueue([NewJob(prompt: "good")])
             // A status the worker does not know is never claimed (only 'pending' is) and stats ignore it.

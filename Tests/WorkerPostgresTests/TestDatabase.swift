@@ -16,6 +16,7 @@ enum TestDatabase {
         migrate: Bool = true,
         transactionPooler: Bool = false,
         maximumConnections: Int = 10,
+        statementTimeout: Duration? = nil,
         _ body: (PostgresJobStore) async throws -> Void
     ) async throws {
         var text = try #require(Self.url, "run the suite with scripts/test")
@@ -25,7 +26,8 @@ enum TestDatabase {
         if transactionPooler { #expect(url.isTransactionPooler) }
         var logger = Logger(label: "test.postgres")
         logger.logLevel = .warning
-        let store = try PostgresJobStore(url: url, table: table, maximumConnections: maximumConnections, logger: logger)
+        let store = try PostgresJobStore(
+            url: url, table: table, maximumConnections: maximumConnections, statementTimeout: statementTimeout, logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { await store.client.run() }
             defer { tasks.cancelAll() }

@@ -67,4 +67,60 @@ struct SQLiteJobStoreTests {
             _ = try await SQLiteJobStore.open(path: "/nonexistent-\(UUID())/db.sqlite")
         }
     }
+
+    @Test("a row written by hand with an upper-case id (and session id) runs once and completes")
+    func upperCaseIDs() async throws {
+        try await withTemporarySQLiteStore { store in
+            let id = UUID(), session = UUID()
+            // Swift's uuidString is upper case, as a producer in Swift would write it.
+            try await store.rawExecute(
+                "INSERT INTO coding_jobs (id, prompt, session_id, max_attempts) VALUES ('\(id.uuidString)', 'by hand', '\(session.uuidString)', 1)")
+            let claimed = try await store.claim(queues: ["default"], limit: 1, workerID: "w", leaseDuration: .seconds(30))
+            let lease = try #require(claimed.first).lease
+            #expect(claimed.first?.job.sessionID == session)
+            // Before: every renewal and outcome write missed the row, which then ran max_attempts
+            // times and ended failed ("lease expired").
+            #expect(try await store.renew([lease], duration: .seconds(30)) == [id: .held])
+            #expect(try await store.record([JobCompletion(lease: lease, outcome: .completed(result: "{}"))]) == [true])
+            let job = try #require(try await store.job(id: id))
+            #expect(job.status == .completed && job.attempts == 1)
+            // Cancel finds such a row too.
+            let other = UUID()
+            try await store.rawExecute("INSERT INTO coding_jobs (id, prompt) VALUES ('\(other.uuidString)', 'to cancel')")
+            #expect(try await store.cancel(id: other).status == .cancelled)
+        }
+    }
+
+    @Test("ids written in upper case before the upgrade are made lower case by the migration")
+    func upperCaseIDsMigrated() async throws {
+        try await withTemporarySQLiteStore { store in
+            try await store.rawExecute("DROP TRIGGER coding_jobs_lowercase_ids")
+            try await store.rawExecute("DELETE FROM worker_schema_migrations WHERE version = 2")
+            let id = UUID()
+            try await store.rawExecute("INSERT INTO coding_jobs (id, prompt) VALUES ('\(id.uuidString)', 'old')")
+            try await store.migrate()
+            #expect(try await store.job(id: id)?.prompt == "old")
+            let claimed = try await store.claim(queues: ["default"], limit: 1, workerID: "w", leaseDuration: .seconds(30))
+            #expect(try await store.record(claimed.map { JobCompletion(lease: $0.lease, outcome: .completed(result: "{}")) }) == [true])
+        }
+    }
+
+    @Test(
+        "a hand-written row with a bad queue name or a priority out of range is refused",
+        arguments: [
+            "(prompt, queue) VALUES ('p', 'bad queue')", "(prompt, queue) VALUES ('p', '')",
+            "(prompt, priority) VALUES ('p', 40000)", "(prompt, priority) VALUES ('p', -40000)",
+        ]
+    )
+    func refusedRows(_ values: String) async throws {
+        try await withTemporarySQLiteStore { store in
+            await #expect(throws: (any Error).self) { try await store.rawExecute("INSERT INTO coding_jobs \(values)") }
+            await #expect(throws: (any Error).self) {
+                try await store.rawExecute("INSERT INTO coding_jobs (prompt) VALUES ('fine')")
+                try await store.rawExecute("UPDATE coding_jobs SET queue = 'no way' WHERE prompt = 'fine'")
+            }
+            try await store.rawExecute("INSERT INTO coding_jobs (prompt, queue, priority) VALUES ('ok', 'a.b:c-d_e', 32767)")
+            #expect(try await store.stats().pending == 2)
+        }
+    }
 }

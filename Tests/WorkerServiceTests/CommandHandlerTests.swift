@@ -25,6 +25,7 @@ struct CommandHandlerTests {
         limit: Int = 1_048_576,
         keep: CommandHandlerConfiguration.KeepWorkdir = .never,
         passthrough: [String] = [],
+        permanent: Set<Int32> = [],
         environment: [String: String] = ProcessInfo.processInfo.environment,
         root: String = FileManager.default.temporaryDirectory.appendingPathComponent("cmd-tests-\(UUID().uuidString.prefix(8))").path
     ) throws -> CommandHandler {
@@ -35,7 +36,8 @@ struct CommandHandlerTests {
             environmentPassthrough: passthrough,
             timeout: timeout,
             killGrace: killGrace,
-            outputLimitBytes: limit
+            outputLimitBytes: limit,
+            permanentExitCodes: permanent
         )
         return CommandHandler(configuration: configuration, environment: environment)
     }
@@ -81,6 +83,18 @@ struct CommandHandlerTests {
         #expect(code == 3)
         #expect(tail.contains("something went wrong"))
         #expect(error.description.contains("status 3"))
+    }
+
+    @Test("an exit status listed in JOB_PERMANENT_EXIT_CODES fails the job for good; others stay retryable")
+    func permanentExitCode() async throws {
+        let permanent = try await #require(throws: CommandFailure.self) {
+            _ = try await Self.handler("exit-3.sh", permanent: [3, 64]).handle(Self.claimed(), context: Self.context)
+        }
+        #expect(permanent.isPermanent && permanent.description.contains("JOB_PERMANENT_EXIT_CODES"))
+        let retryable = try await #require(throws: CommandFailure.self) {
+            _ = try await Self.handler("exit-3.sh", permanent: [64]).handle(Self.claimed(), context: Self.context)
+        }
+        #expect(!retryable.isPermanent)
     }
 
     @Test("a child killed by a signal fails the attempt naming the signal")

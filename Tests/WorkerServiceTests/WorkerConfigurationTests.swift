@@ -102,10 +102,33 @@ struct WorkerConfigurationTests {
         let summary = try WorkerConfiguration(values: ConfigValuesFixture.values(["DATABASE_URL": "postgres://u:s3cret@h/d"])).redactedSummary
         #expect(!summary.contains { $0.value.contains("s3cret") })
     }
+
+    @Test(
+        "command limits the store cannot hold, bad permanent exit codes and too few connections are refused at start-up",
+        arguments: [
+            ("JOB_OUTPUT_LIMIT_BYTES", "16777217"), ("JOB_OUTPUT_LIMIT_BYTES", "1073741824"),
+            ("JOB_PERMANENT_EXIT_CODES", "0"), ("JOB_PERMANENT_EXIT_CODES", "2,x"), ("JOB_PERMANENT_EXIT_CODES", "256"),
+            ("DATABASE_MAX_CONNECTIONS", "2"),
+        ]
+    )
+    func rejectsCommandLimits(variable: String, value: String) async throws {
+        let error = try await #require(throws: ConfigurationError.self) {
+            _ = try await Self.load(["JOB_COMMAND": "/bin/cat", variable: value])
+        }
+        #expect(error.variable == variable && error.description.contains("expected"))
+    }
+
+    @Test("permanent exit codes are read as a set")
+    func permanentExitCodes() async throws {
+        let configuration = try await Self.load(["JOB_COMMAND": "/bin/cat", "JOB_PERMANENT_EXIT_CODES": " 64, 2 ,64", "JOB_OUTPUT_LIMIT_BYTES": "16777216"])
+        #expect(configuration.command?.permanentExitCodes == [2, 64])
+        #expect(configuration.command?.outputLimitBytes == 16_777_216)
+    }
 }
 
 enum ConfigValuesFixture {
     static func values(_ environment: [String: String]) -> ConfigValues {
         ConfigValues(reader: .init(provider: EnvironmentVariablesProviderFixture.make(environment)))
     }
+
 }

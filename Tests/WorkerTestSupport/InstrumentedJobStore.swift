@@ -30,9 +30,12 @@ public final class InstrumentedJobStore: JobStore {
     }
 
     public func migrate() async throws { try await base.migrate() }
+    public func verifySchema() async throws { try await base.verifySchema() }
     public func enqueue(_ jobs: [NewJob]) async throws -> [UUID] { try await base.enqueue(jobs) }
     public func renew(_ leases: [Lease], duration: Duration) async throws -> [UUID: LeaseState] { try await base.renew(leases, duration: duration) }
-    public func rescueExpiredLeases() async throws -> [RescuedJob] { try await base.rescueExpiredLeases() }
+    public func rescueExpiredLeases(sparing running: [UUID]) async throws -> [RescuedJob] {
+        try await base.rescueExpiredLeases(sparing: running)
+    }
     public func job(id: UUID) async throws -> Job? { try await base.job(id: id) }
     public func jobs(matching filter: JobFilter) async throws -> [Job] { try await base.jobs(matching: filter) }
     public func cancel(id: UUID) async throws -> Job { try await base.cancel(id: id) }
@@ -45,7 +48,5 @@ public final class InstrumentedJobStore: JobStore {
     public func watch(queues: [String], onEvent: @escaping @Sendable (StoreEvent) -> Void) async throws {
         try await base.watch(queues: queues, onEvent: onEvent)
     }
-    public func dropTable() async throws { try await base.dropTable() }
-    public func settle() async throws { try await base.settle() }
     public func close() async throws { try await base.close() }
 }

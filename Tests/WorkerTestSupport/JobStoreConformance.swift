@@ -31,6 +31,7 @@ public enum JobStoreConformance {
         ConformanceCase(name: "a released job is pending again with its attempt not counted", body: releaseNotCounted),
         ConformanceCase(name: "an expired lease returns the job, or fails it when attempts are used up", body: leaseExpiry),
         ConformanceCase(name: "renewal keeps a lease alive", body: renewalKeepsLease),
+        ConformanceCase(name: "rescue spares the jobs the rescuing worker runs; a late renewal revives their lease", body: rescueSparesRunning),
         ConformanceCase(name: "a stale lease holder's late writes change nothing", body: staleLeaseIgnored),
         ConformanceCase(name: "rescue never touches a finished job", body: rescueSkipsFinished),
         ConformanceCase(name: "cancel stops pending and running jobs and refuses finished ones", body: cancel),
@@ -172,12 +173,17 @@ public enum JobStoreConformance {
     static func retryBackoff(_ store: any JobStore) async throws {
         let id = try await store.enqueue([NewJob(prompt: "p", maxAttempts: 3)])[0]
         let first = try await claimOne(store)
-        #expect(try await store.record([JobCompletion(lease: first.lease, outcome: .retry(error: "boom 1", delay: .milliseconds(600)))]) == [true])
+        // The delay is measured from the write, by the store's clock: bound it by the moments
+        // before and after the call, so that a slow machine cannot make the check fail. A delay
+        // of seconds, so that the claim right after the write comes well before it is due.
+        let before = Date()
+        #expect(try await store.record([JobCompletion(lease: first.lease, outcome: .retry(error: "boom 1", delay: .seconds(3)))]) == [true])
+        let after = Date()
         let waiting = try #require(try await store.job(id: id))
         #expect(waiting.status == .pending && waiting.attempts == 1 && waiting.lastError == "boom 1" && waiting.lockedBy == nil)
-        #expect(waiting.runAt > Date().addingTimeInterval(0.2))
+        #expect(waiting.runAt >= before.addingTimeInterval(3 - 0.01) && waiting.runAt <= after.addingTimeInterval(3 + 0.01), "run_at \(waiting.runAt), write between \(before) and \(after)")
         #expect(try await store.claim(queues: ["default"], limit: 1, workerID: worker, leaseDuration: .seconds(30)).isEmpty)
-        try await Task.sleep(for: .milliseconds(800))
+        try await Task.sleep(until: .now + .seconds(max(0, waiting.runAt.timeIntervalSinceNow) + 0.1))
         let second = try await claimOne(store)
         #expect(second.job.id == id && second.lease.attempt == 2 && second.job.attempts == 2)
     }
@@ -204,6 +210,19 @@ public enum JobStoreConformance {
         let job = try #require(try await store.job(id: id))
         #expect(job.status == .pending && job.attempts == 0 && job.lockedBy == nil && job.leaseExpiresAt == nil)
         #expect(try await claimOne(store).lease.attempt == 1)
+    }
+
+    static func rescueSparesRunning(_ store: any JobStore) async throws {
+        let ids = try await store.enqueue([NewJob(prompt: "mine"), NewJob(prompt: "dead")])
+        let claimed = try await store.claim(queues: ["default"], limit: 2, workerID: worker, leaseDuration: .milliseconds(200))
+        let mine = try #require(claimed.first { $0.job.id == ids[0] })
+        try await Task.sleep(for: .milliseconds(400))
+        // Both leases expired; the rescuing worker still runs the first job.
+        #expect(try await store.rescueExpiredLeases(sparing: [mine.job.id]).map(\.id) == [ids[1]])
+        #expect(try await store.renew([mine.lease], duration: .seconds(30)) == [mine.job.id: .held])
+        let job = try #require(try await store.job(id: ids[0]))
+        #expect(job.status == .processing && job.attempts == 1 && (job.leaseExpiresAt ?? .distantPast) > Date())
+        #expect(try await store.rescueExpiredLeases().isEmpty)
     }
 
     static func leaseExpiry(_ store: any JobStore) async throws {
@@ -344,6 +363,17 @@ public enum JobStoreConformance {
         _ = try await store.claim(queues: ["even"], limit: 1, workerID: worker, leaseDuration: .seconds(30))
         let processing = try await store.jobs(matching: JobFilter(status: .processing))
         #expect(processing.map(\.prompt) == ["j0"])
+        // Jobs of one batch share their creation time: newest first still holds (by id).
+        let batch = try await store.enqueue((0..<4).map { NewJob(prompt: "b\($0)", queue: "batch") })
+        #expect(try await store.jobs(matching: JobFilter(queue: "batch")).map(\.id) == batch.reversed())
+        // A summary reads only what a listing prints.
+        let long = String(repeating: "p", count: 5_000)
+        let id = try await store.enqueue([NewJob(prompt: long, queue: "big", payload: #"{"k":"v"}"#)])[0]
+        _ = try await store.cancel(id: id)
+        let summary = try #require(try await store.jobs(matching: JobFilter(queue: "big", summary: true)).first)
+        #expect(summary.id == id && summary.status == .cancelled && summary.prompt.count == JobFilter.summaryPromptLength)
+        #expect(summary.payload == "{}" && summary.result == nil && summary.lastError == nil)
+        #expect(try await store.jobs(matching: JobFilter(queue: "big")).first?.prompt == long)
     }
 
     static func retention(_ store: any JobStore) async throws {

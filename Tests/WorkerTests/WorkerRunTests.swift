@@ -56,7 +56,7 @@ struct WorkerRunTests {
         #expect(texts.filter { $0 == "Job completed" }.count == 200)
         #expect(texts.contains("Queue statistics"))
         let completed = messages.first { $0["msg"] as? String == "Job completed" }
-        #expect(completed?["jobId"] is String && completed?["attempt"] as? Int == 1 && completed?["duration"] is Int)
+        #expect(completed?["jobId"] is String && completed?["attempt"] as? Int == 1 && completed?["durationMs"] is Int)
     }
 
     @Test("SIGTERM with a job longer than SHUTDOWN_TIMEOUT_MS exits 0 in time and leaves the job pending, attempt not counted")

@@ -3,6 +3,8 @@ import WorkerCore
 /// Why a command run failed the attempt; the description becomes `last_error`.
 public enum CommandFailure: Error, Sendable, CustomStringConvertible {
     case exited(code: Int32, stderrTail: String)
+    /// Exited with a status listed in `JOB_PERMANENT_EXIT_CODES`: the job fails without retries.
+    case exitedPermanently(code: Int32, stderrTail: String)
     case signaled(signal: Int32, stderrTail: String)
     case timedOut(after: Duration, stderrTail: String)
     case cannotStart(program: String, reason: String)
@@ -12,6 +14,8 @@ public enum CommandFailure: Error, Sendable, CustomStringConvertible {
         switch self {
         case .exited(let code, let tail):
             "command exited with status \(code)" + Self.suffix(tail)
+        case .exitedPermanently(let code, let tail):
+            "command exited with status \(code), listed in JOB_PERMANENT_EXIT_CODES: not retried" + Self.suffix(tail)
         case .signaled(let signal, let tail):
             "command was killed by signal \(signal)" + Self.suffix(tail)
         case .timedOut(let after, let tail):
@@ -32,5 +36,12 @@ extension CommandFailure: ClassifiedJobError {
     public var failureReason: JobFailureReason {
         if case .timedOut = self { return .timeout }
         return .error
+    }
+}
+
+extension CommandFailure: PermanentJobError {
+    public var isPermanent: Bool {
+        if case .exitedPermanently = self { return true }
+        return false
     }
 }

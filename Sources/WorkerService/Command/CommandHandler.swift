@@ -62,6 +62,9 @@ public struct CommandHandler: JobHandler {
             succeeded = true
             return Self.result(fromStandardOutput: run.stdout)
         case .exited(let code):
+            if configuration.permanentExitCodes.contains(code) {
+                throw CommandFailure.exitedPermanently(code: code, stderrTail: run.stderr.tailText)
+            }
             throw CommandFailure.exited(code: code, stderrTail: run.stderr.tailText)
         case .signaled(let signal):
             if run.timedOut { throw CommandFailure.timedOut(after: configuration.timeout, stderrTail: run.stderr.tailText) }

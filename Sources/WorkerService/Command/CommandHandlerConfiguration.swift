@@ -1,4 +1,5 @@
 import Foundation
+import WorkerCore
 
 /// How the command handler runs each job (`JOB_COMMAND` and friends).
 public struct CommandHandlerConfiguration: Sendable, Hashable {
@@ -22,6 +23,15 @@ public struct CommandHandlerConfiguration: Sendable, Hashable {
     /// Time between SIGTERM and SIGKILL when a command must stop.
     public var killGrace: Duration
     public var outputLimitBytes: Int
+    /// Exit statuses that fail the job at once, without retries (`JOB_PERMANENT_EXIT_CODES`):
+    /// a command's way to say "retrying cannot help" (e.g. the prompt is unusable).
+    public var permanentExitCodes: Set<Int32>
+
+    /// The largest `JOB_OUTPUT_LIMIT_BYTES`: standard output is stored as JSON, which escaping
+    /// can make up to six times longer (`\u0001` for one byte), and must stay well below what
+    /// the store takes in one value (PostgreSQL's `jsonb` about 255 MB): 16 MiB at most becomes
+    /// 96 MiB, under the worker's own bound of ``JobOutcome/maximumResultBytes``.
+    public static let maximumOutputLimitBytes = 16 << 20
 
     /// Variables every child gets from the worker's environment when set: nothing secret.
     public static let safeBaseEnvironment = ["PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL", "TERM"]
@@ -38,7 +48,8 @@ public struct CommandHandlerConfiguration: Sendable, Hashable {
         environmentPassthrough: [String] = [],
         timeout: Duration = .seconds(900),
         killGrace: Duration = .seconds(10),
-        outputLimitBytes: Int = 1_048_576
+        outputLimitBytes: Int = 1_048_576,
+        permanentExitCodes: Set<Int32> = []
     ) throws {
         self.command = command
         self.useShell = useShell
@@ -54,6 +65,7 @@ public struct CommandHandlerConfiguration: Sendable, Hashable {
         self.timeout = timeout
         self.killGrace = killGrace
         self.outputLimitBytes = outputLimitBytes
+        self.permanentExitCodes = permanentExitCodes
     }
 
     /// The program's full path: as given when it contains a `/`, otherwise looked up in `PATH`.

@@ -1,0 +1,77 @@
+import Foundation
+import Logging
+import Synchronization
+import Testing
+import WorkerCore
+import WorkerSQLite
+import WorkerTestSupport
+
+/// How the processor records outcomes when the store does not take them, and failures that
+/// retrying cannot fix.
+@Suite("JobProcessor outcomes")
+struct JobProcessorOutcomeTests {
+    struct Outage: Error, CustomStringConvertible { var description: String { "the database is unreachable" } }
+
+    struct Instant: JobHandler {
+        func handle(_ job: ClaimedJob, context: JobContext) async throws -> String { "{}" }
+    }
+
+    static func configuration(lease: Duration) -> JobProcessorConfiguration {
+        var configuration = JobProcessorConfiguration(
+            workerID: "test-\(UUID().uuidString.prefix(6))", maxConcurrentJobs: 1, pollInterval: .milliseconds(100), leaseDuration: lease,
+            shutdownTimeout: .seconds(2), retryPolicy: RetryPolicy(base: .milliseconds(20), maximum: .milliseconds(50), jitter: 0))
+        configuration.rescueInterval = .milliseconds(200)
+        return configuration
+    }
+
+    @Test("outcomes unwritable for longer than a lease: the worker says so, stops renewing those jobs, and they return through the rescue")
+    func unwritableOutcomes() async throws {
+        try await withTemporarySQLiteStore { sqlite in
+            let writable = Atomic<Bool>(false)
+            let store = InstrumentedJobStore(sqlite, beforeRecord: { if !writable.load(ordering: .relaxed) { throw Outage() } })
+            let id = try await store.enqueue([NewJob(prompt: "p", maxAttempts: 5)])[0]
+            let processor = JobProcessor(store: store, handler: Instant(), configuration: Self.configuration(lease: .seconds(1)), logger: Logger(label: "test"))
+            try await whileRunning(processor) {
+                try await waitUntil { processor.oldestUnwrittenOutcomeAge != nil }
+                #expect(!processor.outcomeWritesStalled)
+                try await waitUntil(timeout: .seconds(5)) { processor.outcomeWritesStalled }
+                // Its lease is no longer renewed: it expires and the job is rescued (here by this
+                // same worker, which claims it again). Before, the lease was renewed for as long as
+                // the writes failed, and the job stayed on attempt 1, hidden from every worker.
+                try await waitUntil(timeout: .seconds(10)) { (try await sqlite.job(id: id)?.attempts ?? 0) >= 2 }
+                writable.store(true, ordering: .relaxed)
+                try await waitUntil(timeout: .seconds(10)) { try await sqlite.job(id: id)?.status == .completed }
+                try await waitUntil(timeout: .seconds(5)) { !processor.outcomeWritesStalled }
+            }
+        }
+    }
+
+    @Test("a payload the echo handler cannot read fails the job at once, without retries")
+    func permanentFailure() async throws {
+        try await withTemporarySQLiteStore { store in
+            let id = try await store.enqueue([NewJob(prompt: "p", payload: #"{"sleepMs": "soon"}"#, maxAttempts: 3)])[0]
+            let processor = JobProcessor(store: store, handler: EchoHandler(), configuration: Self.configuration(lease: .seconds(30)), logger: Logger(label: "test"))
+            try await whileRunning(processor) {
+                try await waitUntil { try await store.job(id: id)?.status == .failed }
+            }
+            let job = try #require(try await store.job(id: id))
+            #expect(job.attempts == 1)
+            #expect(job.lastError?.contains("sleepMs") == true)
+        }
+    }
+
+    @Test("the storable form of an outcome has no NUL, wraps text that is not JSON, and cuts what is too long")
+    func storableOutcome() throws {
+        guard case .completed(let result) = JobOutcome.completed(result: #"{"a\u0000":"x\u0000y","n":[1,"\u0000"]}"#).storable() else {
+            Issue.record("not completed")
+            return
+        }
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(result.utf8)) as? [String: Any])
+        #expect(object["a"] as? String == "xy")
+        #expect((object["n"] as? [Any])?.last as? String == "")
+        guard case .completed(let wrapped) = JobOutcome.completed(result: "not json\u{0}").storable() else { return }
+        #expect((try JSONSerialization.jsonObject(with: Data(wrapped.utf8)) as? [String: String])?["result"] == "not json")
+        guard case .retry(let error, _) = JobOutcome.retry(error: String(repeating: "e", count: 200_000) + "\u{0}", delay: .seconds(1)).storable() else { return }
+        #expect(error.utf8.count <= JobOutcome.maximumErrorBytes && error.hasSuffix("bytes]") && !error.contains("\u{0}"))
+    }
+}

@@ -1,0 +1,90 @@
+import Foundation
+import Logging
+import PostgresNIO
+import Testing
+import WorkerCore
+@testable import WorkerPostgres
+
+/// A worker whose role may only read and write the jobs table (no DDL).
+@Suite("PostgreSQL: least-privilege role", .enabled(if: TestDatabase.isAvailable, "needs TEST_DATABASE_URL: run scripts/test"))
+struct PostgresPrivilegeTests {
+    /// Runs `body` with a store for `table` logged in as a new role that has only `SELECT, INSERT,
+    /// UPDATE, DELETE` on it (when it exists) and `SELECT` on the migrations table; drops the role after.
+    static func asLimitedRole(table: String, admin: PostgresJobStore, _ body: (PostgresJobStore) async throws -> Void) async throws {
+        let role = "limited_\(UUID().uuidString.prefix(8).lowercased())"
+        _ = try await TestDatabase.execute("CREATE ROLE \(role) LOGIN", on: admin)
+        _ = try await TestDatabase.execute("GRANT USAGE ON SCHEMA public TO \(role)", on: admin)
+        _ = try await TestDatabase.execute(
+            "DO $$ BEGIN IF to_regclass('public.\(table)') IS NOT NULL THEN GRANT SELECT, INSERT, UPDATE, DELETE ON public.\(table) TO \(role); END IF; END $$",
+            on: admin)
+        // Under the migrations' lock, as other tests may be migrating at the same moment.
+        try await admin.client.withTransaction(logger: Logger(label: "test")) { connection in
+            _ = try await connection.query("SELECT pg_advisory_xact_lock(hashtext('mobvibe-worker:migrate'))", logger: Logger(label: "test"))
+            _ = try await connection.query(
+                "CREATE TABLE IF NOT EXISTS public.worker_schema_migrations (table_name text NOT NULL, version integer NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (table_name, version))",
+                logger: Logger(label: "test"))
+        }
+        _ = try await TestDatabase.execute("GRANT SELECT ON public.worker_schema_migrations TO \(role)", on: admin)
+        func dropRole() async throws {
+            _ = try await TestDatabase.execute("DROP OWNED BY \(role)", on: admin)
+            _ = try await TestDatabase.execute("DROP ROLE IF EXISTS \(role)", on: admin)
+        }
+        var components = URLComponents(string: try #require(TestDatabase.url))!
+        components.user = role
+        components.password = nil
+        let url = try PostgresURL(components.string!)
+        var logger = Logger(label: "test.limited")
+        logger.logLevel = .warning
+        let store = try PostgresJobStore(url: url, table: table, statementTimeout: .seconds(5), logger: logger)
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { await store.client.run() }
+                defer { tasks.cancelAll() }
+                try await body(store)
+            }
+        } catch {
+            try? await dropRole()
+            throw error
+        }
+        try await dropRole()
+    }
+
+    @Test("on a migrated table, start-up's migration changes nothing and needs no DDL right; the role works the queue")
+    func migratedTable() async throws {
+        let table = "jobs_lp_\(UUID().uuidString.prefix(6).lowercased())"
+        try await TestDatabase.withStore(table: table) { admin in
+            try await Self.asLimitedRole(table: table, admin: admin) { store in
+                // Before: CREATE SCHEMA/TABLE IF NOT EXISTS ran first and failed with 42501.
+                try await store.migrate()
+                try await store.verifySchema()
+                let id = try await store.enqueue([NewJob(prompt: "p")])[0]
+                let claimed = try await store.claim(queues: ["default"], limit: 1, workerID: "w", leaseDuration: .seconds(30))
+                #expect(try await store.record(claimed.map { JobCompletion(lease: $0.lease, outcome: .completed(result: "{}")) }) == [true])
+                #expect(try await store.job(id: id)?.status == .completed)
+            }
+        }
+    }
+
+    @Test("on a table not migrated yet, the role gets a clear error naming the privilege and `worker migrate`, not an outage")
+    func unmigratedTable() async throws {
+        let table = "jobs_lp_\(UUID().uuidString.prefix(6).lowercased())"
+        try await TestDatabase.withStore(table: table, migrate: false) { admin in
+            try await Self.asLimitedRole(table: table, admin: admin) { store in
+                do {
+                    try await store.migrate()
+                    Issue.record("a role without CREATE migrated")
+                } catch JobStoreError.notPermitted(let message) {
+                    #expect(message.contains("42501") && message.contains("worker migrate"), "\(message)")
+                } catch {
+                    Issue.record("unexpected: \(String(reflecting: error))")
+                }
+                do {
+                    try await store.verifySchema()
+                    Issue.record("verifySchema passed on a missing table")
+                } catch JobStoreError.notPermitted(let message) {
+                    #expect(message.contains("worker migrate") && message.contains("AUTO_MIGRATE"), "\(message)")
+                }
+            }
+        }
+    }
+}
