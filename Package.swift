@@ -94,16 +94,19 @@ let package = Package(
             dependencies: ["WorkerPostgres", "WorkerCore", "WorkerTestSupport", .product(name: "PostgresNIO", package: "postgres-nio")]
         ),
         .testTarget(name: "WorkerSQLiteTests", dependencies: ["WorkerSQLite", "WorkerCore", "WorkerTestSupport"]),
+        // The fixtures (job scripts, .env files) are read from the source tree by path (#filePath),
+        // so they are excluded rather than copied as resources.
         .testTarget(
             name: "WorkerServiceTests",
             dependencies: [
                 "WorkerService", "WorkerCore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Configuration", package: "swift-configuration"),
-            ]
+            ],
+            exclude: ["Fixtures"]
         ),
         // End-to-end tests of the built `worker` binary; depending on it makes `swift test` build it.
-        .testTarget(name: "WorkerTests", dependencies: ["worker"]),
+        .testTarget(name: "WorkerTests", dependencies: ["worker"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )

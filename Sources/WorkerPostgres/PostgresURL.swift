@@ -3,8 +3,8 @@ import Foundation
 /// The parts of a `postgres://` or `postgresql://` connection URL.
 ///
 /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE?sslmode=MODE`: user, password and database are
-/// percent-decoded (write `@` as `%40`, `:` as `%3A`, `%` as `%25`; an unencoded `@` in the
-/// password also works, as the last `@` ends the credentials).
+/// percent-decoded (write `@` as `%40`, `:` as `%3A`, `%` as `%25`). Unencoded `?`, `/`, `#`, `@`
+/// and `:` in the password work too (``splitCredentials(_:)``); an unencoded `%` does not.
 public struct PostgresURL: Sendable, Hashable {
     /// How to use TLS, as libpq's `sslmode` (the subset that matters here).
     public enum SSLMode: String, Sendable, CaseIterable {
@@ -34,51 +34,41 @@ public struct PostgresURL: Sendable, Hashable {
     }
 
     /// Parses `text`.
+    ///
+    /// The credentials are split off first (see ``splitCredentials(_:)``), so a password may hold
+    /// `?`, `/`, `#`, `@` and `:` unencoded. Errors never show any part of the credentials, nor the
+    /// text of the host or port, which is where a misplaced password fragment would land.
     /// - Throws: ``PostgresURLError`` naming the part that is wrong.
     public init(_ text: String) throws {
         let lower = text.lowercased()
         guard let schemeEnd = text.range(of: "://"), lower.hasPrefix("postgres://") || lower.hasPrefix("postgresql://") else {
             throw PostgresURLError(part: "scheme", problem: "must start with postgres:// or postgresql://")
         }
-        var rest = Substring(text[schemeEnd.upperBound...])
-        var query: Substring = ""
-        if let mark = rest.firstIndex(of: "?") {
-            query = rest[rest.index(after: mark)...]
-            rest = rest[..<mark]
-        }
-        var path: Substring = ""
-        // The path starts at the first "/" after the credentials.
-        let hostStart = rest.lastIndex(of: "@").map { rest.index(after: $0) } ?? rest.startIndex
-        if let slash = rest[hostStart...].firstIndex(of: "/") {
-            path = rest[rest.index(after: slash)...]
-            rest = rest[..<slash]
-        }
-        var hostPort = rest
-        if let at = rest.lastIndex(of: "@") {
-            let credentials = rest[..<at]
-            hostPort = rest[rest.index(after: at)...]
-            let user: Substring
+        let (credentials, location) = Self.splitCredentials(text[schemeEnd.upperBound...])
+        if let credentials {
             if let colon = credentials.firstIndex(of: ":") {
-                user = credentials[..<colon]
+                username = try Self.decode(credentials[..<colon], part: "user name")
                 password = try Self.decode(credentials[credentials.index(after: colon)...], part: "password")
             } else {
-                user = credentials
+                username = try Self.decode(credentials, part: "user name")
                 password = nil
             }
-            username = try Self.decode(user, part: "user name")
         } else {
             username = "postgres"
             password = nil
         }
         if username.isEmpty { throw PostgresURLError(part: "user name", problem: "is empty") }
 
+        let parts = Self.locationParts(location)
+        let hostPort = parts.hostPort
         if hostPort.hasPrefix("[") {
             guard let close = hostPort.firstIndex(of: "]") else {
                 throw PostgresURLError(part: "host", problem: "an IPv6 address must be closed with ]")
             }
             host = String(hostPort[hostPort.index(after: hostPort.startIndex)..<close])
             let after = hostPort[hostPort.index(after: close)...]
-            port = try Self.port(after.hasPrefix(":") ? after.dropFirst() : nil)
+            guard after.isEmpty || after.hasPrefix(":") else { throw Self.portError }
+            port = try Self.port(after.isEmpty ? nil : after.dropFirst())
         } else if let colon = hostPort.lastIndex(of: ":") {
             host = String(hostPort[..<colon])
             port = try Self.port(hostPort[hostPort.index(after: colon)...])
@@ -87,17 +77,19 @@ public struct PostgresURL: Sendable, Hashable {
             port = 5432
         }
         if host.isEmpty { throw PostgresURLError(part: "host", problem: "is missing (postgres://USER:PASSWORD@HOST:PORT/DATABASE)") }
-        if host.contains(where: { $0 == "/" || $0 == " " || $0 == "@" }) { throw PostgresURLError(part: "host", problem: "\"\(host)\" is not a host name") }
+        if !Self.isHostName(host[...]) {
+            throw PostgresURLError(part: "host", problem: "is not a host name or IP address\(Self.encodingHint)")
+        }
 
-        let decodedPath = try Self.decode(path, part: "database")
+        let decodedPath = try Self.decode(parts.path, part: "database")
         database = decodedPath.isEmpty ? username : decodedPath
         if database.contains("/") { throw PostgresURLError(part: "database", problem: "must not contain /") }
 
         var parameters: [String: String] = [:]
-        for pair in query.split(separator: "&") where !pair.isEmpty {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let key = try Self.decode(parts[0], part: "query parameter")
-            parameters[key] = parts.count > 1 ? try Self.decode(parts[1], part: "query parameter \(key)") : ""
+        for pair in parts.query.split(separator: "&") where !pair.isEmpty {
+            let pieces = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let key = try Self.decode(pieces[0], part: "query parameter")
+            parameters[key] = pieces.count > 1 ? try Self.decode(pieces[1], part: "query parameter \(key)") : ""
         }
         let mode = parameters.removeValue(forKey: "sslmode") ?? SSLMode.prefer.rawValue
         guard let sslMode = SSLMode(rawValue: mode) else {
@@ -110,6 +102,77 @@ public struct PostgresURL: Sendable, Hashable {
         self.parameters = parameters
     }
 
+    /// Splits what follows `scheme://` into the credentials (`nil` without an `@`) and the rest
+    /// (`HOST:PORT/DATABASE?QUERY`).
+    ///
+    /// The credentials end at an `@`, but both an unencoded password and the query may hold one
+    /// (`u:p@ss@h/d`, `u:p@h/d?application_name=a@b`). The credentials end at the first `@` after
+    /// which a well-formed location follows (a plain host and port, a database without `/` or `@`,
+    /// `key=value` parameters); when none does, at the last `@`, and parsing then reports what is wrong.
+    public static func splitCredentials(_ afterScheme: Substring) -> (credentials: Substring?, location: Substring) {
+        let ats = afterScheme.indices.filter { afterScheme[$0] == "@" }
+        guard let last = ats.last else { return (nil, afterScheme) }
+        let split = ats.first { isWellFormedLocation(afterScheme[afterScheme.index(after: $0)...]) } ?? last
+        return (afterScheme[..<split], afterScheme[afterScheme.index(after: split)...])
+    }
+
+    /// `HOST:PORT`, the path after the first `/` and the query after the first `?`.
+    private static func locationParts(_ location: Substring) -> (hostPort: Substring, path: Substring, query: Substring) {
+        var rest = location
+        var query: Substring = ""
+        if let mark = rest.firstIndex(of: "?") {
+            query = rest[rest.index(after: mark)...]
+            rest = rest[..<mark]
+        }
+        var path: Substring = ""
+        if let slash = rest.firstIndex(of: "/") {
+            path = rest[rest.index(after: slash)...]
+            rest = rest[..<slash]
+        }
+        return (rest, path, query)
+    }
+
+    private static func isWellFormedLocation(_ location: Substring) -> Bool {
+        let parts = locationParts(location)
+        var hostPort = parts.hostPort
+        if hostPort.hasPrefix("[") {
+            guard let close = hostPort.firstIndex(of: "]") else { return false }
+            let address = hostPort[hostPort.index(after: hostPort.startIndex)..<close]
+            guard !address.isEmpty, address.allSatisfy({ $0.isHexDigit || ":.%".contains($0) }) else { return false }
+            hostPort = hostPort[hostPort.index(after: close)...]
+            if !hostPort.isEmpty {
+                guard hostPort.hasPrefix(":") else { return false }
+                hostPort = "x" + hostPort
+            } else {
+                hostPort = "x"
+            }
+        }
+        var hostText = hostPort
+        if let colon = hostPort.lastIndex(of: ":") {
+            hostText = hostPort[..<colon]
+            guard hostPort[hostPort.index(after: colon)...].allSatisfy({ $0.isASCII && $0.isNumber }) else { return false }
+        }
+        guard !hostText.isEmpty, isHostName(hostText) else { return false }
+        guard !parts.path.contains(where: { "/@#".contains($0) }) else { return false }
+        return parts.query.split(separator: "&").allSatisfy { pair in
+            guard let equals = pair.firstIndex(of: "=") else { return false }
+            let key = pair[..<equals]
+            return !key.isEmpty && key.allSatisfy { ($0.isASCII && ($0.isLetter || $0.isNumber)) || "_.-%".contains($0) }
+                && !pair.contains("#")
+        }
+    }
+
+    /// Letters, digits, `.`, `-`, `_` (and `:`, `%` inside IPv6 addresses).
+    private static func isHostName(_ text: Substring) -> Bool {
+        text.allSatisfy { $0.isLetter || $0.isNumber || ".-_:%".contains($0) }
+    }
+
+    private static let encodingHint = " (if the password holds / ? # @ or %, percent-encode them as %2F %3F %23 %40 %25)"
+
+    private static var portError: PostgresURLError {
+        PostgresURLError(part: "port", problem: "is not a number from 1 to 65535\(encodingHint)")
+    }
+
     private static func decode(_ text: Substring, part: String) throws -> String {
         guard let decoded = String(text).removingPercentEncoding else {
             throw PostgresURLError(part: part, problem: "has a malformed %-escape (write % as %25)")
@@ -117,12 +180,23 @@ public struct PostgresURL: Sendable, Hashable {
         return decoded
     }
 
+    /// The port; its text is never shown, as a misplaced password fragment would land there.
     private static func port(_ text: Substring?) throws -> Int {
         guard let text, !text.isEmpty else { return 5432 }
-        guard let port = Int(text), (1...65535).contains(port) else {
-            throw PostgresURLError(part: "port", problem: "\"\(text)\" is not a port number from 1 to 65535")
+        guard text.allSatisfy({ $0.isASCII && $0.isNumber }), let port = Int(text), (1...65535).contains(port) else {
+            throw portError
         }
         return port
+    }
+
+    /// `text` with the password replaced by `***` (for messages about a URL that may not parse).
+    /// Without a well-formed location, everything up to the last `@` counts as credentials.
+    public static func redacting(_ text: String) -> String {
+        guard let schemeEnd = text.range(of: "://") else { return text }
+        let (credentials, location) = splitCredentials(text[schemeEnd.upperBound...])
+        guard let credentials else { return text }
+        let user = credentials.firstIndex(of: ":").map { String(credentials[..<$0]) + ":***" } ?? String(credentials)
+        return String(text[..<schemeEnd.upperBound]) + user + "@" + String(location)
     }
 
     /// The URL with the password replaced by `***`.

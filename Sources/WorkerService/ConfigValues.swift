@@ -1,5 +1,6 @@
 import Configuration
 import Logging
+import WorkerCore
 
 /// Reads raw strings through swift-configuration and turns them into checked values.
 ///
@@ -59,12 +60,13 @@ struct ConfigValues {
         case queueName, environmentName
     }
 
-    /// A comma-separated list of queue names (or environment variable names).
+    /// A comma-separated list of queue names (or environment variable names). Queue names follow
+    /// ``NewJob/isValidQueueName(_:)``: a name jobs cannot be enqueued into would never get work.
     func list(_ name: String, default defaultValue: [String], allowEmpty: Bool = false, pattern: ListPattern = .queueName) throws -> [String] {
         guard let text = raw(name) else { return defaultValue }
         let items = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
         let valid: (String) -> Bool = switch pattern {
-        case .queueName: Self.isName
+        case .queueName: NewJob.isValidQueueName
         case .environmentName: { $0.range(of: "^[A-Za-z_][A-Za-z0-9_]*$", options: .regularExpression) != nil }
         }
         guard !items.isEmpty, items.allSatisfy(valid) else {
@@ -72,7 +74,7 @@ struct ConfigValues {
                 variable: name,
                 value: text,
                 expected: pattern == .queueName
-                    ? "comma-separated queue names of letters, digits, '.', '_' and '-' (e.g. default,urgent)"
+                    ? "comma-separated queue names, each 1 to 64 of the characters A-Z a-z 0-9 _ . : - (e.g. default,mail:send)"
                     : "comma-separated environment variable names (e.g. ANTHROPIC_API_KEY,GIT_AUTHOR_NAME)"
             )
         }

@@ -52,15 +52,16 @@ public enum JobPresentation {
         return String(decoding: data, as: UTF8.self)
     }
 
-    /// A fixed-width table of jobs for a terminal.
+    /// A fixed-width table of jobs for a terminal; control characters in the cells are escaped
+    /// (``TerminalText``), newlines in the prompt become spaces.
     public static func table(_ jobs: [Job]) -> String {
         var rows = [["ID", "STATUS", "QUEUE", "PRIO", "TRIES", "CREATED", "PROMPT"]]
         for job in jobs {
-            let prompt = job.prompt.replacingOccurrences(of: "\n", with: " ")
+            let prompt = TerminalText.escaped(job.prompt.replacingOccurrences(of: "\n", with: " "))
             rows.append([
                 job.id.uuidString.lowercased(),
                 job.status.rawValue,
-                job.queue,
+                TerminalText.escaped(job.queue),
                 "\(job.priority)",
                 "\(job.attempts)/\(job.maxAttempts)",
                 LogTimestamp.iso8601(job.createdAt),
@@ -75,7 +76,8 @@ public enum JobPresentation {
         }.joined(separator: "\n")
     }
 
-    /// One `key: value` line per field.
+    /// One `key: value` line per field. Control characters are escaped (``TerminalText``);
+    /// newlines are kept, so a multi-line prompt or error reads as written.
     public static func details(_ job: Job) -> String {
         let object = jsonObject(job)
         let order = [
@@ -91,7 +93,7 @@ public enum JobPresentation {
             case let number as Int: text = "\(number)"
             default: text = json(value, pretty: false)
             }
-            return "\(key.padding(toLength: 17, withPad: " ", startingAt: 0)) \(text)"
+            return "\(key.padding(toLength: 17, withPad: " ", startingAt: 0)) \(TerminalText.escaped(text, keepingNewlines: true))"
         }.joined(separator: "\n")
     }
 }

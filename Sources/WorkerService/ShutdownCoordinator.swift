@@ -4,7 +4,11 @@ import Synchronization
 import UnixSignals
 import WorkerCore
 
-/// Turns SIGTERM and SIGINT into a graceful shutdown, at any point of the worker's life.
+/// Turns SIGTERM, SIGINT and SIGHUP into a graceful shutdown, at any point of the worker's life.
+///
+/// SIGHUP is included because its default action ends the process at once (exit 129) and leaves
+/// running jobs `processing` until their leases expire: a closed terminal or SSH session, `kill -HUP`
+/// and some supervisors send it. The worker has no configuration to reload, so it stops cleanly.
 ///
 /// Before the service group exists (start-up, e.g. waiting for the database) a signal ends
 /// start-up; afterwards the first signal shuts the group down gracefully and a second one tells
@@ -19,6 +23,9 @@ final class ShutdownCoordinator: Sendable {
 
     private let state = Mutex(State())
     private let logger: Logger
+
+    /// The signals that stop the worker gracefully.
+    static let signals: [UnixSignal] = [.sigterm, .sigint, .sighup]
 
     init(logger: Logger) {
         self.logger = logger
@@ -67,7 +74,7 @@ final class ShutdownCoordinator: Sendable {
 
     /// Watches the signals until cancelled.
     func handleSignals() async {
-        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
+        let signals = await UnixSignalsSequence(trapping: Self.signals)
         var received = 0
         for await signal in signals {
             received += 1

@@ -48,14 +48,9 @@ public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// The URL with any password replaced by `***`.
+    /// The URL with any password replaced by `***`; the credentials are split off as
+    /// ``PostgresURL`` does, so an unencoded `?`, `/` or `@` in the password is hidden too.
     public static func redact(_ url: String) -> String {
-        // scheme://user:password@host → scheme://user:***@host (the last @ ends the credentials)
-        guard let schemeEnd = url.range(of: "://"), let at = url.range(of: "@", options: .backwards),
-              at.lowerBound > schemeEnd.upperBound
-        else { return url }
-        let credentials = url[schemeEnd.upperBound..<at.lowerBound]
-        guard let colon = credentials.firstIndex(of: ":") else { return url }
-        return String(url[..<colon]) + ":***" + String(url[at.lowerBound...])
+        PostgresURL.redacting(url)
     }
 }

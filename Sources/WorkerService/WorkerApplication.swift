@@ -7,7 +7,7 @@ import WorkerCore
 /// The worker service: the store, the job processor, the queue monitor and the health
 /// server, run as one swift-service-lifecycle `ServiceGroup`.
 ///
-/// Shutdown: the first SIGTERM or SIGINT logs "Received shutdown signal" and shuts the group
+/// Shutdown: the first SIGTERM, SIGINT or SIGHUP logs "Received shutdown signal" and shuts the group
 /// down gracefully, in reverse order of start: the monitor, then the processor (which waits up
 /// to `SHUTDOWN_TIMEOUT_MS` for running jobs and gives back the rest), then the health server.
 /// A second signal skips the processor's wait.

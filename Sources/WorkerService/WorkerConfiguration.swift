@@ -1,5 +1,4 @@
 import Configuration
-import SystemPackage
 import Foundation
 import Logging
 import WorkerCore
@@ -82,6 +81,11 @@ public struct WorkerConfiguration: Sendable {
 
     /// Reads and validates the configuration.
     ///
+    /// Two swift-configuration providers, the first with a value wins: the process environment,
+    /// then the `.env` file. The file is parsed by ``DotenvFile`` (as Node's dotenv reads it) and
+    /// handed over as an in-memory `EnvironmentVariablesProvider`, so both layers look names up and
+    /// mark secrets the same way.
+    ///
     /// - Parameters:
     ///   - environment: the process environment (wins over the file).
     ///   - environmentFile: a `.env` file; a missing file is fine.
@@ -90,19 +94,15 @@ public struct WorkerConfiguration: Sendable {
         environmentFile: String = ".env"
     ) async throws -> WorkerConfiguration {
         let secrets = SecretsSpecifier<String, String>.specific(secretVariables)
-        let fileProvider: EnvironmentVariablesProvider
+        let file: DotenvFile
         do {
-            fileProvider = try await EnvironmentVariablesProvider(
-                environmentFilePath: FilePath(environmentFile),
-                allowMissing: true,
-                secretsSpecifier: secrets
-            )
-        } catch {
-            throw ConfigurationError(variable: "(.env file)", value: environmentFile, expected: "a readable KEY=VALUE file (\(error))")
+            file = try DotenvFile(contentsOf: environmentFile)
+        } catch let error as DotenvFile.ReadError {
+            throw ConfigurationError(variable: "(.env file)", value: environmentFile, expected: "a readable KEY=VALUE text file (\(error.reason))")
         }
         let reader = ConfigReader(providers: [
             EnvironmentVariablesProvider(environmentVariables: environment, secretsSpecifier: secrets),
-            fileProvider,
+            EnvironmentVariablesProvider(environmentVariables: file.values, secretsSpecifier: secrets),
         ])
         return try WorkerConfiguration(values: ConfigValues(reader: reader))
     }

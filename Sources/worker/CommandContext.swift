@@ -20,9 +20,19 @@ struct CommandContext {
 
     /// Opens the configured store (migrating it when `AUTO_MIGRATE` is on, or `migrate` is `true`),
     /// runs `body`, and closes the store.
-    func withStore<T: Sendable>(migrate: Bool = false, _ body: (any JobStore) async throws -> T) async throws -> T {
+    ///
+    /// - Parameter existingOnly: for commands that only read or change existing jobs (`jobs`,
+    ///   `stats`): a missing SQLite file is a ``NoDatabase`` error instead of a new empty database.
+    func withStore<T: Sendable>(
+        migrate: Bool = false,
+        existingOnly: Bool = false,
+        _ body: (any JobStore) async throws -> T
+    ) async throws -> T {
         let autoMigrate = configuration.autoMigrate
         let location = configuration.store
+        if existingOnly, case .sqlite(let path) = location, !FileManager.default.fileExists(atPath: path) {
+            throw NoDatabase(path: path)
+        }
         return try await JobStoreConnector.withStore(configuration, logger: logger) { store in
             do {
                 try await withTimeout(.seconds(10), operation: "the database") { try await store.ping() }

@@ -33,6 +33,18 @@ struct EnqueueCommand: AsyncParsableCommand {
             throw ValidationError("--jsonl takes the job fields from each line; do not combine it with other job options")
         }
         if !(1...10_000).contains(batchSize) { throw ValidationError("--batch-size must be from 1 to 10000") }
+        // The job's fields are checked here, before the configuration and the database are touched,
+        // so that an error names the field with `worker enqueue`'s usage (maxAttempts is checked in run).
+        if let prompt {
+            do {
+                _ = try JobInput.job(
+                    prompt: prompt, queue: queue, sessionID: sessionID, priority: priority, runAt: runAt,
+                    maxAttempts: maxAttempts ?? NewJob.defaultMaxAttempts, payload: payload
+                )
+            } catch let error as JobInput.Invalid {
+                throw ValidationError(error.description)
+            }
+        }
     }
 
     func run() async throws {
@@ -69,12 +81,12 @@ struct EnqueueCommand: AsyncParsableCommand {
         }
         let defaultMaxAttempts = context.configuration.jobMaxAttempts
         let batchSize = self.batchSize
-        let total = try await context.withStore { store -> Int in
+        var reader = LineReader(handle: handle)
+        var lineNumber = 0
+        /// The next batch of valid jobs; empty at the end of the input.
+        func nextBatch(written: Int) throws -> [NewJob] {
             var batch: [NewJob] = []
-            var written = 0
-            var lineNumber = 0
-            var reader = LineReader(handle: handle)
-            while let line = try reader.next() {
+            while batch.count < batchSize, let line = try reader.next() {
                 lineNumber += 1
                 if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
                 do {
@@ -82,13 +94,23 @@ struct EnqueueCommand: AsyncParsableCommand {
                 } catch let error as JobInput.Invalid {
                     throw EnqueueError.badLine(number: lineNumber, reason: error.description, written: written)
                 }
-                if batch.count >= batchSize {
-                    written += try await store.enqueue(batch).count
-                    batch.removeAll(keepingCapacity: true)
-                    progress("enqueued \(written) jobs")
-                }
             }
-            if !batch.isEmpty { written += try await store.enqueue(batch).count }
+            return batch
+        }
+        // The first batch is read and checked before the store is opened: a bad line there leaves
+        // the database untouched (not even created).
+        var batch = try nextBatch(written: 0)
+        if batch.isEmpty {
+            output("Enqueued 0 jobs")
+            return
+        }
+        let total = try await context.withStore { store -> Int in
+            var written = 0
+            while !batch.isEmpty {
+                written += try await store.enqueue(batch).count
+                progress("enqueued \(written) jobs")
+                batch = try nextBatch(written: written)
+            }
             return written
         }
         progress("")

@@ -24,7 +24,9 @@ struct JobsCommand: AsyncParsableCommand {
 
         func run() async throws {
             let context = try await CommandContext.load()
-            let jobs = try await context.withStore { try await $0.jobs(matching: JobFilter(status: status, queue: queue, limit: limit, summary: !json)) }
+            let jobs = try await context.withStore(existingOnly: true) {
+                try await $0.jobs(matching: JobFilter(status: status, queue: queue, limit: limit, summary: !json))
+            }
             output(json ? JobPresentation.json(jobs.map(JobPresentation.jsonObject)) : JobPresentation.table(jobs))
         }
     }
@@ -32,12 +34,15 @@ struct JobsCommand: AsyncParsableCommand {
     struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show one job.")
 
-        @Argument(help: "The job's id.") var id: UUID
+        @Argument(help: "The job's id (a UUID).") var id: String
         @Flag(help: "Print a JSON object.") var json = false
 
+        func validate() throws { _ = try JobID.parse(id) }
+
         func run() async throws {
+            let id = try JobID.parse(self.id)
             let context = try await CommandContext.load()
-            guard let job = try await context.withStore({ try await $0.job(id: id) }) else {
+            guard let job = try await context.withStore(existingOnly: true, { try await $0.job(id: id) }) else {
                 throw JobStoreError.jobNotFound(id)
             }
             output(json ? JobPresentation.json(JobPresentation.jsonObject(job)) : JobPresentation.details(job))
@@ -47,11 +52,14 @@ struct JobsCommand: AsyncParsableCommand {
     struct Retry: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Run a failed, cancelled or completed job again.")
 
-        @Argument(help: "The job's id.") var id: UUID
+        @Argument(help: "The job's id (a UUID).") var id: String
+
+        func validate() throws { _ = try JobID.parse(id) }
 
         func run() async throws {
+            let id = try JobID.parse(self.id)
             let context = try await CommandContext.load()
-            let job = try await context.withStore { try await $0.retry(id: id) }
+            let job = try await context.withStore(existingOnly: true) { try await $0.retry(id: id) }
             output("Job \(job.id.uuidString.lowercased()) is pending again (attempts \(job.attempts) of \(job.maxAttempts))")
         }
     }
@@ -62,20 +70,17 @@ struct JobsCommand: AsyncParsableCommand {
             discussion: "A running job is stopped by its worker at once (notification), at the latest at its next lease renewal."
         )
 
-        @Argument(help: "The job's id.") var id: UUID
+        @Argument(help: "The job's id (a UUID).") var id: String
+
+        func validate() throws { _ = try JobID.parse(id) }
 
         func run() async throws {
+            let id = try JobID.parse(self.id)
             let context = try await CommandContext.load()
-            let job = try await context.withStore { try await $0.cancel(id: id) }
+            let job = try await context.withStore(existingOnly: true) { try await $0.cancel(id: id) }
             output("Job \(job.id.uuidString.lowercased()) is cancelled")
         }
     }
 }
 
 extension JobStatus: ExpressibleByArgument {}
-
-extension UUID: @retroactive ExpressibleByArgument {
-    public init?(argument: String) {
-        self.init(uuidString: argument)
-    }
-}

@@ -6,7 +6,7 @@ struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
         abstract: "Run the worker service (the default command).",
-        discussion: "Stops gracefully on SIGTERM or SIGINT; a second signal gives running jobs back at once."
+        discussion: "Stops gracefully on SIGTERM, SIGINT or SIGHUP; a second signal gives running jobs back at once."
     )
 
     func run() async throws {

@@ -20,7 +20,7 @@ struct StatsCommand: AsyncParsableCommand {
         if watch {
             let interval = Duration.milliseconds(intervalMs)
             let location = "\(context.configuration.store)"
-            try await context.withStore { store in
+            try await context.withStore(existingOnly: true) { store in
                 while !Task.isCancelled {
                     let stats = try await store.stats(window: interval)
                     // Clear the screen and draw from the top.
@@ -31,7 +31,7 @@ struct StatsCommand: AsyncParsableCommand {
             }
             return
         }
-        let stats = try await context.withStore { try await $0.stats() }
+        let stats = try await context.withStore(existingOnly: true) { try await $0.stats() }
         if json {
             output(JobPresentation.json(JobPresentation.jsonObject(stats), pretty: false))
             return

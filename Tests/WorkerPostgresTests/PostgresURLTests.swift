@@ -57,3 +57,76 @@ struct PostgresURLTests {
         #expect(error?.description.contains("DATABASE_URL") == true)
     }
 }
+
+/// Passwords with URL delimiters in them, raw and percent-encoded (issue 13: part of a password
+/// appeared in an error when it held `?` or `/`).
+@Suite("PostgresURL credentials")
+struct PostgresURLCredentialTests {
+    @Test("a password holding a URL delimiter, raw, is parsed whole", arguments: [
+        ("postgres://app:s3cr3tQ?x/y@host/app", "app", "s3cr3tQ?x/y", "host", 5432, "app"),
+        ("postgres://app:pa/ss@db.example.com:6000/jobs", "app", "pa/ss", "db.example.com", 6000, "jobs"),
+        ("postgres://app:pa#ss@h/d", "app", "pa#ss", "h", 5432, "d"),
+        ("postgres://app:pa?ss@h:5433", "app", "pa?ss", "h", 5433, "app"),
+        ("postgres://app:p@ss@h/d", "app", "p@ss", "h", 5432, "d"),
+        ("postgres://app:a@b/c@h/d", "app", "a@b/c", "h", 5432, "d"),
+        ("postgres://app:p@ss?w@h/d", "app", "p@ss?w", "h", 5432, "d"),
+        ("postgres://app:a:b:c@h/d", "app", "a:b:c", "h", 5432, "d"),
+        ("postgres://app:pässwörd✓@h/d", "app", "pässwörd✓", "h", 5432, "d"),
+        ("postgres://app:?/#@:@[::1]:5439/d", "app", "?/#@:", "::1", 5439, "d"),
+    ])
+    func raw(text: String, user: String, password: String, host: String, port: Int, database: String) throws {
+        let url = try PostgresURL(text)
+        #expect(url.username == user)
+        #expect(url.password == password)
+        #expect(url.host == host)
+        #expect(url.port == port)
+        #expect(url.database == database)
+        #expect(!url.redacted.contains(password))
+    }
+
+    @Test("a password holding a URL delimiter, percent-encoded, is decoded", arguments: [
+        ("postgres://app:s3cr3tQ%3Fx%2Fy@host/app", "s3cr3tQ?x/y"),
+        ("postgres://app:pa%23ss%40w%3Ad%25@h/d", "pa#ss@w:d%"),
+        ("postgres://app:p%C3%A4ss%E2%9C%93@h/d", "päss✓"),
+    ])
+    func encoded(text: String, password: String) throws {
+        let url = try PostgresURL(text)
+        #expect(url.username == "app")
+        #expect(url.password == password)
+        #expect(["h", "host"].contains(url.host) && url.port == 5432)
+    }
+
+    @Test("an @ in the query string does not end the credentials")
+    func atInQuery() throws {
+        let url = try PostgresURL("postgres://app:pw@db.example.com:6000/jobs?application_name=a@b&sslmode=require")
+        #expect(url.username == "app" && url.password == "pw")
+        #expect(url.host == "db.example.com" && url.port == 6000 && url.database == "jobs")
+        #expect(url.parameters == ["application_name": "a@b"] && url.sslMode == .require)
+        let withDelimiters = try PostgresURL("postgres://app:s3?c/r@h/d?application_name=worker@host")
+        #expect(withDelimiters.password == "s3?c/r" && withDelimiters.host == "h" && withDelimiters.parameters == ["application_name": "worker@host"])
+    }
+
+    /// Malformed URLs whose password is `s3cr3tQ` plus a delimiter: no error shows any of it.
+    @Test("no error for a malformed URL contains any part of the password", arguments: [
+        "postgres://app:s3cr3tQ?x/y@host:abc/app",
+        "postgres://app:s3cr3tQ?x/y@host:99999/app",
+        "postgres://app:s3cr3tQ?x/y@/app",
+        "postgres://app:s3cr3tQ?x/y@host/app?sslmode=bogus",
+        "postgres://app:s3cr3tQ%zz@host/app",
+        "postgres://app:s3cr3tQ%@host/app",
+        "postgres://app:s3cr3tQ#x/y@[::1/app",
+        "postgres://app:s3cr3tQ:x/y@host:port/app",
+        "postgres://app:s3cr3tQ/x@host@/app",
+        "postgres://app:s3cr3tQ?x/y",
+        "postgres://app:s3cr3tQ/x",
+        "postgres://:s3cr3tQ?x@host/app",
+    ])
+    func noPasswordInErrors(text: String) {
+        let error = #expect(throws: PostgresURLError.self) { _ = try PostgresURL(text) }
+        let message = error?.description ?? ""
+        #expect(message.contains("DATABASE_URL"))
+        for fragment in ["s3cr3t", "cr3tQ", "3tQ", "Q?x", "x/y", "Q%", "Q#", "Q:x", "Q/x"] {
+            #expect(!message.contains(fragment), "\(message) shows \(fragment)")
+        }
+    }
+}

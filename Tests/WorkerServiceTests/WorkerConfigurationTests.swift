@@ -126,6 +126,47 @@ struct WorkerConfigurationTests {
     }
 }
 
+extension WorkerConfigurationTests {
+    @Test(".env written for Node's dotenv: quotes stripped, inline comments dropped, export prefix allowed")
+    func nodeStyleDotEnv() async throws {
+        let file = """
+            export MAX_CONCURRENT_JOBS=4 # four
+            DATABASE_URL="postgres://app:s3cr3t@db.example.com:6543/app"
+            WORKER_QUEUES='alpha,beta'
+            LOG_LEVEL=`debug`
+            """
+        let configuration = try await Self.load([:], file: file)
+        #expect(configuration.maxConcurrentJobs == 4)
+        #expect(configuration.store == .postgres(url: "postgres://app:s3cr3t@db.example.com:6543/app"))
+        #expect(configuration.queues == ["alpha", "beta"])
+        #expect(configuration.logLevel == .debug)
+    }
+
+    @Test("WORKER_QUEUES entries follow the queue-name rule of jobs ([A-Za-z0-9_.:-], 1 to 64)")
+    func queueNames() async throws {
+        let accepted = try await Self.load(["WORKER_QUEUES": "mail:send, default"])
+        #expect(accepted.queues == ["mail:send", "default"])
+        let tooLong = String(repeating: "q", count: 65)
+        for bad in [tooLong, "ok,\(tooLong)", "bad queue", "a/b", "é"] {
+            let error = try await #require(throws: ConfigurationError.self) { _ = try await Self.load(["WORKER_QUEUES": bad]) }
+            #expect(error.variable == "WORKER_QUEUES" && error.value == bad)
+            #expect(error.description.contains("1 to 64") && error.description.contains("A-Z a-z 0-9 _ . : -"), "\(error)")
+        }
+    }
+
+    @Test("a DATABASE_URL whose password holds ? and / parses, and an error about it never shows the password")
+    func databaseURLPassword() async throws {
+        let configuration = try await Self.load(["DATABASE_URL": "postgres://app:s3cr3tQ?x/y@host/app"])
+        #expect(configuration.store == .postgres(url: "postgres://app:s3cr3tQ?x/y@host/app"))
+        #expect(configuration.store.description == "postgres://app:***@host:5432/app?sslmode=prefer")
+        for bad in ["postgres://app:s3cr3tQ?x/y@host:abc/app", "postgres://app:s3cr3tQ?x/y@host/app?application_name=a@b&sslmode=x"] {
+            let error = try await #require(throws: ConfigurationError.self) { _ = try await Self.load(["DATABASE_URL": bad]) }
+            #expect(!error.description.contains("s3cr3t") && !error.description.contains("x/y"), "\(error)")
+        }
+        #expect(StoreLocation.redact("postgres://app:s3cr3tQ?x/y@host/app?application_name=a@b") == "postgres://app:***@host/app?application_name=a@b")
+    }
+}
+
 enum ConfigValuesFixture {
     static func values(_ environment: [String: String]) -> ConfigValues {
         ConfigValues(reader: .init(provider: EnvironmentVariablesProviderFixture.make(environment)))

@@ -98,6 +98,9 @@ struct WorkerCLITests {
         let result = try await WorkerProcess.command(["enqueue", "--jsonl", "-"], environment: [:], directory: folder.url, stdin: Data(lines.utf8))
         #expect(result.status == 1)
         #expect(result.stderr.contains("line 3"))
+        // The bad line is in the first batch, which is checked before the database is opened.
+        #expect(!FileManager.default.fileExists(atPath: folder.url.appendingPathComponent("worker.sqlite").path))
+        #expect(try await WorkerProcess.command(["migrate"], environment: [:], directory: folder.url).status == 0)
         let stats = try await WorkerProcess.command(["stats", "--json"], environment: [:], directory: folder.url)
         #expect(jsonObject(stats.stdout)?["pending"] as? Int == 0)
     }
@@ -110,6 +113,104 @@ struct WorkerCLITests {
         #expect(FileManager.default.fileExists(atPath: folder.url.appendingPathComponent("worker.sqlite").path))
         let probe = try await WorkerProcess.command(["healthcheck", "--url", "http://127.0.0.1:\(try freePort())/health"], environment: [:], directory: folder.url)
         #expect(probe.status == 1)
+    }
+}
+
+/// Issue 13, item 4: what the CLI says, and what it must not do.
+@Suite("worker CLI messages")
+struct WorkerCLIMessageTests {
+    @Test("jobs show, cancel and retry explain that a job id is a UUID, and take it in either case")
+    func jobIDs() async throws {
+        let folder = try TemporaryDirectory()
+        for command in ["show", "cancel", "retry"] {
+            let result = try await WorkerProcess.command(["jobs", command, "not-a-uuid"], environment: [:], directory: folder.url)
+            #expect(result.status != 0)
+            #expect(result.stderr.contains("not-a-uuid is not a job id: a job id is a UUID such as"), "\(result.stderr)")
+            #expect(!result.stderr.contains("is invalid for"))
+        }
+        let id = try await WorkerProcess.command(["enqueue", "--prompt", "p"], environment: [:], directory: folder.url)
+            .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let upper = id.uppercased()
+        #expect(upper != id)
+        let shown = try await WorkerProcess.command(["jobs", "show", upper, "--json"], environment: [:], directory: folder.url)
+        #expect(shown.status == 0 && jsonObject(shown.stdout)?["id"] as? String == id)
+        #expect(try await WorkerProcess.command(["jobs", "cancel", upper], environment: [:], directory: folder.url).status == 0)
+        #expect(try await WorkerProcess.command(["jobs", "retry", upper], environment: [:], directory: folder.url).status == 0)
+        #expect(try await WorkerProcess.command(["jobs", "show", id.lowercased()], environment: [:], directory: folder.url).status == 0)
+    }
+
+    @Test("read-only commands refuse to create the default SQLite file; enqueue creates it")
+    func readOnlyNeedsDatabase() async throws {
+        let folder = try TemporaryDirectory()
+        let file = folder.url.appendingPathComponent("worker.sqlite").path
+        for command in [["jobs", "list"], ["jobs", "show", UUID().uuidString], ["stats"], ["stats", "--json"]] {
+            let result = try await WorkerProcess.command(command, environment: [:], directory: folder.url)
+            #expect(result.status == 1, "\(command)")
+            #expect(result.stderr.contains("no database at ./worker.sqlite"), "\(result.stderr)")
+            #expect(result.stderr.contains("worker migrate") && result.stderr.contains("DATABASE_URL"))
+            #expect(!FileManager.default.fileExists(atPath: file), "\(command) created the file")
+        }
+        #expect(try await WorkerProcess.command(["enqueue", "--prompt", "p"], environment: [:], directory: folder.url).status == 0)
+        #expect(FileManager.default.fileExists(atPath: file))
+        #expect(try await WorkerProcess.command(["stats"], environment: [:], directory: folder.url).status == 0)
+    }
+
+    @Test("a priority out of range or a bad queue name names the field and what is allowed; nothing is enqueued")
+    func invalidJobFields() async throws {
+        let folder = try TemporaryDirectory()
+        let priority = try await WorkerProcess.command(["enqueue", "--prompt", "x", "--priority", "99999"], environment: [:], directory: folder.url)
+        #expect(priority.status != 0)
+        #expect(priority.stderr.contains("priority") && priority.stderr.contains("-32768") && priority.stderr.contains("32767"), "\(priority.stderr)")
+        let queue = try await WorkerProcess.command(["enqueue", "--prompt", "x", "--queue", "bad queue"], environment: [:], directory: folder.url)
+        #expect(queue.status != 0)
+        #expect(queue.stderr.contains("queue") && queue.stderr.contains("A-Z a-z 0-9 _ . : -"), "\(queue.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: folder.url.appendingPathComponent("worker.sqlite").path), "checked before the database")
+        for line in [#"{"prompt":"x","priority":99999}"#, #"{"prompt":"x","queue":"bad queue"}"#] {
+            let result = try await WorkerProcess.command(["enqueue", "--jsonl", "-"], environment: [:], directory: folder.url, stdin: Data(line.utf8))
+            #expect(result.status != 0)
+            #expect(result.stderr.contains("line 1") && (result.stderr.contains("32767") || result.stderr.contains("A-Z a-z 0-9 _ . : -")), "\(result.stderr)")
+        }
+        #expect(try await WorkerProcess.command(["migrate"], environment: [:], directory: folder.url).status == 0)
+        let stats = try await WorkerProcess.command(["stats", "--json"], environment: [:], directory: folder.url)
+        #expect(jsonObject(stats.stdout)?["pending"] as? Int == 0)
+    }
+
+    @Test("jobs list and jobs show escape control characters; --json keeps the prompt exact")
+    func controlCharacters() async throws {
+        let folder = try TemporaryDirectory()
+        let prompt = "before\u{1B}[2J\rafter\u{07}bell\u{9B}31m"
+        let id = try await WorkerProcess.command(["enqueue", "--prompt", prompt], environment: [:], directory: folder.url)
+            .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        for command in [["jobs", "list"], ["jobs", "show", id]] {
+            let result = try await WorkerProcess.command(command, environment: [:], directory: folder.url)
+            #expect(result.status == 0)
+            #expect(!result.stdout.unicodeScalars.contains { $0.value < 0x20 && $0 != "\n" }, "\(command): \(result.stdout.debugDescription)")
+            #expect(!result.stdout.unicodeScalars.contains { (0x7F...0x9F).contains($0.value) })
+            #expect(result.stdout.contains(#"before\e[2J\rafter\abell\u{9B}31m"#), "\(result.stdout.debugDescription)")
+        }
+        let shown = try await WorkerProcess.command(["jobs", "show", id, "--json"], environment: [:], directory: folder.url)
+        #expect(jsonObject(shown.stdout)?["prompt"] as? String == prompt)
+        let listed = try await WorkerProcess.command(["jobs", "list", "--json"], environment: [:], directory: folder.url)
+        #expect((try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]])?.first?["prompt"] as? String == prompt)
+    }
+
+    @Test("config check in a folder with a Node-style .env prints the unquoted values, secrets redacted")
+    func nodeStyleDotEnv() async throws {
+        let folder = try TemporaryDirectory()
+        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("WorkerServiceTests/Fixtures/node-project.env")
+        try FileManager.default.copyItem(at: fixture, to: folder.url.appendingPathComponent(".env"))
+        let result = try await WorkerProcess.command(["config", "check"], environment: [:], directory: folder.url)
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = result.stdout.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+        let values = Dictionary(lines.filter { $0.count >= 2 }.map { ($0[0], $0[1...].joined(separator: " ")) }) { first, _ in first }
+        #expect(values["DATABASE_URL"] == "postgres://postgres.abcdefghijklmnop:***@aws-0-eu-central-1.pooler.supabase.com:5432/postgres?sslmode=require")
+        #expect(values["MAX_CONCURRENT_JOBS"] == "4")
+        #expect(values["WORKER_QUEUES"] == "default,mail:send")
+        #expect(values["LOG_LEVEL"] == "debug")
+        #expect(values["APP_ENV"] == "development")
+        #expect(!result.stdout.contains("Sup3r") && !result.stderr.contains("Sup3r"))
+        #expect(!result.stdout.contains("\""))
     }
 }
 

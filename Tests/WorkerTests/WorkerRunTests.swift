@@ -89,6 +89,30 @@ struct WorkerRunTests {
         #expect(job["locked_by"] is NSNull)
     }
 
+    /// Issue 13: SIGHUP (a closed terminal, `kill -HUP`, some supervisors) used to end the process at
+    /// once (exit 129) and leave the running job `processing` until its lease expired.
+    @Test("SIGHUP shuts down gracefully like SIGTERM: exit 0, the running job completes")
+    func sighup() async throws {
+        let folder = try TemporaryDirectory()
+        let port = try freePort()
+        let environment = ["JOB_HANDLER": "echo", "HEALTH_CHECK_PORT": "\(port)", "SHUTDOWN_TIMEOUT_MS": "20000"]
+        let worker = try WorkerProcess(environment: environment, directory: folder.url)
+        defer { worker.kill9() }
+        #expect(try await eventually("health") { try await http(port: port, path: "/health").status == 200 })
+        let id = try await WorkerProcess.command(["enqueue", "--prompt", "short", "--payload", #"{"sleepMs":1500}"#], environment: environment, directory: folder.url)
+            .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let show = { try await WorkerProcess.command(["jobs", "show", id, "--json"], environment: environment, directory: folder.url).stdout }
+        #expect(try await eventually("processing") { jsonObject(try await show())?["status"] as? String == "processing" })
+        worker.send(SIGHUP)
+        let status = await worker.waitForExit(timeout: .seconds(15))
+        #expect(status == 0, "\(worker.stdout.suffix(2000))")
+        #expect(worker.stdout.contains("Received shutdown signal") && worker.stdout.contains("SIGHUP"))
+        #expect(worker.stdout.contains("Worker service stopped cleanly"))
+        let job = try #require(jsonObject(try await show()))
+        #expect(job["status"] as? String == "completed", "never left processing: \(job)")
+        #expect(job["attempts"] as? Int == 1)
+    }
+
     @Test("a second signal skips the shutdown wait")
     func secondSignal() async throws {
         let folder = try TemporaryDirectory()
