@@ -57,7 +57,7 @@ public struct WorkerApplication: Sendable {
             host: configuration.healthCheckHost,
             port: configuration.healthCheckPort,
             logger: logger,
-            readiness: { await Self.readiness(store: store, processor: processor) },
+            readiness: ReadinessProbe(checks: [.store(store), .processor(processor)], logger: logger),
             metrics: { [registry] in registry.emitToBuffer() }
         )
         let gate = StartupGate()
@@ -93,18 +93,5 @@ public struct WorkerApplication: Sendable {
         case .echo, nil:
             return EchoHandler()
         }
-    }
-
-    /// The `/ready` checks: `nil` means passing.
-    static func readiness(store: any JobStore, processor: JobProcessor) async -> [String: String?] {
-        var checks: [String: String?] = [:]
-        checks["processor"] = processor.isClaiming ? String?.none : "not claiming (starting or shutting down)"
-        do {
-            try await withTimeout(.seconds(1), operation: "the database") { try await store.ping() }
-            checks["store"] = String?.none
-        } catch {
-            checks["store"] = "\(error)"
-        }
-        return checks
     }
 }
