@@ -52,7 +52,8 @@ public struct WorkerApplication: Sendable {
             configuration: configuration.processorConfiguration,
             logger: logger
         )
-        let monitor = QueueMonitor(store: store, interval: configuration.monitorInterval, logger: logger)
+        let monitor = QueueMonitor(
+            store: store, interval: configuration.monitorInterval, servedQueues: configuration.processorConfiguration.queues, logger: logger)
         let health = HealthServer(
             host: configuration.healthCheckHost,
             port: configuration.healthCheckPort,
