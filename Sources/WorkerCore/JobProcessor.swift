@@ -73,12 +73,15 @@ public final class JobProcessor: Service, Sendable {
     private let metrics = WorkerMetrics.shared
     /// The `queues` label of the processor's gauges, joined once.
     private let queueLabel: String
+    /// The queues this worker claims from: the only per-job `queue` labels besides `other`.
+    private let servedQueues: Set<String>
 
     public init(store: any JobStore, handler: any JobHandler, configuration: JobProcessorConfiguration, logger: Logger) {
         self.store = store
         self.handler = handler
         self.configuration = configuration
         self.queueLabel = configuration.queues.joined(separator: ",")
+        self.servedQueues = Set(configuration.queues)
         var logger = logger
         logger[metadataKey: "workerId"] = .string(configuration.workerID)
         self.logger = logger
@@ -577,7 +580,9 @@ public final class JobProcessor: Service, Sendable {
                     try await store.rescueExpiredLeases(sparing: running)
                 }
                 for job in rescued {
-                    metrics.rescued(queue: job.queue)
+                    // The sweep rescues every queue's jobs, not only ours: a foreign queue's name
+                    // would be a label from an unbounded source.
+                    metrics.rescued(queue: servedQueues.contains(job.queue) ? job.queue : QueueDepthSelection.otherLabel)
                     logger.warning(
                         "Rescued job with expired lease",
                         metadata: [

@@ -1,15 +1,19 @@
 import Logging
 import ServiceLifecycle
 
-/// Logs "Queue statistics" every interval, from one store query.
+/// Logs "Queue statistics" every interval, from one store query, and sets the queue depth gauges.
 public struct QueueMonitor: Service {
     private let store: any JobStore
     private let interval: Duration
+    private let servedQueues: Set<String>
     private let logger: Logger
 
-    public init(store: any JobStore, interval: Duration, logger: Logger) {
+    /// - Parameter servedQueues: the queues this worker claims from: their depth series are always
+    ///   on `/metrics`, beside the 50 deepest other queues and an `other` bucket for the rest.
+    public init(store: any JobStore, interval: Duration, servedQueues: [String], logger: Logger) {
         self.store = store
         self.interval = interval
+        self.servedQueues = Set(servedQueues)
         self.logger = logger
     }
 
@@ -29,7 +33,7 @@ public struct QueueMonitor: Service {
             let stats = try await withTimeout(max(interval, .seconds(5)), operation: "queue statistics") { [store, interval] in
                 try await store.stats(window: interval)
             }
-            WorkerMetrics.shared.queueStats(stats)
+            WorkerMetrics.shared.queueStats(stats, servedQueues: servedQueues)
             logger.info("Queue statistics", metadata: stats.monitorMetadata)
         } catch {
             WorkerMetrics.shared.storeError(operation: "stats")

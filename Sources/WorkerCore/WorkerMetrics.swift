@@ -5,6 +5,11 @@ import Synchronization
 /// process bootstraps a backend, e.g. Prometheus). Names follow Prometheus conventions.
 ///
 /// Metric objects are cached per label set, so the claim loop does not look them up per job.
+///
+/// Every `queue` label comes from a bounded source, because Prometheus keeps every series it
+/// ever saw: the per-job metrics are labelled with the worker's own queues (`WORKER_QUEUES`) or
+/// `other`, and the depth gauges with ``QueueDepthSelection``'s choice, whose stale series are
+/// destroyed (swift-prometheus then drops them from the registry).
 final class WorkerMetrics: Sendable {
     static let shared = WorkerMetrics()
 
@@ -81,6 +86,8 @@ final class WorkerMetrics: Sendable {
         if willRetry { metrics.retried.increment() }
     }
 
+    /// A job whose lease expired went back to `pending` (or `failed`). Any worker rescues any
+    /// queue's jobs, so `queue` must be one of this worker's queues or `other` (see `JobProcessor`).
     func rescued(queue: String) {
         forQueue(queue).rescued.increment()
     }
@@ -124,16 +131,53 @@ final class WorkerMetrics: Sendable {
         counter("worker_claim_wakeups_total", [("queue", queues), ("source", source)]).increment()
     }
 
-    /// Queue depth by queue and status, and each queue's oldest due pending age.
-    func queueStats(_ stats: QueueStats) {
-        for (queue, counts) in stats.queues {
-            for (status, count) in [
-                ("pending", counts.pending), ("processing", counts.processing), ("completed", counts.completed),
-                ("failed", counts.failed), ("cancelled", counts.cancelled),
-            ] {
-                gauge("worker_queue_jobs", [("queue", queue), ("status", status)]).record(Double(count))
+    /// The six depth gauges of one `queue` label.
+    private struct DepthGauges: Sendable {
+        let pending, processing, completed, failed, cancelled, oldestPendingAge: Gauge
+
+        init(queue: String) {
+            func jobs(_ status: String) -> Gauge { Gauge(label: "worker_queue_jobs", dimensions: [("queue", queue), ("status", status)]) }
+            pending = jobs("pending")
+            processing = jobs("processing")
+            completed = jobs("completed")
+            failed = jobs("failed")
+            cancelled = jobs("cancelled")
+            oldestPendingAge = Gauge(label: "worker_queue_oldest_pending_age_seconds", dimensions: [("queue", queue)])
+        }
+
+        func record(_ counts: QueueCounts) {
+            pending.record(Double(counts.pending))
+            processing.record(Double(counts.processing))
+            completed.record(Double(counts.completed))
+            failed.record(Double(counts.failed))
+            cancelled.record(Double(counts.cancelled))
+            oldestPendingAge.record(counts.oldestPendingAgeSeconds ?? 0)
+        }
+
+        /// Removes the series from the backend (swift-prometheus unregisters them from its registry).
+        func destroy() {
+            for gauge in [pending, processing, completed, failed, cancelled, oldestPendingAge] { gauge.destroy() }
+        }
+    }
+
+    /// The depth gauges on show, by `queue` label.
+    private let depthGauges = Mutex<[String: DepthGauges]>([:])
+
+    /// Queue depth by queue and status, and each queue's oldest due pending age, for the queues
+    /// ``QueueDepthSelection`` picks from `stats` (the served ones, the 50 deepest others and
+    /// `other`). Series of queues it no longer picks (gone from the table, or no longer among the
+    /// deepest) are destroyed, so that they leave `/metrics` instead of showing their last value forever.
+    func queueStats(_ stats: QueueStats, servedQueues: Set<String>) {
+        let selection = QueueDepthSelection(stats.queues, served: servedQueues)
+        depthGauges.withLock { gauges in
+            for (queue, counts) in selection.series {
+                let queueGauges = gauges[queue] ?? DepthGauges(queue: queue)
+                gauges[queue] = queueGauges
+                queueGauges.record(counts)
             }
-            gauge("worker_queue_oldest_pending_age_seconds", [("queue", queue)]).record(counts.oldestPendingAgeSeconds ?? 0)
+            for queue in Array(gauges.keys) where selection.series[queue] == nil {
+                gauges.removeValue(forKey: queue)?.destroy()
+            }
         }
         if let rate = stats.completedPerSecond {
             gauge("worker_queue_completed_per_second", [("queue", "all")]).record(rate)

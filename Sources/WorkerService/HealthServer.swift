@@ -8,17 +8,16 @@ import ServiceLifecycle
 /// `/ready` (the store answers and the processor is claiming) and `/metrics` (Prometheus).
 /// Other paths answer 404.
 public struct HealthServer: Service {
-    /// Answers whether the worker can take work; `nil` entries pass.
-    public typealias ReadinessCheck = @Sendable () async -> [String: String?]
-
     private let host: String
     private let port: Int
     private let logger: Logger
-    private let readiness: ReadinessCheck
+    private let readiness: ReadinessProbe
     private let metrics: (@Sendable () -> [UInt8])?
 
-    /// - Parameter metrics: the Prometheus text for `GET /metrics`; `nil` answers 404 there.
-    public init(host: String, port: Int, logger: Logger, readiness: @escaping ReadinessCheck, metrics: (@Sendable () -> [UInt8])? = nil) {
+    /// - Parameters:
+    ///   - readiness: the checks of `/ready`; it caches the database's answer (see ``ReadinessProbe``).
+    ///   - metrics: the Prometheus text for `GET /metrics`; `nil` answers 404 there.
+    public init(host: String, port: Int, logger: Logger, readiness: ReadinessProbe, metrics: (@Sendable () -> [UInt8])? = nil) {
         self.host = host
         self.port = port
         self.logger = logger
@@ -35,7 +34,7 @@ public struct HealthServer: Service {
         }
         let readiness = self.readiness
         router.get("/ready") { _, _ -> Response in
-            let checks = await readiness()
+            let checks = await readiness.evaluate()
             let failing = checks.filter { $0.value != nil }
             let rendered = checks.keys.sorted().map { key -> String in
                 "\(Self.quote(key)):\(Self.quote(checks[key]!.map { "failing: \($0)" } ?? "ok"))"

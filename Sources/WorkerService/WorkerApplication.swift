@@ -52,12 +52,13 @@ public struct WorkerApplication: Sendable {
             configuration: configuration.processorConfiguration,
             logger: logger
         )
-        let monitor = QueueMonitor(store: store, interval: configuration.monitorInterval, logger: logger)
+        let monitor = QueueMonitor(
+            store: store, interval: configuration.monitorInterval, servedQueues: configuration.processorConfiguration.queues, logger: logger)
         let health = HealthServer(
             host: configuration.healthCheckHost,
             port: configuration.healthCheckPort,
             logger: logger,
-            readiness: { await Self.readiness(store: store, processor: processor) },
+            readiness: ReadinessProbe(checks: [.store(store), .processor(processor), .outcomes(processor)], logger: logger),
             metrics: { [registry] in registry.emitToBuffer() }
         )
         let gate = StartupGate()
@@ -93,20 +94,5 @@ public struct WorkerApplication: Sendable {
         case .echo, nil:
             return EchoHandler()
         }
-    }
-
-    /// The `/ready` checks: `nil` means passing.
-    static func readiness(store: any JobStore, processor: JobProcessor) async -> [String: String?] {
-        var checks: [String: String?] = [:]
-        checks["processor"] = processor.isClaiming ? String?.none : "not claiming (starting or shutting down)"
-        checks["outcomes"] = processor.outcomeWritesStalled
-            ? "job outcomes could not be written for longer than a lease (LEASE_DURATION_MS)" : String?.none
-        do {
-            try await withTimeout(.seconds(1), operation: "the database") { try await store.ping() }
-            checks["store"] = String?.none
-        } catch {
-            checks["store"] = "\(error)"
-        }
-        return checks
     }
 }

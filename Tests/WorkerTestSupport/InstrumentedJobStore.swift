@@ -1,21 +1,25 @@
 import Foundation
 import WorkerCore
 
-/// A real store with hooks on its claims and outcome writes, for tests that watch or slow them
-/// (a slow database, counting claims). Everything else goes straight through.
+/// A real store with hooks on its claims, outcome writes and pings, for tests that watch or slow
+/// them (a slow database, counting claims or readiness probes). Everything else goes straight through.
 public final class InstrumentedJobStore: JobStore {
     public let base: any JobStore
     private let afterClaim: @Sendable (_ claimed: [ClaimedJob]) -> Void
     private let beforeRecord: @Sendable () async throws -> Void
+    private let aroundPing: @Sendable (_ ping: @Sendable () async throws -> Void) async throws -> Void
 
+    /// - Parameter aroundPing: runs each ping; it calls `ping` (or not) and may wait or count around it.
     public init(
         _ base: any JobStore,
         afterClaim: @escaping @Sendable (_ claimed: [ClaimedJob]) -> Void = { _ in },
-        beforeRecord: @escaping @Sendable () async throws -> Void = {}
+        beforeRecord: @escaping @Sendable () async throws -> Void = {},
+        aroundPing: @escaping @Sendable (_ ping: @Sendable () async throws -> Void) async throws -> Void = { try await $0() }
     ) {
         self.base = base
         self.afterClaim = afterClaim
         self.beforeRecord = beforeRecord
+        self.aroundPing = aroundPing
     }
 
     public func claim(queues: [String], limit: Int, workerID: String, leaseDuration: Duration) async throws -> [ClaimedJob] {
@@ -44,7 +48,7 @@ public final class InstrumentedJobStore: JobStore {
     public func deleteFinished(status: JobStatus, olderThan: Duration, limit: Int) async throws -> Int? {
         try await base.deleteFinished(status: status, olderThan: olderThan, limit: limit)
     }
-    public func ping() async throws { try await base.ping() }
+    public func ping() async throws { try await aroundPing { [base] in try await base.ping() } }
     public func watch(queues: [String], onEvent: @escaping @Sendable (StoreEvent) -> Void) async throws {
         try await base.watch(queues: queues, onEvent: onEvent)
     }
