@@ -18,7 +18,7 @@ import Synchronization
 ///   Cancelling the task that runs the processor stops its running jobs at once; `run()`
 ///   returns after their handlers have returned.
 public final class JobProcessor: Service, Sendable {
-    private struct RunningJob {
+    struct RunningJob {
         var lease: Lease
         var sessionID: UUID?
         var stop: StopSignal
@@ -30,11 +30,11 @@ public final class JobProcessor: Service, Sendable {
         var handlerFinishedAt: ContinuousClock.Instant?
     }
 
-    private enum Phase {
+    enum Phase {
         case idle, running, draining, stopped
     }
 
-    private struct State {
+    struct State {
         var phase = Phase.idle
         var running: [UUID: RunningJob] = [:]
         /// Running jobs whose handler has not returned: the slots in use.
@@ -53,28 +53,28 @@ public final class JobProcessor: Service, Sendable {
         }
     }
 
-    private enum Finish {
+    enum Finish {
         case handled(Result<String, any Error>)
         case stopped(StopReason)
     }
 
     public let configuration: JobProcessorConfiguration
-    private let store: any JobStore
-    private let handler: any JobHandler
-    private let logger: Logger
-    private let state = Mutex(State())
+    let store: any JobStore
+    let handler: any JobHandler
+    let logger: Logger
+    let state = Mutex(State())
     /// New jobs may be waiting (enqueue, notification, rescue, shutdown).
-    private let jobsAvailable = WakeSignal()
+    let jobsAvailable = WakeSignal()
     /// A slot became free (a job finished) or shutdown wants attention.
-    private let slotFreed = WakeSignal()
-    private let recorder: OutcomeRecorder
+    let slotFreed = WakeSignal()
+    let recorder: OutcomeRecorder
     /// What the contexts of all jobs share: one reference per job instead of a logger copy.
-    private let contextBase: JobContext.Base
-    private let metrics = WorkerMetrics.shared
+    let contextBase: JobContext.Base
+    let metrics = WorkerMetrics.shared
     /// The `queues` label of the processor's gauges, joined once.
-    private let queueLabel: String
+    let queueLabel: String
     /// The queues this worker claims from: the only per-job `queue` labels besides `other`.
-    private let servedQueues: Set<String>
+    let servedQueues: Set<String>
 
     public init(store: any JobStore, handler: any JobHandler, configuration: JobProcessorConfiguration, logger: Logger) {
         self.store = store
@@ -99,7 +99,7 @@ public final class JobProcessor: Service, Sendable {
     /// A slot frees when its handler returns, so that the next claim need not wait for the write;
     /// without the second bound, a worker whose handlers outpace the outcome writes kept claiming,
     /// and the jobs waiting to be recorded (and their memory) grew without limit.
-    private func claimableSlots(_ state: State) -> Int {
+    func claimableSlots(_ state: State) -> Int {
         let recording = state.running.count - state.busy
         let recordingLimit = max(configuration.maxConcurrentJobs, configuration.outcomeBatchSize)
         return min(configuration.maxConcurrentJobs - state.busy, recordingLimit - recording)
@@ -172,7 +172,7 @@ public final class JobProcessor: Service, Sendable {
 
     // MARK: - Claiming
 
-    private func claimLoop() async {
+    func claimLoop() async {
         var queueDrained = false
         var consecutiveFailures = 0
         /// Claims after a notification in a row that found nothing: other workers were faster.
@@ -261,7 +261,7 @@ public final class JobProcessor: Service, Sendable {
         }
     }
 
-    private func beginDraining() {
+    func beginDraining() {
         let changed = state.withLock { state -> Bool in
             guard state.phase == .running else { return false }
             state.phase = .draining
@@ -274,7 +274,7 @@ public final class JobProcessor: Service, Sendable {
 
     /// Waits for running jobs up to the shutdown timeout (not at all when the processor is
     /// cancelled), then stops the rest.
-    private func drain() async {
+    func drain() async {
         let count = runningJobCount
         guard count > 0 else { return }
         logger.info(
@@ -316,7 +316,7 @@ public final class JobProcessor: Service, Sendable {
     }
 
     /// Returns once no job runs or waits for its outcome (at once if none does).
-    private func lastJobEnded() async {
+    func lastJobEnded() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let ended = state.withLock { state -> Bool in
                 if state.running.isEmpty { return true }
@@ -327,292 +327,16 @@ public final class JobProcessor: Service, Sendable {
         }
     }
 
-    // MARK: - Running one job
-
-    /// Starts `claimed` in a task of its own, which its stop signal cancels: an operator's cancel,
-    /// a lost lease or the shutdown timeout stops this job alone (a child of a task group cannot
-    /// be cancelled on its own). The task ends once the outcome is handed to the recorder;
-    /// ``recorded(_:writes:)`` finishes the job after the write.
-    private func start(_ claimed: ClaimedJob, stop: StopSignal) {
-        stop.cancels(Task { await self.execute(claimed, stop: stop) })
-    }
-
-    private func execute(_ claimed: ClaimedJob, stop: StopSignal) async {
-        let job = claimed.job
-        logger.info("Processing job", metadata: Self.metadata(of: claimed.lease, sessionID: job.sessionID, extra: [
-            "queue": .string(job.queue), "maxAttempts": .stringConvertible(job.maxAttempts),
-        ]))
-
-        let clock = ContinuousClock()
-        let start = clock.now
-        let context = JobContext(processor: contextBase, job: claimed)
-        let result: Result<String, any Error>
-        do {
-            result = .success(try await handler.handle(claimed, context: context))
-        } catch {
-            result = .failure(error)
-        }
-        let finish: Finish
-        switch (result, stop.reason) {
-        case (_, nil), (.success, .shutdown?):
-            // Work that finished is recorded, even when the shutdown timeout came just after it.
-            finish = .handled(result)
-        case (_, let reason?):
-            finish = .stopped(reason)
-        }
-        let end = clock.now
-        let elapsed = end - start
-        state.withLock { state in
-            guard let index = state.running.index(forKey: job.id), !state.running.values[index].handlerFinished else { return }
-            state.running.values[index].handlerFinished = true
-            state.running.values[index].duration = elapsed
-            state.running.values[index].handlerFinishedAt = end
-            state.busy -= 1
-        }
-        slotFreed.signal()
-
-        let outcome: JobOutcome?
-        switch finish {
-        case .handled(.success(let result)):
-            outcome = .completed(result: result)
-        case .handled(.failure(let error)):
-            // The task is cancelled only through `stop`, which was not triggered; a handler that
-            // failed because it was cancelled anyway (a race with the trigger) is given back.
-            if Task.isCancelled || stop.reason == .shutdown {
-                outcome = .released
-            } else if let permanent = error as? PermanentJobError, permanent.isPermanent {
-                // Retrying cannot fix it (unreadable input, a permanent exit status): fail at once.
-                outcome = .failed(error: Self.describe(error))
-            } else {
-                outcome = configuration.retryPolicy.outcome(
-                    forFailedAttempt: claimed.lease.attempt,
-                    maxAttempts: job.maxAttempts,
-                    error: Self.describe(error)
-                )
-            }
-        case .stopped(.shutdown):
-            outcome = .released
-        case .stopped(.cancelled):
-            logger.info("Job cancelled while running", metadata: Self.metadata(of: claimed.lease, sessionID: job.sessionID, duration: elapsed))
-            outcome = nil
-        case .stopped(.leaseLost):
-            logger.warning(
-                "Lease lost while running - another worker owns the job now",
-                metadata: Self.metadata(of: claimed.lease, sessionID: job.sessionID, duration: elapsed)
-            )
-            outcome = nil
-        }
-
-        switch (finish, outcome) {
-        case (_, .completed):
-            metrics.completed(queue: job.queue, duration: elapsed)
-        case (.handled(.failure(let error)), .retry), (.handled(.failure(let error)), .failed):
-            let reason = (error as? ClassifiedJobError)?.failureReason ?? .error
-            metrics.failed(queue: job.queue, reason: reason, duration: elapsed, willRetry: { if case .retry = outcome { true } else { false } }())
-        case (.stopped(.cancelled), _):
-            metrics.failed(queue: job.queue, reason: .cancelled, duration: elapsed, willRetry: false)
-        default:
-            break
-        }
-        guard let outcome else {
-            // Nothing to record: another worker or the operator decided the job's fate.
-            finished(job.id)
-            return
-        }
-        let completion = JobCompletion(lease: claimed.lease, outcome: outcome)
-        if !recorder.submit(completion) { recorded([completion], writes: nil) }
-    }
-
-    /// Finishes jobs whose outcomes were written (`writes`: what became of each) or given up on
-    /// (`writes == nil`): logs them, notes retries due, and frees their entries.
-    private func recorded(_ completions: [JobCompletion], writes: [OutcomeWrite]?) {
-        let now = ContinuousClock.now
-        var retryDue = false
-        let (jobs, lastJobEnded) = state.withLock { state in
-            var jobs: [RunningJob?] = []
-            jobs.reserveCapacity(completions.count)
-            for (index, completion) in completions.enumerated() {
-                jobs.append(state.running.removeValue(forKey: completion.lease.jobID))
-                if case .retry(_, let delay) = completion.outcome, writes?[index].isRecorded == true {
-                    state.retryDues.append(now + delay + .milliseconds(5))
-                    retryDue = true
-                }
-            }
-            return (jobs, state.takeLastJobEndedIfIdle())
-        }
-        for (index, completion) in completions.enumerated() {
-            let job = jobs[index]
-            log(completion.outcome, write: writes?[index]) { extra in
-                Self.metadata(of: completion.lease, sessionID: job?.sessionID, duration: job?.duration, extra: extra)
-            }
-        }
-        // Let the claim loop shorten its sleep to a retry.
-        if retryDue { jobsAvailable.signal() }
-        slotFreed.signal()
-        updateSlotGauges()
-        lastJobEnded?.resume()
-    }
-
-    /// Frees the entry of a job that ends without an outcome to write.
-    private func finished(_ id: UUID) {
-        let lastJobEnded = state.withLock { state in
-            state.running.removeValue(forKey: id)
-            return state.takeLastJobEndedIfIdle()
-        }
-        slotFreed.signal()
-        updateSlotGauges()
-        lastJobEnded?.resume()
-    }
-
-    /// The metadata of a log line about one attempt of a job.
-    private static func metadata(
-        of lease: Lease, sessionID: UUID?, duration: Duration? = nil, extra: Logger.Metadata = [:]
-    ) -> Logger.Metadata {
-        var metadata = JobContext.metadata(jobID: lease.jobID, sessionID: sessionID, attempt: lease.attempt)
-        if let duration { metadata["durationMs"] = .stringConvertible(duration.inMilliseconds) }
-        metadata.merge(extra) { $1 }
-        return metadata
-    }
-
-    private func log(_ outcome: JobOutcome, write: OutcomeWrite?, metadata base: (Logger.Metadata) -> Logger.Metadata) {
-        var note: Logger.Metadata = [:]
-        switch write {
-        case nil:
-            return
-        case .applied?:
-            break
-        case .alreadyApplied?:
-            // A write whose answer was lost (it timed out) had applied: the job is recorded as meant.
-            note = ["recordedByEarlierWrite": "true"]
-        case .cancelled?:
-            logger.info("Job outcome not recorded: the job was cancelled while it ran", metadata: base(["outcome": "\(outcome.name)"]))
-            return
-        case .leaseLost?:
-            logger.warning(
-                "Job outcome discarded: the job's lease was lost (it expired and the job was rescued, or another worker runs it)",
-                metadata: base(["outcome": "\(outcome.name)"])
-            )
-            return
-        }
-        func metadata(_ extra: Logger.Metadata) -> Logger.Metadata {
-            base(note.isEmpty ? extra : extra.merging(note) { $1 })
-        }
-        switch outcome {
-        case .completed:
-            logger.info("Job completed", metadata: metadata([:]))
-        case .retry(let error, let delay):
-            logger.warning(
-                "Job failed",
-                metadata: metadata(["error": .string(error), "willRetry": "true", "retryInMs": .stringConvertible(delay.inMilliseconds)])
-            )
-        case .failed(let error):
-            logger.error("Job failed", metadata: metadata(["error": .string(error), "willRetry": "false"]))
-        case .released:
-            logger.info("Job released back to the queue", metadata: metadata(["reason": "shutdown"]))
-        }
-    }
-
-    // MARK: - Background loops
-
-    private func watchStore() async {
-        var failures = 0
-        while !Task.isCancelled {
-            do {
-                try await store.watch(queues: configuration.queues) { event in
-                    switch event {
-                    case .jobsAvailable:
-                        self.jobsAvailable.signal()
-                    case .jobCancelled(let id):
-                        self.state.withLock { $0.running[id]?.stop }?.trigger(.cancelled)
-                    }
-                }
-                return
-            } catch {
-                if Task.isCancelled { return }
-                failures += 1
-                metrics.notificationReconnect()
-                let delay = Self.backoff(failures: failures, cap: .seconds(30))
-                logger.warning(
-                    "Job notifications unavailable, polling meanwhile",
-                    metadata: ["error": "\(error)", "retryInMs": .stringConvertible(delay.inMilliseconds)]
-                )
-                try? await Task.sleep(for: delay)
-            }
-        }
-    }
-
-    private func renewLeases() async {
-        let interval = configuration.leaseDuration / 3
-        while !Task.isCancelled {
-            do { try await Task.sleep(for: interval) } catch { return }
-            let now = ContinuousClock.now
-            let running = state.withLock { $0.running }.filter { _, job in
-                // A job whose outcome could not be written for a whole lease is not kept: its
-                // lease runs out and the job returns through the normal rescue, instead of this
-                // worker holding it (and hiding it from the others) for as long as its writes fail.
-                guard let finished = job.handlerFinishedAt else { return true }
-                return now - finished <= configuration.leaseDuration
-            }
-            guard !running.isEmpty else { continue }
-            do {
-                let leases = running.values.map(\.lease)
-                let states = try await withTimeout(storeTimeout, operation: "lease renewal") { [store, configuration] in
-                    try await store.renew(leases, duration: configuration.leaseDuration)
-                }
-                for (id, leaseState) in states where leaseState != .held {
-                    running[id]?.stop.trigger(leaseState == .cancelled ? .cancelled : .leaseLost)
-                }
-            } catch {
-                metrics.storeError(operation: "renew")
-                logger.warning("Lease renewal failed", metadata: ["error": "\(error)", "runningJobs": .stringConvertible(running.count)])
-            }
-        }
-    }
-
-    private func rescueExpiredLeases() async {
-        while !Task.isCancelled {
-            do {
-                // Jobs whose handler runs here are spared: this worker is alive, so their lease
-                // ran out only because a renewal came late, and the next renewal revives it.
-                // (Finished jobs whose outcome waits are not spared: see renewLeases().)
-                let running = state.withLock { $0.running.filter { !$0.value.handlerFinished }.map(\.key) }
-                let rescued = try await withTimeout(storeTimeout, operation: "rescue") { [store] in
-                    try await store.rescueExpiredLeases(sparing: running)
-                }
-                for job in rescued {
-                    // The sweep rescues every queue's jobs, not only ours: a foreign queue's name
-                    // would be a label from an unbounded source.
-                    metrics.rescued(queue: servedQueues.contains(job.queue) ? job.queue : QueueDepthSelection.otherLabel)
-                    logger.warning(
-                        "Rescued job with expired lease",
-                        metadata: [
-                            "jobId": .string(job.id.uuidString.lowercased()),
-                            "sessionId": .string(job.sessionID?.uuidString.lowercased() ?? ""),
-                            "previousWorker": .string(job.previousWorker ?? ""),
-                            "attempt": .stringConvertible(job.attempt),
-                            "newStatus": .string(job.newStatus.rawValue),
-                        ]
-                    )
-                }
-                if rescued.contains(where: { $0.newStatus == .pending }) { jobsAvailable.signal() }
-            } catch {
-                metrics.storeError(operation: "rescue")
-                logger.warning("Could not rescue expired leases", metadata: ["error": "\(error)"])
-            }
-            do { try await Task.sleep(for: configuration.rescueInterval) } catch { return }
-        }
-    }
-
     // MARK: - Helpers
 
-    private func updateSlotGauges() {
+    func updateSlotGauges() {
         let busy = state.withLock { $0.busy }
         metrics.slots(running: busy, free: configuration.maxConcurrentJobs - busy, queues: queueLabel)
     }
 
     /// The longest a store call may take before the processor gives up on it and retries:
     /// a call slower than a lease is of no use anyway.
-    private var storeTimeout: Duration { configuration.storeTimeout }
+    var storeTimeout: Duration { configuration.storeTimeout }
 
     /// How long a worker that lost `lostRaces` claims in a row to other workers waits after a
     /// notification before it claims: 1 ms, doubling up to 32 ms.
@@ -639,17 +363,6 @@ extension JobOutcome {
         case .retry: "retry"
         case .failed: "failed"
         case .released: "released"
-        }
-    }
-}
-
-/// Misuse of a ``JobProcessor``.
-public enum JobProcessorError: Error, CustomStringConvertible {
-    case alreadyRunning
-
-    public var description: String {
-        switch self {
-        case .alreadyRunning: "the job processor is already running; create one per service group"
         }
     }
 }

@@ -24,7 +24,7 @@ public final class SQLiteJobStore: BenchmarkJobStore {
     let lock = AsyncLock()
     /// The connection's `busy_timeout` in milliseconds, as last set (see ``boundBusyWait(_:)``).
     private let currentBusyTimeout: Atomic<Int>
-    private let logger: Logger
+    let logger: Logger
     private let watchers = Mutex<[UUID: @Sendable (StoreEvent) -> Void]>([:])
 
     private init(path: String, table: String, connection: SQLiteConnection, busyTimeout: Duration, changePollInterval: Duration, logger: Logger) {
@@ -75,81 +75,12 @@ public final class SQLiteJobStore: BenchmarkJobStore {
             path: path, table: table, connection: connection, busyTimeout: busyTimeout, changePollInterval: changePollInterval, logger: logger)
     }
 
-    // MARK: - Schema
-
-    public func migrate() async throws {
-        // Most starts find the schema current: a read, and no write lock taken.
-        let recorded = try await recordedVersion()
-        if recorded > SQLiteSchema.version { throw JobStoreError.schemaTooNew(found: recorded, supported: SQLiteSchema.version) }
-        if recorded == SQLiteSchema.version { return }
-        try await lock.withLock {
-            _ = try await connection.query("BEGIN IMMEDIATE", [])
-            do {
-                _ = try await connection.query(
-                    """
-                    CREATE TABLE IF NOT EXISTS worker_schema_migrations (
-                        table_name TEXT NOT NULL, version INTEGER NOT NULL,
-                        applied_at INTEGER NOT NULL DEFAULT \(SQLiteSchema.nowMilliseconds), PRIMARY KEY (table_name, version))
-                    """,
-                    []
-                )
-                let current = try await connection.query(
-                    "SELECT coalesce(max(version), 0) AS version FROM worker_schema_migrations WHERE table_name = ?1",
-                    [.text(table)]
-                ).first?.column("version")?.integer ?? 0
-                if current > SQLiteSchema.version {
-                    throw JobStoreError.schemaTooNew(found: Int(current), supported: SQLiteSchema.version)
-                }
-                let migrations = SQLiteSchema.migrations(table: table)
-                if current < SQLiteSchema.version {
-                    for version in (current + 1)...SQLiteSchema.version {
-                        for statement in migrations[version] ?? [] {
-                            _ = try await connection.query(statement, [])
-                        }
-                        _ = try await connection.query(
-                            "INSERT INTO worker_schema_migrations (table_name, version) VALUES (?1, ?2)",
-                            [.text(table), .integer(version)]
-                        )
-                        logger.info("Applied schema migration", metadata: ["version": .stringConvertible(version), "table": .string(table)])
-                    }
-                }
-                _ = try await connection.query("COMMIT", [])
-            } catch {
-                _ = try? await connection.query("ROLLBACK", [])
-                throw error
-            }
-        }
-    }
-
-    public func verifySchema() async throws {
-        let recorded = try await recordedVersion()
-        if recorded > SQLiteSchema.version { throw JobStoreError.schemaTooNew(found: recorded, supported: SQLiteSchema.version) }
-        if recorded < SQLiteSchema.version {
-            throw JobStoreError.notPermitted(
-                "the jobs table \(table) in \(path) is at schema version \(recorded) but this worker needs \(SQLiteSchema.version), and AUTO_MIGRATE=false: run `worker migrate` once, or set AUTO_MIGRATE=true"
-            )
-        }
-    }
-
-    /// The schema version recorded for this table; 0 when none is (or nothing was ever migrated).
-    private func recordedVersion() async throws -> Int {
-        try await lock.withLock {
-            let exists = try await connection.query(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'worker_schema_migrations'", []
-            )
-            guard !exists.isEmpty else { return 0 }
-            return Int(try await connection.query(
-                "SELECT coalesce(max(version), 0) AS version FROM worker_schema_migrations WHERE table_name = ?1", [.text(table)]
-            ).first?.column("version")?.integer ?? 0)
-        }
-    }
-
     /// Bounds the wait for another process's write lock by the caller's deadline, before a
     /// statement that changes jobs: ``busyTimeout``, or less when less time is left, so that the
     /// statement answers (done, or `SQLITE_BUSY`) before the caller gives up on it. Throws
     /// ``TimeoutError`` when the caller has given up, or less than ``StoreDeadline/margin`` is
     /// left. Called with this process's lock held, so the setting is this call's alone.
-    private func boundBusyWait(_ operation: String) async throws {
+    func boundBusyWait(_ operation: String) async throws {
         // The bound itself leaves the margin, so the check asks for no more than that.
         try StoreDeadline.ensureTime(for: .zero, operation: operation)
         var bound = busyTimeout
@@ -393,139 +324,6 @@ public final class SQLiteJobStore: BenchmarkJobStore {
         }
     }
 
-    // MARK: - Administration
-
-    public func job(id: UUID) async throws -> Job? {
-        let rows = try await lock.withLock {
-            try await connection.query(
-                "SELECT \(SQLiteSchema.columns) FROM \"\(table)\" WHERE id = ?1",
-                [.text(id.uuidString.lowercased())]
-            )
-        }
-        return try rows.first.map(Self.decode)
-    }
-
-    public func jobs(matching filter: JobFilter) async throws -> [Job] {
-        let rows = try await lock.withLock {
-            try await connection.query(
-                """
-                SELECT \(filter.summary ? SQLiteSchema.summaryColumns : SQLiteSchema.columns) FROM "\(table)"
-                WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR queue = ?2)
-                ORDER BY created_at DESC, id DESC LIMIT ?3
-                """,
-                [
-                    filter.status.map { .text($0.rawValue) } ?? .null,
-                    filter.queue.map { .text($0) } ?? .null,
-                    .integer(max(0, filter.limit)),
-                ]
-            )
-        }
-        return rows.jobsSkippingUnreadable(logger: logger, Self.decode)
-    }
-
-    public func cancel(id: UUID) async throws -> Job {
-        let now = Self.milliseconds(Date())
-        let job = try await transition(
-            id: id,
-            action: "cancel",
-            sql: """
-                UPDATE "\(table)" SET status = 'cancelled', completed_at = ?2, lease_expires_at = NULL
-                WHERE id = ?1 AND status IN ('pending', 'processing')
-                RETURNING \(SQLiteSchema.columns)
-                """,
-            binds: [.integer(now)]
-        )
-        notify(.jobCancelled(id))
-        return job
-    }
-
-    public func retry(id: UUID) async throws -> Job {
-        let now = Self.milliseconds(Date())
-        let job = try await transition(
-            id: id,
-            action: "retry",
-            sql: """
-                UPDATE "\(table)" SET status = 'pending', run_at = ?2, completed_at = NULL, locked_by = NULL,
-                    lease_expires_at = NULL, max_attempts = MAX(max_attempts, attempts + 1)
-                WHERE id = ?1 AND status IN ('failed', 'cancelled', 'completed')
-                RETURNING \(SQLiteSchema.columns)
-                """,
-            binds: [.integer(now)]
-        )
-        notify(.jobsAvailable)
-        return job
-    }
-
-    /// Runs a conditional state change; explains why when no row changed.
-    private func transition(id: UUID, action: String, sql: String, binds: [SQLiteData]) async throws -> Job {
-        let rows = try await lock.withLock {
-            try await connection.query(sql, [.text(id.uuidString.lowercased())] + binds)
-        }
-        if let row = rows.first { return try Self.decode(row) }
-        guard let current = try await job(id: id) else { throw JobStoreError.jobNotFound(id) }
-        throw JobStoreError.invalidTransition(id: id, from: current.status, action: action)
-    }
-
-    public func stats(window: Duration?) async throws -> QueueStats {
-        let now = Self.milliseconds(Date())
-        let (rows, durations) = try await lock.withLock { () -> ([SQLiteRow], [SQLiteRow]) in
-            let counts = try await connection.query(
-                """
-                SELECT queue, status, COUNT(*) AS count,
-                    MIN(CASE WHEN status = 'pending' AND run_at <= ?1 THEN run_at END) AS oldest_due
-                FROM "\(table)" GROUP BY queue, status
-                """,
-                [.integer(now)]
-            )
-            guard let window else { return (counts, []) }
-            let durations = try await connection.query(
-                """
-                SELECT completed_at - started_at AS duration FROM "\(table)"
-                WHERE status = 'completed' AND completed_at >= ?1 AND started_at IS NOT NULL
-                ORDER BY duration
-                """,
-                [.integer(now - Int(window.inMilliseconds))]
-            )
-            return (counts, durations)
-        }
-        var queues: [String: QueueCounts] = [:]
-        for row in rows {
-            guard let status = row.column("status")?.string.flatMap(JobStatus.init(rawValue:)) else { continue }
-            let queue = row.column("queue")?.string ?? ""
-            queues[queue, default: QueueCounts()].set(status, Int(row.column("count")?.integer ?? 0))
-            if status == .pending, let oldest = row.column("oldest_due")?.integer {
-                queues[queue]?.oldestPendingAgeSeconds = max(0, Double(now - oldest) / 1000)
-            }
-        }
-        var stats = QueueStats()
-        stats.setQueues(queues)
-        if let window {
-            let seconds = durations.compactMap { $0.column("duration")?.integer }.map { Double($0) / 1000 }
-            stats.window = window
-            stats.completedInWindow = seconds.count
-            if !seconds.isEmpty {
-                stats.meanDurationSeconds = seconds.reduce(0, +) / Double(seconds.count)
-                stats.p95DurationSeconds = seconds[min(seconds.count - 1, Int((0.95 * Double(seconds.count)).rounded(.up)) - 1)]
-            }
-        }
-        return stats
-    }
-
-    public func deleteFinished(status: JobStatus, olderThan: Duration, limit: Int) async throws -> Int? {
-        let cutoff = Self.milliseconds(Date()) - Int(olderThan.inMilliseconds)
-        let rows = try await lock.withLock {
-            try await connection.query(
-                """
-                DELETE FROM "\(table)" WHERE id IN (
-                    SELECT id FROM "\(table)" WHERE status = ?1 AND completed_at < ?2 LIMIT ?3
-                ) RETURNING id
-                """,
-                [.text(status.rawValue), .integer(cutoff), .integer(limit)]
-            )
-        }
-        return rows.count
-    }
-
     public func ping() async throws {
         _ = try await lock.withLock { try await connection.query("SELECT 1", []) }
     }
@@ -563,100 +361,12 @@ public final class SQLiteJobStore: BenchmarkJobStore {
         }
     }
 
-    private func notify(_ event: StoreEvent) {
+    func notify(_ event: StoreEvent) {
         for watcher in watchers.withLock({ Array($0.values) }) { watcher(event) }
-    }
-
-    public func dropTable() async throws {
-        try await lock.withLock {
-            _ = try await connection.query("DROP TABLE IF EXISTS \"\(table)\"", [])
-            _ = try await connection.query("DELETE FROM worker_schema_migrations WHERE table_name = ?1", [.text(table)])
-        }
-    }
-
-    public func settle() async throws {
-        try await lock.withLock {
-            _ = try await connection.query("ANALYZE \"\(table)\"", [])
-            _ = try await connection.query("PRAGMA wal_checkpoint(TRUNCATE)", [])
-        }
     }
 
     public func close() async throws {
         try await lock.withLock { try await connection.close() }
-    }
-
-    // MARK: - Rows
-
-    static func milliseconds(_ date: Date) -> Int {
-        Int((date.timeIntervalSince1970 * 1000).rounded())
-    }
-
-    static func date(_ milliseconds: Int) -> Date {
-        Date(timeIntervalSince1970: Double(milliseconds) / 1000)
-    }
-
-    static func decode(_ row: SQLiteRow) throws -> Job {
-        let rawID = row.column("id")?.string ?? "?"
-        func fail(_ reason: String) -> JobStoreError { .corruptRow(id: rawID, reason: reason) }
-        func text(_ name: String) throws -> String {
-            guard let value = row.column(name)?.string, row.column(name)?.isNull == false else { throw fail("\(name) is NULL") }
-            return value
-        }
-        func integer(_ name: String) throws -> Int {
-            guard let data = row.column(name), case .integer(let value) = data else { throw fail("\(name) is not an integer") }
-            return value
-        }
-        func optionalInteger(_ name: String) throws -> Int? {
-            guard let data = row.column(name), !data.isNull else { return nil }
-            guard case .integer(let value) = data else { throw fail("\(name) is not an integer") }
-            return value
-        }
-        func optionalText(_ name: String) -> String? {
-            guard let data = row.column(name), !data.isNull else { return nil }
-            return data.string
-        }
-        guard let id = UUID(uuidString: rawID) else { throw fail("id is not a UUID") }
-        let statusText = try text("status")
-        guard let status = JobStatus(rawValue: statusText) else { throw fail("unknown status \(statusText)") }
-        var sessionID: UUID?
-        if let rawSession = optionalText("session_id") {
-            guard let parsed = UUID(uuidString: rawSession) else { throw fail("session_id is not a UUID") }
-            sessionID = parsed
-        }
-        return Job(
-            id: id,
-            queue: try text("queue"),
-            sessionID: sessionID,
-            prompt: try text("prompt"),
-            payload: try text("payload"),
-            status: status,
-            priority: Int(try integer("priority")),
-            runAt: date(try integer("run_at")),
-            attempts: Int(try integer("attempts")),
-            maxAttempts: Int(try integer("max_attempts")),
-            lastError: optionalText("last_error"),
-            result: optionalText("result"),
-            createdAt: date(try integer("created_at")),
-            startedAt: try optionalInteger("started_at").map(date),
-            completedAt: try optionalInteger("completed_at").map(date),
-            lockedBy: optionalText("locked_by"),
-            leaseExpiresAt: try optionalInteger("lease_expires_at").map(date)
-        )
-    }
-}
-
-/// Errors opening the SQLite store.
-public enum SQLiteJobStoreError: Error, CustomStringConvertible {
-    case invalidTableName(String)
-    case cannotOpen(path: String, reason: String)
-
-    public var description: String {
-        switch self {
-        case .invalidTableName(let name):
-            "invalid table name \"\(name)\": use letters, digits and _ (at most 63), not starting with a digit"
-        case .cannotOpen(let path, let reason):
-            "cannot open SQLite database \(path): \(reason)"
-        }
     }
 }
 

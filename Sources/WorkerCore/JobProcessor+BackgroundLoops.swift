@@ -1,0 +1,96 @@
+import Foundation
+import Logging
+import Synchronization
+
+/// The loops beside the claim loop: store notifications, lease renewal and the rescue of
+/// expired leases.
+extension JobProcessor {
+    func watchStore() async {
+        var failures = 0
+        while !Task.isCancelled {
+            do {
+                try await store.watch(queues: configuration.queues) { event in
+                    switch event {
+                    case .jobsAvailable:
+                        self.jobsAvailable.signal()
+                    case .jobCancelled(let id):
+                        self.state.withLock { $0.running[id]?.stop }?.trigger(.cancelled)
+                    }
+                }
+                return
+            } catch {
+                if Task.isCancelled { return }
+                failures += 1
+                metrics.notificationReconnect()
+                let delay = Self.backoff(failures: failures, cap: .seconds(30))
+                logger.warning(
+                    "Job notifications unavailable, polling meanwhile",
+                    metadata: ["error": "\(error)", "retryInMs": .stringConvertible(delay.inMilliseconds)]
+                )
+                try? await Task.sleep(for: delay)
+            }
+        }
+    }
+
+    func renewLeases() async {
+        let interval = configuration.leaseDuration / 3
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: interval) } catch { return }
+            let now = ContinuousClock.now
+            let running = state.withLock { $0.running }.filter { _, job in
+                // A job whose outcome could not be written for a whole lease is not kept: its
+                // lease runs out and the job returns through the normal rescue, instead of this
+                // worker holding it (and hiding it from the others) for as long as its writes fail.
+                guard let finished = job.handlerFinishedAt else { return true }
+                return now - finished <= configuration.leaseDuration
+            }
+            guard !running.isEmpty else { continue }
+            do {
+                let leases = running.values.map(\.lease)
+                let states = try await withTimeout(storeTimeout, operation: "lease renewal") { [store, configuration] in
+                    try await store.renew(leases, duration: configuration.leaseDuration)
+                }
+                for (id, leaseState) in states where leaseState != .held {
+                    running[id]?.stop.trigger(leaseState == .cancelled ? .cancelled : .leaseLost)
+                }
+            } catch {
+                metrics.storeError(operation: "renew")
+                logger.warning("Lease renewal failed", metadata: ["error": "\(error)", "runningJobs": .stringConvertible(running.count)])
+            }
+        }
+    }
+
+    func rescueExpiredLeases() async {
+        while !Task.isCancelled {
+            do {
+                // Jobs whose handler runs here are spared: this worker is alive, so their lease
+                // ran out only because a renewal came late, and the next renewal revives it.
+                // (Finished jobs whose outcome waits are not spared: see renewLeases().)
+                let running = state.withLock { $0.running.filter { !$0.value.handlerFinished }.map(\.key) }
+                let rescued = try await withTimeout(storeTimeout, operation: "rescue") { [store] in
+                    try await store.rescueExpiredLeases(sparing: running)
+                }
+                for job in rescued {
+                    // The sweep rescues every queue's jobs, not only ours: a foreign queue's name
+                    // would be a label from an unbounded source.
+                    metrics.rescued(queue: servedQueues.contains(job.queue) ? job.queue : QueueDepthSelection.otherLabel)
+                    logger.warning(
+                        "Rescued job with expired lease",
+                        metadata: [
+                            "jobId": .string(job.id.uuidString.lowercased()),
+                            "sessionId": .string(job.sessionID?.uuidString.lowercased() ?? ""),
+                            "previousWorker": .string(job.previousWorker ?? ""),
+                            "attempt": .stringConvertible(job.attempt),
+                            "newStatus": .string(job.newStatus.rawValue),
+                        ]
+                    )
+                }
+                if rescued.contains(where: { $0.newStatus == .pending }) { jobsAvailable.signal() }
+            } catch {
+                metrics.storeError(operation: "rescue")
+                logger.warning("Could not rescue expired leases", metadata: ["error": "\(error)"])
+            }
+            do { try await Task.sleep(for: configuration.rescueInterval) } catch { return }
+        }
+    }
+}

@@ -1,0 +1,190 @@
+import Foundation
+import Logging
+import Synchronization
+
+/// Running one job: its handler in a task of its own, its outcome handed to the recorder, and
+/// the job finished (logged, its entry freed) once the outcome is written.
+extension JobProcessor {
+    /// Starts `claimed` in a task of its own, which its stop signal cancels: an operator's cancel,
+    /// a lost lease or the shutdown timeout stops this job alone (a child of a task group cannot
+    /// be cancelled on its own). The task ends once the outcome is handed to the recorder;
+    /// ``recorded(_:writes:)`` finishes the job after the write.
+    func start(_ claimed: ClaimedJob, stop: StopSignal) {
+        stop.cancels(Task { await self.execute(claimed, stop: stop) })
+    }
+
+    func execute(_ claimed: ClaimedJob, stop: StopSignal) async {
+        let job = claimed.job
+        logger.info("Processing job", metadata: Self.metadata(of: claimed.lease, sessionID: job.sessionID, extra: [
+            "queue": .string(job.queue), "maxAttempts": .stringConvertible(job.maxAttempts),
+        ]))
+
+        let clock = ContinuousClock()
+        let start = clock.now
+        let context = JobContext(processor: contextBase, job: claimed)
+        let result: Result<String, any Error>
+        do {
+            result = .success(try await handler.handle(claimed, context: context))
+        } catch {
+            result = .failure(error)
+        }
+        let finish: Finish
+        switch (result, stop.reason) {
+        case (_, nil), (.success, .shutdown?):
+            // Work that finished is recorded, even when the shutdown timeout came just after it.
+            finish = .handled(result)
+        case (_, let reason?):
+            finish = .stopped(reason)
+        }
+        let end = clock.now
+        let elapsed = end - start
+        state.withLock { state in
+            guard let index = state.running.index(forKey: job.id), !state.running.values[index].handlerFinished else { return }
+            state.running.values[index].handlerFinished = true
+            state.running.values[index].duration = elapsed
+            state.running.values[index].handlerFinishedAt = end
+            state.busy -= 1
+        }
+        slotFreed.signal()
+
+        let outcome: JobOutcome?
+        switch finish {
+        case .handled(.success(let result)):
+            outcome = .completed(result: result)
+        case .handled(.failure(let error)):
+            // The task is cancelled only through `stop`, which was not triggered; a handler that
+            // failed because it was cancelled anyway (a race with the trigger) is given back.
+            if Task.isCancelled || stop.reason == .shutdown {
+                outcome = .released
+            } else if let permanent = error as? PermanentJobError, permanent.isPermanent {
+                // Retrying cannot fix it (unreadable input, a permanent exit status): fail at once.
+                outcome = .failed(error: Self.describe(error))
+            } else {
+                outcome = configuration.retryPolicy.outcome(
+                    forFailedAttempt: claimed.lease.attempt,
+                    maxAttempts: job.maxAttempts,
+                    error: Self.describe(error)
+                )
+            }
+        case .stopped(.shutdown):
+            outcome = .released
+        case .stopped(.cancelled):
+            logger.info("Job cancelled while running", metadata: Self.metadata(of: claimed.lease, sessionID: job.sessionID, duration: elapsed))
+            outcome = nil
+        case .stopped(.leaseLost):
+            logger.warning(
+                "Lease lost while running - another worker owns the job now",
+                metadata: Self.metadata(of: claimed.lease, sessionID: job.sessionID, duration: elapsed)
+            )
+            outcome = nil
+        }
+
+        switch (finish, outcome) {
+        case (_, .completed):
+            metrics.completed(queue: job.queue, duration: elapsed)
+        case (.handled(.failure(let error)), .retry), (.handled(.failure(let error)), .failed):
+            let reason = (error as? ClassifiedJobError)?.failureReason ?? .error
+            metrics.failed(queue: job.queue, reason: reason, duration: elapsed, willRetry: { if case .retry = outcome { true } else { false } }())
+        case (.stopped(.cancelled), _):
+            metrics.failed(queue: job.queue, reason: .cancelled, duration: elapsed, willRetry: false)
+        default:
+            break
+        }
+        guard let outcome else {
+            // Nothing to record: another worker or the operator decided the job's fate.
+            finished(job.id)
+            return
+        }
+        let completion = JobCompletion(lease: claimed.lease, outcome: outcome)
+        if !recorder.submit(completion) { recorded([completion], writes: nil) }
+    }
+
+    /// Finishes jobs whose outcomes were written (`writes`: what became of each) or given up on
+    /// (`writes == nil`): logs them, notes retries due, and frees their entries.
+    func recorded(_ completions: [JobCompletion], writes: [OutcomeWrite]?) {
+        let now = ContinuousClock.now
+        var retryDue = false
+        let (jobs, lastJobEnded) = state.withLock { state in
+            var jobs: [RunningJob?] = []
+            jobs.reserveCapacity(completions.count)
+            for (index, completion) in completions.enumerated() {
+                jobs.append(state.running.removeValue(forKey: completion.lease.jobID))
+                if case .retry(_, let delay) = completion.outcome, writes?[index].isRecorded == true {
+                    state.retryDues.append(now + delay + .milliseconds(5))
+                    retryDue = true
+                }
+            }
+            return (jobs, state.takeLastJobEndedIfIdle())
+        }
+        for (index, completion) in completions.enumerated() {
+            let job = jobs[index]
+            log(completion.outcome, write: writes?[index]) { extra in
+                Self.metadata(of: completion.lease, sessionID: job?.sessionID, duration: job?.duration, extra: extra)
+            }
+        }
+        // Let the claim loop shorten its sleep to a retry.
+        if retryDue { jobsAvailable.signal() }
+        slotFreed.signal()
+        updateSlotGauges()
+        lastJobEnded?.resume()
+    }
+
+    /// Frees the entry of a job that ends without an outcome to write.
+    func finished(_ id: UUID) {
+        let lastJobEnded = state.withLock { state in
+            state.running.removeValue(forKey: id)
+            return state.takeLastJobEndedIfIdle()
+        }
+        slotFreed.signal()
+        updateSlotGauges()
+        lastJobEnded?.resume()
+    }
+
+    /// The metadata of a log line about one attempt of a job.
+    static func metadata(
+        of lease: Lease, sessionID: UUID?, duration: Duration? = nil, extra: Logger.Metadata = [:]
+    ) -> Logger.Metadata {
+        var metadata = JobContext.metadata(jobID: lease.jobID, sessionID: sessionID, attempt: lease.attempt)
+        if let duration { metadata["durationMs"] = .stringConvertible(duration.inMilliseconds) }
+        metadata.merge(extra) { $1 }
+        return metadata
+    }
+
+    func log(_ outcome: JobOutcome, write: OutcomeWrite?, metadata base: (Logger.Metadata) -> Logger.Metadata) {
+        var note: Logger.Metadata = [:]
+        switch write {
+        case nil:
+            return
+        case .applied?:
+            break
+        case .alreadyApplied?:
+            // A write whose answer was lost (it timed out) had applied: the job is recorded as meant.
+            note = ["recordedByEarlierWrite": "true"]
+        case .cancelled?:
+            logger.info("Job outcome not recorded: the job was cancelled while it ran", metadata: base(["outcome": "\(outcome.name)"]))
+            return
+        case .leaseLost?:
+            logger.warning(
+                "Job outcome discarded: the job's lease was lost (it expired and the job was rescued, or another worker runs it)",
+                metadata: base(["outcome": "\(outcome.name)"])
+            )
+            return
+        }
+        func metadata(_ extra: Logger.Metadata) -> Logger.Metadata {
+            base(note.isEmpty ? extra : extra.merging(note) { $1 })
+        }
+        switch outcome {
+        case .completed:
+            logger.info("Job completed", metadata: metadata([:]))
+        case .retry(let error, let delay):
+            logger.warning(
+                "Job failed",
+                metadata: metadata(["error": .string(error), "willRetry": "true", "retryInMs": .stringConvertible(delay.inMilliseconds)])
+            )
+        case .failed(let error):
+            logger.error("Job failed", metadata: metadata(["error": .string(error), "willRetry": "false"]))
+        case .released:
+            logger.info("Job released back to the queue", metadata: metadata(["reason": "shutdown"]))
+        }
+    }
+}

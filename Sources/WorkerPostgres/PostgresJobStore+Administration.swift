@@ -1,0 +1,150 @@
+import Foundation
+import Logging
+import PostgresNIO
+import WorkerCore
+
+/// What the CLI and the monitor ask of the store: reading jobs, operator actions, statistics, retention.
+extension PostgresJobStore {
+    public func job(id: UUID) async throws -> Job? {
+        try await translatingErrors {
+            let rows = try await client.query(
+                "SELECT \(unescaped: PostgresSchema.columns) FROM \(unescaped: table) WHERE id = \(id)",
+                logger: logger
+            ).collect()
+            return try rows.first.map(Self.decode)
+        }
+    }
+
+    public func jobs(matching filter: JobFilter) async throws -> [Job] {
+        try await translatingErrors {
+            let rows = try await client.query(
+                """
+                SELECT \(unescaped: filter.summary ? PostgresSchema.summaryColumns : PostgresSchema.columns) FROM \(unescaped: table)
+                WHERE (\(filter.status?.rawValue)::text IS NULL OR status = \(filter.status?.rawValue))
+                  AND (\(filter.queue)::text IS NULL OR queue = \(filter.queue))
+                ORDER BY created_at DESC, id DESC LIMIT \(max(0, filter.limit))
+                """,
+                logger: logger
+            ).collect()
+            return rows.jobsSkippingUnreadable(logger: logger, Self.decode)
+        }
+    }
+
+    public func cancel(id: UUID) async throws -> Job {
+        try await translatingErrors {
+            let rows = try await client.query(
+                """
+                WITH changed AS (
+                    UPDATE \(unescaped: table) SET status = 'cancelled', completed_at = now(), lease_expires_at = NULL
+                    WHERE id = \(id) AND status IN ('pending', 'processing')
+                    RETURNING \(unescaped: PostgresSchema.columns)
+                )
+                SELECT changed.*, pg_notify(\(schema.channel), 'cancel:' || changed.id::text) FROM changed
+                """,
+                logger: logger
+            ).collect()
+            return try await transitioned(rows, id: id, action: "cancel")
+        }
+    }
+
+    public func retry(id: UUID) async throws -> Job {
+        try await translatingErrors {
+            let rows = try await client.query(
+                """
+                WITH changed AS (
+                    UPDATE \(unescaped: table) SET status = 'pending', run_at = now(), completed_at = NULL, locked_by = NULL,
+                        lease_expires_at = NULL, max_attempts = greatest(max_attempts, attempts + 1)
+                    WHERE id = \(id) AND status IN ('failed', 'cancelled', 'completed')
+                    RETURNING \(unescaped: PostgresSchema.columns)
+                )
+                SELECT changed.*, pg_notify(\(schema.channel), 'jobs') FROM changed
+                """,
+                logger: logger
+            ).collect()
+            return try await transitioned(rows, id: id, action: "retry")
+        }
+    }
+
+    private func transitioned(_ rows: [PostgresRow], id: UUID, action: String) async throws -> Job {
+        if let row = rows.first { return try Self.decode(row) }
+        guard let current = try await job(id: id) else { throw JobStoreError.jobNotFound(id) }
+        throw JobStoreError.invalidTransition(id: id, from: current.status, action: action)
+    }
+
+    public func stats(window: Duration?) async throws -> QueueStats {
+        try await translatingErrors {
+            let windowMilliseconds = window?.inMilliseconds ?? 0
+            // One pass: a row per queue and a total row (GROUPING SETS), the window figures on the total.
+            let rows = try await client.query(
+                """
+                SELECT
+                    queue, grouping(queue) = 1 AS total,
+                    count(*) FILTER (WHERE status = 'pending'),
+                    count(*) FILTER (WHERE status = 'processing'),
+                    count(*) FILTER (WHERE status = 'completed'),
+                    count(*) FILTER (WHERE status = 'failed'),
+                    count(*) FILTER (WHERE status = 'cancelled'),
+                    extract(epoch FROM now() - min(run_at) FILTER (WHERE status = 'pending' AND run_at <= now()))::double precision,
+                    count(*) FILTER (WHERE recent),
+                    avg(seconds) FILTER (WHERE recent),
+                    percentile_cont(0.95) WITHIN GROUP (ORDER BY seconds) FILTER (WHERE recent)
+                FROM (
+                    SELECT queue, status, run_at,
+                        status = 'completed' AND completed_at >= now() - \(windowMilliseconds) * interval '1 millisecond'
+                            AND started_at IS NOT NULL AND \(windowMilliseconds) > 0 AS recent,
+                        extract(epoch FROM completed_at - started_at)::double precision AS seconds
+                    FROM \(unescaped: table)
+                ) AS jobs
+                GROUP BY GROUPING SETS ((queue), ())
+                """,
+                logger: logger
+            )
+            var stats = QueueStats()
+            for try await (queue, total, pending, processing, completed, failed, cancelled, oldest, recent, mean, p95) in rows.decode(
+                (String?, Bool, Int, Int, Int, Int, Int, Double?, Int, Double?, Double?).self
+            ) {
+                let counts = QueueCounts(
+                    pending: pending, processing: processing, completed: completed, failed: failed, cancelled: cancelled,
+                    oldestPendingAgeSeconds: oldest.map { max(0, $0) }
+                )
+                if total {
+                    stats.setTotals(counts)
+                    if let window {
+                        stats.window = window
+                        stats.completedInWindow = recent
+                        stats.meanDurationSeconds = mean
+                        stats.p95DurationSeconds = p95
+                    }
+                } else if let queue {
+                    stats.queues[queue] = counts
+                }
+            }
+            if stats.window == nil, let window { stats.window = window }
+            return stats
+        }
+    }
+
+    public func deleteFinished(status: JobStatus, olderThan: Duration, limit: Int) async throws -> Int? {
+        try await translatingErrors {
+            try await client.withTransaction(logger: logger) { connection -> Int? in
+                // One worker at a time: the others skip this round.
+                let locked = try await connection.query(
+                    "SELECT pg_try_advisory_xact_lock(hashtext(\("mobvibe-worker:retention:" + schema.table)))",
+                    logger: logger
+                ).collect().first?.decode(Bool.self) ?? false
+                guard locked else { return nil }
+                let rows = try await connection.query(
+                    """
+                    DELETE FROM \(unescaped: table) WHERE id IN (
+                        SELECT id FROM \(unescaped: table)
+                        WHERE status = \(status.rawValue) AND completed_at < now() - \(olderThan.inMilliseconds) * interval '1 millisecond'
+                        LIMIT \(limit)
+                    ) RETURNING id
+                    """,
+                    logger: logger
+                ).collect()
+                return rows.count
+            }
+        }
+    }
+}

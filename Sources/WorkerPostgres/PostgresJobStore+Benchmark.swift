@@ -1,0 +1,33 @@
+import Foundation
+import Logging
+import PostgresNIO
+import WorkerCore
+
+/// What `worker bench` needs of the store (``BenchmarkJobStore``).
+extension PostgresJobStore {
+    public func settle() async throws {
+        try await translatingErrors {
+            _ = try await client.query(PostgresQuery(unsafeSQL: "VACUUM (ANALYZE) \(table)"), logger: logger).collect()
+        }
+        do {
+            // Superusers and members of pg_checkpoint only.
+            _ = try await client.query("CHECKPOINT", logger: logger).collect()
+        } catch {
+            logger.debug("Skipped CHECKPOINT", metadata: ["error": "\(String(reflecting: error))"])
+        }
+    }
+
+    public func dropTable() async throws {
+        try await translatingErrors {
+            _ = try await client.query(PostgresQuery(unsafeSQL: "DROP TABLE IF EXISTS \(table) CASCADE"), logger: logger).collect()
+            _ = try await client.query(
+                PostgresQuery(unsafeSQL: "DROP FUNCTION IF EXISTS \"\(schema.schemaName)\".\"\(schema.tableName)_notify\"() CASCADE"),
+                logger: logger
+            ).collect()
+            _ = try await client.query(
+                "DELETE FROM \(unescaped: schema.migrationsTable) WHERE table_name = \(schema.tableName)",
+                logger: logger
+            ).collect()
+        }
+    }
+}

@@ -1,0 +1,106 @@
+import Foundation
+import Logging
+import PostgresNIO
+import WorkerCore
+
+/// Creating, upgrading and checking the schema of the jobs table.
+extension PostgresJobStore {
+    public func migrate() async throws {
+        try await translatingErrors {
+            // Most starts find the schema current: one read and no DDL, so a role with only
+            // SELECT, INSERT, UPDATE and DELETE on a migrated table starts fine.
+            let recorded = try await recordedVersion()
+            if recorded > PostgresSchema.version {
+                throw JobStoreError.schemaTooNew(found: recorded, supported: PostgresSchema.version)
+            }
+            guard recorded < PostgresSchema.version else { return }
+            try await client.withTransaction(logger: logger) { connection in
+                // A migration may rewrite or validate a big table: no statement bound for it.
+                _ = try await connection.query("SET LOCAL statement_timeout = 0", logger: logger)
+                _ = try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\(schema.lockKey)))", logger: logger)
+                _ = try await connection.query(
+                    PostgresQuery(unsafeSQL: "CREATE SCHEMA IF NOT EXISTS \"\(schema.schemaName)\""), logger: logger)
+                _ = try await connection.query(
+                    PostgresQuery(unsafeSQL: """
+                        CREATE TABLE IF NOT EXISTS \(schema.migrationsTable) (
+                            table_name text NOT NULL, version integer NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(),
+                            PRIMARY KEY (table_name, version))
+                        """),
+                    logger: logger
+                )
+                // Again under the lock: another worker may have migrated meanwhile.
+                let rows = try await connection.query(
+                    "SELECT coalesce(max(version), 0) FROM \(unescaped: schema.migrationsTable) WHERE table_name = \(schema.tableName)",
+                    logger: logger
+                ).collect()
+                let current = try rows.first?.decode(Int.self) ?? 0
+                if current > PostgresSchema.version {
+                    throw JobStoreError.schemaTooNew(found: current, supported: PostgresSchema.version)
+                }
+                guard current < PostgresSchema.version else { return }
+                for version in (current + 1)...PostgresSchema.version {
+                    for statement in schema.migrations[version] ?? [] {
+                        _ = try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                    }
+                    _ = try await connection.query(
+                        "INSERT INTO \(unescaped: schema.migrationsTable) (table_name, version) VALUES (\(schema.tableName), \(version))",
+                        logger: logger
+                    )
+                    logger.info("Applied schema migration", metadata: ["version": .stringConvertible(version), "table": .string(table)])
+                }
+            }
+            try await warnAboutUnvalidatedChecks()
+        }
+    }
+
+    public func verifySchema() async throws {
+        try await translatingErrors {
+            let recorded = try await recordedVersion()
+            if recorded > PostgresSchema.version {
+                throw JobStoreError.schemaTooNew(found: recorded, supported: PostgresSchema.version)
+            }
+            if recorded < PostgresSchema.version {
+                throw JobStoreError.notPermitted(
+                    recorded == 0
+                        ? "the jobs table \(table) has no schema yet and AUTO_MIGRATE=false: run `worker migrate` once (as a role that may create it), or set AUTO_MIGRATE=true"
+                        : "the jobs table \(table) is at schema version \(recorded) but this worker needs \(PostgresSchema.version), and AUTO_MIGRATE=false: run `worker migrate` once (as the table's owner), or set AUTO_MIGRATE=true"
+                )
+            }
+        }
+    }
+
+    /// The schema version recorded for this table: 0 when nothing is recorded (or the
+    /// migrations table does not exist). A read only, which any role that can use the table may do.
+    private func recordedVersion() async throws -> Int {
+        let exists = try await client.query(
+            "SELECT to_regclass(\(schema.migrationsTable)) IS NOT NULL", logger: logger
+        ).collect().first?.decode(Bool.self) ?? false
+        guard exists else { return 0 }
+        return try await client.query(
+            "SELECT coalesce(max(version), 0) FROM \(unescaped: schema.migrationsTable) WHERE table_name = \(schema.tableName)",
+            logger: logger
+        ).collect().first?.decode(Int.self) ?? 0
+    }
+
+    /// Logs the table checks that existing rows kept from being validated (they hold for new rows).
+    private func warnAboutUnvalidatedChecks() async throws {
+        let rows = try await client.query(
+            """
+            SELECT conname::text FROM pg_constraint
+            WHERE conrelid = to_regclass(\(table)) AND contype = 'c' AND NOT convalidated
+            ORDER BY conname
+            """,
+            logger: logger
+        ).collect()
+        for row in rows {
+            let name = try row.decode(String.self)
+            logger.warning(
+                "Existing rows violate a check of the jobs table; it holds for new and updated rows only until they are fixed",
+                metadata: [
+                    "constraint": .string(name), "table": .string(table),
+                    "fix": .string("correct the rows, then ALTER TABLE \(table) VALIDATE CONSTRAINT \"\(name)\""),
+                ]
+            )
+        }
+    }
+}

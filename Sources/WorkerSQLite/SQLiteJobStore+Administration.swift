@@ -1,0 +1,138 @@
+import Foundation
+import Logging
+import SQLiteNIO
+import WorkerCore
+
+/// What the CLI and the monitor ask of the store: reading jobs, operator actions, statistics, retention.
+extension SQLiteJobStore {
+    public func job(id: UUID) async throws -> Job? {
+        let rows = try await lock.withLock {
+            try await connection.query(
+                "SELECT \(SQLiteSchema.columns) FROM \"\(table)\" WHERE id = ?1",
+                [.text(id.uuidString.lowercased())]
+            )
+        }
+        return try rows.first.map(Self.decode)
+    }
+
+    public func jobs(matching filter: JobFilter) async throws -> [Job] {
+        let rows = try await lock.withLock {
+            try await connection.query(
+                """
+                SELECT \(filter.summary ? SQLiteSchema.summaryColumns : SQLiteSchema.columns) FROM "\(table)"
+                WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR queue = ?2)
+                ORDER BY created_at DESC, id DESC LIMIT ?3
+                """,
+                [
+                    filter.status.map { .text($0.rawValue) } ?? .null,
+                    filter.queue.map { .text($0) } ?? .null,
+                    .integer(max(0, filter.limit)),
+                ]
+            )
+        }
+        return rows.jobsSkippingUnreadable(logger: logger, Self.decode)
+    }
+
+    public func cancel(id: UUID) async throws -> Job {
+        let now = Self.milliseconds(Date())
+        let job = try await transition(
+            id: id,
+            action: "cancel",
+            sql: """
+                UPDATE "\(table)" SET status = 'cancelled', completed_at = ?2, lease_expires_at = NULL
+                WHERE id = ?1 AND status IN ('pending', 'processing')
+                RETURNING \(SQLiteSchema.columns)
+                """,
+            binds: [.integer(now)]
+        )
+        notify(.jobCancelled(id))
+        return job
+    }
+
+    public func retry(id: UUID) async throws -> Job {
+        let now = Self.milliseconds(Date())
+        let job = try await transition(
+            id: id,
+            action: "retry",
+            sql: """
+                UPDATE "\(table)" SET status = 'pending', run_at = ?2, completed_at = NULL, locked_by = NULL,
+                    lease_expires_at = NULL, max_attempts = MAX(max_attempts, attempts + 1)
+                WHERE id = ?1 AND status IN ('failed', 'cancelled', 'completed')
+                RETURNING \(SQLiteSchema.columns)
+                """,
+            binds: [.integer(now)]
+        )
+        notify(.jobsAvailable)
+        return job
+    }
+
+    /// Runs a conditional state change; explains why when no row changed.
+    private func transition(id: UUID, action: String, sql: String, binds: [SQLiteData]) async throws -> Job {
+        let rows = try await lock.withLock {
+            try await connection.query(sql, [.text(id.uuidString.lowercased())] + binds)
+        }
+        if let row = rows.first { return try Self.decode(row) }
+        guard let current = try await job(id: id) else { throw JobStoreError.jobNotFound(id) }
+        throw JobStoreError.invalidTransition(id: id, from: current.status, action: action)
+    }
+
+    public func stats(window: Duration?) async throws -> QueueStats {
+        let now = Self.milliseconds(Date())
+        let (rows, durations) = try await lock.withLock { () -> ([SQLiteRow], [SQLiteRow]) in
+            let counts = try await connection.query(
+                """
+                SELECT queue, status, COUNT(*) AS count,
+                    MIN(CASE WHEN status = 'pending' AND run_at <= ?1 THEN run_at END) AS oldest_due
+                FROM "\(table)" GROUP BY queue, status
+                """,
+                [.integer(now)]
+            )
+            guard let window else { return (counts, []) }
+            let durations = try await connection.query(
+                """
+                SELECT completed_at - started_at AS duration FROM "\(table)"
+                WHERE status = 'completed' AND completed_at >= ?1 AND started_at IS NOT NULL
+                ORDER BY duration
+                """,
+                [.integer(now - Int(window.inMilliseconds))]
+            )
+            return (counts, durations)
+        }
+        var queues: [String: QueueCounts] = [:]
+        for row in rows {
+            guard let status = row.column("status")?.string.flatMap(JobStatus.init(rawValue:)) else { continue }
+            let queue = row.column("queue")?.string ?? ""
+            queues[queue, default: QueueCounts()].set(status, Int(row.column("count")?.integer ?? 0))
+            if status == .pending, let oldest = row.column("oldest_due")?.integer {
+                queues[queue]?.oldestPendingAgeSeconds = max(0, Double(now - oldest) / 1000)
+            }
+        }
+        var stats = QueueStats()
+        stats.setQueues(queues)
+        if let window {
+            let seconds = durations.compactMap { $0.column("duration")?.integer }.map { Double($0) / 1000 }
+            stats.window = window
+            stats.completedInWindow = seconds.count
+            if !seconds.isEmpty {
+                stats.meanDurationSeconds = seconds.reduce(0, +) / Double(seconds.count)
+                stats.p95DurationSeconds = seconds[min(seconds.count - 1, Int((0.95 * Double(seconds.count)).rounded(.up)) - 1)]
+            }
+        }
+        return stats
+    }
+
+    public func deleteFinished(status: JobStatus, olderThan: Duration, limit: Int) async throws -> Int? {
+        let cutoff = Self.milliseconds(Date()) - Int(olderThan.inMilliseconds)
+        let rows = try await lock.withLock {
+            try await connection.query(
+                """
+                DELETE FROM "\(table)" WHERE id IN (
+                    SELECT id FROM "\(table)" WHERE status = ?1 AND completed_at < ?2 LIMIT ?3
+                ) RETURNING id
+                """,
+                [.text(status.rawValue), .integer(cutoff), .integer(limit)]
+            )
+        }
+        return rows.count
+    }
+}

@@ -1,0 +1,74 @@
+import Foundation
+import Logging
+import SQLiteNIO
+import WorkerCore
+
+/// Creating, upgrading and checking the schema of the jobs table.
+extension SQLiteJobStore {
+    public func migrate() async throws {
+        // Most starts find the schema current: a read, and no write lock taken.
+        let recorded = try await recordedVersion()
+        if recorded > SQLiteSchema.version { throw JobStoreError.schemaTooNew(found: recorded, supported: SQLiteSchema.version) }
+        if recorded == SQLiteSchema.version { return }
+        try await lock.withLock {
+            _ = try await connection.query("BEGIN IMMEDIATE", [])
+            do {
+                _ = try await connection.query(
+                    """
+                    CREATE TABLE IF NOT EXISTS worker_schema_migrations (
+                        table_name TEXT NOT NULL, version INTEGER NOT NULL,
+                        applied_at INTEGER NOT NULL DEFAULT \(SQLiteSchema.nowMilliseconds), PRIMARY KEY (table_name, version))
+                    """,
+                    []
+                )
+                let current = try await connection.query(
+                    "SELECT coalesce(max(version), 0) AS version FROM worker_schema_migrations WHERE table_name = ?1",
+                    [.text(table)]
+                ).first?.column("version")?.integer ?? 0
+                if current > SQLiteSchema.version {
+                    throw JobStoreError.schemaTooNew(found: Int(current), supported: SQLiteSchema.version)
+                }
+                let migrations = SQLiteSchema.migrations(table: table)
+                if current < SQLiteSchema.version {
+                    for version in (current + 1)...SQLiteSchema.version {
+                        for statement in migrations[version] ?? [] {
+                            _ = try await connection.query(statement, [])
+                        }
+                        _ = try await connection.query(
+                            "INSERT INTO worker_schema_migrations (table_name, version) VALUES (?1, ?2)",
+                            [.text(table), .integer(version)]
+                        )
+                        logger.info("Applied schema migration", metadata: ["version": .stringConvertible(version), "table": .string(table)])
+                    }
+                }
+                _ = try await connection.query("COMMIT", [])
+            } catch {
+                _ = try? await connection.query("ROLLBACK", [])
+                throw error
+            }
+        }
+    }
+
+    public func verifySchema() async throws {
+        let recorded = try await recordedVersion()
+        if recorded > SQLiteSchema.version { throw JobStoreError.schemaTooNew(found: recorded, supported: SQLiteSchema.version) }
+        if recorded < SQLiteSchema.version {
+            throw JobStoreError.notPermitted(
+                "the jobs table \(table) in \(path) is at schema version \(recorded) but this worker needs \(SQLiteSchema.version), and AUTO_MIGRATE=false: run `worker migrate` once, or set AUTO_MIGRATE=true"
+            )
+        }
+    }
+
+    /// The schema version recorded for this table; 0 when none is (or nothing was ever migrated).
+    private func recordedVersion() async throws -> Int {
+        try await lock.withLock {
+            let exists = try await connection.query(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'worker_schema_migrations'", []
+            )
+            guard !exists.isEmpty else { return 0 }
+            return Int(try await connection.query(
+                "SELECT coalesce(max(version), 0) AS version FROM worker_schema_migrations WHERE table_name = ?1", [.text(table)]
+            ).first?.column("version")?.integer ?? 0)
+        }
+    }
+}
