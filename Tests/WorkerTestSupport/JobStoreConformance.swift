@@ -227,10 +227,12 @@ public enum JobStoreConformance {
 
     static func leaseExpiry(_ store: any JobStore) async throws {
         let ids = try await store.enqueue([NewJob(prompt: "retryable", maxAttempts: 3), NewJob(prompt: "last", maxAttempts: 1)])
-        let claimed = try await store.claim(queues: ["default"], limit: 2, workerID: "dead-worker", leaseDuration: .milliseconds(200))
+        // A lease of seconds, so that the rescue right after the claim comes before it expires
+        // even on a loaded machine.
+        let claimed = try await store.claim(queues: ["default"], limit: 2, workerID: "dead-worker", leaseDuration: .seconds(2))
         #expect(claimed.count == 2)
         #expect(try await store.rescueExpiredLeases().isEmpty)
-        try await Task.sleep(for: .milliseconds(400))
+        try await Task.sleep(for: .milliseconds(2300))
         let rescued = try await store.rescueExpiredLeases()
         #expect(Set(rescued.map(\.id)) == Set(ids))
         #expect(rescued.allSatisfy { $0.previousWorker == "dead-worker" && $0.attempt == 1 })

@@ -29,7 +29,13 @@ final class ChaosRun: @unchecked Sendable {
 
     static let script: String = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/chaos-job.sh").path
 
-    init(name: String, lease: Duration) throws {
+    /// A new case with its cluster started and migrated; made off the cooperative pool (initdb,
+    /// pg_ctl and the migration block for seconds).
+    static func make(name: String, lease: Duration) async throws -> ChaosRun {
+        try await TestPostgres.offThePool { try ChaosRun(name: name, lease: lease) }
+    }
+
+    private init(name: String, lease: Duration) throws {
         self.name = name
         self.lease = lease
         directory = try TemporaryDirectory()
@@ -107,14 +113,15 @@ final class ChaosRun: @unchecked Sendable {
         pauses: Int = 0
     ) async throws {
         let drained = try await eventually("queue drained", timeout: timeout) {
-            try TestPostgres.countPending(postgres) == 0
+            try await TestPostgres.countPending(postgres) == 0
         }
-        #expect(drained, "still open: \((try? postgres.sql("SELECT status || ' ' || count(*) FROM coding_jobs GROUP BY status")) ?? "?")")
+        let open = (try? await postgres.sql("SELECT status || ' ' || count(*) FROM coding_jobs GROUP BY status")) ?? "?"
+        #expect(drained, "still open: \(open)")
         for worker in workers where worker.process.process.isRunning && !killed.contains(worker.id) {
             worker.process.send(SIGTERM)
             #expect(await worker.process.waitForExit(timeout: .seconds(30)) == 0, "\(worker.id) stopped cleanly")
         }
-        let rows = try postgres.sql("SELECT id || ' ' || status || ' ' || split_part(prompt, ' ', 1) FROM coding_jobs").split(separator: "\n")
+        let rows = try await postgres.sql("SELECT id || ' ' || status || ' ' || split_part(prompt, ' ', 1) FROM coding_jobs").split(separator: "\n")
         var modes: [String: String] = [:]
         var completed = 0, failed = 0, lost = 0
         for row in rows {
@@ -182,8 +189,8 @@ extension Duration {
 }
 
 extension TestPostgres {
-    static func countPending(_ postgres: PrivatePostgres) throws -> Int {
-        Int(try postgres.sql("SELECT count(*) FROM coding_jobs WHERE status IN ('pending', 'processing')")) ?? -1
+    static func countPending(_ postgres: PrivatePostgres) async throws -> Int {
+        Int(try await postgres.sql("SELECT count(*) FROM coding_jobs WHERE status IN ('pending', 'processing')")) ?? -1
     }
 }
 

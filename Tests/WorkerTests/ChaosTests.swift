@@ -13,7 +13,7 @@ struct ChaosTests {
 
     @Test("kill -9 in the middle of jobs: another worker finishes them within about two leases")
     func killNine() async throws {
-        let chaos = try ChaosRun(name: "kill-9", lease: .seconds(3))
+        let chaos = try await ChaosRun.make(name: "kill-9", lease: .seconds(3))
         defer { chaos.tearDown() }
         let a = try chaos.startWorker()
         let b = try chaos.startWorker()
@@ -21,7 +21,7 @@ struct ChaosTests {
         try await chaos.enqueue((0..<30).map { _ in ("ok", chaos.random(in: 400...900)) })
         try await Task.sleep(for: .milliseconds(700))
         chaos.kill(a)
-        let running = try chaos.postgres.sql("SELECT id FROM coding_jobs WHERE status = 'processing' AND locked_by = '\(a.id)'")
+        let running = try await chaos.postgres.sql("SELECT id FROM coding_jobs WHERE status = 'processing' AND locked_by = '\(a.id)'")
             .split(separator: "\n").map(String.init)
         #expect(!running.isEmpty, "worker A was running jobs when killed")
         let clock = ContinuousClock()
@@ -36,7 +36,7 @@ struct ChaosTests {
 
     @Test("repeated kills: four workers, random short jobs, a random worker killed and restarted every couple of seconds")
     func repeatedKills() async throws {
-        let chaos = try ChaosRun(name: "repeated-kills", lease: .seconds(3))
+        let chaos = try await ChaosRun.make(name: "repeated-kills", lease: .seconds(3))
         defer { chaos.tearDown() }
         var workers = try (0..<4).map { _ in try chaos.startWorker(concurrency: 8) }
         try await chaos.waitReady(workers)
@@ -45,7 +45,7 @@ struct ChaosTests {
         let rounds = Self.long ? 200 : 8
         for _ in 0..<rounds {
             try await Task.sleep(for: .milliseconds(chaos.random(in: 1000...2500)))
-            if try TestPostgres.countPending(chaos.postgres) == 0 { break }
+            if try await TestPostgres.countPending(chaos.postgres) == 0 { break }
             let victim = chaos.random(in: 0...(workers.count - 1))
             chaos.kill(workers[victim])
             workers[victim] = try chaos.startWorker(concurrency: 8)
@@ -55,24 +55,24 @@ struct ChaosTests {
 
     @Test("PostgreSQL stopped for a few seconds (immediate) and started again: workers go on, /health stays up")
     func postgresOutage() async throws {
-        let chaos = try ChaosRun(name: "postgres-outage", lease: .seconds(10))
+        let chaos = try await ChaosRun.make(name: "postgres-outage", lease: .seconds(10))
         defer { chaos.tearDown() }
         let workers = try (0..<2).map { _ in try chaos.startWorker(concurrency: 4) }
         try await chaos.waitReady(workers)
         try await chaos.enqueue((0..<400).map { _ in ("ok", chaos.random(in: 5...30)) })
         try await Task.sleep(for: .seconds(1))
-        try chaos.postgres.stop(mode: "immediate")
+        try await chaos.postgres.stop(mode: "immediate")
         for _ in 0..<6 {
             for worker in workers { #expect(try await http(port: worker.port, path: "/health").status == 200) }
             try await Task.sleep(for: .milliseconds(500))
         }
-        try chaos.postgres.start()
+        try await chaos.postgres.start()
         try await chaos.finish(workers: workers, expectFailed: 0, timeout: .seconds(120), outages: 1)
     }
 
     @Test("SIGTERM under load with jobs longer than the shutdown timeout: exit 0 in time, unfinished jobs pending again")
     func sigtermUnderLoad() async throws {
-        let chaos = try ChaosRun(name: "sigterm", lease: .seconds(10))
+        let chaos = try await ChaosRun.make(name: "sigterm", lease: .seconds(10))
         defer { chaos.tearDown() }
         let worker = try chaos.startWorker(concurrency: 6, extra: ["SHUTDOWN_TIMEOUT_MS": "1000"])
         try await chaos.waitReady([worker])
@@ -83,11 +83,11 @@ struct ChaosTests {
         worker.process.send(SIGTERM)
         #expect(await worker.process.waitForExit(timeout: .seconds(15)) == 0)
         #expect(clock.now - start < .seconds(1) + .seconds(3), "exits within the timeout plus a margin")
-        let rows = try chaos.postgres.sql("SELECT status || ' ' || attempts FROM coding_jobs WHERE prompt = 'ok 5000'")
+        let rows = try await chaos.postgres.sql("SELECT status || ' ' || attempts FROM coding_jobs WHERE prompt = 'ok 5000'")
         for row in rows.split(separator: "\n") { #expect(row == "pending 0", "unfinished: \(row)") }
-        let done = try chaos.postgres.sql("SELECT count(*) FROM coding_jobs WHERE status = 'completed'")
+        let done = try await chaos.postgres.sql("SELECT count(*) FROM coding_jobs WHERE status = 'completed'")
         #expect(Int(done) ?? 0 > 0)
-        #expect(try chaos.postgres.sql("SELECT count(*) FROM coding_jobs WHERE status NOT IN ('completed', 'pending')") == "0")
+        #expect(try await chaos.postgres.sql("SELECT count(*) FROM coding_jobs WHERE status NOT IN ('completed', 'pending')") == "0")
         // The rest completes with a new worker.
         let next = try chaos.startWorker(concurrency: 6)
         try await chaos.finish(workers: [next], expectFailed: 0, timeout: .seconds(60), restarts: 1)
@@ -95,20 +95,20 @@ struct ChaosTests {
 
     @Test("handlers that throw, hang past their timeout or crash follow the retry policy; the worker keeps serving")
     func failingHandlers() async throws {
-        let chaos = try ChaosRun(name: "failing-handlers", lease: .seconds(10))
+        let chaos = try await ChaosRun.make(name: "failing-handlers", lease: .seconds(10))
         defer { chaos.tearDown() }
         let worker = try chaos.startWorker(concurrency: 4, extra: ["JOB_TIMEOUT_MS": "500", "JOB_MAX_ATTEMPTS": "3"])
         try await chaos.waitReady([worker])
         try await chaos.enqueue([("throw", 10), ("throw", 10), ("hang", 0), ("crash", 10)] + (0..<40).map { _ in ("ok", 10) })
         try await chaos.finish(workers: [worker], expectFailed: 1)
-        #expect(try chaos.postgres.sql("SELECT last_error FROM coding_jobs WHERE prompt = 'hang 0'").contains("timed out"))
-        #expect(try chaos.postgres.sql("SELECT status || ' ' || attempts FROM coding_jobs WHERE prompt = 'crash 10'") == "completed 2")
-        #expect(try chaos.postgres.sql("SELECT DISTINCT status || ' ' || attempts FROM coding_jobs WHERE prompt = 'throw 10'") == "completed 3")
+        #expect(try await chaos.postgres.sql("SELECT last_error FROM coding_jobs WHERE prompt = 'hang 0'").contains("timed out"))
+        #expect(try await chaos.postgres.sql("SELECT status || ' ' || attempts FROM coding_jobs WHERE prompt = 'crash 10'") == "completed 2")
+        #expect(try await chaos.postgres.sql("SELECT DISTINCT status || ' ' || attempts FROM coding_jobs WHERE prompt = 'throw 10'") == "completed 3")
     }
 
     @Test("a worker paused past its lease (SIGSTOP) and resumed: its late completion does not overwrite the newer attempt")
     func pausedWorker() async throws {
-        let chaos = try ChaosRun(name: "sigstop", lease: .milliseconds(2500))
+        let chaos = try await ChaosRun.make(name: "sigstop", lease: .milliseconds(2500))
         defer { chaos.tearDown() }
         let a = try chaos.startWorker(concurrency: 1)
         try await chaos.waitReady([a])
@@ -117,11 +117,11 @@ struct ChaosTests {
         a.process.send(SIGSTOP)
         let b = try chaos.startWorker(concurrency: 1)
         #expect(try await eventually("rescued and completed by B", timeout: .seconds(30)) {
-            try chaos.postgres.sql("SELECT status FROM coding_jobs") == "completed"
+            try await chaos.postgres.sql("SELECT status FROM coding_jobs") == "completed"
         })
         a.process.send(SIGCONT)
         try await Task.sleep(for: .seconds(5))  // A's child finishes and A tries to record its stale outcome.
-        let result = try chaos.postgres.sql("SELECT result::text || ' ' || attempts FROM coding_jobs")
+        let result = try await chaos.postgres.sql("SELECT result::text || ' ' || attempts FROM coding_jobs")
         #expect(result.contains(b.id) && result.contains("\"attempt\": 2") && result.hasSuffix(" 2"), "final row: \(result)")
         #expect(a.process.stdout.contains("lease was lost") || a.process.stdout.contains("Lease lost"), "A noticed")
         try await chaos.finish(workers: [a, b], expectFailed: 0, pauses: 1)
@@ -129,15 +129,15 @@ struct ChaosTests {
 
     @Test("rows a worker cannot read (inserted by hand) never crash it or make its claim loop spin")
     func undecodableRows() async throws {
-        let chaos = try ChaosRun(name: "bad-rows", lease: .seconds(10))
+        let chaos = try await ChaosRun.make(name: "bad-rows", lease: .seconds(10))
         defer { chaos.tearDown() }
         let worker = try chaos.startWorker(concurrency: 2)
         try await chaos.waitReady([worker])
         // As in a legacy table whose rows predate the status check (which then stays unvalidated).
-        try chaos.postgres.sql("ALTER TABLE coding_jobs DROP CONSTRAINT coding_jobs_status_check")
-        try chaos.postgres.sql("INSERT INTO coding_jobs (prompt, status) VALUES ('ok 1', 'bogus'), ('ok 1', 'RUNNING')")
+        try await chaos.postgres.sql("ALTER TABLE coding_jobs DROP CONSTRAINT coding_jobs_status_check")
+        try await chaos.postgres.sql("INSERT INTO coding_jobs (prompt, status) VALUES ('ok 1', 'bogus'), ('ok 1', 'RUNNING')")
         try await chaos.enqueue((0..<20).map { _ in ("ok", 5) })
-        #expect(try await eventually("good jobs done") { try chaos.postgres.sql("SELECT count(*) FROM coding_jobs WHERE status = 'completed'") == "20" })
+        #expect(try await eventually("good jobs done") { try await chaos.postgres.sql("SELECT count(*) FROM coding_jobs WHERE status = 'completed'") == "20" })
         try await Task.sleep(for: .seconds(1))
         let claims = worker.process.stdout.components(separatedBy: "Failed to claim").count - 1
         #expect(claims == 0)

@@ -5,9 +5,9 @@ import Testing
 @Suite("deployment files")
 struct DeployLintTests {
     @Test("scripts/lint-deploy passes")
-    func lint() throws {
+    func lint() async throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let output = try TestPostgres.run("/bin/bash", [root.appendingPathComponent("scripts/lint-deploy").path])
+        let output = try await TestPostgres.offThePool { try TestPostgres.run("/bin/bash", [root.appendingPathComponent("scripts/lint-deploy").path]) }
         #expect(output.contains(", 0 failed"))
         #expect(output.contains("hadolint"))
     }

@@ -10,6 +10,12 @@ final class PrivatePostgres: @unchecked Sendable {
     let port: Int
     var url: String { "postgres://postgres@127.0.0.1:\(port)/postgres" }
 
+    /// A new cluster, started; made off the cooperative pool (initdb and pg_ctl block for seconds).
+    static func make() async throws -> PrivatePostgres {
+        try await TestPostgres.offThePool { try PrivatePostgres() }
+    }
+
+    /// Blocks while initdb and pg_ctl run: call it off the cooperative pool (``make()``).
     init() throws {
         root = FileManager.default.temporaryDirectory.appendingPathComponent("private-pg-\(UUID().uuidString.prefix(8))").path
         data = root + "/data"
@@ -31,25 +37,26 @@ final class PrivatePostgres: @unchecked Sendable {
         try handle.seekToEnd()
         try handle.write(contentsOf: Data(settings.utf8))
         try handle.close()
-        try start()
+        try TestPostgres.asServerUser("\(TestPostgres.environment["TEST_PG_BIN"]!)/pg_ctl", ["-D", data, "start", "-w", "-l", data + "/server.log"])
     }
 
-    func start() throws {
-        try TestPostgres.pgctl(["start", "-w", "-l", data + "/server.log"], data: data)
+    func start() async throws {
+        try await TestPostgres.pgctl(["start", "-w", "-l", data + "/server.log"], data: data)
     }
 
-    func stop(mode: String = "fast") throws {
-        try TestPostgres.pgctl(["stop", "-m", mode, "-w"], data: data)
+    func stop(mode: String = "fast") async throws {
+        try await TestPostgres.pgctl(["stop", "-m", mode, "-w"], data: data)
     }
 
     /// Stops the server (whatever its state) and removes its files.
     func destroy() {
-        try? TestPostgres.pgctl(["stop", "-m", "immediate", "-w"], data: data)
+        _ = try? TestPostgres.asServerUser("\(TestPostgres.environment["TEST_PG_BIN"]!)/pg_ctl", ["-D", data, "stop", "-m", "immediate", "-w"])
         try? FileManager.default.removeItem(atPath: root)
     }
 
     @discardableResult
-    func sql(_ statement: String) throws -> String {
-        try TestPostgres.run("/usr/bin/psql", [url, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", statement])
+    func sql(_ statement: String) async throws -> String {
+        let url = self.url
+        return try await TestPostgres.offThePool { try TestPostgres.run("/usr/bin/psql", [url, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", statement]) }
     }
 }

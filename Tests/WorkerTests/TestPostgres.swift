@@ -11,13 +11,23 @@ enum TestPostgres {
 
     /// Runs SQL with psql and returns its unaligned, tuples-only output.
     @discardableResult
-    static func sql(_ statement: String) throws -> String {
-        try run("/usr/bin/psql", [url!, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", statement])
+    static func sql(_ statement: String) async throws -> String {
+        try await offThePool { try run("/usr/bin/psql", [url!, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", statement]) }
     }
 
     /// Runs `pg_ctl -D data ARGUMENTS` as the server's OS user.
-    static func pgctl(_ arguments: [String], data: String) throws {
-        try asServerUser("\(environment["TEST_PG_BIN"]!)/pg_ctl", ["-D", data] + arguments)
+    static func pgctl(_ arguments: [String], data: String) async throws {
+        _ = try await offThePool { try asServerUser("\(environment["TEST_PG_BIN"]!)/pg_ctl", ["-D", data] + arguments) }
+    }
+
+    /// Runs `work` (a child process waited for with `waitpid`) on a thread of its own. Tests run
+    /// in one process on Swift's cooperative pool, which has one thread per core: a test that
+    /// blocked a pool thread while psql or pg_ctl ran (often in a polling loop) stalled every
+    /// other test meanwhile, and their timing checks failed on a 2-core machine.
+    static func offThePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try work() }) }.start()
+        }
     }
 
     /// Runs a PostgreSQL binary as the OS user that owns the clusters (never root).

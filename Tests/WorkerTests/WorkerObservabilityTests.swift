@@ -5,7 +5,7 @@ import Testing
 @Suite("worker observability", .serialized)
 struct WorkerObservabilityTests {
     /// Parses Prometheus text with the Prometheus project's Python parser; returns `name{labels} value` samples.
-    static func parsePrometheus(_ text: String) throws -> [String: Double] {
+    static func parsePrometheus(_ text: String) async throws -> [String: Double] {
         let script = """
             import sys
             from prometheus_client.parser import text_string_to_metric_families
@@ -19,7 +19,7 @@ struct WorkerObservabilityTests {
         let program = folder.url.appendingPathComponent("parse.py")
         try text.write(to: input, atomically: true, encoding: .utf8)
         try script.write(to: program, atomically: true, encoding: .utf8)
-        let output = try TestPostgres.run("/bin/sh", ["-c", "python3 '\(program.path)' < '\(input.path)'"])
+        let output = try await TestPostgres.offThePool { try TestPostgres.run("/bin/sh", ["-c", "python3 '\(program.path)' < '\(input.path)'"]) }
         var samples: [String: Double] = [:]
         for line in output.split(separator: "\n") {
             guard let space = line.lastIndex(of: " ") else { continue }
@@ -45,7 +45,7 @@ struct WorkerObservabilityTests {
         try await Task.sleep(for: .milliseconds(400))
         let response = try await http(port: port, path: "/metrics")
         #expect(response.status == 200)
-        let samples = try Self.parsePrometheus(response.body)
+        let samples = try await Self.parsePrometheus(response.body)
         #expect(samples[#"worker_jobs_completed_total{queue="default"}"#] == 21)
         #expect(samples[#"worker_jobs_claimed_total{queue="default"}"#] == 23)
         #expect(samples[#"worker_jobs_failed_total{queue="default",reason="error"}"#] == 2)
@@ -86,14 +86,14 @@ struct WorkerPostgresObservabilityTests {
     @Test("/ready flips to 503 when PostgreSQL stops and back to 200 when it returns")
     func readyFollowsDatabase() async throws {
         let folder = try TemporaryDirectory()
-        let postgres = try PrivatePostgres()
+        let postgres = try await PrivatePostgres.make()
         defer { postgres.destroy() }
         let port = try freePort()
         let environment = ["DATABASE_URL": postgres.url, "JOB_HANDLER": "echo", "HEALTH_CHECK_PORT": "\(port)"]
         let worker = try WorkerProcess(environment: environment, directory: folder.url)
         defer { worker.kill9() }
         #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
-        try postgres.stop(mode: "immediate")
+        try await postgres.stop(mode: "immediate")
         #expect(try await eventually("not ready", timeout: .seconds(15)) { try await http(port: port, path: "/ready").status == 503 })
         let body = try await http(port: port, path: "/ready").body
         // The check is named, the database's error (host, user, driver text) is not: it goes to the log.
@@ -102,7 +102,7 @@ struct WorkerPostgresObservabilityTests {
         #expect(store.map(generic.contains) == true, "\(body)")
         #expect(worker.stdout.contains("Readiness check failing"), "the real error is logged")
         #expect(try await http(port: port, path: "/health").status == 200)
-        try postgres.start()
+        try await postgres.start()
         #expect(try await eventually("ready again", timeout: .seconds(60)) { try await http(port: port, path: "/ready").status == 200 })
         worker.send(SIGTERM)
         #expect(await worker.waitForExit(timeout: .seconds(20)) == 0)
@@ -111,10 +111,10 @@ struct WorkerPostgresObservabilityTests {
     @Test("with LOG_LEVEL=trace nothing logged, printed or served contains the database password")
     func noSecretLeaks() async throws {
         let folder = try TemporaryDirectory()
-        let postgres = try PrivatePostgres()
+        let postgres = try await PrivatePostgres.make()
         defer { postgres.destroy() }
         let password = "Sup3r-S3cret-\(UUID().uuidString.prefix(6))"
-        try postgres.sql("ALTER USER postgres PASSWORD '\(password)'")
+        try await postgres.sql("ALTER USER postgres PASSWORD '\(password)'")
         let url = "postgres://postgres:\(password)@127.0.0.1:\(postgres.port)/postgres"
         let port = try freePort()
         let environment = ["DATABASE_URL": url, "JOB_HANDLER": "echo", "HEALTH_CHECK_PORT": "\(port)", "LOG_LEVEL": "trace", "MONITOR_INTERVAL_MS": "200"]

@@ -22,16 +22,17 @@ struct WorkerPostgresStartupAndOutcomeTests {
         #expect(enqueue.status == 0)
         // Before: the batch failed forever (22P05 / 22021) and all four stayed `processing`.
         let done = try await eventually("recorded", timeout: .seconds(20)) {
-            try WorkerPostgresRunTests.count(table, "status IN ('completed', 'failed')") == 4
+            try await WorkerPostgresRunTests.count(table, "status IN ('completed', 'failed')") == 4
         }
-        #expect(done, "statuses: \((try? TestPostgres.sql("SELECT status || ' ' || count(*) FROM public.\(table) GROUP BY status")) ?? "?")")
-        #expect(try TestPostgres.sql("SELECT DISTINCT result->>'stdout' FROM public.\(table) WHERE status = 'completed'") == "ab")
-        #expect(try TestPostgres.sql("SELECT last_error FROM public.\(table) WHERE status = 'failed'").contains("baderr"))
+        let statuses = (try? await TestPostgres.sql("SELECT status || ' ' || count(*) FROM public.\(table) GROUP BY status")) ?? "?"
+        #expect(done, "statuses: \(statuses)")
+        #expect(try await TestPostgres.sql("SELECT DISTINCT result->>'stdout' FROM public.\(table) WHERE status = 'completed'") == "ab")
+        #expect(try await TestPostgres.sql("SELECT last_error FROM public.\(table) WHERE status = 'failed'").contains("baderr"))
         #expect(try await http(port: port, path: "/ready").status == 200)
         #expect(worker.stdout.contains("The database refused a job's outcome"))
         worker.send(SIGTERM)
         #expect(await worker.waitForExit(timeout: .seconds(20)) == 0)
-        try TestPostgres.sql("DROP TABLE public.\(table) CASCADE")
+        try await TestPostgres.sql("DROP TABLE public.\(table) CASCADE")
     }
 
     @Test("AUTO_MIGRATE=false on a database without the table, as a role that may not create it: exit 1 naming `worker migrate`, no retry loop")
@@ -39,8 +40,8 @@ struct WorkerPostgresStartupAndOutcomeTests {
         let folder = try TemporaryDirectory()
         let table = TestPostgres.freshTable()
         let role = "limited_\(UUID().uuidString.prefix(8).lowercased())"
-        try TestPostgres.sql("CREATE ROLE \(role) LOGIN; GRANT USAGE ON SCHEMA public TO \(role)")
-        defer { _ = try? TestPostgres.sql("DROP OWNED BY \(role); DROP ROLE \(role)") }
+        try await TestPostgres.sql("CREATE ROLE \(role) LOGIN; GRANT USAGE ON SCHEMA public TO \(role)")
+        defer { _ = try? TestPostgres.run("/usr/bin/psql", [TestPostgres.url!, "-X", "-q", "-c", "DROP OWNED BY \(role); DROP ROLE \(role)"]) }
         var components = URLComponents(string: TestPostgres.url!)!
         components.user = role
         for autoMigrate in ["false", "true"] {
