@@ -37,13 +37,7 @@ extension JobProcessor {
         while !Task.isCancelled {
             do { try await Task.sleep(for: interval) } catch { return }
             let now = ContinuousClock.now
-            let running = state.withLock { $0.running }.filter { _, job in
-                // A job whose outcome could not be written for a whole lease is not kept: its
-                // lease runs out and the job returns through the normal rescue, instead of this
-                // worker holding it (and hiding it from the others) for as long as its writes fail.
-                guard let finished = job.handlerFinishedAt else { return true }
-                return now - finished <= configuration.leaseDuration
-            }
+            let running = state.withLock { $0.running }.filter { !isGivenUp($0.value, now: now) }
             guard !running.isEmpty else { continue }
             do {
                 let leases = running.values.map(\.lease)
@@ -63,10 +57,11 @@ extension JobProcessor {
     func rescueExpiredLeases() async {
         while !Task.isCancelled {
             do {
-                // Jobs whose handler runs here are spared: this worker is alive, so their lease
-                // ran out only because a renewal came late, and the next renewal revives it.
-                // (Finished jobs whose outcome waits are not spared: see renewLeases().)
-                let running = state.withLock { $0.running.filter { !$0.value.handlerFinished }.map(\.key) }
+                // Jobs this worker holds are spared: it is alive, so their lease ran out only
+                // because a renewal came late, and the next renewal revives it. (Jobs it gave up
+                // on are not: see isGivenUp(_:now:).)
+                let now = ContinuousClock.now
+                let running = state.withLock { $0.running.filter { !isGivenUp($0.value, now: now) }.map(\.key) }
                 let rescued = try await withTimeout(storeTimeout, operation: "rescue") { [store] in
                     try await store.rescueExpiredLeases(sparing: running)
                 }

@@ -106,8 +106,6 @@ public final class JobProcessor: Service, Sendable {
     }
 
     /// How long the oldest outcome still waiting to be written has waited (`nil`: none waits).
-    /// Longer than a lease means the store has not taken this worker's outcomes for that long:
-    /// `/ready` reports it, and those jobs' leases are no longer renewed (see ``renewLeases()``).
     public var oldestUnwrittenOutcomeAge: Duration? {
         let now = ContinuousClock.now
         return state.withLock { state in
@@ -115,9 +113,21 @@ public final class JobProcessor: Service, Sendable {
         }
     }
 
-    /// Whether outcomes have waited to be written for longer than a lease.
+    /// Whether the store keeps refusing this worker's outcomes: the last write failed, and an
+    /// outcome has waited for longer than a lease. `/ready` reports it, and those jobs' leases
+    /// are no longer renewed (see ``isGivenUp(_:now:)``). Writes that are merely slow (a loaded
+    /// machine, a big batch) do not count.
     public var outcomeWritesStalled: Bool {
-        (oldestUnwrittenOutcomeAge ?? .zero) > configuration.leaseDuration
+        recorder.isFailing && (oldestUnwrittenOutcomeAge ?? .zero) > configuration.leaseDuration
+    }
+
+    /// Whether this worker has stopped holding `job`: its handler returned a lease ago or more
+    /// and the store keeps failing to take outcomes. Its lease is then no longer renewed nor
+    /// spared from the rescue, so the job returns to the queue instead of being held (and hidden
+    /// from the other workers) for as long as the writes fail.
+    func isGivenUp(_ job: RunningJob, now: ContinuousClock.Instant) -> Bool {
+        guard let finished = job.handlerFinishedAt else { return false }
+        return now - finished > configuration.leaseDuration && recorder.isFailing
     }
 
     /// `true` while the processor claims new jobs (started and not shutting down).

@@ -38,6 +38,11 @@ final class OutcomeRecorder: Sendable {
     private let timeout: Duration
     private let state = Mutex(State())
     private let available = WakeSignal()
+    private let failing = Atomic<Bool>(false)
+
+    /// Whether the last write failed for a reason other than a refused value (the store is
+    /// unreachable or refuses this worker's writes); `false` again after a write succeeds.
+    var isFailing: Bool { failing.load(ordering: .relaxed) }
 
     init(store: any JobStore, logger: Logger, timeout: Duration, maximumBatch: Int = 500) {
         self.store = store
@@ -122,8 +127,10 @@ final class OutcomeRecorder: Sendable {
             if !progress.givenUp.isEmpty { onRecorded(progress.givenUp, nil) }
             guard let error = progress.failure else {
                 failures = 0
+                failing.store(false, ordering: .relaxed)
                 continue
             }
+            failing.store(true, ordering: .relaxed)
             // Put what is left back in front and retry after a pause.
             let abandoned = state.withLock { state -> Bool in
                 if state.abandoned { return true }

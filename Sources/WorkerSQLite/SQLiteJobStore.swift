@@ -85,7 +85,9 @@ public final class SQLiteJobStore: BenchmarkJobStore {
         try StoreDeadline.ensureTime(for: .zero, operation: operation)
         var bound = busyTimeout
         if let deadline = StoreDeadline.current {
-            bound = min(bound, deadline - .now - StoreDeadline.margin)
+            // Whole seconds below the time left, so that the setting changes seldom.
+            let left = deadline - .now - StoreDeadline.margin
+            if left < bound { bound = .seconds(max(0, left.components.seconds)) }
         }
         let milliseconds = Int(bound.inMilliseconds)
         guard currentBusyTimeout.load(ordering: .relaxed) != milliseconds else { return }
