@@ -22,7 +22,12 @@ struct SchemaMigrator: Service {
             var failures = 0
             while !Task.isCancelled {
                 do {
-                    try await withTimeout(.seconds(6), operation: "the database") { [store, enabled] in
+                    // Reachable first, within a bound; then the migration as long as it takes: it
+                    // may wait for the migration lock while other workers migrate (a burst of them
+                    // takes longer than any fixed bound), and an attempt given up on would lose
+                    // its place and roll back, again and again.
+                    try await withTimeout(.seconds(6), operation: "the database") { [store] in try await store.ping() }
+                    try await whileReportingSlowness {
                         if enabled { try await store.migrate() } else { try await store.verifySchema() }
                     }
                     if failures > 0 { logger.info("Database is reachable again") }
@@ -48,6 +53,28 @@ struct SchemaMigrator: Service {
                     do { try await Task.sleep(for: delay) } catch { return }
                 }
             }
+        }
+    }
+
+    /// Runs `body`, logging every 10 s that it still waits (a migration waits for other workers'
+    /// migrations, or for locks on the jobs table).
+    private func whileReportingSlowness(_ body: @escaping @Sendable () async throws -> Void) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await body() }
+            tasks.addTask { [logger] in
+                var waited = Duration.zero
+                while true {
+                    try await Task.sleep(for: .seconds(10))
+                    waited += .seconds(10)
+                    logger.warning(
+                        "The schema migration is still waiting (another worker may be migrating, or a lock is held on the jobs table)",
+                        metadata: ["waitedMs": .stringConvertible(waited.inMilliseconds)]
+                    )
+                }
+            }
+            // The first to end is the body (the reporter only ends by cancellation or with it).
+            defer { tasks.cancelAll() }
+            try await tasks.next()
         }
     }
 

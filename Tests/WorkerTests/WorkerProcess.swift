@@ -1,4 +1,5 @@
 import Foundation
+import WorkerTestSupport
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -107,17 +108,7 @@ struct TemporaryDirectory: ~Copyable {
 
 /// A TCP port on 127.0.0.1 that nothing listens on right now.
 func freePort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-    precondition(bound == 0)
-    withUnsafeMutablePointer(to: &address) { _ = $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-    return Int(UInt16(bigEndian: address.sin_port))
+    try freeLocalPort()
 }
 
 /// `GET` (or another method) on the worker's health server.
