@@ -40,7 +40,6 @@ extension JobProcessor {
         let elapsed = end - start
         state.withLock { state in
             guard let index = state.running.index(forKey: job.id), !state.running.values[index].handlerFinished else { return }
-            state.running.values[index].handlerFinished = true
             state.running.values[index].duration = elapsed
             state.running.values[index].handlerFinishedAt = end
             state.busy -= 1

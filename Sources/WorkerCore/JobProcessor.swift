@@ -22,12 +22,14 @@ public final class JobProcessor: Service, Sendable {
         var lease: Lease
         var sessionID: UUID?
         var stop: StopSignal
-        /// The handler returned; the job only waits for its outcome to be written (its slot is free).
-        var handlerFinished = false
         /// How long the handler ran, once it returned.
         var duration: Duration?
-        /// When the handler returned: since then the job only waits for its outcome's write.
+        /// When the handler returned: since then the job only waits for its outcome to be written
+        /// (its slot is free).
         var handlerFinishedAt: ContinuousClock.Instant?
+
+        /// The handler returned.
+        var handlerFinished: Bool { handlerFinishedAt != nil }
     }
 
     enum Phase {

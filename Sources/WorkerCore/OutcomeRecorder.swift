@@ -161,10 +161,11 @@ final class OutcomeRecorder: Sendable {
         var progress = Progress()
         // Chunks still to write, first one next. A result over the worker's size bound would be
         // refused (or strain the database); it goes in its storable form from the start.
-        let bounded = batch.map { completion -> JobCompletion in
-            guard case .completed(let result) = completion.outcome, result.utf8.count > JobOutcome.maximumResultBytes else { return completion }
+        var bounded = batch
+        for index in bounded.indices {
+            guard case .completed(let result) = bounded[index].outcome, result.utf8.count > JobOutcome.maximumResultBytes else { continue }
             WorkerMetrics.shared.outcomeMadeStorable()
-            return JobCompletion(lease: completion.lease, outcome: completion.outcome.storable())
+            bounded[index].outcome = bounded[index].outcome.storable()
         }
         var work: [(chunk: [JobCompletion], form: Form)] = [(bounded, .asSubmitted)]
         while !work.isEmpty {
