@@ -48,6 +48,10 @@ public protocol JobStore: Sendable {
     /// Jobs matching `filter`, newest first.
     func jobs(matching filter: JobFilter) async throws -> [Job]
 
+    /// Those of `sessions` that have a turn not yet finished (pending, processing, or one that
+    /// holds its session): their workspaces are in use or about to be (the workspace sweeper).
+    func sessionsWithUnfinishedTurns(among sessions: [UUID]) async throws -> Set<UUID>
+
     /// Cancels a `pending` or `processing` job; a worker running it learns at its next lease renewal.
     /// - Throws: ``JobStoreError/jobNotFound(_:)``, ``JobStoreError/invalidTransition(id:from:action:)``.
     func cancel(id: UUID) async throws -> Job

@@ -30,6 +30,20 @@ extension PostgresJobStore {
         }
     }
 
+    public func sessionsWithUnfinishedTurns(among sessions: [UUID]) async throws -> Set<UUID> {
+        try await translatingErrors {
+            guard !sessions.isEmpty else { return [] }
+            let rows = try await client.query(
+                """
+                SELECT DISTINCT session_id FROM \(unescaped: table)
+                WHERE session_id = ANY(\(sessions)::uuid[]) AND status IN ('pending', 'processing')
+                """,
+                logger: logger
+            ).collect()
+            return Set(try rows.map { try $0.decode(UUID.self) })
+        }
+    }
+
     public func cancel(id: UUID) async throws -> Job {
         try await translatingErrors {
             let rows = try await client.query(

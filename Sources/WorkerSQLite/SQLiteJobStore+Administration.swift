@@ -121,6 +121,21 @@ extension SQLiteJobStore {
         return stats
     }
 
+    public func sessionsWithUnfinishedTurns(among sessions: [UUID]) async throws -> Set<UUID> {
+        guard !sessions.isEmpty else { return [] }
+        let list = sessions.map { $0.uuidString.lowercased() }
+        let rows = try await lock.withLock {
+            try await connection.query(
+                """
+                SELECT DISTINCT session_id FROM "\(table)"
+                WHERE session_id IN (SELECT value FROM json_each(?1)) AND status IN ('pending', 'processing')
+                """,
+                [.text(String(decoding: try JSONEncoder().encode(list), as: UTF8.self))]
+            )
+        }
+        return Set(rows.compactMap { $0.column("session_id")?.string.flatMap(UUID.init(uuidString:)) })
+    }
+
     public func deleteFinished(status: JobStatus, olderThan: Duration, limit: Int) async throws -> Int? {
         let cutoff = Self.milliseconds(Date()) - Int(olderThan.inMilliseconds)
         let rows = try await lock.withLock {

@@ -42,6 +42,9 @@ public final class InstrumentedJobStore: JobStore {
     }
     public func job(id: UUID) async throws -> Job? { try await base.job(id: id) }
     public func jobs(matching filter: JobFilter) async throws -> [Job] { try await base.jobs(matching: filter) }
+    public func sessionsWithUnfinishedTurns(among sessions: [UUID]) async throws -> Set<UUID> {
+        try await base.sessionsWithUnfinishedTurns(among: sessions)
+    }
     public func cancel(id: UUID) async throws -> Job { try await base.cancel(id: id) }
     public func retry(id: UUID) async throws -> Job { try await base.retry(id: id) }
     public func stats(window: Duration?) async throws -> QueueStats { try await base.stats(window: window) }
