@@ -29,6 +29,11 @@ public struct Job: Sendable, Hashable, Identifiable {
     /// The worker holding the lease while the job is `processing`.
     public var lockedBy: String?
     public var leaseExpiresAt: Date?
+    /// A pending turn that waits for an earlier turn of its session to finish.
+    public var heldBySession: Bool
+    /// A turn that failed for good and holds its session until it is retried or cancelled
+    /// (``SessionFailurePolicy/block``).
+    public var blocksSession: Bool
 
     public init(
         id: UUID,
@@ -47,7 +52,9 @@ public struct Job: Sendable, Hashable, Identifiable {
         startedAt: Date? = nil,
         completedAt: Date? = nil,
         lockedBy: String? = nil,
-        leaseExpiresAt: Date? = nil
+        leaseExpiresAt: Date? = nil,
+        heldBySession: Bool = false,
+        blocksSession: Bool = false
     ) {
         self.id = id
         self.queue = queue
@@ -66,5 +73,7 @@ public struct Job: Sendable, Hashable, Identifiable {
         self.completedAt = completedAt
         self.lockedBy = lockedBy
         self.leaseExpiresAt = leaseExpiresAt
+        self.heldBySession = heldBySession
+        self.blocksSession = blocksSession
     }
 }

@@ -1,7 +1,12 @@
-/// Which jobs ``JobStore/jobs(matching:)`` lists, newest first.
+import Foundation
+
+/// Which jobs ``JobStore/jobs(matching:)`` lists: newest first, or a session's turns in the
+/// order they run (oldest first) when ``session`` is set.
 public struct JobFilter: Sendable, Hashable {
     public var status: JobStatus?
     public var queue: String?
+    /// Only this session's turns, in turn order.
+    public var session: UUID?
     public var limit: Int
     /// Read only what a listing shows: `payload` comes back as `{}`, `result` and `lastError`
     /// as `nil`, and the prompt cut at ``summaryPromptLength`` characters, so that listing jobs
@@ -11,9 +16,10 @@ public struct JobFilter: Sendable, Hashable {
     /// How much of the prompt a summary reads.
     public static let summaryPromptLength = 200
 
-    public init(status: JobStatus? = nil, queue: String? = nil, limit: Int = 50, summary: Bool = false) {
+    public init(status: JobStatus? = nil, queue: String? = nil, session: UUID? = nil, limit: Int = 50, summary: Bool = false) {
         self.status = status
         self.queue = queue
+        self.session = session
         self.limit = limit
         self.summary = summary
     }

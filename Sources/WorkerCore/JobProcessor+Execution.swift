@@ -90,7 +90,22 @@ extension JobProcessor {
             break
         }
         guard let outcome else {
-            // Nothing to record: another worker or the operator decided the job's fate.
+            // Nothing to record: another worker or the operator decided the job's fate. A
+            // cancelled turn held its session while its command was being stopped; now that it
+            // has stopped, the session's next turn may start. (Should this write fail, the lease,
+            // no longer renewed, runs out and the rescue lets the session go on.)
+            if case .stopped(.cancelled) = finish, job.sessionID != nil {
+                do {
+                    try await withTimeout(storeTimeout, operation: "cancellation release") { [store] in
+                        try await store.releaseCancelled([claimed.lease])
+                    }
+                } catch {
+                    logger.warning(
+                        "Could not tell the store that a cancelled turn stopped; its session goes on when the lease runs out",
+                        metadata: Self.metadata(of: claimed.lease, sessionID: job.sessionID, extra: ["error": "\(error)"])
+                    )
+                }
+            }
             finished(job.id)
             return
         }

@@ -42,6 +42,11 @@ public protocol JobStore: Sendable {
     /// out only because a renewal came late (a loaded machine), and the next renewal revives it.
     func rescueExpiredLeases(sparing running: [UUID]) async throws -> [RescuedJob]
 
+    /// Says that the commands of these cancelled jobs have stopped. A running turn of a session
+    /// that an operator cancels keeps its session (and its lease, renewed as before) until
+    /// then, so that the session's next turn never starts beside a command still being stopped.
+    func releaseCancelled(_ leases: [Lease]) async throws
+
     /// The job with this id, or `nil`.
     func job(id: UUID) async throws -> Job?
 
@@ -52,7 +57,8 @@ public protocol JobStore: Sendable {
     /// holds its session): their workspaces are in use or about to be (the workspace sweeper).
     func sessionsWithUnfinishedTurns(among sessions: [UUID]) async throws -> Set<UUID>
 
-    /// Cancels a `pending` or `processing` job; a worker running it learns at its next lease renewal.
+    /// Cancels a `pending` or `processing` job, or a failed turn that holds its session; a worker
+    /// running it learns at its next lease renewal (or sooner, from a notification).
     /// - Throws: ``JobStoreError/jobNotFound(_:)``, ``JobStoreError/invalidTransition(id:from:action:)``.
     func cancel(id: UUID) async throws -> Job
 

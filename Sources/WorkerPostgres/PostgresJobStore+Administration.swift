@@ -22,7 +22,9 @@ extension PostgresJobStore {
                 SELECT \(unescaped: filter.summary ? PostgresSchema.summaryColumns : PostgresSchema.columns) FROM \(unescaped: table)
                 WHERE (\(filter.status?.rawValue)::text IS NULL OR status = \(filter.status?.rawValue))
                   AND (\(filter.queue)::text IS NULL OR queue = \(filter.queue))
-                ORDER BY created_at DESC, id DESC LIMIT \(max(0, filter.limit))
+                  AND (\(filter.session)::uuid IS NULL OR session_id = \(filter.session))
+                ORDER BY \(unescaped: filter.session == nil ? "created_at DESC, id DESC" : "created_at, id")
+                LIMIT \(max(0, filter.limit))
                 """,
                 logger: logger
             ).collect()
@@ -36,7 +38,7 @@ extension PostgresJobStore {
             let rows = try await client.query(
                 """
                 SELECT DISTINCT session_id FROM \(unescaped: table)
-                WHERE session_id = ANY(\(sessions)::uuid[]) AND status IN ('pending', 'processing')
+                WHERE session_id = ANY(\(sessions)::uuid[]) AND (status IN ('pending', 'processing') OR \(unescaped: PostgresSchema.activeTurn(nil)))
                 """,
                 logger: logger
             ).collect()
@@ -46,24 +48,29 @@ extension PostgresJobStore {
 
     public func cancel(id: UUID) async throws -> Job {
         try await translatingErrors {
-            let rows = try await client.query(
+            let rows = try await Self.retryingDeadlocks { try await client.query(
                 """
                 WITH changed AS (
-                    UPDATE \(unescaped: table) SET status = 'cancelled', completed_at = now(), lease_expires_at = NULL
-                    WHERE id = \(id) AND status IN ('pending', 'processing')
+                    -- A running turn of a session keeps its lease until the worker has stopped its
+                    -- command, so the session's next turn cannot start beside it; a failed turn
+                    -- that holds its session (SESSION_ON_FAILURE=block) may be cancelled to let
+                    -- the session go on.
+                    UPDATE \(unescaped: table) SET status = 'cancelled', completed_at = now(), blocks_session = false,
+                        lease_expires_at = CASE WHEN status = 'processing' AND session_id IS NOT NULL THEN lease_expires_at END
+                    WHERE id = \(id) AND (status IN ('pending', 'processing') OR (status = 'failed' AND blocks_session))
                     RETURNING \(unescaped: PostgresSchema.columns)
                 )
                 SELECT changed.*, pg_notify(\(schema.channel), 'cancel:' || changed.id::text) FROM changed
                 """,
                 logger: logger
-            ).collect()
+            ).collect() }
             return try await transitioned(rows, id: id, action: "cancel")
         }
     }
 
     public func retry(id: UUID) async throws -> Job {
         try await translatingErrors {
-            let rows = try await client.query(
+            let rows = try await Self.retryingDeadlocks { try await client.query(
                 """
                 WITH changed AS (
                     UPDATE \(unescaped: table) SET status = 'pending', run_at = now(), completed_at = NULL, locked_by = NULL,
@@ -74,7 +81,7 @@ extension PostgresJobStore {
                 SELECT changed.*, pg_notify(\(schema.channel), 'jobs') FROM changed
                 """,
                 logger: logger
-            ).collect()
+            ).collect() }
             return try await transitioned(rows, id: id, action: "retry")
         }
     }

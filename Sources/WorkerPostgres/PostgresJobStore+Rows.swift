@@ -66,7 +66,9 @@ extension PostgresJobStore {
             startedAt: try field(13, Date?.self),
             completedAt: try field(14, Date?.self),
             lockedBy: try field(15, String?.self),
-            leaseExpiresAt: try field(16, Date?.self)
+            leaseExpiresAt: try field(16, Date?.self),
+            heldBySession: try field(17, Bool.self),
+            blocksSession: try field(18, Bool.self)
         )
     }
 }

@@ -27,6 +27,8 @@ public final class PostgresJobStore: BenchmarkJobStore {
     /// The server's bound on each statement (`statement_timeout`), so that a call the worker
     /// gave up on cannot take effect later (``StoreDeadline``); `nil`: the server's default.
     public let statementTimeout: Duration?
+    /// Whether a turn that fails for good holds its session (`SESSION_ON_FAILURE`).
+    public let sessionOnFailure: SessionFailurePolicy
 
     /// Creates the store for `url` (nothing connects until ``client`` runs).
     /// - Parameters:
@@ -34,9 +36,10 @@ public final class PostgresJobStore: BenchmarkJobStore {
     ///   - table: the jobs table (`JOBS_TABLE`).
     ///   - statementTimeout: the server's bound on each statement of the store's connections
     ///     (`statement_timeout`); keep it below the time the caller waits for a call.
+    ///   - sessionOnFailure: whether a turn that fails for good holds its session (`SESSION_ON_FAILURE`).
     public init(
         url: PostgresURL, schema: String = "public", table: String = "coding_jobs", maximumConnections: Int = 10,
-        statementTimeout: Duration? = nil, logger: Logger
+        statementTimeout: Duration? = nil, sessionOnFailure: SessionFailurePolicy = .continue, logger: Logger
     ) throws {
         for (name, value) in [("JOBS_SCHEMA", schema), ("JOBS_TABLE", table)] {
             guard value.range(of: "^[A-Za-z_][A-Za-z0-9_]{0,62}$", options: .regularExpression) != nil else {
@@ -45,7 +48,8 @@ public final class PostgresJobStore: BenchmarkJobStore {
         }
         self.url = url
         self.statementTimeout = statementTimeout
-        self.schema = PostgresSchema(schema: schema, table: table)
+        self.schema = PostgresSchema(schema: schema, table: table, sessionOnFailure: sessionOnFailure)
+        self.sessionOnFailure = sessionOnFailure
         self.logger = logger
         var configuration = PostgresClient.Configuration(
             host: url.host,
@@ -164,19 +168,42 @@ public final class PostgresJobStore: BenchmarkJobStore {
             guard !jobs.isEmpty else { return [] }
             for job in jobs { try job.validate() }
             let ids = UUID.timeOrdered(count: jobs.count)
+            // Rows go in by session (turn order within one is the ids' order, which stays), so
+            // that the session triggers of concurrent batches take the sessions' locks in one
+            // order; a batch of jobs without sessions keeps its order.
+            var order = Array(jobs.indices)
+            if jobs.contains(where: { $0.sessionID != nil }) {
+                order.sort { (jobs[$0].sessionID?.uuidString ?? "", $0) < (jobs[$1].sessionID?.uuidString ?? "", $1) }
+            }
             // -1: now, by the database's clock.
-            let runAts: [Double] = jobs.map { $0.runAt?.timeIntervalSince1970 ?? -1 }
             var bindings = PostgresBindings(capacity: 8)
-            bindings.append(ids)
-            bindings.append(jobs.map(\.queue))
-            bindings.append(jobs.map { $0.sessionID?.uuidString ?? "" })
-            bindings.append(jobs.map(\.prompt))
-            bindings.append(jobs.map(\.payload))
-            bindings.append(jobs.map(\.priority))
-            bindings.append(runAts)
-            bindings.append(jobs.map(\.maxAttempts))
-            _ = try await rows(of: schema.enqueueStatement, bindings)
+            bindings.append(order.map { ids[$0] })
+            bindings.append(order.map { jobs[$0].queue })
+            bindings.append(order.map { jobs[$0].sessionID?.uuidString ?? "" })
+            bindings.append(order.map { jobs[$0].prompt })
+            bindings.append(order.map { jobs[$0].payload })
+            bindings.append(order.map { jobs[$0].priority })
+            bindings.append(order.map { jobs[$0].runAt?.timeIntervalSince1970 ?? -1 })
+            bindings.append(order.map { jobs[$0].maxAttempts })
+            try await Self.retryingDeadlocks {
+                _ = try await rows(of: schema.enqueueStatement, bindings)
+            }
             return ids
+        }
+    }
+
+    /// Runs `body` again (up to twice) when PostgreSQL broke a deadlock by aborting it: the
+    /// session triggers of two statements touching the same sessions in different orders (a
+    /// producer's batch and an operator's cancel, say) can wait for each other. The aborted
+    /// statement changed nothing, so running it again is safe.
+    static func retryingDeadlocks<T>(_ body: () async throws -> T) async throws -> T {
+        var attempt = 1
+        while true {
+            do {
+                return try await body()
+            } catch where attempt < 3 && sqlState(of: error) == "40P01" {
+                attempt += 1
+            }
         }
     }
 
@@ -234,10 +261,13 @@ public final class PostgresJobStore: BenchmarkJobStore {
                 ), renewed AS (
                     UPDATE \(unescaped: table) AS j SET lease_expires_at = now() + \(duration.inMilliseconds) * interval '1 millisecond'
                     FROM input
-                    WHERE j.id = input.id AND j.status = 'processing' AND j.locked_by = input.worker AND j.attempts = input.attempt
+                    WHERE j.id = input.id AND j.locked_by = input.worker AND j.attempts = input.attempt
+                        -- A cancelled turn keeps its session until its command has stopped
+                        -- (``releaseCancelled(_:)``): its lease is kept alive meanwhile.
+                        AND (j.status = 'processing' OR (j.status = 'cancelled' AND j.lease_expires_at IS NOT NULL))
                     RETURNING j.id
                 )
-                SELECT input.id, renewed.id IS NOT NULL, coalesce(current.status, '')
+                SELECT input.id, renewed.id IS NOT NULL AND current.status = 'processing', coalesce(current.status, '')
                 FROM input
                 LEFT JOIN renewed ON renewed.id = input.id
                 LEFT JOIN \(unescaped: table) AS current ON current.id = input.id
@@ -325,6 +355,7 @@ public final class PostgresJobStore: BenchmarkJobStore {
                     status = CASE WHEN e.attempts >= e.max_attempts THEN 'failed' ELSE 'pending' END,
                     last_error = 'lease expired: worker ' || coalesce(e.locked_by, 'unknown') || ' stopped renewing it during attempt ' || e.attempts,
                     completed_at = CASE WHEN e.attempts >= e.max_attempts THEN now() ELSE NULL END,
+                    blocks_session = (e.attempts >= e.max_attempts AND j.session_id IS NOT NULL AND \(sessionOnFailure == .block)),
                     locked_by = NULL, lease_expires_at = NULL
                 FROM (
                     SELECT id, locked_by, attempts, max_attempts FROM \(unescaped: table)
@@ -336,13 +367,45 @@ public final class PostgresJobStore: BenchmarkJobStore {
                 """,
                 logger: logger
             ).collect() }
+            // Cancelled turns whose worker stopped renewing before it said the command had
+            // stopped (``releaseCancelled(_:)``): their sessions move on.
+            let released = try await bounded("rescue") { connection in try await connection.query(
+                """
+                UPDATE \(unescaped: table) SET locked_by = NULL, lease_expires_at = NULL
+                WHERE session_id IS NOT NULL AND status = 'cancelled' AND lease_expires_at IS NOT NULL
+                    AND lease_expires_at < now() AND NOT (id = ANY(\(running)::uuid[]))
+                RETURNING id
+                """,
+                logger: logger
+            ).collect() }
             var rescued: [RescuedJob] = []
             for row in rows {
                 let (id, queue, session, worker, attempt, status) = try row.decode((UUID, String, UUID?, String?, Int, String).self)
                 rescued.append(RescuedJob(id: id, queue: queue, sessionID: session, previousWorker: worker, attempt: attempt, newStatus: JobStatus(rawValue: status) ?? .pending))
             }
-            if rescued.contains(where: { $0.newStatus == .pending }) { try? await notify("jobs") }
+            if !released.isEmpty || rescued.contains(where: { $0.newStatus == .pending || $0.sessionID != nil }) {
+                try? await notify("jobs")
+            }
             return rescued
+        }
+    }
+
+    public func releaseCancelled(_ leases: [Lease]) async throws {
+        try await translatingErrors {
+            guard !leases.isEmpty else { return }
+            let rows = try await bounded("cancellation release") { connection in try await connection.query(
+                """
+                UPDATE \(unescaped: table) AS j SET locked_by = NULL, lease_expires_at = NULL
+                FROM unnest(\(leases.map(\.jobID))::uuid[], \(leases.map(\.workerID))::text[], \(leases.map(\.attempt))::int[])
+                    AS v(id, worker, attempt)
+                WHERE j.id = v.id AND j.status = 'cancelled' AND j.locked_by = v.worker AND j.attempts = v.attempt
+                    AND j.lease_expires_at IS NOT NULL
+                RETURNING j.id
+                """,
+                logger: logger
+            ).collect() }
+            // The sessions' next turns were let through: wake the workers.
+            if !rows.isEmpty { try? await notify("jobs") }
         }
     }
 

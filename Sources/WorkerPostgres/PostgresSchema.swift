@@ -7,7 +7,7 @@ import WorkerCore
 /// `id` and `prompt`, then every other column is added if missing: a `coding_jobs` table from
 /// the original plan (id, session_id, prompt, status, created_at) is upgraded in place.
 struct PostgresSchema: Sendable {
-    static let version = 2
+    static let version = 3
 
     /// Schema-qualified, quoted table name, e.g. `"public"."coding_jobs"`.
     let table: String
@@ -22,14 +22,14 @@ struct PostgresSchema: Sendable {
     let recordStatement: StoreStatement.Text
     let completeStatement: StoreStatement.Text
 
-    init(schema: String, table: String) {
+    init(schema: String, table: String, sessionOnFailure: SessionFailurePolicy = .continue) {
         schemaName = schema
         tableName = table
         self.table = "\"\(schema)\".\"\(table)\""
         channel = "\(table)_events".lowercased()
         enqueueStatement = Self.enqueueStatement(table: self.table)
         claimStatement = Self.claimStatement(table: self.table)
-        recordStatement = Self.recordStatement(table: self.table)
+        recordStatement = Self.recordStatement(table: self.table, failureBlocksSession: sessionOnFailure == .block)
         completeStatement = Self.completeStatement(table: self.table)
     }
 
@@ -113,7 +113,158 @@ struct PostgresSchema: Sendable {
                     """,
                 ]
             },
+            // Coding sessions (docs/WORKER_SERVICE.md, "Sessions"): one turn of a session at a time,
+            // in order. The database keeps the rule itself, for any writer (this worker, a backend,
+            // psql), with triggers that hold every pending turn back (`held_by_session`) and let one
+            // through when its session has no active turn; a unique index makes two active turns of
+            // one session impossible whatever happens.
+            3: [
+                "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS held_by_session boolean NOT NULL DEFAULT false",
+                "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS blocks_session boolean NOT NULL DEFAULT false",
+                // Existing turns: every pending one held, then the oldest of each session that
+                // runs nothing let through.
+                "UPDATE \(table) SET held_by_session = true WHERE session_id IS NOT NULL AND status = 'pending'",
+                """
+                UPDATE \(table) AS j SET held_by_session = false
+                FROM (SELECT DISTINCT ON (session_id) id, session_id FROM \(table)
+                      WHERE session_id IS NOT NULL AND status = 'pending' ORDER BY session_id, created_at, id) AS first
+                WHERE j.id = first.id
+                  AND NOT EXISTS (SELECT 1 FROM \(table) AS r WHERE r.session_id = first.session_id AND r.status = 'processing')
+                """,
+                // Jobs of the previous schema's workers may run two turns of one session at once
+                // (nothing stopped them): the index is then made without UNIQUE, and the triggers
+                // still let no new turn through while one is active.
+                """
+                DO $$ BEGIN
+                    CREATE UNIQUE INDEX IF NOT EXISTS "\(tableName)_session_turn_idx" ON \(table) (session_id)
+                        WHERE session_id IS NOT NULL AND \(Self.activeTurn(nil))
+                ;
+                EXCEPTION WHEN unique_violation THEN
+                    CREATE INDEX IF NOT EXISTS "\(tableName)_session_turn_idx" ON \(table) (session_id)
+                        WHERE session_id IS NOT NULL AND \(Self.activeTurn(nil));
+                END $$
+                """,
+                """
+                CREATE INDEX IF NOT EXISTS "\(tableName)_session_wait_idx" ON \(table) (session_id, created_at, id)
+                    WHERE status = 'pending' AND held_by_session
+                """,
+                // The claim index, now without the turns that wait for their session: a claim
+                // never reads them, however many wait.
+                "DROP INDEX IF EXISTS \"\(schemaName)\".\"\(tableName)_claim_idx\"",
+                """
+                CREATE INDEX IF NOT EXISTS "\(tableName)_claim_idx" ON \(table) (queue, priority DESC, run_at, id)
+                    WHERE status = 'pending' AND NOT held_by_session
+                """,
+                // Lets the session's oldest waiting turn through when none is active. Runs with
+                // the session's lock (a transaction-scoped advisory lock on the session id), and
+                // each statement after taking it sees every change committed before: whoever
+                // changed the session last has committed, so the active turn it made is seen.
+                """
+                CREATE OR REPLACE FUNCTION "\(schemaName)"."\(tableName)_session_advance"(turn_session uuid) RETURNS void
+                LANGUAGE plpgsql AS $$
+                BEGIN
+                    PERFORM pg_advisory_xact_lock(\(Self.sessionLockClass(tableName)), hashtext(turn_session::text));
+                    IF EXISTS (SELECT 1 FROM \(table) AS t WHERE t.session_id = turn_session AND \(Self.activeTurn("t"))) THEN
+                        RETURN;
+                    END IF;
+                    UPDATE \(table) AS t SET held_by_session = false
+                    WHERE t.id = (SELECT w.id FROM \(table) AS w WHERE w.session_id = turn_session AND w.status = 'pending' AND w.held_by_session
+                                  ORDER BY w.created_at, w.id LIMIT 1)
+                      AND t.status = 'pending' AND t.held_by_session;
+                END
+                $$
+                """,
+                // A turn that becomes pending (inserted, retried, rescued, given back) waits for
+                // its session; the AFTER trigger then lets it through if it is next.
+                """
+                CREATE OR REPLACE FUNCTION "\(schemaName)"."\(tableName)_session_hold"() RETURNS trigger
+                LANGUAGE plpgsql AS $$
+                BEGIN
+                    NEW.held_by_session := true;
+                    NEW.blocks_session := false;
+                    RETURN NEW;
+                END
+                $$
+                """,
+                """
+                CREATE OR REPLACE FUNCTION "\(schemaName)"."\(tableName)_session_changed"() RETURNS trigger
+                LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF TG_OP = 'INSERT' THEN
+                        PERFORM "\(schemaName)"."\(tableName)_session_advance"(NEW.session_id);
+                    ELSIF TG_OP = 'DELETE' THEN
+                        PERFORM "\(schemaName)"."\(tableName)_session_advance"(OLD.session_id);
+                    ELSE
+                        -- Two sessions (a turn moved by hand): locked in id order, as everywhere.
+                        IF OLD.session_id IS NOT NULL AND (NEW.session_id IS NULL OR OLD.session_id < NEW.session_id) THEN
+                            PERFORM "\(schemaName)"."\(tableName)_session_advance"(OLD.session_id);
+                        END IF;
+                        IF NEW.session_id IS NOT NULL THEN
+                            PERFORM "\(schemaName)"."\(tableName)_session_advance"(NEW.session_id);
+                        END IF;
+                        IF OLD.session_id IS NOT NULL AND NEW.session_id IS NOT NULL AND OLD.session_id > NEW.session_id THEN
+                            PERFORM "\(schemaName)"."\(tableName)_session_advance"(OLD.session_id);
+                        END IF;
+                    END IF;
+                    RETURN NULL;
+                END
+                $$
+                """,
+                "DROP TRIGGER IF EXISTS \"\(tableName)_session_hold_insert\" ON \(table)",
+                """
+                CREATE TRIGGER "\(tableName)_session_hold_insert" BEFORE INSERT ON \(table)
+                    FOR EACH ROW WHEN (NEW.session_id IS NOT NULL AND NEW.status = 'pending')
+                    EXECUTE FUNCTION "\(schemaName)"."\(tableName)_session_hold"()
+                """,
+                "DROP TRIGGER IF EXISTS \"\(tableName)_session_hold_update\" ON \(table)",
+                """
+                CREATE TRIGGER "\(tableName)_session_hold_update" BEFORE UPDATE ON \(table)
+                    FOR EACH ROW WHEN (NEW.session_id IS NOT NULL AND NEW.status = 'pending'
+                        AND (OLD.status <> 'pending' OR OLD.session_id IS DISTINCT FROM NEW.session_id))
+                    EXECUTE FUNCTION "\(schemaName)"."\(tableName)_session_hold"()
+                """,
+                "DROP TRIGGER IF EXISTS \"\(tableName)_session_insert\" ON \(table)",
+                """
+                CREATE TRIGGER "\(tableName)_session_insert" AFTER INSERT ON \(table)
+                    FOR EACH ROW WHEN (NEW.session_id IS NOT NULL)
+                    EXECUTE FUNCTION "\(schemaName)"."\(tableName)_session_changed"()
+                """,
+                // Fires only when a turn stops being active or starts waiting (not for a claim,
+                // a renewal, or the advance's own update), so most writes never call it.
+                "DROP TRIGGER IF EXISTS \"\(tableName)_session_update\" ON \(table)",
+                """
+                CREATE TRIGGER "\(tableName)_session_update" AFTER UPDATE ON \(table)
+                    FOR EACH ROW WHEN ((OLD.session_id IS NOT NULL OR NEW.session_id IS NOT NULL) AND (
+                        OLD.session_id IS DISTINCT FROM NEW.session_id
+                        OR (\(Self.activeTurn("OLD")) AND NOT \(Self.activeTurn("NEW")))
+                        OR (NEW.status = 'pending' AND NEW.held_by_session AND NOT (OLD.status = 'pending' AND OLD.held_by_session))))
+                    EXECUTE FUNCTION "\(schemaName)"."\(tableName)_session_changed"()
+                """,
+                "DROP TRIGGER IF EXISTS \"\(tableName)_session_delete\" ON \(table)",
+                """
+                CREATE TRIGGER "\(tableName)_session_delete" AFTER DELETE ON \(table)
+                    FOR EACH ROW WHEN (OLD.session_id IS NOT NULL AND \(Self.activeTurn("OLD")))
+                    EXECUTE FUNCTION "\(schemaName)"."\(tableName)_session_changed"()
+                """,
+            ],
         ]
+    }
+
+    /// True for a row (`alias`) that is its session's active turn: running, due to run, a
+    /// failure that holds the session (`SESSION_ON_FAILURE=block`), or cancelled while its
+    /// worker is still stopping it (the lease is cleared when the command has stopped).
+    static func activeTurn(_ alias: String?) -> String {
+        let alias = alias.map { "\($0)." } ?? ""
+        return """
+        (\(alias)status = 'processing' OR (\(alias)status = 'pending' AND NOT \(alias)held_by_session) \
+        OR (\(alias)status = 'failed' AND \(alias)blocks_session) OR (\(alias)status = 'cancelled' AND \(alias)lease_expires_at IS NOT NULL))
+        """
+    }
+
+    /// The first key of the sessions' advisory locks (the second is the session id's hash): one
+    /// class per table, apart from the one-key locks of migrations and retention.
+    static func sessionLockClass(_ tableName: String) -> String {
+        "hashtext('mobvibe-worker:session:\(tableName)')"
     }
 
     /// The table's checks (name, condition), matching ``NewJob/validate()`` and the SQLite table.
@@ -129,14 +280,16 @@ struct PostgresSchema: Sendable {
     /// ``PostgresJobStore`` decodes them; the claim returns ``claimColumns``.
     static let columns = """
         id, queue, session_id, prompt, payload::text, status, priority, run_at, attempts, max_attempts, \
-        last_error, result::text, created_at, started_at, completed_at, locked_by, lease_expires_at
+        last_error, result::text, created_at, started_at, completed_at, locked_by, lease_expires_at, \
+        held_by_session, blocks_session
         """
 
     /// ``columns`` for a summary listing (``JobFilter/summary``): the same columns in the same
     /// order, without the big values.
     static let summaryColumns = """
         id, queue, session_id, left(prompt, \(JobFilter.summaryPromptLength)), '{}'::text, status, priority, run_at, attempts, \
-        max_attempts, NULL::text, NULL::text, created_at, started_at, completed_at, locked_by, lease_expires_at
+        max_attempts, NULL::text, NULL::text, created_at, started_at, completed_at, locked_by, lease_expires_at, \
+        held_by_session, blocks_session
         """
 
     /// What a claim returns, in the order ``PostgresJobStore`` decodes them: only the columns
@@ -180,7 +333,7 @@ struct PostgresSchema: Sendable {
                     SELECT candidate.id FROM unnest($1::text[]) AS served(queue)
                     CROSS JOIN LATERAL (
                         SELECT id, priority, run_at FROM \(table)
-                        WHERE status = 'pending' AND run_at <= now() AND queue = served.queue
+                        WHERE status = 'pending' AND NOT held_by_session AND run_at <= now() AND queue = served.queue
                         ORDER BY priority DESC, run_at, id
                         LIMIT $2::bigint
                         FOR UPDATE SKIP LOCKED
@@ -196,8 +349,9 @@ struct PostgresSchema: Sendable {
     /// Outcomes of many jobs, each row applied only while its lease holds: `$1` ids, `$2` worker
     /// ids, `$3` attempts, `$4` kinds (completed, retry, failed, released), `$5` results,
     /// `$6` errors, `$7` retry delays in milliseconds, `$8` the status `processing`. Returns the
-    /// ids it applied.
-    private static func recordStatement(table: String) -> StoreStatement.Text {
+    /// ids it applied. A turn that fails for good holds its session when `failureBlocksSession`
+    /// (``SessionFailurePolicy/block``).
+    private static func recordStatement(table: String, failureBlocksSession: Bool) -> StoreStatement.Text {
         StoreStatement.Text(
             name: "mobvibe_record",
             sql: """
@@ -208,6 +362,7 @@ struct PostgresSchema: Sendable {
                     run_at = CASE WHEN v.kind = 'retry' THEN now() + v.delay_ms * interval '1 millisecond' ELSE j.run_at END,
                     attempts = CASE WHEN v.kind = 'released' THEN j.attempts - 1 ELSE j.attempts END,
                     completed_at = CASE WHEN v.kind IN ('completed', 'failed') THEN now() ELSE NULL END,
+                    blocks_session = (v.kind = 'failed' AND j.session_id IS NOT NULL AND \(failureBlocksSession)),
                     locked_by = NULL, lease_expires_at = NULL
                 FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[])
                     AS v(id, worker, attempt, kind, result, error, delay_ms)

@@ -20,13 +20,14 @@ extension SQLiteJobStore {
             try await connection.query(
                 """
                 SELECT \(filter.summary ? SQLiteSchema.summaryColumns : SQLiteSchema.columns) FROM "\(table)"
-                WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR queue = ?2)
-                ORDER BY created_at DESC, id DESC LIMIT ?3
+                WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR queue = ?2) AND (?4 IS NULL OR session_id = ?4)
+                ORDER BY \(filter.session == nil ? "created_at DESC, id DESC" : "created_at, id") LIMIT ?3
                 """,
                 [
                     filter.status.map { .text($0.rawValue) } ?? .null,
                     filter.queue.map { .text($0) } ?? .null,
                     .integer(max(0, filter.limit)),
+                    filter.session.map { .text($0.uuidString.lowercased()) } ?? .null,
                 ]
             )
         }
@@ -39,8 +40,9 @@ extension SQLiteJobStore {
             id: id,
             action: "cancel",
             sql: """
-                UPDATE "\(table)" SET status = 'cancelled', completed_at = ?2, lease_expires_at = NULL
-                WHERE id = ?1 AND status IN ('pending', 'processing')
+                UPDATE "\(table)" SET status = 'cancelled', completed_at = ?2, blocks_session = 0,
+                    lease_expires_at = CASE WHEN status = 'processing' AND session_id IS NOT NULL THEN lease_expires_at END
+                WHERE id = ?1 AND (status IN ('pending', 'processing') OR (status = 'failed' AND blocks_session = 1))
                 RETURNING \(SQLiteSchema.columns)
                 """,
             binds: [.integer(now)]
@@ -128,7 +130,8 @@ extension SQLiteJobStore {
             try await connection.query(
                 """
                 SELECT DISTINCT session_id FROM "\(table)"
-                WHERE session_id IN (SELECT value FROM json_each(?1)) AND status IN ('pending', 'processing')
+                WHERE session_id IN (SELECT value FROM json_each(?1))
+                    AND (status IN ('pending', 'processing') OR \(SQLiteSchema.activeTurn(nil)))
                 """,
                 [.text(String(decoding: try JSONEncoder().encode(list), as: UTF8.self))]
             )

@@ -58,7 +58,9 @@ extension SQLiteJobStore {
             startedAt: try optionalInteger("started_at").map(date),
             completedAt: try optionalInteger("completed_at").map(date),
             lockedBy: optionalText("locked_by"),
-            leaseExpiresAt: try optionalInteger("lease_expires_at").map(date)
+            leaseExpiresAt: try optionalInteger("lease_expires_at").map(date),
+            heldBySession: try integer("held_by_session") != 0,
+            blocksSession: try integer("blocks_session") != 0
         )
     }
 }

@@ -32,6 +32,12 @@ extension SQLiteJobStore {
                 if current < SQLiteSchema.version {
                     for version in (current + 1)...SQLiteSchema.version {
                         for statement in migrations[version] ?? [] {
+                            // SQLite has no ADD COLUMN IF NOT EXISTS: a column already there
+                            // (a table upgraded by hand, or a version record removed) is kept.
+                            if let column = SQLiteSchema.addedColumn(in: statement) {
+                                let existing = try await connection.query("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", [.text(table), .text(column)])
+                                if !existing.isEmpty { continue }
+                            }
                             _ = try await connection.query(statement, [])
                         }
                         _ = try await connection.query(

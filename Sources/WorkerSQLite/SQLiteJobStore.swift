@@ -25,10 +25,16 @@ public final class SQLiteJobStore: BenchmarkJobStore {
     /// The connection's `busy_timeout` in milliseconds, as last set (see ``boundBusyWait(_:)``).
     private let currentBusyTimeout: Atomic<Int>
     let logger: Logger
+    /// Whether a turn that fails for good holds its session (`SESSION_ON_FAILURE`).
+    public let sessionOnFailure: SessionFailurePolicy
     private let watchers = Mutex<[UUID: @Sendable (StoreEvent) -> Void]>([:])
 
-    private init(path: String, table: String, connection: SQLiteConnection, busyTimeout: Duration, changePollInterval: Duration, logger: Logger) {
+    private init(
+        path: String, table: String, connection: SQLiteConnection, busyTimeout: Duration, changePollInterval: Duration,
+        sessionOnFailure: SessionFailurePolicy, logger: Logger
+    ) {
         self.path = path
+        self.sessionOnFailure = sessionOnFailure
         self.busyTimeout = busyTimeout
         self.currentBusyTimeout = Atomic(Int(busyTimeout.inMilliseconds))
         self.table = table
@@ -42,11 +48,13 @@ public final class SQLiteJobStore: BenchmarkJobStore {
     /// - Parameters:
     ///   - table: the jobs table's name (letters, digits and `_`).
     ///   - busyTimeout: how long a statement waits for another process's write lock.
+    ///   - sessionOnFailure: whether a turn that fails for good holds its session.
     public static func open(
         path: String,
         table: String = "coding_jobs",
         busyTimeout: Duration = .seconds(10),
         changePollInterval: Duration = .milliseconds(200),
+        sessionOnFailure: SessionFailurePolicy = .continue,
         logger: Logger = Logger(label: "worker.sqlite")
     ) async throws -> SQLiteJobStore {
         guard table.range(of: "^[A-Za-z_][A-Za-z0-9_]{0,62}$", options: .regularExpression) != nil else {
@@ -72,7 +80,8 @@ public final class SQLiteJobStore: BenchmarkJobStore {
             throw SQLiteJobStoreError.cannotOpen(path: path, reason: "\(error)")
         }
         return SQLiteJobStore(
-            path: path, table: table, connection: connection, busyTimeout: busyTimeout, changePollInterval: changePollInterval, logger: logger)
+            path: path, table: table, connection: connection, busyTimeout: busyTimeout, changePollInterval: changePollInterval,
+            sessionOnFailure: sessionOnFailure, logger: logger)
     }
 
     /// Bounds the wait for another process's write lock by the caller's deadline, before a
@@ -165,7 +174,7 @@ public final class SQLiteJobStore: BenchmarkJobStore {
                     lease_expires_at = ?2, started_at = ?3
                 WHERE id IN (
                     SELECT id FROM "\(table)"
-                    WHERE status = 'pending' AND run_at <= ?3 AND queue IN (\(queueList))
+                    WHERE status = 'pending' AND held_by_session = 0 AND run_at <= ?3 AND queue IN (\(queueList))
                     ORDER BY priority DESC, run_at, id
                     LIMIT ?4
                 )
@@ -214,13 +223,16 @@ public final class SQLiteJobStore: BenchmarkJobStore {
                 let rows = try await connection.query(
                     """
                     UPDATE "\(table)" SET lease_expires_at = ?1
-                    WHERE id = ?2 AND status = 'processing' AND locked_by = ?3 AND attempts = ?4
-                    RETURNING id
+                    WHERE id = ?2 AND locked_by = ?3 AND attempts = ?4
+                        -- A cancelled turn keeps its session until its command has stopped
+                        -- (releaseCancelled): its lease is kept alive meanwhile.
+                        AND (status = 'processing' OR (status = 'cancelled' AND lease_expires_at IS NOT NULL))
+                    RETURNING status
                     """,
                     [.integer(expires), .text(lease.jobID.uuidString.lowercased()), .text(lease.workerID), .integer(lease.attempt)]
                 )
-                if !rows.isEmpty {
-                    states[lease.jobID] = .held
+                if let status = rows.first?.column("status")?.string {
+                    states[lease.jobID] = status == JobStatus.processing.rawValue ? .held : .cancelled
                     continue
                 }
                 let status = try await connection.query(
@@ -243,7 +255,7 @@ public final class SQLiteJobStore: BenchmarkJobStore {
                 var applied: [Bool] = []
                 applied.reserveCapacity(completions.count)
                 for completion in completions {
-                    let (assignments, binds) = Self.assignments(for: completion.outcome, now: now)
+                    let (assignments, binds) = Self.assignments(for: completion.outcome, now: now, failureBlocksSession: sessionOnFailure == .block)
                     let lease = completion.lease
                     let rows = try await connection.query(
                         """
@@ -271,14 +283,17 @@ public final class SQLiteJobStore: BenchmarkJobStore {
     }
 
     /// The `SET` list and its binds (numbered from `?4`) for one outcome.
-    private static func assignments(for outcome: JobOutcome, now: Int) -> (String, [SQLiteData]) {
+    private static func assignments(for outcome: JobOutcome, now: Int, failureBlocksSession: Bool) -> (String, [SQLiteData]) {
         switch outcome {
         case .completed(let result):
             ("status = 'completed', result = ?4, completed_at = ?5", [.text(result), .integer(now)])
         case .retry(let error, let delay):
             ("status = 'pending', last_error = ?4, run_at = ?5", [.text(error), .integer(now + Int(delay.inMilliseconds))])
         case .failed(let error):
-            ("status = 'failed', last_error = ?4, completed_at = ?5", [.text(error), .integer(now)])
+            (
+                "status = 'failed', last_error = ?4, completed_at = ?5, blocks_session = (session_id IS NOT NULL AND ?6)",
+                [.text(error), .integer(now), .integer(failureBlocksSession ? 1 : 0)]
+            )
         case .released:
             ("status = 'pending', attempts = attempts - 1", [])
         }
@@ -309,21 +324,58 @@ public final class SQLiteJobStore: BenchmarkJobStore {
                     _ = try await connection.query(
                         """
                         UPDATE "\(table)" SET status = ?2, last_error = ?3, locked_by = NULL, lease_expires_at = NULL,
-                            completed_at = CASE WHEN ?2 = 'failed' THEN ?4 ELSE NULL END
+                            completed_at = CASE WHEN ?2 = 'failed' THEN ?4 ELSE NULL END,
+                            blocks_session = (?2 = 'failed' AND session_id IS NOT NULL AND ?5)
                         WHERE id = ?1 AND status = 'processing' AND lease_expires_at < ?4
                         """,
-                        [.text(idText), .text(newStatus.rawValue), .text(error), .integer(now)]
+                        [.text(idText), .text(newStatus.rawValue), .text(error), .integer(now), .integer(sessionOnFailure == .block ? 1 : 0)]
                     )
                     rescued.append(RescuedJob(id: UUID(uuidString: idText) ?? UUID(), queue: row.column("queue")?.string ?? "",
                         sessionID: row.column("session_id")?.string.flatMap(UUID.init(uuidString:)), previousWorker: worker, attempt: attempts, newStatus: newStatus))
                 }
+                // Cancelled turns whose worker stopped renewing before it said the command had
+                // stopped (releaseCancelled): their sessions move on.
+                let spareList = String(decoding: try JSONEncoder().encode(Array(spared)), as: UTF8.self)
+                _ = try await connection.query(
+                    """
+                    UPDATE "\(table)" SET locked_by = NULL, lease_expires_at = NULL
+                    WHERE session_id IS NOT NULL AND status = 'cancelled' AND lease_expires_at IS NOT NULL AND lease_expires_at < ?1
+                        AND id NOT IN (SELECT value FROM json_each(?2))
+                    """,
+                    [.integer(now), .text(spareList)]
+                )
                 _ = try await connection.query("COMMIT", [])
+                if rescued.contains(where: { $0.sessionID != nil }) { notify(.jobsAvailable) }
                 return rescued
             } catch {
                 _ = try? await connection.query("ROLLBACK", [])
                 throw error
             }
         }
+    }
+
+    public func releaseCancelled(_ leases: [Lease]) async throws {
+        guard !leases.isEmpty else { return }
+        try await lock.withLock {
+            try await boundBusyWait("cancellation release")
+            _ = try await connection.query("BEGIN IMMEDIATE", [])
+            do {
+                for lease in leases {
+                    _ = try await connection.query(
+                        """
+                        UPDATE "\(table)" SET locked_by = NULL, lease_expires_at = NULL
+                        WHERE id = ?1 AND status = 'cancelled' AND locked_by = ?2 AND attempts = ?3 AND lease_expires_at IS NOT NULL
+                        """,
+                        [.text(lease.jobID.uuidString.lowercased()), .text(lease.workerID), .integer(lease.attempt)]
+                    )
+                }
+                _ = try await connection.query("COMMIT", [])
+            } catch {
+                _ = try? await connection.query("ROLLBACK", [])
+                throw error
+            }
+        }
+        notify(.jobsAvailable)
     }
 
     public func ping() async throws {

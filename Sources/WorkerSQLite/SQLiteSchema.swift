@@ -3,7 +3,7 @@ import WorkerCore
 /// The SQLite schema of the jobs table, versioned per table in `worker_schema_migrations`.
 enum SQLiteSchema {
     /// The newest schema version this code creates and understands.
-    static let version = 2
+    static let version = 3
 
     /// Milliseconds since the Unix epoch, as a column default.
     static let nowMilliseconds = "(CAST(unixepoch('subsec') * 1000 AS INTEGER))"
@@ -87,7 +87,97 @@ enum SQLiteSchema {
                 END
                 """,
             ],
+            // Coding sessions (docs/WORKER_SERVICE.md, "Sessions"): one turn of a session at a
+            // time, in order, kept by triggers for any writer. SQLite runs one write transaction
+            // at a time, so the triggers need no lock of their own.
+            3: [
+                "ALTER TABLE \"\(table)\" ADD COLUMN held_by_session INTEGER NOT NULL DEFAULT 0",
+                "ALTER TABLE \"\(table)\" ADD COLUMN blocks_session INTEGER NOT NULL DEFAULT 0",
+                "UPDATE \"\(table)\" SET held_by_session = 1 WHERE session_id IS NOT NULL AND status = 'pending'",
+                """
+                UPDATE "\(table)" SET held_by_session = 0
+                WHERE id IN (
+                    SELECT (SELECT w.id FROM "\(table)" AS w WHERE w.session_id = s.session_id AND w.status = 'pending'
+                            ORDER BY w.created_at, w.id LIMIT 1)
+                    FROM (SELECT DISTINCT session_id FROM "\(table)" WHERE session_id IS NOT NULL AND status = 'pending') AS s
+                    WHERE NOT EXISTS (SELECT 1 FROM "\(table)" AS r WHERE r.session_id = s.session_id AND r.status = 'processing')
+                )
+                """,
+                "DROP INDEX IF EXISTS \"\(table)_claim\"",
+                """
+                CREATE INDEX IF NOT EXISTS "\(table)_claim" ON "\(table)" (queue, priority DESC, run_at, id)
+                    WHERE status = 'pending' AND held_by_session = 0
+                """,
+                """
+                CREATE INDEX IF NOT EXISTS "\(table)_session_turn" ON "\(table)" (session_id)
+                    WHERE session_id IS NOT NULL AND \(activeTurn(nil))
+                """,
+                """
+                CREATE INDEX IF NOT EXISTS "\(table)_session_wait" ON "\(table)" (session_id, created_at, id)
+                    WHERE status = 'pending' AND held_by_session = 1
+                """,
+                """
+                CREATE TRIGGER IF NOT EXISTS "\(table)_session_insert" AFTER INSERT ON "\(table)"
+                WHEN NEW.session_id IS NOT NULL
+                BEGIN
+                    UPDATE "\(table)" SET held_by_session = 1, blocks_session = 0 WHERE rowid = NEW.rowid AND status = 'pending';
+                    \(advance(table: table, session: "lower(NEW.session_id)"));
+                END
+                """,
+                // Fires when a turn starts waiting (inserted, retried, rescued, given back) or
+                // stops being its session's active turn; not for a claim or a renewal.
+                """
+                CREATE TRIGGER IF NOT EXISTS "\(table)_session_update" AFTER UPDATE ON "\(table)"
+                WHEN (OLD.session_id IS NOT NULL OR NEW.session_id IS NOT NULL) AND (
+                    OLD.session_id IS NOT NEW.session_id
+                    OR (NEW.status = 'pending' AND OLD.status <> 'pending')
+                    OR (\(activeTurn("OLD")) AND NOT \(activeTurn("NEW")))
+                    OR (NEW.status = 'pending' AND NEW.held_by_session = 1 AND NOT (OLD.status = 'pending' AND OLD.held_by_session = 1)))
+                BEGIN
+                    UPDATE "\(table)" SET held_by_session = 1, blocks_session = 0
+                    WHERE rowid = NEW.rowid AND session_id IS NOT NULL AND status = 'pending'
+                        AND (OLD.status <> 'pending' OR OLD.session_id IS NOT NEW.session_id);
+                    \(advance(table: table, session: "lower(OLD.session_id)"));
+                    \(advance(table: table, session: "lower(NEW.session_id)"));
+                END
+                """,
+                """
+                CREATE TRIGGER IF NOT EXISTS "\(table)_session_delete" AFTER DELETE ON "\(table)"
+                WHEN OLD.session_id IS NOT NULL AND \(activeTurn("OLD"))
+                BEGIN
+                    \(advance(table: table, session: "lower(OLD.session_id)"));
+                END
+                """,
+            ],
         ]
+    }
+
+    /// True for a row (`alias`) that is its session's active turn: running, due to run, a
+    /// failure that holds the session (`SESSION_ON_FAILURE=block`), or cancelled while its
+    /// worker is still stopping it.
+    static func activeTurn(_ alias: String?) -> String {
+        let alias = alias.map { "\($0)." } ?? ""
+        return """
+            (\(alias)status = 'processing' OR (\(alias)status = 'pending' AND \(alias)held_by_session = 0) \
+            OR (\(alias)status = 'failed' AND \(alias)blocks_session = 1) OR (\(alias)status = 'cancelled' AND \(alias)lease_expires_at IS NOT NULL))
+            """
+    }
+
+    /// Lets the oldest waiting turn of `session` (an SQL expression) through when the session
+    /// has no active turn.
+    static func advance(table: String, session: String) -> String {
+        """
+        UPDATE "\(table)" SET held_by_session = 0
+                    WHERE id = (SELECT w.id FROM "\(table)" AS w WHERE w.session_id = \(session) AND w.status = 'pending'
+                                AND w.held_by_session = 1 ORDER BY w.created_at, w.id LIMIT 1)
+                        AND NOT EXISTS (SELECT 1 FROM "\(table)" AS a WHERE a.session_id = \(session) AND \(activeTurn("a")))
+        """
+    }
+
+    /// The column an `ALTER TABLE ... ADD COLUMN name ...` statement adds, or `nil` for any other statement.
+    static func addedColumn(in statement: String) -> String? {
+        guard let range = statement.range(of: " ADD COLUMN ") else { return nil }
+        return statement[range.upperBound...].split(separator: " ").first.map(String.init)
     }
 
     /// True for a row (`NEW`) whose queue name or priority ``NewJob/validate()`` refuses.
@@ -105,12 +195,14 @@ enum SQLiteSchema {
     /// order, without the big values.
     static let summaryColumns = """
         id, queue, session_id, substr(prompt, 1, \(JobFilter.summaryPromptLength)) AS prompt, '{}' AS payload, status, priority, \
-        run_at, attempts, max_attempts, NULL AS last_error, NULL AS result, created_at, started_at, completed_at, locked_by, lease_expires_at
+        run_at, attempts, max_attempts, NULL AS last_error, NULL AS result, created_at, started_at, completed_at, locked_by, lease_expires_at, \
+        held_by_session, blocks_session
         """
 
     /// The columns every query returns, in the order ``SQLiteJobStore`` decodes them.
     static let columns = """
         id, queue, session_id, prompt, payload, status, priority, run_at, attempts, max_attempts, \
-        last_error, result, created_at, started_at, completed_at, locked_by, lease_expires_at
+        last_error, result, created_at, started_at, completed_at, locked_by, lease_expires_at, \
+        held_by_session, blocks_session
         """
 }

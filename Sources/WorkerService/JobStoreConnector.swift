@@ -31,7 +31,8 @@ public enum JobStoreConnector {
         case .sqlite(let path):
             storeLogger[metadataKey: "store"] = "sqlite"
             let store = try await SQLiteJobStore.open(
-                path: path, table: configuration.jobsTable, busyTimeout: serverBound, logger: storeLogger)
+                path: path, table: configuration.jobsTable, busyTimeout: serverBound,
+                sessionOnFailure: configuration.sessionOnFailure, logger: storeLogger)
             do {
                 let result = try await body(store)
                 try await store.close()
@@ -49,6 +50,7 @@ public enum JobStoreConnector {
                 table: configuration.jobsTable,
                 maximumConnections: configuration.databaseMaxConnections,
                 statementTimeout: serverBound,
+                sessionOnFailure: configuration.sessionOnFailure,
                 logger: storeLogger
             )
             return try await withThrowingTaskGroup(of: Void.self, returning: T.self) { tasks in

@@ -38,6 +38,8 @@ public struct WorkerConfiguration: Sendable {
     public var databaseMaxConnections: Int
     /// How long finished jobs are kept (`RETENTION_COMPLETED`, `RETENTION_FAILED`, in days; 0 keeps forever).
     public var retention: RetentionSweeper.Policy
+    /// Whether a turn that fails for good holds the rest of its session (`SESSION_ON_FAILURE`).
+    public var sessionOnFailure: SessionFailurePolicy
 
     /// The variables the worker reads, with their defaults, in the order `config check` shows them.
     public static let variables: [(name: String, defaultValue: String, secret: Bool)] = [
@@ -59,6 +61,7 @@ public struct WorkerConfiguration: Sendable {
         ("RETRY_BACKOFF_MAX_MS", "600000", false),
         ("RETENTION_COMPLETED", "7", false),
         ("RETENTION_FAILED", "30", false),
+        ("SESSION_ON_FAILURE", "continue", false),
         ("JOB_HANDLER", "command when JOB_COMMAND is set, else echo", false),
         ("JOB_COMMAND", "", false),
         ("JOB_SHELL", "false", false),
@@ -120,6 +123,7 @@ public struct WorkerConfiguration: Sendable {
             completed: completedDays == 0 ? nil : .seconds(completedDays * 86_400),
             failed: failedDays == 0 ? nil : .seconds(failedDays * 86_400)
         )
+        sessionOnFailure = try values.choice("SESSION_ON_FAILURE", default: .continue)
         queues = try values.list("WORKER_QUEUES", default: [NewJob.defaultQueue])
         workerID = try values.identifier("WORKER_ID") ?? Self.defaultWorkerID()
         maxConcurrentJobs = try values.integer("MAX_CONCURRENT_JOBS", default: 1, range: 1...1000)
@@ -214,6 +218,7 @@ public struct WorkerConfiguration: Sendable {
             ("RETRY_BACKOFF_MAX_MS", "\(retryMax.inMilliseconds)"),
             ("RETENTION_COMPLETED", retention.completed.map { "\(Int($0.inSeconds / 86_400)) days" } ?? "forever"),
             ("RETENTION_FAILED", retention.failed.map { "\(Int($0.inSeconds / 86_400)) days" } ?? "forever"),
+            ("SESSION_ON_FAILURE", sessionOnFailure.rawValue),
             ("JOB_HANDLER", handler?.rawValue ?? "(unset: echo)"),
             ("HEALTH_CHECK_HOST", healthCheckHost),
             ("HEALTH_CHECK_PORT", "\(healthCheckPort)"),

@@ -17,7 +17,7 @@ struct PostgresJobStoreTests {
 
     @Test("conformance", arguments: conformanceVariants)
     func conformance(_ testCase: ConformanceCase, transactionPooler: Bool) async throws {
-        try await TestDatabase.withStore(transactionPooler: transactionPooler) { store in
+        try await TestDatabase.withStore(transactionPooler: transactionPooler, sessionOnFailure: testCase.sessionOnFailure) { store in
             try await testCase.run(on: store)
         }
     }
@@ -125,9 +125,11 @@ struct PostgresJobStoreTests {
         try await TestDatabase.withStore(table: table) { store in
             let first = try await Self.schemaSnapshot(store, table: table)
             #expect(first.contains { $0.hasPrefix("column lease_expires_at") })
-            #expect(first.contains { $0.contains("\(table)_claim_idx") && $0.contains("WHERE (status = 'pending'::text)") })
+            #expect(first.contains { $0.contains("\(table)_claim_idx") && $0.contains("WHERE ((status = 'pending'::text) AND (NOT held_by_session))") })
+            #expect(first.contains { $0.contains("\(table)_session_turn_idx") && $0.contains("UNIQUE") })
+            #expect(first.contains("trigger \(table)_session_update"))
             #expect(first.contains("trigger \(table)_notify"))
-            #expect(first.contains("migration 1") && first.contains("migration 2"))
+            #expect(first.contains("migration 1") && first.contains("migration 2") && first.contains("migration 3"))
             try await store.migrate()
             #expect(try await Self.schemaSnapshot(store, table: table) == first)
         }

@@ -17,6 +17,7 @@ enum TestDatabase {
         transactionPooler: Bool = false,
         maximumConnections: Int = 10,
         statementTimeout: Duration? = nil,
+        sessionOnFailure: SessionFailurePolicy = .continue,
         _ body: (PostgresJobStore) async throws -> Void
     ) async throws {
         var text = try #require(Self.url, "run the suite with scripts/test")
@@ -27,7 +28,8 @@ enum TestDatabase {
         var logger = Logger(label: "test.postgres")
         logger.logLevel = .warning
         let store = try PostgresJobStore(
-            url: url, table: table, maximumConnections: maximumConnections, statementTimeout: statementTimeout, logger: logger)
+            url: url, table: table, maximumConnections: maximumConnections, statementTimeout: statementTimeout,
+            sessionOnFailure: sessionOnFailure, logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { await store.client.run() }
             defer { tasks.cancelAll() }

@@ -8,7 +8,7 @@ import WorkerTestSupport
 struct SQLiteJobStoreTests {
     @Test("conformance", arguments: JobStoreConformance.cases)
     func conformance(_ testCase: ConformanceCase) async throws {
-        try await withTemporarySQLiteStore { store in
+        try await withTemporarySQLiteStore(sessionOnFailure: testCase.sessionOnFailure) { store in
             try await testCase.run(on: store)
         }
     }
@@ -95,7 +95,7 @@ struct SQLiteJobStoreTests {
     func upperCaseIDsMigrated() async throws {
         try await withTemporarySQLiteStore { store in
             try await store.rawExecute("DROP TRIGGER coding_jobs_lowercase_ids")
-            try await store.rawExecute("DELETE FROM worker_schema_migrations WHERE version = 2")
+            try await store.rawExecute("DELETE FROM worker_schema_migrations WHERE version >= 2")
             let id = UUID()
             try await store.rawExecute("INSERT INTO coding_jobs (id, prompt) VALUES ('\(id.uuidString)', 'old')")
             try await store.migrate()
@@ -121,6 +121,25 @@ struct SQLiteJobStoreTests {
             }
             try await store.rawExecute("INSERT INTO coding_jobs (prompt, queue, priority) VALUES ('ok', 'a.b:c-d_e', 32767)")
             #expect(try await store.stats().pending == 2)
+        }
+    }
+
+    @Test("turns inserted by hand with only a prompt and a session id (upper case too) run one at a time, in order")
+    func handInsertedTurns() async throws {
+        try await withTemporarySQLiteStore { store in
+            let session = UUID()
+            for turn in 1...3 {
+                let text = turn == 2 ? session.uuidString : session.uuidString.lowercased()
+                try await store.rawExecute("INSERT INTO coding_jobs (prompt, session_id, created_at) VALUES ('turn \(turn)', '\(text)', \(turn))")
+            }
+            var order: [String] = []
+            for _ in 1...3 {
+                let claimed = try await store.claim(queues: ["default"], limit: 10, workerID: "w", leaseDuration: .seconds(30))
+                #expect(claimed.count == 1)
+                order += claimed.map(\.job.prompt)
+                _ = try await store.record(claimed.map { JobCompletion(lease: $0.lease, outcome: .completed(result: "{}")) })
+            }
+            #expect(order == ["turn 1", "turn 2", "turn 3"])
         }
     }
 }

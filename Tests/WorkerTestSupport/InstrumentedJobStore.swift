@@ -40,6 +40,7 @@ public final class InstrumentedJobStore: JobStore {
     public func rescueExpiredLeases(sparing running: [UUID]) async throws -> [RescuedJob] {
         try await base.rescueExpiredLeases(sparing: running)
     }
+    public func releaseCancelled(_ leases: [Lease]) async throws { try await base.releaseCancelled(leases) }
     public func job(id: UUID) async throws -> Job? { try await base.job(id: id) }
     public func jobs(matching filter: JobFilter) async throws -> [Job] { try await base.jobs(matching: filter) }
     public func sessionsWithUnfinishedTurns(among sessions: [UUID]) async throws -> Set<UUID> {

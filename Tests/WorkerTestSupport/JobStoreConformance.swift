@@ -5,7 +5,15 @@ import WorkerCore
 /// One case of the shared ``JobStore`` conformance suite.
 public struct ConformanceCase: Sendable, CustomTestStringConvertible {
     public let name: String
+    /// The store's `SESSION_ON_FAILURE`: the driver's test opens the store with it.
+    public let sessionOnFailure: SessionFailurePolicy
     let body: @Sendable (any JobStore) async throws -> Void
+
+    init(name: String, sessionOnFailure: SessionFailurePolicy = .continue, body: @escaping @Sendable (any JobStore) async throws -> Void) {
+        self.name = name
+        self.sessionOnFailure = sessionOnFailure
+        self.body = body
+    }
 
     public var testDescription: String { name }
 
@@ -18,7 +26,9 @@ public struct ConformanceCase: Sendable, CustomTestStringConvertible {
 /// The queue semantics every driver must have, written once and run unchanged against each
 /// driver's test target (`@Test(arguments: JobStoreConformance.cases)`).
 public enum JobStoreConformance {
-    public static let cases: [ConformanceCase] = [
+    public static var cases: [ConformanceCase] { queueCases + sessionCases }
+
+    static let queueCases: [ConformanceCase] = [
         ConformanceCase(name: "enqueue stores every field and fills defaults", body: enqueueStoresFields),
         ConformanceCase(name: "invalid jobs are rejected and nothing is written", body: invalidJobsRejected),
         ConformanceCase(name: "many concurrent claimers never get the same job", body: claimExclusivity),

@@ -1,0 +1,80 @@
+import Foundation
+import PostgresNIO
+import Testing
+import WorkerCore
+@testable import WorkerPostgres
+
+/// What the session triggers guarantee on PostgreSQL beyond the conformance suite: for rows
+/// written by hand, for tables upgraded with turns in them, and against writes that would break
+/// the one-active-turn rule.
+@Suite("PostgreSQL sessions", .enabled(if: TestDatabase.isAvailable, "needs TEST_DATABASE_URL: run scripts/test"))
+struct PostgresSessionTests {
+    @Test("turns inserted by hand with only a prompt and a session id run one at a time, in order")
+    func handInsertedTurns() async throws {
+        try await TestDatabase.withStore { store in
+            let session = UUID()
+            for turn in 1...3 {
+                _ = try await TestDatabase.execute(
+                    "INSERT INTO public.\(store.schema.tableName) (prompt, session_id) VALUES ('turn \(turn)', '\(session)')", on: store)
+            }
+            var order: [String] = []
+            for _ in 1...3 {
+                let claimed = try await store.claim(queues: ["default"], limit: 10, workerID: "w", leaseDuration: .seconds(30))
+                #expect(claimed.count == 1)
+                order += claimed.map(\.job.prompt)
+                _ = try await store.record(claimed.map { JobCompletion(lease: $0.lease, outcome: .completed(result: "{}")) })
+            }
+            #expect(order == ["turn 1", "turn 2", "turn 3"])
+        }
+    }
+
+    @Test("the database refuses a second active turn of a session, whoever writes it")
+    func secondActiveTurnRefused() async throws {
+        try await TestDatabase.withStore { store in
+            let session = UUID()
+            let ids = try await store.enqueue([NewJob(prompt: "t1", sessionID: session), NewJob(prompt: "t2", sessionID: session)])
+            await #expect(throws: (any Error).self) {
+                _ = try await TestDatabase.execute(
+                    "UPDATE public.\(store.schema.tableName) SET held_by_session = false WHERE id = '\(ids[1])'", on: store)
+            }
+            let claimed = try await store.claim(queues: ["default"], limit: 10, workerID: "w", leaseDuration: .seconds(30))
+            #expect(claimed.map(\.job.id) == [ids[0]])
+        }
+    }
+
+    @Test("migration: turns queued before the upgrade wait for their session; a session with a running turn lets none through")
+    func upgradeWithQueuedTurns() async throws {
+        try await TestDatabase.withStore { store in
+            let table = "public.\(store.schema.tableName)"
+            // Back to schema 2, with the turns an old worker left: two sessions, one running.
+            for statement in [
+                "DROP TRIGGER \(store.schema.tableName)_session_insert ON \(table)",
+                "DROP TRIGGER \(store.schema.tableName)_session_update ON \(table)",
+                "DROP TRIGGER \(store.schema.tableName)_session_delete ON \(table)",
+                "DROP TRIGGER \(store.schema.tableName)_session_hold_insert ON \(table)",
+                "DROP TRIGGER \(store.schema.tableName)_session_hold_update ON \(table)",
+                "DROP INDEX public.\(store.schema.tableName)_session_turn_idx",
+                "ALTER TABLE \(table) DROP COLUMN held_by_session, DROP COLUMN blocks_session",
+                "DELETE FROM public.worker_schema_migrations WHERE table_name = '\(store.schema.tableName)' AND version = 3",
+            ] {
+                _ = try await TestDatabase.execute(statement, on: store)
+            }
+            let idle = UUID(), busy = UUID()
+            _ = try await TestDatabase.execute(
+                """
+                INSERT INTO \(table) (prompt, session_id, status, created_at) VALUES
+                    ('idle 1', '\(idle)', 'pending', now() - interval '3 minutes'),
+                    ('idle 2', '\(idle)', 'pending', now() - interval '2 minutes'),
+                    ('busy 1', '\(busy)', 'processing', now() - interval '3 minutes'),
+                    ('busy 2', '\(busy)', 'pending', now() - interval '2 minutes')
+                """,
+                on: store
+            )
+            try await store.migrate()
+            let claimed = try await store.claim(queues: ["default"], limit: 10, workerID: "w", leaseDuration: .seconds(30))
+            #expect(claimed.map(\.job.prompt) == ["idle 1"])
+            let busyTurns = try await store.jobs(matching: JobFilter(session: busy))
+            #expect(busyTurns.map(\.heldBySession) == [false, true])
+        }
+    }
+}
