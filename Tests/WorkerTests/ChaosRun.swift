@@ -83,7 +83,12 @@ final class ChaosRun: @unchecked Sendable {
 
     /// Enqueues jobs whose prompt is "MODE SLEEP_MS".
     func enqueue(_ jobs: [(String, Int)], maxAttempts: Int = 10) async throws {
-        let lines = jobs.map { #"{"prompt":"\#($0.0) \#($0.1)","maxAttempts":\#(maxAttempts)}"# }.joined(separator: "\n")
+        try await enqueue(lines: jobs.map { #"{"prompt":"\#($0.0) \#($0.1)","maxAttempts":\#(maxAttempts)}"# })
+    }
+
+    /// Enqueues JSONL lines, as `worker enqueue --jsonl -` reads them.
+    func enqueue(lines jsonl: [String]) async throws {
+        let lines = jsonl.joined(separator: "\n")
         let result = try await WorkerProcess.command(["enqueue", "--jsonl", "-"], environment: environment(), directory: folder, stdin: Data(lines.utf8))
         #expect(result.status == 0, "enqueue: \(result.stderr)")
     }

@@ -1,0 +1,98 @@
+import Foundation
+import Testing
+
+/// Sessions under fault injection: real workers on a PostgreSQL of their own, each turn's command
+/// recording when it started and ended, workers killed and the database restarted meanwhile.
+@Suite("session chaos", .serialized, .enabled(if: TestPostgres.isAvailable, "needs PostgreSQL binaries: run scripts/test or scripts/chaos"))
+struct SessionChaosTests {
+    static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/chaos-session-job.sh").path
+
+    /// One run of a turn's command, from the log the script writes.
+    struct TurnRun {
+        let job: String
+        let session: String
+        let turn: Int
+        let attempt: Int
+        let worker: String
+        let start: UInt64
+        var end: UInt64?
+    }
+
+    @Test("4 workers, 200 sessions x 20 turns, kill -9 and a PostgreSQL restart: no two turns of a session overlap, turns start in order, nothing lost")
+    func sessionsUnderChaos() async throws {
+        let chaos = try await ChaosRun.make(name: "sessions", lease: .seconds(3))
+        defer { chaos.tearDown() }
+        let extra = ["JOB_COMMAND": Self.script]
+        var workers = try (0..<4).map { _ in try chaos.startWorker(concurrency: 16, extra: extra) }
+        try await chaos.waitReady(workers)
+
+        let sessions = (0..<200).map { _ in UUID().uuidString.lowercased() }
+        let turns = 20
+        // Round by round, so each session's turns are enqueued in turn order.
+        var lines: [String] = []
+        for turn in 0..<turns {
+            for session in sessions {
+                lines.append(#"{"prompt":"ok \#(chaos.random(in: 0...30)) \#(turn)","sessionId":"\#(session)","maxAttempts":10}"#)
+            }
+        }
+        try await chaos.enqueue(lines: lines)
+
+        var restarted = false
+        for round in 0..<8 {
+            try await Task.sleep(for: .milliseconds(chaos.random(in: 800...1600)))
+            if try await TestPostgres.countPending(chaos.postgres) == 0 { break }
+            if round == 3 {
+                try await chaos.postgres.stop(mode: "immediate")
+                try await Task.sleep(for: .seconds(2))
+                try await chaos.postgres.start()
+                restarted = true
+                continue
+            }
+            let victim = chaos.random(in: 0...(workers.count - 1))
+            chaos.kill(workers[victim])
+            workers[victim] = try chaos.startWorker(concurrency: 16, extra: extra)
+        }
+        try await chaos.finish(workers: workers, expectFailed: 0, timeout: .seconds(240), outages: restarted ? 1 : 0)
+
+        let runs = try Self.turnRuns(log: chaos.log)
+        var bySession: [String: [TurnRun]] = [:]
+        for run in runs { bySession[run.session, default: []].append(run) }
+        var overlaps: [String] = [], outOfOrder: [String] = [], unfinished = 0
+        for (session, sessionRuns) in bySession {
+            let sorted = sessionRuns.sorted { $0.start < $1.start }
+            for (earlier, later) in zip(sorted, sorted.dropFirst()) {
+                // A run of turn k may be repeated (its worker was killed), but turn k + 1 never
+                // starts before turn k's last run, and no run starts before the previous one ended.
+                if later.turn < earlier.turn { outOfOrder.append("\(session): turn \(later.turn) after turn \(earlier.turn)") }
+                if let end = earlier.end, later.start < end {
+                    overlaps.append("\(session): turn \(later.turn) (\(later.worker)) started \((end - later.start) / 1_000_000) ms before turn \(earlier.turn) (\(earlier.worker)) ended")
+                }
+                if earlier.end == nil { unfinished += 1 }
+            }
+            #expect(Set(sessionRuns.map(\.turn)) == Set(0..<turns), "\(session): every turn ran")
+        }
+        print("chaos sessions: \(runs.count) runs of \(sessions.count * turns) turns, \(chaos.killed.count) kills, restart \(restarted), overlaps \(overlaps.count), out of order \(outOfOrder.count), runs without an end \(unfinished)")
+        #expect(bySession.count == sessions.count)
+        #expect(overlaps.isEmpty, "\(overlaps.prefix(5))")
+        #expect(outOfOrder.isEmpty, "\(outOfOrder.prefix(5))")
+        #expect(unfinished == 0, "a run without an end cannot be checked for overlap")
+    }
+
+    static func turnRuns(log: String) throws -> [TurnRun] {
+        // Runs by job, attempt and worker (a job given back at shutdown runs again under the
+        // same attempt); an end closes the latest open run of its key.
+        var runs: [String: [TurnRun]] = [:]
+        for line in try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n") {
+            let parts = line.split(separator: " ").map(String.init)
+            guard parts.count == 7, let turn = Int(parts[3]), let attempt = Int(parts[4]), let time = UInt64(parts[6]) else { continue }
+            let key = "\(parts[1]) \(attempt) \(parts[5])"
+            if parts[0] == "start" {
+                runs[key, default: []].append(TurnRun(job: parts[1], session: parts[2], turn: turn, attempt: attempt, worker: parts[5], start: time))
+            } else if let index = runs[key]?.lastIndex(where: { $0.end == nil }) {
+                runs[key]?[index].end = time
+            }
+        }
+        return runs.values.flatMap { $0 }
+    }
+}
