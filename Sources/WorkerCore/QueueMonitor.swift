@@ -55,6 +55,13 @@ extension QueueStats {
         ]
         if let age = oldestPendingAgeSeconds { metadata["oldestPendingAgeSeconds"] = .stringConvertible((age * 1000).rounded() / 1000) }
         if let rate = successRate { metadata["successRate"] = .stringConvertible(rate) }
+        if sessions != SessionStats() {
+            metadata["sessionsRunning"] = .stringConvertible(sessions.running)
+            metadata["sessionsWaiting"] = .stringConvertible(sessions.waiting)
+            metadata["sessionsBlocked"] = .stringConvertible(sessions.blocked)
+            metadata["sessionWaitingTurns"] = .stringConvertible(sessions.waitingTurns)
+            if let wait = sessions.oldestWaitSeconds { metadata["oldestSessionWaitSeconds"] = .stringConvertible((wait * 1000).rounded() / 1000) }
+        }
         return metadata
     }
 

@@ -5,7 +5,8 @@ public struct QueueStats: Sendable, Hashable, Codable {
     public var completed: Int
     public var failed: Int
     public var cancelled: Int
-    /// Seconds since the oldest due pending job became runnable; `nil` when none is due.
+    /// Seconds since the oldest due pending job became runnable; `nil` when none is due. Turns
+    /// that wait for their session are not counted here (see ``sessions``): they wait by design.
     public var oldestPendingAgeSeconds: Double?
     /// The recent window the next three figures cover, when one was asked for.
     public var window: Duration?
@@ -17,6 +18,8 @@ public struct QueueStats: Sendable, Hashable, Codable {
 
     /// The counts of each queue (the totals above sum them).
     public var queues: [String: QueueCounts] = [:]
+    /// Sessions running and waiting turns.
+    public var sessions = SessionStats()
 
     /// Completed jobs per second over the window.
     public var completedPerSecond: Double? {

@@ -182,6 +182,11 @@ final class WorkerMetrics: Sendable {
         if let rate = stats.completedPerSecond {
             gauge("worker_queue_completed_per_second", [("queue", "all")]).record(rate)
         }
+        gauge("worker_sessions_active", []).record(stats.sessions.running)
+        gauge("worker_sessions_waiting", []).record(stats.sessions.waiting)
+        gauge("worker_sessions_blocked", []).record(stats.sessions.blocked)
+        gauge("worker_session_waiting_turns", []).record(stats.sessions.waitingTurns)
+        gauge("worker_session_turn_wait_seconds", []).record(stats.sessions.oldestWaitSeconds ?? 0)
     }
 }
 

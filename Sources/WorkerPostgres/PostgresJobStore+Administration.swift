@@ -105,12 +105,12 @@ extension PostgresJobStore {
                     count(*) FILTER (WHERE status = 'completed'),
                     count(*) FILTER (WHERE status = 'failed'),
                     count(*) FILTER (WHERE status = 'cancelled'),
-                    extract(epoch FROM now() - min(run_at) FILTER (WHERE status = 'pending' AND run_at <= now()))::double precision,
+                    extract(epoch FROM now() - min(run_at) FILTER (WHERE status = 'pending' AND NOT held_by_session AND run_at <= now()))::double precision,
                     count(*) FILTER (WHERE recent),
                     avg(seconds) FILTER (WHERE recent),
                     percentile_cont(0.95) WITHIN GROUP (ORDER BY seconds) FILTER (WHERE recent)
                 FROM (
-                    SELECT queue, status, run_at,
+                    SELECT queue, status, run_at, held_by_session,
                         status = 'completed' AND completed_at >= now() - \(windowMilliseconds) * interval '1 millisecond'
                             AND started_at IS NOT NULL AND \(windowMilliseconds) > 0 AS recent,
                         extract(epoch FROM completed_at - started_at)::double precision AS seconds
@@ -141,8 +141,30 @@ extension PostgresJobStore {
                 }
             }
             if stats.window == nil, let window { stats.window = window }
+            stats.sessions = try await sessionStats()
             return stats
         }
+    }
+
+    /// Sessions running and waiting: reads only the sessions' active and waiting turns (through
+    /// the session indexes), never the finished ones.
+    private func sessionStats() async throws -> SessionStats {
+        let rows = try await client.query(
+            """
+            SELECT
+                count(DISTINCT session_id) FILTER (WHERE status = 'processing'),
+                count(DISTINCT session_id) FILTER (WHERE status = 'pending' AND held_by_session),
+                count(*) FILTER (WHERE status = 'pending' AND held_by_session),
+                count(DISTINCT session_id) FILTER (WHERE status = 'failed' AND blocks_session),
+                extract(epoch FROM now() - min(run_at) FILTER (WHERE status = 'pending' AND held_by_session AND run_at <= now()))::double precision
+            FROM \(unescaped: table)
+            WHERE session_id IS NOT NULL AND (\(unescaped: PostgresSchema.activeTurn(nil)) OR (status = 'pending' AND held_by_session))
+            """,
+            logger: logger
+        ).collect()
+        guard let row = rows.first else { return SessionStats() }
+        let (running, waiting, waitingTurns, blocked, oldest) = try row.decode((Int, Int, Int, Int, Double?).self)
+        return SessionStats(running: running, waiting: waiting, waitingTurns: waitingTurns, blocked: blocked, oldestWaitSeconds: oldest.map { max(0, $0) })
     }
 
     public func deleteFinished(status: JobStatus, olderThan: Duration, limit: Int) async throws -> Int? {

@@ -80,11 +80,26 @@ extension SQLiteJobStore {
 
     public func stats(window: Duration?) async throws -> QueueStats {
         let now = Self.milliseconds(Date())
+        let sessions = try await lock.withLock {
+            try await connection.query(
+                """
+                SELECT
+                    COUNT(DISTINCT CASE WHEN status = 'processing' THEN session_id END) AS running,
+                    COUNT(DISTINCT CASE WHEN status = 'pending' AND held_by_session = 1 THEN session_id END) AS waiting,
+                    COALESCE(SUM(status = 'pending' AND held_by_session = 1), 0) AS waiting_turns,
+                    COUNT(DISTINCT CASE WHEN status = 'failed' AND blocks_session = 1 THEN session_id END) AS blocked,
+                    MIN(CASE WHEN status = 'pending' AND held_by_session = 1 AND run_at <= ?1 THEN run_at END) AS oldest_wait
+                FROM "\(table)"
+                WHERE session_id IS NOT NULL AND (\(SQLiteSchema.activeTurn(nil)) OR (status = 'pending' AND held_by_session = 1))
+                """,
+                [.integer(now)]
+            ).first
+        }
         let (rows, durations) = try await lock.withLock { () -> ([SQLiteRow], [SQLiteRow]) in
             let counts = try await connection.query(
                 """
                 SELECT queue, status, COUNT(*) AS count,
-                    MIN(CASE WHEN status = 'pending' AND run_at <= ?1 THEN run_at END) AS oldest_due
+                    MIN(CASE WHEN status = 'pending' AND held_by_session = 0 AND run_at <= ?1 THEN run_at END) AS oldest_due
                 FROM "\(table)" GROUP BY queue, status
                 """,
                 [.integer(now)]
@@ -111,6 +126,15 @@ extension SQLiteJobStore {
         }
         var stats = QueueStats()
         stats.setQueues(queues)
+        if let sessions {
+            stats.sessions = SessionStats(
+                running: Int(sessions.column("running")?.integer ?? 0),
+                waiting: Int(sessions.column("waiting")?.integer ?? 0),
+                waitingTurns: Int(sessions.column("waiting_turns")?.integer ?? 0),
+                blocked: Int(sessions.column("blocked")?.integer ?? 0),
+                oldestWaitSeconds: sessions.column("oldest_wait")?.integer.map { max(0, Double(now - $0) / 1000) }
+            )
+        }
         if let window {
             let seconds = durations.compactMap { $0.column("duration")?.integer }.map { Double($0) / 1000 }
             stats.window = window

@@ -28,6 +28,8 @@ public enum JobPresentation {
             "completed_at": date(job.completedAt),
             "locked_by": job.lockedBy ?? NSNull(),
             "lease_expires_at": date(job.leaseExpiresAt),
+            "held_by_session": job.heldBySession,
+            "blocks_session": job.blocksSession,
         ]
     }
 
@@ -41,6 +43,13 @@ public enum JobPresentation {
             "cancelled": stats.cancelled,
             "oldestPendingAgeSeconds": stats.oldestPendingAgeSeconds.map { ($0 * 1000).rounded() / 1000 } ?? NSNull(),
             "successRate": stats.successRate ?? NSNull(),
+            "sessions": [
+                "running": stats.sessions.running,
+                "waiting": stats.sessions.waiting,
+                "waitingTurns": stats.sessions.waitingTurns,
+                "blocked": stats.sessions.blocked,
+                "oldestWaitSeconds": stats.sessions.oldestWaitSeconds.map { ($0 * 1000).rounded() / 1000 } ?? NSNull(),
+            ] as [String: Any],
         ]
     }
 
@@ -76,13 +85,67 @@ public enum JobPresentation {
         }.joined(separator: "\n")
     }
 
+    /// A session's turns in turn order, with why each pending one waits: the turn it waits
+    /// for, or that it is due and next (`worker jobs list --session`).
+    public static func sessionTable(_ turns: [Job]) -> String {
+        let active = turns.first { turn in
+            turn.status == .processing || (turn.status == .pending && !turn.heldBySession)
+                || (turn.status == .failed && turn.blocksSession) || (turn.status == .cancelled && turn.leaseExpiresAt != nil)
+        }
+        var rows = [["TURN", "ID", "STATUS", "TRIES", "CREATED", "WAITS", "PROMPT"]]
+        for (index, turn) in turns.enumerated() {
+            let prompt = TerminalText.escaped(turn.prompt.replacingOccurrences(of: "\n", with: " "))
+            rows.append([
+                "\(index + 1)",
+                turn.id.uuidString.lowercased(),
+                turn.status.rawValue,
+                "\(turn.attempts)/\(turn.maxAttempts)",
+                LogTimestamp.iso8601(turn.createdAt),
+                waitReason(turn, active: active),
+                prompt.count > 40 ? String(prompt.prefix(39)) + "…" : prompt,
+            ])
+        }
+        return align(rows)
+    }
+
+    /// Why a turn is not running, in a few words; `-` for one that runs or has finished.
+    static func waitReason(_ turn: Job, active: Job?) -> String {
+        switch turn.status {
+        case .pending where turn.heldBySession:
+            guard let active, active.id != turn.id else { return "for the session's turn to be let through" }
+            switch active.status {
+            case .failed: return "blocked by failed turn \(active.id.uuidString.lowercased().prefix(8)) (SESSION_ON_FAILURE=block: retry or cancel it)"
+            case .cancelled: return "for cancelled turn \(active.id.uuidString.lowercased().prefix(8)) to stop"
+            default: return "for turn \(active.id.uuidString.lowercased().prefix(8)) (\(active.status.rawValue))"
+            }
+        case .pending where turn.runAt > Date():
+            return "until \(LogTimestamp.iso8601(turn.runAt)) (retry backoff or run-at)"
+        case .pending:
+            return "for a free worker (next of its session)"
+        case .failed where turn.blocksSession:
+            return "- (holds the session)"
+        default:
+            return "-"
+        }
+    }
+
+    private static func align(_ rows: [[String]]) -> String {
+        let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max() ?? 0 }
+        return rows.map { row in
+            row.enumerated().map { index, cell in
+                index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }.joined(separator: "\n")
+    }
+
     /// One `key: value` line per field. Control characters are escaped (``TerminalText``);
     /// newlines are kept, so a multi-line prompt or error reads as written.
     public static func details(_ job: Job) -> String {
         let object = jsonObject(job)
         let order = [
             "id", "status", "queue", "session_id", "priority", "attempts", "max_attempts", "run_at", "created_at",
-            "started_at", "completed_at", "locked_by", "lease_expires_at", "prompt", "payload", "result", "last_error",
+            "started_at", "completed_at", "locked_by", "lease_expires_at", "held_by_session", "blocks_session",
+            "prompt", "payload", "result", "last_error",
         ]
         return order.map { key -> String in
             let value = object[key]!
@@ -90,6 +153,7 @@ public enum JobPresentation {
             switch value {
             case is NSNull: text = "-"
             case let string as String: text = string
+            case let flag as Bool: text = "\(flag)"
             case let number as Int: text = "\(number)"
             default: text = json(value, pretty: false)
             }

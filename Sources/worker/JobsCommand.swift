@@ -11,23 +11,30 @@ struct JobsCommand: AsyncParsableCommand {
     )
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List jobs, newest first.")
+        static let configuration = CommandConfiguration(abstract: "List jobs, newest first (a session's turns oldest first).")
 
         @Option(help: "Only jobs in this state: \(JobStatus.allCases.map(\.rawValue).joined(separator: ", ")).") var status: JobStatus?
         @Option(help: "Only jobs in this queue.") var queue: String?
+        @Option(help: "Only this session's turns, in the order they run, with why each pending one waits.") var session: String?
         @Option(help: "At most this many jobs.") var limit: Int = 50
         @Flag(help: "Print a JSON array.") var json = false
 
         func validate() throws {
             if !(1...100_000).contains(limit) { throw ValidationError("--limit must be from 1 to 100000") }
+            if let session { _ = try JobID.parse(session, option: "--session") }
         }
 
         func run() async throws {
             let context = try await CommandContext.load()
+            let sessionID = try session.map { try JobID.parse($0, option: "--session") }
             let jobs = try await context.withStore(existingOnly: true) {
-                try await $0.jobs(matching: JobFilter(status: status, queue: queue, limit: limit, summary: !json))
+                try await $0.jobs(matching: JobFilter(status: status, queue: queue, session: sessionID, limit: limit, summary: !json))
             }
-            output(json ? JobPresentation.json(jobs.map(JobPresentation.jsonObject)) : JobPresentation.table(jobs))
+            if json {
+                output(JobPresentation.json(jobs.map(JobPresentation.jsonObject)))
+            } else {
+                output(sessionID == nil ? JobPresentation.table(jobs) : JobPresentation.sessionTable(jobs))
+            }
         }
     }
 

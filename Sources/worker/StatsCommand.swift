@@ -61,6 +61,19 @@ struct StatsCommand: AsyncParsableCommand {
             oldest pending  \(age)
             success rate    \(rate)
             """
-        )
+        ) + Self.renderSessions(stats.sessions)
+    }
+
+    /// The sessions' lines, shown once any session has a turn running, waiting or blocked.
+    static func renderSessions(_ sessions: SessionStats) -> String {
+        guard sessions != SessionStats() else { return "" }
+        let wait = sessions.oldestWaitSeconds.map { String(format: "%.1f s", $0) } ?? "-"
+        return """
+
+            sessions running   \(sessions.running)
+            sessions waiting   \(sessions.waiting) (\(sessions.waitingTurns) turns)
+            sessions blocked   \(sessions.blocked)
+            longest turn wait  \(wait)
+            """
     }
 }

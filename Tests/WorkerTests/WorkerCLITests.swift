@@ -73,6 +73,7 @@ struct WorkerCLITests {
         #expect(shown["priority"] as? Int == 4 && shown["max_attempts"] as? Int == 2 && (shown["payload"] as? [String: String]) == ["k": "v"])
         #expect(Set(shown.keys) == [
             "id", "queue", "session_id", "prompt", "payload", "status", "priority", "run_at", "attempts", "max_attempts", "last_error",
+            "held_by_session", "blocks_session",
             "result", "created_at", "started_at", "completed_at", "locked_by", "lease_expires_at",
         ])
         #expect(try await WorkerProcess.command(["jobs", "cancel", id], environment: env, directory: folder.url).status == 0)
@@ -235,5 +236,33 @@ struct WorkerBenchTests {
         #expect((figures["afterCommitP99Ms"] as? Double ?? .infinity) <= (figures["maxMs"] as? Double ?? 0))
         let stats = jsonObject(try await WorkerProcess.command(["stats", "--json"], environment: [:], directory: folder.url).stdout)
         #expect(stats?["completed"] as? Int == 0, "the benchmark used a scratch table")
+    }
+
+    @Test("jobs list --session shows the turns in order and why each waits; stats count the sessions")
+    func sessionListing() async throws {
+        let folder = try TemporaryDirectory()
+        let session = UUID().uuidString.lowercased()
+        var ids: [String] = []
+        for turn in 1...3 {
+            let enqueue = try await WorkerProcess.command(["enqueue", "--prompt", "turn \(turn)", "--session-id", session], environment: [:], directory: folder.url)
+            #expect(enqueue.status == 0, "\(enqueue.stderr)")
+            ids.append(enqueue.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        _ = try await WorkerProcess.command(["enqueue", "--prompt", "other"], environment: [:], directory: folder.url)
+        let list = try await WorkerProcess.command(["jobs", "list", "--session", session.uppercased()], environment: [:], directory: folder.url)
+        #expect(list.status == 0, "\(list.stderr)")
+        let lines = list.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.count == 4, "a header and the session's three turns, not the other job: \(list.stdout)")
+        #expect(lines.dropFirst().map { $0.split(separator: " ").first.map(String.init) } == ["1", "2", "3"])
+        #expect(lines[1].contains(ids[0]) && lines[1].contains("for a free worker"))
+        #expect(lines[2].contains(ids[1]) && lines[2].contains("for turn \(ids[0].prefix(8)) (pending)"))
+        #expect(lines[3].contains(ids[2]) && lines[3].contains("for turn \(ids[0].prefix(8))"))
+        let stats = try #require(jsonObject(try await WorkerProcess.command(["stats", "--json"], environment: [:], directory: folder.url).stdout))
+        let sessions = try #require(stats["sessions"] as? [String: Any])
+        #expect(sessions["waiting"] as? Int == 1 && sessions["waitingTurns"] as? Int == 2 && sessions["running"] as? Int == 0)
+        let text = try await WorkerProcess.command(["stats"], environment: [:], directory: folder.url)
+        #expect(text.stdout.contains("sessions waiting   1 (2 turns)"), "\(text.stdout)")
+        let bad = try await WorkerProcess.command(["jobs", "list", "--session", "nope"], environment: [:], directory: folder.url)
+        #expect(bad.status != 0 && bad.stderr.contains("not a session id"))
     }
 }
