@@ -99,6 +99,7 @@ extension JobProcessor {
                     try await withTimeout(storeTimeout, operation: "cancellation release") { [store] in
                         try await store.releaseCancelled([claimed.lease])
                     }
+                    jobsAvailable.signal()
                 } catch {
                     logger.warning(
                         "Could not tell the store that a cancelled turn stopped; its session goes on when the lease runs out",
@@ -118,15 +119,18 @@ extension JobProcessor {
     func recorded(_ completions: [JobCompletion], writes: [OutcomeWrite]?) {
         let now = ContinuousClock.now
         var retryDue = false
+        var sessionMoved = false
         let (jobs, lastJobEnded) = state.withLock { state in
             var jobs: [RunningJob?] = []
             jobs.reserveCapacity(completions.count)
             for (index, completion) in completions.enumerated() {
-                jobs.append(state.running.removeValue(forKey: completion.lease.jobID))
+                let job = state.running.removeValue(forKey: completion.lease.jobID)
+                jobs.append(job)
                 if case .retry(_, let delay) = completion.outcome, writes?[index].isRecorded == true {
                     state.retryDues.append(now + delay + .milliseconds(5))
                     retryDue = true
                 }
+                if job?.sessionID != nil, writes?[index].isRecorded == true { sessionMoved = true }
             }
             return (jobs, state.takeLastJobEndedIfIdle())
         }
@@ -136,8 +140,9 @@ extension JobProcessor {
                 Self.metadata(of: completion.lease, sessionID: job?.sessionID, duration: job?.duration, extra: extra)
             }
         }
-        // Let the claim loop shorten its sleep to a retry.
-        if retryDue { jobsAvailable.signal() }
+        // Let the claim loop shorten its sleep to a retry, or claim the next turn of a session
+        // whose turn just finished (the database let it through with this write).
+        if retryDue || sessionMoved { jobsAvailable.signal() }
         slotFreed.signal()
         updateSlotGauges()
         lastJobEnded?.resume()

@@ -171,6 +171,11 @@ struct PostgresSchema: Sendable {
                     WHERE t.id = (SELECT w.id FROM \(table) AS w WHERE w.session_id = turn_session AND w.status = 'pending' AND w.held_by_session
                                   ORDER BY w.created_at, w.id LIMIT 1)
                       AND t.status = 'pending' AND t.held_by_session;
+                    -- Wake the workers: a turn let through by an outcome is no insert, so no
+                    -- insert trigger tells them. (Notifications of one transaction coalesce.)
+                    IF FOUND THEN
+                        PERFORM pg_notify('\(channel)', 'jobs');
+                    END IF;
                 END
                 $$
                 """,

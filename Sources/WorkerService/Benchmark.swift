@@ -13,6 +13,11 @@ public struct Benchmark: Sendable {
         public var seconds: Double
         public var cpuSeconds: Double
         public var peakRSSBytes: Int
+        /// How many sessions the jobs were spread over (`nil`: none had a session).
+        public var sessions: Int?
+        /// Jobs held by the processor (running or waiting for their outcome's write), on average
+        /// over the run: how busy it kept its slots, or, with sessions, the sessions.
+        public var meanInFlight: Double
         public var jobsPerSecond: Double { Double(jobs) / seconds }
         public var cpuSecondsPer1000Jobs: Double { cpuSeconds * 1000 / Double(jobs) }
     }
@@ -47,15 +52,20 @@ public struct Benchmark: Sendable {
         self.progress = progress
     }
 
-    /// Inserts `jobs` no-op jobs, then runs the processor with `concurrency` slots until all are done.
-    public func throughput(jobs: Int, concurrency: Int) async throws -> ThroughputResult {
+    /// Inserts `jobs` no-op jobs, then runs the processor with `concurrency` slots until all are
+    /// done. With `sessions`, job `i` is a turn of session `i % sessions` (so the turns of each
+    /// session run one at a time, in order).
+    public func throughput(jobs: Int, concurrency: Int, sessions: Int? = nil) async throws -> ThroughputResult {
         Self.bootstrapMetrics()
+        let sessionIDs = (0..<(sessions ?? 0)).map { _ in UUID() }
         return try await withScratchStore { store in
             let batch = 5_000
             var inserted = 0
             while inserted < jobs {
                 let count = min(batch, jobs - inserted)
-                _ = try await store.enqueue((0..<count).map { _ in NewJob(prompt: "bench") })
+                _ = try await store.enqueue((inserted..<(inserted + count)).map { index in
+                    NewJob(prompt: "bench", sessionID: sessionIDs.isEmpty ? nil : sessionIDs[index % sessionIDs.count])
+                })
                 inserted += count
                 progress("inserted \(inserted) of \(jobs) jobs")
             }
@@ -74,11 +84,14 @@ public struct Benchmark: Sendable {
             var measured: (seconds: Double, cpuSeconds: Double)?
             let cpuBefore = Self.cpuSeconds()
             let start = clock.now
+            var inFlightSamples = 0, inFlightSum = 0
             try await run(processor) {
                 var lastProgress = ContinuousClock.now
                 while true {
                     try await Task.sleep(for: .milliseconds(2))
                     let done = counter.count
+                    inFlightSum += processor.runningJobCount
+                    inFlightSamples += 1
                     if ContinuousClock.now - lastProgress > .milliseconds(250) {
                         progress("processed \(done) of \(jobs) jobs")
                         lastProgress = .now
@@ -101,7 +114,9 @@ public struct Benchmark: Sendable {
                 concurrency: concurrency,
                 seconds: measured.seconds,
                 cpuSeconds: measured.cpuSeconds,
-                peakRSSBytes: Self.peakRSSBytes()
+                peakRSSBytes: Self.peakRSSBytes(),
+                sessions: sessions,
+                meanInFlight: inFlightSamples == 0 ? 0 : Double(inFlightSum) / Double(inFlightSamples)
             )
         }
     }

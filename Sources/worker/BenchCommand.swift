@@ -20,6 +20,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Argument(help: "throughput or latency.") var mode: Mode
     @Option(help: "Jobs to run.") var jobs: Int?
     @Option(help: "Processor slots (throughput).") var concurrency: Int = 100
+    @Option(help: "Spread the jobs over this many sessions, round robin (throughput): each session's turns run one at a time.") var sessions: Int?
     @Option(name: .customLong("gap-ms"), help: "Milliseconds between inserts (latency).") var gapMs: Int = 20
     @Flag(help: "Print one JSON object.") var json = false
 
@@ -27,6 +28,8 @@ struct BenchCommand: AsyncParsableCommand {
         if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1") }
         if !(1...10_000).contains(concurrency) { throw ValidationError("--concurrency must be from 1 to 10000") }
         if gapMs < 0 { throw ValidationError("--gap-ms must not be negative") }
+        if let sessions, sessions < 1 { throw ValidationError("--sessions must be at least 1") }
+        if sessions != nil && mode != .throughput { throw ValidationError("--sessions goes with throughput only") }
     }
 
     func run() async throws {
@@ -34,13 +37,14 @@ struct BenchCommand: AsyncParsableCommand {
         let benchmark = Benchmark(configuration: context.configuration, logger: context.logger) { progress($0) }
         switch mode {
         case .throughput:
-            let result = try await benchmark.throughput(jobs: jobs ?? 10_000, concurrency: concurrency)
+            let result = try await benchmark.throughput(jobs: jobs ?? 10_000, concurrency: concurrency, sessions: sessions)
             progress("")
             if json {
                 output(JobPresentation.json([
                     "mode": "throughput", "jobs": result.jobs, "concurrency": result.concurrency,
                     "seconds": round3(result.seconds), "jobsPerSecond": round3(result.jobsPerSecond),
                     "cpuSecondsPer1000Jobs": round4(result.cpuSecondsPer1000Jobs), "peakRssBytes": result.peakRSSBytes,
+                    "sessions": result.sessions ?? 0, "meanInFlight": round3(result.meanInFlight),
                 ], pretty: false))
             } else {
                 output("""
@@ -48,6 +52,7 @@ struct BenchCommand: AsyncParsableCommand {
                       \(String(format: "%.0f", result.jobsPerSecond)) jobs/s in \(String(format: "%.2f", result.seconds)) s
                       \(String(format: "%.4f", result.cpuSecondsPer1000Jobs)) CPU s per 1,000 jobs (worker process)
                       peak RSS \(result.peakRSSBytes / 1_048_576) MiB
+                      \(String(format: "%.1f", result.meanInFlight)) jobs in flight on average\(result.sessions.map { ", over \($0) sessions" } ?? "")
                     """)
             }
         case .latency:

@@ -223,9 +223,18 @@ struct WorkerBenchTests {
         let throughput = try await WorkerProcess.command(["bench", "throughput", "--jobs", "300", "--concurrency", "10", "--json"], environment: [:], directory: folder.url)
         #expect(throughput.status == 0, "\(throughput.stderr)")
         let result = try #require(jsonObject(throughput.stdout))
-        #expect(Set(result.keys) == ["mode", "jobs", "concurrency", "seconds", "jobsPerSecond", "cpuSecondsPer1000Jobs", "peakRssBytes"])
+        #expect(Set(result.keys) == [
+            "mode", "jobs", "concurrency", "seconds", "jobsPerSecond", "cpuSecondsPer1000Jobs", "peakRssBytes", "sessions", "meanInFlight",
+        ])
         #expect(result["jobs"] as? Int == 300 && result["mode"] as? String == "throughput")
         #expect((result["jobsPerSecond"] as? Double ?? 0) > 0)
+        // Spread over 3 sessions, at most 3 jobs run at once, however many slots there are.
+        let sessions = try await WorkerProcess.command(
+            ["bench", "throughput", "--jobs", "60", "--concurrency", "10", "--sessions", "3", "--json"], environment: [:], directory: folder.url)
+        #expect(sessions.status == 0, "\(sessions.stderr)")
+        let spread = try #require(jsonObject(sessions.stdout))
+        #expect(spread["sessions"] as? Int == 3 && spread["jobs"] as? Int == 60)
+        #expect((spread["meanInFlight"] as? Double ?? 99) <= 3)
         let latency = try await WorkerProcess.command(["bench", "latency", "--jobs", "5", "--gap-ms", "5", "--json"], environment: [:], directory: folder.url)
         #expect(latency.status == 0, "\(latency.stderr)")
         let figures = try #require(jsonObject(latency.stdout))
