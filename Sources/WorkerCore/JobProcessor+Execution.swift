@@ -132,6 +132,7 @@ extension JobProcessor {
                 }
                 if job?.sessionID != nil, writes?[index].isRecorded == true { sessionMoved = true }
             }
+            if sessionMoved { state.sessionTurnsLetThrough = true }
             return (jobs, state.takeLastJobEndedIfIdle())
         }
         for (index, completion) in completions.enumerated() {

@@ -44,6 +44,9 @@ public final class JobProcessor: Service, Sendable {
         var skipShutdownWait = false
         /// When retries this worker scheduled fall due, so it wakes for them between polls.
         var retryDues: [ContinuousClock.Instant] = []
+        /// A write of this worker let a session's next turn through: the claim that follows is
+        /// for that turn, not a race with other workers for an insert (no backoff before it).
+        var sessionTurnsLetThrough = false
         /// The end of `run()` waits here for the last running job.
         var lastJobEnded: CheckedContinuation<Void, Never>?
 
@@ -219,6 +222,9 @@ public final class JobProcessor: Service, Sendable {
                     let woken = await jobsAvailable.wait(timeout: timeout)
                     metrics.wake(woken ? "notification" : "poll", queues: queueLabel)
                     wokenByNotification = woken
+                    if state.withLock({ state in defer { state.sessionTurnsLetThrough = false }; return state.sessionTurnsLetThrough }) {
+                        lostRaces = 0
+                    }
                     if woken, lostRaces > 0 {
                         // Every idle worker hears every insert; one of them gets the job. A worker
                         // that lost the last races waits a little before it claims (notifications

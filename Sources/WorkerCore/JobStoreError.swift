@@ -27,7 +27,9 @@ public enum JobStoreError: Error, Sendable, Hashable, CustomStringConvertible {
         case .jobNotFound(let id):
             "no job with id \(id.uuidString.lowercased())"
         case .invalidTransition(let id, let from, let action):
-            "cannot \(action) job \(id.uuidString.lowercased()): it is \(from)"
+            from == .cancelled && action == "retry"
+                ? "cannot retry job \(id.uuidString.lowercased()) yet: it was cancelled while running and its worker is still stopping its command; try again in a few seconds"
+                : "cannot \(action) job \(id.uuidString.lowercased()): it is \(from)"
         case .invalidJob(let reason):
             "invalid job: \(reason)"
         case .corruptRow(let id, let reason):

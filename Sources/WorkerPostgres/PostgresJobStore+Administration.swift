@@ -75,7 +75,8 @@ extension PostgresJobStore {
                 WITH changed AS (
                     UPDATE \(unescaped: table) SET status = 'pending', run_at = now(), completed_at = NULL, locked_by = NULL,
                         lease_expires_at = NULL, max_attempts = greatest(max_attempts, attempts + 1)
-                    WHERE id = \(id) AND status IN ('failed', 'cancelled', 'completed')
+                    -- Not a cancelled turn whose command is still being stopped (it holds its session).
+                    WHERE id = \(id) AND status IN ('failed', 'cancelled', 'completed') AND NOT (status = 'cancelled' AND lease_expires_at IS NOT NULL)
                     RETURNING \(unescaped: PostgresSchema.columns)
                 )
                 SELECT changed.*, pg_notify(\(schema.channel), 'jobs') FROM changed

@@ -155,27 +155,47 @@ struct PostgresSchema: Sendable {
                 CREATE INDEX IF NOT EXISTS "\(tableName)_claim_idx" ON \(table) (queue, priority DESC, run_at, id)
                     WHERE status = 'pending' AND NOT held_by_session
                 """,
-                // Lets the session's oldest waiting turn through when none is active. Runs with
-                // the session's lock (a transaction-scoped advisory lock on the session id), and
-                // each statement after taking it sees every change committed before: whoever
-                // changed the session last has committed, so the active turn it made is seen.
+                // Lets the session's oldest waiting turn through, when the session has no active
+                // turn. Called by whoever changed one of its turns (the triggers below), in one of
+                // two ways (docs/WORKER_SERVICE.md, "Sessions", says why together they are race-free):
+                // - `release`: the session's active turn just stopped being active. That change
+                //   holds the turn's row lock until it commits, and the session had no other active
+                //   turn, so the next may go through at once.
+                // - `admit`: anything else (a turn inserted, retried by an operator, moved by hand).
+                //   It takes the session's lock (a transaction-scoped advisory lock, so admits of one
+                //   session run one at a time), waits for whoever is changing the active turn (its
+                //   row lock), and looks again with a snapshot taken after that: a turn let through
+                //   by a release that committed meanwhile is seen.
                 """
-                CREATE OR REPLACE FUNCTION "\(schemaName)"."\(tableName)_session_advance"(turn_session uuid) RETURNS void
+                CREATE OR REPLACE FUNCTION "\(schemaName)"."\(tableName)_session_advance"(turn_session uuid, admit boolean) RETURNS void
                 LANGUAGE plpgsql AS $$
+                DECLARE
+                    next_turn uuid;
                 BEGIN
-                    PERFORM pg_advisory_xact_lock(\(Self.sessionLockClass(tableName)), hashtext(turn_session::text));
-                    IF EXISTS (SELECT 1 FROM \(table) AS t WHERE t.session_id = turn_session AND \(Self.activeTurn("t"))) THEN
-                        RETURN;
+                    IF admit THEN
+                        PERFORM pg_advisory_xact_lock(\(Self.sessionLockClass(tableName)), hashtext(turn_session::text));
+                        PERFORM 1 FROM \(table) AS t WHERE t.session_id = turn_session AND \(Self.activeTurn("t")) FOR UPDATE;
+                        IF EXISTS (SELECT 1 FROM \(table) AS t WHERE t.session_id = turn_session AND \(Self.activeTurn("t"))) THEN
+                            RETURN;
+                        END IF;
                     END IF;
-                    UPDATE \(table) AS t SET held_by_session = false
-                    WHERE t.id = (SELECT w.id FROM \(table) AS w WHERE w.session_id = turn_session AND w.status = 'pending' AND w.held_by_session
-                                  ORDER BY w.created_at, w.id LIMIT 1)
-                      AND t.status = 'pending' AND t.held_by_session;
-                    -- Wake the workers: a turn let through by an outcome is no insert, so no
-                    -- insert trigger tells them. (Notifications of one transaction coalesce.)
-                    IF FOUND THEN
-                        PERFORM pg_notify('\(channel)', 'jobs');
-                    END IF;
+                    LOOP
+                        SELECT w.id INTO next_turn FROM \(table) AS w
+                        WHERE w.session_id = turn_session AND w.status = 'pending' AND w.held_by_session
+                        ORDER BY w.created_at, w.id LIMIT 1;
+                        EXIT WHEN next_turn IS NULL;
+                        UPDATE \(table) AS t SET held_by_session = false
+                        WHERE t.id = next_turn AND t.status = 'pending' AND t.held_by_session;
+                        IF FOUND THEN
+                            -- Wake the workers: a turn let through by an outcome is no insert, so
+                            -- the insert trigger does not tell them. (One transaction's
+                            -- notifications coalesce.)
+                            PERFORM pg_notify('\(channel)', 'jobs');
+                            RETURN;
+                        END IF;
+                        -- That turn changed while this waited for its row (cancelled, deleted):
+                        -- the next one.
+                    END LOOP;
                 END
                 $$
                 """,
@@ -196,19 +216,23 @@ struct PostgresSchema: Sendable {
                 LANGUAGE plpgsql AS $$
                 BEGIN
                     IF TG_OP = 'INSERT' THEN
-                        PERFORM "\(schemaName)"."\(tableName)_session_advance"(NEW.session_id);
+                        PERFORM "\(schemaName)"."\(tableName)_session_advance"(NEW.session_id, true);
                     ELSIF TG_OP = 'DELETE' THEN
-                        PERFORM "\(schemaName)"."\(tableName)_session_advance"(OLD.session_id);
+                        PERFORM "\(schemaName)"."\(tableName)_session_advance"(OLD.session_id, false);
+                    ELSIF OLD.session_id IS NOT DISTINCT FROM NEW.session_id THEN
+                        -- The active turn stopped being active (it finished, failed, was given
+                        -- back, rescued, or its cancellation completed), or a turn started waiting.
+                        PERFORM "\(schemaName)"."\(tableName)_session_advance"(NEW.session_id, NOT \(Self.activeTurn("OLD")));
                     ELSE
-                        -- Two sessions (a turn moved by hand): locked in id order, as everywhere.
+                        -- A turn moved to another session by hand: both sessions admit, in id order.
                         IF OLD.session_id IS NOT NULL AND (NEW.session_id IS NULL OR OLD.session_id < NEW.session_id) THEN
-                            PERFORM "\(schemaName)"."\(tableName)_session_advance"(OLD.session_id);
+                            PERFORM "\(schemaName)"."\(tableName)_session_advance"(OLD.session_id, true);
                         END IF;
                         IF NEW.session_id IS NOT NULL THEN
-                            PERFORM "\(schemaName)"."\(tableName)_session_advance"(NEW.session_id);
+                            PERFORM "\(schemaName)"."\(tableName)_session_advance"(NEW.session_id, true);
                         END IF;
                         IF OLD.session_id IS NOT NULL AND NEW.session_id IS NOT NULL AND OLD.session_id > NEW.session_id THEN
-                            PERFORM "\(schemaName)"."\(tableName)_session_advance"(OLD.session_id);
+                            PERFORM "\(schemaName)"."\(tableName)_session_advance"(OLD.session_id, true);
                         END IF;
                     END IF;
                     RETURN NULL;

@@ -59,7 +59,7 @@ extension SQLiteJobStore {
             sql: """
                 UPDATE "\(table)" SET status = 'pending', run_at = ?2, completed_at = NULL, locked_by = NULL,
                     lease_expires_at = NULL, max_attempts = MAX(max_attempts, attempts + 1)
-                WHERE id = ?1 AND status IN ('failed', 'cancelled', 'completed')
+                WHERE id = ?1 AND status IN ('failed', 'cancelled', 'completed') AND NOT (status = 'cancelled' AND lease_expires_at IS NOT NULL)
                 RETURNING \(SQLiteSchema.columns)
                 """,
             binds: [.integer(now)]

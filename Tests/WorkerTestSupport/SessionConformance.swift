@@ -171,6 +171,8 @@ extension JobStoreConformance {
         #expect(try await store.renew([first.lease], duration: .seconds(30))[ids[0]] == .cancelled)
         #expect(try await store.rescueExpiredLeases().isEmpty)
         #expect(try await claimAll(store).isEmpty)
+        // Nor can it be retried while its command is being stopped: it would run beside it.
+        await #expect(throws: JobStoreError.self) { _ = try await store.retry(id: ids[0]) }
         try await store.releaseCancelled([first.lease])
         let next = try await claimAll(store)
         #expect(next.map(\.job.id) == [ids[1]])
