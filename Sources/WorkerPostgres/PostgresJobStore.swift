@@ -250,9 +250,11 @@ public final class PostgresJobStore: BenchmarkJobStore {
         )
     }
 
-    public func renew(_ leases: [Lease], duration: Duration) async throws -> [UUID: LeaseState] {
+    public func renew(_ unordered: [Lease], duration: Duration) async throws -> [UUID: LeaseState] {
         try await translatingErrors {
-            guard !leases.isEmpty else { return [:] }
+            guard !unordered.isEmpty else { return [:] }
+            // In id order, as outcome writes lock rows (see ``record(_:)``).
+            let leases = unordered.sorted { $0.jobID.precedes($1.jobID) }
             let rows = try await bounded("lease renewal") { connection in try await connection.query(
                 """
                 WITH input AS (
@@ -286,35 +288,45 @@ public final class PostgresJobStore: BenchmarkJobStore {
     public func record(_ completions: [JobCompletion]) async throws -> [Bool] {
         try await translatingErrors {
             guard !completions.isEmpty else { return [] }
-            if let completed = try await recordCompletions(completions) { return completed }
-            var ids: [UUID] = [], workers: [String] = [], attempts: [Int] = [], kinds: [String] = []
-            var results: [String] = [], errors: [String] = [], delays: [Int] = []
-            for completion in completions {
-                ids.append(completion.lease.jobID)
-                workers.append(completion.lease.workerID)
-                attempts.append(completion.lease.attempt)
-                switch completion.outcome {
-                case .completed(let result):
-                    kinds.append("completed"); results.append(result); errors.append(""); delays.append(0)
-                case .retry(let error, let delay):
-                    kinds.append("retry"); results.append(""); errors.append(error); delays.append(Int(delay.inMilliseconds))
-                case .failed(let error):
-                    kinds.append("failed"); results.append(""); errors.append(error); delays.append(0)
-                case .released:
-                    kinds.append("released"); results.append(""); errors.append(""); delays.append(0)
-                }
-            }
-            var bindings = PostgresBindings(capacity: 8)
-            bindings.append(ids)
-            bindings.append(workers)
-            bindings.append(attempts)
-            bindings.append(kinds)
-            bindings.append(results)
-            bindings.append(errors)
-            bindings.append(delays)
-            bindings.append(JobStatus.processing.rawValue)
-            return try Self.applied(ids, returned: try await rows(of: schema.recordStatement, bindings))
+            // Rows are locked in the order of the arrays: in id order, as the renewal locks them,
+            // so that an outcome write and a renewal of the same worker's jobs cannot deadlock.
+            let ordered = completions.sorted { $0.lease.jobID.precedes($1.lease.jobID) }
+            let written = try await recordOrdered(ordered)
+            var applied = Set<UUID>()
+            for (completion, done) in zip(ordered, written) where done { applied.insert(completion.lease.jobID) }
+            return completions.map { applied.contains($0.lease.jobID) }
         }
+    }
+
+    private func recordOrdered(_ completions: [JobCompletion]) async throws -> [Bool] {
+        if let completed = try await recordCompletions(completions) { return completed }
+        var ids: [UUID] = [], workers: [String] = [], attempts: [Int] = [], kinds: [String] = []
+        var results: [String] = [], errors: [String] = [], delays: [Int] = []
+        for completion in completions {
+            ids.append(completion.lease.jobID)
+            workers.append(completion.lease.workerID)
+            attempts.append(completion.lease.attempt)
+            switch completion.outcome {
+            case .completed(let result):
+                kinds.append("completed"); results.append(result); errors.append(""); delays.append(0)
+            case .retry(let error, let delay):
+                kinds.append("retry"); results.append(""); errors.append(error); delays.append(Int(delay.inMilliseconds))
+            case .failed(let error):
+                kinds.append("failed"); results.append(""); errors.append(error); delays.append(0)
+            case .released:
+                kinds.append("released"); results.append(""); errors.append(""); delays.append(0)
+            }
+        }
+        var bindings = PostgresBindings(capacity: 8)
+        bindings.append(ids)
+        bindings.append(workers)
+        bindings.append(attempts)
+        bindings.append(kinds)
+        bindings.append(results)
+        bindings.append(errors)
+        bindings.append(delays)
+        bindings.append(JobStatus.processing.rawValue)
+        return try Self.applied(ids, returned: try await rows(of: schema.recordStatement, bindings))
     }
 
     /// Records a batch of completions by one worker (a busy worker's usual batch) with the
