@@ -3,6 +3,7 @@ import Logging
 import ServiceLifecycle
 import UnixSignals
 import WorkerCore
+import WorkerExecution
 
 /// The worker service: the store, the job processor, the queue monitor and the health
 /// server, run as one swift-service-lifecycle `ServiceGroup`.

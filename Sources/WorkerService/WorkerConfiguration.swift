@@ -2,6 +2,7 @@ import Configuration
 import Foundation
 import Logging
 import WorkerCore
+import WorkerExecution
 
 /// The worker's validated settings, read from the environment first and a `.env` file second.
 ///
