@@ -108,7 +108,7 @@ let package = Package(
         .testTarget(
             name: "WorkerServiceTests",
             dependencies: [
-                "WorkerService", "WorkerCore", "WorkerTestSupport",
+                "WorkerService", "WorkerCore", "WorkerExecution", "WorkerTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Configuration", package: "swift-configuration"),
             ],
@@ -117,7 +117,7 @@ let package = Package(
         // Real child processes; the job scripts in Fixtures/ are read from the source tree by path.
         .testTarget(
             name: "WorkerExecutionTests",
-            dependencies: ["WorkerExecution", "WorkerCore", "WorkerTestSupport"],
+            dependencies: ["WorkerExecution", "WorkerCore", "WorkerSQLite", "WorkerTestSupport"],
             exclude: ["Fixtures"]
         ),
         // End-to-end tests of the built `worker` binary; depending on it makes `swift test` build it.
