@@ -49,10 +49,21 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // How a job's command runs: process, sandbox, limits, accounting (and its workspace).
+        .target(
+            name: "WorkerExecution",
+            dependencies: [
+                "WorkerCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
         .target(
             name: "WorkerService",
             dependencies: [
                 "WorkerCore",
+                "WorkerExecution",
                 "WorkerSQLite",
                 "WorkerPostgres",
                 .product(name: "Configuration", package: "swift-configuration"),
@@ -62,8 +73,6 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Subprocess", package: "swift-subprocess"),
-                .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
         .executableTarget(
@@ -99,10 +108,16 @@ let package = Package(
         .testTarget(
             name: "WorkerServiceTests",
             dependencies: [
-                "WorkerService", "WorkerCore", "WorkerTestSupport",
+                "WorkerService", "WorkerCore", "WorkerExecution", "WorkerTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Configuration", package: "swift-configuration"),
             ],
+            exclude: ["Fixtures"]
+        ),
+        // Real child processes; the job scripts in Fixtures/ are read from the source tree by path.
+        .testTarget(
+            name: "WorkerExecutionTests",
+            dependencies: ["WorkerExecution", "WorkerCore", "WorkerSQLite", "WorkerTestSupport"],
             exclude: ["Fixtures"]
         ),
         // End-to-end tests of the built `worker` binary; depending on it makes `swift test` build it.

@@ -3,6 +3,7 @@ import Logging
 import ServiceLifecycle
 import UnixSignals
 import WorkerCore
+import WorkerExecution
 
 /// The worker service: the store, the job processor, the queue monitor and the health
 /// server, run as one swift-service-lifecycle `ServiceGroup`.
@@ -78,6 +79,17 @@ public struct WorkerApplication: Sendable {
             ],
             logger: logger
         )
+        if let command = configuration.command, configuration.handler == .command, command.workspace == .session,
+           let retention = configuration.workspaceRetention {
+            let sweeper = SessionWorkspaceSweeper(
+                root: command.workdirRoot, retention: retention, store: store,
+                holder: "host \(ProcessInfo.processInfo.hostName), pid \(ProcessInfo.processInfo.processIdentifier), worker \(configuration.workerID), sweeping", logger: logger)
+            groupConfiguration.services.append(.init(
+                service: GatedService(service: SessionWorkspaceRetention(sweeper: sweeper, logger: logger), gate: gate),
+                successTerminationBehavior: .ignore,
+                serviceName: "workspace-retention"
+            ))
+        }
         groupConfiguration.maximumGracefulShutdownDuration =
             configuration.shutdownTimeout + configuration.processorConfiguration.releaseGrace + .seconds(10)
         let group = ServiceGroup(configuration: groupConfiguration)

@@ -2,6 +2,7 @@ import Configuration
 import Foundation
 import Logging
 import WorkerCore
+import WorkerExecution
 
 /// The worker's validated settings, read from the environment first and a `.env` file second.
 ///
@@ -40,6 +41,8 @@ public struct WorkerConfiguration: Sendable {
     public var retention: RetentionSweeper.Policy
     /// Whether a turn that fails for good holds the rest of its session (`SESSION_ON_FAILURE`).
     public var sessionOnFailure: SessionFailurePolicy
+    /// How long an unused session workspace is kept (`WORKSPACE_RETENTION_HOURS`; `nil`: forever).
+    public var workspaceRetention: Duration?
 
     /// The variables the worker reads, with their defaults, in the order `config check` shows them.
     public static let variables: [(name: String, defaultValue: String, secret: Bool)] = [
@@ -70,6 +73,9 @@ public struct WorkerConfiguration: Sendable {
         ("JOB_OUTPUT_LIMIT_BYTES", "1048576", false),
         ("JOB_WORKDIR_ROOT", "<temp>/mobvibe-worker-jobs", false),
         ("JOB_KEEP_WORKDIR", "never", false),
+        ("JOB_WORKSPACE", "job", false),
+        ("JOB_GIT_CHANGES", "true with JOB_WORKSPACE=session, else false", false),
+        ("WORKSPACE_RETENTION_HOURS", "168", false),
         ("JOB_ENV_PASSTHROUGH", "", false),
         ("JOB_PERMANENT_EXIT_CODES", "", false),
         ("HEALTH_CHECK_HOST", "127.0.0.1", false),
@@ -124,6 +130,8 @@ public struct WorkerConfiguration: Sendable {
             failed: failedDays == 0 ? nil : .seconds(failedDays * 86_400)
         )
         sessionOnFailure = try values.choice("SESSION_ON_FAILURE", default: .continue)
+        let workspaceHours = try values.integer("WORKSPACE_RETENTION_HOURS", default: 168, range: 0...876_000)
+        workspaceRetention = workspaceHours == 0 ? nil : .seconds(workspaceHours * 3600)
         queues = try values.list("WORKER_QUEUES", default: [NewJob.defaultQueue])
         workerID = try values.identifier("WORKER_ID") ?? Self.defaultWorkerID()
         maxConcurrentJobs = try values.integer("MAX_CONCURRENT_JOBS", default: 1, range: 1...1000)
@@ -159,11 +167,20 @@ public struct WorkerConfiguration: Sendable {
         if let secret = passthrough.first(where: { secretVariables.contains($0) }) {
             throw ConfigurationError(variable: "JOB_ENV_PASSTHROUGH", value: passthrough.joined(separator: ","), expected: "names that are not secret (\(secret) is)")
         }
+        let workspace: WorkspaceMode = try values.choice("JOB_WORKSPACE", default: .job)
+        let gitChanges = try values.boolean("JOB_GIT_CHANGES", default: workspace == .session)
+        if gitChanges, workspace != .session {
+            throw ConfigurationError(
+                variable: "JOB_GIT_CHANGES", value: values.raw("JOB_GIT_CHANGES") ?? "true",
+                expected: "false unless JOB_WORKSPACE=session (a fresh per-job directory has no earlier state to compare with)")
+        }
         do {
             return try CommandHandlerConfiguration(
                 command: command,
                 useShell: try values.boolean("JOB_SHELL", default: false),
                 workdirRoot: values.raw("JOB_WORKDIR_ROOT") ?? CommandHandlerConfiguration.defaultWorkdirRoot,
+                workspace: workspace,
+                gitChanges: gitChanges,
                 keepWorkdir: try values.choice("JOB_KEEP_WORKDIR", default: .never),
                 environmentPassthrough: passthrough,
                 timeout: .milliseconds(try values.integer("JOB_TIMEOUT_MS", default: 900_000, range: 100...604_800_000)),
@@ -241,19 +258,32 @@ public struct WorkerConfiguration: Sendable {
             ("JOB_OUTPUT_LIMIT_BYTES", "\(command.outputLimitBytes)"),
             ("JOB_WORKDIR_ROOT", command.workdirRoot),
             ("JOB_KEEP_WORKDIR", command.keepWorkdir.rawValue),
+            ("JOB_WORKSPACE", command.workspace.rawValue),
+            ("JOB_GIT_CHANGES", command.gitChanges
+                ? "true (git: \(CommandHandlerConfiguration.resolvedGit() ?? "NOT FOUND in PATH"))" : "false"),
+            ("WORKSPACE_RETENTION_HOURS", command.workspace != .session ? "(unused: JOB_WORKSPACE=job)"
+                : workspaceRetention.map { "\(Int($0.inSeconds / 3600))" } ?? "0 (kept forever)"),
             ("JOB_ENV_PASSTHROUGH", command.environmentPassthrough.joined(separator: ",")),
             ("JOB_PERMANENT_EXIT_CODES", command.permanentExitCodes.sorted().map(String.init).joined(separator: ",")),
         ]
     }
 
-    /// Checks what only `run` requires: a handler chosen explicitly in production, and a
-    /// command that exists.
-    public func validateForRun() throws {
-        if let command, handler == .command, environment == .production, command.resolvedProgram() == nil {
+    /// Checks what only `run` requires: a handler chosen explicitly in production, a command
+    /// that exists, and git when session workspaces record their changes.
+    /// - Parameter path: where programs are looked up (the worker's `PATH`).
+    public func validateForRun(path: String? = ProcessInfo.processInfo.environment["PATH"]) throws {
+        if let command, handler == .command, environment == .production, command.resolvedProgram(path: path) == nil {
             throw ConfigurationError(
                 variable: "JOB_COMMAND",
                 value: command.command,
                 expected: "a program that exists and is executable (\(command.argv[0]) was not found)"
+            )
+        }
+        if let command, handler == .command, command.workspace == .session, command.gitChanges, CommandHandlerConfiguration.resolvedGit(path: path) == nil {
+            throw ConfigurationError(
+                variable: "JOB_GIT_CHANGES",
+                value: "true",
+                expected: "git in PATH for the change summary of session workspaces (Debian: apt-get install git), or JOB_GIT_CHANGES=false"
             )
         }
         if handler == nil, environment == .production {

@@ -5,7 +5,7 @@ import Testing
 @Suite("worker run with a command", .serialized)
 struct WorkerCommandRunTests {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("WorkerServiceTests/Fixtures")
+        .deletingLastPathComponent().appendingPathComponent("WorkerExecutionTests/Fixtures")
 
     static func isAlive(_ pid: pid_t) -> Bool {
         guard kill(pid, 0) == 0 else { return false }

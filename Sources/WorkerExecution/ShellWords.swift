@@ -2,12 +2,12 @@
 /// whitespace separates words, `'...'` keeps everything literally, `"..."` keeps everything
 /// but `\"`, `\\`, `\$` and `` \` `` escapes, and a backslash outside quotes escapes the next
 /// character. No variables, globs or substitutions.
-enum ShellWords {
-    struct Error: Swift.Error, CustomStringConvertible, Equatable {
-        var description: String
+public enum ShellWords {
+    public struct Error: Swift.Error, CustomStringConvertible, Equatable {
+        public var description: String
     }
 
-    static func split(_ text: String) throws -> [String] {
+    public static func split(_ text: String) throws -> [String] {
         var words: [String] = []
         var current = ""
         var inWord = false

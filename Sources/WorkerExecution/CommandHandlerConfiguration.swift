@@ -16,6 +16,15 @@ public struct CommandHandlerConfiguration: Sendable, Hashable {
     public var argv: [String]
     public var useShell: Bool
     public var workdirRoot: String
+    /// Whether a job with a session runs in its session's lasting directory (`JOB_WORKSPACE`).
+    public var workspace: WorkspaceMode
+    /// Whether a job in a session workspace that is a git work tree gets a change summary in
+    /// its result (`JOB_GIT_CHANGES`).
+    public var gitChanges: Bool
+    /// The longest one git command of the change summary may take before it is stopped.
+    public var gitTimeout: Duration
+    /// Applies to the per-attempt directory (a job without a session, the payload file); a
+    /// session workspace is never removed after a job.
     public var keepWorkdir: KeepWorkdir
     /// Environment variables passed through from the worker, besides the safe base.
     public var environmentPassthrough: [String]
@@ -44,6 +53,9 @@ public struct CommandHandlerConfiguration: Sendable, Hashable {
         command: String,
         useShell: Bool = false,
         workdirRoot: String = CommandHandlerConfiguration.defaultWorkdirRoot,
+        workspace: WorkspaceMode = .job,
+        gitChanges: Bool? = nil,
+        gitTimeout: Duration = .seconds(60),
         keepWorkdir: KeepWorkdir = .never,
         environmentPassthrough: [String] = [],
         timeout: Duration = .seconds(900),
@@ -60,6 +72,9 @@ public struct CommandHandlerConfiguration: Sendable, Hashable {
         }
         if argv.isEmpty { throw ShellWords.Error(description: "the command is empty") }
         self.workdirRoot = workdirRoot
+        self.workspace = workspace
+        self.gitChanges = gitChanges ?? (workspace == .session)
+        self.gitTimeout = gitTimeout
         self.keepWorkdir = keepWorkdir
         self.environmentPassthrough = environmentPassthrough
         self.timeout = timeout
@@ -70,7 +85,15 @@ public struct CommandHandlerConfiguration: Sendable, Hashable {
 
     /// The program's full path: as given when it contains a `/`, otherwise looked up in `PATH`.
     public func resolvedProgram(path: String? = ProcessInfo.processInfo.environment["PATH"]) -> String? {
-        let program = argv[0]
+        Self.resolve(argv[0], path: path)
+    }
+
+    /// `git`'s full path in `PATH`, for the change summary.
+    public static func resolvedGit(path: String? = ProcessInfo.processInfo.environment["PATH"]) -> String? {
+        resolve("git", path: path)
+    }
+
+    private static func resolve(_ program: String, path: String?) -> String? {
         if program.contains("/") {
             return FileManager.default.isExecutableFile(atPath: program) ? program : nil
         }

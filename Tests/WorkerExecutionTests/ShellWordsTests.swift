@@ -1,5 +1,5 @@
 import Testing
-@testable import WorkerService
+@testable import WorkerExecution
 
 @Suite("ShellWords")
 struct ShellWordsTests {

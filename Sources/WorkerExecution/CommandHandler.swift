@@ -11,8 +11,9 @@ import WorkerCore
 ///   `JOB_ATTEMPT`, `JOB_MAX_ATTEMPTS`, `JOB_QUEUE` and `JOB_PAYLOAD_FILE` (the payload as a
 ///   JSON file) are in its environment, which otherwise holds only a safe base and the names
 ///   in `JOB_ENV_PASSTHROUGH`: never the worker's secrets.
-/// - Each job runs in a fresh directory under `JOB_WORKDIR_ROOT`, in its own session and
-///   process group; at the timeout or on cancellation the whole group gets SIGTERM, then
+/// - Each job runs in a fresh directory under `JOB_WORKDIR_ROOT` or, with `JOB_WORKSPACE=session`,
+///   in its session's lasting ``SessionWorkspace`` (locked for the turn, and summarised with
+///   ``WorkspaceChanges`` when it is a git work tree); in its own session and process group; at the timeout or on cancellation the whole group gets SIGTERM, then
 ///   SIGKILL after the grace period, and no grandchild survives.
 /// - Standard output and error are drained while the child runs; at most
 ///   `JOB_OUTPUT_LIMIT_BYTES` of each is kept. Exit 0 completes the job with standard output
@@ -20,6 +21,10 @@ import WorkerCore
 public struct CommandHandler: JobHandler {
     public let configuration: CommandHandlerConfiguration
     private let baseEnvironment: [String: String]
+    /// `git` for the change summary, looked up once in the children's `PATH`.
+    private let git: String?
+    /// Written into a session workspace's lock file, with the pid and the worker id.
+    private let hostName: String
 
     /// - Parameter environment: the worker's environment, from which the safe base and the
     ///   passthrough names are taken.
@@ -31,22 +36,48 @@ public struct CommandHandler: JobHandler {
         }
         if base["PATH"] == nil { base["PATH"] = "/usr/local/bin:/usr/bin:/bin" }
         self.baseEnvironment = base
+        self.git = configuration.gitChanges ? CommandHandlerConfiguration.resolvedGit(path: base["PATH"]) : nil
+        var name = [CChar](repeating: 0, count: 256)
+        self.hostName = gethostname(&name, name.count - 1) == 0 ? String(decoding: name.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self) : "unknown-host"
     }
 
     public func handle(_ claimed: ClaimedJob, context: JobContext) async throws -> String {
         let job = claimed.job
-        let jobDirectory = URL(fileURLWithPath: configuration.workdirRoot)
+        // Per attempt: payload.json (and the change summary's scratch index), and the working
+        // directory itself unless the job runs in its session's workspace.
+        let attemptDirectory = URL(fileURLWithPath: configuration.workdirRoot)
             .appendingPathComponent("\(job.id.uuidString.lowercased())-\(claimed.lease.attempt)-\(UUID().uuidString.prefix(6).lowercased())")
-        let workdir = jobDirectory.appendingPathComponent("work")
-        let payloadFile = jobDirectory.appendingPathComponent("payload.json")
+        let payloadFile = attemptDirectory.appendingPathComponent("payload.json")
+        let sessionWorkspace = configuration.workspace == .session
+            ? job.sessionID.map { SessionWorkspace(root: configuration.workdirRoot, sessionID: $0) }
+            : nil
+        let workdir = sessionWorkspace.map { URL(fileURLWithPath: $0.directory) } ?? attemptDirectory.appendingPathComponent("work")
         do {
-            try FileManager.default.createDirectory(at: workdir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            let created = sessionWorkspace == nil ? workdir : attemptDirectory
+            try FileManager.default.createDirectory(at: created, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             try Data(job.payload.utf8).write(to: payloadFile)
         } catch {
             throw CommandFailure.workdir(path: workdir.path, reason: "\(error)")
         }
         var succeeded = false
-        defer { cleanUp(jobDirectory, succeeded: succeeded, logger: context.logger) }
+        defer { cleanUp(attemptDirectory, succeeded: succeeded, logger: context.logger) }
+
+        // Held for the whole turn, snapshots included; released (and the use recorded) however it ends.
+        let lock = try await sessionWorkspace?.lock(holder: "host \(hostName), pid \(getpid()), worker \(context.workerID)")
+        defer {
+            lock?.touch()
+            lock?.release()
+        }
+        var tracker: WorkspaceChangeTracker?
+        if let sessionWorkspace, configuration.gitChanges {
+            if let git {
+                tracker = await WorkspaceChangeTracker.begin(
+                    directory: sessionWorkspace.directory, git: git, environment: baseEnvironment,
+                    timeout: configuration.gitTimeout, scratch: attemptDirectory.path, logger: context.logger)
+            } else {
+                context.logger.warning("JOB_GIT_CHANGES is on but git is not in PATH: no change summary")
+            }
+        }
 
         var environment = baseEnvironment
         environment["JOB_ID"] = job.id.uuidString.lowercased()
@@ -57,19 +88,36 @@ public struct CommandHandler: JobHandler {
         environment["JOB_PAYLOAD_FILE"] = payloadFile.path
 
         let run = try await execute(prompt: job.prompt, workdir: workdir.path, environment: environment, logger: context.logger)
+        var changes: WorkspaceChanges?
+        if let tracker, !Task.isCancelled { changes = await tracker.finish(logger: context.logger) }
         switch run.status {
         case .exited(0):
             succeeded = true
-            return Self.result(fromStandardOutput: run.stdout)
+            let result = Self.result(fromStandardOutput: run.stdout)
+            return changes?.attached(to: result) ?? result
         case .exited(let code):
+            Self.logChangesOfFailedAttempt(changes, logger: context.logger)
             if configuration.permanentExitCodes.contains(code) {
                 throw CommandFailure.exitedPermanently(code: code, stderrTail: run.stderr.tailText)
             }
             throw CommandFailure.exited(code: code, stderrTail: run.stderr.tailText)
         case .signaled(let signal):
+            Self.logChangesOfFailedAttempt(changes, logger: context.logger)
             if run.timedOut { throw CommandFailure.timedOut(after: configuration.timeout, stderrTail: run.stderr.tailText) }
             throw CommandFailure.signaled(signal: signal, stderrTail: run.stderr.tailText)
         }
+    }
+
+    /// A failed attempt has no result to carry its summary, but its changes stay in the
+    /// workspace for the next turn: the log says what they are.
+    private static func logChangesOfFailedAttempt(_ changes: WorkspaceChanges?, logger: Logger) {
+        guard let changes, changes.filesChanged > 0 else { return }
+        logger.info("The failed attempt changed the session workspace", metadata: [
+            "filesChanged": .stringConvertible(changes.filesChanged),
+            "added": .array(changes.added.prefix(20).map { .string($0) }),
+            "modified": .array(changes.modified.prefix(20).map { .string($0) }),
+            "deleted": .array(changes.deleted.prefix(20).map { .string($0) }),
+        ])
     }
 
     struct Run {

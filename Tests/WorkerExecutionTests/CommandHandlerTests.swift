@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import Testing
 import WorkerCore
-@testable import WorkerService
+@testable import WorkerExecution
 
 /// The command handler with real child processes (the scripts in Fixtures/).
 @Suite("CommandHandler")

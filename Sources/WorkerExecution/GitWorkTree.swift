@@ -1,0 +1,115 @@
+import Foundation
+import Subprocess
+import SystemPackage
+import WorkerCore
+
+/// A session workspace that is the top level of a git work tree, seen through git's plumbing
+/// so that the user's index, branches and commits are never touched.
+///
+/// A snapshot stages the whole work tree (untracked files included, ignored ones not) into a
+/// private index file (`GIT_INDEX_FILE`, outside the workspace) and writes it as a tree; two
+/// trees are then compared. The only trace left in the repository is the objects written for
+/// the snapshots, which git's own garbage collection removes in time.
+///
+/// Each git command runs with a bounded time and a minimal environment (no job variables, no
+/// terminal prompts, no optional locks that would race the job's own git commands).
+struct GitWorkTree: Sendable {
+    let git: String
+    let directory: String
+    let environment: [String: String]
+    let timeout: Duration
+
+    /// The most output kept from one git command (a diff of a huge change stays bounded).
+    static let outputLimit = 64 << 20
+
+    /// `nil` when `directory` is not the top level of a git work tree (not a repository at all,
+    /// or a folder inside a larger one: its summary would describe the other repository).
+    ///
+    /// - Parameter environment: the base of the child environment (`PATH`, `HOME`, ...).
+    static func open(directory: String, git: String, environment: [String: String], timeout: Duration) async throws(GitFailure) -> GitWorkTree? {
+        var minimal: [String: String] = ["LANG": "C", "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"]
+        for name in ["PATH", "HOME", "TMPDIR"] { minimal[name] = environment[name] }
+        let tree = GitWorkTree(git: git, directory: directory, environment: minimal, timeout: timeout)
+        guard let inside = try? await tree.run(["rev-parse", "--is-inside-work-tree"]),
+              String(decoding: inside, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) == "true"
+        else { return nil }
+        let top = String(decoding: try await tree.run(["rev-parse", "--show-toplevel"]), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let resolved = URL(fileURLWithPath: directory).resolvingSymlinksInPath().path
+        guard URL(fileURLWithPath: top).resolvingSymlinksInPath().path == resolved else { return nil }
+        return tree
+    }
+
+    /// The work tree's content as a tree id, staged into `indexFile`.
+    ///
+    /// The private index starts as a copy of the repository's own, whose file stamps let git
+    /// skip re-reading unchanged files; without one it starts empty (slower, same answer).
+    func snapshot(indexFile: String) async throws(GitFailure) -> String {
+        try? FileManager.default.removeItem(atPath: indexFile)
+        let indexPath = String(decoding: try await run(["rev-parse", "--git-path", "index"]), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let source = indexPath.hasPrefix("/") ? indexPath : URL(fileURLWithPath: directory).appendingPathComponent(indexPath).path
+        try? FileManager.default.copyItem(atPath: source, toPath: indexFile)
+        let withIndex = ["GIT_INDEX_FILE": indexFile]
+        _ = try await run(["add", "--all", "--", "."], extra: withIndex)
+        let tree = String(decoding: try await run(["write-tree"], extra: withIndex), as: UTF8.self)
+        return tree.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// What changed from tree `before` to tree `after`, renames detected.
+    func changes(from before: String, to after: String) async throws(GitFailure) -> WorkspaceChanges {
+        let names = try await run(["diff-tree", "-r", "-z", "-M", "--no-commit-id", "--name-status", before, after])
+        let counts = try await run(["diff-tree", "-r", "-z", "-M", "--no-commit-id", "--numstat", before, after])
+        return WorkspaceChanges(nameStatus: names, numstat: counts)
+    }
+
+    /// Runs `git -C directory arguments`, returning standard output.
+    func run(_ arguments: [String], extra: [String: String] = [:]) async throws(GitFailure) -> [UInt8] {
+        // Settings that would run other programs or prompt are turned off for these commands.
+        let fullArguments = ["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-C", directory] + arguments
+        var variables: [Environment.Key: String] = [:]
+        for (name, value) in environment.merging(extra, uniquingKeysWith: { $1 }) {
+            if let key = Environment.Key(rawValue: name) { variables[key] = value }
+        }
+        let childEnvironment = Environment.custom(variables)
+        let executable = Executable.path(FilePath(git))
+        let limit = Self.outputLimit
+        let timeout = self.timeout
+        enum Race: Sendable {
+            case finished(status: TerminationStatus, output: [UInt8], error: String)
+            case timedOut
+        }
+        let outcome: Race
+        do {
+            outcome = try await withThrowingTaskGroup(of: Race.self) { race in
+                race.addTask {
+                    let result = try await Subprocess.run(
+                        executable,
+                        arguments: Arguments(fullArguments),
+                        environment: childEnvironment,
+                        output: .bytes(limit: limit),
+                        error: .string(limit: 1 << 20)
+                    )
+                    return .finished(status: result.terminationStatus, output: result.standardOutput, error: result.standardError)
+                }
+                race.addTask {
+                    try await Task.sleep(for: timeout)
+                    return .timedOut
+                }
+                let first = try await race.next()!
+                race.cancelAll()
+                return first
+            }
+        } catch {
+            throw .cannotStart(reason: "\(error)")
+        }
+        switch outcome {
+        case .timedOut:
+            throw .timedOut(arguments: arguments, after: timeout)
+        case .finished(.exited(0), let output, _):
+            return output
+        case .finished(let status, _, let stderr):
+            throw .exited(arguments: arguments, status: "\(status)", stderr: stderr.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+    }
+}
