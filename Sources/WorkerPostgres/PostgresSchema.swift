@@ -155,47 +155,82 @@ struct PostgresSchema: Sendable {
                 CREATE INDEX IF NOT EXISTS "\(tableName)_claim_idx" ON \(table) (queue, priority DESC, run_at, id)
                     WHERE status = 'pending' AND NOT held_by_session
                 """,
-                // Lets the session's oldest waiting turn through, when the session has no active
-                // turn. Called by whoever changed one of its turns (the triggers below), in one of
-                // two ways (docs/WORKER_SERVICE.md, "Sessions", says why together they are race-free):
-                // - `release`: the session's active turn just stopped being active. That change
-                //   holds the turn's row lock until it commits, and the session had no other active
-                //   turn, so the next may go through at once.
-                // - `admit`: anything else (a turn inserted, retried by an operator, moved by hand).
-                //   It takes the session's lock (a transaction-scoped advisory lock, so admits of one
-                //   session run one at a time), waits for whoever is changing the active turn (its
-                //   row lock), and looks again with a snapshot taken after that: a turn let through
-                //   by a release that committed meanwhile is seen.
+                // Lets waiting turns through, when their sessions have no active turn. Called by
+                // whoever changed a session's turns (the triggers below), in one of two ways
+                // (docs/WORKER_SERVICE.md, "Sessions", says why together they are race-free):
+                // - release (`_session_release`): the session's active turn stopped being active.
+                //   That change holds the turn's row lock until it commits, and the session had no
+                //   other active turn, so the next goes through at once. The sessions a statement
+                //   released are collected (a transaction-local setting) and let through together
+                //   when the statement ends: one statement for a whole batch of outcomes.
+                // - admit (`_session_admit`): anything else (a turn inserted, retried by an
+                //   operator, moved by hand). It takes the session's lock (a transaction-scoped
+                //   advisory lock, so admits of one session run one at a time), waits for whoever
+                //   is changing the active turn (its row lock), and looks again with a snapshot
+                //   taken after that: a turn let through by a release that committed meanwhile is seen.
                 """
-                CREATE OR REPLACE FUNCTION "\(schemaName)"."\(tableName)_session_advance"(turn_session uuid, admit boolean) RETURNS void
+                CREATE OR REPLACE FUNCTION "\(schemaName)"."\(tableName)_session_let_through"(sessions uuid[]) RETURNS void
                 LANGUAGE plpgsql AS $$
                 DECLARE
-                    next_turn uuid;
+                    missed uuid[];
+                    admitted bigint;
                 BEGIN
-                    IF admit THEN
-                        PERFORM pg_advisory_xact_lock(\(Self.sessionLockClass(tableName)), hashtext(turn_session::text));
-                        PERFORM 1 FROM \(table) AS t WHERE t.session_id = turn_session AND \(Self.activeTurn("t")) FOR UPDATE;
-                        IF EXISTS (SELECT 1 FROM \(table) AS t WHERE t.session_id = turn_session AND \(Self.activeTurn("t"))) THEN
-                            RETURN;
-                        END IF;
-                    END IF;
                     LOOP
-                        SELECT w.id INTO next_turn FROM \(table) AS w
-                        WHERE w.session_id = turn_session AND w.status = 'pending' AND w.held_by_session
-                        ORDER BY w.created_at, w.id LIMIT 1;
-                        EXIT WHEN next_turn IS NULL;
-                        UPDATE \(table) AS t SET held_by_session = false
-                        WHERE t.id = next_turn AND t.status = 'pending' AND t.held_by_session;
-                        IF FOUND THEN
+                        -- Each session's oldest waiting turn (one index probe a session), let through.
+                        WITH next AS (
+                            SELECT n.id, s.session FROM (SELECT DISTINCT unnest(sessions) AS session) AS s
+                            CROSS JOIN LATERAL (
+                                SELECT w.id FROM \(table) AS w
+                                WHERE w.session_id = s.session AND w.status = 'pending' AND w.held_by_session
+                                ORDER BY w.created_at, w.id LIMIT 1
+                            ) AS n
+                        ), let_through AS (
+                            UPDATE \(table) AS t SET held_by_session = false FROM next
+                            WHERE t.id = next.id AND t.status = 'pending' AND t.held_by_session
+                            RETURNING t.session_id
+                        )
+                        SELECT (SELECT count(*) FROM let_through),
+                            (SELECT array_agg(next.session) FROM next WHERE next.session NOT IN (SELECT session_id FROM let_through))
+                        INTO admitted, missed;
+                        IF admitted > 0 THEN
                             -- Wake the workers: a turn let through by an outcome is no insert, so
-                            -- the insert trigger does not tell them. (One transaction's
-                            -- notifications coalesce.)
+                            -- the insert trigger does not tell them.
                             PERFORM pg_notify('\(channel)', 'jobs');
-                            RETURN;
                         END IF;
-                        -- That turn changed while this waited for its row (cancelled, deleted):
-                        -- the next one.
+                        -- A turn that changed while this waited for its row (cancelled, deleted):
+                        -- those sessions try their next turn.
+                        EXIT WHEN missed IS NULL;
+                        sessions := missed;
                     END LOOP;
+                END
+                $$
+                """,
+                """
+                CREATE OR REPLACE FUNCTION "\(schemaName)"."\(tableName)_session_admit"(turn_session uuid) RETURNS void
+                LANGUAGE plpgsql AS $$
+                BEGIN
+                    PERFORM pg_advisory_xact_lock(\(Self.sessionLockClass(tableName)), hashtext(turn_session::text));
+                    PERFORM 1 FROM \(table) AS t WHERE t.session_id = turn_session AND \(Self.activeTurn("t")) FOR UPDATE;
+                    IF NOT EXISTS (SELECT 1 FROM \(table) AS t WHERE t.session_id = turn_session AND \(Self.activeTurn("t"))) THEN
+                        PERFORM "\(schemaName)"."\(tableName)_session_let_through"(ARRAY[turn_session]);
+                    END IF;
+                END
+                $$
+                """,
+                // At the end of each UPDATE or DELETE statement: the sessions whose active turn it
+                // released move on, together.
+                """
+                CREATE OR REPLACE FUNCTION "\(schemaName)"."\(tableName)_session_release"() RETURNS trigger
+                LANGUAGE plpgsql AS $$
+                DECLARE
+                    released text := current_setting('\(releasedSetting)', true);
+                BEGIN
+                    IF released IS NULL OR released = '' THEN
+                        RETURN NULL;
+                    END IF;
+                    PERFORM set_config('\(releasedSetting)', '', true);
+                    PERFORM "\(schemaName)"."\(tableName)_session_let_through"(string_to_array(rtrim(released, ','), ',')::uuid[]);
+                    RETURN NULL;
                 END
                 $$
                 """,
@@ -216,23 +251,29 @@ struct PostgresSchema: Sendable {
                 LANGUAGE plpgsql AS $$
                 BEGIN
                     IF TG_OP = 'INSERT' THEN
-                        PERFORM "\(schemaName)"."\(tableName)_session_advance"(NEW.session_id, true);
+                        PERFORM "\(schemaName)"."\(tableName)_session_admit"(NEW.session_id);
                     ELSIF TG_OP = 'DELETE' THEN
-                        PERFORM "\(schemaName)"."\(tableName)_session_advance"(OLD.session_id, false);
+                        PERFORM set_config('\(releasedSetting)', coalesce(current_setting('\(releasedSetting)', true), '') || OLD.session_id::text || ',', true);
                     ELSIF OLD.session_id IS NOT DISTINCT FROM NEW.session_id THEN
-                        -- The active turn stopped being active (it finished, failed, was given
-                        -- back, rescued, or its cancellation completed), or a turn started waiting.
-                        PERFORM "\(schemaName)"."\(tableName)_session_advance"(NEW.session_id, NOT \(Self.activeTurn("OLD")));
+                        IF \(Self.activeTurn("OLD")) THEN
+                            -- The active turn stopped being active (it finished, failed, was given
+                            -- back, rescued, or its cancellation completed): released at the
+                            -- statement's end.
+                            PERFORM set_config('\(releasedSetting)', coalesce(current_setting('\(releasedSetting)', true), '') || NEW.session_id::text || ',', true);
+                        ELSE
+                            -- A turn started waiting (an operator's retry, a change by hand).
+                            PERFORM "\(schemaName)"."\(tableName)_session_admit"(NEW.session_id);
+                        END IF;
                     ELSE
                         -- A turn moved to another session by hand: both sessions admit, in id order.
                         IF OLD.session_id IS NOT NULL AND (NEW.session_id IS NULL OR OLD.session_id < NEW.session_id) THEN
-                            PERFORM "\(schemaName)"."\(tableName)_session_advance"(OLD.session_id, true);
+                            PERFORM "\(schemaName)"."\(tableName)_session_admit"(OLD.session_id);
                         END IF;
                         IF NEW.session_id IS NOT NULL THEN
-                            PERFORM "\(schemaName)"."\(tableName)_session_advance"(NEW.session_id, true);
+                            PERFORM "\(schemaName)"."\(tableName)_session_admit"(NEW.session_id);
                         END IF;
                         IF OLD.session_id IS NOT NULL AND NEW.session_id IS NOT NULL AND OLD.session_id > NEW.session_id THEN
-                            PERFORM "\(schemaName)"."\(tableName)_session_advance"(OLD.session_id, true);
+                            PERFORM "\(schemaName)"."\(tableName)_session_admit"(OLD.session_id);
                         END IF;
                     END IF;
                     RETURN NULL;
@@ -275,6 +316,11 @@ struct PostgresSchema: Sendable {
                     FOR EACH ROW WHEN (OLD.session_id IS NOT NULL AND \(Self.activeTurn("OLD")))
                     EXECUTE FUNCTION "\(schemaName)"."\(tableName)_session_changed"()
                 """,
+                "DROP TRIGGER IF EXISTS \"\(tableName)_session_release\" ON \(table)",
+                """
+                CREATE TRIGGER "\(tableName)_session_release" AFTER UPDATE OR DELETE ON \(table)
+                    FOR EACH STATEMENT EXECUTE FUNCTION "\(schemaName)"."\(tableName)_session_release"()
+                """,
             ],
         ]
     }
@@ -289,6 +335,10 @@ struct PostgresSchema: Sendable {
         OR (\(alias)status = 'failed' AND \(alias)blocks_session) OR (\(alias)status = 'cancelled' AND \(alias)lease_expires_at IS NOT NULL))
         """
     }
+
+    /// The transaction-local setting in which a statement's row triggers collect the sessions
+    /// whose active turn it released (comma-separated ids), for its statement trigger.
+    var releasedSetting: String { "mobvibe.released_\(tableName.lowercased())" }
 
     /// The first key of the sessions' advisory locks (the second is the session id's hash): one
     /// class per table, apart from the one-key locks of migrations and retention.

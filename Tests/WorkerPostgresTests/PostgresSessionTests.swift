@@ -53,6 +53,7 @@ struct PostgresSessionTests {
                 "DROP TRIGGER \(store.schema.tableName)_session_delete ON \(table)",
                 "DROP TRIGGER \(store.schema.tableName)_session_hold_insert ON \(table)",
                 "DROP TRIGGER \(store.schema.tableName)_session_hold_update ON \(table)",
+                "DROP TRIGGER \(store.schema.tableName)_session_release ON \(table)",
                 "DROP INDEX public.\(store.schema.tableName)_session_turn_idx",
                 "ALTER TABLE \(table) DROP COLUMN held_by_session, DROP COLUMN blocks_session",
                 "DELETE FROM public.worker_schema_migrations WHERE table_name = '\(store.schema.tableName)' AND version = 3",
