@@ -121,6 +121,10 @@ struct PostgresSchema: Sendable {
             3: [
                 "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS held_by_session boolean NOT NULL DEFAULT false",
                 "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS blocks_session boolean NOT NULL DEFAULT false",
+                // On a session's active turn: whether turns wait behind it. A turn that finishes
+                // with none waiting needs nothing done for its session, and most sessions (a
+                // phone's user waits for the answer before the next prompt) are like that.
+                "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS session_has_waiting boolean NOT NULL DEFAULT false",
                 // Existing turns: every pending one held, then the oldest of each session that
                 // runs nothing let through.
                 "UPDATE \(table) SET held_by_session = true WHERE session_id IS NOT NULL AND status = 'pending'",
@@ -130,6 +134,11 @@ struct PostgresSchema: Sendable {
                       WHERE session_id IS NOT NULL AND status = 'pending' ORDER BY session_id, created_at, id) AS first
                 WHERE j.id = first.id
                   AND NOT EXISTS (SELECT 1 FROM \(table) AS r WHERE r.session_id = first.session_id AND r.status = 'processing')
+                """,
+                """
+                UPDATE \(table) AS j SET session_has_waiting = true
+                WHERE j.session_id IS NOT NULL AND \(Self.activeTurn("j"))
+                  AND EXISTS (SELECT 1 FROM \(table) AS w WHERE w.session_id = j.session_id AND w.status = 'pending' AND w.held_by_session)
                 """,
                 // Jobs of the previous schema's workers may run two turns of one session at once
                 // (nothing stopped them): the index is then made without UNIQUE, and the triggers
@@ -170,10 +179,18 @@ struct PostgresSchema: Sendable {
                 //   taken after that: a turn let through by a release that committed meanwhile is seen.
                 """
                 CREATE OR REPLACE FUNCTION "\(schemaName)"."\(tableName)_session_let_through"(sessions uuid[]) RETURNS void
-                LANGUAGE plpgsql AS $$
+                LANGUAGE plpgsql
+                -- The update below names the waiting state through variables, and its plan is
+                -- generic: the planner cannot then walk the whole index of waiting turns to find
+                -- the few it lets through (with a few waiting when statistics were taken, it
+                -- did, once per call: quadratic in a batch). It goes by id.
+                SET plan_cache_mode = force_generic_plan
+                AS $$
                 DECLARE
                     missed uuid[];
                     admitted bigint;
+                    waiting_status text := 'pending';
+                    still_held boolean := true;
                 BEGIN
                     LOOP
                         -- Each session's oldest waiting turn (one index probe a session), let through.
@@ -185,8 +202,12 @@ struct PostgresSchema: Sendable {
                                 ORDER BY w.created_at, w.id LIMIT 1
                             ) AS n
                         ), let_through AS (
-                            UPDATE \(table) AS t SET held_by_session = false FROM next
-                            WHERE t.id = next.id AND t.status = 'pending' AND t.held_by_session
+                            UPDATE \(table) AS t SET held_by_session = false,
+                                session_has_waiting = EXISTS (
+                                    SELECT 1 FROM \(table) AS b WHERE b.session_id = t.session_id AND b.status = 'pending'
+                                        AND b.held_by_session AND b.id <> t.id)
+                            FROM next
+                            WHERE t.id = next.id AND t.status = waiting_status AND t.held_by_session = still_held
                             RETURNING t.session_id
                         )
                         SELECT (SELECT count(*) FROM let_through),
@@ -211,7 +232,11 @@ struct PostgresSchema: Sendable {
                 BEGIN
                     PERFORM pg_advisory_xact_lock(\(Self.sessionLockClass(tableName)), hashtext(turn_session::text));
                     PERFORM 1 FROM \(table) AS t WHERE t.session_id = turn_session AND \(Self.activeTurn("t")) FOR UPDATE;
-                    IF NOT EXISTS (SELECT 1 FROM \(table) AS t WHERE t.session_id = turn_session AND \(Self.activeTurn("t"))) THEN
+                    IF EXISTS (SELECT 1 FROM \(table) AS t WHERE t.session_id = turn_session AND \(Self.activeTurn("t"))) THEN
+                        -- The turn waits: its session's active turn must let it through when it ends.
+                        UPDATE \(table) AS t SET session_has_waiting = true
+                        WHERE t.session_id = turn_session AND \(Self.activeTurn("t")) AND NOT t.session_has_waiting;
+                    ELSE
                         PERFORM "\(schemaName)"."\(tableName)_session_let_through"(ARRAY[turn_session]);
                     END IF;
                 END
@@ -299,21 +324,22 @@ struct PostgresSchema: Sendable {
                     FOR EACH ROW WHEN (NEW.session_id IS NOT NULL)
                     EXECUTE FUNCTION "\(schemaName)"."\(tableName)_session_changed"()
                 """,
-                // Fires only when a turn stops being active or starts waiting (not for a claim,
-                // a renewal, or the advance's own update), so most writes never call it.
+                // Fires only when a turn starts waiting, or stops being active while turns wait
+                // behind it or to wait itself (not for a claim, a renewal, a promotion, nor a
+                // turn that ends with none behind it), so most writes never call it.
                 "DROP TRIGGER IF EXISTS \"\(tableName)_session_update\" ON \(table)",
                 """
                 CREATE TRIGGER "\(tableName)_session_update" AFTER UPDATE ON \(table)
                     FOR EACH ROW WHEN ((OLD.session_id IS NOT NULL OR NEW.session_id IS NOT NULL) AND (
                         OLD.session_id IS DISTINCT FROM NEW.session_id
-                        OR (\(Self.activeTurn("OLD")) AND NOT \(Self.activeTurn("NEW")))
+                        OR (\(Self.activeTurn("OLD")) AND NOT \(Self.activeTurn("NEW")) AND (OLD.session_has_waiting OR NEW.status = 'pending'))
                         OR (NEW.status = 'pending' AND NEW.held_by_session AND NOT (OLD.status = 'pending' AND OLD.held_by_session))))
                     EXECUTE FUNCTION "\(schemaName)"."\(tableName)_session_changed"()
                 """,
                 "DROP TRIGGER IF EXISTS \"\(tableName)_session_delete\" ON \(table)",
                 """
                 CREATE TRIGGER "\(tableName)_session_delete" AFTER DELETE ON \(table)
-                    FOR EACH ROW WHEN (OLD.session_id IS NOT NULL AND \(Self.activeTurn("OLD")))
+                    FOR EACH ROW WHEN (OLD.session_id IS NOT NULL AND \(Self.activeTurn("OLD")) AND OLD.session_has_waiting)
                     EXECUTE FUNCTION "\(schemaName)"."\(tableName)_session_changed"()
                 """,
                 "DROP TRIGGER IF EXISTS \"\(tableName)_session_release\" ON \(table)",
