@@ -14,8 +14,14 @@ extension PostgresJobStore {
                 throw JobStoreError.schemaTooNew(found: recorded, supported: PostgresSchema.version)
             }
             guard recorded < PostgresSchema.version else { return }
-            try await client.withTransaction(logger: logger) { connection in
-                // A migration may rewrite or validate a big table: no statement bound for it.
+            // What all tables share (their schema, the migrations table), once, under one lock
+            // for the database; then this table under a lock of its own, so that migrations of
+            // different tables (many in a test suite, a few in a database holding several
+            // queues) do not queue behind each other.
+            let sharedExist = try await client.query(
+                "SELECT to_regclass(\(schema.migrationsTable)) IS NOT NULL", logger: logger
+            ).collect().first?.decode(Bool.self) ?? false
+            if !sharedExist { try await client.withTransaction(logger: logger) { connection in
                 _ = try await connection.query("SET LOCAL statement_timeout = 0", logger: logger)
                 _ = try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\(schema.lockKey)))", logger: logger)
                 _ = try await connection.query(
@@ -28,6 +34,11 @@ extension PostgresJobStore {
                         """),
                     logger: logger
                 )
+            } }
+            try await client.withTransaction(logger: logger) { connection in
+                // A migration may rewrite or validate a big table: no statement bound for it.
+                _ = try await connection.query("SET LOCAL statement_timeout = 0", logger: logger)
+                _ = try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\(schema.tableLockKey)))", logger: logger)
                 // Again under the lock: another worker may have migrated meanwhile.
                 let rows = try await connection.query(
                     "SELECT coalesce(max(version), 0) FROM \(unescaped: schema.migrationsTable) WHERE table_name = \(schema.tableName)",

@@ -34,8 +34,10 @@ struct PostgresSchema: Sendable {
     }
 
     var migrationsTable: String { "\"\(schemaName)\".\"worker_schema_migrations\"" }
-    /// One advisory lock for all migrations of this database: they also share the migrations table.
+    /// One advisory lock for what all tables' migrations share: their schema and the migrations table.
     var lockKey: String { "mobvibe-worker:migrate" }
+    /// The advisory lock of this table's migration: one migration of a table at a time.
+    var tableLockKey: String { "mobvibe-worker:migrate:\(table)" }
 
     /// Statements of each version, one statement each.
     var migrations: [Int: [String]] {

@@ -258,7 +258,12 @@ struct JobProcessorTests {
             let id = try await store.enqueue([NewJob(prompt: "orphan")])[0]
             // A worker claims it and dies: nobody renews the lease.
             _ = try await store.claim(queues: ["default"], limit: 1, workerID: "dead", leaseDuration: .milliseconds(300))
-            let processor = JobProcessor(store: store, handler: Probe(sleep: .milliseconds(1)), configuration: Self.configuration(lease: .milliseconds(600)), logger: Logger(label: "test"))
+            // The live worker's lease is long enough that a loaded machine (the whole suite in
+            // parallel) cannot make its own second attempt expire too; the rescue still comes
+            // at once (its interval is set short).
+            var configuration = Self.configuration(lease: .seconds(5))
+            configuration.rescueInterval = .milliseconds(200)
+            let processor = JobProcessor(store: store, handler: Probe(sleep: .milliseconds(1)), configuration: configuration, logger: Logger(label: "test"))
             try await Self.running(processor) {
                 try await Self.waitUntil { try await store.job(id: id)?.status == .completed }
             }

@@ -128,14 +128,19 @@ extension JobStoreConformance {
         let ids = try await store.enqueue([NewJob(prompt: "t1", sessionID: session), NewJob(prompt: "t2", sessionID: session)])
         let first = try await claimOne(store)
         #expect(first.job.id == ids[0])
-        #expect(try await store.record([JobCompletion(lease: first.lease, outcome: .retry(error: "boom", delay: .milliseconds(400)))]) == [true])
-        // t1 is not due yet, and t2 may not pass it.
-        #expect(try await claimAll(store).isEmpty)
+        #expect(try await store.record([JobCompletion(lease: first.lease, outcome: .retry(error: "boom", delay: .seconds(2)))]) == [true])
+        // t2 may not pass t1, which waits for its retry (on a slow machine t1 may be due already).
+        var again = try await claimAll(store)
+        #expect(!again.contains { $0.job.id == ids[1] })
         #expect(try await store.job(id: ids[1])?.heldBySession == true)
-        try await Task.sleep(for: .milliseconds(500))
-        let again = try await claimAll(store)
-        #expect(again.map(\.job.id) == [ids[0]] && again.first?.lease.attempt == 2)
-        try await complete(store, again[0])
+        let deadline = ContinuousClock.now + .seconds(15)
+        while again.isEmpty, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+            again = try await claimAll(store)
+        }
+        let retried = try #require(again.first)
+        #expect(again.map(\.job.id) == [ids[0]] && retried.lease.attempt == 2)
+        try await complete(store, retried)
         #expect(try await claimAll(store).map(\.job.id) == [ids[1]])
     }
 
@@ -227,7 +232,8 @@ extension JobStoreConformance {
         #expect(try await store.retry(id: ids[0]).status == .pending)
         let again = try await claimAll(store)
         #expect(again.map(\.job.id) == [ids[0]])
-        #expect(try await store.record([JobCompletion(lease: again[0].lease, outcome: .failed(error: "boom again"))]) == [true])
+        let retried = try #require(again.first)
+        #expect(try await store.record([JobCompletion(lease: retried.lease, outcome: .failed(error: "boom again"))]) == [true])
         #expect(try await claimAll(store).isEmpty)
         // Cancelled: the session goes on without it.
         let cancelled = try await store.cancel(id: ids[0])

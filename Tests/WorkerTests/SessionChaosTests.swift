@@ -66,7 +66,7 @@ struct SessionChaosTests {
                 // starts before turn k's last run, and no run starts before the previous one ended.
                 if later.turn < earlier.turn { outOfOrder.append("\(session): turn \(later.turn) after turn \(earlier.turn)") }
                 if let end = earlier.end, later.start < end {
-                    overlaps.append("\(session): turn \(later.turn) (\(later.worker)) started \((end - later.start) / 1_000_000) ms before turn \(earlier.turn) (\(earlier.worker)) ended")
+                    overlaps.append("\(session): turn \(later.turn) (\(later.worker)) started \((end - later.start) / 1_000) ms before turn \(earlier.turn) (\(earlier.worker)) ended")
                 }
                 if earlier.end == nil { unfinished += 1 }
             }

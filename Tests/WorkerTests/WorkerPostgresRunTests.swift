@@ -64,7 +64,7 @@ struct WorkerPostgresRunTests {
         let port = try freePort()
         let worker = try WorkerProcess(environment: Self.environment(table: table, port: port, ["POLL_INTERVAL_MS": "10000"]), directory: folder.url)
         defer { worker.kill9() }
-        let ready = try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 }
+        let ready = try await eventually("ready", timeout: .seconds(60)) { try await http(port: port, path: "/ready").status == 200 }
         #expect(ready, "worker output: \(worker.stdout.suffix(3000))")
         try await Task.sleep(for: .milliseconds(300))
         var latencies: [Double] = []

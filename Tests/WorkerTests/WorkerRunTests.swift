@@ -37,7 +37,7 @@ struct WorkerRunTests {
         }
         #expect(done)
         let stats = try #require(jsonObject(try await WorkerProcess.command(["stats", "--json"], environment: environment, directory: folder.url).stdout))
-        #expect(Set(stats.keys) == ["pending", "processing", "completed", "failed", "cancelled", "oldestPendingAgeSeconds", "successRate"])
+        #expect(Set(stats.keys) == ["pending", "processing", "completed", "failed", "cancelled", "oldestPendingAgeSeconds", "successRate", "sessions"])
         #expect(stats["successRate"] as? Double == 100)
 
         worker.send(SIGTERM)
@@ -99,7 +99,7 @@ struct WorkerRunTests {
         let worker = try WorkerProcess(environment: environment, directory: folder.url)
         defer { worker.kill9() }
         #expect(try await eventually("health") { try await http(port: port, path: "/health").status == 200 })
-        let id = try await WorkerProcess.command(["enqueue", "--prompt", "short", "--payload", #"{"sleepMs":1500}"#], environment: environment, directory: folder.url)
+        let id = try await WorkerProcess.command(["enqueue", "--prompt", "short", "--payload", #"{"sleepMs":4000}"#], environment: environment, directory: folder.url)
             .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         let show = { try await WorkerProcess.command(["jobs", "show", id, "--json"], environment: environment, directory: folder.url).stdout }
         #expect(try await eventually("processing") { jsonObject(try await show())?["status"] as? String == "processing" })
