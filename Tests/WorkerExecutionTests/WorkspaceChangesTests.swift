@@ -2,13 +2,19 @@ import Foundation
 import Testing
 import WorkerCore
 @testable import WorkerExecution
+import WorkerTestSupport
 
 /// The change summary with real git on a real repository.
 @Suite("WorkspaceChanges")
 struct WorkspaceChangesTests {
-    /// Runs git in `directory`; returns standard output, throws on a non-zero exit.
+    /// Runs git in `directory` (off the cooperative pool: it waits for the process); returns
+    /// standard output, throws on a non-zero exit.
     @discardableResult
-    static func git(_ arguments: [String], in directory: String) throws -> String {
+    static func git(_ arguments: [String], in directory: String) async throws -> String {
+        try await offThePool { try gitBlocking(arguments, in: directory) }
+    }
+
+    private static func gitBlocking(_ arguments: [String], in directory: String) throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", "-C", directory] + arguments
@@ -30,14 +36,14 @@ struct WorkspaceChangesTests {
 
     /// The fixture: a repository in the session's workspace with three committed files and an
     /// untracked one, made before the job.
-    static func makeRepository(_ workspace: SessionWorkspace) throws {
+    static func makeRepository(_ workspace: SessionWorkspace) async throws {
         try FileManager.default.createDirectory(atPath: workspace.directory, withIntermediateDirectories: true)
-        try git(["init", "-q"], in: workspace.directory)
+        try await git(["init", "-q"], in: workspace.directory)
         try write("one\ntwo\nthree\n", to: workspace.directory + "/edit.txt")
         try write("bye\nnow\n", to: workspace.directory + "/gone.txt")
         try write("unchanged\n", to: workspace.directory + "/same.txt")
-        try git(["add", "edit.txt", "gone.txt", "same.txt"], in: workspace.directory)
-        try git(["commit", "-q", "-m", "fixture"], in: workspace.directory)
+        try await git(["add", "edit.txt", "gone.txt", "same.txt"], in: workspace.directory)
+        try await git(["commit", "-q", "-m", "fixture"], in: workspace.directory)
         try write("untracked before the job\n", to: workspace.directory + "/scratch.txt")
     }
 
@@ -46,16 +52,16 @@ struct WorkspaceChangesTests {
         try await WorkspaceFixture.with { fixture in
             let session = UUID()
             let workspace = fixture.workspace(session)
-            try Self.makeRepository(workspace)
-            let head = try Self.git(["rev-parse", "HEAD"], in: workspace.directory)
+            try await Self.makeRepository(workspace)
+            let head = try await Self.git(["rev-parse", "HEAD"], in: workspace.directory)
             let handler = try fixture.handler(#"printf 'one\nTWO\nthree\nfour\n' > edit.txt; rm gone.txt; printf 'brand\nnew\n' > added.txt; echo '{"ok": true}'"#)
 
             let result = try await handler.handle(WorkspaceFixture.claimed(session: session), context: WorkspaceFixture.context())
             #expect(result == #"{"ok": true,"changes":{"added":["added.txt"],"deleted":["gone.txt"],"deletions":3,"filesChanged":3,"insertions":4,"modified":["edit.txt"],"renamed":[]}}"#)
 
-            #expect(try Self.git(["rev-parse", "HEAD"], in: workspace.directory) == head)
-            #expect(try Self.git(["diff", "--cached", "--name-only"], in: workspace.directory).isEmpty, "nothing staged in the user's index")
-            let status = try Self.git(["status", "--porcelain"], in: workspace.directory)
+            #expect(try await Self.git(["rev-parse", "HEAD"], in: workspace.directory) == head)
+            #expect(try await Self.git(["diff", "--cached", "--name-only"], in: workspace.directory).isEmpty, "nothing staged in the user's index")
+            let status = try await Self.git(["status", "--porcelain"], in: workspace.directory)
             #expect(status == " M edit.txt\n D gone.txt\n?? added.txt\n?? scratch.txt\n")
 
             // The next turn is compared with the state the previous one left, not with HEAD.
@@ -70,7 +76,7 @@ struct WorkspaceChangesTests {
         try await WorkspaceFixture.with { fixture in
             let session = UUID()
             let workspace = fixture.workspace(session)
-            try Self.makeRepository(workspace)
+            try await Self.makeRepository(workspace)
             let handler = try fixture.handler(#"mv same.txt moved.txt; echo '[1, 2]'"#)
             let result = try await handler.handle(WorkspaceFixture.claimed(session: session), context: WorkspaceFixture.context())
             #expect(result == #"{"result":[1, 2],"changes":{"added":[],"deleted":[],"deletions":0,"filesChanged":1,"insertions":0,"modified":[],"renamed":[{"from":"same.txt","to":"moved.txt"}]}}"#)
@@ -85,7 +91,7 @@ struct WorkspaceChangesTests {
 
             let session = UUID()
             let workspace = fixture.workspace(session)
-            try Self.makeRepository(workspace)
+            try await Self.makeRepository(workspace)
             let off = try fixture.handler(#"echo hi > a.txt; echo '{"n":2}'"#, gitChanges: false)
             #expect(try await off.handle(WorkspaceFixture.claimed(session: session), context: WorkspaceFixture.context()) == #"{"n":2}"#)
 

@@ -1,4 +1,5 @@
 import Foundation
+import WorkerTestSupport
 
 /// The throwaway PostgreSQL of `scripts/with-postgres`, driven with `psql` and `pg_ctl`.
 enum TestPostgres {
@@ -25,9 +26,7 @@ enum TestPostgres {
     /// blocked a pool thread while psql or pg_ctl ran (often in a polling loop) stalled every
     /// other test meanwhile, and their timing checks failed on a 2-core machine.
     static func offThePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread { continuation.resume(with: Result { try work() }) }.start()
-        }
+        try await WorkerTestSupport.offThePool(work)
     }
 
     /// Runs a PostgreSQL binary as the OS user that owns the clusters (never root).
