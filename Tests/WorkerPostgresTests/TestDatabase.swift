@@ -34,7 +34,7 @@ enum TestDatabase {
             tasks.addTask { await store.client.run() }
             defer { tasks.cancelAll() }
             do {
-                if migrate { try await store.migrate() }
+                if migrate { try await MigrationGate.shared.migrate(store) }
                 try await body(store)
             } catch {
                 try? await drop(table, on: store.client)
@@ -52,5 +52,27 @@ enum TestDatabase {
 
     static func execute(_ sql: String, on store: PostgresJobStore) async throws -> [PostgresRow] {
         try await store.client.query(PostgresQuery(unsafeSQL: sql)).collect()
+    }
+}
+
+/// Lets the suite's stores migrate their scratch tables one at a time. Each table has a
+/// migration lock of its own, so dozens of conformance cases starting together would otherwise
+/// run their DDL all at once and starve the rest of the suite (SQLite's fsyncs, timing-sensitive
+/// processor tests) on two cores; one at a time is how a real deployment migrates anyway.
+actor MigrationGate {
+    static let shared = MigrationGate()
+    private var busy = false
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    func migrate(_ store: PostgresJobStore) async throws {
+        if busy {
+            await withCheckedContinuation { waiting.append($0) }
+        } else {
+            busy = true
+        }
+        defer {
+            if waiting.isEmpty { busy = false } else { waiting.removeFirst().resume() }
+        }
+        try await store.migrate()
     }
 }

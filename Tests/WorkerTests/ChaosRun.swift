@@ -103,7 +103,7 @@ final class ChaosRun: @unchecked Sendable {
 
     func kill(_ worker: Worker) {
         worker.process.send(SIGKILL)
-        worker.process.process.waitUntilExit()
+        WorkerProcess.reap(worker.process.process.processIdentifier)
         killed.insert(worker.id)
     }
 
@@ -203,7 +203,16 @@ extension WorkerProcess {
     /// Runs a CLI command to completion, blocking (for initialisers).
     static func commandSync(_ arguments: [String], environment: [String: String], directory: URL) throws -> Int32 {
         let worker = try WorkerProcess(arguments, environment: environment, directory: directory)
-        worker.process.waitUntilExit()
-        return worker.process.terminationStatus
+        // waitpid, not waitUntilExit() (see ``WorkerProcess/reap(_:)``).
+        var status: Int32 = 0
+        while true {
+            let reaped = waitpid(worker.process.processIdentifier, &status, 0)
+            if reaped == worker.process.processIdentifier { return (status >> 8) & 0xff }
+            if reaped == -1 && errno != EINTR {
+                // Foundation reaped it first: its view of the exit holds then.
+                while worker.process.isRunning { usleep(10_000) }
+                return worker.process.terminationStatus
+            }
+        }
     }
 }

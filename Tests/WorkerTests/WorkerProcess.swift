@@ -68,7 +68,7 @@ final class WorkerProcess: @unchecked Sendable {
         while process.isRunning {
             if ContinuousClock.now > deadline {
                 kill(process.processIdentifier, SIGKILL)
-                process.waitUntilExit()
+                Self.reap(process.processIdentifier)
                 return nil
             }
             try? await Task.sleep(for: .milliseconds(20))
@@ -80,7 +80,22 @@ final class WorkerProcess: @unchecked Sendable {
     func kill9() {
         if process.isRunning {
             kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            Self.reap(process.processIdentifier)
+        }
+    }
+
+    /// Waits (at most 5 s) until the killed process `pid` is gone, reaping it if nobody did.
+    ///
+    /// Not `Process.waitUntilExit()`: it spins the calling thread's run loop until Foundation
+    /// learns of the exit, and in a test process that also starts children with
+    /// swift-subprocess that can be never (a run hung there with the child a zombie), on a
+    /// thread of the two-thread cooperative pool.
+    static func reap(_ pid: pid_t) {
+        var status: Int32 = 0
+        for _ in 0..<500 {
+            let reaped = waitpid(pid, &status, WNOHANG)
+            if reaped == pid || (reaped == -1 && errno == ECHILD) { return }
+            usleep(10_000)
         }
     }
 
