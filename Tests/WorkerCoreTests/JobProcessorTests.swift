@@ -58,7 +58,10 @@ struct JobProcessorTests {
     }
 
     static func waitUntil(
-        timeout: Duration = .seconds(10), sourceLocation: SourceLocation = #_sourceLocation, _ condition: () async throws -> Bool
+        // Generous: at the start of a full run (after a cold build, beside the PostgreSQL
+        // suites' DDL and fsyncs) one SQLite job cycle took over a second; the conditions
+        // check what happened, not how fast.
+        timeout: Duration = .seconds(45), sourceLocation: SourceLocation = #_sourceLocation, _ condition: () async throws -> Bool
     ) async throws {
         try await WorkerTestSupport.waitUntil(timeout: timeout, sourceLocation: sourceLocation, condition)
     }

@@ -37,7 +37,9 @@ extension ChaosTests {
                 lines.append(#"{"prompt":"ok \#(chaos.random(in: 0...30)) \#(turn)","sessionId":"\#(session)","maxAttempts":10}"#)
             }
         }
-        try await chaos.enqueue(lines: lines)
+        // Each turn's insert runs its session's admit (a lock and two lookups): batches of 200
+        // stay well within the chaos workers' statement bound (2.5 s) on a loaded machine.
+        try await chaos.enqueue(lines: lines, batchSize: 200)
 
         var restarted = false
         for round in 0..<8 {
