@@ -77,12 +77,7 @@ public enum JobPresentation {
                 prompt.count > 40 ? String(prompt.prefix(39)) + "…" : prompt,
             ])
         }
-        let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max() ?? 0 }
-        return rows.map { row in
-            row.enumerated().map { index, cell in
-                index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
-            }.joined(separator: "  ")
-        }.joined(separator: "\n")
+        return align(rows)
     }
 
     /// A session's turns in turn order, with why each pending one waits: the turn it waits
@@ -129,6 +124,7 @@ public enum JobPresentation {
         }
     }
 
+    /// The rows as columns padded to their widest cell (the last column unpadded).
     private static func align(_ rows: [[String]]) -> String {
         let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max() ?? 0 }
         return rows.map { row in
