@@ -159,11 +159,24 @@ struct PostgresSchema: Sendable {
         StoreStatement.Text(
             name: "mobvibe_enqueue",
             sql: """
+                -- Before any row goes in, the active turns of the batch's sessions are locked in id
+                -- order, the order in which outcome writes and renewals lock rows. Each insert's
+                -- session trigger locks its session's active turn until the statement commits;
+                -- taken one by one in session order, those locks crossed a worker's outcome batch
+                -- (id order) and both waited (a deadlock, or a convoy past the statement bound).
+                WITH active AS (
+                    SELECT j.id FROM \(table) AS j
+                    WHERE j.session_id = ANY(ARRAY(SELECT DISTINCT s::uuid FROM unnest($3::text[]) AS s WHERE s <> ''))
+                      AND \(activeTurn("j"))
+                    ORDER BY j.id
+                    FOR UPDATE
+                )
                 INSERT INTO \(table) (id, queue, session_id, prompt, payload, priority, run_at, max_attempts, status)
                 SELECT id, queue, NULLIF(session_id, '')::uuid, prompt, payload::jsonb, priority::integer,
                     CASE WHEN run_at < 0 THEN now() ELSE to_timestamp(run_at) END, max_attempts::integer, 'pending'
                 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::float8[], $8::bigint[])
                     AS t(id, queue, session_id, prompt, payload, priority, run_at, max_attempts)
+                WHERE (SELECT count(*) FROM active) >= 0
                 """
         )
     }

@@ -78,4 +78,59 @@ struct PostgresSessionTests {
             #expect(busyTurns.map(\.heldBySession) == [false, true])
         }
     }
+
+    @Test("a batch of turns locks its sessions' running turns in id order, as outcome writes do: neither waits for the other's rows")
+    func enqueueLocksActiveTurnsInIDOrder() async throws {
+        try await TestDatabase.withStore { store in
+            let table = "public.\(store.schema.tableName)"
+            // Two sessions whose running turns lie in id order opposite to the sessions' own
+            // order (a batch goes in by session): the second session's turn was enqueued first.
+            let sessions = [UUID(), UUID()].sorted { $0.uuidString < $1.uuidString }
+            let first = try await store.enqueue([NewJob(prompt: "running", sessionID: sessions[1])])[0]
+            let second = try await store.enqueue([NewJob(prompt: "running", sessionID: sessions[0])])[0]
+            #expect(try await store.claim(queues: ["default"], limit: 10, workerID: "w", leaseDuration: .seconds(30)).count == 2)
+            try #require(first.precedes(second))
+
+            let logger = Logger(label: "test.outcomes")
+            try await store.client.withConnection { outcomes in
+                // A worker's outcome batch, as the store writes it: its rows locked in id order.
+                _ = try await outcomes.query("BEGIN", logger: logger)
+                _ = try await outcomes.query(PostgresQuery(unsafeSQL: "SELECT 1 FROM \(table) WHERE id = '\(first)' FOR UPDATE"), logger: logger).collect()
+                try await withThrowingTaskGroup(of: Void.self) { tasks in
+                    tasks.addTask {
+                        _ = try await store.enqueue(sessions.map { NewJob(prompt: "next", sessionID: $0) })
+                    }
+                    // (Nothing here throws before the ROLLBACK below, which lets the batch go on.)
+                    let waiting = await Self.eventually {
+                        (try? await TestDatabase.execute(
+                            "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO %\(store.schema.tableName)%'", on: store
+                        ))?.count == 1
+                    }
+                    #expect(waiting, "the batch waits for the running turn the outcome batch holds")
+                    // The batch took no row before the one it waits for: the outcome batch
+                    // locks its next row at once (taken in session order, the batch held it,
+                    // and the two waited for each other until PostgreSQL aborted one).
+                    await #expect(throws: Never.self) {
+                        _ = try await outcomes.query(
+                            PostgresQuery(unsafeSQL: "SELECT 1 FROM \(table) WHERE id = '\(second)' FOR UPDATE NOWAIT"), logger: logger).collect()
+                    }
+                    _ = try await outcomes.query("ROLLBACK", logger: logger)
+                    try await tasks.waitForAll()
+                }
+            }
+            for session in sessions {
+                let turns = try await store.jobs(matching: JobFilter(session: session))
+                #expect(turns.map(\.heldBySession) == [false, true])
+            }
+        }
+    }
+
+    /// Polls `condition` every 20 ms for up to 10 s.
+    static func eventually(_ condition: () async -> Bool) async -> Bool {
+        for _ in 0..<500 {
+            if await condition() { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return false
+    }
 }

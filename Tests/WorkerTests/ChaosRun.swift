@@ -90,7 +90,7 @@ final class ChaosRun: @unchecked Sendable {
     func enqueue(lines jsonl: [String], batchSize: Int? = nil) async throws {
         let lines = jsonl.joined(separator: "\n")
         let result = try await WorkerProcess.command(["enqueue", "--jsonl", "-"] + (batchSize.map { ["--batch-size", "\($0)"] } ?? []), environment: environment(), directory: folder, stdin: Data(lines.utf8))
-        #expect(result.status == 0, "enqueue: \(result.stderr)")
+        try #require(result.status == 0, "enqueue: \(result.stderr)")
     }
 
     func executions() -> [Execution] {
