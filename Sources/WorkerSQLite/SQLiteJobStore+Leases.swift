@@ -42,8 +42,7 @@ extension SQLiteJobStore {
         let spared = Set(running.map { $0.uuidString.lowercased() })
         return try await lock.withLock {
             try await boundBusyWait("rescue")
-            _ = try await connection.query("BEGIN IMMEDIATE", [])
-            do {
+            let rescued = try await inTransaction {
                 let expired = try await connection.query(
                     """
                     SELECT id, queue, session_id, locked_by, attempts, max_attempts FROM "\(table)"
@@ -82,13 +81,10 @@ extension SQLiteJobStore {
                     """,
                     [.integer(now), .text(spareList)]
                 )
-                _ = try await connection.query("COMMIT", [])
-                if rescued.contains(where: { $0.sessionID != nil }) { notify(.jobsAvailable) }
                 return rescued
-            } catch {
-                _ = try? await connection.query("ROLLBACK", [])
-                throw error
             }
+            if rescued.contains(where: { $0.sessionID != nil }) { notify(.jobsAvailable) }
+            return rescued
         }
     }
 
@@ -96,8 +92,7 @@ extension SQLiteJobStore {
         guard !leases.isEmpty else { return }
         try await lock.withLock {
             try await boundBusyWait("cancellation release")
-            _ = try await connection.query("BEGIN IMMEDIATE", [])
-            do {
+            try await inTransaction {
                 for lease in leases {
                     _ = try await connection.query(
                         """
@@ -107,10 +102,6 @@ extension SQLiteJobStore {
                         [.text(lease.jobID.uuidString.lowercased()), .text(lease.workerID), .integer(lease.attempt)]
                     )
                 }
-                _ = try await connection.query("COMMIT", [])
-            } catch {
-                _ = try? await connection.query("ROLLBACK", [])
-                throw error
             }
         }
         notify(.jobsAvailable)

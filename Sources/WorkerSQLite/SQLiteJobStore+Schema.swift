@@ -11,8 +11,7 @@ extension SQLiteJobStore {
         if recorded > SQLiteSchema.version { throw JobStoreError.schemaTooNew(found: recorded, supported: SQLiteSchema.version) }
         if recorded == SQLiteSchema.version { return }
         try await lock.withLock {
-            _ = try await connection.query("BEGIN IMMEDIATE", [])
-            do {
+            try await inTransaction {
                 _ = try await connection.query(
                     """
                     CREATE TABLE IF NOT EXISTS worker_schema_migrations (
@@ -47,10 +46,6 @@ extension SQLiteJobStore {
                         logger.info("Applied schema migration", metadata: ["version": .stringConvertible(version), "table": .string(table)])
                     }
                 }
-                _ = try await connection.query("COMMIT", [])
-            } catch {
-                _ = try? await connection.query("ROLLBACK", [])
-                throw error
             }
         }
     }

@@ -104,6 +104,38 @@ public final class SQLiteJobStore: BenchmarkJobStore {
         currentBusyTimeout.store(milliseconds, ordering: .relaxed)
     }
 
+    /// Runs `body` in one write transaction (`BEGIN IMMEDIATE`): committed when it returns,
+    /// rolled back when anything throws. Called with ``lock`` held.
+    ///
+    /// The rollback runs whatever happened to the calling task. sqlite-nio sends each statement
+    /// through NIO's thread pool, which drops the work of a cancelled task; a store call the
+    /// worker gave up on (``withTimeout(_:operation:_:)`` cancels it) had its next statement
+    /// refused, and its rollback refused the same way, so the shared connection stayed inside
+    /// the transaction and every later write of the process failed ("cannot start a
+    /// transaction within a transaction") until a restart.
+    func inTransaction<T>(_ body: () async throws -> T) async throws -> T {
+        _ = try await connection.query("BEGIN IMMEDIATE", [])
+        do {
+            let result = try await body()
+            _ = try await connection.query("COMMIT", [])
+            return result
+        } catch {
+            await rollBack()
+            throw error
+        }
+    }
+
+    private func rollBack() async {
+        do {
+            // The future form: sent to the thread pool whether or not this task was cancelled.
+            _ = try await connection.query("ROLLBACK", []).get()
+        } catch let error as SQLiteError where error.message.contains("no transaction is active") {
+            // SQLite ended the transaction itself (it does on some errors): nothing to undo.
+        } catch {
+            logger.error("Could not roll back a transaction; the store's writes may fail until the worker restarts", metadata: ["error": "\(error)"])
+        }
+    }
+
     // MARK: - Producing
 
     public func enqueue(_ jobs: [NewJob]) async throws -> [UUID] {
@@ -114,8 +146,7 @@ public final class SQLiteJobStore: BenchmarkJobStore {
         // One multi-row INSERT per chunk, all chunks in one transaction: all or nothing.
         let chunkSize = 500
         try await lock.withLock {
-            _ = try await connection.query("BEGIN IMMEDIATE", [])
-            do {
+            try await inTransaction {
                 for start in stride(from: 0, to: jobs.count, by: chunkSize) {
                     let end = min(start + chunkSize, jobs.count)
                     var binds: [SQLiteData] = []
@@ -149,10 +180,6 @@ public final class SQLiteJobStore: BenchmarkJobStore {
                         binds
                     )
                 }
-                _ = try await connection.query("COMMIT", [])
-            } catch {
-                _ = try? await connection.query("ROLLBACK", [])
-                throw error
             }
         }
         notify(.jobsAvailable)
@@ -218,27 +245,26 @@ public final class SQLiteJobStore: BenchmarkJobStore {
         let now = Self.milliseconds(Date())
         return try await lock.withLock {
             try await boundBusyWait("recording outcomes")
-            _ = try await connection.query("BEGIN IMMEDIATE", [])
             do {
-                var applied: [Bool] = []
-                applied.reserveCapacity(completions.count)
-                for completion in completions {
-                    let (assignments, binds) = Self.assignments(for: completion.outcome, now: now, failureBlocksSession: sessionOnFailure == .block)
-                    let lease = completion.lease
-                    let rows = try await connection.query(
-                        """
-                        UPDATE "\(table)" SET \(assignments), locked_by = NULL, lease_expires_at = NULL
-                        WHERE id = ?1 AND status = 'processing' AND locked_by = ?2 AND attempts = ?3
-                        RETURNING id
-                        """,
-                        [.text(lease.jobID.uuidString.lowercased()), .text(lease.workerID), .integer(lease.attempt)] + binds
-                    )
-                    applied.append(!rows.isEmpty)
+                return try await inTransaction {
+                    var applied: [Bool] = []
+                    applied.reserveCapacity(completions.count)
+                    for completion in completions {
+                        let (assignments, binds) = Self.assignments(for: completion.outcome, now: now, failureBlocksSession: sessionOnFailure == .block)
+                        let lease = completion.lease
+                        let rows = try await connection.query(
+                            """
+                            UPDATE "\(table)" SET \(assignments), locked_by = NULL, lease_expires_at = NULL
+                            WHERE id = ?1 AND status = 'processing' AND locked_by = ?2 AND attempts = ?3
+                            RETURNING id
+                            """,
+                            [.text(lease.jobID.uuidString.lowercased()), .text(lease.workerID), .integer(lease.attempt)] + binds
+                        )
+                        applied.append(!rows.isEmpty)
+                    }
+                    return applied
                 }
-                _ = try await connection.query("COMMIT", [])
-                return applied
             } catch {
-                _ = try? await connection.query("ROLLBACK", [])
                 throw Self.translate(error)
             }
         }

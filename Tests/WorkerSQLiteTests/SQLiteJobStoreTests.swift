@@ -142,4 +142,39 @@ struct SQLiteJobStoreTests {
             #expect(order == ["turn 1", "turn 2", "turn 3"])
         }
     }
+
+    @Test("a call cancelled inside its transaction (given up on by the worker) rolls it back, and the store's next writes work")
+    func cancelledInsideTransaction() async throws {
+        try await withTemporarySQLiteStore { store in
+            let other = try await SQLiteJobStore.open(path: store.path, busyTimeout: .zero)
+            defer { Task { try? await other.close() } }
+            // A batch of dozens of statements in one transaction, cancelled once the
+            // transaction is open: when another connection can no longer take the write lock.
+            let batch = (0..<20_000).map { NewJob(prompt: "batch \($0)") }
+            let call = Task { try await store.enqueue(batch) }
+            var inside = false
+            for _ in 0..<10_000 where !inside {
+                do {
+                    _ = try await other.connection.query("BEGIN IMMEDIATE", [])
+                    _ = try await other.connection.query("ROLLBACK", [])
+                    try await Task.sleep(for: .milliseconds(1))
+                } catch {
+                    inside = true
+                }
+            }
+            call.cancel()
+            try #require(inside, "the batch's transaction was never seen open")
+            guard case .failure = await call.result else {
+                Issue.record("the batch finished before it was cancelled")
+                return
+            }
+            // Before, the rollback was refused like the cancelled statements, and this failed:
+            // "cannot start a transaction within a transaction".
+            let next = try await store.enqueue([NewJob(prompt: "after")])
+            #expect(try await store.job(id: next[0])?.status == .pending)
+            // All or nothing: no row of the interrupted batch stayed.
+            let stats = try await store.stats()
+            #expect(stats.pending == 1, "pending \(stats.pending)")
+        }
+    }
 }
