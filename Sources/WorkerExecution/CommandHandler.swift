@@ -63,10 +63,14 @@ public struct CommandHandler: JobHandler {
         defer { cleanUp(attemptDirectory, succeeded: succeeded, logger: context.logger) }
 
         // Held for the whole turn, snapshots included; released (and the use recorded) however it ends.
-        let lock = try await sessionWorkspace?.lock(holder: "host \(hostName), pid \(getpid()), worker \(context.workerID)")
+        let holder = "host \(hostName), pid \(getpid()), worker \(context.workerID)"
+        let lock = try await sessionWorkspace?.lock(holder: holder)
         defer {
             lock?.touch()
             lock?.release()
+        }
+        if let lock, let sessionWorkspace, let orphan = OrphanedCommand(note: lock.previousNote) {
+            await orphan.stopIfLeftBehind(in: sessionWorkspace.directory, host: hostName, logger: context.logger)
         }
         var tracker: WorkspaceChangeTracker?
         if let sessionWorkspace, configuration.gitChanges {
@@ -87,7 +91,10 @@ public struct CommandHandler: JobHandler {
         environment["JOB_QUEUE"] = job.queue
         environment["JOB_PAYLOAD_FILE"] = payloadFile.path
 
-        let run = try await execute(prompt: job.prompt, workdir: workdir.path, environment: environment, logger: context.logger)
+        let run = try await execute(prompt: job.prompt, workdir: workdir.path, environment: environment, logger: context.logger) { group in
+            // Should this worker die, the session's next holder stops what the command left.
+            lock?.rewriteNote(OrphanedCommand.note(holder: holder, processGroup: group))
+        }
         var changes: WorkspaceChanges?
         if let tracker, !Task.isCancelled { changes = await tracker.finish(logger: context.logger) }
         switch run.status {
@@ -144,7 +151,10 @@ public struct CommandHandler: JobHandler {
         case timedOut
     }
 
-    private func execute(prompt: String, workdir: String, environment: [String: String], logger: Logger) async throws -> Run {
+    private func execute(
+        prompt: String, workdir: String, environment: [String: String], logger: Logger,
+        started: @escaping @Sendable (pid_t) -> Void
+    ) async throws -> Run {
         var platformOptions = PlatformOptions()
         platformOptions.createSession = true
         platformOptions.teardownSequence = [.send(signal: .terminate, toProcessGroup: true, allowedDurationToNextStep: configuration.killGrace)]
@@ -179,6 +189,7 @@ public struct CommandHandler: JobHandler {
                         error: .sequence
                     ) { execution in
                         collected.processGroup.withLock { $0 = execution.processIdentifier.value }
+                        started(execution.processIdentifier.value)
                         try await Self.pump(execution, input: input, into: collected, logger: logger)
                     }
                     return .finished(result.terminationStatus)

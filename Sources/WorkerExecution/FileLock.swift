@@ -26,12 +26,16 @@ public final class FileLock: Sendable {
     }
 
     public let path: String
+    /// The note the previous holder left in the file, read before this holder replaced it:
+    /// who last held the lock (``OrphanedCommand`` reads what that holder left running).
+    public let previousNote: String
     /// The descriptor while held; -1 once released.
     private let descriptor: Mutex<Int32>
 
-    private init(path: String, descriptor: Int32) {
+    private init(path: String, descriptor: Int32, previousNote: String) {
         self.path = path
         self.descriptor = Mutex(descriptor)
+        self.previousNote = previousNote
     }
 
     deinit { release() }
@@ -65,10 +69,9 @@ public final class FileLock: Sendable {
                 close(fd)
                 continue
             }
-            let line = Array((holder + "\n").utf8)
-            _ = ftruncate(fd, 0)
-            _ = line.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
-            return FileLock(path: path, descriptor: fd)
+            let previous = readNote(fd)
+            write(note: holder, to: fd)
+            return FileLock(path: path, descriptor: fd, previousNote: previous)
         }
         throw .system(path: path, operation: "lock (it kept being replaced)", errno: EAGAIN)
     }
@@ -104,6 +107,19 @@ public final class FileLock: Sendable {
         let count = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
         guard count > 0 else { return "" }
         return String(decoding: buffer[..<count], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    private static func write(note: String, to fd: Int32) {
+        let line = Array((note + "\n").utf8)
+        _ = ftruncate(fd, 0)
+        _ = line.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+    }
+
+    /// Replaces the holder's note (while held), e.g. to add what the holder started.
+    public func rewriteNote(_ note: String) {
+        descriptor.withLock { fd in
+            if fd >= 0 { Self.write(note: note, to: fd) }
+        }
     }
 
     /// Sets the file's modification time to now: the lock file's mtime is a workspace's

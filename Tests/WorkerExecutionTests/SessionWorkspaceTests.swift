@@ -139,4 +139,14 @@ struct SessionWorkspaceTests {
             #expect(!lock.closesOnExec, "released")
         }
     }
+
+    @Test("the lock's note names the running command's process group; a note without one names no orphan")
+    func orphanNote() {
+        let note = OrphanedCommand.note(holder: "host pod-7, pid 41, worker w-1, retries 2", processGroup: 977)
+        let parsed = OrphanedCommand(note: note)
+        #expect(parsed?.host == "pod-7" && parsed?.workerPID == 41 && parsed?.processGroup == 977)
+        #expect(OrphanedCommand(note: "host pod-7, pid 41, worker w-1") == nil, "no command started yet")
+        #expect(OrphanedCommand(note: "") == nil)
+        #expect(OrphanedCommand(note: "host h, pid 41, worker w, command group 1") == nil, "never init")
+    }
 }

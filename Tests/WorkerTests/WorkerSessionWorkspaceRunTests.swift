@@ -1,0 +1,65 @@
+import Foundation
+import Testing
+
+/// `worker run` with `JOB_WORKSPACE=session`, as a process: what happens to a session's
+/// workspace when its worker dies.
+@Suite("worker run: session workspaces", .serialized)
+struct WorkerSessionWorkspaceRunTests {
+    @Test("a worker killed with kill -9 mid-turn: the turn's next attempt first stops the command it left running in the workspace")
+    func orphanedCommandStopped() async throws {
+        let folder = try TemporaryDirectory()
+        let script = folder.url.appendingPathComponent("turn.sh")
+        try """
+        #!/bin/bash
+        read -r prompt
+        echo "start $JOB_ATTEMPT $$" >> turns.log
+        if [ "$JOB_ATTEMPT" = 1 ]; then sleep 60; fi
+        echo "end $JOB_ATTEMPT $$" >> turns.log
+        echo '{}'
+        """.write(to: script, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
+        let root = folder.url.appendingPathComponent("work")
+        let environment = [
+            "JOB_COMMAND": script.path, "JOB_WORKSPACE": "session", "JOB_GIT_CHANGES": "false", "JOB_WORKDIR_ROOT": root.path,
+            "LEASE_DURATION_MS": "1500", "RETRY_BACKOFF_BASE_MS": "50", "RETRY_BACKOFF_MAX_MS": "100",
+        ]
+        let first = try WorkerProcess(environment: environment.merging(["HEALTH_CHECK_PORT": "\(try freePort())"]) { $1 }, directory: folder.url)
+        defer { first.kill9() }
+        let session = UUID().uuidString.lowercased()
+        let id = try await WorkerProcess.command(
+            ["enqueue", "--prompt", "turn", "--session-id", session, "--max-attempts", "3"], environment: environment, directory: folder.url
+        ).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let log = root.appendingPathComponent("sessions/\(session)/turns.log").path
+        let turns = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+        #expect(try await eventually("attempt 1 started") { turns().contains("start 1 ") })
+        let line = try #require(turns().split(separator: "\n").first { $0.hasPrefix("start 1 ") })
+        let orphan = try #require(pid_t(line.split(separator: " ")[2]))
+        // However the test ends, nothing of it is left running (the command leads its group).
+        defer { kill(-orphan, SIGKILL) }
+        first.send(SIGKILL)
+        WorkerProcess.reap(first.pid)
+        #expect(Self.isRunning(orphan), "the command outlived its worker")
+
+        let second = try WorkerProcess(environment: environment.merging(["HEALTH_CHECK_PORT": "\(try freePort())"]) { $1 }, directory: folder.url)
+        defer { second.kill9() }
+        let show = { jsonObject(try await WorkerProcess.command(["jobs", "show", id, "--json"], environment: environment, directory: folder.url).stdout) }
+        #expect(try await eventually("completed by the second worker", timeout: .seconds(30)) { try await show()?["status"] as? String == "completed" })
+        #expect(try await show()?["attempts"] as? Int == 2)
+        #expect(turns().contains("start 2 ") && turns().contains("end 2 "))
+        // Stopped before attempt 2 ran: it never finished, and it is gone.
+        #expect(!turns().contains("end 1 "))
+        #expect(!Self.isRunning(orphan), "attempt 1's command still runs beside attempt 2")
+        #expect(second.stdout.contains("Stopping what a dead worker's command left running in the session workspace"))
+        second.send(SIGTERM)
+        #expect(await second.waitForExit(timeout: .seconds(10)) == 0)
+    }
+
+    /// Alive and not a zombie (an orphan that was killed waits for init to reap it).
+    static func isRunning(_ pid: pid_t) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.range(of: ")", options: .backwards)
+        else { return false }
+        return stat[close.upperBound...].split(separator: " ").first != "Z"
+    }
+}
