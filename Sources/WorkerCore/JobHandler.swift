@@ -61,8 +61,8 @@ public struct JobContext: Sendable {
     /// The metadata every log line about a job carries (besides `workerId`, on the base logger).
     static func metadata(jobID: UUID, sessionID: UUID?, attempt: Int) -> Logger.Metadata {
         [
-            "jobId": .string(jobID.uuidString.lowercased()),
-            "sessionId": .string(sessionID?.uuidString.lowercased() ?? ""),
+            "jobId": .string(jobID.lowercasedText),
+            "sessionId": .string(sessionID?.lowercasedText ?? ""),
             "attempt": .stringConvertible(attempt),
         ]
     }

@@ -72,8 +72,8 @@ extension JobProcessor {
                     logger.warning(
                         "Rescued job with expired lease",
                         metadata: [
-                            "jobId": .string(job.id.uuidString.lowercased()),
-                            "sessionId": .string(job.sessionID?.uuidString.lowercased() ?? ""),
+                            "jobId": .string(job.id.lowercasedText),
+                            "sessionId": .string(job.sessionID?.lowercasedText ?? ""),
                             "previousWorker": .string(job.previousWorker ?? ""),
                             "attempt": .stringConvertible(job.attempt),
                             "newStatus": .string(job.newStatus.rawValue),

@@ -315,8 +315,8 @@ public final class JobProcessor: Service, Sendable {
             logger.warning(
                 "Shutdown timeout - job may be incomplete",
                 metadata: [
-                    "jobId": .string(id.uuidString.lowercased()),
-                    "sessionId": .string(job.sessionID?.uuidString.lowercased() ?? ""),
+                    "jobId": .string(id.lowercasedText),
+                    "sessionId": .string(job.sessionID?.lowercasedText ?? ""),
                     "attempt": .stringConvertible(job.lease.attempt),
                 ]
             )

@@ -25,11 +25,11 @@ public enum JobStoreError: Error, Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .jobNotFound(let id):
-            "no job with id \(id.uuidString.lowercased())"
+            "no job with id \(id.lowercasedText)"
         case .invalidTransition(let id, let from, let action):
             from == .cancelled && action == "retry"
-                ? "cannot retry job \(id.uuidString.lowercased()) yet: it was cancelled while running and its worker is still stopping its command; try again in a few seconds"
-                : "cannot \(action) job \(id.uuidString.lowercased()): it is \(from)"
+                ? "cannot retry job \(id.lowercasedText) yet: it was cancelled while running and its worker is still stopping its command; try again in a few seconds"
+                : "cannot \(action) job \(id.lowercasedText): it is \(from)"
         case .invalidJob(let reason):
             "invalid job: \(reason)"
         case .corruptRow(let id, let reason):

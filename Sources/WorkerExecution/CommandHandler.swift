@@ -46,7 +46,7 @@ public struct CommandHandler: JobHandler {
         // Per attempt: payload.json (and the change summary's scratch index), and the working
         // directory itself unless the job runs in its session's workspace.
         let attemptDirectory = URL(fileURLWithPath: configuration.workdirRoot)
-            .appendingPathComponent("\(job.id.uuidString.lowercased())-\(claimed.lease.attempt)-\(UUID().uuidString.prefix(6).lowercased())")
+            .appendingPathComponent("\(job.id.lowercasedText)-\(claimed.lease.attempt)-\(UUID().uuidString.prefix(6).lowercased())")
         let payloadFile = attemptDirectory.appendingPathComponent("payload.json")
         let sessionWorkspace = configuration.workspace == .session
             ? job.sessionID.map { SessionWorkspace(root: configuration.workdirRoot, sessionID: $0) }
@@ -84,8 +84,8 @@ public struct CommandHandler: JobHandler {
         }
 
         var environment = baseEnvironment
-        environment["JOB_ID"] = job.id.uuidString.lowercased()
-        environment["SESSION_ID"] = job.sessionID?.uuidString.lowercased() ?? ""
+        environment["JOB_ID"] = job.id.lowercasedText
+        environment["SESSION_ID"] = job.sessionID?.lowercasedText ?? ""
         environment["JOB_ATTEMPT"] = String(claimed.lease.attempt)
         environment["JOB_MAX_ATTEMPTS"] = String(job.maxAttempts)
         environment["JOB_QUEUE"] = job.queue

@@ -24,7 +24,7 @@ public struct SessionWorkspace: Sendable, Hashable {
     public init(root: String, sessionID: UUID) {
         self.sessionID = sessionID
         let sessions = URL(fileURLWithPath: Self.sessionsDirectory(root: root))
-        let name = sessionID.uuidString.lowercased()
+        let name = sessionID.lowercasedText
         directory = sessions.appendingPathComponent(name).path
         lockFile = sessions.appendingPathComponent("\(name).lock").path
     }

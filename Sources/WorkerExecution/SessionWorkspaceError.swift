@@ -11,7 +11,7 @@ public enum SessionWorkspaceError: Error, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .inUse(let session, let holder, let lockFile):
-            "the workspace of session \(session.uuidString.lowercased()) is in use by "
+            "the workspace of session \(session.lowercasedText) is in use by "
                 + (holder.isEmpty ? "another process" : holder)
                 + " (lock file \(lockFile)); two workers must never run one session's turns at once:"
                 + " check that all workers sharing JOB_WORKDIR_ROOT use the same jobs table."

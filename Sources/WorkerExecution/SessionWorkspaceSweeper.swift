@@ -101,7 +101,7 @@ public struct SessionWorkspaceSweeper: Sendable {
         }
         if !report.removed.isEmpty {
             logger.info("Removed idle session workspaces", metadata: [
-                "sessions": .array(report.removed.map { .string($0.uuidString.lowercased()) }),
+                "sessions": .array(report.removed.map { .string($0.lowercasedText) }),
                 "idleHours": .stringConvertible(retention.inSeconds / 3600),
             ])
         }
@@ -127,7 +127,7 @@ public struct SessionWorkspaceSweeper: Sendable {
         // A turn that started and ended since the idle check touched the lock file.
         guard let lastUse, lastUse <= threshold else { return .usedMeanwhile }
         let trash = URL(fileURLWithPath: workspace.directory).deletingLastPathComponent()
-            .appendingPathComponent("\(Self.trashPrefix)\(workspace.sessionID.uuidString.lowercased())-\(UUID().uuidString.prefix(8))").path
+            .appendingPathComponent("\(Self.trashPrefix)\(workspace.sessionID.lowercasedText)-\(UUID().uuidString.prefix(8))").path
         if FileManager.default.fileExists(atPath: workspace.directory) {
             do {
                 try FileManager.default.moveItem(atPath: workspace.directory, toPath: trash)
@@ -148,7 +148,7 @@ public struct SessionWorkspaceSweeper: Sendable {
         var ids = Set<UUID>()
         for entry in entries where !entry.hasPrefix(".") {
             let name = entry.hasSuffix(".lock") ? String(entry.dropLast(5)) : entry
-            if name.count == 36, let id = UUID(uuidString: name), id.uuidString.lowercased() == name { ids.insert(id) }
+            if name.count == 36, let id = UUID(uuidString: name), id.lowercasedText == name { ids.insert(id) }
         }
         return ids.sorted { $0.uuidString < $1.uuidString }
     }

@@ -25,6 +25,10 @@ extension PostgresJobStore {
                 logger: logger
             ).collect()
             _ = try await client.query(
+                PostgresQuery(unsafeSQL: "DROP FUNCTION IF EXISTS \"\(schema.schemaName)\".\"\(schema.tableName)_new_id\"() CASCADE"),
+                logger: logger
+            ).collect()
+            _ = try await client.query(
                 "DELETE FROM \(unescaped: schema.migrationsTable) WHERE table_name = \(schema.tableName)",
                 logger: logger
             ).collect()

@@ -13,12 +13,12 @@ extension PostgresJobStore {
         var id: UUID?
         func next<T: PostgresDecodable>(_ type: T.Type) throws -> T {
             guard let cell = cells.next() else {
-                throw JobStoreError.corruptRow(id: id?.uuidString.lowercased() ?? "unknown", reason: "the claim returned too few columns")
+                throw JobStoreError.corruptRow(id: id?.lowercasedText ?? "unknown", reason: "the claim returned too few columns")
             }
             do {
                 return try cell.decode(T.self)
             } catch {
-                throw JobStoreError.corruptRow(id: id?.uuidString.lowercased() ?? "unknown", reason: "\(cell.columnName) cannot be read as \(T.self)")
+                throw JobStoreError.corruptRow(id: id?.lowercasedText ?? "unknown", reason: "\(cell.columnName) cannot be read as \(T.self)")
             }
         }
         let jobID = try next(UUID.self)
@@ -42,12 +42,12 @@ extension PostgresJobStore {
             do {
                 return try cells[index].decode(T.self)
             } catch {
-                throw JobStoreError.corruptRow(id: id.uuidString.lowercased(), reason: "\(cells[index].columnName) cannot be read as \(T.self)")
+                throw JobStoreError.corruptRow(id: id.lowercasedText, reason: "\(cells[index].columnName) cannot be read as \(T.self)")
             }
         }
         let statusText = try field(5, String.self)
         guard let status = JobStatus(rawValue: statusText) else {
-            throw JobStoreError.corruptRow(id: id.uuidString.lowercased(), reason: "unknown status \(statusText)")
+            throw JobStoreError.corruptRow(id: id.lowercasedText, reason: "unknown status \(statusText)")
         }
         return Job(
             id: id,

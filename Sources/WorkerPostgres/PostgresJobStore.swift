@@ -239,7 +239,7 @@ public final class PostgresJobStore: BenchmarkJobStore {
             return
         }
         let message = "job row cannot be read: \(error)"
-        logger.error("Job row cannot be read; marking it failed", metadata: ["jobId": .string(id.uuidString.lowercased()), "error": .string(message)])
+        logger.error("Job row cannot be read; marking it failed", metadata: ["jobId": .string(id.lowercasedText), "error": .string(message)])
         try await client.query(
             """
             UPDATE \(unescaped: table) SET status = 'failed', last_error = \(Self.storableText(message)), completed_at = now(),

@@ -9,7 +9,7 @@ extension SQLiteJobStore {
         let rows = try await lock.withLock {
             try await connection.query(
                 "SELECT \(SQLiteSchema.columns) FROM \"\(table)\" WHERE id = ?1",
-                [.text(id.uuidString.lowercased())]
+                [.text(id.lowercasedText)]
             )
         }
         return try rows.first.map(Self.decode)
@@ -27,7 +27,7 @@ extension SQLiteJobStore {
                     filter.status.map { .text($0.rawValue) } ?? .null,
                     filter.queue.map { .text($0) } ?? .null,
                     .integer(max(0, filter.limit)),
-                    filter.session.map { .text($0.uuidString.lowercased()) } ?? .null,
+                    filter.session.map { .text($0.lowercasedText) } ?? .null,
                 ]
             )
         }
@@ -71,7 +71,7 @@ extension SQLiteJobStore {
     /// Runs a conditional state change; explains why when no row changed.
     private func transition(id: UUID, action: String, sql: String, binds: [SQLiteData]) async throws -> Job {
         let rows = try await lock.withLock {
-            try await connection.query(sql, [.text(id.uuidString.lowercased())] + binds)
+            try await connection.query(sql, [.text(id.lowercasedText)] + binds)
         }
         if let row = rows.first { return try Self.decode(row) }
         guard let current = try await job(id: id) else { throw JobStoreError.jobNotFound(id) }
@@ -149,7 +149,7 @@ extension SQLiteJobStore {
 
     public func sessionsWithUnfinishedTurns(among sessions: [UUID]) async throws -> Set<UUID> {
         guard !sessions.isEmpty else { return [] }
-        let list = sessions.map { $0.uuidString.lowercased() }
+        let list = sessions.map { $0.lowercasedText }
         let rows = try await lock.withLock {
             try await connection.query(
                 """

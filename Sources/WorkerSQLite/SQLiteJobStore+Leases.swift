@@ -21,7 +21,7 @@ extension SQLiteJobStore {
                         AND (status = 'processing' OR (status = 'cancelled' AND lease_expires_at IS NOT NULL))
                     RETURNING status
                     """,
-                    [.integer(expires), .text(lease.jobID.uuidString.lowercased()), .text(lease.workerID), .integer(lease.attempt)]
+                    [.integer(expires), .text(lease.jobID.lowercasedText), .text(lease.workerID), .integer(lease.attempt)]
                 )
                 if let status = rows.first?.column("status")?.string {
                     states[lease.jobID] = status == JobStatus.processing.rawValue ? .held : .cancelled
@@ -29,7 +29,7 @@ extension SQLiteJobStore {
                 }
                 let status = try await connection.query(
                     "SELECT status FROM \"\(table)\" WHERE id = ?1",
-                    [.text(lease.jobID.uuidString.lowercased())]
+                    [.text(lease.jobID.lowercasedText)]
                 ).first?.column("status")?.string
                 states[lease.jobID] = status == JobStatus.cancelled.rawValue ? .cancelled : .lost
             }
@@ -39,7 +39,7 @@ extension SQLiteJobStore {
 
     public func rescueExpiredLeases(sparing running: [UUID]) async throws -> [RescuedJob] {
         let now = Self.milliseconds(Date())
-        let spared = Set(running.map { $0.uuidString.lowercased() })
+        let spared = Set(running.map { $0.lowercasedText })
         return try await lock.withLock {
             try await boundBusyWait("rescue")
             let rescued = try await inTransaction {
@@ -99,7 +99,7 @@ extension SQLiteJobStore {
                         UPDATE "\(table)" SET locked_by = NULL, lease_expires_at = NULL
                         WHERE id = ?1 AND status = 'cancelled' AND locked_by = ?2 AND attempts = ?3 AND lease_expires_at IS NOT NULL
                         """,
-                        [.text(lease.jobID.uuidString.lowercased()), .text(lease.workerID), .integer(lease.attempt)]
+                        [.text(lease.jobID.lowercasedText), .text(lease.workerID), .integer(lease.attempt)]
                     )
                 }
             }

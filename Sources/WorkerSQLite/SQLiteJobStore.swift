@@ -157,10 +157,10 @@ public final class SQLiteJobStore: BenchmarkJobStore {
                         let base = binds.count
                         let placeholders: [String] = (1...10).map { (offset: Int) -> String in "?\(base + offset)" }
                         rows.append("(" + placeholders.joined(separator: ",") + ")")
-                        let sessionID: SQLiteData = job.sessionID.map { .text($0.uuidString.lowercased()) } ?? .null
+                        let sessionID: SQLiteData = job.sessionID.map { .text($0.lowercasedText) } ?? .null
                         let runAt: Int = job.runAt.map(Self.milliseconds) ?? now
                         binds += [
-                            .text(ids[index].uuidString.lowercased()),
+                            .text(ids[index].lowercasedText),
                             .text(job.queue),
                             sessionID,
                             .text(job.prompt),
@@ -258,7 +258,7 @@ public final class SQLiteJobStore: BenchmarkJobStore {
                             WHERE id = ?1 AND status = 'processing' AND locked_by = ?2 AND attempts = ?3
                             RETURNING id
                             """,
-                            [.text(lease.jobID.uuidString.lowercased()), .text(lease.workerID), .integer(lease.attempt)] + binds
+                            [.text(lease.jobID.lowercasedText), .text(lease.workerID), .integer(lease.attempt)] + binds
                         )
                         applied.append(!rows.isEmpty)
                     }

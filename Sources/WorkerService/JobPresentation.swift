@@ -11,9 +11,9 @@ public enum JobPresentation {
             return (try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])) ?? text
         }
         return [
-            "id": job.id.uuidString.lowercased(),
+            "id": job.id.lowercasedText,
             "queue": job.queue,
-            "session_id": job.sessionID.map { $0.uuidString.lowercased() } ?? NSNull(),
+            "session_id": job.sessionID.map { $0.lowercasedText } ?? NSNull(),
             "prompt": job.prompt,
             "payload": embedded(job.payload),
             "status": job.status.rawValue,
@@ -68,7 +68,7 @@ public enum JobPresentation {
         for job in jobs {
             let prompt = TerminalText.escaped(job.prompt.replacingOccurrences(of: "\n", with: " "))
             rows.append([
-                job.id.uuidString.lowercased(),
+                job.id.lowercasedText,
                 job.status.rawValue,
                 TerminalText.escaped(job.queue),
                 "\(job.priority)",
@@ -92,7 +92,7 @@ public enum JobPresentation {
             let prompt = TerminalText.escaped(turn.prompt.replacingOccurrences(of: "\n", with: " "))
             rows.append([
                 "\(index + 1)",
-                turn.id.uuidString.lowercased(),
+                turn.id.lowercasedText,
                 turn.status.rawValue,
                 "\(turn.attempts)/\(turn.maxAttempts)",
                 LogTimestamp.iso8601(turn.createdAt),
@@ -109,9 +109,9 @@ public enum JobPresentation {
         case .pending where turn.heldBySession:
             guard let active, active.id != turn.id else { return "for the session's turn to be let through" }
             switch active.status {
-            case .failed: return "blocked by failed turn \(active.id.uuidString.lowercased().prefix(8)) (SESSION_ON_FAILURE=block: retry or cancel it)"
-            case .cancelled: return "for cancelled turn \(active.id.uuidString.lowercased().prefix(8)) to stop"
-            default: return "for turn \(active.id.uuidString.lowercased().prefix(8)) (\(active.status.rawValue))"
+            case .failed: return "blocked by failed turn \(active.id.lowercasedText.prefix(8)) (SESSION_ON_FAILURE=block: retry or cancel it)"
+            case .cancelled: return "for cancelled turn \(active.id.lowercasedText.prefix(8)) to stop"
+            default: return "for turn \(active.id.lowercasedText.prefix(8)) (\(active.status.rawValue))"
             }
         case .pending where turn.runAt > Date():
             return "until \(LogTimestamp.iso8601(turn.runAt)) (retry backoff or run-at)"

@@ -27,9 +27,14 @@ public enum LogOutput: Sendable {
     /// Writes a whole line with unbuffered `write(2)` calls, so lines from concurrent tasks
     /// never interleave mid-line and nothing sits in a buffer when the process is killed.
     func write(line: String) {
-        var text = line
-        text.append("\n")
-        text.withUTF8 { buffer in
+        var bytes = Array(line.utf8)
+        write(line: &bytes)
+    }
+
+    /// ``write(line:)`` for a line built as bytes (the newline is appended to it).
+    func write(line bytes: inout [UInt8]) {
+        bytes.append(UInt8(ascii: "\n"))
+        bytes.withUnsafeBufferPointer { buffer in
             var offset = 0
             while offset < buffer.count {
                 let written = Glibc.write(fileDescriptor, buffer.baseAddress! + offset, buffer.count - offset)

@@ -21,7 +21,7 @@ struct SessionWorkspaceRetention: Service {
                     let report = try await sweeper.sweep()
                     if !report.keptLocked.isEmpty {
                         logger.debug("Kept idle session workspaces whose lock is held", metadata: [
-                            "sessions": .array(report.keptLocked.map { .string($0.uuidString.lowercased()) }),
+                            "sessions": .array(report.keptLocked.map { .string($0.lowercasedText) }),
                         ])
                     }
                 } catch {

@@ -68,7 +68,7 @@ struct EnqueueCommand: AsyncParsableCommand {
             throw ValidationError(error.description)
         }
         let ids = try await context.withStore { try await $0.enqueue([job]) }
-        output(ids[0].uuidString.lowercased())
+        output(ids[0].lowercasedText)
     }
 
     private func enqueueLines(from source: String, context: CommandContext) async throws {

@@ -67,7 +67,7 @@ struct JobsCommand: AsyncParsableCommand {
             let id = try JobID.parse(self.id)
             let context = try await CommandContext.load()
             let job = try await context.withStore(existingOnly: true) { try await $0.retry(id: id) }
-            output("Job \(job.id.uuidString.lowercased()) is pending again (attempts \(job.attempts) of \(job.maxAttempts))")
+            output("Job \(job.id.lowercasedText) is pending again (attempts \(job.attempts) of \(job.maxAttempts))")
         }
     }
 
@@ -85,7 +85,7 @@ struct JobsCommand: AsyncParsableCommand {
             let id = try JobID.parse(self.id)
             let context = try await CommandContext.load()
             let job = try await context.withStore(existingOnly: true) { try await $0.cancel(id: id) }
-            output("Job \(job.id.uuidString.lowercased()) is cancelled")
+            output("Job \(job.id.lowercasedText) is cancelled")
         }
     }
 }

@@ -28,6 +28,32 @@ struct PostgresSessionTests {
         }
     }
 
+    @Test("rows inserted by hand in one statement get time-ordered ids: jobs are claimed, and a session's turns run, in the order written")
+    func handInsertedStatementOrder() async throws {
+        try await TestDatabase.withStore { store in
+            let table = "public.\(store.schema.tableName)"
+            // One statement: every row has the same created_at and run_at, so only the ids order them.
+            let values = (1...20).map { "('job \($0)')" }.joined(separator: ", ")
+            _ = try await TestDatabase.execute("INSERT INTO \(table) (prompt) VALUES \(values)", on: store)
+            let claimed = try await store.claim(queues: ["default"], limit: 50, workerID: "w", leaseDuration: .seconds(30))
+            #expect(claimed.map(\.job.prompt) == (1...20).map { "job \($0)" })
+            #expect(claimed.allSatisfy { $0.job.id.uuidString.dropFirst(14).first == "7" }, "UUIDv7")
+            _ = try await store.record(claimed.map { JobCompletion(lease: $0.lease, outcome: .completed(result: "{}")) })
+
+            let session = UUID()
+            let turns = (1...10).map { "('turn \($0)', '\(session)')" }.joined(separator: ", ")
+            _ = try await TestDatabase.execute("INSERT INTO \(table) (prompt, session_id) VALUES \(turns)", on: store)
+            var order: [String] = []
+            for _ in 1...10 {
+                let next = try await store.claim(queues: ["default"], limit: 10, workerID: "w", leaseDuration: .seconds(30))
+                #expect(next.count == 1)
+                order += next.map(\.job.prompt)
+                _ = try await store.record(next.map { JobCompletion(lease: $0.lease, outcome: .completed(result: "{}")) })
+            }
+            #expect(order == (1...10).map { "turn \($0)" })
+        }
+    }
+
     @Test("the database refuses a second active turn of a session, whoever writes it")
     func secondActiveTurnRefused() async throws {
         try await TestDatabase.withStore { store in
@@ -56,7 +82,7 @@ struct PostgresSessionTests {
                 "DROP TRIGGER \(store.schema.tableName)_session_release ON \(table)",
                 "DROP INDEX public.\(store.schema.tableName)_session_turn_idx",
                 "ALTER TABLE \(table) DROP COLUMN held_by_session, DROP COLUMN blocks_session",
-                "DELETE FROM public.worker_schema_migrations WHERE table_name = '\(store.schema.tableName)' AND version = 3",
+                "DELETE FROM public.worker_schema_migrations WHERE table_name = '\(store.schema.tableName)' AND version >= 3",
             ] {
                 _ = try await TestDatabase.execute(statement, on: store)
             }

@@ -47,6 +47,7 @@ enum TestDatabase {
     static func drop(_ table: String, on client: PostgresClient) async throws {
         _ = try await client.query(PostgresQuery(unsafeSQL: "DROP TABLE IF EXISTS \"public\".\"\(table)\" CASCADE")).collect()
         _ = try await client.query(PostgresQuery(unsafeSQL: "DROP FUNCTION IF EXISTS \"public\".\"\(table)_notify\"() CASCADE")).collect()
+        _ = try await client.query(PostgresQuery(unsafeSQL: "DROP FUNCTION IF EXISTS \"public\".\"\(table)_new_id\"() CASCADE")).collect()
         _ = try await client.query(PostgresQuery(unsafeSQL: "DELETE FROM public.worker_schema_migrations WHERE table_name = '\(table)'")).collect()
     }
 
