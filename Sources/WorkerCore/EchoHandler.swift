@@ -36,8 +36,7 @@ public struct EchoHandler: JobHandler {
         init(payload: String) throws {
             // The common case, a payload without these keys, needs no parsing (nor Foundation's
             // string search, which cost more than the rest of the handler).
-            let bytes = payload.utf8
-            guard bytes.firstRange(of: "sleepMs".utf8) != nil || bytes.firstRange(of: "failTimes".utf8) != nil else { return }
+            guard Self.mentions("sleepMs", in: payload) || Self.mentions("failTimes", in: payload) else { return }
             let keys: Keys
             do {
                 keys = try JSONDecoder().decode(Keys.self, from: Data(payload.utf8))
@@ -47,6 +46,24 @@ public struct EchoHandler: JobHandler {
             sleepMs = keys.sleepMs ?? 0
             failTimes = keys.failTimes ?? 0
             if sleepMs < 0 || failTimes < 0 { throw EchoHandlerError.invalidOptions(payload: String(payload.prefix(200))) }
+        }
+
+        /// Whether `key` occurs in `payload`, compared byte by byte (the generic collection
+        /// search, and Foundation's before it, cost a busy worker a sixth of its CPU time).
+        static func mentions(_ key: StaticString, in payload: String) -> Bool {
+            var payload = payload
+            let needle = UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount)
+            return payload.withUTF8 { bytes in
+                guard bytes.count >= needle.count, let first = needle.first else { return false }
+                var index = 0
+                while index <= bytes.count - needle.count {
+                    if bytes[index] == first, UnsafeBufferPointer(rebasing: bytes[index..<(index + needle.count)]).elementsEqual(needle) {
+                        return true
+                    }
+                    index += 1
+                }
+                return false
+            }
         }
     }
 }
