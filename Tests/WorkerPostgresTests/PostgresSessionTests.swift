@@ -2,6 +2,7 @@ import Foundation
 import PostgresNIO
 import Testing
 import WorkerCore
+import WorkerTestSupport
 @testable import WorkerPostgres
 
 /// What the session triggers guarantee on PostgreSQL beyond the conformance suite: for rows
@@ -17,14 +18,7 @@ struct PostgresSessionTests {
                 _ = try await TestDatabase.execute(
                     "INSERT INTO public.\(store.schema.tableName) (prompt, session_id) VALUES ('turn \(turn)', '\(session)')", on: store)
             }
-            var order: [String] = []
-            for _ in 1...3 {
-                let claimed = try await store.claim(queues: ["default"], limit: 10, workerID: "w", leaseDuration: .seconds(30))
-                #expect(claimed.count == 1)
-                order += claimed.map(\.job.prompt)
-                _ = try await store.record(claimed.map { JobCompletion(lease: $0.lease, outcome: .completed(result: "{}")) })
-            }
-            #expect(order == ["turn 1", "turn 2", "turn 3"])
+            #expect(try await claimOneByOne(store, claims: 3) == ["turn 1", "turn 2", "turn 3"])
         }
     }
 
@@ -43,14 +37,7 @@ struct PostgresSessionTests {
             let session = UUID()
             let turns = (1...10).map { "('turn \($0)', '\(session)')" }.joined(separator: ", ")
             _ = try await TestDatabase.execute("INSERT INTO \(table) (prompt, session_id) VALUES \(turns)", on: store)
-            var order: [String] = []
-            for _ in 1...10 {
-                let next = try await store.claim(queues: ["default"], limit: 10, workerID: "w", leaseDuration: .seconds(30))
-                #expect(next.count == 1)
-                order += next.map(\.job.prompt)
-                _ = try await store.record(next.map { JobCompletion(lease: $0.lease, outcome: .completed(result: "{}")) })
-            }
-            #expect(order == (1...10).map { "turn \($0)" })
+            #expect(try await claimOneByOne(store, claims: 10) == (1...10).map { "turn \($0)" })
         }
     }
 

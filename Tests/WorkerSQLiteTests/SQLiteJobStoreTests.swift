@@ -132,14 +132,7 @@ struct SQLiteJobStoreTests {
                 let text = turn == 2 ? session.uuidString : session.uuidString.lowercased()
                 try await store.rawExecute("INSERT INTO coding_jobs (prompt, session_id, created_at) VALUES ('turn \(turn)', '\(text)', \(turn))")
             }
-            var order: [String] = []
-            for _ in 1...3 {
-                let claimed = try await store.claim(queues: ["default"], limit: 10, workerID: "w", leaseDuration: .seconds(30))
-                #expect(claimed.count == 1)
-                order += claimed.map(\.job.prompt)
-                _ = try await store.record(claimed.map { JobCompletion(lease: $0.lease, outcome: .completed(result: "{}")) })
-            }
-            #expect(order == ["turn 1", "turn 2", "turn 3"])
+            #expect(try await claimOneByOne(store, claims: 3) == ["turn 1", "turn 2", "turn 3"])
         }
     }
 
