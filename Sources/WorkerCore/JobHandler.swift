@@ -59,11 +59,14 @@ public struct JobContext: Sendable {
     }
 
     /// The metadata every log line about a job carries (besides `workerId`, on the base logger).
-    static func metadata(jobID: UUID, sessionID: UUID?, attempt: Int) -> Logger.Metadata {
-        [
-            "jobId": .string(jobID.lowercasedText),
-            "sessionId": .string(sessionID?.lowercasedText ?? ""),
-            "attempt": .stringConvertible(attempt),
-        ]
+    ///
+    /// - Parameter room: how many more keys the caller adds (the dictionary is sized once: growing
+    ///   it for every log line showed in a busy worker's profile).
+    static func metadata(jobID: UUID, sessionID: UUID?, attempt: Int, room: Int = 0) -> Logger.Metadata {
+        var metadata = Logger.Metadata(minimumCapacity: 3 + room)
+        metadata["jobId"] = .string(jobID.lowercasedText)
+        metadata["sessionId"] = .string(sessionID?.lowercasedText ?? "")
+        metadata["attempt"] = .stringConvertible(attempt)
+        return metadata
     }
 }

@@ -164,11 +164,7 @@ extension JobProcessor {
     static func metadata(
         of lease: Lease, sessionID: UUID?, duration: Duration? = nil, extra: Logger.Metadata = [:]
     ) -> Logger.Metadata {
-        // Sized once for the line's keys (growing the dictionary showed in the profile).
-        var metadata = Logger.Metadata(minimumCapacity: 6 + extra.count)
-        metadata["jobId"] = .string(lease.jobID.lowercasedText)
-        metadata["sessionId"] = .string(sessionID?.lowercasedText ?? "")
-        metadata["attempt"] = .stringConvertible(lease.attempt)
+        var metadata = JobContext.metadata(jobID: lease.jobID, sessionID: sessionID, attempt: lease.attempt, room: 1 + extra.count)
         if let duration { metadata["durationMs"] = .stringConvertible(duration.inMilliseconds) }
         for (key, value) in extra { metadata[key] = value }
         return metadata

@@ -63,7 +63,7 @@ public struct CommandHandler: JobHandler {
         defer { cleanUp(attemptDirectory, succeeded: succeeded, logger: context.logger) }
 
         // Held for the whole turn, snapshots included; released (and the use recorded) however it ends.
-        let holder = "host \(hostName), pid \(getpid()), worker \(context.workerID)"
+        let holder = OrphanedCommand.holder(host: hostName, workerPID: getpid(), workerID: context.workerID)
         let lock = try await sessionWorkspace?.lock(holder: holder)
         defer {
             lock?.touch()

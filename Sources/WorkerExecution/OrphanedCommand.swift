@@ -24,6 +24,11 @@ public struct OrphanedCommand: Sendable, Equatable {
     /// The command's process group (its leader's pid: each command starts a session of its own).
     public let processGroup: pid_t
 
+    /// The note a turn's worker writes when it takes the lock (the format ``init(note:)`` reads).
+    public static func holder(host: String, workerPID: pid_t, workerID: String) -> String {
+        "host \(host), pid \(workerPID), worker \(workerID)"
+    }
+
     /// The note a holder writes once its command started.
     public static func note(holder: String, processGroup: pid_t) -> String {
         "\(holder), command group \(processGroup)"

@@ -127,7 +127,7 @@ struct PostgresSchema: Sendable {
     /// `run_at`, were claimed in random order (the claim breaks ties by id), a session's turns
     /// inserted in one statement could start in any order, and every claim and outcome write
     /// reached rows and primary-key pages all over the table (`worker run` on 50,000 jobs
-    /// inserted by hand moved 14-16% fewer jobs a second than with time-ordered ids). The id is
+    /// inserted by hand moved about 13% fewer jobs a second than with time-ordered ids). The id is
     /// a UUIDv7 as PostgreSQL 18's `uuidv7()` makes it: 48 bits of Unix milliseconds, the
     /// version, 12 bits of the microseconds within the millisecond (so ids of one statement
     /// rise with the clock), then the random bits (and variant) of `gen_random_uuid()`.

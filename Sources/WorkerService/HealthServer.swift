@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import ServiceLifecycle
+import WorkerCore
 
 /// The HTTP server for orchestrators: `GET`/`HEAD /health` (the process is alive),
 /// `/ready` (the store answers and the processor is claiming) and `/metrics` (Prometheus).
@@ -84,8 +85,6 @@ public struct HealthServer: Service {
     }
 
     static func quote(_ text: String) -> String {
-        var out = ""
-        JSONLogHandler.appendString(text, to: &out)
-        return out
+        JSONText.quoted(text)
     }
 }

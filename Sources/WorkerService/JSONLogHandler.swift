@@ -37,17 +37,7 @@ public struct JSONLogHandler: LogHandler {
         JSONText.appendString(event.message.description, to: &line)
         line.append(contentsOf: #","label":"#.utf8)
         JSONText.appendString(label, to: &line)
-        // The handler's metadata, then the provider's, then the event's (later wins), read in
-        // place: merging them into a new dictionary for every line showed in the profile.
-        let own = event.metadata ?? [:]
-        let provided = metadataProvider?.get() ?? [:]
-        var keys = Array(own.keys)
-        keys.reserveCapacity(own.count + provided.count + metadata.count)
-        for key in provided.keys where own[key] == nil { keys.append(key) }
-        for key in metadata.keys where own[key] == nil && provided[key] == nil { keys.append(key) }
-        keys.sort()
-        for key in keys where key != "time" && key != "level" && key != "msg" && key != "label" {
-            guard let value = own[key] ?? provided[key] ?? metadata[key] else { continue }
+        for (key, value) in sortedMetadata(event) where key != "time" && key != "level" && key != "msg" && key != "label" {
             line.append(UInt8(ascii: ","))
             JSONText.appendString(key, to: &line)
             line.append(UInt8(ascii: ":"))
@@ -90,17 +80,6 @@ public struct JSONLogHandler: LogHandler {
         }
     }
 
-    /// ``append(_:to:)`` onto text.
-    static func append(_ value: Logger.MetadataValue, to line: inout String) {
-        var bytes: [UInt8] = []
-        append(value, to: &bytes)
-        line += String(decoding: bytes, as: UTF8.self)
-    }
-
-    /// Appends `text` as a JSON string literal.
-    static func appendString(_ text: String, to line: inout String) {
-        line += JSONText.quoted(text)
-    }
 }
 
 /// Timestamp formatting shared by the log handlers and the health endpoint.

@@ -14,11 +14,19 @@ public enum LoggingSetup {
 }
 
 extension LogHandler {
-    /// The handler's metadata, then the provider's, then the event's: later wins.
-    func mergedMetadata(_ event: LogEvent) -> Logger.Metadata {
-        var merged = metadata
-        if let provided = metadataProvider?.get() { merged.merge(provided) { $1 } }
-        if let extra = event.metadata { merged.merge(extra) { $1 } }
-        return merged
+    /// The handler's metadata, then the provider's, then the event's (later wins), in key order.
+    ///
+    /// Read in place rather than merged into a new dictionary: a busy worker logs two lines a
+    /// job, and the merge showed in its profile.
+    func sortedMetadata(_ event: LogEvent) -> [(key: String, value: Logger.MetadataValue)] {
+        let own = event.metadata ?? [:]
+        let provided = metadataProvider?.get() ?? [:]
+        var entries: [(key: String, value: Logger.MetadataValue)] = []
+        entries.reserveCapacity(own.count + provided.count + metadata.count)
+        for (key, value) in own { entries.append((key, value)) }
+        for (key, value) in provided where own[key] == nil { entries.append((key, value)) }
+        for (key, value) in metadata where own[key] == nil && provided[key] == nil { entries.append((key, value)) }
+        entries.sort { $0.key < $1.key }
+        return entries
     }
 }

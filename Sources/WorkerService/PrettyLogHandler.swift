@@ -25,11 +25,10 @@ public struct PrettyLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        let merged = mergedMetadata(event)
         let level = event.level.rawValue.uppercased().padding(toLength: 8, withPad: " ", startingAt: 0)
         var line = LogTimestamp.clock(Date()) + " " + paint(level, Self.colourCode(event.level)) + event.message.description
-        for key in merged.keys.sorted() {
-            line += " " + paint(key + "=", "2") + Self.render(merged[key]!)
+        for (key, value) in sortedMetadata(event) {
+            line += " " + paint(key + "=", "2") + Self.render(value)
         }
         output.write(line: line)
     }

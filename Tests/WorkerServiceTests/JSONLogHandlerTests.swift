@@ -1,15 +1,16 @@
 import Foundation
 import Logging
 import Testing
+import WorkerCore
 @testable import WorkerService
 
 @Suite("Log handlers")
 struct LogHandlerTests {
     @Test("metadata values keep their JSON types and strings are escaped")
     func jsonValues() throws {
-        var line = "{"
-        JSONLogHandler.appendString("k", to: &line)
-        line += ":"
+        var line = Array("{".utf8)
+        JSONText.appendString("k", to: &line)
+        line.append(UInt8(ascii: ":"))
         JSONLogHandler.append(
             .dictionary([
                 "int": .stringConvertible(42),
@@ -20,8 +21,8 @@ struct LogHandlerTests {
             ]),
             to: &line
         )
-        line += "}"
-        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: [String: Any]])
+        line.append(UInt8(ascii: "}"))
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line)) as? [String: [String: Any]])
         let inner = try #require(object["k"])
         #expect(inner["int"] as? Int == 42)
         #expect(inner["double"] as? Double == 1.5)
