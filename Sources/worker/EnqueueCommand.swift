@@ -11,7 +11,8 @@ struct EnqueueCommand: AsyncParsableCommand {
             Each JSONL line is an object: {"prompt": "...", "queue": "default", "sessionId": "<uuid>", "priority": 0,
             "runAt": "2026-01-31T12:00:00Z", "maxAttempts": 3, "payload": {}}. Only "prompt" is required.
             Lines are inserted in batches, one transaction each; a bad line is reported with its number and
-            nothing of its batch is written.
+            nothing of its batch is written. When the database refuses a batch, the error names the line to
+            go on from; earlier batches stay enqueued.
             """
     )
 
@@ -83,9 +84,12 @@ struct EnqueueCommand: AsyncParsableCommand {
         let batchSize = self.batchSize
         var reader = LineReader(handle: handle)
         var lineNumber = 0
+        /// The line the batch being read starts after (a failed batch is resumed from the next).
+        var batchStart = 0
         /// The next batch of valid jobs; empty at the end of the input.
         func nextBatch(written: Int) throws -> [NewJob] {
             var batch: [NewJob] = []
+            batchStart = lineNumber
             while batch.count < batchSize, let line = try reader.next() {
                 lineNumber += 1
                 if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
@@ -107,7 +111,13 @@ struct EnqueueCommand: AsyncParsableCommand {
         let total = try await context.withStore { store -> Int in
             var written = 0
             while !batch.isEmpty {
-                written += try await store.enqueue(batch).count
+                do {
+                    written += try await store.enqueue(batch).count
+                } catch {
+                    // Earlier batches are committed: say how far the input got, so that it can be
+                    // resumed (`tail -n +LINE`) without enqueuing anything twice.
+                    throw EnqueueError.batchNotWritten(firstLine: batchStart + 1, written: written, reason: "\(error)")
+                }
                 progress("enqueued \(written) jobs")
                 batch = try nextBatch(written: written)
             }
@@ -120,11 +130,15 @@ struct EnqueueCommand: AsyncParsableCommand {
 
 enum EnqueueError: Error, CustomStringConvertible {
     case badLine(number: Int, reason: String, written: Int)
+    case batchNotWritten(firstLine: Int, written: Int, reason: String)
 
     var description: String {
         switch self {
         case .badLine(let number, let reason, let written):
             "line \(number): \(reason); nothing of its batch was written (\(written) jobs from earlier batches were enqueued)"
+        case .batchNotWritten(let firstLine, let written, let reason):
+            "the batch from line \(firstLine) was not written: \(reason). \(written) jobs from earlier lines were enqueued;"
+                + " to go on, enqueue the input from line \(firstLine) (tail -n +\(firstLine))"
         }
     }
 }

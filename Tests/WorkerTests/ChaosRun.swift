@@ -86,10 +86,11 @@ final class ChaosRun: @unchecked Sendable {
         try await enqueue(lines: jobs.map { #"{"prompt":"\#($0.0) \#($0.1)","maxAttempts":\#(maxAttempts)}"# })
     }
 
-    /// Enqueues JSONL lines, as `worker enqueue --jsonl -` reads them, `batchSize` a statement.
-    func enqueue(lines jsonl: [String], batchSize: Int? = nil) async throws {
+    /// Enqueues JSONL lines, as `worker enqueue --jsonl -` reads them, `batchSize` a statement,
+    /// with the chaos environment changed by `extra`.
+    func enqueue(lines jsonl: [String], batchSize: Int? = nil, extra: [String: String] = [:]) async throws {
         let lines = jsonl.joined(separator: "\n")
-        let result = try await WorkerProcess.command(["enqueue", "--jsonl", "-"] + (batchSize.map { ["--batch-size", "\($0)"] } ?? []), environment: environment(), directory: folder, stdin: Data(lines.utf8))
+        let result = try await WorkerProcess.command(["enqueue", "--jsonl", "-"] + (batchSize.map { ["--batch-size", "\($0)"] } ?? []), environment: environment(extra), directory: folder, stdin: Data(lines.utf8))
         try #require(result.status == 0, "enqueue: \(result.stderr)")
     }
 

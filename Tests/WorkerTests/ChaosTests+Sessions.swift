@@ -37,9 +37,13 @@ extension ChaosTests {
                 lines.append(#"{"prompt":"ok \#(chaos.random(in: 0...30)) \#(turn)","sessionId":"\#(session)","maxAttempts":10}"#)
             }
         }
-        // Each turn's insert runs its session's admit (a lock and two lookups): batches of 200
-        // stay well within the chaos workers' statement bound (2.5 s) on a loaded machine.
-        try await chaos.enqueue(lines: lines, batchSize: 200)
+        // The turns go in while the workers run (that is how a batch's locks once crossed the
+        // workers' outcome writes). Each insert runs its session's admit (a lock and two
+        // lookups) and waits for outcome writes on the session's active turn: on a loaded CI
+        // machine a batch of 200 took longer than the chaos workers' statement bound (2.5 s,
+        // from their 3 s lease). The enqueue is the backend's, not a chaos worker's: it runs
+        // with the default lease, hence the default bound.
+        try await chaos.enqueue(lines: lines, batchSize: 200, extra: ["LEASE_DURATION_MS": "30000"])
 
         var restarted = false
         for round in 0..<8 {

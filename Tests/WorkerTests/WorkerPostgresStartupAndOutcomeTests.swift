@@ -77,4 +77,28 @@ struct WorkerPostgresStartupAndOutcomeTests {
         worker.send(SIGTERM)
         #expect(await worker.waitForExit(timeout: .seconds(20)) == 0)
     }
+
+    @Test("a batch the database refuses in the middle of a JSONL file: earlier batches stay, the error names the line to go on from")
+    func refusedBatch() async throws {
+        let folder = try TemporaryDirectory()
+        let table = TestPostgres.freshTable()
+        let environment = WorkerPostgresRunTests.environment(table: table, port: try freePort())
+        #expect(try await WorkerProcess.command(["migrate"], environment: environment, directory: folder.url).status == 0)
+        try await TestPostgres.sql("""
+            CREATE FUNCTION public.\(table)_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'refused by a trigger'; END $$;
+            CREATE TRIGGER refuse BEFORE INSERT ON public.\(table) FOR EACH ROW WHEN (NEW.prompt = 'bad')
+                EXECUTE FUNCTION public.\(table)_refuse()
+            """)
+        // Batches of 2: lines 1-2 and 3-4 are written, the batch of lines 5-6 is refused.
+        let lines = ["a", "b", "c", "d", "e", "bad", "g"].map { #"{"prompt":"\#($0)"}"# }.joined(separator: "\n")
+        let result = try await WorkerProcess.command(["enqueue", "--jsonl", "-", "--batch-size", "2"], environment: environment, directory: folder.url, stdin: Data(lines.utf8))
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("the batch from line 5 was not written"), "\(result.stderr)")
+        #expect(result.stderr.contains("refused by a trigger"), "\(result.stderr)")
+        #expect(result.stderr.contains("4 jobs from earlier lines were enqueued"), "\(result.stderr)")
+        #expect(result.stderr.contains("tail -n +5"), "\(result.stderr)")
+        #expect(try await WorkerPostgresRunTests.count(table) == 4)
+        try await TestPostgres.sql("DROP TABLE public.\(table) CASCADE; DROP FUNCTION public.\(table)_refuse()")
+    }
 }
