@@ -2,10 +2,14 @@
 public struct ClaimedJob: Sendable, Hashable {
     public var job: Job
     public var lease: Lease
+    /// The sequence number of the job's last stored event (0: none): this attempt's events
+    /// continue from the next.
+    public var lastEventSequence: Int64
 
-    public init(job: Job, lease: Lease) {
+    public init(job: Job, lease: Lease, lastEventSequence: Int64 = 0) {
         self.job = job
         self.lease = lease
+        self.lastEventSequence = lastEventSequence
     }
 }
 

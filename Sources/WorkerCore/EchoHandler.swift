@@ -3,7 +3,8 @@ import Foundation
 /// A built-in handler that completes each job with `{"echo": <prompt>}`.
 ///
 /// For demos, benchmarks and tests it honours two payload keys:
-/// - `sleepMs`: wait that many milliseconds first (cancellably), to simulate work;
+/// - `sleepMs`: wait that many milliseconds first (cancellably), to simulate work, in steps of
+///   about half a second (at most 20), each step an `output` event on the job's live stream;
 /// - `failTimes`: fail the first N attempts, to exercise retries.
 public struct EchoHandler: JobHandler {
     public init() {}
@@ -11,7 +12,11 @@ public struct EchoHandler: JobHandler {
     public func handle(_ job: ClaimedJob, context: JobContext) async throws -> String {
         let options = try Options(payload: job.job.payload)
         if options.sleepMs > 0 {
-            try await Task.sleep(for: .milliseconds(options.sleepMs))
+            let steps = max(1, min(20, options.sleepMs / 500))
+            for step in 1...steps {
+                await context.emit(.output, text: "working on it (step \(step) of \(steps))")
+                try await Task.sleep(for: .milliseconds(options.sleepMs / steps + (step == steps ? options.sleepMs % steps : 0)))
+            }
         }
         if job.lease.attempt <= options.failTimes {
             throw EchoHandlerError.simulatedFailure(attempt: job.lease.attempt, failTimes: options.failTimes)

@@ -28,21 +28,37 @@ public struct JobContext: Sendable {
     private let jobID: UUID?
     private let sessionID: UUID?
     private let attempt: Int
+    /// Where the attempt's events go; `nil` outside a processor (events are then dropped).
+    public let events: JobEventStream?
 
-    /// A context whose logger is used as given.
+    /// A context whose logger is used as given, and whose events go nowhere.
     public init(logger: Logger, workerID: String) {
         self.base = Base(logger: logger, workerID: workerID)
         self.jobID = nil
         self.sessionID = nil
         self.attempt = 0
+        self.events = nil
     }
 
     /// A context for one attempt; its logger carries the job's metadata, built only when used.
-    init(processor base: Base, job: ClaimedJob) {
+    init(processor base: Base, job: ClaimedJob, events: JobEventStream?) {
         self.base = base
         self.jobID = job.job.id
         self.sessionID = job.job.sessionID
         self.attempt = job.lease.attempt
+        self.events = events
+    }
+
+    /// Emits `{"text": text}` on the job's live event stream (`output` for what the agent says,
+    /// `log` for diagnostics). Waits while the worker's event buffer is full.
+    public func emit(_ kind: JobEvent.Kind, text: String) async {
+        await events?.emit(kind, text: text)
+    }
+
+    /// Emits an event whose data is `json`, a JSON object (kind `message` for an agent's
+    /// structured messages).
+    public func emit(_ kind: JobEvent.Kind, json: String) async {
+        await events?.emit(kind, json: json)
     }
 
     /// The id of the worker running the job.

@@ -19,9 +19,13 @@ extension JobProcessor {
             "queue": .string(job.queue), "maxAttempts": .stringConvertible(job.maxAttempts),
         ]))
 
+        let events = JobEventStream(
+            lease: claimed.lease, lastSequence: claimed.lastEventSequence, limits: configuration.eventLimits, recorder: eventRecorder)
+        await events.status("claimed", ["workerId": JSONText.quoted(claimed.lease.workerID), "attempt": String(claimed.lease.attempt)])
         let clock = ContinuousClock()
         let start = clock.now
-        let context = JobContext(processor: contextBase, job: claimed)
+        let context = JobContext(processor: contextBase, job: claimed, events: events)
+        await events.status("started")
         let result: Result<String, any Error>
         do {
             result = .success(try await handler.handle(claimed, context: context))
@@ -89,6 +93,10 @@ extension JobProcessor {
         default:
             break
         }
+        await events.status(Self.statusEvent(finish: finish, outcome: outcome), Self.statusFields(outcome, elapsed: elapsed, dropped: events.droppedEvents))
+        // The outcome is written after the attempt's events (a reader that sees the job finished
+        // has every event of it to read).
+        await events.written()
         guard let outcome else {
             // Nothing to record: another worker or the operator decided the job's fate. A
             // cancelled turn held its session while its command was being stopped; now that it
@@ -112,6 +120,33 @@ extension JobProcessor {
         }
         let completion = JobCompletion(lease: claimed.lease, outcome: outcome)
         if !recorder.submit(completion) { recorded([completion], writes: nil) }
+    }
+
+    /// The `status` of the event that ends an attempt.
+    static func statusEvent(finish: Finish, outcome: JobOutcome?) -> String {
+        switch (finish, outcome) {
+        case (_, .completed?): "completed"
+        case (_, .retry?): "retry_scheduled"
+        case (_, .failed?): "failed"
+        case (_, .released?): "released"
+        case (.stopped(.cancelled), nil): "cancelled"
+        case (_, nil): "lease_lost"
+        }
+    }
+
+    static func statusFields(_ outcome: JobOutcome?, elapsed: Duration, dropped: Int) -> KeyValuePairs<String, String> {
+        let duration = String(elapsed.inMilliseconds)
+        let dropped = String(dropped)
+        switch outcome {
+        case .retry(let error, let delay)?:
+            return ["durationMs": duration, "droppedEvents": dropped, "error": JSONText.quoted(error), "retryInMs": String(delay.inMilliseconds)]
+        case .failed(let error)?:
+            return ["durationMs": duration, "droppedEvents": dropped, "error": JSONText.quoted(error)]
+        case .released?:
+            return ["durationMs": duration, "droppedEvents": dropped, "reason": #""shutdown""#]
+        default:
+            return ["durationMs": duration, "droppedEvents": dropped]
+        }
     }
 
     /// Finishes jobs whose outcomes were written (`writes`: what became of each) or given up on

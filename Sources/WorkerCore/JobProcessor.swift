@@ -73,6 +73,8 @@ public final class JobProcessor: Service, Sendable {
     /// A slot became free (a job finished) or shutdown wants attention.
     let slotFreed = WakeSignal()
     let recorder: OutcomeRecorder
+    /// Writes the running jobs' events; a job's outcome goes to `recorder` after its events.
+    let eventRecorder: JobEventRecorder
     /// What the contexts of all jobs share: one reference per job instead of a logger copy.
     let contextBase: JobContext.Base
     let metrics = WorkerMetrics.shared
@@ -93,6 +95,7 @@ public final class JobProcessor: Service, Sendable {
         self.contextBase = JobContext.Base(logger: logger, workerID: configuration.workerID)
         self.recorder = OutcomeRecorder(
             store: store, logger: logger, timeout: configuration.leaseDuration, maximumBatch: max(1, configuration.outcomeBatchSize))
+        self.eventRecorder = JobEventRecorder(store: store, logger: logger, timeout: configuration.leaseDuration)
     }
 
     /// Jobs running right now (including those whose outcome is being written).
@@ -166,6 +169,7 @@ public final class JobProcessor: Service, Sendable {
         )
         await withDiscardingTaskGroup { background in
             background.addTask { await self.recorder.run(onRecorded: self.recorded) }
+            background.addTask { await self.eventRecorder.run() }
             background.addTask { await self.watchStore() }
             background.addTask { await self.renewLeases() }
             background.addTask { await self.rescueExpiredLeases() }
@@ -328,6 +332,8 @@ public final class JobProcessor: Service, Sendable {
             await slotFreed.wait(timeout: grace - .now)
         }
         if runningJobCount > 0 {
+            // Events first: outcomes wait for them.
+            eventRecorder.abandon()
             let abandoned = recorder.abandon()
             if !abandoned.isEmpty { recorded(abandoned, writes: nil) }
         }

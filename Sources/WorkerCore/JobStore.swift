@@ -47,6 +47,17 @@ public protocol JobStore: Sendable {
     /// then, so that the session's next turn never starts beside a command still being stopped.
     func releaseCancelled(_ leases: [Lease]) async throws
 
+    /// Stores events of running jobs (``NewJobEvent``), each only while its job's lease holds
+    /// (job id, worker, attempt; a cancelled job's worker still holds it until its command has
+    /// stopped). An event already stored (same job and sequence number: a write repeated after
+    /// its answer was lost) is skipped. Tells readers which jobs have new events (a notification
+    /// where the driver has them). Returns the jobs whose lease no longer held: nothing of
+    /// theirs was stored.
+    func appendEvents(_ events: [NewJobEvent]) async throws -> Set<UUID>
+
+    /// Up to `limit` events of a job with a sequence number above `after`, in order.
+    func events(jobID: UUID, after: Int64, limit: Int) async throws -> [JobEvent]
+
     /// The job with this id, or `nil`.
     func job(id: UUID) async throws -> Job?
 

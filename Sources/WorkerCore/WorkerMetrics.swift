@@ -117,6 +117,22 @@ final class WorkerMetrics: Sendable {
         counter("worker_store_errors_total", [("operation", operation)]).increment()
     }
 
+    /// Job events stored (one write).
+    func eventsWritten(_ count: Int) {
+        if count > 0 { counter("worker_job_events_total", []).increment(by: count) }
+    }
+
+    /// Events past `JOB_EVENTS_LIMIT`, only counted.
+    func eventsDropped(_ count: Int) {
+        if count > 0 { counter("worker_job_events_dropped_total", []).increment(by: count) }
+    }
+
+    /// An event whose text was not valid UTF-8, held a NUL byte, was cut to `JOB_EVENT_MAX_BYTES`,
+    /// or was refused by the database: stored changed.
+    func eventReplaced() {
+        counter("worker_job_event_replacements_total", []).increment()
+    }
+
     /// An outcome the database refused was stored with the refused values removed.
     func outcomeMadeStorable() {
         counter("worker_outcomes_made_storable_total", []).increment()

@@ -91,7 +91,7 @@ public struct CommandHandler: JobHandler {
         environment["JOB_QUEUE"] = job.queue
         environment["JOB_PAYLOAD_FILE"] = payloadFile.path
 
-        let run = try await execute(prompt: job.prompt, workdir: workdir.path, environment: environment, logger: context.logger) { group in
+        let run = try await execute(prompt: job.prompt, workdir: workdir.path, environment: environment, events: context.events, logger: context.logger) { group in
             // Should this worker die, the session's next holder stops what the command left.
             lock?.rewriteNote(OrphanedCommand.note(holder: holder, processGroup: group))
         }
@@ -100,7 +100,7 @@ public struct CommandHandler: JobHandler {
         switch run.status {
         case .exited(0):
             succeeded = true
-            let result = Self.result(fromStandardOutput: run.stdout)
+            let result = Self.result(fromStandardOutput: run.stdout, lastObject: run.lastObject)
             return changes?.attached(to: result) ?? result
         case .exited(let code):
             Self.logChangesOfFailedAttempt(changes, logger: context.logger)
@@ -132,6 +132,8 @@ public struct CommandHandler: JobHandler {
         var stdout: CappedOutput
         var stderr: CappedOutput
         var timedOut: Bool
+        /// The last line of standard output, when it is a JSON object.
+        var lastObject: String?
     }
 
     /// Output collected by the drain tasks.
@@ -139,6 +141,8 @@ public struct CommandHandler: JobHandler {
         let stdout: Mutex<CappedOutput>
         let stderr: Mutex<CappedOutput>
         let processGroup = Mutex<pid_t?>(nil)
+        /// The last non-blank line of standard output, when it is a JSON object (`nil` otherwise).
+        let lastObject = Mutex<String?>(nil)
 
         init(limit: Int) {
             stdout = Mutex(CappedOutput(limit: limit))
@@ -152,7 +156,7 @@ public struct CommandHandler: JobHandler {
     }
 
     private func execute(
-        prompt: String, workdir: String, environment: [String: String], logger: Logger,
+        prompt: String, workdir: String, environment: [String: String], events: JobEventStream?, logger: Logger,
         started: @escaping @Sendable (pid_t) -> Void
     ) async throws -> Run {
         var platformOptions = PlatformOptions()
@@ -190,7 +194,7 @@ public struct CommandHandler: JobHandler {
                     ) { execution in
                         collected.processGroup.withLock { $0 = execution.processIdentifier.value }
                         started(execution.processIdentifier.value)
-                        try await Self.pump(execution, input: input, into: collected, logger: logger)
+                        try await Self.pump(execution, input: input, into: collected, events: events, logger: logger)
                     }
                     return .finished(result.terminationStatus)
                 }
@@ -217,17 +221,22 @@ public struct CommandHandler: JobHandler {
             status: status,
             stdout: collected.stdout.withLock { $0 },
             stderr: collected.stderr.withLock { $0 },
-            timedOut: { if case .timedOut = outcome { return true } else { return false } }()
+            timedOut: { if case .timedOut = outcome { return true } else { return false } }(),
+            lastObject: collected.lastObject.withLock { $0 }
         )
     }
 
-    /// Feeds the prompt and drains both output streams concurrently (an unread pipe would block the child).
+    /// Feeds the prompt and drains both output streams concurrently (an unread pipe would block
+    /// the child). Each line becomes an event; while the worker's event buffer is full the
+    /// reading waits, and so, once the pipe is full, does the child (backpressure).
     private static func pump(
         _ execution: Execution<CustomWriteInput, SequenceOutput, SequenceOutput>,
         input: [UInt8],
         into collected: Collected,
+        events: JobEventStream?,
         logger: Logger
     ) async throws {
+        let lineBytes = events?.limits.maximumEventBytes ?? 4096
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 // A child that does not read its input (or closes it early) is fine: SIGPIPE is ignored.
@@ -235,37 +244,57 @@ public struct CommandHandler: JobHandler {
                 try? await execution.standardInputWriter.finish()
             }
             group.addTask {
-                for try await chunk in execution.standardOutput {
-                    chunk.withUnsafeBytes { bytes in collected.stdout.withLock { $0.append(bytes) } }
-                }
-            }
-            group.addTask {
-                var pending: [UInt8] = []
-                for try await chunk in execution.standardError {
-                    chunk.withUnsafeBytes { bytes in
-                        collected.stderr.withLock { $0.append(bytes) }
-                        guard logger.logLevel <= .debug else { return }
-                        pending.append(contentsOf: bytes)
-                        while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                            let line = String(decoding: pending[..<newline], as: UTF8.self)
-                            pending.removeSubrange(...newline)
-                            logger.debug("Command stderr", metadata: ["line": .string(line)])
-                        }
-                        if pending.count > 4096 { pending.removeAll() }
+                var lines = OutputLines(maximumBytes: lineBytes)
+                var lastObject: String?
+                func emit(_ line: OutputLines.Line) async {
+                    // The last line that says anything decides the result.
+                    guard !CommandOutputLine.isBlank(line.bytes) else { return }
+                    if let events {
+                        lastObject = await CommandOutputLine.emitStandardOutput(line, to: events)
+                    } else {
+                        lastObject = CommandOutputLine.jsonObject(line)
                     }
                 }
+                for try await chunk in execution.standardOutput {
+                    let complete = chunk.withUnsafeBytes { bytes in
+                        collected.stdout.withLock { $0.append(bytes) }
+                        return lines.append(bytes)
+                    }
+                    for line in complete { await emit(line) }
+                }
+                if let line = lines.finish() { await emit(line) }
+                collected.lastObject.withLock { $0 = lastObject }
+            }
+            group.addTask {
+                var lines = OutputLines(maximumBytes: lineBytes)
+                let debug = logger.logLevel <= .debug
+                func emit(_ line: OutputLines.Line) async {
+                    if debug { logger.debug("Command stderr", metadata: ["line": .string(String(decoding: line.bytes, as: UTF8.self))]) }
+                    if let events { await CommandOutputLine.emitStandardError(line, to: events) }
+                }
+                for try await chunk in execution.standardError {
+                    let complete = chunk.withUnsafeBytes { bytes in
+                        collected.stderr.withLock { $0.append(bytes) }
+                        return events == nil && !debug ? [] : lines.append(bytes)
+                    }
+                    for line in complete { await emit(line) }
+                }
+                if let line = lines.finish() { await emit(line) }
             }
             try await group.waitForAll()
         }
     }
 
-    /// Standard output as the job's result: itself when it is JSON, else `{"stdout": ...}`.
-    static func result(fromStandardOutput output: CappedOutput) -> String {
+    /// Standard output as the job's result: itself when it is JSON; else its last line, when
+    /// that is a JSON object (the stream-json / JSONL convention: the final message is the
+    /// result); else `{"stdout": ...}`.
+    static func result(fromStandardOutput output: CappedOutput, lastObject: String? = nil) -> String {
         let trimmed = output.text.trimmingCharacters(in: .whitespacesAndNewlines)
         if output.truncatedBytes == 0, !trimmed.isEmpty,
            (try? JSONSerialization.jsonObject(with: Data(trimmed.utf8), options: [.fragmentsAllowed])) != nil {
             return trimmed
         }
+        if let lastObject { return lastObject }
         let object = ["stdout": output.text]
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.withoutEscapingSlashes])) ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self)

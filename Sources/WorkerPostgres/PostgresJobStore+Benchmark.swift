@@ -19,6 +19,7 @@ extension PostgresJobStore {
 
     public func dropTable() async throws {
         try await translatingErrors {
+            _ = try await client.query(PostgresQuery(unsafeSQL: "DROP TABLE IF EXISTS \(schema.eventsTable)"), logger: logger).collect()
             _ = try await client.query(PostgresQuery(unsafeSQL: "DROP TABLE IF EXISTS \(table) CASCADE"), logger: logger).collect()
             _ = try await client.query(
                 PostgresQuery(unsafeSQL: "DROP FUNCTION IF EXISTS \"\(schema.schemaName)\".\"\(schema.tableName)_notify\"() CASCADE"),

@@ -17,7 +17,8 @@ extension PostgresJobStore {
 
     /// The error a store call reports for `error`: its own errors (also from inside a
     /// transaction) as they are, a refused value (SQLSTATE classes 22 and 54) as
-    /// ``JobStoreError/valueRejected(_:)``, a missing privilege (42501) as
+    /// ``JobStoreError/valueRejected(_:)``, as is a failed check (23514: an event's data that is
+    /// not a JSON object), a missing privilege (42501) as
     /// ``JobStoreError/notPermitted(_:)``, anything else with its SQLSTATE and message.
     static func translate(_ error: any Error) -> any Error {
         if let error = error as? PostgresTransactionError, let inner = error.closureError {
@@ -31,10 +32,10 @@ extension PostgresJobStore {
         }
         let message = describe(error)
         if let state = sqlState(of: error) {
-            if state.hasPrefix("22") || state.hasPrefix("54") { return JobStoreError.valueRejected(message) }
+            if state.hasPrefix("22") || state.hasPrefix("54") || state == "23514" { return JobStoreError.valueRejected(message) }
             if state == "42501" {
                 return JobStoreError.notPermitted(
-                    "\(message): the database role in DATABASE_URL lacks a privilege the worker needs; it needs SELECT, INSERT, UPDATE and DELETE on the jobs table (and CREATE on its schema for migrations: run `worker migrate` once as the table's owner, and set AUTO_MIGRATE=false for a role without it)"
+                    "\(message): the database role in DATABASE_URL lacks a privilege the worker needs; it needs SELECT, INSERT, UPDATE and DELETE on the jobs table and on its events table (and CREATE on its schema for migrations: run `worker migrate` once as the table's owner, and set AUTO_MIGRATE=false for a role without it)"
                 )
             }
         }

@@ -27,12 +27,15 @@ extension PostgresJobStore {
         let payload = try next(String.self), priority = try next(Int.self), runAt = try next(Date.self)
         let attempts = try next(Int.self), maxAttempts = try next(Int.self), lastError = try next(String?.self)
         let createdAt = try next(Date.self), startedAt = try next(Date.self), leaseExpiresAt = try next(Date.self)
+        let lastEventSequence = try next(Int64.self)
         let job = Job(
             id: jobID, queue: queue, sessionID: sessionID, prompt: prompt, payload: payload, status: .processing,
             priority: priority, runAt: runAt, attempts: attempts, maxAttempts: maxAttempts, lastError: lastError,
             createdAt: createdAt, startedAt: startedAt, lockedBy: workerID, leaseExpiresAt: leaseExpiresAt
         )
-        return ClaimedJob(job: job, lease: Lease(jobID: jobID, workerID: workerID, attempt: attempts, expiresAt: leaseExpiresAt))
+        return ClaimedJob(
+            job: job, lease: Lease(jobID: jobID, workerID: workerID, attempt: attempts, expiresAt: leaseExpiresAt),
+            lastEventSequence: lastEventSequence)
     }
 
     static func decode(_ row: PostgresRow) throws -> Job {

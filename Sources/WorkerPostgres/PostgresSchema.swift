@@ -7,7 +7,7 @@ import WorkerCore
 /// `id` and `prompt`, then every other column is added if missing: a `coding_jobs` table from
 /// the original plan (id, session_id, prompt, status, created_at) is upgraded in place.
 struct PostgresSchema: Sendable {
-    static let version = 4
+    static let version = 5
 
     /// Schema-qualified, quoted table name, e.g. `"public"."coding_jobs"`.
     let table: String
@@ -21,6 +21,12 @@ struct PostgresSchema: Sendable {
     let claimStatement: StoreStatement.Text
     let recordStatement: StoreStatement.Text
     let completeStatement: StoreStatement.Text
+    /// The job events table (schema-qualified, quoted), its bare name, its NOTIFY channel, and
+    /// the statement that appends events.
+    let eventsTable: String
+    let eventsTableName: String
+    let eventsChannel: String
+    let appendEventsStatement: StoreStatement.Text
 
     init(schema: String, table: String, sessionOnFailure: SessionFailurePolicy = .continue) {
         schemaName = schema
@@ -28,7 +34,11 @@ struct PostgresSchema: Sendable {
         self.table = "\"\(schema)\".\"\(table)\""
         channel = "\(table)_events".lowercased()
         enqueueStatement = Self.enqueueStatement(table: self.table)
-        claimStatement = Self.claimStatement(table: self.table)
+        eventsTableName = JobEvent.tableName(forJobsTable: table)
+        eventsTable = "\"\(schema)\".\"\(eventsTableName)\""
+        eventsChannel = eventsTableName.lowercased()
+        claimStatement = Self.claimStatement(table: self.table, eventsTable: eventsTable)
+        appendEventsStatement = Self.appendEventsStatement(table: self.table, eventsTable: eventsTable, channel: eventsChannel)
         recordStatement = Self.recordStatement(table: self.table, failureBlocksSession: sessionOnFailure == .block)
         completeStatement = Self.completeStatement(table: self.table)
     }
@@ -117,6 +127,7 @@ struct PostgresSchema: Sendable {
             },
             3: sessionMigration,
             4: timeOrderedIDMigration,
+            5: eventsMigration,
         ]
     }
 
@@ -142,6 +153,39 @@ struct PostgresSchema: Sendable {
             $$
             """,
             "ALTER TABLE \(table) ALTER COLUMN id SET DEFAULT \"\(schemaName)\".\"\(tableName)_new_id\"()",
+        ]
+    }
+
+    /// Version 5: live job events (docs/WORKER_SERVICE.md, "Job events"), numbered per job,
+    /// deleted with their job.
+    var eventsMigration: [String] {
+        [
+            """
+            CREATE TABLE IF NOT EXISTS \(eventsTable) (
+                job_id uuid NOT NULL REFERENCES \(table) (id) ON DELETE CASCADE,
+                seq bigint NOT NULL,
+                attempt integer NOT NULL,
+                created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+                kind text NOT NULL,
+                data jsonb NOT NULL DEFAULT '{}'::jsonb CHECK (jsonb_typeof(data) = 'object'),
+                PRIMARY KEY (job_id, seq)
+            )
+            """,
+            // The roles that may use the jobs table may use its events the same way: a worker
+            // role granted only the jobs table before this version (least privilege) would
+            // otherwise fail every claim after the upgrade (the claim reads the last event).
+            """
+            DO $$ DECLARE grant_row record; BEGIN
+                FOR grant_row IN
+                    SELECT a.privilege_type, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END AS grantee
+                    FROM pg_class AS c CROSS JOIN LATERAL aclexplode(c.relacl) AS a LEFT JOIN pg_roles AS r ON r.oid = a.grantee
+                    WHERE c.oid = '\(table)'::regclass AND a.grantee <> c.relowner
+                      AND a.privilege_type IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE')
+                LOOP
+                    EXECUTE format('GRANT %s ON \(eventsTable.replacingOccurrences(of: "'", with: "''")) TO %s', grant_row.privilege_type, grant_row.grantee);
+                END LOOP;
+            END $$
+            """,
         ]
     }
 
@@ -208,7 +252,7 @@ struct PostgresSchema: Sendable {
     }
 
     /// The claim: `$1` queues, `$2` how many, `$3` the worker's id, `$4` the lease in milliseconds.
-    private static func claimStatement(table: String) -> StoreStatement.Text {
+    private static func claimStatement(table: String, eventsTable: String) -> StoreStatement.Text {
         StoreStatement.Text(
             name: "mobvibe_claim",
             sql: """
@@ -232,7 +276,49 @@ struct PostgresSchema: Sendable {
                     ORDER BY candidate.priority DESC, candidate.run_at, candidate.id
                     LIMIT $2::bigint
                 ))
-                RETURNING \(Self.claimColumns)
+                -- The job's last event, for this attempt's to number on from (one probe of the
+                -- events' primary key).
+                RETURNING \(Self.claimColumns), (SELECT coalesce(max(e.seq), 0) FROM \(eventsTable) AS e WHERE e.job_id = j.id)
+                """
+        )
+    }
+
+    /// Events of running jobs, one element of each array an event: `$1` job ids, `$2` worker
+    /// ids, `$3` attempts, `$4` sequence numbers, `$5` kinds, `$6` data (JSON object text).
+    /// Returns the ids of the jobs whose lease holds (only their events are stored).
+    private static func appendEventsStatement(table: String, eventsTable: String, channel: String) -> StoreStatement.Text {
+        StoreStatement.Text(
+            name: "mobvibe_append_events",
+            sql: """
+                WITH v AS (
+                    SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[])
+                        AS v(job_id, worker, attempt, seq, kind, data)
+                ), held AS (
+                    -- The jobs whose lease holds, share-locked (in id order, as outcome writes lock
+                    -- them) until the events are in: a rescue or a new claim of the job waits, so
+                    -- the next attempt numbers its events after these (its claim reads the last).
+                    SELECT j.id FROM \(table) AS j
+                    WHERE j.id = ANY(ARRAY(SELECT DISTINCT v.job_id FROM v))
+                      AND j.status IN ('processing', 'cancelled')
+                      AND EXISTS (SELECT 1 FROM v WHERE v.job_id = j.id AND v.worker = j.locked_by AND v.attempt = j.attempts)
+                    ORDER BY j.id
+                    FOR SHARE OF j
+                ), inserted AS (
+                    -- A write repeated after its answer was lost finds its events stored.
+                    INSERT INTO \(eventsTable) (job_id, seq, attempt, kind, data)
+                    SELECT v.job_id, v.seq, v.attempt, v.kind, v.data::jsonb FROM v WHERE v.job_id IN (SELECT id FROM held)
+                    ORDER BY v.job_id, v.seq
+                    ON CONFLICT (job_id, seq) DO NOTHING
+                    RETURNING job_id
+                ), notified AS (
+                    -- Readers following these jobs: their ids, 100 to a notification (a payload
+                    -- holds at most 8,000 bytes).
+                    SELECT pg_notify('\(channel)', string_agg(c.job_id::text, ',')) FROM (
+                        SELECT d.job_id, (row_number() OVER (ORDER BY d.job_id) - 1) / 100 AS chunk
+                        FROM (SELECT DISTINCT job_id FROM inserted) AS d
+                    ) AS c GROUP BY c.chunk
+                )
+                SELECT id FROM held WHERE (SELECT count(*) FROM notified) >= 0
                 """
         )
     }

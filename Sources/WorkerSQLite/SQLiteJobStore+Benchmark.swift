@@ -8,6 +8,7 @@ extension SQLiteJobStore {
     public func dropTable() async throws {
         try await lock.withLock {
             _ = try await connection.query("DROP TABLE IF EXISTS \"\(table)\"", [])
+            _ = try await connection.query("DROP TABLE IF EXISTS \(eventsTable)", [])
             _ = try await connection.query("DELETE FROM worker_schema_migrations WHERE table_name = ?1", [.text(table)])
         }
     }

@@ -205,7 +205,8 @@ public final class SQLiteJobStore: BenchmarkJobStore {
                     ORDER BY priority DESC, run_at, id
                     LIMIT ?4
                 )
-                RETURNING \(SQLiteSchema.columns)
+                RETURNING \(SQLiteSchema.columns),
+                    (SELECT coalesce(max(e.seq), 0) FROM \(eventsTable) AS e WHERE e.job_id = "\(table)".id) AS last_event_seq
                 """,
                 [.text(workerID), .integer(expires), .integer(now), .integer(limit)] + queues.map { .text($0) }
             )
@@ -215,7 +216,9 @@ public final class SQLiteJobStore: BenchmarkJobStore {
         for row in rows {
             do {
                 let job = try Self.decode(row)
-                claimed.append(ClaimedJob(job: job, lease: Lease(jobID: job.id, workerID: workerID, attempt: job.attempts, expiresAt: Self.date(expires))))
+                claimed.append(ClaimedJob(
+                    job: job, lease: Lease(jobID: job.id, workerID: workerID, attempt: job.attempts, expiresAt: Self.date(expires)),
+                    lastEventSequence: Int64(row.column("last_event_seq")?.integer ?? 0)))
             } catch {
                 try await failUndecodable(row: row, error: error)
             }

@@ -3,7 +3,7 @@ import WorkerCore
 /// The SQLite schema of the jobs table, versioned per table in `worker_schema_migrations`.
 enum SQLiteSchema {
     /// The newest schema version this code creates and understands.
-    static let version = 3
+    static let version = 4
 
     /// Milliseconds since the Unix epoch, as a column default.
     static let nowMilliseconds = "(CAST(unixepoch('subsec') * 1000 AS INTEGER))"
@@ -146,6 +146,27 @@ enum SQLiteSchema {
                 WHEN OLD.session_id IS NOT NULL AND \(activeTurn("OLD"))
                 BEGIN
                     \(advance(table: table, session: "lower(OLD.session_id)"));
+                END
+                """,
+            ],
+            // Live job events (docs/WORKER_SERVICE.md, "Job events"): numbered per job, deleted
+            // with their job (a trigger: foreign keys need a pragma on every connection).
+            4: [
+                """
+                CREATE TABLE IF NOT EXISTS "\(JobEvent.tableName(forJobsTable: table))" (
+                    job_id TEXT NOT NULL,
+                    seq INTEGER NOT NULL,
+                    attempt INTEGER NOT NULL,
+                    created_at INTEGER NOT NULL DEFAULT \(nowMilliseconds),
+                    kind TEXT NOT NULL,
+                    data TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(data) AND json_type(data) = 'object'),
+                    PRIMARY KEY (job_id, seq)
+                ) WITHOUT ROWID
+                """,
+                """
+                CREATE TRIGGER IF NOT EXISTS "\(table)_events_delete" AFTER DELETE ON "\(table)"
+                BEGIN
+                    DELETE FROM "\(JobEvent.tableName(forJobsTable: table))" WHERE job_id = OLD.id;
                 END
                 """,
             ],

@@ -43,6 +43,8 @@ public struct WorkerConfiguration: Sendable {
     public var sessionOnFailure: SessionFailurePolicy
     /// How long an unused session workspace is kept (`WORKSPACE_RETENTION_HOURS`; `nil`: forever).
     public var workspaceRetention: Duration?
+    /// The bounds on each attempt's live events (`JOB_EVENT_MAX_BYTES`, `JOB_EVENTS_LIMIT`).
+    public var eventLimits: JobEventStream.Limits
 
     /// The variables the worker reads, with their defaults, in the order `config check` shows them.
     public static let variables: [(name: String, defaultValue: String, secret: Bool)] = [
@@ -65,6 +67,8 @@ public struct WorkerConfiguration: Sendable {
         ("RETENTION_COMPLETED", "7", false),
         ("RETENTION_FAILED", "30", false),
         ("SESSION_ON_FAILURE", "continue", false),
+        ("JOB_EVENT_MAX_BYTES", "65536", false),
+        ("JOB_EVENTS_LIMIT", "10000", false),
         ("JOB_HANDLER", "command when JOB_COMMAND is set, else echo", false),
         ("JOB_COMMAND", "", false),
         ("JOB_SHELL", "false", false),
@@ -132,6 +136,10 @@ public struct WorkerConfiguration: Sendable {
         sessionOnFailure = try values.choice("SESSION_ON_FAILURE", default: .continue)
         let workspaceHours = try values.integer("WORKSPACE_RETENTION_HOURS", default: 168, range: 0...876_000)
         workspaceRetention = workspaceHours == 0 ? nil : .seconds(workspaceHours * 3600)
+        eventLimits = JobEventStream.Limits(
+            maximumEventBytes: try values.integer("JOB_EVENT_MAX_BYTES", default: 65_536, range: 256...1_048_576),
+            eventsPerAttempt: try values.integer("JOB_EVENTS_LIMIT", default: 10_000, range: 0...10_000_000)
+        )
         queues = try values.list("WORKER_QUEUES", default: [NewJob.defaultQueue])
         workerID = try values.identifier("WORKER_ID") ?? Self.defaultWorkerID()
         maxConcurrentJobs = try values.integer("MAX_CONCURRENT_JOBS", default: 1, range: 1...1000)
@@ -203,7 +211,7 @@ public struct WorkerConfiguration: Sendable {
 
     /// The settings the processor runs with.
     public var processorConfiguration: JobProcessorConfiguration {
-        JobProcessorConfiguration(
+        var configuration = JobProcessorConfiguration(
             workerID: workerID,
             queues: queues,
             maxConcurrentJobs: maxConcurrentJobs,
@@ -213,6 +221,8 @@ public struct WorkerConfiguration: Sendable {
             retryPolicy: RetryPolicy(base: retryBase, maximum: retryMax),
             releaseGrace: (handler == .command ? command?.killGrace ?? .zero : .zero) + .seconds(5)
         )
+        configuration.eventLimits = eventLimits
+        return configuration
     }
 
     /// The effective configuration as `NAME=value` pairs, secrets redacted.
@@ -236,6 +246,8 @@ public struct WorkerConfiguration: Sendable {
             ("RETENTION_COMPLETED", retention.completed.map { "\(Int($0.inSeconds / 86_400)) days" } ?? "forever"),
             ("RETENTION_FAILED", retention.failed.map { "\(Int($0.inSeconds / 86_400)) days" } ?? "forever"),
             ("SESSION_ON_FAILURE", sessionOnFailure.rawValue),
+            ("JOB_EVENT_MAX_BYTES", "\(eventLimits.maximumEventBytes)"),
+            ("JOB_EVENTS_LIMIT", "\(eventLimits.eventsPerAttempt)"),
             ("JOB_HANDLER", handler?.rawValue ?? "(unset: echo)"),
             ("HEALTH_CHECK_HOST", healthCheckHost),
             ("HEALTH_CHECK_PORT", "\(healthCheckPort)"),

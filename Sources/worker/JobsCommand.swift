@@ -6,8 +6,8 @@ import WorkerService
 struct JobsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "jobs",
-        abstract: "List, show, retry and cancel jobs.",
-        subcommands: [List.self, Show.self, Retry.self, Cancel.self]
+        abstract: "List, show, follow, retry and cancel jobs.",
+        subcommands: [List.self, Show.self, Logs.self, Retry.self, Cancel.self]
     )
 
     struct List: AsyncParsableCommand {
@@ -53,6 +53,73 @@ struct JobsCommand: AsyncParsableCommand {
                 throw JobStoreError.jobNotFound(id)
             }
             output(json ? JobPresentation.json(JobPresentation.jsonObject(job)) : JobPresentation.details(job))
+        }
+    }
+
+    struct Logs: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print a job's events: the lines its command printed and its changes of state.",
+            discussion: """
+                Events are numbered per job (SEQ, the first column); --after SEQ prints only later ones, so a reader
+                that saw up to SEQ goes on with no gap and no duplicate. With --follow the command keeps printing
+                until the job is completed, failed or cancelled, then exits 0 (1 if it failed or was cancelled).
+                """
+        )
+
+        @Argument(help: "The job's id (a UUID).") var id: String
+        @Flag(help: "Keep printing new events until the job has finished.") var follow = false
+        @Option(help: "Only events after this sequence number.") var after: Int64 = 0
+        @Flag(help: "Print one JSON object a line.") var json = false
+
+        func validate() throws {
+            _ = try JobID.parse(id)
+            if after < 0 { throw ValidationError("--after must be 0 or more") }
+        }
+
+        func run() async throws {
+            let id = try JobID.parse(self.id)
+            let context = try await CommandContext.load()
+            let json = self.json
+            let follow = self.follow
+            let failed = try await context.withStore(existingOnly: true) { store -> Bool in
+                guard let first = try await store.job(id: id) else { throw JobStoreError.jobNotFound(id) }
+                var job = first
+                var last = after
+                var ended = false
+                /// Prints every event after `last`.
+                func drain() async throws {
+                    while true {
+                        let events = try await store.events(jobID: id, after: last, limit: 1_000)
+                        for event in events {
+                            output(json ? JobEventPresentation.jsonLine(event) : JobEventPresentation.textLine(event))
+                            ended = JobEventPresentation.endsJob(event)
+                        }
+                        guard let end = events.last else { return }
+                        last = end.sequence
+                        if events.count < 1_000 { return }
+                    }
+                }
+                try await drain()
+                guard follow else { return false }
+                // A job's events are all stored before its outcome: once it is seen finished, one
+                // more read has them all. A running job that was cancelled is the exception: its
+                // worker reports the stop a moment later (waited for, briefly).
+                var cancelledSince: ContinuousClock.Instant?
+                while true {
+                    if job.status.isFinal {
+                        if job.status != .cancelled || ended || first.status == .cancelled { break }
+                        let since = cancelledSince ?? .now
+                        cancelledSince = since
+                        if ContinuousClock.now - since > .seconds(5) { break }
+                    }
+                    try await Task.sleep(for: .milliseconds(200))
+                    guard let current = try await store.job(id: id) else { throw JobStoreError.jobNotFound(id) }
+                    job = current
+                    try await drain()
+                }
+                return job.status != .completed
+            }
+            if failed { throw ExitCode(1) }
         }
     }
 

@@ -17,6 +17,11 @@ struct PostgresPrivilegeTests {
         _ = try await TestDatabase.execute(
             "DO $$ BEGIN IF to_regclass('public.\(table)') IS NOT NULL THEN GRANT SELECT, INSERT, UPDATE, DELETE ON public.\(table) TO \(role); END IF; END $$",
             on: admin)
+        // And on its events table, as docs/WORKER_SERVICE.md says.
+        let events = JobEvent.tableName(forJobsTable: table)
+        _ = try await TestDatabase.execute(
+            "DO $$ BEGIN IF to_regclass('public.\(events)') IS NOT NULL THEN GRANT SELECT, INSERT, UPDATE, DELETE ON public.\(events) TO \(role); END IF; END $$",
+            on: admin)
         // Under the migrations' lock, as other tests may be migrating at the same moment.
         try await admin.client.withTransaction(logger: Logger(label: "test")) { connection in
             _ = try await connection.query("SELECT pg_advisory_xact_lock(hashtext('mobvibe-worker:migrate'))", logger: Logger(label: "test"))
@@ -84,6 +89,25 @@ struct PostgresPrivilegeTests {
                 } catch JobStoreError.notPermitted(let message) {
                     #expect(message.contains("worker migrate") && message.contains("AUTO_MIGRATE"), "\(message)")
                 }
+            }
+        }
+    }
+
+    @Test("a role granted the jobs table before version 5 gets the same rights on the events table from the upgrade: its claims and events work")
+    func upgradeCopiesGrants() async throws {
+        let table = "jobs_lp_\(UUID().uuidString.prefix(6).lowercased())"
+        try await TestDatabase.withStore(table: table) { admin in
+            // The table as version 4 left it: no events table, version 5 not recorded.
+            _ = try await TestDatabase.execute("DROP TABLE public.\(JobEvent.tableName(forJobsTable: table))", on: admin)
+            _ = try await TestDatabase.execute("DELETE FROM public.worker_schema_migrations WHERE table_name = '\(table)' AND version = 5", on: admin)
+            try await Self.asLimitedRole(table: table, admin: admin) { store in
+                // The owner upgrades (the role was granted only the jobs table).
+                try await admin.migrate()
+                let id = try await store.enqueue([NewJob(prompt: "p")])[0]
+                let claimed = try await store.claim(queues: ["default"], limit: 1, workerID: "w", leaseDuration: .seconds(30))
+                try #require(claimed.count == 1)
+                #expect(try await store.appendEvents([NewJobEvent(lease: claimed[0].lease, sequence: 1, kind: .output, data: #"{"text":"hi"}"#)]).isEmpty)
+                #expect(try await store.events(jobID: id, after: 0, limit: 10).count == 1)
             }
         }
     }

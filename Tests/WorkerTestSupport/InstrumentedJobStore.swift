@@ -41,6 +41,10 @@ public final class InstrumentedJobStore: JobStore {
         try await base.rescueExpiredLeases(sparing: running)
     }
     public func releaseCancelled(_ leases: [Lease]) async throws { try await base.releaseCancelled(leases) }
+    public func appendEvents(_ events: [NewJobEvent]) async throws -> Set<UUID> { try await base.appendEvents(events) }
+    public func events(jobID: UUID, after: Int64, limit: Int) async throws -> [JobEvent] {
+        try await base.events(jobID: jobID, after: after, limit: limit)
+    }
     public func job(id: UUID) async throws -> Job? { try await base.job(id: id) }
     public func jobs(matching filter: JobFilter) async throws -> [Job] { try await base.jobs(matching: filter) }
     public func sessionsWithUnfinishedTurns(among sessions: [UUID]) async throws -> Set<UUID> {

@@ -26,7 +26,7 @@ public struct ConformanceCase: Sendable, CustomTestStringConvertible {
 /// The queue semantics every driver must have, written once and run unchanged against each
 /// driver's test target (`@Test(arguments: JobStoreConformance.cases)`).
 public enum JobStoreConformance {
-    public static var cases: [ConformanceCase] { queueCases + sessionCases }
+    public static var cases: [ConformanceCase] { queueCases + sessionCases + eventCases }
 
     static let queueCases: [ConformanceCase] = [
         ConformanceCase(name: "enqueue stores every field and fills defaults", body: enqueueStoresFields),

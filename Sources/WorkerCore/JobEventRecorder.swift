@@ -1,0 +1,188 @@
+import Logging
+import Synchronization
+
+/// Writes the events of all running jobs to the store in batches, in the order they were
+/// emitted, retrying while the store is unreachable (docs/WORKER_SERVICE.md, "Job events").
+///
+/// - One write at a time, of everything waiting (up to `maximumBatch`): a busy worker makes one
+///   round trip for the lines of many jobs, an idle one adds no delay.
+/// - The buffer is bounded (`capacityBytes`): an emitter waits while it is full, so a command
+///   flooding its output is read no faster than its events are written (the pipe fills and the
+///   command waits), and the worker's memory stays bounded.
+/// - Each event gets a ticket, its place in the write order: ``written(through:)`` returns once
+///   every event up to a ticket is stored (or given up on), which is how a job's outcome is
+///   written only after all its events.
+final class JobEventRecorder: Sendable {
+    private struct State {
+        /// Emitted and not yet written (in-flight ones are taken out and put back on failure).
+        var pending: [NewJobEvent] = []
+        var bufferedBytes = 0
+        /// The ticket of the last event emitted; of the last one written or given up on.
+        var lastTicket: UInt64 = 0
+        var writtenThrough: UInt64 = 0
+        var writeWaiters: [(ticket: UInt64, continuation: CheckedContinuation<Void, Never>)] = []
+        var spaceWaiters: [CheckedContinuation<UInt64?, Never>] = []
+        var abandoned = false
+    }
+
+    private let store: any JobStore
+    private let logger: Logger
+    private let timeout: Duration
+    private let maximumBatch: Int
+    let capacityBytes: Int
+    private let state = Mutex(State())
+    private let available = WakeSignal()
+
+    init(store: any JobStore, logger: Logger, timeout: Duration, maximumBatch: Int = 2_000, capacityBytes: Int = 16 << 20) {
+        self.store = store
+        self.logger = logger
+        self.timeout = max(timeout, .seconds(5))
+        self.maximumBatch = maximumBatch
+        self.capacityBytes = capacityBytes
+    }
+
+    /// Queues the event `make` builds from the next sequence number of `stream`, waiting first
+    /// while the buffer is full. Returns its ticket, or `nil` when the recorder has given up
+    /// (shutdown with the store unreachable): the event is not written.
+    func append(to stream: JobEventStream, kind: JobEvent.Kind, data: String) async -> UInt64? {
+        let size = data.utf8.count + 64
+        while true {
+            let ticket = await withCheckedContinuation { (continuation: CheckedContinuation<UInt64?, Never>) in
+                let answer = state.withLock { state -> UInt64?? in
+                    if state.abandoned { return .some(nil) }
+                    // One event is always let in, however big, so that an event never waits forever.
+                    guard state.bufferedBytes == 0 || state.bufferedBytes + size <= capacityBytes else {
+                        state.spaceWaiters.append(continuation)
+                        return nil
+                    }
+                    state.lastTicket += 1
+                    state.bufferedBytes += size
+                    state.pending.append(NewJobEvent(lease: stream.lease, sequence: stream.takeSequence(), kind: kind, data: data))
+                    return .some(state.lastTicket)
+                }
+                if let answer { continuation.resume(returning: answer) }
+            }
+            // A waiter resumed for space it may have lost to another emitter: try again.
+            if let ticket {
+                available.signal()
+                return ticket
+            }
+            if state.withLock({ $0.abandoned }) { return nil }
+        }
+    }
+
+    /// Returns once every event up to `ticket` is written, refused with its job's lease, or
+    /// given up on. Not cancellable: the caller writes the job's outcome after it.
+    func written(through ticket: UInt64) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let done = state.withLock { state -> Bool in
+                if state.writtenThrough >= ticket || state.abandoned { return true }
+                state.writeWaiters.append((ticket, continuation))
+                return false
+            }
+            if done { continuation.resume() }
+        }
+    }
+
+    /// Gives up on the events not yet written (shutdown with the store unreachable).
+    func abandon() {
+        let (count, waiters, spaceWaiters) = state.withLock { state in
+            state.abandoned = true
+            let count = state.pending.count
+            state.pending = []
+            state.bufferedBytes = 0
+            state.writtenThrough = state.lastTicket
+            defer { state.writeWaiters = []; state.spaceWaiters = [] }
+            return (count, state.writeWaiters.map(\.continuation), state.spaceWaiters)
+        }
+        if count > 0 {
+            logger.error("Could not write job events; they are lost", metadata: ["events": .stringConvertible(count)])
+        }
+        for waiter in waiters { waiter.resume() }
+        for waiter in spaceWaiters { waiter.resume(returning: nil) }
+    }
+
+    /// Writes batches until cancelled; then gives up on what is left.
+    func run() async {
+        defer { abandon() }
+        var failures = 0
+        while !Task.isCancelled {
+            let batch = state.withLock { state -> [NewJobEvent] in
+                if state.pending.count <= maximumBatch {
+                    defer { state.pending = [] }
+                    return state.pending
+                }
+                defer { state.pending.removeFirst(maximumBatch) }
+                return Array(state.pending.prefix(maximumBatch))
+            }
+            if batch.isEmpty {
+                await available.wait()
+                continue
+            }
+            do {
+                try await write(batch)
+                failures = 0
+                finish(batch)
+            } catch {
+                let abandoned = state.withLock { state -> Bool in
+                    if state.abandoned { return true }
+                    state.pending.insert(contentsOf: batch, at: 0)
+                    return false
+                }
+                if abandoned { return }
+                failures += 1
+                WorkerMetrics.shared.storeError(operation: "events")
+                let delay = JobProcessor.backoff(failures: failures, cap: .seconds(5))
+                logger.warning("Could not write job events, retrying", metadata: [
+                    "error": "\(error)", "events": .stringConvertible(batch.count), "retryInMs": .stringConvertible(delay.inMilliseconds),
+                ])
+                do { try await Task.sleep(for: delay) } catch { return }
+            }
+        }
+    }
+
+    /// Writes `batch`; an event the database refuses for its value is stored as a note saying
+    /// so instead (it never holds the others back). Throws on any other failure (an outage).
+    private func write(_ batch: [NewJobEvent]) async throws {
+        var work: [(chunk: [NewJobEvent], isNote: Bool)] = [(batch, false)]
+        while let (chunk, isNote) = work.first {
+            work.removeFirst()
+            do {
+                let refused = try await withTimeout(timeout, operation: "writing job events") { [store] in
+                    try await store.appendEvents(chunk)
+                }
+                WorkerMetrics.shared.eventsWritten(refused.isEmpty ? chunk.count : chunk.count { !refused.contains($0.lease.jobID) })
+            } catch JobStoreError.valueRejected(let reason) where !isNote {
+                if chunk.count > 1 {
+                    let half = chunk.count / 2
+                    work.insert(contentsOf: [(Array(chunk[..<half]), false), (Array(chunk[half...]), false)], at: 0)
+                    continue
+                }
+                // Alone and refused: its place in the sequence keeps a note instead.
+                var note = chunk[0]
+                WorkerMetrics.shared.eventReplaced()
+                note.data = #"{"refused":"# + JSONText.quoted("the database refused this event: \(reason)") + "}"
+                if note.kind != .status { note.kind = .log }
+                work.insert(([note], true), at: 0)
+            }
+        }
+    }
+
+    private func finish(_ batch: [NewJobEvent]) {
+        let (waiters, spaceWaiters) = state.withLock { state in
+            state.writtenThrough += UInt64(batch.count)
+            state.bufferedBytes -= batch.reduce(0) { $0 + $1.data.utf8.count + 64 }
+            let through = state.writtenThrough
+            var ready: [CheckedContinuation<Void, Never>] = []
+            state.writeWaiters.removeAll { waiter in
+                guard waiter.ticket <= through else { return false }
+                ready.append(waiter.continuation)
+                return true
+            }
+            defer { state.spaceWaiters = [] }
+            return (ready, state.spaceWaiters)
+        }
+        for waiter in waiters { waiter.resume() }
+        for waiter in spaceWaiters { waiter.resume(returning: nil) }
+    }
+}

@@ -1,0 +1,133 @@
+import Foundation
+import Testing
+import WorkerCore
+
+/// The event semantics every driver must have (docs/WORKER_SERVICE.md, "Job events"): a job's
+/// events numbered across its attempts, stored once, only while the writer's lease holds, read
+/// back in order from any point, deleted with their job.
+extension JobStoreConformance {
+    public static let eventCases: [ConformanceCase] = [
+        ConformanceCase(name: "events are stored in order and read back from any sequence number", body: eventsInOrder),
+        ConformanceCase(name: "an event written again (a repeated write) is stored once", body: eventsIdempotent),
+        ConformanceCase(name: "a lost lease stores nothing; the next attempt numbers its events on from the last", body: eventsFollowTheLease),
+        ConformanceCase(name: "a given-back job's next run numbers on from its last event", body: eventsAfterRelease),
+        ConformanceCase(name: "a cancelled job's worker still reports; events are deleted with their job", body: eventsOfCancelledJob),
+        ConformanceCase(name: "data that is not a JSON object is refused as a value", body: eventsRefuseNonObjects),
+    ]
+
+    static func event(_ claimed: ClaimedJob, _ sequence: Int64, _ kind: JobEvent.Kind = .output, _ data: String? = nil) -> NewJobEvent {
+        NewJobEvent(lease: claimed.lease, sequence: sequence, kind: kind, data: data ?? #"{"text":"line \#(sequence)"}"#)
+    }
+
+    /// The data of `events` as objects (a driver may store JSON reformatted).
+    static func objects(_ events: [JobEvent]) -> [NSDictionary] {
+        events.map { (try? JSONSerialization.jsonObject(with: Data($0.data.utf8))) as? NSDictionary ?? [:] }
+    }
+
+    static func eventsInOrder(_ store: any JobStore) async throws {
+        _ = try await store.enqueue([NewJob(prompt: "a"), NewJob(prompt: "b")])
+        let jobs = try await store.claim(queues: ["default"], limit: 2, workerID: worker, leaseDuration: .seconds(30))
+        try #require(jobs.count == 2)
+        #expect(jobs.allSatisfy { $0.lastEventSequence == 0 })
+        let (a, b) = (jobs[0], jobs[1])
+        // Two jobs in one write, their events interleaved.
+        let written = [
+            event(a, 1, .status, #"{"status":"claimed","attempt":1}"#), event(b, 1), event(a, 2, .message, #"{"type":"assistant","n":[1,2]}"#),
+            event(a, 3, .log, #"{"text":"é \"quoted\" \\ back"}"#), event(b, 2), event(a, 4), event(a, 5),
+        ]
+        #expect(try await store.appendEvents(written).isEmpty)
+        let all = try await store.events(jobID: a.job.id, after: 0, limit: 100)
+        #expect(all.map(\.sequence) == [1, 2, 3, 4, 5])
+        #expect(all.map(\.kind) == [.status, .message, .log, .output, .output])
+        #expect(all.allSatisfy { $0.jobID == a.job.id && $0.attempt == 1 })
+        #expect(objects(all) == [
+            ["status": "claimed", "attempt": 1], ["type": "assistant", "n": [1, 2]], ["text": "é \"quoted\" \\ back"],
+            ["text": "line 4"], ["text": "line 5"],
+        ] as [NSDictionary])
+        #expect(all.allSatisfy { abs($0.time.timeIntervalSinceNow) < 60 })
+        let page = try await store.events(jobID: a.job.id, after: 2, limit: 2)
+        #expect(page.map(\.sequence) == [3, 4])
+        #expect(try await store.events(jobID: a.job.id, after: 5, limit: 10).isEmpty)
+        #expect(try await store.events(jobID: b.job.id, after: 0, limit: 10).map(\.sequence) == [1, 2])
+        #expect(try await store.events(jobID: UUID(), after: 0, limit: 10).isEmpty)
+    }
+
+    static func eventsIdempotent(_ store: any JobStore) async throws {
+        _ = try await store.enqueue([NewJob(prompt: "a")])
+        let job = try await claimOne(store)
+        let batch = (1...3).map { event(job, Int64($0)) }
+        #expect(try await store.appendEvents(batch).isEmpty)
+        // The answer was lost and the write repeated, with a new event behind it.
+        var again = batch
+        again[1].data = #"{"text":"changed"}"#
+        #expect(try await store.appendEvents(again + [event(job, 4)]).isEmpty)
+        let stored = try await store.events(jobID: job.job.id, after: 0, limit: 10)
+        #expect(stored.map(\.sequence) == [1, 2, 3, 4])
+        #expect(objects(stored)[1] == ["text": "line 2"], "the first write of an event stands")
+    }
+
+    static func eventsFollowTheLease(_ store: any JobStore) async throws {
+        let id = try await store.enqueue([NewJob(prompt: "a", maxAttempts: 3)])[0]
+        let first = try await claimOne(store, worker: "worker-a", lease: .milliseconds(200))
+        #expect(try await store.appendEvents((1...3).map { event(first, Int64($0)) }).isEmpty)
+        try await Task.sleep(for: .milliseconds(400))
+        #expect(try await store.rescueExpiredLeases().map(\.id) == [id])
+        // Between the rescue and the next claim, the late writer stores nothing.
+        #expect(try await store.appendEvents([event(first, 4)]) == [id])
+        let second = try await claimOne(store, worker: "worker-b")
+        #expect(second.lease.attempt == 2)
+        #expect(second.lastEventSequence == 3)
+        #expect(try await store.appendEvents([event(first, 4), event(first, 5)]) == [id])
+        #expect(try await store.appendEvents([event(second, 4, .status, #"{"status":"claimed"}"#)]).isEmpty)
+        let stored = try await store.events(jobID: id, after: 0, limit: 10)
+        #expect(stored.map(\.sequence) == [1, 2, 3, 4])
+        #expect(stored.map(\.attempt) == [1, 1, 1, 2])
+        #expect(stored.last?.kind == .status)
+        // And after the job finished, not even its own worker adds to it.
+        #expect(try await store.record([JobCompletion(lease: second.lease, outcome: .completed(result: "{}"))]) == [true])
+        #expect(try await store.appendEvents([event(second, 5)]) == [id])
+        #expect(try await store.events(jobID: id, after: 4, limit: 10).isEmpty)
+    }
+
+    static func eventsAfterRelease(_ store: any JobStore) async throws {
+        let id = try await store.enqueue([NewJob(prompt: "a")])[0]
+        let first = try await claimOne(store)
+        #expect(try await store.appendEvents([event(first, 1), event(first, 2)]).isEmpty)
+        #expect(try await store.record([JobCompletion(lease: first.lease, outcome: .released)]) == [true])
+        let again = try await claimOne(store)
+        // Given back at shutdown, the job runs again under the same attempt number.
+        #expect(again.lease.attempt == first.lease.attempt)
+        #expect(again.lastEventSequence == 2)
+        #expect(try await store.appendEvents([event(again, 3)]).isEmpty)
+        #expect(try await store.events(jobID: id, after: 0, limit: 10).map(\.sequence) == [1, 2, 3])
+    }
+
+    static func eventsOfCancelledJob(_ store: any JobStore) async throws {
+        let id = try await store.enqueue([NewJob(prompt: "a")])[0]
+        let job = try await claimOne(store)
+        #expect(try await store.appendEvents([event(job, 1)]).isEmpty)
+        _ = try await store.cancel(id: id)
+        #expect(try await store.appendEvents([event(job, 2, .status, #"{"status":"cancelled"}"#)]).isEmpty)
+        #expect(try await store.events(jobID: id, after: 0, limit: 10).count == 2)
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(try await store.deleteFinished(status: .cancelled, olderThan: .milliseconds(50), limit: 10) == 1)
+        #expect(try await store.events(jobID: id, after: 0, limit: 10).isEmpty)
+    }
+
+    static func eventsRefuseNonObjects(_ store: any JobStore) async throws {
+        let id = try await store.enqueue([NewJob(prompt: "a")])[0]
+        let job = try await claimOne(store)
+        for data in ["not json", "[1,2]", #""text""#] {
+            await #expect(throws: JobStoreError.self) { try await store.appendEvents([event(job, 1, .output, data)]) }
+            do {
+                _ = try await store.appendEvents([event(job, 1, .output, data)])
+            } catch JobStoreError.valueRejected {
+                // As expected: the recorder stores a note in its place.
+            } catch {
+                Issue.record("\(data): \(error) is not valueRejected")
+            }
+        }
+        #expect(try await store.events(jobID: id, after: 0, limit: 10).isEmpty, "nothing of a refused write is stored")
+        #expect(try await store.appendEvents([event(job, 1)]).isEmpty)
+    }
+}

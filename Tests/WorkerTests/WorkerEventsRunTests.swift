@@ -1,0 +1,228 @@
+import Foundation
+import Testing
+import WorkerCore
+import WorkerSQLite
+
+/// Live job events with real `worker run` processes on SQLite: what a command prints becomes the
+/// job's event stream, read back with `worker jobs logs` (issue 15).
+@Suite("worker run: job events", .serialized)
+struct WorkerEventsRunTests {
+    static let agents = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/agents")
+
+    /// A worker on a SQLite file of its own, with `extra` settings.
+    static func start(_ folder: URL, _ extra: [String: String] = [:]) throws -> (WorkerProcess, [String: String], Int) {
+        let port = try freePort()
+        var environment = [
+            "HEALTH_CHECK_PORT": "\(port)", "LOG_FORMAT": "json", "POLL_INTERVAL_MS": "200",
+            "JOB_WORKDIR_ROOT": folder.appendingPathComponent("jobs").path,
+        ]
+        environment.merge(extra) { $1 }
+        return (try WorkerProcess(environment: environment, directory: folder), environment, port)
+    }
+
+    static func enqueue(_ arguments: [String], _ environment: [String: String], _ folder: URL) async throws -> String {
+        let result = try await WorkerProcess.command(["enqueue"] + arguments, environment: environment, directory: folder)
+        try #require(result.status == 0, "\(result.stderr)")
+        return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Polls the worker's SQLite file every 100 ms until `condition` holds (in this process: a
+    /// CLI process a poll cost the rest of the suite its CPU on two cores).
+    static func waitFor(_ what: String, in folder: URL, timeout: Duration = .seconds(20), _ condition: (SQLiteJobStore) async throws -> Bool) async throws -> Bool {
+        let store = try await SQLiteJobStore.open(path: folder.appendingPathComponent("worker.sqlite").path)
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if (try? await condition(store)) == true {
+                try await store.close()
+                return true
+            }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        try await store.close()
+        Issue.record("\(what): not within \(timeout)")
+        return false
+    }
+
+    static func status(_ id: String, in folder: URL) async throws -> JobStatus? {
+        let store = try await SQLiteJobStore.open(path: folder.appendingPathComponent("worker.sqlite").path)
+        let status = try await store.job(id: try #require(UUID(uuidString: id)))?.status
+        try await store.close()
+        return status
+    }
+
+    static func waitForStatus(_ id: String, _ status: JobStatus, in folder: URL, timeout: Duration = .seconds(20)) async throws -> Bool {
+        let uuid = try #require(UUID(uuidString: id))
+        return try await waitFor("job \(status)", in: folder, timeout: timeout) { try await $0.job(id: uuid)?.status == status }
+    }
+
+    /// `worker jobs logs ID --json` (and `arguments`), one object a line.
+    static func events(_ id: String, _ environment: [String: String], _ folder: URL, _ arguments: [String] = []) async throws -> [[String: Any]] {
+        let result = try await WorkerProcess.command(["jobs", "logs", id, "--json"] + arguments, environment: environment, directory: folder)
+        try #require(result.status == 0, "\(result.stderr)")
+        return result.stdout.split(separator: "\n").compactMap { jsonObject(String($0)) }
+    }
+
+    static func status(of event: [String: Any]) -> String? {
+        event["kind"] as? String == "status" ? (event["data"] as? [String: Any])?["status"] as? String : nil
+    }
+
+    /// Runs the recorded agent session `fixture` as a job and returns its events and its job.
+    static func replay(_ fixture: String) async throws -> (events: [[String: Any]], job: [String: Any]) {
+        let folder = try TemporaryDirectory()
+        let (worker, environment, port) = try Self.start(folder.url, ["JOB_COMMAND": agents.appendingPathComponent("replay.sh").path])
+        defer { worker.kill9() }
+        #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
+        let id = try await enqueue(["--prompt", "add dark mode", "--payload", #"{"fixture":"\#(fixture)"}"#], environment, folder.url)
+        #expect(try await waitForStatus(id, .completed, in: folder.url))
+        let events = try await events(id, environment, folder.url)
+        let job = jsonObject(try await WorkerProcess.command(["jobs", "show", id, "--json"], environment: environment, directory: folder.url).stdout) ?? [:]
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+        return (events, job)
+    }
+
+    /// Checks what every event stream must be: numbered 1, 2, 3, ... with no gap, one attempt,
+    /// framed by the worker's claimed/started and completed status events; stdout lines in order.
+    static func checkFrame(_ events: [[String: Any]], fixtureLines: [String]) throws {
+        #expect(events.compactMap { $0["seq"] as? Int } == Array(1...events.count))
+        #expect(events.allSatisfy { $0["attempt"] as? Int == 1 })
+        #expect(events.prefix(2).compactMap(status(of:)) == ["claimed", "started"])
+        #expect(events.last.flatMap(status(of:)) == "completed")
+        let messages = events.filter { $0["kind"] as? String == "message" }.compactMap { $0["data"] as? NSDictionary }
+        let expected = fixtureLines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? NSDictionary }
+        #expect(messages == expected, "every JSON line a message, as printed, in order")
+        let outputs = events.filter { $0["kind"] as? String == "output" }.compactMap { ($0["data"] as? [String: Any])?["text"] as? String }
+        #expect(outputs.first?.hasPrefix("replaying") == true)
+        let logs = events.filter { $0["kind"] as? String == "log" }.compactMap { ($0["data"] as? [String: Any])?["text"] as? String }
+        #expect(logs == ["agent warming up"])
+    }
+
+    static func lines(_ fixture: String) throws -> [String] {
+        try String(contentsOf: agents.appendingPathComponent(fixture), encoding: .utf8).split(separator: "\n").map(String.init)
+    }
+
+    @Test("a recorded Claude Code stream-json session: each line an event in order, the final result message the job's result")
+    func claudeCodeStream() async throws {
+        let (events, job) = try await Self.replay("claude-stream.jsonl")
+        let lines = try Self.lines("claude-stream.jsonl")
+        try Self.checkFrame(events, fixtureLines: lines)
+        let result = try #require(job["result"] as? [String: Any])
+        #expect(result["type"] as? String == "result")
+        #expect(result["total_cost_usd"] as? Double == 0.0318945)
+    }
+
+    @Test("a recorded Codex exec --json session: each line an event in order, the last line the job's result")
+    func codexJSONL() async throws {
+        let (events, job) = try await Self.replay("codex.jsonl")
+        try Self.checkFrame(events, fixtureLines: try Self.lines("codex.jsonl"))
+        let result = try #require(job["result"] as? [String: Any])
+        #expect(result["type"] as? String == "turn.completed")
+    }
+
+    @Test("jobs logs --follow prints events as they come and exits 0 when the job completes, 1 when it fails; --after resumes with no gap")
+    func follow() async throws {
+        let folder = try TemporaryDirectory()
+        let (worker, environment, port) = try Self.start(folder.url)
+        defer { worker.kill9() }
+        #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
+        // The echo handler: one output event per half second of sleepMs.
+        let id = try await Self.enqueue(["--prompt", "slow", "--payload", #"{"sleepMs":5000}"#], environment, folder.url)
+        let follower = try WorkerProcess(["jobs", "logs", id, "--follow", "--json"], environment: environment, directory: folder.url)
+        defer { follower.kill9() }
+        // Live: the first output is printed while the job still runs.
+        #expect(try await eventually("first output while running", timeout: .seconds(10)) { follower.stdout.contains(#""kind":"output""#) })
+        #expect(try await Self.status(id, in: folder.url) == .processing)
+        #expect(await follower.waitForExit(timeout: .seconds(20)) == 0)
+        let followed = follower.stdout.split(separator: "\n").compactMap { jsonObject(String($0)) }
+        #expect(followed.compactMap { $0["seq"] as? Int } == Array(1...followed.count))
+        #expect(followed.compactMap(Self.status(of:)) == ["claimed", "started", "completed"])
+        #expect(followed.filter { $0["kind"] as? String == "output" }.count == 10)
+
+        // Resume: a reader that saw up to 3 gets the rest, exactly.
+        let rest = try await Self.events(id, environment, folder.url, ["--after", "3"])
+        #expect(rest.compactMap { $0["seq"] as? Int } == Array(4...followed.count))
+
+        let failing = try await Self.enqueue(["--prompt", "no", "--max-attempts", "1", "--payload", #"{"failTimes":1}"#], environment, folder.url)
+        let result = try await WorkerProcess.command(["jobs", "logs", failing, "--follow"], environment: environment, directory: folder.url)
+        #expect(result.status == 1)
+        #expect(result.stdout.contains("failed"), "\(result.stdout)")
+        #expect(result.stdout.contains("simulated failure"), "the text form shows the error")
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+    }
+
+    @Test("bounds: long lines cut with a marker, events past JOB_EVENTS_LIMIT only counted, invalid UTF-8 and NUL bytes stored replaced")
+    func bounds() async throws {
+        let folder = try TemporaryDirectory()
+        let script = folder.url.appendingPathComponent("noisy.sh")
+        try """
+            #!/bin/bash
+            cat > /dev/null
+            printf 'bad \\xff\\xfe bytes and a \\000 NUL\\n'
+            head -c 1000 /dev/zero | tr '\\0' 'x'; echo
+            for i in $(seq 1 20); do echo "line $i"; done
+            echo '{"type":"result","result":"done"}'
+            """.write(to: script, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
+        let (worker, environment, port) = try Self.start(folder.url, [
+            "JOB_COMMAND": script.path, "JOB_EVENT_MAX_BYTES": "300", "JOB_EVENTS_LIMIT": "5",
+        ])
+        defer { worker.kill9() }
+        #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
+        let id = try await Self.enqueue(["--prompt", "p"], environment, folder.url)
+        #expect(try await Self.waitForStatus(id, .completed, in: folder.url))
+        let events = try await Self.events(id, environment, folder.url)
+        #expect(events.compactMap { $0["seq"] as? Int } == Array(1...events.count))
+        let kinds = events.compactMap { $0["kind"] as? String }
+        // claimed, started, 5 lines, truncated, completed.
+        #expect(kinds == ["status", "status", "output", "output", "output", "output", "output", "truncated", "status"], "\(kinds)")
+        let texts = events.compactMap { ($0["data"] as? [String: Any])?["text"] as? String }
+        #expect(texts.first == "bad \u{FFFD}\u{FFFD} bytes and a \u{FFFD} NUL")
+        let long = try #require(texts.dropFirst().first)
+        #expect(long.hasPrefix(String(repeating: "x", count: 200)))
+        #expect(long.hasSuffix("more bytes]"), "\(long)")
+        #expect(long.utf8.count < 300)
+        let end = try #require(events.last?["data"] as? [String: Any])
+        #expect(end["droppedEvents"] as? Int == 23 - 5 - 1 + 1, "lines past the limit are counted")
+        // The last line is still the result, though its event was dropped.
+        let job = jsonObject(try await WorkerProcess.command(["jobs", "show", id, "--json"], environment: environment, directory: folder.url).stdout)
+        #expect((job?["result"] as? [String: Any])?["result"] as? String == "done")
+        let metrics = try await http(port: port, path: "/metrics").body
+        #expect(metrics.contains("worker_job_events_dropped_total"))
+        #expect(metrics.contains("worker_job_event_replacements_total"))
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+    }
+
+    @Test("kill -9 mid-job: the retry's events continue the job's sequence, with no gap and no duplicate")
+    func killedWorkerSequence() async throws {
+        let folder = try TemporaryDirectory()
+        let script = folder.url.appendingPathComponent("slow.sh")
+        try """
+            #!/bin/bash
+            cat > /dev/null
+            for i in $(seq 1 6); do echo "attempt $JOB_ATTEMPT step $i"; sleep 0.3; done
+            """.write(to: script, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
+        let settings = ["JOB_COMMAND": script.path, "LEASE_DURATION_MS": "1500", "JOB_ENV_PASSTHROUGH": "JOB_ATTEMPT"]
+        let (first, environment, port) = try Self.start(folder.url, settings)
+        defer { first.kill9() }
+        #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
+        let id = try await Self.enqueue(["--prompt", "p"], environment, folder.url)
+        let uuid = try #require(UUID(uuidString: id))
+        #expect(try await Self.waitFor("two lines stored", in: folder.url) { try await $0.events(jobID: uuid, after: 0, limit: 10).count >= 4 })
+        first.kill9()
+        let (second, _, secondPort) = try Self.start(folder.url, settings)
+        defer { second.kill9() }
+        #expect(try await eventually("ready") { try await http(port: secondPort, path: "/ready").status == 200 })
+        #expect(try await Self.waitForStatus(id, .completed, in: folder.url, timeout: .seconds(30)))
+        let events = try await Self.events(id, environment, folder.url)
+        #expect(events.compactMap { $0["seq"] as? Int } == Array(1...events.count))
+        let attempts = events.compactMap { $0["attempt"] as? Int }
+        #expect(attempts.first == 1 && attempts.last == 2)
+        #expect(attempts == attempts.sorted(), "the second attempt's events all come after the first's")
+        #expect(events.filter { $0["attempt"] as? Int == 2 }.compactMap(Self.status(of:)) == ["claimed", "started", "completed"])
+        second.send(SIGTERM)
+        #expect(await second.waitForExit(timeout: .seconds(10)) == 0)
+    }
+}
