@@ -107,8 +107,14 @@ public final class JobEventStream: Sendable {
         await queue(kind, data: String(decoding: data, as: UTF8.self))
     }
 
-    /// Emits a `status` event: `{"status": status, ...fields}` (field values are JSON as given).
-    func status(_ status: String, _ fields: KeyValuePairs<String, String> = [:]) async {
+    /// Emits a `status` event: `{"status": status, ...fields}` (field values are JSON as given),
+    /// e.g. `started` when a handler's agent process has started.
+    public func status(_ status: String, _ fields: KeyValuePairs<String, String> = [:]) async {
+        await queue(.status, data: Self.statusData(status, fields))
+    }
+
+    /// `{"status": status, ...fields}` (field values are JSON as given).
+    static func statusData(_ status: String, _ fields: KeyValuePairs<String, String> = [:]) -> String {
         var data: [UInt8] = Array(#"{"status":"#.utf8)
         JSONText.appendString(status, to: &data)
         for (key, value) in fields {
@@ -118,7 +124,13 @@ public final class JobEventStream: Sendable {
             data.append(contentsOf: value.utf8)
         }
         data.append(UInt8(ascii: "}"))
-        await queue(.status, data: String(decoding: data, as: UTF8.self))
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// The ending status event of the attempt, numbered after every event emitted so far; it is
+    /// stored with the outcome (``JobCompletion/event``).
+    func finalEvent(_ status: String, _ fields: KeyValuePairs<String, String>) -> JobCompletion.FinalEvent {
+        JobCompletion.FinalEvent(sequence: takeSequence(), data: Self.statusData(status, fields))
     }
 
     /// Returns once every event of this attempt emitted so far is written (or given up on).

@@ -15,9 +15,25 @@ public enum JobOutcome: Sendable, Hashable {
 public struct JobCompletion: Sendable, Hashable {
     public var lease: Lease
     public var outcome: JobOutcome
+    /// The status event that ends the attempt (`{"status": "completed", ...}`), stored with the
+    /// outcome in the same statement, and only when the outcome applies: a reader never sees the
+    /// job finished without it, nor it without the job finished.
+    public var event: FinalEvent?
 
-    public init(lease: Lease, outcome: JobOutcome) {
+    /// The ending status event: its sequence number and data (a JSON object).
+    public struct FinalEvent: Sendable, Hashable {
+        public var sequence: Int64
+        public var data: String
+
+        public init(sequence: Int64, data: String) {
+            self.sequence = sequence
+            self.data = data
+        }
+    }
+
+    public init(lease: Lease, outcome: JobOutcome, event: FinalEvent? = nil) {
         self.lease = lease
         self.outcome = outcome
+        self.event = event
     }
 }

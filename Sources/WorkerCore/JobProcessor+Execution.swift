@@ -19,13 +19,12 @@ extension JobProcessor {
             "queue": .string(job.queue), "maxAttempts": .stringConvertible(job.maxAttempts),
         ]))
 
+        // The claim stored the `claimed` event; the handler's events number on from it.
         let events = JobEventStream(
             lease: claimed.lease, lastSequence: claimed.lastEventSequence, limits: configuration.eventLimits, recorder: eventRecorder)
-        await events.status("claimed", ["workerId": JSONText.quoted(claimed.lease.workerID), "attempt": String(claimed.lease.attempt)])
         let clock = ContinuousClock()
         let start = clock.now
         let context = JobContext(processor: contextBase, job: claimed, events: events)
-        await events.status("started")
         let result: Result<String, any Error>
         do {
             result = .success(try await handler.handle(claimed, context: context))
@@ -93,10 +92,15 @@ extension JobProcessor {
         default:
             break
         }
-        await events.status(Self.statusEvent(finish: finish, outcome: outcome), Self.statusFields(outcome, elapsed: elapsed, dropped: events.droppedEvents))
         // The outcome is written after the attempt's events (a reader that sees the job finished
-        // has every event of it to read).
+        // has every event of it to read), with its ending event in the same statement.
         await events.written()
+        if case .stopped(.cancelled) = finish {
+            // No outcome to write: the ending event goes on its own (the worker still holds the
+            // cancelled job's lease until its command has stopped).
+            await events.status("cancelled", Self.statusFields(nil, elapsed: elapsed, dropped: events.droppedEvents))
+            await events.written()
+        }
         guard let outcome else {
             // Nothing to record: another worker or the operator decided the job's fate. A
             // cancelled turn held its session while its command was being stopped; now that it
@@ -118,33 +122,37 @@ extension JobProcessor {
             finished(job.id)
             return
         }
-        let completion = JobCompletion(lease: claimed.lease, outcome: outcome)
+        let completion = JobCompletion(
+            lease: claimed.lease, outcome: outcome,
+            event: events.finalEvent(Self.statusEvent(outcome), Self.statusFields(outcome, elapsed: elapsed, dropped: events.droppedEvents)))
         if !recorder.submit(completion) { recorded([completion], writes: nil) }
     }
 
-    /// The `status` of the event that ends an attempt.
-    static func statusEvent(finish: Finish, outcome: JobOutcome?) -> String {
-        switch (finish, outcome) {
-        case (_, .completed?): "completed"
-        case (_, .retry?): "retry_scheduled"
-        case (_, .failed?): "failed"
-        case (_, .released?): "released"
-        case (.stopped(.cancelled), nil): "cancelled"
-        case (_, nil): "lease_lost"
+    /// The `status` of the event that ends an attempt with `outcome`.
+    static func statusEvent(_ outcome: JobOutcome) -> String {
+        switch outcome {
+        case .completed: "completed"
+        case .retry: "retry_scheduled"
+        case .failed: "failed"
+        case .released: "released"
         }
     }
 
+    /// The fields of an ending status event (errors as they would be stored: no NUL, bounded).
     static func statusFields(_ outcome: JobOutcome?, elapsed: Duration, dropped: Int) -> KeyValuePairs<String, String> {
         let duration = String(elapsed.inMilliseconds)
         let dropped = String(dropped)
         switch outcome {
         case .retry(let error, let delay)?:
-            return ["durationMs": duration, "droppedEvents": dropped, "error": JSONText.quoted(error), "retryInMs": String(delay.inMilliseconds)]
+            return [
+                "durationMs": duration, "droppedEvents": dropped, "error": JSONText.quoted(JobOutcome.storableError(error)),
+                "retryInMs": String(delay.inMilliseconds),
+            ]
         case .failed(let error)?:
-            return ["durationMs": duration, "droppedEvents": dropped, "error": JSONText.quoted(error)]
+            return ["durationMs": duration, "droppedEvents": dropped, "error": JSONText.quoted(JobOutcome.storableError(error))]
         case .released?:
             return ["durationMs": duration, "droppedEvents": dropped, "reason": #""shutdown""#]
-        default:
+        case .completed?, nil:
             return ["durationMs": duration, "droppedEvents": dropped]
         }
     }

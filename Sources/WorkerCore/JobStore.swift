@@ -28,13 +28,16 @@ public protocol JobStore: Sendable {
     /// Inserts jobs atomically (all or none) and returns their ids in order.
     func enqueue(_ jobs: [NewJob]) async throws -> [UUID]
 
-    /// Claims up to `limit` due pending jobs from `queues` for `workerID`.
+    /// Claims up to `limit` due pending jobs from `queues` for `workerID`, and stores each one's
+    /// `claimed` status event (`{"status":"claimed","workerId":…,"attempt":…}`) numbered after the
+    /// job's last event (``ClaimedJob/lastEventSequence`` is its number).
     func claim(queues: [String], limit: Int, workerID: String, leaseDuration: Duration) async throws -> [ClaimedJob]
 
     /// Extends the given leases by `duration` from now and reports, per job, whether each is still held.
     func renew(_ leases: [Lease], duration: Duration) async throws -> [UUID: LeaseState]
 
-    /// Records outcomes; returns, in order, whether each was applied (`false`: lease lost).
+    /// Records outcomes, each with its ending status event (``JobCompletion/event``) when it
+    /// applies; returns, in order, whether each was applied (`false`: lease lost).
     func record(_ completions: [JobCompletion]) async throws -> [Bool]
 
     /// Returns jobs with expired leases to `pending` (or `failed` when no attempts remain),
@@ -92,6 +95,10 @@ public protocol JobStore: Sendable {
     /// (an insert by this or another process) or when a job was cancelled.
     /// Drivers without a notification mechanism return at once; the processor then relies on polling.
     func watch(queues: [String], onEvent: @escaping @Sendable (StoreEvent) -> Void) async throws
+
+    /// Runs until cancelled, calling `onJobs` with the ids of jobs that have new events (written
+    /// by any process). Drivers without notifications return at once; readers then poll.
+    func watchEvents(onJobs: @escaping @Sendable ([UUID]) -> Void) async throws
 
     /// Releases the store's resources. Further calls fail.
     func close() async throws

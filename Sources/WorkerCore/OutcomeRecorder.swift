@@ -194,15 +194,19 @@ final class OutcomeRecorder: Sendable {
                         "The database refused a job's outcome; storing it with the refused values removed",
                         metadata: metadata.merging(["reason": .string(reason)]) { $1 }
                     )
-                    work.insert(([JobCompletion(lease: completion.lease, outcome: completion.outcome.storable())], .storable), at: 0)
+                    work.insert(([JobCompletion(lease: completion.lease, outcome: completion.outcome.storable(), event: completion.event)], .storable), at: 0)
                 case .storable:
                     logger.error(
                         "The database refused a job's outcome even with the refused values removed; failing the attempt",
                         metadata: metadata.merging(["reason": .string(reason)]) { $1 }
                     )
-                    let failure = JobOutcome.failed(error: JobOutcome.storableError(
-                        "the job's outcome could not be stored: the database refused it (\(reason))"))
-                    work.insert(([JobCompletion(lease: completion.lease, outcome: failure)], .failedAttempt), at: 0)
+                    let message = JobOutcome.storableError("the job's outcome could not be stored: the database refused it (\(reason))")
+                    let failure = JobOutcome.failed(error: message)
+                    // Its ending event says the same (the one made for the refused outcome may hold the refused value).
+                    let event = completion.event.map {
+                        JobCompletion.FinalEvent(sequence: $0.sequence, data: JobEventStream.statusData("failed", ["error": JSONText.quoted(message)]))
+                    }
+                    work.insert(([JobCompletion(lease: completion.lease, outcome: failure, event: event)], .failedAttempt), at: 0)
                 case .failedAttempt:
                     logger.error(
                         "The database refused to record a job as failed; it returns to the queue when its lease expires",

@@ -194,6 +194,7 @@ public struct CommandHandler: JobHandler {
                     ) { execution in
                         collected.processGroup.withLock { $0 = execution.processIdentifier.value }
                         started(execution.processIdentifier.value)
+                        await events?.status("started", ["pid": String(execution.processIdentifier.value)])
                         try await Self.pump(execution, input: input, into: collected, events: events, logger: logger)
                     }
                     return .finished(result.terminationStatus)

@@ -26,6 +26,10 @@ extension PostgresJobStore {
                 logger: logger
             ).collect()
             _ = try await client.query(
+                PostgresQuery(unsafeSQL: "DROP FUNCTION IF EXISTS \"\(schema.schemaName)\".\"\(schema.tableName)_delete_events\"() CASCADE"),
+                logger: logger
+            ).collect()
+            _ = try await client.query(
                 PostgresQuery(unsafeSQL: "DROP FUNCTION IF EXISTS \"\(schema.schemaName)\".\"\(schema.tableName)_new_id\"() CASCADE"),
                 logger: logger
             ).collect()

@@ -3,7 +3,7 @@ import Logging
 import PostgresNIO
 import WorkerCore
 
-/// LISTEN/NOTIFY: wake-ups for new jobs and cancels.
+/// LISTEN/NOTIFY: wake-ups for new jobs and cancels, and for new job events.
 extension PostgresJobStore {
     public func watch(queues: [String], onEvent: @escaping @Sendable (StoreEvent) -> Void) async throws {
         try await translatingErrors {
@@ -24,6 +24,21 @@ extension PostgresJobStore {
                         } else {
                             onEvent(.jobsAvailable)
                         }
+                    }
+                }
+            }
+            throw PostgresJobStoreError.notificationsEnded
+        }
+    }
+
+    public func watchEvents(onJobs: @escaping @Sendable ([UUID]) -> Void) async throws {
+        try await translatingErrors {
+            // Behind a transaction pooler there is no LISTEN: readers poll.
+            if url.isTransactionPooler { return }
+            try await client.withConnection { connection in
+                try await connection.listen(on: schema.eventsChannel) { notifications in
+                    for try await notification in notifications {
+                        onJobs(notification.payload.split(separator: ",").compactMap { UUID(uuidString: String($0)) })
                     }
                 }
             }

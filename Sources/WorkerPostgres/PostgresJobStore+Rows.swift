@@ -27,7 +27,8 @@ extension PostgresJobStore {
         let payload = try next(String.self), priority = try next(Int.self), runAt = try next(Date.self)
         let attempts = try next(Int.self), maxAttempts = try next(Int.self), lastError = try next(String?.self)
         let createdAt = try next(Date.self), startedAt = try next(Date.self), leaseExpiresAt = try next(Date.self)
-        let lastEventSequence = try next(Int64.self)
+        // The job's last event before this claim; the claim stored `claimed` after it.
+        let lastEventSequence = try next(Int64.self) + 1
         let job = Job(
             id: jobID, queue: queue, sessionID: sessionID, prompt: prompt, payload: payload, status: .processing,
             priority: priority, runAt: runAt, attempts: attempts, maxAttempts: maxAttempts, lastError: lastError,

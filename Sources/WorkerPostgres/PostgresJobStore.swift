@@ -267,7 +267,10 @@ public final class PostgresJobStore: BenchmarkJobStore {
         if let completed = try await recordCompletions(completions) { return completed }
         var ids: [UUID] = [], workers: [String] = [], attempts: [Int] = [], kinds: [String] = []
         var results: [String] = [], errors: [String] = [], delays: [Int] = []
+        var eventSequences: [Int64] = [], eventData: [String] = []
         for completion in completions {
+            eventSequences.append(completion.event?.sequence ?? 0)
+            eventData.append(completion.event?.data ?? "")
             ids.append(completion.lease.jobID)
             workers.append(completion.lease.workerID)
             attempts.append(completion.lease.attempt)
@@ -291,6 +294,8 @@ public final class PostgresJobStore: BenchmarkJobStore {
         bindings.append(errors)
         bindings.append(delays)
         bindings.append(JobStatus.processing.rawValue)
+        bindings.append(eventSequences)
+        bindings.append(eventData)
         return try Self.applied(ids, returned: try await rows(of: schema.recordStatement, bindings))
     }
 
@@ -298,22 +303,28 @@ public final class PostgresJobStore: BenchmarkJobStore {
     /// narrower statement; `nil` for any other batch.
     private func recordCompletions(_ completions: [JobCompletion]) async throws -> [Bool]? {
         let workerID = completions[0].lease.workerID
-        var ids: [UUID] = [], attempts: [Int] = [], results: [String] = []
+        var ids: [UUID] = [], attempts: [Int] = [], results: [String] = [], eventSequences: [Int64] = [], eventData: [String] = []
         ids.reserveCapacity(completions.count)
         attempts.reserveCapacity(completions.count)
         results.reserveCapacity(completions.count)
+        eventSequences.reserveCapacity(completions.count)
+        eventData.reserveCapacity(completions.count)
         for completion in completions {
             guard case .completed(let result) = completion.outcome, completion.lease.workerID == workerID else { return nil }
             ids.append(completion.lease.jobID)
             attempts.append(completion.lease.attempt)
             results.append(result)
+            eventSequences.append(completion.event?.sequence ?? 0)
+            eventData.append(completion.event?.data ?? "")
         }
-        var bindings = PostgresBindings(capacity: 5)
+        var bindings = PostgresBindings(capacity: 7)
         bindings.append(ids)
         bindings.append(attempts)
         bindings.append(results)
         bindings.append(workerID)
         bindings.append(JobStatus.processing.rawValue)
+        bindings.append(eventSequences)
+        bindings.append(eventData)
         return try Self.applied(ids, returned: try await rows(of: schema.completeStatement, bindings))
     }
 

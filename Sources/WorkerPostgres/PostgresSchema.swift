@@ -39,8 +39,8 @@ struct PostgresSchema: Sendable {
         eventsChannel = eventsTableName.lowercased()
         claimStatement = Self.claimStatement(table: self.table, eventsTable: eventsTable)
         appendEventsStatement = Self.appendEventsStatement(table: self.table, eventsTable: eventsTable, channel: eventsChannel)
-        recordStatement = Self.recordStatement(table: self.table, failureBlocksSession: sessionOnFailure == .block)
-        completeStatement = Self.completeStatement(table: self.table)
+        recordStatement = Self.recordStatement(table: self.table, eventsTable: eventsTable, channel: eventsChannel, failureBlocksSession: sessionOnFailure == .block)
+        completeStatement = Self.completeStatement(table: self.table, eventsTable: eventsTable, channel: eventsChannel)
     }
 
     var migrationsTable: String { "\"\(schemaName)\".\"worker_schema_migrations\"" }
@@ -157,12 +157,12 @@ struct PostgresSchema: Sendable {
     }
 
     /// Version 5: live job events (docs/WORKER_SERVICE.md, "Job events"), numbered per job,
-    /// deleted with their job.
+    /// deleted with their job (a statement trigger).
     var eventsMigration: [String] {
         [
             """
             CREATE TABLE IF NOT EXISTS \(eventsTable) (
-                job_id uuid NOT NULL REFERENCES \(table) (id) ON DELETE CASCADE,
+                job_id uuid NOT NULL,
                 seq bigint NOT NULL,
                 attempt integer NOT NULL,
                 created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
@@ -170,6 +170,24 @@ struct PostgresSchema: Sendable {
                 data jsonb NOT NULL DEFAULT '{}'::jsonb CHECK (jsonb_typeof(data) = 'object'),
                 PRIMARY KEY (job_id, seq)
             )
+            """,
+            // Deleted with their job. A statement trigger, not a foreign key: the key's check
+            // ran a query per inserted event (a third of an event's cost), and the insert already
+            // share-locks each event's job row, in which its lease is checked.
+            """
+            CREATE OR REPLACE FUNCTION "\(schemaName)"."\(tableName)_delete_events"() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                DELETE FROM \(eventsTable) AS e USING deleted_jobs AS d WHERE e.job_id = d.id;
+                RETURN NULL;
+            END
+            $$
+            """,
+            "DROP TRIGGER IF EXISTS \"\(tableName)_delete_events\" ON \(table)",
+            """
+            CREATE TRIGGER "\(tableName)_delete_events" AFTER DELETE ON \(table)
+                REFERENCING OLD TABLE AS deleted_jobs
+                FOR EACH STATEMENT EXECUTE FUNCTION "\(schemaName)"."\(tableName)_delete_events"()
             """,
             // The roles that may use the jobs table may use its events the same way: a worker
             // role granted only the jobs table before this version (least privilege) would
@@ -256,6 +274,7 @@ struct PostgresSchema: Sendable {
         StoreStatement.Text(
             name: "mobvibe_claim",
             sql: """
+                WITH claimed AS (
                 UPDATE \(table) AS j
                 SET status = 'processing', attempts = j.attempts + 1, locked_by = $3::text, started_at = now(),
                     lease_expires_at = now() + $4::bigint * interval '1 millisecond'
@@ -278,7 +297,17 @@ struct PostgresSchema: Sendable {
                 ))
                 -- The job's last event, for this attempt's to number on from (one probe of the
                 -- events' primary key).
-                RETURNING \(Self.claimColumns), (SELECT coalesce(max(e.seq), 0) FROM \(eventsTable) AS e WHERE e.job_id = j.id)
+                RETURNING \(Self.claimColumns), (SELECT coalesce(max(e.seq), 0) FROM \(eventsTable) AS e WHERE e.job_id = j.id) AS last_seq
+                ), noted AS (
+                    -- Each job's `claimed` event, in the claim's own statement (no round trip, no
+                    -- lock of its own: the claim holds the rows).
+                    INSERT INTO \(eventsTable) (job_id, seq, attempt, kind, data)
+                    SELECT c.id, c.last_seq + 1, c.attempts, 'status',
+                        jsonb_build_object('status', 'claimed', 'workerId', $3::text, 'attempt', c.attempts)
+                    FROM claimed AS c
+                    ON CONFLICT (job_id, seq) DO NOTHING
+                )
+                SELECT * FROM claimed
                 """
         )
     }
@@ -297,10 +326,12 @@ struct PostgresSchema: Sendable {
                     -- The jobs whose lease holds, share-locked (in id order, as outcome writes lock
                     -- them) until the events are in: a rescue or a new claim of the job waits, so
                     -- the next attempt numbers its events after these (its claim reads the last).
+                    -- (A join on the distinct leases: an EXISTS over the events, once per job,
+                    -- was quadratic in the batch.)
                     SELECT j.id FROM \(table) AS j
-                    WHERE j.id = ANY(ARRAY(SELECT DISTINCT v.job_id FROM v))
-                      AND j.status IN ('processing', 'cancelled')
-                      AND EXISTS (SELECT 1 FROM v WHERE v.job_id = j.id AND v.worker = j.locked_by AND v.attempt = j.attempts)
+                    JOIN (SELECT DISTINCT v.job_id, v.worker, v.attempt FROM v) AS l
+                        ON j.id = l.job_id AND j.locked_by = l.worker AND j.attempts = l.attempt
+                    WHERE j.status IN ('processing', 'cancelled')
                     ORDER BY j.id
                     FOR SHARE OF j
                 ), inserted AS (
@@ -325,13 +356,15 @@ struct PostgresSchema: Sendable {
 
     /// Outcomes of many jobs, each row applied only while its lease holds: `$1` ids, `$2` worker
     /// ids, `$3` attempts, `$4` kinds (completed, retry, failed, released), `$5` results,
-    /// `$6` errors, `$7` retry delays in milliseconds, `$8` the status `processing`. Returns the
+    /// `$6` errors, `$7` retry delays in milliseconds, `$8` the status `processing`, `$9` and
+    /// `$10` the sequence numbers (0: none) and data of the attempts' ending events. Returns the
     /// ids it applied. A turn that fails for good holds its session when `failureBlocksSession`
     /// (``SessionFailurePolicy/block``).
-    private static func recordStatement(table: String, failureBlocksSession: Bool) -> StoreStatement.Text {
+    private static func recordStatement(table: String, eventsTable: String, channel: String, failureBlocksSession: Bool) -> StoreStatement.Text {
         StoreStatement.Text(
             name: "mobvibe_record",
             sql: """
+                WITH done AS (
                 UPDATE \(table) AS j SET
                     status = CASE v.kind WHEN 'completed' THEN 'completed' WHEN 'failed' THEN 'failed' ELSE 'pending' END,
                     result = CASE WHEN v.kind = 'completed' THEN v.result::jsonb ELSE j.result END,
@@ -341,32 +374,54 @@ struct PostgresSchema: Sendable {
                     completed_at = CASE WHEN v.kind IN ('completed', 'failed') THEN now() ELSE NULL END,
                     blocks_session = (v.kind = 'failed' AND j.session_id IS NOT NULL AND \(failureBlocksSession)),
                     locked_by = NULL, lease_expires_at = NULL
-                FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[])
-                    AS v(id, worker, attempt, kind, result, error, delay_ms)
+                FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[], $9::bigint[], $10::text[])
+                    AS v(id, worker, attempt, kind, result, error, delay_ms, event_seq, event_data)
                 -- $8 is 'processing', passed as a value: as a literal it would let a cached generic
                 -- plan (made for an unknown number of outcomes) walk the partial lease index, with
                 -- its dead entries, instead of looking each job up by id.
                 WHERE j.id = v.id AND j.status = $8::text AND j.locked_by = v.worker AND j.attempts = v.attempt
-                RETURNING j.id
+                RETURNING j.id, v.attempt, v.event_seq, v.event_data
+                )\(endingEvents(eventsTable: eventsTable, channel: channel))
                 """
         )
     }
 
     /// The common batch, completions only, all by one worker: `$1` ids, `$2` attempts, `$3`
-    /// results, `$4` the worker's id, `$5` the status `processing`. Does what
-    /// ``recordStatement(table:)`` does for completions, with three arrays instead of seven and
-    /// no per-row choices. Returns the ids it applied.
-    private static func completeStatement(table: String) -> StoreStatement.Text {
+    /// results, `$4` the worker's id, `$5` the status `processing`, `$6` and `$7` the ending
+    /// events' sequence numbers (0: none) and data. Does what ``recordStatement`` does for
+    /// completions, with fewer arrays and no per-row choices. Returns the ids it applied.
+    private static func completeStatement(table: String, eventsTable: String, channel: String) -> StoreStatement.Text {
         StoreStatement.Text(
             name: "mobvibe_complete",
             sql: """
+                WITH done AS (
                 UPDATE \(table) AS j SET
                     status = 'completed', result = v.result::jsonb, completed_at = now(),
                     locked_by = NULL, lease_expires_at = NULL
-                FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS v(id, attempt, result)
+                FROM unnest($1::uuid[], $2::bigint[], $3::text[], $6::bigint[], $7::text[]) AS v(id, attempt, result, event_seq, event_data)
                 WHERE j.id = v.id AND j.status = $5::text AND j.locked_by = $4::text AND j.attempts = v.attempt
-                RETURNING j.id
+                RETURNING j.id, v.attempt, v.event_seq, v.event_data
+                )\(endingEvents(eventsTable: eventsTable, channel: channel))
                 """
         )
+    }
+
+    /// The end of an outcome statement whose `done` CTE returns the applied rows with their
+    /// ending events: the events stored, their jobs' readers notified (100 ids a notification),
+    /// the applied ids returned.
+    private static func endingEvents(eventsTable: String, channel: String) -> String {
+        """
+        , noted AS (
+            INSERT INTO \(eventsTable) (job_id, seq, attempt, kind, data)
+            SELECT d.id, d.event_seq, d.attempt, 'status', d.event_data::jsonb FROM done AS d WHERE d.event_seq > 0
+            ON CONFLICT (job_id, seq) DO NOTHING
+            RETURNING job_id
+        ), notified AS (
+            SELECT pg_notify('\(channel)', string_agg(c.job_id::text, ',')) FROM (
+                SELECT n.job_id, (row_number() OVER () - 1) / 100 AS chunk FROM noted AS n
+            ) AS c GROUP BY c.chunk
+        )
+        SELECT d.id FROM done AS d WHERE (SELECT count(*) FROM notified) >= 0
+        """
     }
 }

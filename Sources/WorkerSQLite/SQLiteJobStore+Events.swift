@@ -34,34 +34,13 @@ extension SQLiteJobStore {
                         )
                         for row in rows { if let id = row.column("id")?.string.flatMap(UUID.init(uuidString:)) { held.insert(id) } }
                     }
-                    let stored = events.filter { held.contains($0.lease.jobID) }
-                    for start in stride(from: 0, to: stored.count, by: 500) {
-                        let chunk = stored[start..<min(start + 500, stored.count)]
-                        var rows: [String] = []
-                        var binds: [SQLiteData] = []
-                        binds.reserveCapacity(chunk.count * 6)
-                        for event in chunk {
-                            let base = binds.count
-                            rows.append("(?\(base + 1), ?\(base + 2), ?\(base + 3), ?\(base + 4), ?\(base + 5), ?\(base + 6))")
-                            binds += [
-                                .text(event.lease.jobID.lowercasedText), .integer(Int(event.sequence)), .integer(event.lease.attempt),
-                                .integer(now), .text(event.kind.rawValue), .text(event.data),
-                            ]
-                        }
-                        _ = try await connection.query(
-                            """
-                            INSERT INTO \(eventsTable) (job_id, seq, attempt, created_at, kind, data)
-                            VALUES \(rows.joined(separator: ","))
-                            ON CONFLICT (job_id, seq) DO NOTHING
-                            """,
-                            binds
-                        )
-                    }
+                    try await insertEvents(
+                        events.filter { held.contains($0.lease.jobID) }.map { ($0.lease.jobID, $0.sequence, $0.lease.attempt, $0.kind, $0.data) },
+                        now: now)
                     return Set(leases.keys).subtracting(held)
                 }
             } catch let error as SQLiteError where [.constraint, .constraintCheckFailed].contains(error.reason) {
-                // The data check: not a JSON object. (ON CONFLICT, not INSERT OR IGNORE, which
-                // would skip such a row without a word.)
+                // The data check: not a JSON object.
                 throw JobStoreError.valueRejected(error.message)
             } catch {
                 throw Self.translate(error)
@@ -69,6 +48,46 @@ extension SQLiteJobStore {
         }
         return refused
     }
+
+    /// Inserts events (job, sequence, attempt, kind, data), skipping those already stored. Called
+    /// inside a transaction, with ``lock`` held.
+    func insertEvents(_ events: [(UUID, Int64, Int, JobEvent.Kind, String)], now: Int) async throws {
+        for start in stride(from: 0, to: events.count, by: 500) {
+            let chunk = events[start..<min(start + 500, events.count)]
+            var rows: [String] = []
+            var binds: [SQLiteData] = []
+            binds.reserveCapacity(chunk.count * 6)
+            for (job, sequence, attempt, kind, data) in chunk {
+                let base = binds.count
+                rows.append("(?\(base + 1), ?\(base + 2), ?\(base + 3), ?\(base + 4), ?\(base + 5), ?\(base + 6))")
+                binds += [.text(job.lowercasedText), .integer(Int(sequence)), .integer(attempt), .integer(now), .text(kind.rawValue), .text(data)]
+            }
+            // ON CONFLICT, not INSERT OR IGNORE, which would also skip a row failing the data check.
+            _ = try await connection.query(
+                """
+                INSERT INTO \(eventsTable) (job_id, seq, attempt, created_at, kind, data)
+                VALUES \(rows.joined(separator: ","))
+                ON CONFLICT (job_id, seq) DO NOTHING
+                """,
+                binds
+            )
+        }
+    }
+
+    /// The `claimed` events of the jobs a claim returned (``SQLiteSchema/columns`` and `last_event_seq`).
+    func insertClaimedEvents(_ rows: [SQLiteRow], workerID: String, now: Int) async throws {
+        var events: [(UUID, Int64, Int, JobEvent.Kind, String)] = []
+        events.reserveCapacity(rows.count)
+        for row in rows {
+            guard let id = row.column("id")?.string.flatMap(UUID.init(uuidString:)), let attempt = row.column("attempts")?.integer else { continue }
+            let last = Int64(row.column("last_event_seq")?.integer ?? 0)
+            events.append((id, last + 1, attempt, .status, #"{"status":"claimed","workerId":"# + JSONText.quoted(workerID) + #","attempt":\#(attempt)}"#))
+        }
+        try await insertEvents(events, now: now)
+    }
+
+    /// No notifications on a file: readers poll (cheap on a local file).
+    public func watchEvents(onJobs: @escaping @Sendable ([UUID]) -> Void) async throws {}
 
     public func events(jobID: UUID, after: Int64, limit: Int) async throws -> [JobEvent] {
         let rows = try await lock.withLock {

@@ -195,7 +195,8 @@ public final class SQLiteJobStore: BenchmarkJobStore {
         let queueList = queues.indices.map { "?\($0 + 5)" }.joined(separator: ",")
         let rows = try await lock.withLock {
             try await boundBusyWait("claim")
-            return try await connection.query(
+            return try await inTransaction { () -> [SQLiteRow] in
+            let rows = try await connection.query(
                 """
                 UPDATE "\(table)" SET status = 'processing', attempts = attempts + 1, locked_by = ?1,
                     lease_expires_at = ?2, started_at = ?3
@@ -210,6 +211,10 @@ public final class SQLiteJobStore: BenchmarkJobStore {
                 """,
                 [.text(workerID), .integer(expires), .integer(now), .integer(limit)] + queues.map { .text($0) }
             )
+            // Each job's `claimed` event, numbered after its last one, in the claim's transaction.
+            try await insertClaimedEvents(rows, workerID: workerID, now: now)
+            return rows
+            }
         }
         var claimed: [ClaimedJob] = []
         claimed.reserveCapacity(rows.count)
@@ -218,7 +223,7 @@ public final class SQLiteJobStore: BenchmarkJobStore {
                 let job = try Self.decode(row)
                 claimed.append(ClaimedJob(
                     job: job, lease: Lease(jobID: job.id, workerID: workerID, attempt: job.attempts, expiresAt: Self.date(expires)),
-                    lastEventSequence: Int64(row.column("last_event_seq")?.integer ?? 0)))
+                    lastEventSequence: Int64(row.column("last_event_seq")?.integer ?? 0) + 1))
             } catch {
                 try await failUndecodable(row: row, error: error)
             }
@@ -264,6 +269,10 @@ public final class SQLiteJobStore: BenchmarkJobStore {
                             [.text(lease.jobID.lowercasedText), .text(lease.workerID), .integer(lease.attempt)] + binds
                         )
                         applied.append(!rows.isEmpty)
+                        if !rows.isEmpty, let event = completion.event {
+                            // The attempt's ending event, with its outcome.
+                            try await insertEvents([(lease.jobID, event.sequence, lease.attempt, JobEvent.Kind.status, event.data)], now: now)
+                        }
                     }
                     return applied
                 }

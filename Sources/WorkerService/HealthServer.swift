@@ -6,28 +6,33 @@ import ServiceLifecycle
 import WorkerCore
 
 /// The HTTP server for orchestrators: `GET`/`HEAD /health` (the process is alive),
-/// `/ready` (the store answers and the processor is claiming) and `/metrics` (Prometheus).
-/// Other paths answer 404.
+/// `/ready` (the store answers and the processor is claiming) and `/metrics` (Prometheus); and
+/// for backends and phones, the job API under `/jobs` (``JobAPI``). Other paths answer 404.
 public struct HealthServer: Service {
     private let host: String
     private let port: Int
     private let logger: Logger
     private let readiness: ReadinessProbe
     private let metrics: (@Sendable () -> [UInt8])?
+    private let jobAPI: JobAPI?
 
     /// - Parameters:
     ///   - readiness: the checks of `/ready`; it caches the database's answer (see ``ReadinessProbe``).
     ///   - metrics: the Prometheus text for `GET /metrics`; `nil` answers 404 there.
-    public init(host: String, port: Int, logger: Logger, readiness: ReadinessProbe, metrics: (@Sendable () -> [UInt8])? = nil) {
+    ///   - jobAPI: the `/jobs` endpoints; `nil` answers 404 there.
+    public init(
+        host: String, port: Int, logger: Logger, readiness: ReadinessProbe, metrics: (@Sendable () -> [UInt8])? = nil, jobAPI: JobAPI? = nil
+    ) {
         self.host = host
         self.port = port
         self.logger = logger
         self.readiness = readiness
         self.metrics = metrics
+        self.jobAPI = jobAPI
     }
 
     public func run() async throws {
-        let router = Router(options: .autoGenerateHeadEndpoints)
+        let router = Router(context: WorkerRequestContext.self, options: .autoGenerateHeadEndpoints)
         let logger = self.logger
         router.get("/health") { _, _ -> Response in
             logger.trace("Health check requested")
@@ -52,6 +57,7 @@ public struct HealthServer: Service {
                 )
             }
         }
+        jobAPI?.addRoutes(to: router)
         var serverLogger = logger
         serverLogger.logLevel = max(logger.logLevel, .warning)
         let app = Application(

@@ -55,12 +55,19 @@ public struct WorkerApplication: Sendable {
         )
         let monitor = QueueMonitor(
             store: store, interval: configuration.monitorInterval, servedQueues: configuration.processorConfiguration.queues, logger: logger)
+        let feed = JobEventFeed(store: store, logger: logger)
+        if configuration.apiToken == nil {
+            logger.info("API_TOKEN is unset: the job API (/jobs) answers only on this machine (loopback)")
+        }
         let health = HealthServer(
             host: configuration.healthCheckHost,
             port: configuration.healthCheckPort,
             logger: logger,
             readiness: ReadinessProbe(checks: [.store(store), .processor(processor), .outcomes(processor)], logger: logger),
-            metrics: { [registry] in registry.emitToBuffer() }
+            metrics: { [registry] in registry.emitToBuffer() },
+            jobAPI: JobAPI(
+                store: store, feed: feed, token: configuration.apiToken, defaultMaxAttempts: configuration.jobMaxAttempts, logger: logger,
+                enqueued: { [processor] in processor.notifyJobsAvailable() })
         )
         let gate = StartupGate()
         let migrator = SchemaMigrator(store: store, enabled: configuration.autoMigrate, gate: gate, logger: logger)
@@ -68,6 +75,7 @@ public struct WorkerApplication: Sendable {
         var groupConfiguration = ServiceGroupConfiguration(
             services: [
                 .init(service: health, serviceName: "health-server"),
+                .init(service: feed, successTerminationBehavior: .ignore, serviceName: "job-event-feed"),
                 .init(service: migrator, successTerminationBehavior: .ignore, serviceName: "schema-migrator"),
                 .init(service: GatedService(service: processor, gate: gate), serviceName: "job-processor"),
                 .init(service: GatedService(service: monitor, gate: gate), serviceName: "queue-monitor"),

@@ -45,6 +45,8 @@ public struct WorkerConfiguration: Sendable {
     public var workspaceRetention: Duration?
     /// The bounds on each attempt's live events (`JOB_EVENT_MAX_BYTES`, `JOB_EVENTS_LIMIT`).
     public var eventLimits: JobEventStream.Limits
+    /// The bearer token of the job API (`API_TOKEN`); unset: the API answers loopback peers only.
+    public var apiToken: String?
 
     /// The variables the worker reads, with their defaults, in the order `config check` shows them.
     public static let variables: [(name: String, defaultValue: String, secret: Bool)] = [
@@ -84,6 +86,7 @@ public struct WorkerConfiguration: Sendable {
         ("JOB_PERMANENT_EXIT_CODES", "", false),
         ("HEALTH_CHECK_HOST", "127.0.0.1", false),
         ("HEALTH_CHECK_PORT", "8080", false),
+        ("API_TOKEN", "", true),
         ("MONITOR_INTERVAL_MS", "30000", false),
         ("LOG_LEVEL", "info", false),
         ("LOG_FORMAT", "pretty (json in production)", false),
@@ -157,6 +160,10 @@ public struct WorkerConfiguration: Sendable {
         }
         healthCheckHost = try values.host("HEALTH_CHECK_HOST", default: "127.0.0.1")
         healthCheckPort = try values.integer("HEALTH_CHECK_PORT", default: 8080, range: 1...65535)
+        apiToken = values.raw("API_TOKEN").flatMap { $0.isEmpty ? nil : $0 }
+        if let apiToken, apiToken.utf8.count < 16 {
+            throw ConfigurationError(variable: "API_TOKEN", value: "(\(apiToken.utf8.count) characters)", expected: "at least 16 characters (e.g. openssl rand -hex 32)")
+        }
         monitorInterval = .milliseconds(try values.integer("MONITOR_INTERVAL_MS", default: 30_000, range: 100...86_400_000))
         logLevel = try values.logLevel("LOG_LEVEL", default: .info)
         logFormat = try values.choice("LOG_FORMAT", default: environment == .production ? .json : .pretty)
@@ -251,6 +258,7 @@ public struct WorkerConfiguration: Sendable {
             ("JOB_HANDLER", handler?.rawValue ?? "(unset: echo)"),
             ("HEALTH_CHECK_HOST", healthCheckHost),
             ("HEALTH_CHECK_PORT", "\(healthCheckPort)"),
+            ("API_TOKEN", apiToken == nil ? "(unset: the job API answers on this machine only)" : "(set, redacted)"),
             ("MONITOR_INTERVAL_MS", "\(monitorInterval.inMilliseconds)"),
             ("LOG_LEVEL", logLevel.rawValue),
             ("LOG_FORMAT", logFormat.rawValue),

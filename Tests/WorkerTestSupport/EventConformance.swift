@@ -7,6 +7,7 @@ import WorkerCore
 /// back in order from any point, deleted with their job.
 extension JobStoreConformance {
     public static let eventCases: [ConformanceCase] = [
+        ConformanceCase(name: "a claim stores each job's claimed event; an outcome stores its ending event with it", body: eventsOfClaimAndOutcome),
         ConformanceCase(name: "events are stored in order and read back from any sequence number", body: eventsInOrder),
         ConformanceCase(name: "an event written again (a repeated write) is stored once", body: eventsIdempotent),
         ConformanceCase(name: "a lost lease stores nothing; the next attempt numbers its events on from the last", body: eventsFollowTheLease),
@@ -15,8 +16,44 @@ extension JobStoreConformance {
         ConformanceCase(name: "data that is not a JSON object is refused as a value", body: eventsRefuseNonObjects),
     ]
 
-    static func event(_ claimed: ClaimedJob, _ sequence: Int64, _ kind: JobEvent.Kind = .output, _ data: String? = nil) -> NewJobEvent {
-        NewJobEvent(lease: claimed.lease, sequence: sequence, kind: kind, data: data ?? #"{"text":"line \#(sequence)"}"#)
+    /// The event numbered `offset` after the claim's own `claimed` event.
+    static func event(_ claimed: ClaimedJob, _ offset: Int64, _ kind: JobEvent.Kind = .output, _ data: String? = nil) -> NewJobEvent {
+        let sequence = claimed.lastEventSequence + offset
+        return NewJobEvent(lease: claimed.lease, sequence: sequence, kind: kind, data: data ?? #"{"text":"line \#(sequence)"}"#)
+    }
+
+    static func eventsOfClaimAndOutcome(_ store: any JobStore) async throws {
+        let ids = try await store.enqueue([NewJob(prompt: "a"), NewJob(prompt: "b", maxAttempts: 3)])
+        let jobs = try await store.claim(queues: ["default"], limit: 2, workerID: "worker-a", leaseDuration: .seconds(30))
+        try #require(jobs.count == 2)
+        #expect(jobs.allSatisfy { $0.lastEventSequence == 1 })
+        for job in jobs {
+            let claimed = try await store.events(jobID: job.job.id, after: 0, limit: 10)
+            #expect(claimed.map(\.sequence) == [1])
+            #expect(claimed.first?.kind == .status)
+            #expect(claimed.first?.attempt == 1)
+            #expect(objects(claimed) == [["status": "claimed", "workerId": "worker-a", "attempt": 1]] as [NSDictionary])
+        }
+        let a = try #require(jobs.first { $0.job.id == ids[0] }), b = try #require(jobs.first { $0.job.id == ids[1] })
+        // One outcome with its ending event, one retry with its own; both in one write.
+        let applied = try await store.record([
+            JobCompletion(lease: a.lease, outcome: .completed(result: "{}"), event: .init(sequence: 2, data: #"{"status":"completed"}"#)),
+            JobCompletion(lease: b.lease, outcome: .retry(error: "x", delay: .zero), event: .init(sequence: 2, data: #"{"status":"retry_scheduled"}"#)),
+        ])
+        #expect(applied == [true, true])
+        #expect(objects(try await store.events(jobID: a.job.id, after: 1, limit: 10)) == [["status": "completed"]] as [NSDictionary])
+        #expect(objects(try await store.events(jobID: b.job.id, after: 1, limit: 10)) == [["status": "retry_scheduled"]] as [NSDictionary])
+        // The retry's claim numbers on: its `claimed` is 3, attempt 2.
+        let again = try await claimOne(store, worker: "worker-b")
+        #expect(again.job.id == b.job.id && again.lastEventSequence == 3)
+        let events = try await store.events(jobID: b.job.id, after: 0, limit: 10)
+        #expect(events.map(\.sequence) == [1, 2, 3])
+        #expect(events.map(\.attempt) == [1, 1, 2])
+        // An outcome that does not apply (the lease is gone) stores no ending event either.
+        #expect(try await store.record([
+            JobCompletion(lease: b.lease, outcome: .completed(result: "{}"), event: .init(sequence: 4, data: #"{"status":"completed"}"#)),
+        ]) == [false])
+        #expect(try await store.events(jobID: b.job.id, after: 3, limit: 10).isEmpty)
     }
 
     /// The data of `events` as objects (a driver may store JSON reformatted).
@@ -28,7 +65,6 @@ extension JobStoreConformance {
         _ = try await store.enqueue([NewJob(prompt: "a"), NewJob(prompt: "b")])
         let jobs = try await store.claim(queues: ["default"], limit: 2, workerID: worker, leaseDuration: .seconds(30))
         try #require(jobs.count == 2)
-        #expect(jobs.allSatisfy { $0.lastEventSequence == 0 })
         let (a, b) = (jobs[0], jobs[1])
         // Two jobs in one write, their events interleaved.
         let written = [
@@ -36,19 +72,19 @@ extension JobStoreConformance {
             event(a, 3, .log, #"{"text":"é \"quoted\" \\ back"}"#), event(b, 2), event(a, 4), event(a, 5),
         ]
         #expect(try await store.appendEvents(written).isEmpty)
-        let all = try await store.events(jobID: a.job.id, after: 0, limit: 100)
-        #expect(all.map(\.sequence) == [1, 2, 3, 4, 5])
+        let all = try await store.events(jobID: a.job.id, after: 1, limit: 100)
+        #expect(all.map(\.sequence) == [2, 3, 4, 5, 6])
         #expect(all.map(\.kind) == [.status, .message, .log, .output, .output])
         #expect(all.allSatisfy { $0.jobID == a.job.id && $0.attempt == 1 })
         #expect(objects(all) == [
             ["status": "claimed", "attempt": 1], ["type": "assistant", "n": [1, 2]], ["text": "é \"quoted\" \\ back"],
-            ["text": "line 4"], ["text": "line 5"],
+            ["text": "line 5"], ["text": "line 6"],
         ] as [NSDictionary])
         #expect(all.allSatisfy { abs($0.time.timeIntervalSinceNow) < 60 })
-        let page = try await store.events(jobID: a.job.id, after: 2, limit: 2)
-        #expect(page.map(\.sequence) == [3, 4])
-        #expect(try await store.events(jobID: a.job.id, after: 5, limit: 10).isEmpty)
-        #expect(try await store.events(jobID: b.job.id, after: 0, limit: 10).map(\.sequence) == [1, 2])
+        let page = try await store.events(jobID: a.job.id, after: 3, limit: 2)
+        #expect(page.map(\.sequence) == [4, 5])
+        #expect(try await store.events(jobID: a.job.id, after: 6, limit: 10).isEmpty)
+        #expect(try await store.events(jobID: b.job.id, after: 0, limit: 10).map(\.sequence) == [1, 2, 3])
         #expect(try await store.events(jobID: UUID(), after: 0, limit: 10).isEmpty)
     }
 
@@ -61,9 +97,9 @@ extension JobStoreConformance {
         var again = batch
         again[1].data = #"{"text":"changed"}"#
         #expect(try await store.appendEvents(again + [event(job, 4)]).isEmpty)
-        let stored = try await store.events(jobID: job.job.id, after: 0, limit: 10)
-        #expect(stored.map(\.sequence) == [1, 2, 3, 4])
-        #expect(objects(stored)[1] == ["text": "line 2"], "the first write of an event stands")
+        let stored = try await store.events(jobID: job.job.id, after: 1, limit: 10)
+        #expect(stored.map(\.sequence) == [2, 3, 4, 5])
+        #expect(objects(stored)[1] == ["text": "line 3"], "the first write of an event stands")
     }
 
     static func eventsFollowTheLease(_ store: any JobStore) async throws {
@@ -76,17 +112,18 @@ extension JobStoreConformance {
         #expect(try await store.appendEvents([event(first, 4)]) == [id])
         let second = try await claimOne(store, worker: "worker-b")
         #expect(second.lease.attempt == 2)
-        #expect(second.lastEventSequence == 3)
+        // 1 claimed, 2-4 lines, 5 the second claim.
+        #expect(second.lastEventSequence == 5)
         #expect(try await store.appendEvents([event(first, 4), event(first, 5)]) == [id])
-        #expect(try await store.appendEvents([event(second, 4, .status, #"{"status":"claimed"}"#)]).isEmpty)
+        #expect(try await store.appendEvents([event(second, 1, .output)]).isEmpty)
         let stored = try await store.events(jobID: id, after: 0, limit: 10)
-        #expect(stored.map(\.sequence) == [1, 2, 3, 4])
-        #expect(stored.map(\.attempt) == [1, 1, 1, 2])
-        #expect(stored.last?.kind == .status)
+        #expect(stored.map(\.sequence) == [1, 2, 3, 4, 5, 6])
+        #expect(stored.map(\.attempt) == [1, 1, 1, 1, 2, 2])
+        #expect(stored[4].kind == .status)
         // And after the job finished, not even its own worker adds to it.
         #expect(try await store.record([JobCompletion(lease: second.lease, outcome: .completed(result: "{}"))]) == [true])
-        #expect(try await store.appendEvents([event(second, 5)]) == [id])
-        #expect(try await store.events(jobID: id, after: 4, limit: 10).isEmpty)
+        #expect(try await store.appendEvents([event(second, 2)]) == [id])
+        #expect(try await store.events(jobID: id, after: 6, limit: 10).isEmpty)
     }
 
     static func eventsAfterRelease(_ store: any JobStore) async throws {
@@ -97,9 +134,10 @@ extension JobStoreConformance {
         let again = try await claimOne(store)
         // Given back at shutdown, the job runs again under the same attempt number.
         #expect(again.lease.attempt == first.lease.attempt)
-        #expect(again.lastEventSequence == 2)
-        #expect(try await store.appendEvents([event(again, 3)]).isEmpty)
-        #expect(try await store.events(jobID: id, after: 0, limit: 10).map(\.sequence) == [1, 2, 3])
+        // 1 claimed, 2-3 lines, 4 claimed again.
+        #expect(again.lastEventSequence == 4)
+        #expect(try await store.appendEvents([event(again, 1)]).isEmpty)
+        #expect(try await store.events(jobID: id, after: 0, limit: 10).map(\.sequence) == [1, 2, 3, 4, 5])
     }
 
     static func eventsOfCancelledJob(_ store: any JobStore) async throws {
@@ -108,7 +146,7 @@ extension JobStoreConformance {
         #expect(try await store.appendEvents([event(job, 1)]).isEmpty)
         _ = try await store.cancel(id: id)
         #expect(try await store.appendEvents([event(job, 2, .status, #"{"status":"cancelled"}"#)]).isEmpty)
-        #expect(try await store.events(jobID: id, after: 0, limit: 10).count == 2)
+        #expect(try await store.events(jobID: id, after: 0, limit: 10).count == 3)
         try await Task.sleep(for: .milliseconds(100))
         #expect(try await store.deleteFinished(status: .cancelled, olderThan: .milliseconds(50), limit: 10) == 1)
         #expect(try await store.events(jobID: id, after: 0, limit: 10).isEmpty)
@@ -127,7 +165,7 @@ extension JobStoreConformance {
                 Issue.record("\(data): \(error) is not valueRejected")
             }
         }
-        #expect(try await store.events(jobID: id, after: 0, limit: 10).isEmpty, "nothing of a refused write is stored")
+        #expect(try await store.events(jobID: id, after: 1, limit: 10).isEmpty, "nothing of a refused write is stored")
         #expect(try await store.appendEvents([event(job, 1)]).isEmpty)
     }
 }

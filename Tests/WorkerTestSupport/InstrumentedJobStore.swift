@@ -45,6 +45,7 @@ public final class InstrumentedJobStore: JobStore {
     public func events(jobID: UUID, after: Int64, limit: Int) async throws -> [JobEvent] {
         try await base.events(jobID: jobID, after: after, limit: limit)
     }
+    public func watchEvents(onJobs: @escaping @Sendable ([UUID]) -> Void) async throws { try await base.watchEvents(onJobs: onJobs) }
     public func job(id: UUID) async throws -> Job? { try await base.job(id: id) }
     public func jobs(matching filter: JobFilter) async throws -> [Job] { try await base.jobs(matching: filter) }
     public func sessionsWithUnfinishedTurns(among sessions: [UUID]) async throws -> Set<UUID> {

@@ -1,0 +1,159 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+import WorkerCore
+
+/// The job endpoints of the worker's HTTP server, for backends, phones and the dashboard to
+/// come (docs/WORKER_SERVICE.md, "Job API"):
+///
+/// - `GET /jobs/{id}`: the job as JSON (keys are the table's columns).
+/// - `GET /jobs/{id}/events`: its events as Server-Sent Events (`id:` the sequence number,
+///   `event:` the kind, `data:` the event as JSON), from `Last-Event-ID` or `?after=`, then live,
+///   closed after the event that ends the job.
+/// - `POST /jobs`: enqueues the JSON object in the body (the fields of a `worker enqueue --jsonl`
+///   line); `POST /jobs/{id}/cancel`.
+///
+/// All of them need `Authorization: Bearer <API_TOKEN>` (``APIToken``).
+public struct JobAPI: Sendable {
+    let store: any JobStore
+    let feed: JobEventFeed
+    let token: String?
+    let defaultMaxAttempts: Int
+    /// Called after an enqueue, so that this worker claims at once.
+    let enqueued: @Sendable () -> Void
+    let logger: Logger
+
+    /// The longest request body `POST /jobs` reads.
+    static let maximumBodyBytes = 1 << 20
+    /// Events read from the store at a time for one stream (what one slow reader can hold).
+    static let pageSize = 500
+    /// A comment line sent on an idle stream this often, so that proxies keep it open.
+    static let heartbeat = Duration.seconds(15)
+
+    public init(
+        store: any JobStore, feed: JobEventFeed, token: String?, defaultMaxAttempts: Int, logger: Logger,
+        enqueued: @escaping @Sendable () -> Void = {}
+    ) {
+        self.store = store
+        self.feed = feed
+        self.token = token
+        self.defaultMaxAttempts = defaultMaxAttempts
+        self.logger = logger
+        self.enqueued = enqueued
+    }
+
+    func addRoutes(to router: Router<WorkerRequestContext>) {
+        let jobs = router.group("jobs").add(middleware: APIToken(token))
+        jobs.get(":id") { _, context -> Response in
+            guard let id = Self.jobID(context), let job = try await store.job(id: id) else { return Self.notFound() }
+            return Self.json(.ok, JobPresentation.json(JobPresentation.jsonObject(job), pretty: false))
+        }
+        jobs.post { request, _ -> Response in
+            let body = try await request.body.collect(upTo: Self.maximumBodyBytes)
+            let job: NewJob
+            do {
+                job = try JobInput.job(fromJSONLine: Substring(String(buffer: body)), defaultMaxAttempts: defaultMaxAttempts)
+            } catch let error as JobInput.Invalid {
+                return Self.error(.badRequest, error.description)
+            }
+            let id = try await store.enqueue([job])[0]
+            enqueued()
+            var response = Self.json(.created, #"{"id":"\#(id.lowercasedText)"}"#)
+            response.headers[.location] = "/jobs/\(id.lowercasedText)"
+            return response
+        }
+        jobs.post(":id/cancel") { _, context -> Response in
+            guard let id = Self.jobID(context) else { return Self.notFound() }
+            do {
+                let job = try await store.cancel(id: id)
+                return Self.json(.ok, JobPresentation.json(JobPresentation.jsonObject(job), pretty: false))
+            } catch JobStoreError.jobNotFound {
+                return Self.notFound()
+            } catch let error as JobStoreError {
+                return Self.error(.conflict, error.description)
+            }
+        }
+        jobs.get(":id/events") { request, context -> Response in
+            guard let id = Self.jobID(context), try await store.job(id: id) != nil else { return Self.notFound() }
+            let from = request.headers[Self.lastEventID] ?? request.uri.queryParameters.get("after")
+            guard let after = from.map({ Int64($0) }) ?? 0, after >= 0 else {
+                return Self.error(.badRequest, "Last-Event-ID and ?after= are event sequence numbers (0 or more)")
+            }
+            return Response(
+                status: .ok,
+                headers: [.contentType: "text/event-stream", .cacheControl: "no-store", .init("X-Accel-Buffering")!: "no"],
+                body: ResponseBody { writer in try await stream(id, after: after, to: &writer) }
+            )
+        }
+    }
+
+    /// Writes the job's events after `after`, then new ones as they are stored, until the job
+    /// has ended (or the server shuts down, or the client goes away: the write throws).
+    private func stream(_ id: UUID, after: Int64, to writer: inout any ResponseBodyWriter) async throws {
+        let subscription = feed.subscribe(to: id)
+        defer { subscription.cancel() }
+        var last = after
+        var lastWrite = ContinuousClock.now
+        /// When the job was first seen finished with no ending event after it.
+        var finishedSince: ContinuousClock.Instant?
+        // Reconnect after a second when the connection drops (EventSource does, with Last-Event-ID).
+        try await writer.write(ByteBuffer(string: "retry: 1000\n\n"))
+        while !Task.isCancelled, !Task.isShuttingDownGracefully {
+            let events = try await store.events(jobID: id, after: last, limit: Self.pageSize)
+            if !events.isEmpty {
+                var buffer = ByteBuffer()
+                var ended = false
+                for event in events {
+                    buffer.writeString("id: \(event.sequence)\nevent: \(event.kind.rawValue)\ndata: ")
+                    buffer.writeString(JobEventPresentation.jsonLine(event))
+                    buffer.writeString("\n\n")
+                    ended = JobEventPresentation.endsJob(event)
+                }
+                try await writer.write(buffer)
+                last = events[events.count - 1].sequence
+                lastWrite = .now
+                if ended { break }
+                if events.count == Self.pageSize { continue }
+            } else if let job = try await store.job(id: id), job.status.isFinal {
+                // Finished without an ending event after `last`: a pending job that was cancelled,
+                // a job failed by the rescue; nothing more will come. A running job that was
+                // cancelled (its worker still named) gets a moment for its worker's report.
+                let since = finishedSince ?? .now
+                finishedSince = since
+                if !(job.status == .cancelled && job.lockedBy != nil) || ContinuousClock.now - since > .seconds(5) { break }
+            }
+            if events.isEmpty, ContinuousClock.now - lastWrite >= Self.heartbeat {
+                try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
+                lastWrite = .now
+            }
+            await subscription.wait()
+        }
+        try await writer.finish(nil)
+    }
+
+    static let lastEventID = HTTPField.Name("Last-Event-ID")!
+
+    static func jobID(_ context: WorkerRequestContext) -> UUID? {
+        context.parameters.get("id").flatMap { UUID(uuidString: $0) }
+    }
+
+    static func json(_ status: HTTPResponse.Status, _ body: String) -> Response {
+        Response(
+            status: status,
+            headers: [.contentType: "application/json", .cacheControl: "no-store"],
+            body: ResponseBody(byteBuffer: ByteBuffer(string: body))
+        )
+    }
+
+    static func error(_ status: HTTPResponse.Status, _ message: String) -> Response {
+        json(status, #"{"error":"# + JSONText.quoted(message) + "}")
+    }
+
+    /// Also for a job id that is not a UUID: ids cannot be probed.
+    static func notFound() -> Response {
+        error(.notFound, "no such job")
+    }
+}
