@@ -84,6 +84,20 @@ extension ChaosTests {
         #expect(overlaps.isEmpty, "\(overlaps.prefix(5))")
         #expect(outOfOrder.isEmpty, "\(outOfOrder.prefix(5))")
         #expect(unfinished == 0, "a run without an end cannot be checked for overlap")
+
+        // Every turn's events, through the kills and the restart: numbered 1 to n with no gap or
+        // duplicate across its attempts, and ending with its `completed` event.
+        let gaps = try await chaos.postgres.sql(
+            "SELECT count(*) FROM (SELECT job_id FROM coding_job_events GROUP BY job_id HAVING count(*) <> max(seq) OR min(seq) <> 1) AS g")
+        #expect(gaps == "0", "jobs whose events have gaps: \(gaps)")
+        let unended = try await chaos.postgres.sql("""
+            SELECT count(*) FROM coding_jobs AS j WHERE NOT EXISTS (
+                SELECT 1 FROM coding_job_events AS e WHERE e.job_id = j.id AND e.kind = 'status' AND e.data->>'status' = 'completed'
+                    AND e.seq = (SELECT max(seq) FROM coding_job_events WHERE job_id = j.id))
+            """)
+        #expect(unended == "0", "completed jobs whose last event is not their completed event: \(unended)")
+        let messages = try await chaos.postgres.sql("SELECT count(*) FROM coding_job_events WHERE kind = 'message'")
+        #expect(Int(messages) ?? 0 >= sessions.count * turns, "each turn's JSON line is a message event")
     }
 
     static func turnRuns(log: String) throws -> [TurnRun] {

@@ -29,14 +29,15 @@ final class WorkerProcess: @unchecked Sendable {
         return environment
     }
 
-    init(_ arguments: [String] = ["run"], environment: [String: String], directory: URL, stdin: Data? = nil) throws {
+    /// Starts `executable` (the `worker` binary unless said otherwise) with `arguments`.
+    init(_ arguments: [String] = ["run"], environment: [String: String], directory: URL, stdin: Data? = nil, executable: URL = WorkerProcess.binary) throws {
         self.directory = directory
         let id = UUID().uuidString.prefix(8)
         stdoutURL = directory.appendingPathComponent("stdout-\(id).log")
         stderrURL = directory.appendingPathComponent("stderr-\(id).log")
         _ = FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
         _ = FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
-        process.executableURL = Self.binary
+        process.executableURL = executable
         process.arguments = arguments
         process.environment = Self.environment(environment)
         process.currentDirectoryURL = directory
@@ -103,8 +104,10 @@ final class WorkerProcess: @unchecked Sendable {
     }
 
     /// Runs a CLI command to completion.
-    static func command(_ arguments: [String], environment: [String: String], directory: URL, stdin: Data? = nil) async throws -> (status: Int32, stdout: String, stderr: String) {
-        let worker = try WorkerProcess(arguments, environment: environment, directory: directory, stdin: stdin)
+    static func command(
+        _ arguments: [String], environment: [String: String], directory: URL, stdin: Data? = nil, executable: URL = WorkerProcess.binary
+    ) async throws -> (status: Int32, stdout: String, stderr: String) {
+        let worker = try WorkerProcess(arguments, environment: environment, directory: directory, stdin: stdin, executable: executable)
         let status = await worker.waitForExit(timeout: .seconds(60)) ?? -1
         return (status, worker.stdout, worker.stderr)
     }
