@@ -121,7 +121,7 @@ let package = Package(
             exclude: ["Fixtures"]
         ),
         // End-to-end tests of the built `worker` binary; depending on it makes `swift test` build it.
-        .testTarget(name: "WorkerTests", dependencies: ["worker", "WorkerCore", "WorkerSQLite", "WorkerTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "WorkerTests", dependencies: ["worker", "WorkerTestSupport"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )

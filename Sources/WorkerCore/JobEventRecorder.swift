@@ -107,14 +107,7 @@ final class JobEventRecorder: Sendable {
         defer { abandon() }
         var failures = 0
         while !Task.isCancelled {
-            let batch = state.withLock { state -> [NewJobEvent] in
-                if state.pending.count <= maximumBatch {
-                    defer { state.pending = [] }
-                    return state.pending
-                }
-                defer { state.pending.removeFirst(maximumBatch) }
-                return Array(state.pending.prefix(maximumBatch))
-            }
+            let batch = state.withLock { $0.pending.removeBatch(upTo: maximumBatch) }
             if batch.isEmpty {
                 await available.wait()
                 continue

@@ -99,14 +99,7 @@ final class OutcomeRecorder: Sendable {
         }
         var failures = 0
         while !Task.isCancelled {
-            let batch = state.withLock { state -> [JobCompletion] in
-                if state.pending.count <= maximumBatch {
-                    defer { state.pending = [] }
-                    return state.pending
-                }
-                defer { state.pending.removeFirst(maximumBatch) }
-                return Array(state.pending.prefix(maximumBatch))
-            }
+            let batch = state.withLock { $0.pending.removeBatch(upTo: maximumBatch) }
             if batch.isEmpty {
                 if let done = written {
                     written = nil

@@ -1,7 +1,5 @@
 import Foundation
 import Testing
-import WorkerCore
-import WorkerSQLite
 
 /// Live job events with real `worker run` processes on SQLite: what a command prints becomes the
 /// job's event stream, read back with `worker jobs logs` (issue 15).
@@ -26,33 +24,24 @@ struct WorkerEventsRunTests {
         return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    /// Polls the worker's SQLite file every 100 ms until `condition` holds (in this process: a
-    /// CLI process a poll cost the rest of the suite its CPU on two cores).
-    static func waitFor(_ what: String, in folder: URL, timeout: Duration = .seconds(20), _ condition: (SQLiteJobStore) async throws -> Bool) async throws -> Bool {
-        let store = try await SQLiteJobStore.open(path: folder.appendingPathComponent("worker.sqlite").path)
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if (try? await condition(store)) == true {
-                try await store.close()
-                return true
-            }
-            try? await Task.sleep(for: .milliseconds(100))
-        }
-        try await store.close()
-        Issue.record("\(what): not within \(timeout)")
-        return false
+    /// The job's status, from the worker's job API (`GET /jobs/ID`; loopback needs no token).
+    /// Not from the SQLite file in this process: a store opened here beside the worker's writes
+    /// waited for their lock on the thread pool that every in-process SQLite test shares, and
+    /// starved them.
+    static func status(_ id: String, port: Int) async throws -> String? {
+        jsonObject(try await http(port: port, path: "/jobs/\(id)").body)?["status"] as? String
     }
 
-    static func status(_ id: String, in folder: URL) async throws -> JobStatus? {
-        let store = try await SQLiteJobStore.open(path: folder.appendingPathComponent("worker.sqlite").path)
-        let status = try await store.job(id: try #require(UUID(uuidString: id)))?.status
-        try await store.close()
-        return status
+    static func waitForStatus(_ id: String, _ status: String, port: Int, timeout: Duration = .seconds(20)) async throws -> Bool {
+        try await eventually("job \(status)", timeout: timeout) { try await Self.status(id, port: port) == status }
     }
 
-    static func waitForStatus(_ id: String, _ status: JobStatus, in folder: URL, timeout: Duration = .seconds(20)) async throws -> Bool {
-        let uuid = try #require(UUID(uuidString: id))
-        return try await waitFor("job \(status)", in: folder, timeout: timeout) { try await $0.job(id: uuid)?.status == status }
+    /// Writes an executable script into `folder`.
+    static func script(_ name: String, in folder: URL, _ text: String) throws -> String {
+        let script = folder.appendingPathComponent(name)
+        try text.write(to: script, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
+        return script.path
     }
 
     /// `worker jobs logs ID --json` (and `arguments`), one object a line.
@@ -73,7 +62,7 @@ struct WorkerEventsRunTests {
         defer { worker.kill9() }
         #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
         let id = try await enqueue(["--prompt", "add dark mode", "--payload", #"{"fixture":"\#(fixture)"}"#], environment, folder.url)
-        #expect(try await waitForStatus(id, .completed, in: folder.url))
+        #expect(try await waitForStatus(id, "completed", port: port))
         let events = try await events(id, environment, folder.url)
         let job = jsonObject(try await WorkerProcess.command(["jobs", "show", id, "--json"], environment: environment, directory: folder.url).stdout) ?? [:]
         worker.send(SIGTERM)
@@ -131,7 +120,7 @@ struct WorkerEventsRunTests {
         defer { follower.kill9() }
         // Live: the first output is printed while the job still runs.
         #expect(try await eventually("first output while running", timeout: .seconds(10)) { follower.stdout.contains(#""kind":"output""#) })
-        #expect(try await Self.status(id, in: folder.url) == .processing)
+        #expect(try await Self.status(id, port: port) == "processing")
         #expect(await follower.waitForExit(timeout: .seconds(20)) == 0)
         let followed = follower.stdout.split(separator: "\n").compactMap { jsonObject(String($0)) }
         #expect(followed.compactMap { $0["seq"] as? Int } == Array(1...followed.count))
@@ -155,23 +144,21 @@ struct WorkerEventsRunTests {
     @Test("bounds: long lines cut with a marker, events past JOB_EVENTS_LIMIT only counted, invalid UTF-8 and NUL bytes stored replaced")
     func bounds() async throws {
         let folder = try TemporaryDirectory()
-        let script = folder.url.appendingPathComponent("noisy.sh")
-        try """
+        let script = try Self.script("noisy.sh", in: folder.url, """
             #!/bin/bash
             cat > /dev/null
             printf 'bad \\xff\\xfe bytes and a \\000 NUL\\n'
             head -c 1000 /dev/zero | tr '\\0' 'x'; echo
             for i in $(seq 1 20); do echo "line $i"; done
             echo '{"type":"result","result":"done"}'
-            """.write(to: script, atomically: true, encoding: .utf8)
-        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
+            """)
         let (worker, environment, port) = try Self.start(folder.url, [
-            "JOB_COMMAND": script.path, "JOB_EVENT_MAX_BYTES": "300", "JOB_EVENTS_LIMIT": "5",
+            "JOB_COMMAND": script, "JOB_EVENT_MAX_BYTES": "300", "JOB_EVENTS_LIMIT": "5",
         ])
         defer { worker.kill9() }
         #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
         let id = try await Self.enqueue(["--prompt", "p"], environment, folder.url)
-        #expect(try await Self.waitForStatus(id, .completed, in: folder.url))
+        #expect(try await Self.waitForStatus(id, "completed", port: port))
         let events = try await Self.events(id, environment, folder.url)
         #expect(events.compactMap { $0["seq"] as? Int } == Array(1...events.count))
         let kinds = events.compactMap { $0["kind"] as? String }
@@ -198,25 +185,25 @@ struct WorkerEventsRunTests {
     @Test("kill -9 mid-job: the retry's events continue the job's sequence, with no gap and no duplicate")
     func killedWorkerSequence() async throws {
         let folder = try TemporaryDirectory()
-        let script = folder.url.appendingPathComponent("slow.sh")
-        try """
+        let script = try Self.script("slow.sh", in: folder.url, """
             #!/bin/bash
             cat > /dev/null
-            for i in $(seq 1 6); do echo "attempt $JOB_ATTEMPT step $i"; sleep 0.3; done
-            """.write(to: script, atomically: true, encoding: .utf8)
-        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
-        let settings = ["JOB_COMMAND": script.path, "LEASE_DURATION_MS": "1500", "JOB_ENV_PASSTHROUGH": "JOB_ATTEMPT"]
+            for i in $(seq 1 12); do echo "attempt $JOB_ATTEMPT step $i"; sleep 0.5; done
+            """)
+        let settings = ["JOB_COMMAND": script, "LEASE_DURATION_MS": "1500", "JOB_ENV_PASSTHROUGH": "JOB_ATTEMPT"]
         let (first, environment, port) = try Self.start(folder.url, settings)
         defer { first.kill9() }
         #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
         let id = try await Self.enqueue(["--prompt", "p"], environment, folder.url)
-        let uuid = try #require(UUID(uuidString: id))
-        #expect(try await Self.waitFor("two lines stored", in: folder.url) { try await $0.events(jobID: uuid, after: 0, limit: 10).count >= 4 })
+        // Followed over the event stream until two lines are in (claimed, started, 2 lines).
+        let seen = try await WorkerEventsRunTests.JobAPI.follow(port: port, job: id, token: "", limit: 4, directory: folder.url)
+        #expect(seen.events.count == 4)
+        #expect(try await Self.status(id, port: port) == "processing", "killed mid-job")
         first.kill9()
         let (second, _, secondPort) = try Self.start(folder.url, settings)
         defer { second.kill9() }
         #expect(try await eventually("ready") { try await http(port: secondPort, path: "/ready").status == 200 })
-        #expect(try await Self.waitForStatus(id, .completed, in: folder.url, timeout: .seconds(30)))
+        #expect(try await Self.waitForStatus(id, "completed", port: secondPort, timeout: .seconds(40)))
         let events = try await Self.events(id, environment, folder.url)
         #expect(events.compactMap { $0["seq"] as? Int } == Array(1...events.count))
         let attempts = events.compactMap { $0["attempt"] as? Int }

@@ -1,0 +1,146 @@
+import Foundation
+import Testing
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// The job API on the worker's HTTP port, with real `worker run` processes on SQLite: bearer
+/// tokens, the job as JSON, enqueue and cancel, and the Server-Sent Events stream a phone follows
+/// and resumes (issue 15). Nested in the events suite, so that their worker and client processes
+/// run one test at a time (the two suites side by side starved the in-process tests on two cores).
+extension WorkerEventsRunTests {
+    @Suite("worker run: job API and event stream")
+    struct JobAPI {
+        static let token = "test-token-0123456789abcdef"
+        static let client = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/sse-client.py").path
+
+        /// A request with an optional bearer token; returns status and body.
+        static func request(
+            _ method: String, port: Int, path: String, token: String? = Self.token, body: String? = nil
+        ) async throws -> (status: Int, body: String) {
+            var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+            request.httpMethod = method
+            request.timeoutInterval = 10
+            if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+            if let body {
+                request.httpBody = Data(body.utf8)
+                request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+            }
+            let (data, response) = try await URLSession.shared.data(for: request)
+            return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+        }
+
+        /// Follows the job's event stream with the Python client: `(status, events, how it ended)`.
+        static func follow(
+            port: Int, job: String, token: String = Self.token, lastEventID: String = "", limit: Int = 0, directory: URL
+        ) async throws -> (status: Int, events: [[String: String]], end: String) {
+            // The test's own PATH: python3 where the suite found it.
+            let result = try await WorkerProcess.command(
+                ["python3", client, "http://127.0.0.1:\(port)/jobs/\(job)/events", token, lastEventID, "\(limit)"],
+                environment: ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"], directory: directory,
+                executable: URL(fileURLWithPath: "/usr/bin/env"))
+            let lines = result.stdout.split(separator: "\n").map(String.init)
+            let status = Int(lines.first?.dropFirst(7) ?? "") ?? 0
+            let events = lines.compactMap { line -> [String: String]? in
+                (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: String]
+            }
+            return (status, events, lines.last ?? "")
+        }
+
+        static func start(_ folder: URL, _ extra: [String: String] = [:]) throws -> (WorkerProcess, [String: String], Int) {
+            let port = try freePort()
+            var environment = ["HEALTH_CHECK_PORT": "\(port)", "LOG_FORMAT": "json", "POLL_INTERVAL_MS": "200", "API_TOKEN": token]
+            environment.merge(extra) { $1 }
+            return (try WorkerProcess(environment: environment, directory: folder), environment, port)
+        }
+
+        @Test("no token or a wrong one: 401; an unknown job: 404; with the token: enqueue, show and cancel")
+        func authentication() async throws {
+            let folder = try TemporaryDirectory()
+            let (worker, _, port) = try Self.start(folder.url, ["MAX_CONCURRENT_JOBS": "1"])
+            defer { worker.kill9() }
+            #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
+            let unknown = UUID().uuidString.lowercased()
+            for token in [nil, "wrong-token-0123456789", String(Self.token.dropLast()), Self.token + "x"] {
+                #expect(try await Self.request("GET", port: port, path: "/jobs/\(unknown)", token: token).status == 401, "\(token ?? "no token")")
+                #expect(try await Self.request("GET", port: port, path: "/jobs/\(unknown)/events", token: token).status == 401)
+                #expect(try await Self.request("POST", port: port, path: "/jobs", token: token, body: #"{"prompt":"x"}"#).status == 401)
+            }
+            #expect(try await Self.request("GET", port: port, path: "/jobs/\(unknown)").status == 404)
+            #expect(try await Self.request("GET", port: port, path: "/jobs/not-a-uuid").status == 404)
+            #expect(try await Self.request("GET", port: port, path: "/jobs/\(unknown)/events").status == 404)
+            #expect(try await Self.request("POST", port: port, path: "/jobs/\(unknown)/cancel").status == 404)
+            // /health, /ready and /metrics stay open.
+            #expect(try await http(port: port, path: "/metrics").status == 200)
+
+            let bad = try await Self.request("POST", port: port, path: "/jobs", body: #"{"prompt":"x","priority":"high"}"#)
+            #expect(bad.status == 400 && bad.body.contains("priority"), "\(bad.body)")
+            let created = try await Self.request("POST", port: port, path: "/jobs", body: #"{"prompt":"slow","payload":{"sleepMs":20000}}"#)
+            #expect(created.status == 201)
+            let id = try #require(jsonObject(created.body)?["id"] as? String)
+            #expect(try await eventually("running") {
+                jsonObject(try await Self.request("GET", port: port, path: "/jobs/\(id)").body)?["status"] as? String == "processing"
+            })
+            let cancelled = try await Self.request("POST", port: port, path: "/jobs/\(id)/cancel")
+            #expect(cancelled.status == 200)
+            #expect(jsonObject(cancelled.body)?["status"] as? String == "cancelled")
+            #expect(try await Self.request("POST", port: port, path: "/jobs/\(id)/cancel").status == 409)
+            worker.send(SIGTERM)
+            #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+        }
+
+        @Test("resume: a client reads part of the stream, hangs up, and goes on from Last-Event-ID: the union is the whole stream, once; the stream closes after the job's end")
+        func resume() async throws {
+            let folder = try TemporaryDirectory()
+            let (worker, _, port) = try Self.start(folder.url)
+            defer { worker.kill9() }
+            #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
+            // Ten output events, one every 300 ms.
+            let created = try await Self.request("POST", port: port, path: "/jobs", body: #"{"prompt":"p","payload":{"sleepMs":3000}}"#)
+            let id = try #require(jsonObject(created.body)?["id"] as? String)
+            let first = try await Self.follow(port: port, job: id, limit: 4, directory: folder.url)
+            #expect(first.status == 200)
+            #expect(first.end == "STOP")
+            #expect(first.events.count == 4)
+            let lastSeen = try #require(first.events.last?["id"])
+            let rest = try await Self.follow(port: port, job: id, lastEventID: lastSeen, directory: folder.url)
+            #expect(rest.end == "END", "the server closes the stream after the job's end")
+            let all = first.events + rest.events
+            #expect(all.compactMap { Int($0["id"] ?? "") } == Array(1...all.count), "no gap, no duplicate")
+            #expect(all.first?["event"] == "status" && all.last?["event"] == "status")
+            let last = try #require(jsonObject(all.last?["data"] ?? ""))
+            #expect((last["data"] as? [String: Any])?["status"] as? String == "completed")
+            #expect(all.filter { $0["event"] == "output" }.count == 6)
+            // ?after= is the same as Last-Event-ID, and a finished job's stream replays and closes.
+            let replay = try await Self.follow(port: port, job: id, lastEventID: "", directory: folder.url)
+            #expect(replay.events.map { $0["id"] } == all.map { $0["id"] })
+            worker.send(SIGTERM)
+            #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+        }
+
+        @Test("SIGTERM while a client follows a running job: the stream ends and the worker exits 0 in time")
+        func shutdownWithFollower() async throws {
+            let folder = try TemporaryDirectory()
+            let (worker, _, port) = try Self.start(folder.url, ["SHUTDOWN_TIMEOUT_MS": "500"])
+            defer { worker.kill9() }
+            #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
+            let created = try await Self.request("POST", port: port, path: "/jobs", body: #"{"prompt":"p","payload":{"sleepMs":60000}}"#)
+            let id = try #require(jsonObject(created.body)?["id"] as? String)
+            let follower = try WorkerProcess(
+                ["python3", Self.client, "http://127.0.0.1:\(port)/jobs/\(id)/events", Self.token, "", "0"],
+                environment: ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"], directory: folder.url,
+                executable: URL(fileURLWithPath: "/usr/bin/env"))
+            defer { follower.kill9() }
+            // Following: it has received the job's first output.
+            #expect(try await eventually("following", timeout: .seconds(20)) { follower.stdout.contains(#""event": "output""#) })
+            let clock = ContinuousClock()
+            let start = clock.now
+            worker.send(SIGTERM)
+            #expect(await worker.waitForExit(timeout: .seconds(15)) == 0)
+            #expect(clock.now - start < .seconds(8))
+            #expect(await follower.waitForExit(timeout: .seconds(10)) == 0)
+            #expect(follower.stdout.hasPrefix("STATUS 200"))
+            #expect(follower.stdout.hasSuffix("END\n"), "the stream ended: \(follower.stdout.suffix(200))")
+        }
+    }
+}
