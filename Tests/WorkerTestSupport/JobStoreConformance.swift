@@ -248,10 +248,10 @@ public enum JobStoreConformance {
         let ids = try await store.enqueue([NewJob(prompt: "retryable", maxAttempts: 3), NewJob(prompt: "last", maxAttempts: 1)])
         // A lease of seconds, so that the rescue right after the claim comes before it expires
         // even on a loaded machine.
-        let claimed = try await store.claim(queues: ["default"], limit: 2, workerID: "dead-worker", leaseDuration: .seconds(2))
+        let claimed = try await store.claim(queues: ["default"], limit: 2, workerID: "dead-worker", leaseDuration: .seconds(4))
         #expect(claimed.count == 2)
         #expect(try await store.rescueExpiredLeases().isEmpty)
-        try await Task.sleep(for: .milliseconds(2300))
+        try await Task.sleep(for: .milliseconds(4300))
         let rescued = try await store.rescueExpiredLeases()
         #expect(Set(rescued.map(\.id)) == Set(ids))
         #expect(rescued.allSatisfy { $0.previousWorker == "dead-worker" && $0.attempt == 1 })
