@@ -34,6 +34,8 @@ public struct Job: Sendable, Hashable, Identifiable {
     /// A turn that failed for good and holds its session until it is retried or cancelled
     /// (``SessionFailurePolicy/block``).
     public var blocksSession: Bool
+    /// Tokens and cost the agent reported, over all attempts.
+    public var usage: JobUsage
 
     public init(
         id: UUID,
@@ -54,7 +56,8 @@ public struct Job: Sendable, Hashable, Identifiable {
         lockedBy: String? = nil,
         leaseExpiresAt: Date? = nil,
         heldBySession: Bool = false,
-        blocksSession: Bool = false
+        blocksSession: Bool = false,
+        usage: JobUsage = .zero
     ) {
         self.id = id
         self.queue = queue
@@ -75,5 +78,6 @@ public struct Job: Sendable, Hashable, Identifiable {
         self.leaseExpiresAt = leaseExpiresAt
         self.heldBySession = heldBySession
         self.blocksSession = blocksSession
+        self.usage = usage
     }
 }

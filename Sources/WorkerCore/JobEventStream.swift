@@ -27,6 +27,7 @@ public final class JobEventStream: Sendable {
         var limited = 0
         var dropped = 0
         var lastTicket: UInt64 = 0
+        var usage = JobUsage.zero
     }
 
     let lease: Lease
@@ -49,6 +50,15 @@ public final class JobEventStream: Sendable {
             return state.lastSequence
         }
     }
+
+    /// Adds to what this attempt spent (tokens and cost an agent reported); stored with the
+    /// outcome, summed into the job's `input_tokens`, `output_tokens` and `cost_usd`.
+    public func addUsage(_ usage: JobUsage) {
+        state.withLock { $0.usage = $0.usage + usage }
+    }
+
+    /// What this attempt spent so far.
+    public var usage: JobUsage { state.withLock { $0.usage } }
 
     /// Events past the limit this attempt, only counted.
     public var droppedEvents: Int { state.withLock { $0.dropped } }

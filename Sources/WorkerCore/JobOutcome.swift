@@ -19,6 +19,8 @@ public struct JobCompletion: Sendable, Hashable {
     /// outcome in the same statement, and only when the outcome applies: a reader never sees the
     /// job finished without it, nor it without the job finished.
     public var event: FinalEvent?
+    /// What the attempt spent (added to the job's usage with the outcome); zero for most handlers.
+    public var usage: JobUsage
 
     /// The ending status event: its sequence number and data (a JSON object).
     public struct FinalEvent: Sendable, Hashable {
@@ -31,9 +33,10 @@ public struct JobCompletion: Sendable, Hashable {
         }
     }
 
-    public init(lease: Lease, outcome: JobOutcome, event: FinalEvent? = nil) {
+    public init(lease: Lease, outcome: JobOutcome, event: FinalEvent? = nil, usage: JobUsage = .zero) {
         self.lease = lease
         self.outcome = outcome
         self.event = event
+        self.usage = usage
     }
 }

@@ -122,9 +122,12 @@ extension JobProcessor {
             finished(job.id)
             return
         }
+        let usage = events.usage
+        if !usage.isZero { metrics.usage(usage) }
         let completion = JobCompletion(
             lease: claimed.lease, outcome: outcome,
-            event: events.finalEvent(Self.statusEvent(outcome), Self.statusFields(outcome, elapsed: elapsed, dropped: events.droppedEvents)))
+            event: events.finalEvent(Self.statusEvent(outcome), Self.statusFields(outcome, elapsed: elapsed, dropped: events.droppedEvents)),
+            usage: usage)
         if !recorder.submit(completion) { recorded([completion], writes: nil) }
     }
 

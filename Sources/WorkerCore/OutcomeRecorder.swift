@@ -187,7 +187,7 @@ final class OutcomeRecorder: Sendable {
                         "The database refused a job's outcome; storing it with the refused values removed",
                         metadata: metadata.merging(["reason": .string(reason)]) { $1 }
                     )
-                    work.insert(([JobCompletion(lease: completion.lease, outcome: completion.outcome.storable(), event: completion.event)], .storable), at: 0)
+                    work.insert(([JobCompletion(lease: completion.lease, outcome: completion.outcome.storable(), event: completion.event, usage: completion.usage)], .storable), at: 0)
                 case .storable:
                     logger.error(
                         "The database refused a job's outcome even with the refused values removed; failing the attempt",
@@ -199,7 +199,7 @@ final class OutcomeRecorder: Sendable {
                     let event = completion.event.map {
                         JobCompletion.FinalEvent(sequence: $0.sequence, data: JobEventStream.statusData("failed", ["error": JSONText.quoted(message)]))
                     }
-                    work.insert(([JobCompletion(lease: completion.lease, outcome: failure, event: event)], .failedAttempt), at: 0)
+                    work.insert(([JobCompletion(lease: completion.lease, outcome: failure, event: event, usage: completion.usage)], .failedAttempt), at: 0)
                 case .failedAttempt:
                     logger.error(
                         "The database refused to record a job as failed; it returns to the queue when its lease expires",

@@ -122,6 +122,16 @@ final class WorkerMetrics: Sendable {
         if count > 0 { counter("worker_job_events_total", []).increment(by: count) }
     }
 
+    /// Tokens and cost an agent reported for an attempt.
+    func usage(_ usage: JobUsage) {
+        if usage.inputTokens > 0 { counter("worker_job_tokens_total", [("kind", "input")]).increment(by: Int(usage.inputTokens)) }
+        if usage.outputTokens > 0 { counter("worker_job_tokens_total", [("kind", "output")]).increment(by: Int(usage.outputTokens)) }
+        if usage.costUSD > 0 {
+            cached("worker_job_cost_usd_total", []) { FloatingPointCounter(label: "worker_job_cost_usd_total", dimensions: []) }
+                .increment(by: usage.costUSD)
+        }
+    }
+
     /// Events past `JOB_EVENTS_LIMIT`, only counted.
     func eventsDropped(_ count: Int) {
         if count > 0 { counter("worker_job_events_dropped_total", []).increment(by: count) }

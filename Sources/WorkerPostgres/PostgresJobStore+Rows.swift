@@ -72,7 +72,8 @@ extension PostgresJobStore {
             lockedBy: try field(15, String?.self),
             leaseExpiresAt: try field(16, Date?.self),
             heldBySession: try field(17, Bool.self),
-            blocksSession: try field(18, Bool.self)
+            blocksSession: try field(18, Bool.self),
+            usage: JobUsage(inputTokens: try field(19, Int64.self), outputTokens: try field(20, Int64.self), costUSD: try field(21, Double.self))
         )
     }
 }

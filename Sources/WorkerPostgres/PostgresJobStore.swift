@@ -268,7 +268,11 @@ public final class PostgresJobStore: BenchmarkJobStore {
         var ids: [UUID] = [], workers: [String] = [], attempts: [Int] = [], kinds: [String] = []
         var results: [String] = [], errors: [String] = [], delays: [Int] = []
         var eventSequences: [Int64] = [], eventData: [String] = []
+        var inputTokens: [Int64] = [], outputTokens: [Int64] = [], costs: [Double] = []
         for completion in completions {
+            inputTokens.append(completion.usage.inputTokens)
+            outputTokens.append(completion.usage.outputTokens)
+            costs.append(completion.usage.costUSD)
             eventSequences.append(completion.event?.sequence ?? 0)
             eventData.append(completion.event?.data ?? "")
             ids.append(completion.lease.jobID)
@@ -296,6 +300,9 @@ public final class PostgresJobStore: BenchmarkJobStore {
         bindings.append(JobStatus.processing.rawValue)
         bindings.append(eventSequences)
         bindings.append(eventData)
+        bindings.append(inputTokens)
+        bindings.append(outputTokens)
+        bindings.append(costs)
         return try Self.applied(ids, returned: try await rows(of: schema.recordStatement, bindings))
     }
 
@@ -304,6 +311,7 @@ public final class PostgresJobStore: BenchmarkJobStore {
     private func recordCompletions(_ completions: [JobCompletion]) async throws -> [Bool]? {
         let workerID = completions[0].lease.workerID
         var ids: [UUID] = [], attempts: [Int] = [], results: [String] = [], eventSequences: [Int64] = [], eventData: [String] = []
+        var inputTokens: [Int64] = [], outputTokens: [Int64] = [], costs: [Double] = []
         ids.reserveCapacity(completions.count)
         attempts.reserveCapacity(completions.count)
         results.reserveCapacity(completions.count)
@@ -316,8 +324,11 @@ public final class PostgresJobStore: BenchmarkJobStore {
             results.append(result)
             eventSequences.append(completion.event?.sequence ?? 0)
             eventData.append(completion.event?.data ?? "")
+            inputTokens.append(completion.usage.inputTokens)
+            outputTokens.append(completion.usage.outputTokens)
+            costs.append(completion.usage.costUSD)
         }
-        var bindings = PostgresBindings(capacity: 7)
+        var bindings = PostgresBindings(capacity: 10)
         bindings.append(ids)
         bindings.append(attempts)
         bindings.append(results)
@@ -325,6 +336,9 @@ public final class PostgresJobStore: BenchmarkJobStore {
         bindings.append(JobStatus.processing.rawValue)
         bindings.append(eventSequences)
         bindings.append(eventData)
+        bindings.append(inputTokens)
+        bindings.append(outputTokens)
+        bindings.append(costs)
         return try Self.applied(ids, returned: try await rows(of: schema.completeStatement, bindings))
     }
 

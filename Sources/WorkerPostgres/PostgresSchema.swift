@@ -160,6 +160,10 @@ struct PostgresSchema: Sendable {
     /// deleted with their job (a statement trigger).
     var eventsMigration: [String] {
         [
+            // What agents report spending, summed over a job's attempts (JobUsage).
+            "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS input_tokens bigint NOT NULL DEFAULT 0",
+            "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS output_tokens bigint NOT NULL DEFAULT 0",
+            "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS cost_usd double precision NOT NULL DEFAULT 0",
             """
             CREATE TABLE IF NOT EXISTS \(eventsTable) (
                 job_id uuid NOT NULL,
@@ -221,7 +225,7 @@ struct PostgresSchema: Sendable {
     static let columns = """
         id, queue, session_id, prompt, payload::text, status, priority, run_at, attempts, max_attempts, \
         last_error, result::text, created_at, started_at, completed_at, locked_by, lease_expires_at, \
-        held_by_session, blocks_session
+        held_by_session, blocks_session, input_tokens, output_tokens, cost_usd
         """
 
     /// ``columns`` for a summary listing (``JobFilter/summary``): the same columns in the same
@@ -229,7 +233,7 @@ struct PostgresSchema: Sendable {
     static let summaryColumns = """
         id, queue, session_id, left(prompt, \(JobFilter.summaryPromptLength)), '{}'::text, status, priority, run_at, attempts, \
         max_attempts, NULL::text, NULL::text, created_at, started_at, completed_at, locked_by, lease_expires_at, \
-        held_by_session, blocks_session
+        held_by_session, blocks_session, input_tokens, output_tokens, cost_usd
         """
 
     /// What a claim returns, in the order ``PostgresJobStore`` decodes them: only the columns
@@ -357,7 +361,8 @@ struct PostgresSchema: Sendable {
     /// Outcomes of many jobs, each row applied only while its lease holds: `$1` ids, `$2` worker
     /// ids, `$3` attempts, `$4` kinds (completed, retry, failed, released), `$5` results,
     /// `$6` errors, `$7` retry delays in milliseconds, `$8` the status `processing`, `$9` and
-    /// `$10` the sequence numbers (0: none) and data of the attempts' ending events. Returns the
+    /// `$10` the sequence numbers (0: none) and data of the attempts' ending events, `$11`-`$13`
+    /// the attempts' input tokens, output tokens and cost (added to the job's). Returns the
     /// ids it applied. A turn that fails for good holds its session when `failureBlocksSession`
     /// (``SessionFailurePolicy/block``).
     private static func recordStatement(table: String, eventsTable: String, channel: String, failureBlocksSession: Bool) -> StoreStatement.Text {
@@ -373,9 +378,12 @@ struct PostgresSchema: Sendable {
                     attempts = CASE WHEN v.kind = 'released' THEN j.attempts - 1 ELSE j.attempts END,
                     completed_at = CASE WHEN v.kind IN ('completed', 'failed') THEN now() ELSE NULL END,
                     blocks_session = (v.kind = 'failed' AND j.session_id IS NOT NULL AND \(failureBlocksSession)),
+                    input_tokens = j.input_tokens + v.input_tokens, output_tokens = j.output_tokens + v.output_tokens,
+                    cost_usd = j.cost_usd + v.cost_usd,
                     locked_by = NULL, lease_expires_at = NULL
-                FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[], $9::bigint[], $10::text[])
-                    AS v(id, worker, attempt, kind, result, error, delay_ms, event_seq, event_data)
+                FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[], $9::bigint[], $10::text[],
+                            $11::bigint[], $12::bigint[], $13::float8[])
+                    AS v(id, worker, attempt, kind, result, error, delay_ms, event_seq, event_data, input_tokens, output_tokens, cost_usd)
                 -- $8 is 'processing', passed as a value: as a literal it would let a cached generic
                 -- plan (made for an unknown number of outcomes) walk the partial lease index, with
                 -- its dead entries, instead of looking each job up by id.
@@ -388,7 +396,7 @@ struct PostgresSchema: Sendable {
 
     /// The common batch, completions only, all by one worker: `$1` ids, `$2` attempts, `$3`
     /// results, `$4` the worker's id, `$5` the status `processing`, `$6` and `$7` the ending
-    /// events' sequence numbers (0: none) and data. Does what ``recordStatement`` does for
+    /// events' sequence numbers (0: none) and data, `$8`-`$10` the attempts' usage. Does what ``recordStatement`` does for
     /// completions, with fewer arrays and no per-row choices. Returns the ids it applied.
     private static func completeStatement(table: String, eventsTable: String, channel: String) -> StoreStatement.Text {
         StoreStatement.Text(
@@ -397,8 +405,11 @@ struct PostgresSchema: Sendable {
                 WITH done AS (
                 UPDATE \(table) AS j SET
                     status = 'completed', result = v.result::jsonb, completed_at = now(),
+                    input_tokens = j.input_tokens + v.input_tokens, output_tokens = j.output_tokens + v.output_tokens,
+                    cost_usd = j.cost_usd + v.cost_usd,
                     locked_by = NULL, lease_expires_at = NULL
-                FROM unnest($1::uuid[], $2::bigint[], $3::text[], $6::bigint[], $7::text[]) AS v(id, attempt, result, event_seq, event_data)
+                FROM unnest($1::uuid[], $2::bigint[], $3::text[], $6::bigint[], $7::text[], $8::bigint[], $9::bigint[], $10::float8[])
+                    AS v(id, attempt, result, event_seq, event_data, input_tokens, output_tokens, cost_usd)
                 WHERE j.id = v.id AND j.status = $5::text AND j.locked_by = $4::text AND j.attempts = v.attempt
                 RETURNING j.id, v.attempt, v.event_seq, v.event_data
                 )\(endingEvents(eventsTable: eventsTable, channel: channel))

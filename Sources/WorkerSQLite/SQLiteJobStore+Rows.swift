@@ -60,7 +60,10 @@ extension SQLiteJobStore {
             lockedBy: optionalText("locked_by"),
             leaseExpiresAt: try optionalInteger("lease_expires_at").map(date),
             heldBySession: try integer("held_by_session") != 0,
-            blocksSession: try integer("blocks_session") != 0
+            blocksSession: try integer("blocks_session") != 0,
+            usage: JobUsage(
+                inputTokens: Int64(try integer("input_tokens")), outputTokens: Int64(try integer("output_tokens")),
+                costUSD: row.column("cost_usd")?.double ?? 0)
         )
     }
 }

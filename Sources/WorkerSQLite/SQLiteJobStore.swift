@@ -262,7 +262,10 @@ public final class SQLiteJobStore: BenchmarkJobStore {
                         let lease = completion.lease
                         let rows = try await connection.query(
                             """
-                            UPDATE "\(table)" SET \(assignments), locked_by = NULL, lease_expires_at = NULL
+                            UPDATE "\(table)" SET \(assignments), locked_by = NULL, lease_expires_at = NULL,
+                                input_tokens = input_tokens + \(completion.usage.inputTokens),
+                                output_tokens = output_tokens + \(completion.usage.outputTokens),
+                                cost_usd = cost_usd + \(completion.usage.costUSD)
                             WHERE id = ?1 AND status = 'processing' AND locked_by = ?2 AND attempts = ?3
                             RETURNING id
                             """,

@@ -152,6 +152,10 @@ enum SQLiteSchema {
             // Live job events (docs/WORKER_SERVICE.md, "Job events"): numbered per job, deleted
             // with their job (a trigger: foreign keys need a pragma on every connection).
             4: [
+                // What agents report spending, summed over a job's attempts (JobUsage).
+                "ALTER TABLE \"\(table)\" ADD COLUMN input_tokens INTEGER NOT NULL DEFAULT 0",
+                "ALTER TABLE \"\(table)\" ADD COLUMN output_tokens INTEGER NOT NULL DEFAULT 0",
+                "ALTER TABLE \"\(table)\" ADD COLUMN cost_usd REAL NOT NULL DEFAULT 0",
                 """
                 CREATE TABLE IF NOT EXISTS "\(JobEvent.tableName(forJobsTable: table))" (
                     job_id TEXT NOT NULL,
@@ -217,13 +221,13 @@ enum SQLiteSchema {
     static let summaryColumns = """
         id, queue, session_id, substr(prompt, 1, \(JobFilter.summaryPromptLength)) AS prompt, '{}' AS payload, status, priority, \
         run_at, attempts, max_attempts, NULL AS last_error, NULL AS result, created_at, started_at, completed_at, locked_by, lease_expires_at, \
-        held_by_session, blocks_session
+        held_by_session, blocks_session, input_tokens, output_tokens, cost_usd
         """
 
     /// The columns every query returns, in the order ``SQLiteJobStore`` decodes them.
     static let columns = """
         id, queue, session_id, prompt, payload, status, priority, run_at, attempts, max_attempts, \
         last_error, result, created_at, started_at, completed_at, locked_by, lease_expires_at, \
-        held_by_session, blocks_session
+        held_by_session, blocks_session, input_tokens, output_tokens, cost_usd
         """
 }

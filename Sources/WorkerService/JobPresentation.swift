@@ -30,6 +30,9 @@ public enum JobPresentation {
             "lease_expires_at": date(job.leaseExpiresAt),
             "held_by_session": job.heldBySession,
             "blocks_session": job.blocksSession,
+            "input_tokens": Int(job.usage.inputTokens),
+            "output_tokens": Int(job.usage.outputTokens),
+            "cost_usd": job.usage.costUSD,
         ]
     }
 
@@ -141,7 +144,7 @@ public enum JobPresentation {
         let order = [
             "id", "status", "queue", "session_id", "priority", "attempts", "max_attempts", "run_at", "created_at",
             "started_at", "completed_at", "locked_by", "lease_expires_at", "held_by_session", "blocks_session",
-            "prompt", "payload", "result", "last_error",
+            "input_tokens", "output_tokens", "cost_usd", "prompt", "payload", "result", "last_error",
         ]
         return order.map { key -> String in
             let value = object[key]!

@@ -56,7 +56,7 @@ struct WorkerEventsRunTests {
     }
 
     /// Runs the recorded agent session `fixture` as a job and returns its events and its job.
-    static func replay(_ fixture: String) async throws -> (events: [[String: Any]], job: [String: Any]) {
+    static func replay(_ fixture: String) async throws -> (events: [[String: Any]], job: [String: Any], metrics: String) {
         let folder = try TemporaryDirectory()
         let (worker, environment, port) = try Self.start(folder.url, ["JOB_COMMAND": agents.appendingPathComponent("replay.sh").path])
         defer { worker.kill9() }
@@ -65,9 +65,10 @@ struct WorkerEventsRunTests {
         #expect(try await waitForStatus(id, "completed", port: port))
         let events = try await events(id, environment, folder.url)
         let job = jsonObject(try await WorkerProcess.command(["jobs", "show", id, "--json"], environment: environment, directory: folder.url).stdout) ?? [:]
+        let metrics = try await http(port: port, path: "/metrics").body
         worker.send(SIGTERM)
         #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
-        return (events, job)
+        return (events, job, metrics)
     }
 
     /// Checks what every event stream must be: numbered 1, 2, 3, ... with no gap, one attempt,
@@ -90,22 +91,34 @@ struct WorkerEventsRunTests {
         try String(contentsOf: agents.appendingPathComponent(fixture), encoding: .utf8).split(separator: "\n").map(String.init)
     }
 
-    @Test("a recorded Claude Code stream-json session: each line an event in order, the final result message the job's result")
+    @Test("a recorded Claude Code stream-json session: each line an event in order, the final result message the job's result, its usage and cost on the job")
     func claudeCodeStream() async throws {
-        let (events, job) = try await Self.replay("claude-stream.jsonl")
+        let (events, job, metrics) = try await Self.replay("claude-stream.jsonl")
         let lines = try Self.lines("claude-stream.jsonl")
         try Self.checkFrame(events, fixtureLines: lines)
         let result = try #require(job["result"] as? [String: Any])
         #expect(result["type"] as? String == "result")
         #expect(result["total_cost_usd"] as? Double == 0.0318945)
+        // The result message's usage: input 16 + cache creation 5,713 + cache reads 43,843.
+        #expect(job["input_tokens"] as? Int == 49_572)
+        #expect(job["output_tokens"] as? Int == 270)
+        #expect(job["cost_usd"] as? Double == 0.0318945)
+        #expect(metrics.contains(#"worker_job_tokens_total{kind="input"} 49572"#), "\(metrics)")
+        #expect(metrics.contains(#"worker_job_tokens_total{kind="output"} 270"#))
+        #expect(metrics.contains("worker_job_cost_usd_total 0.0318945"))
     }
 
-    @Test("a recorded Codex exec --json session: each line an event in order, the last line the job's result")
+    @Test("a recorded Codex exec --json session: each line an event in order, the last line the job's result, its usage on the job")
     func codexJSONL() async throws {
-        let (events, job) = try await Self.replay("codex.jsonl")
+        let (events, job, metrics) = try await Self.replay("codex.jsonl")
         try Self.checkFrame(events, fixtureLines: try Self.lines("codex.jsonl"))
         let result = try #require(job["result"] as? [String: Any])
         #expect(result["type"] as? String == "turn.completed")
+        // turn.completed's usage (its input tokens include the cached ones); Codex reports no cost.
+        #expect(job["input_tokens"] as? Int == 24_763)
+        #expect(job["output_tokens"] as? Int == 122)
+        #expect(job["cost_usd"] as? Double == 0)
+        #expect(metrics.contains(#"worker_job_tokens_total{kind="input"} 24763"#), "\(metrics)")
     }
 
     @Test("jobs logs --follow prints events as they come and exits 0 when the job completes, 1 when it fails; --after resumes with no gap")
