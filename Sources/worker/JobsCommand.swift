@@ -70,10 +70,13 @@ struct JobsCommand: AsyncParsableCommand {
         @Flag(help: "Keep printing new events until the job has finished.") var follow = false
         @Option(help: "Only events after this sequence number.") var after: Int64 = 0
         @Flag(help: "Print one JSON object a line.") var json = false
+        @Option(help: "Print at most this many events (not with --follow).") var limit: Int?
 
         func validate() throws {
             _ = try JobID.parse(id)
             if after < 0 { throw ValidationError("--after must be 0 or more") }
+            if let limit, limit < 1 { throw ValidationError("--limit must be 1 or more") }
+            if limit != nil, follow { throw ValidationError("--limit and --follow do not go together") }
         }
 
         func run() async throws {
@@ -81,22 +84,25 @@ struct JobsCommand: AsyncParsableCommand {
             let context = try await CommandContext.load()
             let json = self.json
             let follow = self.follow
+            let limit = self.limit
             let failed = try await context.withStore(existingOnly: true) { store -> Bool in
                 guard let first = try await store.job(id: id) else { throw JobStoreError.jobNotFound(id) }
                 var job = first
                 var last = after
                 var ended = false
-                /// Prints every event after `last`.
+                var left = limit ?? Int.max
+                /// Prints every event after `last` (up to `left`).
                 func drain() async throws {
-                    while true {
-                        let events = try await store.events(jobID: id, after: last, limit: 1_000)
+                    while left > 0 {
+                        let events = try await store.events(jobID: id, after: last, limit: min(1_000, left))
+                        left -= events.count
                         for event in events {
                             output(json ? JobEventPresentation.jsonLine(event) : JobEventPresentation.textLine(event))
                             ended = JobEventPresentation.endsJob(event)
                         }
                         guard let end = events.last else { return }
                         last = end.sequence
-                        if events.count < 1_000 { return }
+                        if events.count < min(1_000, left + events.count) { return }
                     }
                 }
                 try await drain()

@@ -226,4 +226,49 @@ struct WorkerEventsRunTests {
         second.send(SIGTERM)
         #expect(await second.waitForExit(timeout: .seconds(10)) == 0)
     }
+
+    /// Peak resident memory of a process, from /proc (kB).
+    static func peakRSSKilobytes(_ pid: Int32) -> Int? {
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return nil }
+        return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
+    }
+
+    @Test("200,000 lines printed as fast as possible: every one stored in order, the worker's memory bounded, a job beside it runs")
+    func flood() async throws {
+        let folder = try TemporaryDirectory()
+        let script = try Self.script("flood.sh", in: folder.url, """
+            #!/bin/bash
+            read -r prompt
+            if [ "$prompt" = flood ]; then seq 1 200000; else echo '{"done":true}'; fi
+            """)
+        let (worker, environment, port) = try Self.start(folder.url, [
+            "JOB_COMMAND": script, "JOB_EVENTS_LIMIT": "250000", "MAX_CONCURRENT_JOBS": "2",
+        ])
+        defer { worker.kill9() }
+        #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
+        let flood = try await Self.enqueue(["--prompt", "flood"], environment, folder.url)
+        // Another job while the flood is written: it is not held up behind it.
+        try await Task.sleep(for: .milliseconds(300))
+        let other = try await Self.enqueue(["--prompt", "small"], environment, folder.url)
+        #expect(try await Self.waitForStatus(other, "completed", port: port, timeout: .seconds(30)))
+        #expect(try await Self.waitForStatus(flood, "completed", port: port, timeout: .seconds(120)))
+        // The end of the stream: line k is event k + 2 (after claimed and started), the last
+        // line 200,000, then the ending event, numbered 200,003; sequence numbers have no gap (the
+        // primary key and the numbering), so the count and the ends tell that every line is there.
+        let tail = try await Self.events(flood, environment, folder.url, ["--after", "199995"])
+        #expect(tail.compactMap { $0["seq"] as? Int } == Array(199_996...200_003))
+        let texts = tail.compactMap { ($0["data"] as? [String: Any])?["text"] as? String }
+        #expect(texts == (199_994...200_000).map(String.init))
+        #expect(tail.last.flatMap(Self.status(of:)) == "completed")
+        #expect((tail.last?["data"] as? [String: Any])?["droppedEvents"] as? Int == 0)
+        let head = try await Self.events(flood, environment, folder.url, ["--after", "2", "--limit", "3"])
+        #expect(head.count == 3)
+        #expect(head.prefix(3).compactMap { ($0["data"] as? [String: Any])?["text"] as? String } == ["1", "2", "3"])
+        // The worker buffers at most 16 MiB of events; its peak memory stays far from 200,000 lines' worth of objects.
+        let peak = try #require(Self.peakRSSKilobytes(worker.pid))
+        #expect(peak < 200 * 1024, "peak RSS \(peak / 1024) MiB")
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+    }
 }
