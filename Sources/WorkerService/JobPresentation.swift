@@ -58,7 +58,8 @@ public enum JobPresentation {
 
     /// Serialises with sorted keys; pretty-printed for one object, compact otherwise.
     public static func json(_ value: Any, pretty: Bool = true) -> String {
-        var options: JSONSerialization.WritingOptions = [.sortedKeys, .withoutEscapingSlashes]
+        // Fragments allowed: a scalar is written as itself rather than stopping the process.
+        var options: JSONSerialization.WritingOptions = [.sortedKeys, .withoutEscapingSlashes, .fragmentsAllowed]
         if pretty { options.insert(.prettyPrinted) }
         let data = (try? JSONSerialization.data(withJSONObject: value, options: options)) ?? Data("null".utf8)
         return String(decoding: data, as: UTF8.self)
@@ -154,6 +155,7 @@ public enum JobPresentation {
             case let string as String: text = string
             case let flag as Bool: text = "\(flag)"
             case let number as Int: text = "\(number)"
+            case let number as Double: text = "\(number)"
             default: text = json(value, pretty: false)
             }
             return "\(key.padding(toLength: 17, withPad: " ", startingAt: 0)) \(TerminalText.escaped(text, keepingNewlines: true))"
