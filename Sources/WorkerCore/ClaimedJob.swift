@@ -2,8 +2,8 @@
 public struct ClaimedJob: Sendable, Hashable {
     public var job: Job
     public var lease: Lease
-    /// The sequence number of the job's last stored event (0: none): this attempt's events
-    /// continue from the next.
+    /// The sequence number of this claim's `claimed` event, which the claim stored after the
+    /// job's earlier events: this attempt's events continue from the next.
     public var lastEventSequence: Int64
 
     public init(job: Job, lease: Lease, lastEventSequence: Int64 = 0) {

@@ -66,6 +66,6 @@ public struct NewJobEvent: Sendable, Hashable {
         self.data = data
     }
 
-    /// The bytes this event holds in a write buffer (its share of the recorder's bound).
-    var bufferedBytes: Int { data.utf8.count + 64 }
+    /// The bytes an event with `data` holds in a write buffer (its share of the recorder's bound).
+    static func bufferedBytes(data: String) -> Int { data.utf8.count + 64 }
 }

@@ -62,11 +62,6 @@ public final class JobEventFeed: Service, Sendable {
         state.withLock { $0.listening } ? .seconds(2) : .milliseconds(250)
     }
 
-    /// Readers following jobs right now.
-    public var subscriberCount: Int {
-        state.withLock { $0.byJob.values.reduce(0) { $0 + $1.count } }
-    }
-
     public func subscribe(to jobID: UUID) -> Subscription {
         let (subscription, first) = state.withLock { state -> (Subscription, Bool) in
             state.nextKey += 1

@@ -41,11 +41,11 @@ final class JobEventRecorder: Sendable {
         self.capacityBytes = capacityBytes
     }
 
-    /// Queues the event `make` builds from the next sequence number of `stream`, waiting first
-    /// while the buffer is full. Returns its ticket, or `nil` when the recorder has given up
+    /// Queues an event of `stream` with its next sequence number, waiting first while the
+    /// buffer is full. Returns its ticket, or `nil` when the recorder has given up
     /// (shutdown with the store unreachable): the event is not written.
     func append(to stream: JobEventStream, kind: JobEvent.Kind, data: String) async -> UInt64? {
-        let size = data.utf8.count + 64
+        let size = NewJobEvent.bufferedBytes(data: data)
         while true {
             let ticket = await withCheckedContinuation { (continuation: CheckedContinuation<UInt64?, Never>) in
                 let answer = state.withLock { state -> UInt64?? in
@@ -164,7 +164,7 @@ final class JobEventRecorder: Sendable {
     private func finish(_ batch: [NewJobEvent]) {
         let (waiters, spaceWaiters) = state.withLock { state in
             state.writtenThrough += UInt64(batch.count)
-            state.bufferedBytes -= batch.reduce(0) { $0 + $1.data.utf8.count + 64 }
+            state.bufferedBytes -= batch.reduce(0) { $0 + NewJobEvent.bufferedBytes(data: $1.data) }
             let through = state.writtenThrough
             var ready: [CheckedContinuation<Void, Never>] = []
             state.writeWaiters.removeAll { waiter in

@@ -263,13 +263,15 @@ public final class SQLiteJobStore: BenchmarkJobStore {
                         let rows = try await connection.query(
                             """
                             UPDATE "\(table)" SET \(assignments), locked_by = NULL, lease_expires_at = NULL,
-                                input_tokens = input_tokens + \(completion.usage.inputTokens),
-                                output_tokens = output_tokens + \(completion.usage.outputTokens),
-                                cost_usd = cost_usd + \(completion.usage.costUSD)
+                                input_tokens = input_tokens + ?4, output_tokens = output_tokens + ?5, cost_usd = cost_usd + ?6
                             WHERE id = ?1 AND status = 'processing' AND locked_by = ?2 AND attempts = ?3
                             RETURNING id
                             """,
-                            [.text(lease.jobID.lowercasedText), .text(lease.workerID), .integer(lease.attempt)] + binds
+                            [
+                                .text(lease.jobID.lowercasedText), .text(lease.workerID), .integer(lease.attempt),
+                                .integer(Int(completion.usage.inputTokens)), .integer(Int(completion.usage.outputTokens)),
+                                .float(completion.usage.costUSD),
+                            ] + binds
                         )
                         applied.append(!rows.isEmpty)
                         if !rows.isEmpty, let event = completion.event {
@@ -291,16 +293,16 @@ public final class SQLiteJobStore: BenchmarkJobStore {
         return error
     }
 
-    /// The `SET` list and its binds (numbered from `?4`) for one outcome.
+    /// The `SET` list and its binds (numbered from `?7`) for one outcome.
     private static func assignments(for outcome: JobOutcome, now: Int, failureBlocksSession: Bool) -> (String, [SQLiteData]) {
         switch outcome {
         case .completed(let result):
-            ("status = 'completed', result = ?4, completed_at = ?5", [.text(result), .integer(now)])
+            ("status = 'completed', result = ?7, completed_at = ?8", [.text(result), .integer(now)])
         case .retry(let error, let delay):
-            ("status = 'pending', last_error = ?4, run_at = ?5", [.text(error), .integer(now + Int(delay.inMilliseconds))])
+            ("status = 'pending', last_error = ?7, run_at = ?8", [.text(error), .integer(now + Int(delay.inMilliseconds))])
         case .failed(let error):
             (
-                "status = 'failed', last_error = ?4, completed_at = ?5, blocks_session = (session_id IS NOT NULL AND ?6)",
+                "status = 'failed', last_error = ?7, completed_at = ?8, blocks_session = (session_id IS NOT NULL AND ?9)",
                 [.text(error), .integer(now), .integer(failureBlocksSession ? 1 : 0)]
             )
         case .released:

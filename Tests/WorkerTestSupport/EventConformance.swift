@@ -157,9 +157,9 @@ extension JobStoreConformance {
         let id = try await store.enqueue([NewJob(prompt: "a")])[0]
         let job = try await claimOne(store)
         for data in ["not json", "[1,2]", #""text""#] {
-            await #expect(throws: JobStoreError.self) { try await store.appendEvents([event(job, 1, .output, data)]) }
             do {
                 _ = try await store.appendEvents([event(job, 1, .output, data)])
+                Issue.record("\(data): stored, not refused")
             } catch JobStoreError.valueRejected {
                 // As expected: the recorder stores a note in its place.
             } catch {
