@@ -144,7 +144,7 @@ final class JobEventRecorder: Sendable {
                 let refused = try await withTimeout(timeout, operation: "writing job events") { [store] in
                     try await store.appendEvents(chunk)
                 }
-                WorkerMetrics.shared.eventsWritten(refused.isEmpty ? chunk.count : chunk.count { !refused.contains($0.lease.jobID) })
+                WorkerMetrics.shared.eventsWritten(refused.isEmpty ? chunk.count : chunk.count { !refused.contains($0.lease) })
             } catch JobStoreError.valueRejected(let reason) where !isNote {
                 if chunk.count > 1 {
                     let half = chunk.count / 2

@@ -42,10 +42,14 @@ extension JobProcessor {
         let end = clock.now
         let elapsed = end - start
         state.withLock { state in
-            guard let index = state.running.index(forKey: job.id), !state.running.values[index].handlerFinished else { return }
-            state.running.values[index].duration = elapsed
-            state.running.values[index].handlerFinishedAt = end
-            state.busy -= 1
+            var freed = false
+            state.update(claimed.lease) { entry in
+                guard !entry.handlerFinished else { return }
+                entry.duration = elapsed
+                entry.handlerFinishedAt = end
+                freed = true
+            }
+            if freed { state.busy -= 1 }
         }
         slotFreed.signal()
 
@@ -119,7 +123,7 @@ extension JobProcessor {
                     )
                 }
             }
-            finished(job.id)
+            finished(claimed.lease)
             return
         }
         let usage = events.usage
@@ -170,7 +174,7 @@ extension JobProcessor {
             var jobs: [RunningJob?] = []
             jobs.reserveCapacity(completions.count)
             for (index, completion) in completions.enumerated() {
-                let job = state.running.removeValue(forKey: completion.lease.jobID)
+                let job = state.remove(completion.lease)
                 jobs.append(job)
                 if case .retry(_, let delay) = completion.outcome, writes?[index].isRecorded == true {
                     state.retryDues.append(now + delay + .milliseconds(5))
@@ -196,9 +200,9 @@ extension JobProcessor {
     }
 
     /// Frees the entry of a job that ends without an outcome to write.
-    func finished(_ id: UUID) {
+    func finished(_ lease: Lease) {
         let lastJobEnded = state.withLock { state in
-            state.running.removeValue(forKey: id)
+            _ = state.remove(lease)
             return state.takeLastJobEndedIfIdle()
         }
         slotFreed.signal()

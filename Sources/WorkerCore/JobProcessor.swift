@@ -38,7 +38,13 @@ public final class JobProcessor: Service, Sendable {
 
     struct State {
         var phase = Phase.idle
+        /// The current attempt of each job this worker runs (or records the outcome of).
         var running: [UUID: RunningJob] = [:]
+        /// Earlier attempts of jobs this worker claimed again before they had ended: another
+        /// worker rescued the job while this one was late renewing it, and the job came back
+        /// to this worker. Their lease is lost (they are being stopped), yet their handler may
+        /// still run and their entry must not be mistaken for the new attempt's.
+        var superseded: [Lease: RunningJob] = [:]
         /// Running jobs whose handler has not returned: the slots in use.
         var busy = 0
         var skipShutdownWait = false
@@ -50,9 +56,35 @@ public final class JobProcessor: Service, Sendable {
         /// The end of `run()` waits here for the last running job.
         var lastJobEnded: CheckedContinuation<Void, Never>?
 
+        /// Attempts running or waiting for their outcome, superseded ones included.
+        var entryCount: Int { running.count + superseded.count }
+
+        /// Adds a claimed attempt; an earlier attempt of the same job still here is superseded,
+        /// and its stop signal returned (to trigger: its lease is lost).
+        mutating func insert(_ job: RunningJob) -> StopSignal? {
+            guard let earlier = running.updateValue(job, forKey: job.lease.jobID) else { return nil }
+            superseded[earlier.lease] = earlier
+            return earlier.stop
+        }
+
+        /// Changes the entry of `lease`'s attempt, wherever it is.
+        mutating func update(_ lease: Lease, _ body: (inout RunningJob) -> Void) {
+            if let index = running.index(forKey: lease.jobID), running.values[index].lease == lease {
+                body(&running.values[index])
+            } else if let index = superseded.index(forKey: lease) {
+                body(&superseded.values[index])
+            }
+        }
+
+        /// Removes the entry of `lease`'s attempt (never a later attempt's of the same job).
+        mutating func remove(_ lease: Lease) -> RunningJob? {
+            if running[lease.jobID]?.lease == lease { return running.removeValue(forKey: lease.jobID) }
+            return superseded.removeValue(forKey: lease)
+        }
+
         /// The end of `run()`, to resume once no job is left.
         mutating func takeLastJobEndedIfIdle() -> CheckedContinuation<Void, Never>? {
-            guard running.isEmpty else { return nil }
+            guard running.isEmpty, superseded.isEmpty else { return nil }
             defer { lastJobEnded = nil }
             return lastJobEnded
         }
@@ -99,7 +131,7 @@ public final class JobProcessor: Service, Sendable {
     }
 
     /// Jobs running right now (including those whose outcome is being written).
-    public var runningJobCount: Int { state.withLock { $0.running.count } }
+    public var runningJobCount: Int { state.withLock { $0.entryCount } }
 
     /// How many jobs a claim may take now: free handler slots, but with no more jobs waiting for
     /// their outcome to be written than `maxConcurrentJobs` or one full write (`outcomeBatchSize`),
@@ -108,7 +140,7 @@ public final class JobProcessor: Service, Sendable {
     /// without the second bound, a worker whose handlers outpace the outcome writes kept claiming,
     /// and the jobs waiting to be recorded (and their memory) grew without limit.
     func claimableSlots(_ state: State) -> Int {
-        let recording = state.running.count - state.busy
+        let recording = state.entryCount - state.busy
         let recordingLimit = max(configuration.maxConcurrentJobs, configuration.outcomeBatchSize)
         return min(configuration.maxConcurrentJobs - state.busy, recordingLimit - recording)
     }
@@ -117,7 +149,7 @@ public final class JobProcessor: Service, Sendable {
     public var oldestUnwrittenOutcomeAge: Duration? {
         let now = ContinuousClock.now
         return state.withLock { state in
-            state.running.values.compactMap(\.handlerFinishedAt).min().map { now - $0 }
+            (state.running.values.compactMap(\.handlerFinishedAt) + state.superseded.values.compactMap(\.handlerFinishedAt)).min().map { now - $0 }
         }
     }
 
@@ -259,12 +291,16 @@ public final class JobProcessor: Service, Sendable {
                 wokenByNotification = false
                 logger.trace("Claimed jobs", metadata: ["claimed": .stringConvertible(claimed.count), "free": .stringConvertible(free)])
                 let stops = claimed.map { _ in StopSignal() }
-                state.withLock { state in
-                    for (job, stop) in zip(claimed, stops) {
-                        state.running[job.job.id] = RunningJob(lease: job.lease, sessionID: job.job.sessionID, stop: stop)
-                    }
+                let superseded = state.withLock { state in
                     state.busy += claimed.count
+                    return zip(claimed, stops).compactMap { job, stop in
+                        state.insert(RunningJob(lease: job.lease, sessionID: job.job.sessionID, stop: stop))
+                    }
                 }
+                // This worker took back a job whose earlier attempt it still runs: that attempt's
+                // lease is gone (the claim is a new attempt), so it stops now rather than at the
+                // next renewal.
+                for stop in superseded { stop.trigger(.leaseLost) }
                 var claimedPerQueue: [String: Int] = [:]
                 for job in claimed { claimedPerQueue[job.job.queue, default: 0] += 1 }
                 for (queue, count) in claimedPerQueue { metrics.claimed(queue: queue, count: count) }
@@ -308,12 +344,13 @@ public final class JobProcessor: Service, Sendable {
         )
         let deadline = ContinuousClock.now + configuration.shutdownTimeout
         while true {
-            let (remaining, skip) = state.withLock { ($0.running.count, $0.skipShutdownWait || Task.isCancelled) }
+            let (remaining, skip) = state.withLock { ($0.entryCount, $0.skipShutdownWait || Task.isCancelled) }
             if remaining == 0 { return }
             let left = deadline - .now
             if skip || left <= .zero { break }
             await slotFreed.wait(timeout: left)
         }
+        // (Superseded attempts are being stopped already: their lease is lost.)
         let running = state.withLock { $0.running }
         for (id, job) in running where !job.handlerFinished {
             logger.warning(
@@ -343,7 +380,7 @@ public final class JobProcessor: Service, Sendable {
     func lastJobEnded() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let ended = state.withLock { state -> Bool in
-                if state.running.isEmpty { return true }
+                if state.entryCount == 0 { return true }
                 state.lastJobEnded = continuation
                 return false
             }

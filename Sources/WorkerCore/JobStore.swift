@@ -54,9 +54,10 @@ public protocol JobStore: Sendable {
     /// (job id, worker, attempt; a cancelled job's worker still holds it until its command has
     /// stopped). An event already stored (same job and sequence number: a write repeated after
     /// its answer was lost) is skipped. Tells readers which jobs have new events (a notification
-    /// where the driver has them). Returns the jobs whose lease no longer held: nothing of
-    /// theirs was stored.
-    func appendEvents(_ events: [NewJobEvent]) async throws -> Set<UUID>
+    /// where the driver has them). Returns the leases that no longer held: nothing of theirs was
+    /// stored. The lease is checked per event, not per job: a batch may hold an earlier
+    /// attempt's late events beside the current attempt's.
+    func appendEvents(_ events: [NewJobEvent]) async throws -> Set<Lease>
 
     /// Up to `limit` events of a job with a sequence number above `after`, in order.
     func events(jobID: UUID, after: Int64, limit: Int) async throws -> [JobEvent]

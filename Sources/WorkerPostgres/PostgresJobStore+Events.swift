@@ -5,7 +5,7 @@ import WorkerCore
 
 /// Job events (docs/WORKER_SERVICE.md, "Job events"): the events table beside the jobs table.
 extension PostgresJobStore {
-    public func appendEvents(_ events: [NewJobEvent]) async throws -> Set<UUID> {
+    public func appendEvents(_ events: [NewJobEvent]) async throws -> Set<Lease> {
         try await translatingErrors {
             guard !events.isEmpty else { return [] }
             var ids: [UUID] = [], workers: [String] = [], attempts: [Int] = [], sequences: [Int64] = []
@@ -29,9 +29,15 @@ extension PostgresJobStore {
             bindings.append(kinds)
             bindings.append(data)
             let rows = try await Self.retryingDeadlocks { try await self.rows(of: schema.appendEventsStatement, bindings) }
-            var held = Set<UUID>()
-            for row in rows { held.insert(try row.decode(UUID.self)) }
-            return Set(ids).subtracting(held)
+            // A held row names its lease's job and attempt (its worker is the one the events gave).
+            var held: [UUID: Int] = [:]
+            for row in rows {
+                let (id, attempt) = try row.decode((UUID, Int).self)
+                held[id] = attempt
+            }
+            var refused = Set<Lease>()
+            for event in events where held[event.lease.jobID] != event.lease.attempt { refused.insert(event.lease) }
+            return refused
         }
     }
 

@@ -318,7 +318,9 @@ struct PostgresSchema: Sendable {
 
     /// Events of running jobs, one element of each array an event: `$1` job ids, `$2` worker
     /// ids, `$3` attempts, `$4` sequence numbers, `$5` kinds, `$6` data (JSON object text).
-    /// Returns the ids of the jobs whose lease holds (only their events are stored).
+    /// Returns the leases that hold (job id, worker, attempt): only their events are stored. (An
+    /// earlier attempt's late events may share a batch with the current attempt's, when this
+    /// worker claimed the job again: they are matched by lease, not by job.)
     private static func appendEventsStatement(table: String, eventsTable: String, channel: String) -> StoreStatement.Text {
         StoreStatement.Text(
             name: "mobvibe_append_events",
@@ -332,7 +334,7 @@ struct PostgresSchema: Sendable {
                     -- the next attempt numbers its events after these (its claim reads the last).
                     -- (A join on the distinct leases: an EXISTS over the events, once per job,
                     -- was quadratic in the batch.)
-                    SELECT j.id FROM \(table) AS j
+                    SELECT j.id, j.locked_by, j.attempts FROM \(table) AS j
                     JOIN (SELECT DISTINCT v.job_id, v.worker, v.attempt FROM v) AS l
                         ON j.id = l.job_id AND j.locked_by = l.worker AND j.attempts = l.attempt
                     WHERE j.status IN ('processing', 'cancelled')
@@ -341,7 +343,8 @@ struct PostgresSchema: Sendable {
                 ), inserted AS (
                     -- A write repeated after its answer was lost finds its events stored.
                     INSERT INTO \(eventsTable) (job_id, seq, attempt, kind, data)
-                    SELECT v.job_id, v.seq, v.attempt, v.kind, v.data::jsonb FROM v WHERE v.job_id IN (SELECT id FROM held)
+                    SELECT v.job_id, v.seq, v.attempt, v.kind, v.data::jsonb FROM v
+                    JOIN held AS h ON h.id = v.job_id AND h.locked_by = v.worker AND h.attempts = v.attempt
                     ORDER BY v.job_id, v.seq
                     ON CONFLICT (job_id, seq) DO NOTHING
                     RETURNING job_id
@@ -353,7 +356,7 @@ struct PostgresSchema: Sendable {
                         FROM (SELECT DISTINCT job_id FROM inserted) AS d
                     ) AS c GROUP BY c.chunk
                 )
-                SELECT id FROM held WHERE (SELECT count(*) FROM notified) >= 0
+                SELECT id, attempts FROM held WHERE (SELECT count(*) FROM notified) >= 0
                 """
         )
     }

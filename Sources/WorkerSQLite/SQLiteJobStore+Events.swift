@@ -6,20 +6,20 @@ import WorkerCore
 extension SQLiteJobStore {
     var eventsTable: String { "\"\(JobEvent.tableName(forJobsTable: table))\"" }
 
-    public func appendEvents(_ events: [NewJobEvent]) async throws -> Set<UUID> {
+    public func appendEvents(_ events: [NewJobEvent]) async throws -> Set<Lease> {
         guard !events.isEmpty else { return [] }
         let now = Self.milliseconds(Date())
-        var leases: [UUID: Lease] = [:]
-        for event in events { leases[event.lease.jobID] = event.lease }
-        let refused: Set<UUID> = try await lock.withLock {
+        // By lease, not by job: an earlier attempt's late events may share a batch with the
+        // current attempt's (this worker claimed the job again), and only the current ones hold.
+        let leases = Array(Set(events.map(\.lease)))
+        let refused: Set<Lease> = try await lock.withLock {
             try await boundBusyWait("writing job events")
             do {
                 return try await inTransaction {
                     // Whose lease holds, in one statement; then the events of those jobs.
-                    var held: Set<UUID> = []
-                    let jobs = Array(leases.values)
-                    for start in stride(from: 0, to: jobs.count, by: 300) {
-                        let chunk = jobs[start..<min(start + 300, jobs.count)]
+                    var held: [UUID: Int] = [:]
+                    for start in stride(from: 0, to: leases.count, by: 300) {
+                        let chunk = leases[start..<min(start + 300, leases.count)]
                         var conditions: [String] = []
                         var binds: [SQLiteData] = []
                         for lease in chunk {
@@ -28,16 +28,21 @@ extension SQLiteJobStore {
                         }
                         let rows = try await connection.query(
                             """
-                            SELECT id FROM "\(table)" WHERE status IN ('processing', 'cancelled') AND (\(conditions.joined(separator: " OR ")))
+                            SELECT id, attempts FROM "\(table)" WHERE status IN ('processing', 'cancelled') AND (\(conditions.joined(separator: " OR ")))
                             """,
                             binds
                         )
-                        for row in rows { if let id = row.column("id")?.string.flatMap(UUID.init(uuidString:)) { held.insert(id) } }
+                        for row in rows {
+                            if let id = row.column("id")?.string.flatMap(UUID.init(uuidString:)), let attempt = row.column("attempts")?.integer {
+                                held[id] = attempt
+                            }
+                        }
                     }
                     try await insertEvents(
-                        events.filter { held.contains($0.lease.jobID) }.map { ($0.lease.jobID, $0.sequence, $0.lease.attempt, $0.kind, $0.data) },
+                        events.filter { held[$0.lease.jobID] == $0.lease.attempt }
+                            .map { ($0.lease.jobID, $0.sequence, $0.lease.attempt, $0.kind, $0.data) },
                         now: now)
-                    return Set(leases.keys).subtracting(held)
+                    return Set(leases.filter { held[$0.jobID] != $0.attempt })
                 }
             } catch let error as SQLiteError where [.constraint, .constraintCheckFailed].contains(error.reason) {
                 // The data check: not a JSON object.

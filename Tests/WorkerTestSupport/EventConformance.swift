@@ -110,20 +110,23 @@ extension JobStoreConformance {
         try await Task.sleep(for: .milliseconds(400))
         #expect(try await store.rescueExpiredLeases().map(\.id) == [id])
         // Between the rescue and the next claim, the late writer stores nothing.
-        #expect(try await store.appendEvents([event(first, 4)]) == [id])
+        #expect(try await store.appendEvents([event(first, 4)]) == [first.lease])
         let second = try await claimOne(store, worker: "worker-b")
         #expect(second.lease.attempt == 2)
         // 1 claimed, 2-4 lines, 5 the second claim.
         #expect(second.lastEventSequence == 5)
-        #expect(try await store.appendEvents([event(first, 4), event(first, 5)]) == [id])
-        #expect(try await store.appendEvents([event(second, 1, .output)]).isEmpty)
+        #expect(try await store.appendEvents([event(first, 4), event(first, 5)]) == [first.lease])
+        // The first attempt's late events in one batch with the second's (its worker claimed the
+        // job again): the lease is checked per event, so only the second attempt's are stored.
+        #expect(try await store.appendEvents([event(first, 5), event(second, 1, .output), event(first, 6)]) == [first.lease])
         let stored = try await store.events(jobID: id, after: 0, limit: 10)
         #expect(stored.map(\.sequence) == [1, 2, 3, 4, 5, 6])
         #expect(stored.map(\.attempt) == [1, 1, 1, 1, 2, 2])
+        #expect(stored[5].kind == .output)
         #expect(stored[4].kind == .status)
         // And after the job finished, not even its own worker adds to it.
         #expect(try await store.record([JobCompletion(lease: second.lease, outcome: .completed(result: "{}"))]) == [true])
-        #expect(try await store.appendEvents([event(second, 2)]) == [id])
+        #expect(try await store.appendEvents([event(second, 2)]) == [second.lease])
         #expect(try await store.events(jobID: id, after: 6, limit: 10).isEmpty)
     }
 

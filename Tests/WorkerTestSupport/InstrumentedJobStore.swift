@@ -1,12 +1,14 @@
 import Foundation
 import WorkerCore
 
-/// A real store with hooks on its claims, outcome writes and pings, for tests that watch or slow
-/// them (a slow database, counting claims or readiness probes). Everything else goes straight through.
+/// A real store with hooks on its claims, outcome writes, lease renewals and pings, for tests that
+/// watch or slow them (a slow database, counting claims or readiness probes). Everything else goes
+/// straight through.
 public final class InstrumentedJobStore: JobStore {
     public let base: any JobStore
     private let afterClaim: @Sendable (_ claimed: [ClaimedJob]) -> Void
     private let beforeRecord: @Sendable () async throws -> Void
+    private let beforeRenew: @Sendable () async throws -> Void
     private let aroundPing: @Sendable (_ ping: @Sendable () async throws -> Void) async throws -> Void
 
     /// - Parameter aroundPing: runs each ping; it calls `ping` (or not) and may wait or count around it.
@@ -14,11 +16,13 @@ public final class InstrumentedJobStore: JobStore {
         _ base: any JobStore,
         afterClaim: @escaping @Sendable (_ claimed: [ClaimedJob]) -> Void = { _ in },
         beforeRecord: @escaping @Sendable () async throws -> Void = {},
+        beforeRenew: @escaping @Sendable () async throws -> Void = {},
         aroundPing: @escaping @Sendable (_ ping: @Sendable () async throws -> Void) async throws -> Void = { try await $0() }
     ) {
         self.base = base
         self.afterClaim = afterClaim
         self.beforeRecord = beforeRecord
+        self.beforeRenew = beforeRenew
         self.aroundPing = aroundPing
     }
 
@@ -36,12 +40,15 @@ public final class InstrumentedJobStore: JobStore {
     public func migrate() async throws { try await base.migrate() }
     public func verifySchema() async throws { try await base.verifySchema() }
     public func enqueue(_ jobs: [NewJob]) async throws -> [UUID] { try await base.enqueue(jobs) }
-    public func renew(_ leases: [Lease], duration: Duration) async throws -> [UUID: LeaseState] { try await base.renew(leases, duration: duration) }
+    public func renew(_ leases: [Lease], duration: Duration) async throws -> [UUID: LeaseState] {
+        try await beforeRenew()
+        return try await base.renew(leases, duration: duration)
+    }
     public func rescueExpiredLeases(sparing running: [UUID]) async throws -> [RescuedJob] {
         try await base.rescueExpiredLeases(sparing: running)
     }
     public func releaseCancelled(_ leases: [Lease]) async throws { try await base.releaseCancelled(leases) }
-    public func appendEvents(_ events: [NewJobEvent]) async throws -> Set<UUID> { try await base.appendEvents(events) }
+    public func appendEvents(_ events: [NewJobEvent]) async throws -> Set<Lease> { try await base.appendEvents(events) }
     public func events(jobID: UUID, after: Int64, limit: Int) async throws -> [JobEvent] {
         try await base.events(jobID: jobID, after: after, limit: limit)
     }

@@ -89,6 +89,15 @@ extension ChaosTests {
         // duplicate across its attempts, and ending with its `completed` event.
         let gaps = try await chaos.postgres.sql(
             "SELECT count(*) FROM (SELECT job_id FROM coding_job_events GROUP BY job_id HAVING count(*) <> max(seq) OR min(seq) <> 1) AS g")
+        if gaps != "0" {
+            // What the gaps look like, for the log of a failed run.
+            print(try await chaos.postgres.sql("""
+                SELECT e.job_id, string_agg(e.seq || ':' || e.attempt || ':' || coalesce(e.data->>'status', e.kind), ' ' ORDER BY e.seq)
+                FROM coding_job_events AS e WHERE e.job_id IN (
+                    SELECT job_id FROM coding_job_events GROUP BY job_id HAVING count(*) <> max(seq) OR min(seq) <> 1 LIMIT 5)
+                GROUP BY e.job_id
+                """))
+        }
         #expect(gaps == "0", "jobs whose events have gaps: \(gaps)")
         let unended = try await chaos.postgres.sql("""
             SELECT count(*) FROM coding_jobs AS j WHERE NOT EXISTS (

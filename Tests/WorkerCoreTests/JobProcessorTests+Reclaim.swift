@@ -1,0 +1,77 @@
+import Foundation
+import Logging
+import Synchronization
+import Testing
+import WorkerCore
+import WorkerTestSupport
+
+/// A worker late renewing a lease: another worker rescues the job, and this worker claims it
+/// again while its earlier attempt still runs.
+extension JobProcessorTests {
+    /// Attempt 1 runs until stopped; attempt 2 runs longer than two leases, then completes.
+    final class ReclaimProbe: JobHandler {
+        struct Seen { var started: [Int] = [], stopped: [Int] = [] }
+        let seen = Mutex(Seen())
+        let secondRun: Duration
+
+        init(secondRun: Duration) { self.secondRun = secondRun }
+
+        func handle(_ job: ClaimedJob, context: JobContext) async throws -> String {
+            let attempt = job.lease.attempt
+            seen.withLock { $0.started.append(attempt) }
+            await context.emit(.output, text: "attempt \(attempt) started")
+            do {
+                try await Task.sleep(for: attempt == 1 ? .seconds(120) : secondRun)
+            } catch {
+                seen.withLock { $0.stopped.append(attempt) }
+                // A late line of the stopped attempt: its lease is gone, so it is never stored.
+                await context.emit(.output, text: "attempt \(attempt) stopping")
+                throw error
+            }
+            await context.emit(.output, text: "attempt \(attempt) done")
+            return #"{"attempt":\#(attempt)}"#
+        }
+    }
+
+    @Test("a job rescued from this worker and claimed back by it: the earlier attempt stops, the new one keeps its lease and completes, the events stay one sequence")
+    func claimedBackWhileStillRunning() async throws {
+        try await withTemporarySQLiteStore { sqlite in
+            let renewing = Atomic<Bool>(false)
+            struct Late: Error {}
+            // Renewals fail while `renewing` is off: the worker is late, as under load.
+            let store = InstrumentedJobStore(sqlite, beforeRenew: { if !renewing.load(ordering: .relaxed) { throw Late() } })
+            let lease = Duration.milliseconds(600)
+            let probe = ReclaimProbe(secondRun: lease * 3)
+            let processor = JobProcessor(
+                store: store, handler: probe, configuration: Self.configuration(maxConcurrent: 2, lease: lease, poll: .milliseconds(50)),
+                logger: Logger(label: "test"))
+            let id = try await sqlite.enqueue([NewJob(prompt: "turn", maxAttempts: 5)])[0]
+            try await Self.running(processor) {
+                try await Self.waitUntil { probe.seen.withLock { $0.started } == [1] }
+                try await Task.sleep(for: lease + .milliseconds(200))
+                // Another worker's rescue sweep (this worker spares its own jobs).
+                #expect(try await sqlite.rescueExpiredLeases(sparing: []).map(\.id) == [id])
+                renewing.store(true, ordering: .relaxed)
+                try await Self.waitUntil(timeout: .seconds(10)) { probe.seen.withLock { $0.started } == [1, 2] }
+                // The claim is a new attempt: the earlier one's lease is gone, and it stops now.
+                try await Self.waitUntil(timeout: .seconds(5)) { probe.seen.withLock { $0.stopped } == [1] }
+                try await Self.waitUntil { try await sqlite.job(id: id)?.status == .completed }
+                try await Self.waitUntil(timeout: .seconds(5)) { processor.runningJobCount == 0 }
+            }
+            let job = try #require(try await sqlite.job(id: id))
+            // Attempt 2 ran past two leases: its lease was renewed (the earlier attempt's end
+            // did not take its entry with it), so no third attempt.
+            #expect(job.attempts == 2)
+            #expect(job.result == #"{"attempt":2}"#)
+            #expect(probe.seen.withLock { $0.started } == [1, 2])
+            let events = try await sqlite.events(jobID: id, after: 0, limit: 100)
+            #expect(events.map(\.sequence) == Array(1...Int64(events.count)), "one sequence, no gap")
+            let texts = events.compactMap { event -> String? in
+                guard event.kind == .output, let object = try? JSONSerialization.jsonObject(with: Data(event.data.utf8)) as? [String: Any] else { return nil }
+                return object["text"] as? String
+            }
+            #expect(texts == ["attempt 1 started", "attempt 2 started", "attempt 2 done"])
+            #expect(events.last?.kind == .status && events.last?.data.contains(#""completed""#) == true)
+        }
+    }
+}
