@@ -9,8 +9,12 @@ enum CommandOutputLine {
     /// Emits `line` of standard output; returns the JSON object it holds, if it is one.
     static func emitStandardOutput(_ line: OutputLines.Line, to events: JobEventStream) async -> String? {
         guard !isBlank(line.bytes) else { return nil }
-        if let (text, object) = parsedObject(line) {
-            if let usage = usage(in: object) { events.addUsage(usage) }
+        if let text = jsonObject(line) {
+            // Only a final message reports usage: the others are not parsed at all.
+            if mayReportUsage(line.bytes), let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any],
+               let usage = usage(in: object) {
+                events.addUsage(usage)
+            }
             await events.emit(.message, json: text)
             return text
         }
@@ -24,9 +28,36 @@ enum CommandOutputLine {
     }
 
     /// The line as JSON object text, when it is one whole (not cut) object the database can
-    /// store: PostgreSQL refuses `\u0000` in JSON, so such a line stays text.
+    /// store (``JSONSyntax``: PostgreSQL refuses `\u0000` in JSON, so such a line stays text).
     static func jsonObject(_ line: OutputLines.Line) -> String? {
-        parsedObject(line)?.text
+        guard line.cutBytes == 0 else { return nil }
+        let bytes = line.bytes
+        guard let first = bytes.firstIndex(where: { !isSpace($0) }), let last = bytes.lastIndex(where: { !isSpace($0) }),
+              bytes[first] == UInt8(ascii: "{"), bytes[last] == UInt8(ascii: "}")
+        else { return nil }
+        let object = bytes[first...last]
+        guard object.withUnsafeBufferPointer({ JSONSyntax.isStorableObject($0) }) else { return nil }
+        return String(validating: object, as: UTF8.self)
+    }
+
+    /// Whether the line may be a message ``usage(in:)`` reads (a cheap byte search, so that
+    /// other messages are never parsed).
+    static func mayReportUsage(_ bytes: [UInt8]) -> Bool {
+        contains(bytes, #""result""#) || contains(bytes, #""turn.completed""#)
+    }
+
+    private static func contains(_ bytes: [UInt8], _ needle: StaticString) -> Bool {
+        let count = needle.utf8CodeUnitCount
+        guard bytes.count >= count else { return false }
+        let word = UnsafeBufferPointer(start: needle.utf8Start, count: count)
+        return bytes.withUnsafeBufferPointer { haystack in
+            var start = 0
+            while start <= haystack.count - count {
+                if haystack[start] == word[0], memcmp(haystack.baseAddress! + start, word.baseAddress!, count) == 0 { return true }
+                start += 1
+            }
+            return false
+        }
     }
 
     /// What a final message reports spent: Claude Code's `result` message (`usage`: input tokens
@@ -46,18 +77,6 @@ enum CommandOutputLine {
         default:
             return nil
         }
-    }
-
-    /// The line's JSON object, as text and parsed.
-    static func parsedObject(_ line: OutputLines.Line) -> (text: String, object: [String: Any])? {
-        guard line.cutBytes == 0 else { return nil }
-        let bytes = line.bytes
-        guard let first = bytes.firstIndex(where: { !isSpace($0) }), let last = bytes.lastIndex(where: { !isSpace($0) }),
-              bytes[first] == UInt8(ascii: "{"), bytes[last] == UInt8(ascii: "}"),
-              let text = String(validating: bytes[first...last], as: UTF8.self), !text.contains("\\u0000"),
-              let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any]
-        else { return nil }
-        return (text, object)
     }
 
     private static func isSpace(_ byte: UInt8) -> Bool {

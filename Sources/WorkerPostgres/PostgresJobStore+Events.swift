@@ -8,35 +8,51 @@ extension PostgresJobStore {
     public func appendEvents(_ events: [NewJobEvent]) async throws -> Set<Lease> {
         try await translatingErrors {
             guard !events.isEmpty else { return [] }
-            var ids: [UUID] = [], workers: [String] = [], attempts: [Int] = [], sequences: [Int64] = []
-            var kinds: [String] = [], data: [String] = []
-            ids.reserveCapacity(events.count)
+            // The batch's leases once each (a few), and per event the index of its lease.
+            var leases: [Lease] = [], leaseIndex: [Lease: Int32] = [:]
+            var eventLeases: [Int32] = [], sequences: [Int64] = [], kinds: [String] = [], data: [String] = []
+            eventLeases.reserveCapacity(events.count)
             sequences.reserveCapacity(events.count)
+            kinds.reserveCapacity(events.count)
             data.reserveCapacity(events.count)
+            var last: (lease: Lease, index: Int32)?
             for event in events {
-                ids.append(event.lease.jobID)
-                workers.append(event.lease.workerID)
-                attempts.append(event.lease.attempt)
+                let index: Int32
+                if let last, last.lease == event.lease {
+                    index = last.index
+                } else if let known = leaseIndex[event.lease] {
+                    index = known
+                } else {
+                    leases.append(event.lease)
+                    index = Int32(leases.count)
+                    leaseIndex[event.lease] = index
+                }
+                last = (event.lease, index)
+                eventLeases.append(index)
                 sequences.append(event.sequence)
                 kinds.append(event.kind.rawValue)
                 data.append(event.data)
             }
-            var bindings = PostgresBindings(capacity: 6)
-            bindings.append(ids)
-            bindings.append(workers)
-            bindings.append(attempts)
+            var bindings = PostgresBindings(capacity: 7)
+            bindings.append(leases.map(\.jobID))
+            bindings.append(leases.map(\.workerID))
+            bindings.append(leases.map(\.attempt))
+            bindings.append(eventLeases)
             bindings.append(sequences)
             bindings.append(kinds)
             bindings.append(data)
-            let rows = try await Self.retryingDeadlocks { try await self.rows(of: schema.appendEventsStatement, bindings) }
-            // A held row names its lease's job and attempt (its worker is the one the events gave).
-            var held: [UUID: Int] = [:]
-            for row in rows {
-                let (id, attempt) = try row.decode((UUID, Int).self)
-                held[id] = attempt
+            let rows = try await Self.retryingDeadlocks {
+                do {
+                    return try await self.rows(of: schema.appendEventsStatement, bindings)
+                } catch where Self.sqlState(of: error) == "23505" {
+                    // Some of these are stored already (a write repeated after its answer was lost).
+                    return try await self.rows(of: schema.appendEventsAgainStatement, bindings)
+                }
             }
+            var held = Set<Int32>()
+            for row in rows { held.insert(try row.decode(Int32.self)) }
             var refused = Set<Lease>()
-            for event in events where held[event.lease.jobID] != event.lease.attempt { refused.insert(event.lease) }
+            for (offset, lease) in leases.enumerated() where !held.contains(Int32(offset + 1)) { refused.insert(lease) }
             return refused
         }
     }
