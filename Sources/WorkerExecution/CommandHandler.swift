@@ -25,6 +25,9 @@ public struct CommandHandler: JobHandler {
     private let git: String?
     /// Written into a session workspace's lock file, with the pid and the worker id.
     private let hostName: String
+    /// The program's host path (absolute), mounted into the sandbox when outside its system
+    /// directories.
+    private let program: String?
 
     /// - Parameter environment: the worker's environment, from which the safe base and the
     ///   passthrough names are taken.
@@ -37,6 +40,7 @@ public struct CommandHandler: JobHandler {
         if base["PATH"] == nil { base["PATH"] = "/usr/local/bin:/usr/bin:/bin" }
         self.baseEnvironment = base
         self.git = configuration.gitChanges ? CommandHandlerConfiguration.resolvedGit(path: base["PATH"]) : nil
+        self.program = configuration.resolvedProgram(path: base["PATH"])
         var name = [CChar](repeating: 0, count: 256)
         self.hostName = gethostname(&name, name.count - 1) == 0 ? String(decoding: name.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self) : "unknown-host"
     }
@@ -77,7 +81,7 @@ public struct CommandHandler: JobHandler {
             if let git {
                 tracker = await WorkspaceChangeTracker.begin(
                     directory: sessionWorkspace.directory, git: git, environment: baseEnvironment,
-                    timeout: configuration.gitTimeout, scratch: attemptDirectory.path, logger: context.logger)
+                    timeout: configuration.gitTimeout, scratch: attemptDirectory.path, sandbox: configuration.sandbox, logger: context.logger)
             } else {
                 context.logger.warning("JOB_GIT_CHANGES is on but git is not in PATH: no change summary")
             }
@@ -90,8 +94,16 @@ public struct CommandHandler: JobHandler {
         environment["JOB_MAX_ATTEMPTS"] = String(job.maxAttempts)
         environment["JOB_QUEUE"] = job.queue
         environment["JOB_PAYLOAD_FILE"] = payloadFile.path
+        if configuration.sandbox != nil {
+            environment["JOB_PAYLOAD_FILE"] = JobSandbox.payloadPath
+            if environment["TMPDIR"] != nil { environment["TMPDIR"] = "/tmp" }
+            environment["PWD"] = JobSandbox.workspacePath
+        }
 
-        let run = try await execute(prompt: job.prompt, workdir: workdir.path, environment: environment, events: context.events, logger: context.logger) { group in
+        let run = try await execute(
+            prompt: job.prompt, workdir: workdir.path, payloadFile: payloadFile.path, environment: environment, events: context.events,
+            logger: context.logger
+        ) { group in
             // Should this worker die, the session's next holder stops what the command left.
             lock?.rewriteNote(OrphanedCommand.note(holder: holder, processGroup: group))
         }
@@ -156,7 +168,7 @@ public struct CommandHandler: JobHandler {
     }
 
     private func execute(
-        prompt: String, workdir: String, environment: [String: String], events: JobEventStream?, logger: Logger,
+        prompt: String, workdir: String, payloadFile: String, environment: [String: String], events: JobEventStream?, logger: Logger,
         started: @escaping @Sendable (pid_t) -> Void
     ) async throws -> Run {
         var platformOptions = PlatformOptions()
@@ -164,8 +176,19 @@ public struct CommandHandler: JobHandler {
         platformOptions.teardownSequence = [.send(signal: .terminate, toProcessGroup: true, allowedDurationToNextStep: configuration.killGrace)]
         let options = platformOptions
         let collected = Collected(limit: configuration.outputLimitBytes)
-        let executable: Executable = configuration.argv[0].contains("/") ? .path(FilePath(configuration.argv[0])) : .name(configuration.argv[0])
-        let arguments = Arguments(Array(configuration.argv.dropFirst()))
+        let executable: Executable
+        let arguments: Arguments
+        if let sandbox = configuration.sandbox {
+            // bwrap starts the program inside, where the host's relative paths mean nothing.
+            let inside = configuration.argv[0].contains("/") ? (program ?? configuration.argv[0]) : configuration.argv[0]
+            executable = .path(FilePath(sandbox.bwrap))
+            arguments = Arguments(
+                sandbox.arguments(workdir: workdir, payloadFile: payloadFile, program: program, home: environment["HOME"])
+                    + [inside] + configuration.argv.dropFirst())
+        } else {
+            executable = configuration.argv[0].contains("/") ? .path(FilePath(configuration.argv[0])) : .name(configuration.argv[0])
+            arguments = Arguments(Array(configuration.argv.dropFirst()))
+        }
         var variables: [Environment.Key: String] = [:]
         for (name, value) in environment {
             if let key = Environment.Key(rawValue: name) { variables[key] = value }

@@ -35,6 +35,9 @@ public struct CommandHandlerConfiguration: Sendable, Hashable {
     /// Exit statuses that fail the job at once, without retries (`JOB_PERMANENT_EXIT_CODES`):
     /// a command's way to say "retrying cannot help" (e.g. the prompt is unusable).
     public var permanentExitCodes: Set<Int32>
+    /// Where the command runs: under bubblewrap (``JobSandbox``) or, when `nil`, as the worker's
+    /// user with the host's files and network (`JOB_SANDBOX=none`).
+    public var sandbox: JobSandbox?
 
     /// The largest `JOB_OUTPUT_LIMIT_BYTES`: standard output is stored as JSON, which escaping
     /// can make up to six times longer (`\u0001` for one byte), and must stay well below what
@@ -61,7 +64,8 @@ public struct CommandHandlerConfiguration: Sendable, Hashable {
         timeout: Duration = .seconds(900),
         killGrace: Duration = .seconds(10),
         outputLimitBytes: Int = 1_048_576,
-        permanentExitCodes: Set<Int32> = []
+        permanentExitCodes: Set<Int32> = [],
+        sandbox: JobSandbox? = nil
     ) throws {
         self.command = command
         self.useShell = useShell
@@ -81,6 +85,7 @@ public struct CommandHandlerConfiguration: Sendable, Hashable {
         self.killGrace = killGrace
         self.outputLimitBytes = outputLimitBytes
         self.permanentExitCodes = permanentExitCodes
+        self.sandbox = sandbox
     }
 
     /// The program's full path: as given when it contains a `/`, otherwise looked up in `PATH`.
@@ -95,7 +100,9 @@ public struct CommandHandlerConfiguration: Sendable, Hashable {
 
     private static func resolve(_ program: String, path: String?) -> String? {
         if program.contains("/") {
-            return FileManager.default.isExecutableFile(atPath: program) ? program : nil
+            guard FileManager.default.isExecutableFile(atPath: program) else { return nil }
+            // Absolute: in a sandbox the command starts in another directory.
+            return program.hasPrefix("/") ? program : URL(fileURLWithPath: program).standardizedFileURL.path
         }
         for directory in (path ?? "/usr/bin:/bin").split(separator: ":") {
             let candidate = "\(directory)/\(program)"

@@ -18,6 +18,11 @@ struct GitWorkTree: Sendable {
     let directory: String
     let environment: [String: String]
     let timeout: Duration
+    /// When commands are sandboxed, git runs in the sandbox too (``JobSandbox/toolArguments(writable:chdir:)``),
+    /// with the work tree and `scratch` (the private index's folder) writable: the repository
+    /// is the command's to configure.
+    var sandbox: JobSandbox? = nil
+    var scratch: String? = nil
 
     /// The most output kept from one git command (a diff of a huge change stays bounded).
     static let outputLimit = 64 << 20
@@ -26,10 +31,13 @@ struct GitWorkTree: Sendable {
     /// or a folder inside a larger one: its summary would describe the other repository).
     ///
     /// - Parameter environment: the base of the child environment (`PATH`, `HOME`, ...).
-    static func open(directory: String, git: String, environment: [String: String], timeout: Duration) async throws(GitFailure) -> GitWorkTree? {
+    static func open(
+        directory: String, git: String, environment: [String: String], timeout: Duration, sandbox: JobSandbox? = nil, scratch: String? = nil
+    ) async throws(GitFailure) -> GitWorkTree? {
         var minimal: [String: String] = ["LANG": "C", "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"]
         for name in ["PATH", "HOME", "TMPDIR"] { minimal[name] = environment[name] }
-        let tree = GitWorkTree(git: git, directory: directory, environment: minimal, timeout: timeout)
+        if sandbox != nil { minimal["HOME"] = "/tmp"; minimal["TMPDIR"] = "/tmp" }
+        let tree = GitWorkTree(git: git, directory: directory, environment: minimal, timeout: timeout, sandbox: sandbox, scratch: scratch)
         guard let inside = try? await tree.run(["rev-parse", "--is-inside-work-tree"]),
               String(decoding: inside, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) == "true"
         else { return nil }
@@ -66,13 +74,18 @@ struct GitWorkTree: Sendable {
     /// Runs `git -C directory arguments`, returning standard output.
     func run(_ arguments: [String], extra: [String: String] = [:]) async throws(GitFailure) -> [UInt8] {
         // Settings that would run other programs or prompt are turned off for these commands.
-        let fullArguments = ["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-C", directory] + arguments
+        var fullArguments = ["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-C", directory] + arguments
         var variables: [Environment.Key: String] = [:]
         for (name, value) in environment.merging(extra, uniquingKeysWith: { $1 }) {
             if let key = Environment.Key(rawValue: name) { variables[key] = value }
         }
         let childEnvironment = Environment.custom(variables)
-        let executable = Executable.path(FilePath(git))
+        var executable = Executable.path(FilePath(git))
+        if let sandbox {
+            executable = .path(FilePath(sandbox.bwrap))
+            fullArguments = sandbox.toolArguments(writable: [directory] + (scratch.map { [$0] } ?? []), chdir: directory) + [git] + fullArguments
+        }
+        let (program, commandLine) = (executable, fullArguments)
         let limit = Self.outputLimit
         let timeout = self.timeout
         enum Race: Sendable {
@@ -84,8 +97,8 @@ struct GitWorkTree: Sendable {
             outcome = try await withThrowingTaskGroup(of: Race.self) { race in
                 race.addTask {
                     let result = try await Subprocess.run(
-                        executable,
-                        arguments: Arguments(fullArguments),
+                        program,
+                        arguments: Arguments(commandLine),
                         environment: childEnvironment,
                         output: .bytes(limit: limit),
                         error: .string(limit: 1 << 20)

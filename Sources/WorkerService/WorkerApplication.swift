@@ -33,23 +33,35 @@ public struct WorkerApplication: Sendable {
             logger.warning("JOB_HANDLER is not set: using the echo handler, which only echoes prompts (development only)")
         }
         try Socket.ensureAvailable(host: configuration.healthCheckHost, port: configuration.healthCheckPort)
+        var sandbox: JobSandbox?
+        if configuration.handler == .command, configuration.command != nil {
+            let decision = try await configuration.sandbox.decide(environment: configuration.environment)
+            sandbox = decision.sandbox
+            if let warning = decision.warning {
+                logger.warning("\(warning)")
+            } else if decision.sandbox == nil {
+                logger.warning("Job sandbox: \(decision.summary)")
+            } else {
+                logger.info("Job sandbox: \(decision.summary)")
+            }
+        }
 
         let shutdown = ShutdownCoordinator(logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { await shutdown.handleSignals() }
             defer { tasks.cancelAll() }
             try await JobStoreConnector.withStore(configuration, logger: logger) { store in
-                try await runServices(store: store, shutdown: shutdown)
+                try await runServices(store: store, shutdown: shutdown, sandbox: sandbox)
             }
         }
         logger.info("Worker service stopped cleanly")
     }
 
-    private func runServices(store: any JobStore, shutdown: ShutdownCoordinator) async throws {
+    private func runServices(store: any JobStore, shutdown: ShutdownCoordinator, sandbox: JobSandbox?) async throws {
         let registry = MetricsSetup.registry
         let processor = JobProcessor(
             store: store,
-            handler: makeHandler(),
+            handler: makeHandler(sandbox: sandbox),
             configuration: configuration.processorConfiguration,
             logger: logger
         )
@@ -106,10 +118,13 @@ public struct WorkerApplication: Sendable {
         try await group.run()
     }
 
-    private func makeHandler() -> any JobHandler {
+    private func makeHandler(sandbox: JobSandbox?) -> any JobHandler {
         switch configuration.handler {
         case .command:
-            if let command = configuration.command { return CommandHandler(configuration: command) }
+            if var command = configuration.command {
+                command.sandbox = sandbox
+                return CommandHandler(configuration: command)
+            }
             return EchoHandler()
         case .echo, nil:
             return EchoHandler()

@@ -27,6 +27,8 @@ public struct WorkerConfiguration: Sendable {
     public var handler: HandlerKind?
     /// How `command` runs jobs; set when `JOB_COMMAND` is.
     public var command: CommandHandlerConfiguration?
+    /// How commands are to be confined; decided at start-up (``SandboxSettings/decide(environment:path:)``).
+    public var sandbox: SandboxSettings
     public var workerID: String
     public var retryBase: Duration
     public var retryMax: Duration
@@ -84,6 +86,11 @@ public struct WorkerConfiguration: Sendable {
         ("WORKSPACE_RETENTION_HOURS", "168", false),
         ("JOB_ENV_PASSTHROUGH", "", false),
         ("JOB_PERMANENT_EXIT_CODES", "", false),
+        ("JOB_SANDBOX", "bubblewrap when it works (production: required unless none)", false),
+        ("JOB_NETWORK", "none", false),
+        ("JOB_SANDBOX_RO_PATHS", "", false),
+        ("JOB_SANDBOX_RW_PATHS", "", false),
+        ("JOB_SANDBOX_TMP_MB", "1024", false),
         ("HEALTH_CHECK_HOST", "127.0.0.1", false),
         ("HEALTH_CHECK_PORT", "8080", false),
         ("API_TOKEN", "", true),
@@ -154,6 +161,7 @@ public struct WorkerConfiguration: Sendable {
         retryMax = .milliseconds(try values.integer("RETRY_BACKOFF_MAX_MS", default: 600_000, range: 1...604_800_000))
         handler = try values.optionalChoice("JOB_HANDLER", HandlerKind.self)
         command = try Self.commandConfiguration(values)
+        sandbox = try SandboxSettings.parse(values)
         if handler == nil, command != nil { handler = .command }
         if handler == .command, command == nil {
             throw ConfigurationError(variable: "JOB_COMMAND", value: "", expected: "a command to run when JOB_HANDLER=command")
@@ -285,6 +293,11 @@ public struct WorkerConfiguration: Sendable {
                 : workspaceRetention.map { "\(Int($0.inSeconds / 3600))" } ?? "0 (kept forever)"),
             ("JOB_ENV_PASSTHROUGH", command.environmentPassthrough.joined(separator: ",")),
             ("JOB_PERMANENT_EXIT_CODES", command.permanentExitCodes.sorted().map(String.init).joined(separator: ",")),
+            ("JOB_SANDBOX", sandbox.request.rawValue),
+            ("JOB_NETWORK", sandbox.network.rawValue),
+            ("JOB_SANDBOX_RO_PATHS", sandbox.readOnlyPaths.joined(separator: ",")),
+            ("JOB_SANDBOX_RW_PATHS", sandbox.writablePaths.joined(separator: ",")),
+            ("JOB_SANDBOX_TMP_MB", "\(sandbox.tmpBytes >> 20)"),
         ]
     }
 

@@ -16,7 +16,12 @@ struct ConfigCommand: AsyncParsableCommand {
         func run() async throws {
             let configuration = try await WorkerConfiguration.load()
             try configuration.validateForRun()
-            let summary = configuration.redactedSummary + configuration.commandSummary
+            var summary = configuration.redactedSummary + configuration.commandSummary
+            if configuration.handler == .command, configuration.command != nil {
+                // The same trial run as `run` makes: a sandbox that cannot start fails here too.
+                let decision = try await configuration.sandbox.decide(environment: configuration.environment)
+                summary.append(("  sandbox", decision.summary))
+            }
             let width = summary.map(\.name.count).max() ?? 0
             for (name, value) in summary {
                 output("\(name.padding(toLength: width, withPad: " ", startingAt: 0))  \(value)")

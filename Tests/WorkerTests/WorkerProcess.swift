@@ -23,8 +23,12 @@ final class WorkerProcess: @unchecked Sendable {
     }()
 
     /// A small, clean environment: nothing of the developer's (no DATABASE_URL, no .env values).
+    /// Commands run unconfined unless a test asks for the sandbox: the fixtures write logs
+    /// outside their workspace (the sandbox's own tests set JOB_SANDBOX).
     static func environment(_ extra: [String: String]) -> [String: String] {
-        var environment = ["PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": NSTemporaryDirectory(), "LANG": "C.UTF-8", "NO_COLOR": "1"]
+        var environment = [
+            "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": NSTemporaryDirectory(), "LANG": "C.UTF-8", "NO_COLOR": "1", "JOB_SANDBOX": "none",
+        ]
         environment.merge(extra) { $1 }
         return environment
     }

@@ -1,0 +1,35 @@
+import Foundation
+import Subprocess
+import SystemPackage
+
+extension JobSandbox {
+    /// Runs `true` once under this sandbox, as a command would run: `nil` when it works, else
+    /// what went wrong (bwrap's own message, e.g. that user namespaces are not permitted).
+    /// Checked once at start-up: a sandbox that cannot start would fail every job.
+    public func trial() async -> String? {
+        guard let program = ["/usr/bin/true", "/bin/true"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            return "no `true` program in /usr/bin or /bin to try the sandbox with"
+        }
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("mobvibe-sandbox-trial-\(UUID().uuidString.prefix(8))")
+        do {
+            try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            return "could not create a scratch directory for the trial: \(error)"
+        }
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        do {
+            let result = try await Subprocess.run(
+                .path(FilePath(bwrap)),
+                arguments: Arguments(arguments(workdir: scratch.path, payloadFile: nil, program: nil, home: nil) + [program]),
+                environment: .custom([:]),
+                output: .discarded,
+                error: .string(limit: 1 << 16)
+            )
+            if case .exited(0) = result.terminationStatus { return nil }
+            let message = (result.standardError ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+            return "\(bwrap) \(result.terminationStatus)\(message.isEmpty ? "" : ": \(message)")"
+        } catch {
+            return "could not run \(bwrap): \(error)"
+        }
+    }
+}

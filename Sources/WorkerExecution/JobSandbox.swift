@@ -1,0 +1,134 @@
+import Foundation
+
+/// The confinement of a job's command under bubblewrap (`JOB_SANDBOX=bubblewrap`,
+/// docs/WORKER_SERVICE.md, "The sandbox").
+///
+/// The command is a coding agent acting on a stranger's prompt: it runs code nobody reviewed. So
+/// it gets new user, PID, IPC, UTS and cgroup namespaces (and, with `JOB_NETWORK=none`, a network
+/// namespace with only loopback); a read-only view of the system directories and of the `/etc`
+/// files programs need; its workspace read-write at ``workspacePath``; a private `/tmp` and home
+/// (size-bounded tmpfs); its own `/proc` and a minimal `/dev`. Nothing else of the host is there:
+/// not the worker's files, `.env` or SQLite database, not another job's workspace, not the
+/// worker's processes (so not `/proc/<worker>/environ`). This is what Codex on Linux and Claude
+/// Code do with the same tool.
+public struct JobSandbox: Sendable, Hashable {
+    /// What the command may reach over the network (`JOB_NETWORK`).
+    public enum Network: String, Sendable, CaseIterable {
+        /// A network namespace of its own with only loopback: no database, no metadata address.
+        case none
+        /// The host's network.
+        case host
+    }
+
+    /// The workspace's path inside the sandbox (the command's working directory).
+    public static let workspacePath = "/workspace"
+    /// Where the job's payload file is inside (`JOB_PAYLOAD_FILE`).
+    public static let payloadPath = "/job/payload.json"
+    /// Host directories mounted read-only at the same path (or recreated as the same symbolic
+    /// link, on a merged-`/usr` system).
+    static let systemDirectories = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
+    /// The `/etc` entries programs need (name resolution, TLS certificates, users, the dynamic
+    /// linker, Debian's alternatives, time zones), each mounted read-only when the host has it.
+    static let etcEntries = [
+        "resolv.conf", "hosts", "host.conf", "nsswitch.conf", "gai.conf", "services", "protocols",
+        "passwd", "group", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "ssl", "ca-certificates",
+        "ca-certificates.conf", "pki", "alternatives", "localtime", "timezone", "mime.types", "os-release",
+        "debian_version", "gitconfig", "subversion", "npmrc", "pip.conf",
+    ]
+
+    /// The `bwrap` program.
+    public var bwrap: String
+    public var network: Network
+    /// Host paths the command may read (`JOB_SANDBOX_RO_PATHS`), at the same path inside.
+    public var readOnlyPaths: [String]
+    /// Host paths the command may write (`JOB_SANDBOX_RW_PATHS`), at the same path inside.
+    public var writablePaths: [String]
+    /// The size bound of the private `/tmp` and of the home directory, each.
+    public var tmpBytes: Int
+
+    public init(bwrap: String, network: Network = .none, readOnlyPaths: [String] = [], writablePaths: [String] = [], tmpBytes: Int = 1 << 30) {
+        self.bwrap = bwrap
+        self.network = network
+        self.readOnlyPaths = readOnlyPaths
+        self.writablePaths = writablePaths
+        self.tmpBytes = tmpBytes
+    }
+
+    /// `bwrap` in `path`, if there is one.
+    public static func locate(path: String? = ProcessInfo.processInfo.environment["PATH"]) -> String? {
+        for directory in (path ?? "/usr/bin:/bin").split(separator: ":") {
+            let candidate = "\(directory)/bwrap"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
+    }
+
+    /// bwrap's arguments, ending with `--`, for a command run in `workdir` (mounted at
+    /// ``workspacePath``).
+    /// - Parameters:
+    ///   - payloadFile: mounted read-only at ``payloadPath``.
+    ///   - program: the host path of the command's program: mounted read-only at the same path
+    ///     when the system directories do not hold it.
+    ///   - home: the command's `HOME`: an empty private directory inside.
+    func arguments(workdir: String, payloadFile: String?, program: String?, home: String?) -> [String] {
+        var arguments = baseArguments(network: network)
+        if let home, home.hasPrefix("/"), home != "/", !Self.isSystemPath(home), home != "/tmp" {
+            arguments += ["--size", String(tmpBytes), "--tmpfs", home]
+        }
+        if let program, program.hasPrefix("/"), !Self.isSystemPath(program),
+           !(readOnlyPaths + writablePaths).contains(where: { Self.path(program, isWithin: $0) }) {
+            arguments += ["--ro-bind", program, program]
+        }
+        for path in readOnlyPaths { arguments += ["--ro-bind", path, path] }
+        for path in writablePaths { arguments += ["--bind", path, path] }
+        arguments += ["--bind", workdir, Self.workspacePath]
+        if let payloadFile { arguments += ["--ro-bind", payloadFile, Self.payloadPath] }
+        // The root bwrap builds is a tmpfs: read-only, so that nothing but the workspace, /tmp and
+        // home (each its own mount, size-bounded but the workspace) takes writes.
+        arguments += ["--remount-ro", "/", "--chdir", Self.workspacePath, "--"]
+        return arguments
+    }
+
+    /// bwrap's arguments, ending with `--`, for one of the worker's own tools (git, for the change
+    /// summary) working on files the command controls: `paths` read-write at their own host
+    /// paths, no network, nothing else of the host. A repository's configuration can name
+    /// programs for git to run (a filter driver runs on `git add`): they run in here, not as the
+    /// worker.
+    func toolArguments(writable paths: [String], chdir: String) -> [String] {
+        var arguments = baseArguments(network: .none)
+        for path in paths { arguments += ["--bind", path, path] }
+        arguments += ["--remount-ro", "/", "--chdir", chdir, "--"]
+        return arguments
+    }
+
+    /// The namespaces, the system directories and `/etc` entries, `/proc`, `/dev` and `/tmp`.
+    private func baseArguments(network: Network) -> [String] {
+        var arguments = [
+            "--die-with-parent", "--new-session",
+            "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+        ]
+        if network == .none { arguments.append("--unshare-net") }
+        let files = FileManager.default
+        for directory in Self.systemDirectories {
+            if let target = try? files.destinationOfSymbolicLink(atPath: directory) {
+                arguments += ["--symlink", target, directory]
+            } else if files.fileExists(atPath: directory) {
+                arguments += ["--ro-bind", directory, directory]
+            }
+        }
+        for entry in Self.etcEntries {
+            arguments += ["--ro-bind-try", "/etc/\(entry)", "/etc/\(entry)"]
+        }
+        arguments += ["--proc", "/proc", "--dev", "/dev", "--size", String(tmpBytes), "--tmpfs", "/tmp"]
+        return arguments
+    }
+
+    /// Whether `path` is inside the system directories mounted for every command.
+    static func isSystemPath(_ path: String) -> Bool {
+        systemDirectories.contains { Self.path(path, isWithin: $0) }
+    }
+
+    static func path(_ path: String, isWithin directory: String) -> Bool {
+        path == directory || path.hasPrefix(directory.hasSuffix("/") ? directory : directory + "/")
+    }
+}

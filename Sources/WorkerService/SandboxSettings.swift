@@ -1,0 +1,83 @@
+import Foundation
+import WorkerExecution
+
+/// How job commands are to be confined (`JOB_SANDBOX`, `JOB_NETWORK`, `JOB_SANDBOX_RO_PATHS`,
+/// `JOB_SANDBOX_RW_PATHS`, `JOB_SANDBOX_TMP_MB`), and the start-up check that decides it
+/// (docs/WORKER_SERVICE.md, "The sandbox").
+public struct SandboxSettings: Sendable, Hashable {
+    /// What `JOB_SANDBOX` asks for.
+    public enum Request: String, Sendable, CaseIterable {
+        /// Unset: bubblewrap when it works here; else, in development, none (with a warning),
+        /// and in production no start.
+        case automatic
+        case bubblewrap
+        case none
+    }
+
+    public var request: Request
+    public var network: JobSandbox.Network
+    public var readOnlyPaths: [String]
+    public var writablePaths: [String]
+    public var tmpBytes: Int
+
+    /// What the start-up check decided: the sandbox to use (`nil`: none), and one line saying
+    /// so for the log and `config check`.
+    public struct Decision: Sendable {
+        public var sandbox: JobSandbox?
+        public var summary: String
+        /// Set when commands run unconfined although nobody asked for it (a development machine
+        /// without a working bwrap): logged as a warning.
+        public var warning: String?
+    }
+
+    static func parse(_ values: ConfigValues) throws -> SandboxSettings {
+        SandboxSettings(
+            request: try values.choice("JOB_SANDBOX", default: .automatic),
+            network: try values.choice("JOB_NETWORK", default: .none),
+            readOnlyPaths: try paths("JOB_SANDBOX_RO_PATHS", values.raw("JOB_SANDBOX_RO_PATHS")),
+            writablePaths: try paths("JOB_SANDBOX_RW_PATHS", values.raw("JOB_SANDBOX_RW_PATHS")),
+            tmpBytes: try values.integer("JOB_SANDBOX_TMP_MB", default: 1024, range: 1...1_048_576) << 20
+        )
+    }
+
+    /// A comma-separated list of absolute paths that exist.
+    private static func paths(_ name: String, _ text: String?) throws -> [String] {
+        guard let text, !text.trimmingCharacters(in: .whitespaces).isEmpty else { return [] }
+        let paths = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        for path in paths {
+            guard path.hasPrefix("/"), !path.split(separator: "/").contains("..") else {
+                throw ConfigurationError(variable: name, value: text, expected: "comma-separated absolute paths (\(path) is not one)")
+            }
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw ConfigurationError(variable: name, value: text, expected: "paths that exist (\(path) does not)")
+            }
+        }
+        return paths
+    }
+
+    /// Decides at start-up, with a real trial run of the sandbox, how commands will run.
+    /// - Throws: ``ConfigurationError`` when bubblewrap was asked for, or is needed (production,
+    ///   `JOB_SANDBOX` unset), and does not work here.
+    public func decide(environment: AppEnvironment, path: String? = ProcessInfo.processInfo.environment["PATH"]) async throws -> Decision {
+        if request == .none {
+            return Decision(sandbox: nil, summary: "none (JOB_SANDBOX=none: commands run as the worker's user, with its files and network)")
+        }
+        let problem: String
+        if let bwrap = JobSandbox.locate(path: path) {
+            let sandbox = JobSandbox(bwrap: bwrap, network: network, readOnlyPaths: readOnlyPaths, writablePaths: writablePaths, tmpBytes: tmpBytes)
+            guard let failure = await sandbox.trial() else {
+                return Decision(sandbox: sandbox, summary: "bubblewrap (\(bwrap), trial run ok; network \(network.rawValue))")
+            }
+            problem = "the trial run failed: \(failure)"
+        } else {
+            problem = "bwrap was not found in PATH (Debian: apt-get install bubblewrap)"
+        }
+        let remedy = "a working bubblewrap sandbox: \(problem). Fix it (in a container: allow user namespaces, see docs/WORKER_SERVICE.md, \"The sandbox\"), or set JOB_SANDBOX=none to run commands unconfined"
+        if request == .bubblewrap || environment == .production {
+            throw ConfigurationError(variable: "JOB_SANDBOX", value: request == .bubblewrap ? "bubblewrap" : "(unset)", expected: remedy)
+        }
+        return Decision(
+            sandbox: nil, summary: "none (\(problem))",
+            warning: "Commands run WITHOUT a sandbox (development only; production refuses to start): \(problem)")
+    }
+}

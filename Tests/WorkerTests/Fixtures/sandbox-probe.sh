@@ -1,0 +1,53 @@
+#!/bin/bash
+# What a hostile command would try, for the sandbox's tests. The prompt's first line says what:
+#   escape DOTENV DATABASE OTHER_DIR PORT...   tries to read the worker's secrets and files, to
+#                                              write outside its workspace and /tmp, and to
+#                                              connect to each PORT on 127.0.0.1; prints one JSON
+#                                              object saying what worked
+#   stdin                                      prints the SHA-256 of its whole standard input
+#   gitpwn MARKER                              makes the workspace a repository whose config runs
+#                                              `touch MARKER` when git stages a file
+#   orphan TOKEN                               leaves a grandchild in a new session that ignores
+#                                              SIGTERM (its command line holds TOKEN), then hangs
+trap 'rm -f /tmp/prompt.$$' EXIT
+cat > /tmp/prompt.$$
+read -r mode a b c rest < /tmp/prompt.$$
+case "$mode" in
+escape)
+    leak=false
+    for file in /proc/$PPID/environ /proc/[0-9]*/environ; do
+        if tr '\0' '\n' < "$file" 2>/dev/null | grep -q '^SANDBOX_TEST_SECRET='; then leak=true; fi
+    done
+    dotenv=false; cat "$a" > /dev/null 2>&1 && dotenv=true
+    database=false; cat "$b" > /dev/null 2>&1 && database=true
+    other=false; ls "$c" > /dev/null 2>&1 && other=true
+    usr=false; touch /usr/sandbox-probe 2> /dev/null && usr=true && rm -f /usr/sandbox-probe
+    root=false; touch /sandbox-probe 2> /dev/null && root=true && rm -f /sandbox-probe
+    workspace=false; touch ./probe 2> /dev/null && workspace=true
+    tmp=false; touch /tmp/probe 2> /dev/null && tmp=true
+    ports=""
+    for port in $rest; do
+        if (exec 3<> "/dev/tcp/127.0.0.1/$port") 2> /dev/null; then ports="$ports,\"$port\":true"; else ports="$ports,\"$port\":false"; fi
+    done
+    printf '{"envLeak":%s,"dotenv":%s,"database":%s,"otherWorkspace":%s,"writeUsr":%s,"writeRoot":%s,"writeWorkspace":%s,"writeTmp":%s,"pwd":"%s","ports":{%s}}\n' \
+        "$leak" "$dotenv" "$database" "$other" "$usr" "$root" "$workspace" "$tmp" "$PWD" "${ports#,}"
+    ;;
+stdin)
+    sum=$(sha256sum < /tmp/prompt.$$)
+    printf '{"sha256":"%s"}\n' "${sum%% *}"
+    ;;
+gitpwn)
+    # A repository whose configuration has git run a program on `git add` (a clean filter): the
+    # worker's change summary stages the work tree before and after each turn.
+    git init -q . && git config filter.pwn.clean "touch $a; cat" && echo '* filter=pwn' > .gitattributes && echo hi > file.txt
+    printf '{"repository":true}\n'
+    ;;
+orphan)
+    setsid bash -c "trap '' TERM; exec sleep 300.$a" > /dev/null 2>&1 < /dev/null &
+    sleep 300
+    ;;
+*)
+    echo "unknown mode $mode" >&2
+    exit 2
+    ;;
+esac
