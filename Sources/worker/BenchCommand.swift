@@ -10,14 +10,16 @@ struct BenchCommand: AsyncParsableCommand {
             throughput: inserts --jobs no-op jobs, runs the real processor with --concurrency slots until all are
             done, and prints jobs/s, CPU seconds of this process per 1,000 jobs, and peak RSS.
             latency: with the processor idle, inserts one job every --gap-ms and prints enqueue-to-start percentiles.
+            sandbox: starts /bin/true --jobs times as it is and as many times under the job sandbox (JOB_SANDBOX's
+            bubblewrap, the arguments a job gets), alternately, and prints both start-to-exit percentiles.
             """
     )
 
     enum Mode: String, ExpressibleByArgument, CaseIterable {
-        case throughput, latency
+        case throughput, latency, sandbox
     }
 
-    @Argument(help: "throughput or latency.") var mode: Mode
+    @Argument(help: "throughput, latency or sandbox.") var mode: Mode
     @Option(help: "Jobs to run.") var jobs: Int?
     @Option(help: "Processor slots (throughput).") var concurrency: Int = 100
     @Option(help: "Spread the jobs over this many sessions, round robin (throughput): each session's turns run one at a time.") var sessions: Int?
@@ -33,6 +35,29 @@ struct BenchCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if mode == .sandbox {
+            // No database: only the configuration's sandbox settings.
+            let configuration = try await WorkerConfiguration.load()
+            let result = try await SandboxBenchmark(settings: configuration.sandbox, environment: configuration.environment).run(runs: jobs ?? 200)
+            let (plain, boxed) = (result.unconfined, result.sandboxed)
+            func p(_ q: Double, _ values: [Double]) -> Double { SandboxBenchmark.Result.percentile(q, of: values) }
+            if json {
+                output(JobPresentation.json([
+                    "mode": "sandbox", "runs": plain.count,
+                    "plainP50Ms": round3(p(50, plain)), "plainP99Ms": round3(p(99, plain)),
+                    "sandboxedP50Ms": round3(p(50, boxed)), "sandboxedP99Ms": round3(p(99, boxed)),
+                    "overheadP50Ms": round3(p(50, boxed) - p(50, plain)), "overheadP99Ms": round3(p(99, boxed) - p(99, plain)),
+                ], pretty: false))
+            } else {
+                output("""
+                    sandbox start-up: /bin/true \(plain.count) times each, \(result.description)
+                      plain:     p50 \(String(format: "%.2f", p(50, plain))) ms, p99 \(String(format: "%.2f", p(99, plain))) ms
+                      sandboxed: p50 \(String(format: "%.2f", p(50, boxed))) ms, p99 \(String(format: "%.2f", p(99, boxed))) ms
+                      overhead:  p50 \(String(format: "%.2f", p(50, boxed) - p(50, plain))) ms, p99 \(String(format: "%.2f", p(99, boxed) - p(99, plain))) ms
+                    """)
+            }
+            return
+        }
         let context = try await CommandContext.load(minimumLevel: .warning)
         let benchmark = Benchmark(configuration: context.configuration, logger: context.logger) { progress($0) }
         switch mode {
@@ -55,6 +80,8 @@ struct BenchCommand: AsyncParsableCommand {
                       \(String(format: "%.1f", result.meanInFlight)) jobs in flight on average\(result.sessions.map { ", over \($0) sessions" } ?? "")
                     """)
             }
+        case .sandbox:
+            break
         case .latency:
             let result = try await benchmark.latency(jobs: jobs ?? 200, gap: .milliseconds(gapMs))
             progress("")
