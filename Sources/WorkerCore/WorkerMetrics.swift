@@ -30,7 +30,7 @@ final class WorkerMetrics: Sendable {
             rescued = Counter(label: "worker_jobs_rescued_total", dimensions: labels)
             duration = Timer(label: "worker_job_duration_seconds", dimensions: labels, preferredDisplayUnit: .seconds)
             var failed: [JobFailureReason: Counter] = [:]
-            for reason in [JobFailureReason.error, .timeout, .cancelled] {
+            for reason in JobFailureReason.allCases {
                 failed[reason] = Counter(label: "worker_jobs_failed_total", dimensions: labels + [("reason", reason.rawValue)])
             }
             self.failed = failed
@@ -217,8 +217,12 @@ final class WorkerMetrics: Sendable {
 }
 
 /// Why an attempt failed, for the `reason` label of `worker_jobs_failed_total`.
-public enum JobFailureReason: String, Sendable {
+public enum JobFailureReason: String, Sendable, CaseIterable {
     case error, timeout, cancelled
+    /// The command's memory limit stopped it (`JOB_MEMORY_LIMIT_MB`).
+    case outOfMemory = "out_of_memory"
+    /// The command reached its process limit (`JOB_PIDS_LIMIT`).
+    case pidsLimit = "pids_limit"
 }
 
 /// An error a handler throws that knows its ``JobFailureReason`` (e.g. a command's timeout).

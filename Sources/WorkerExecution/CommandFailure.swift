@@ -7,6 +7,8 @@ public enum CommandFailure: Error, Sendable, CustomStringConvertible {
     case exitedPermanently(code: Int32, stderrTail: String)
     case signaled(signal: Int32, stderrTail: String)
     case timedOut(after: Duration, stderrTail: String)
+    /// A limit of ``JobLimits`` stopped the command.
+    case limitReached(JobFailureReason, limit: String, stderrTail: String)
     case cannotStart(program: String, reason: String)
     case workdir(path: String, reason: String)
 
@@ -20,6 +22,8 @@ public enum CommandFailure: Error, Sendable, CustomStringConvertible {
             "command was killed by signal \(signal)" + Self.suffix(tail)
         case .timedOut(let after, let tail):
             "command timed out after \(after.inMilliseconds) ms (JOB_TIMEOUT_MS) and was stopped" + Self.suffix(tail)
+        case .limitReached(let reason, let limit, let tail):
+            "\(reason.rawValue): the command reached its limit (\(limit)) and was stopped" + Self.suffix(tail)
         case .cannotStart(let program, let reason):
             "cannot start \(program): \(reason)"
         case .workdir(let path, let reason):
@@ -34,8 +38,11 @@ public enum CommandFailure: Error, Sendable, CustomStringConvertible {
 
 extension CommandFailure: ClassifiedJobError {
     public var failureReason: JobFailureReason {
-        if case .timedOut = self { return .timeout }
-        return .error
+        switch self {
+        case .timedOut: .timeout
+        case .limitReached(let reason, _, _): reason
+        default: .error
+        }
     }
 }
 

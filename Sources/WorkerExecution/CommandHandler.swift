@@ -109,6 +109,10 @@ public struct CommandHandler: JobHandler {
         }
         var changes: WorkspaceChanges?
         if let tracker, !Task.isCancelled { changes = await tracker.finish(logger: context.logger) }
+        if let limit = run.limit {
+            Self.logChangesOfFailedAttempt(changes, logger: context.logger)
+            throw CommandFailure.limitReached(limit, limit: configuration.cgroups.map { Self.describe(limit, $0.limits) } ?? "", stderrTail: run.stderr.tailText)
+        }
         switch run.status {
         case .exited(0):
             succeeded = true
@@ -124,6 +128,15 @@ public struct CommandHandler: JobHandler {
             Self.logChangesOfFailedAttempt(changes, logger: context.logger)
             if run.timedOut { throw CommandFailure.timedOut(after: configuration.timeout, stderrTail: run.stderr.tailText) }
             throw CommandFailure.signaled(signal: signal, stderrTail: run.stderr.tailText)
+        }
+    }
+
+    /// The limit as configured, for `last_error`.
+    static func describe(_ reason: JobFailureReason, _ limits: JobLimits) -> String {
+        switch reason {
+        case .outOfMemory: limits.memoryBytes.map { "JOB_MEMORY_LIMIT_MB=\($0 >> 20)" } ?? "memory"
+        case .pidsLimit: limits.pids.map { "JOB_PIDS_LIMIT=\($0)" } ?? "processes"
+        default: reason.rawValue
         }
     }
 
@@ -146,6 +159,8 @@ public struct CommandHandler: JobHandler {
         var timedOut: Bool
         /// The last line of standard output, when it is a JSON object.
         var lastObject: String?
+        /// The limit that stopped the command, if one did.
+        var limit: JobFailureReason? = nil
     }
 
     /// Output collected by the drain tasks.
@@ -165,6 +180,8 @@ public struct CommandHandler: JobHandler {
     private enum RaceResult: Sendable {
         case finished(TerminationStatus)
         case timedOut
+        /// A limit stopped the command: its reason.
+        case limitReached(JobFailureReason)
     }
 
     private func execute(
@@ -176,19 +193,32 @@ public struct CommandHandler: JobHandler {
         platformOptions.teardownSequence = [.send(signal: .terminate, toProcessGroup: true, allowedDurationToNextStep: configuration.killGrace)]
         let options = platformOptions
         let collected = Collected(limit: configuration.outputLimitBytes)
-        let executable: Executable
-        let arguments: Arguments
+        // What starts: the command itself, or bwrap with the command inside.
+        var commandLine: [String]
         if let sandbox = configuration.sandbox {
             // bwrap starts the program inside, where the host's relative paths mean nothing.
             let inside = configuration.argv[0].contains("/") ? (program ?? configuration.argv[0]) : configuration.argv[0]
-            executable = .path(FilePath(sandbox.bwrap))
-            arguments = Arguments(
-                sandbox.arguments(workdir: workdir, payloadFile: payloadFile, program: program, home: environment["HOME"])
-                    + [inside] + configuration.argv.dropFirst())
+            commandLine = [sandbox.bwrap] + sandbox.arguments(workdir: workdir, payloadFile: payloadFile, program: program, home: environment["HOME"])
+                + [inside] + configuration.argv.dropFirst()
         } else {
-            executable = configuration.argv[0].contains("/") ? .path(FilePath(configuration.argv[0])) : .name(configuration.argv[0])
-            arguments = Arguments(Array(configuration.argv.dropFirst()))
+            commandLine = configuration.argv
         }
+        // With limits, it starts in a control group of its own (through /bin/sh, which joins the
+        // group and then becomes the command: no process of it ever runs outside).
+        let group = try configuration.cgroups.map { cgroups in
+            do {
+                return try cgroups.group(named: "job-\(UUID().uuidString.prefix(12).lowercased())")
+            } catch {
+                throw CommandFailure.cannotStart(program: configuration.argv[0], reason: "cannot create its control group: \(error)")
+            }
+        }
+        defer { group?.remove() }
+        if let group {
+            if !commandLine[0].contains("/") { commandLine[0] = program ?? commandLine[0] }
+            commandLine = group.wrapping(commandLine)
+        }
+        let executable: Executable = commandLine[0].contains("/") ? .path(FilePath(commandLine[0])) : .name(commandLine[0])
+        let arguments = Arguments(Array(commandLine.dropFirst()))
         var variables: [Environment.Key: String] = [:]
         for (name, value) in environment {
             if let key = Environment.Key(rawValue: name) { variables[key] = value }
@@ -226,6 +256,18 @@ public struct CommandHandler: JobHandler {
                     try await Task.sleep(for: timeout)
                     return .timedOut
                 }
+                if let group {
+                    // A limit reached ends the attempt at once: a fork bomb held at the pids
+                    // limit, or a command whose process the OOM killer stopped, would otherwise
+                    // go on until the timeout.
+                    race.addTask {
+                        while true {
+                            try await Task.sleep(for: .milliseconds(200))
+                            if group.oomKills > 0 { return .limitReached(.outOfMemory) }
+                            if group.pidsLimitHits > 0 { return .limitReached(.pidsLimit) }
+                        }
+                    }
+                }
                 let first = try await race.next()!
                 race.cancelAll()
                 return first
@@ -234,19 +276,29 @@ public struct CommandHandler: JobHandler {
             throw CommandFailure.cannotStart(program: configuration.argv[0], reason: "\(error)")
         }
         let status: TerminationStatus
+        var limit: JobFailureReason?
         switch outcome {
         case .finished(let finished):
             status = finished
+            // A limit reached just before the end (the OOM killer stopped the command itself).
+            if let group, finished != .exited(0) {
+                limit = group.oomKills > 0 ? .outOfMemory : group.pidsLimitHits > 0 ? .pidsLimit : nil
+            }
         case .timedOut:
             logger.warning("Command timed out; its process group was stopped", metadata: ["timeoutMs": .stringConvertible(timeout.inMilliseconds)])
             status = .signaled(SIGKILL)
+        case .limitReached(let reason):
+            logger.warning("Command reached a limit; it was stopped", metadata: ["reason": .string(reason.rawValue)])
+            status = .signaled(SIGKILL)
+            limit = reason
         }
         return Run(
             status: status,
             stdout: collected.stdout.withLock { $0 },
             stderr: collected.stderr.withLock { $0 },
             timedOut: { if case .timedOut = outcome { return true } else { return false } }(),
-            lastObject: collected.lastObject.withLock { $0 }
+            lastObject: collected.lastObject.withLock { $0 },
+            limit: limit
         )
     }
 

@@ -38,6 +38,8 @@ public struct CommandHandlerConfiguration: Sendable, Hashable {
     /// Where the command runs: under bubblewrap (``JobSandbox``) or, when `nil`, as the worker's
     /// user with the host's files and network (`JOB_SANDBOX=none`).
     public var sandbox: JobSandbox?
+    /// The control groups that bound each command's memory, CPU and processes (`nil`: none).
+    public var cgroups: JobCgroups?
 
     /// The largest `JOB_OUTPUT_LIMIT_BYTES`: standard output is stored as JSON, which escaping
     /// can make up to six times longer (`\u0001` for one byte), and must stay well below what

@@ -19,6 +19,9 @@ public struct SandboxSettings: Sendable, Hashable {
     public var readOnlyPaths: [String]
     public var writablePaths: [String]
     public var tmpBytes: Int
+    /// Each command's memory, CPU and process limits (`JOB_MEMORY_LIMIT_MB`, `JOB_CPU_LIMIT`,
+    /// `JOB_PIDS_LIMIT`; unset: none).
+    public var limits: JobLimits
 
     /// What the start-up check decided: the sandbox to use (`nil`: none), and one line saying
     /// so for the log and `config check`.
@@ -36,8 +39,35 @@ public struct SandboxSettings: Sendable, Hashable {
             network: try values.choice("JOB_NETWORK", default: .none),
             readOnlyPaths: try paths("JOB_SANDBOX_RO_PATHS", values.raw("JOB_SANDBOX_RO_PATHS")),
             writablePaths: try paths("JOB_SANDBOX_RW_PATHS", values.raw("JOB_SANDBOX_RW_PATHS")),
-            tmpBytes: try values.integer("JOB_SANDBOX_TMP_MB", default: 1024, range: 1...1_048_576) << 20
+            tmpBytes: try values.integer("JOB_SANDBOX_TMP_MB", default: 1024, range: 1...1_048_576) << 20,
+            limits: JobLimits(
+                memoryBytes: values.raw("JOB_MEMORY_LIMIT_MB") == nil ? nil : try values.integer("JOB_MEMORY_LIMIT_MB", default: 0, range: 16...1_048_576) << 20,
+                cpuCores: try cores(values.raw("JOB_CPU_LIMIT")),
+                pids: values.raw("JOB_PIDS_LIMIT") == nil ? nil : try values.integer("JOB_PIDS_LIMIT", default: 0, range: 8...4_194_304)
+            )
         )
+    }
+
+    private static func cores(_ text: String?) throws -> Double? {
+        guard let text else { return nil }
+        guard let cores = Double(text), cores >= 0.01, cores <= 1024 else {
+            throw ConfigurationError(variable: "JOB_CPU_LIMIT", value: text, expected: "CPU cores per command, from 0.01 to 1024 (e.g. 1.5)")
+        }
+        return cores
+    }
+
+    /// Sets up the control groups of the commands' limits, when any is configured.
+    /// - Throws: ``ConfigurationError`` when limits are set and cannot be enforced here (a limit
+    ///   asked for is never silently dropped).
+    public func prepareLimits(workerID: String) throws -> JobCgroups? {
+        guard !limits.isEmpty else { return nil }
+        switch JobCgroups.prepare(limits: limits, name: "mobvibe-worker-\(getpid())") {
+        case .success(let cgroups):
+            return cgroups
+        case .failure(let reason):
+            let variable = limits.memoryBytes != nil ? "JOB_MEMORY_LIMIT_MB" : limits.pids != nil ? "JOB_PIDS_LIMIT" : "JOB_CPU_LIMIT"
+            throw ConfigurationError(variable: variable, value: "(set)", expected: "limits this machine can enforce: \(reason); unset the JOB_*_LIMIT variables to run without them")
+        }
     }
 
     /// A comma-separated list of absolute paths that exist.

@@ -34,7 +34,10 @@ public struct WorkerApplication: Sendable {
         }
         try Socket.ensureAvailable(host: configuration.healthCheckHost, port: configuration.healthCheckPort)
         var sandbox: JobSandbox?
+        var cgroups: JobCgroups?
         if configuration.handler == .command, configuration.command != nil {
+            cgroups = try configuration.sandbox.prepareLimits(workerID: configuration.workerID)
+            logger.info("Job limits: \(cgroups?.summary ?? "none (JOB_MEMORY_LIMIT_MB, JOB_CPU_LIMIT, JOB_PIDS_LIMIT unset)")")
             let decision = try await configuration.sandbox.decide(environment: configuration.environment)
             sandbox = decision.sandbox
             if let warning = decision.warning {
@@ -51,17 +54,17 @@ public struct WorkerApplication: Sendable {
             tasks.addTask { await shutdown.handleSignals() }
             defer { tasks.cancelAll() }
             try await JobStoreConnector.withStore(configuration, logger: logger) { store in
-                try await runServices(store: store, shutdown: shutdown, sandbox: sandbox)
+                try await runServices(store: store, shutdown: shutdown, sandbox: sandbox, cgroups: cgroups)
             }
         }
         logger.info("Worker service stopped cleanly")
     }
 
-    private func runServices(store: any JobStore, shutdown: ShutdownCoordinator, sandbox: JobSandbox?) async throws {
+    private func runServices(store: any JobStore, shutdown: ShutdownCoordinator, sandbox: JobSandbox?, cgroups: JobCgroups?) async throws {
         let registry = MetricsSetup.registry
         let processor = JobProcessor(
             store: store,
-            handler: makeHandler(sandbox: sandbox),
+            handler: makeHandler(sandbox: sandbox, cgroups: cgroups),
             configuration: configuration.processorConfiguration,
             logger: logger
         )
@@ -118,11 +121,12 @@ public struct WorkerApplication: Sendable {
         try await group.run()
     }
 
-    private func makeHandler(sandbox: JobSandbox?) -> any JobHandler {
+    private func makeHandler(sandbox: JobSandbox?, cgroups: JobCgroups?) -> any JobHandler {
         switch configuration.handler {
         case .command:
             if var command = configuration.command {
                 command.sandbox = sandbox
+                command.cgroups = cgroups
                 return CommandHandler(configuration: command)
             }
             return EchoHandler()

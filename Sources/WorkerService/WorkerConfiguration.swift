@@ -91,6 +91,9 @@ public struct WorkerConfiguration: Sendable {
         ("JOB_SANDBOX_RO_PATHS", "", false),
         ("JOB_SANDBOX_RW_PATHS", "", false),
         ("JOB_SANDBOX_TMP_MB", "1024", false),
+        ("JOB_MEMORY_LIMIT_MB", "", false),
+        ("JOB_CPU_LIMIT", "", false),
+        ("JOB_PIDS_LIMIT", "", false),
         ("HEALTH_CHECK_HOST", "127.0.0.1", false),
         ("HEALTH_CHECK_PORT", "8080", false),
         ("API_TOKEN", "", true),
@@ -298,6 +301,9 @@ public struct WorkerConfiguration: Sendable {
             ("JOB_SANDBOX_RO_PATHS", sandbox.readOnlyPaths.joined(separator: ",")),
             ("JOB_SANDBOX_RW_PATHS", sandbox.writablePaths.joined(separator: ",")),
             ("JOB_SANDBOX_TMP_MB", "\(sandbox.tmpBytes >> 20)"),
+            ("JOB_MEMORY_LIMIT_MB", sandbox.limits.memoryBytes.map { "\($0 >> 20)" } ?? "(none)"),
+            ("JOB_CPU_LIMIT", sandbox.limits.cpuCores.map { "\($0)" } ?? "(none)"),
+            ("JOB_PIDS_LIMIT", sandbox.limits.pids.map { "\($0)" } ?? "(none)"),
         ]
     }
 

@@ -144,6 +144,33 @@ struct WorkerSandboxRunTests {
         }
     }
 
+    @Test("limits: memory without end fails with out_of_memory, a fork bomb with pids_limit, within seconds; /health answers and the next job runs")
+    func limitsStopRunawayCommands() async throws {
+        for sandbox in ["bubblewrap", "none"] {
+            let worker = try SandboxedWorker([
+                "JOB_SANDBOX": sandbox, "JOB_MEMORY_LIMIT_MB": "64", "JOB_PIDS_LIMIT": "64", "JOB_CPU_LIMIT": "0.5", "JOB_TIMEOUT_MS": "60000",
+            ])
+            #expect(try await eventually("health") { try await http(port: worker.port, path: "/health").status == 200 })
+            #expect(worker.process.stdout.contains("Job limits: memory 64 MiB, CPU 0.5 cores, 64 processes per attempt, enforced with cgroup"))
+            let clock = ContinuousClock()
+            for (prompt, reason) in [("hog", "out_of_memory"), ("bomb", "pids_limit")] {
+                let start = clock.now
+                let job = try await worker.run(prompt, timeout: .seconds(40))
+                let error = job["lastError"] as? String ?? job["last_error"] as? String ?? ""
+                #expect(job["status"] as? String == "failed" && error.hasPrefix(reason), "JOB_SANDBOX=\(sandbox) \(prompt): \(job)")
+                #expect(clock.now - start < .seconds(20), "JOB_SANDBOX=\(sandbox) \(prompt) took \(clock.now - start)")
+                #expect(try await http(port: worker.port, path: "/health").status == 200)
+            }
+            let metrics = try await http(port: worker.port, path: "/metrics").body
+            #expect(metrics.contains(#"reason="out_of_memory""#) && metrics.contains(#"reason="pids_limit""#))
+            // The worker goes on: the next job runs within the same limits.
+            let next = try await worker.run("stdin")
+            #expect(next["status"] as? String == "completed", "\(next)")
+            worker.process.send(SIGTERM)
+            #expect(await worker.process.waitForExit(timeout: .seconds(15)) == 0)
+        }
+    }
+
     @Test("JOB_SANDBOX=bubblewrap that cannot work stops start-up with a message saying what to do")
     func brokenSandboxStopsStartup() async throws {
         let folder = try TemporaryDirectory()

@@ -7,6 +7,8 @@
 #   stdin                                      prints the SHA-256 of its whole standard input
 #   gitpwn MARKER                              makes the workspace a repository whose config runs
 #                                              `touch MARKER` when git stages a file
+#   hog                                        allocates memory without end
+#   bomb                                       forks without end
 #   orphan TOKEN                               leaves a grandchild in a new session that ignores
 #                                              SIGTERM (its command line holds TOKEN), then hangs
 trap 'rm -f /tmp/prompt.$$' EXIT
@@ -41,6 +43,14 @@ gitpwn)
     # worker's change summary stages the work tree before and after each turn.
     git init -q . && git config filter.pwn.clean "touch $a; cat" && echo '* filter=pwn' > .gitattributes && echo hi > file.txt
     printf '{"repository":true}\n'
+    ;;
+hog)
+    # Memory without end: a string doubling until something stops it.
+    s=x; while :; do s="$s$s"; done
+    ;;
+bomb)
+    # Processes without end.
+    bomb() { bomb | bomb & }; bomb; sleep 300
     ;;
 orphan)
     setsid bash -c "trap '' TERM; exec sleep 300.$a" > /dev/null 2>&1 < /dev/null &

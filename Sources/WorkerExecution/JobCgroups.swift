@@ -1,0 +1,196 @@
+import Foundation
+
+/// Control groups for the commands' limits (``JobLimits``): one group per attempt under a group
+/// of this worker's, on cgroup v1 (a hierarchy per controller, as on this project's CI machine)
+/// or v2 (one unified hierarchy).
+///
+/// A command joins its group before it starts: it is launched through `/bin/sh`, which writes
+/// its own pid into the group and then `exec`s the command (or bwrap), so no process of the
+/// command ever runs outside it. After the command, the group's counters say whether a limit
+/// stopped it (`oom_kill`, the pids controller's `max` events); then the group is removed.
+public struct JobCgroups: Sendable, Hashable {
+    enum Layout: Sendable, Hashable {
+        /// Per controller, the worker's group directory (`nil`: the controller is not available).
+        case v1(memory: String?, pids: String?, cpu: String?)
+        /// The worker's group directory in the unified hierarchy.
+        case v2(String)
+    }
+
+    let layout: Layout
+    public let limits: JobLimits
+
+    /// Where the cgroup file systems are mounted.
+    public static let mountPoint = "/sys/fs/cgroup"
+
+    /// Sets up this worker's group for `limits`, or says why limits cannot be enforced here.
+    /// - Parameter name: the worker's group name (unique per worker process).
+    public static func prepare(limits: JobLimits, name: String, root: String = mountPoint) -> Result<JobCgroups, JobCgroupsUnavailable> {
+        let files = FileManager.default
+        guard files.isExecutableFile(atPath: "/bin/sh") else { return .failure(JobCgroupsUnavailable("no /bin/sh to start commands in their group")) }
+        func makeGroup(_ path: String) -> String? {
+            do {
+                if !files.fileExists(atPath: path) { try files.createDirectory(atPath: path, withIntermediateDirectories: false) }
+                return access(path + "/cgroup.procs", W_OK) == 0 ? path : nil
+            } catch {
+                return nil
+            }
+        }
+        if files.fileExists(atPath: "\(root)/cgroup.controllers"), !files.fileExists(atPath: "\(root)/memory") {
+            // v2: the controllers must be enabled for the children of the worker's group's parent.
+            let available = (try? String(contentsOfFile: "\(root)/cgroup.controllers", encoding: .utf8)) ?? ""
+            let needed = (limits.memoryBytes != nil ? ["memory"] : []) + (limits.pids != nil ? ["pids"] : []) + (limits.cpuCores != nil ? ["cpu"] : [])
+            let missing = needed.filter { !available.split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.contains($0) }
+            guard missing.isEmpty else { return .failure(JobCgroupsUnavailable("cgroup v2 without the \(missing.joined(separator: ", ")) controller")) }
+            guard Self.write(needed.map { "+\($0)" }.joined(separator: " "), to: "\(root)/cgroup.subtree_control"),
+                  let group = makeGroup("\(root)/\(name)"),
+                  Self.write(needed.map { "+\($0)" }.joined(separator: " "), to: "\(group)/cgroup.subtree_control")
+            else {
+                return .failure(JobCgroupsUnavailable("cannot create a cgroup v2 group with the \(needed.joined(separator: ", ")) controllers under \(root) (run as root, or delegate a cgroup to the worker)"))
+            }
+            return .success(JobCgroups(layout: .v2(group), limits: limits))
+        }
+        let memory = limits.memoryBytes == nil ? nil : makeGroup("\(root)/memory/\(name)")
+        let pids = limits.pids == nil ? nil : makeGroup("\(root)/pids/\(name)")
+        let cpu = limits.cpuCores == nil ? nil : makeGroup("\(root)/cpu/\(name)")
+        var missing: [String] = []
+        if limits.memoryBytes != nil, memory == nil { missing.append("memory") }
+        if limits.pids != nil, pids == nil { missing.append("pids") }
+        if limits.cpuCores != nil, cpu == nil { missing.append("cpu") }
+        guard missing.isEmpty else {
+            return .failure(JobCgroupsUnavailable("cannot create a group in the cgroup v1 \(missing.joined(separator: ", ")) hierarchy under \(root) (run as root)"))
+        }
+        return .success(JobCgroups(layout: .v1(memory: memory, pids: pids, cpu: cpu), limits: limits))
+    }
+
+    /// One line for the start-up log: which limits are enforced, and how.
+    public var summary: String {
+        var parts: [String] = []
+        if let memory = limits.memoryBytes { parts.append("memory \(memory >> 20) MiB") }
+        if let cpu = limits.cpuCores { parts.append("CPU \(cpu) cores") }
+        if let pids = limits.pids { parts.append("\(pids) processes") }
+        let how: String
+        switch layout {
+        case .v1: how = "cgroup v1"
+        case .v2: how = "cgroup v2"
+        }
+        return "\(parts.joined(separator: ", ")) per attempt, enforced with \(how)"
+    }
+
+    /// A new group for one attempt, its limits written.
+    func group(named name: String) throws -> JobCgroup {
+        var directories: [String] = []
+        func make(_ parent: String?) throws -> String? {
+            guard let parent else { return nil }
+            let path = "\(parent)/\(name)"
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+            directories.append(path)
+            return path
+        }
+        do {
+            switch layout {
+            case .v1(let memoryParent, let pidsParent, let cpuParent):
+                let memory = try make(memoryParent), pids = try make(pidsParent), cpu = try make(cpuParent)
+                if let memory, let bytes = limits.memoryBytes {
+                    try Self.set(String(bytes), "\(memory)/memory.limit_in_bytes")
+                    // Without swap accounting this file is absent: the limit above is then the whole bound.
+                    _ = Self.write(String(bytes), to: "\(memory)/memory.memsw.limit_in_bytes")
+                }
+                if let pids, let count = limits.pids { try Self.set(String(count), "\(pids)/pids.max") }
+                if let cpu, let cores = limits.cpuCores {
+                    try Self.set("100000", "\(cpu)/cpu.cfs_period_us")
+                    try Self.set(String(Int(cores * 100_000)), "\(cpu)/cpu.cfs_quota_us")
+                }
+                return JobCgroup(directories: directories, memory: memory, pids: pids, unified: nil)
+            case .v2(let parent):
+                let group = try make(parent)!
+                if let bytes = limits.memoryBytes {
+                    try Self.set(String(bytes), "\(group)/memory.max")
+                    _ = Self.write("0", to: "\(group)/memory.swap.max")
+                }
+                if let count = limits.pids { try Self.set(String(count), "\(group)/pids.max") }
+                if let cores = limits.cpuCores { try Self.set("\(Int(cores * 100_000)) 100000", "\(group)/cpu.max") }
+                return JobCgroup(directories: directories, memory: nil, pids: nil, unified: group)
+            }
+        } catch {
+            JobCgroup(directories: directories, memory: nil, pids: nil, unified: nil).remove()
+            throw error
+        }
+    }
+
+    static func set(_ value: String, _ file: String) throws {
+        guard write(value, to: file) else { throw JobCgroupsUnavailable("cannot write \(value) to \(file)") }
+    }
+
+    @discardableResult
+    static func write(_ value: String, to file: String) -> Bool {
+        guard let handle = FileHandle(forWritingAtPath: file) else { return false }
+        defer { try? handle.close() }
+        do {
+            try handle.write(contentsOf: Data(value.utf8))
+            return true
+        } catch {
+            return false
+        }
+    }
+}
+
+/// Why the commands' limits cannot be enforced here.
+public struct JobCgroupsUnavailable: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// One attempt's control group (a directory per v1 controller, or one in v2).
+struct JobCgroup: Sendable {
+    let directories: [String]
+    let memory: String?
+    let pids: String?
+    /// The v2 group.
+    let unified: String?
+
+    /// The `cgroup.procs` files the command's first process writes its pid into.
+    var processFiles: [String] { directories.map { "\($0)/cgroup.procs" } }
+
+    /// `argv` started inside this group: `/bin/sh` joins it, then becomes the command.
+    func wrapping(_ argv: [String]) -> [String] {
+        ["/bin/sh", "-c", #"while [ "$1" != "--" ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@""#, "mobvibe-cgroup"]
+            + processFiles + ["--"] + argv
+    }
+
+    /// How many times the OOM killer stopped a process of the group.
+    var oomKills: Int {
+        if let unified { return Self.counter("oom_kill", in: "\(unified)/memory.events") }
+        guard let memory else { return 0 }
+        return Self.counter("oom_kill", in: "\(memory)/memory.oom_control")
+    }
+
+    /// How many times a fork failed at the pids limit.
+    var pidsLimitHits: Int {
+        if let unified { return Self.counter("max", in: "\(unified)/pids.events") }
+        guard let pids else { return 0 }
+        return Self.counter("max", in: "\(pids)/pids.events")
+    }
+
+    /// Stops whatever is left in the group (a command run without the sandbox may leave
+    /// processes) and removes it.
+    func remove() {
+        for directory in directories.reversed() {
+            for _ in 0..<50 {
+                let pids = ((try? String(contentsOfFile: "\(directory)/cgroup.procs", encoding: .utf8)) ?? "")
+                    .split(separator: "\n").compactMap { pid_t($0) }
+                for pid in pids { kill(pid, SIGKILL) }
+                if rmdir(directory) == 0 || errno == ENOENT { break }
+                usleep(20_000)
+            }
+        }
+    }
+
+    private static func counter(_ name: String, in file: String) -> Int {
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return 0 }
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            if parts.count == 2, parts[0] == name { return Int(parts[1]) ?? 0 }
+        }
+        return 0
+    }
+}
