@@ -49,6 +49,8 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The one system call Swift cannot make itself (variadic prctl): the worker's own protection.
+        .target(name: "CProcessControl"),
         // How a job's command runs: process, sandbox, limits, accounting (and its workspace).
         .target(
             name: "WorkerExecution",
@@ -62,6 +64,7 @@ let package = Package(
         .target(
             name: "WorkerService",
             dependencies: [
+                "CProcessControl",
                 "WorkerCore",
                 "WorkerExecution",
                 "WorkerSQLite",

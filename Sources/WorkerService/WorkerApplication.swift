@@ -1,3 +1,4 @@
+import CProcessControl
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -24,6 +25,14 @@ public struct WorkerApplication: Sendable {
     /// Runs until a shutdown signal, then returns after a clean stop.
     public func run() async throws {
         try configuration.validateForRun()
+        // The worker's memory and environment hold its secrets (DATABASE_URL, API_TOKEN): no
+        // process of the same user, a job's command included, may read /proc/<pid>/environ or
+        // ptrace it, and no core dump writes them out.
+        if mobvibe_set_undumpable() != 0 {
+            logger.warning("Could not make the worker non-dumpable: a command running as its user could read its environment", metadata: [
+                "errno": .stringConvertible(errno),
+            ])
+        }
         logger.info(
             "Worker service starting",
             metadata: ["env": .string(configuration.environment.rawValue), "workerId": .string(configuration.workerID)]
@@ -46,6 +55,9 @@ public struct WorkerApplication: Sendable {
                 logger.warning("Job sandbox: \(decision.summary)")
             } else {
                 logger.info("Job sandbox: \(decision.summary)")
+            }
+            if decision.sandbox == nil, getuid() == 0 {
+                logger.warning("Commands run as root with no sandbox: a job's command can read and change everything on this machine")
             }
         }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import WorkerService
 
 struct ConfigCommand: AsyncParsableCommand {
@@ -21,6 +22,9 @@ struct ConfigCommand: AsyncParsableCommand {
                 // The same trial run as `run` makes: a sandbox that cannot start fails here too.
                 let decision = try await configuration.sandbox.decide(environment: configuration.environment)
                 summary.append(("  sandbox", decision.summary))
+                if decision.sandbox == nil, getuid() == 0 {
+                    summary.append(("  WARNING", "commands would run as root with no sandbox: a job's command could read and change everything on this machine"))
+                }
             }
             let width = summary.map(\.name.count).max() ?? 0
             for (name, value) in summary {

@@ -171,6 +171,39 @@ struct WorkerSandboxRunTests {
         }
     }
 
+    @Test("unconfined, a command of the worker's own user cannot read the worker's environment (non-dumpable), though it can read another process's of that user")
+    func workerIsNotDumpable() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("worker-dumpable-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let port = try freePort()
+        let environment = [
+            "JOB_COMMAND": Self.probe, "HEALTH_CHECK_PORT": "\(port)", "LOG_FORMAT": "json", "JOB_SANDBOX": "none",
+            "JOB_WORKDIR_ROOT": folder.appendingPathComponent("jobs").path, "DATABASE_URL": "sqlite:\(folder.path)/jobs.sqlite",
+            "SANDBOX_TEST_SECRET": Self.secret, "HOME": folder.path,
+        ]
+        // The worker and a bystander, both as an unprivileged user (as root, everything is readable anyway).
+        let asNobody = ["--reuid=65534", "--regid=65534", "--clear-groups"]
+        let setpriv = URL(fileURLWithPath: "/usr/bin/setpriv")
+        let worker = try WorkerProcess(asNobody + [WorkerProcess.binary.path, "run"], environment: environment, directory: folder, executable: setpriv)
+        defer { worker.kill9() }
+        let bystander = try WorkerProcess(asNobody + ["/bin/sleep", "60"], environment: ["SANDBOX_TEST_SECRET": Self.secret], directory: folder, executable: setpriv)
+        defer { bystander.kill9() }
+        #expect(try await eventually("health") { try await http(port: port, path: "/health").status == 200 })
+        let id = try await WorkerProcess.command(["enqueue", "--prompt", "escape /nonexistent /nonexistent /nonexistent"], environment: environment, directory: folder)
+            .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        var job: [String: Any] = [:]
+        #expect(try await eventually("job done") {
+            job = jsonObject(try await http(port: port, path: "/jobs/\(id)").body) ?? [:]
+            return job["status"] as? String == "completed"
+        })
+        let result = try #require(job["result"] as? [String: Any], "\(job) \(worker.stderr)")
+        #expect(result["parentEnvLeak"] as? Bool == false, "the worker's environment was readable: \(result)")
+        #expect(result["envLeak"] as? Bool == true, "the control: the bystander's environment is readable to its user: \(result)")
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+    }
+
     @Test("JOB_SANDBOX=bubblewrap that cannot work stops start-up with a message saying what to do")
     func brokenSandboxStopsStartup() async throws {
         let folder = try TemporaryDirectory()

@@ -20,6 +20,8 @@ escape)
     for file in /proc/$PPID/environ /proc/[0-9]*/environ; do
         if tr '\0' '\n' < "$file" 2>/dev/null | grep -q '^SANDBOX_TEST_SECRET='; then leak=true; fi
     done
+    parent=false
+    tr '\0' '\n' < /proc/$PPID/environ 2>/dev/null | grep -q '^SANDBOX_TEST_SECRET=' && parent=true
     dotenv=false; cat "$a" > /dev/null 2>&1 && dotenv=true
     database=false; cat "$b" > /dev/null 2>&1 && database=true
     other=false; ls "$c" > /dev/null 2>&1 && other=true
@@ -31,8 +33,8 @@ escape)
     for port in $rest; do
         if (exec 3<> "/dev/tcp/127.0.0.1/$port") 2> /dev/null; then ports="$ports,\"$port\":true"; else ports="$ports,\"$port\":false"; fi
     done
-    printf '{"envLeak":%s,"dotenv":%s,"database":%s,"otherWorkspace":%s,"writeUsr":%s,"writeRoot":%s,"writeWorkspace":%s,"writeTmp":%s,"pwd":"%s","ports":{%s}}\n' \
-        "$leak" "$dotenv" "$database" "$other" "$usr" "$root" "$workspace" "$tmp" "$PWD" "${ports#,}"
+    printf '{"envLeak":%s,"parentEnvLeak":%s,"dotenv":%s,"database":%s,"otherWorkspace":%s,"writeUsr":%s,"writeRoot":%s,"writeWorkspace":%s,"writeTmp":%s,"pwd":"%s","ports":{%s}}\n' \
+        "$leak" "$parent" "$dotenv" "$database" "$other" "$usr" "$root" "$workspace" "$tmp" "$PWD" "${ports#,}"
     ;;
 stdin)
     sum=$(sha256sum < /tmp/prompt.$$)
