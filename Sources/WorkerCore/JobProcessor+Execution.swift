@@ -126,8 +126,8 @@ extension JobProcessor {
             finished(claimed.lease)
             return
         }
-        let usage = events.usage
-        if !usage.isZero { metrics.usage(usage) }
+        let usage = events.usage + JobUsage(runSeconds: elapsed.inSeconds)
+        metrics.usage(usage)
         let completion = JobCompletion(
             lease: claimed.lease, outcome: outcome,
             event: events.finalEvent(Self.statusEvent(outcome), Self.statusFields(outcome, elapsed: elapsed, dropped: events.droppedEvents)),

@@ -1,22 +1,42 @@
-/// What an agent reported it spent on a job: tokens and money, summed over the job's attempts
-/// (the columns `input_tokens`, `output_tokens`, `cost_usd`).
+/// What a job spent, summed over its attempts: the tokens and money its agent reported (the
+/// columns `input_tokens`, `output_tokens`, `cost_usd`), and what the worker measured of its
+/// attempts (`cpu_seconds`, `peak_memory_bytes` (the largest attempt's), `run_seconds`).
 public struct JobUsage: Sendable, Hashable {
     /// Tokens the model read (cached ones included).
     public var inputTokens: Int64
     public var outputTokens: Int64
     public var costUSD: Double
+    /// CPU time of the attempt's command (user and system, all its processes), where the worker
+    /// can measure it (a control group per attempt).
+    public var cpuSeconds: Double
+    /// The most memory the attempt's command held at once, where the worker can measure it.
+    public var peakMemoryBytes: Int64
+    /// Wall time of the attempt's handler.
+    public var runSeconds: Double
 
     public static let zero = JobUsage(inputTokens: 0, outputTokens: 0, costUSD: 0)
 
-    public init(inputTokens: Int64, outputTokens: Int64, costUSD: Double) {
+    public init(inputTokens: Int64 = 0, outputTokens: Int64 = 0, costUSD: Double = 0, cpuSeconds: Double = 0, peakMemoryBytes: Int64 = 0, runSeconds: Double = 0) {
         self.inputTokens = inputTokens
         self.outputTokens = outputTokens
         self.costUSD = costUSD
+        self.cpuSeconds = cpuSeconds
+        self.peakMemoryBytes = peakMemoryBytes
+        self.runSeconds = runSeconds
     }
 
-    public var isZero: Bool { inputTokens == 0 && outputTokens == 0 && costUSD == 0 }
+    public var isZero: Bool {
+        inputTokens == 0 && outputTokens == 0 && costUSD == 0 && cpuSeconds == 0 && peakMemoryBytes == 0 && runSeconds == 0
+    }
 
+    /// Whether the agent reported anything (tokens or cost).
+    public var hasAgentFigures: Bool { inputTokens != 0 || outputTokens != 0 || costUSD != 0 }
+
+    /// Sums, but for the peak memory: the larger.
     public static func + (a: JobUsage, b: JobUsage) -> JobUsage {
-        JobUsage(inputTokens: a.inputTokens + b.inputTokens, outputTokens: a.outputTokens + b.outputTokens, costUSD: a.costUSD + b.costUSD)
+        JobUsage(
+            inputTokens: a.inputTokens + b.inputTokens, outputTokens: a.outputTokens + b.outputTokens, costUSD: a.costUSD + b.costUSD,
+            cpuSeconds: a.cpuSeconds + b.cpuSeconds, peakMemoryBytes: max(a.peakMemoryBytes, b.peakMemoryBytes),
+            runSeconds: a.runSeconds + b.runSeconds)
     }
 }

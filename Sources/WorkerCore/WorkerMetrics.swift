@@ -122,8 +122,17 @@ final class WorkerMetrics: Sendable {
         if count > 0 { counter("worker_job_events_total", []).increment(by: count) }
     }
 
-    /// Tokens and cost an agent reported for an attempt.
+    /// What an attempt spent: the tokens and cost its agent reported, the CPU time and peak
+    /// memory the worker measured of its command (histograms, when measured).
     func usage(_ usage: JobUsage) {
+        if usage.cpuSeconds > 0 {
+            cached("worker_job_cpu_seconds", []) { Recorder(label: "worker_job_cpu_seconds", dimensions: [], aggregate: true) }
+                .record(usage.cpuSeconds)
+        }
+        if usage.peakMemoryBytes > 0 {
+            cached("worker_job_peak_memory_bytes", []) { Recorder(label: "worker_job_peak_memory_bytes", dimensions: [], aggregate: true) }
+                .record(Double(usage.peakMemoryBytes))
+        }
         if usage.inputTokens > 0 { counter("worker_job_tokens_total", [("kind", "input")]).increment(by: Int(usage.inputTokens)) }
         if usage.outputTokens > 0 { counter("worker_job_tokens_total", [("kind", "output")]).increment(by: Int(usage.outputTokens)) }
         if usage.costUSD > 0 {

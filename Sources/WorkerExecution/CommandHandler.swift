@@ -275,6 +275,10 @@ public struct CommandHandler: JobHandler {
         } catch let error as SubprocessError {
             throw CommandFailure.cannotStart(program: configuration.argv[0], reason: "\(error)")
         }
+        if let group {
+            // What the attempt's processes used, before the group goes.
+            events?.addUsage(JobUsage(cpuSeconds: group.cpuSeconds, peakMemoryBytes: group.peakMemoryBytes))
+        }
         let status: TerminationStatus
         var limit: JobFailureReason?
         switch outcome {

@@ -10,8 +10,9 @@ import Foundation
 /// stopped it (`oom_kill`, the pids controller's `max` events); then the group is removed.
 public struct JobCgroups: Sendable, Hashable {
     enum Layout: Sendable, Hashable {
-        /// Per controller, the worker's group directory (`nil`: the controller is not available).
-        case v1(memory: String?, pids: String?, cpu: String?)
+        /// Per controller, the worker's group directory (`nil`: the controller is not available,
+        /// or not needed).
+        case v1(memory: String?, pids: String?, cpu: String?, cpuacct: String?)
         /// The worker's group directory in the unified hierarchy.
         case v2(String)
     }
@@ -22,11 +23,14 @@ public struct JobCgroups: Sendable, Hashable {
     /// Where the cgroup file systems are mounted.
     public static let mountPoint = "/sys/fs/cgroup"
 
-    /// Sets up this worker's group for `limits`, or says why limits cannot be enforced here.
-    /// - Parameter name: the worker's group name (unique per worker process).
+    /// Sets up this worker's group for `limits` and for measuring each attempt (CPU time, peak
+    /// memory), or says why that cannot be done here. Groups that dead workers left behind are
+    /// removed first.
+    /// - Parameter name: the worker's group name, `mobvibe-worker-<pid>`.
     public static func prepare(limits: JobLimits, name: String, root: String = mountPoint) -> Result<JobCgroups, JobCgroupsUnavailable> {
         let files = FileManager.default
         guard files.isExecutableFile(atPath: "/bin/sh") else { return .failure(JobCgroupsUnavailable("no /bin/sh to start commands in their group")) }
+        for hierarchy in [root, "\(root)/memory", "\(root)/pids", "\(root)/cpu", "\(root)/cpuacct"] { removeAbandoned(in: hierarchy) }
         func makeGroup(_ path: String) -> String? {
             do {
                 if !files.fileExists(atPath: path) { try files.createDirectory(atPath: path, withIntermediateDirectories: false) }
@@ -38,7 +42,8 @@ public struct JobCgroups: Sendable, Hashable {
         if files.fileExists(atPath: "\(root)/cgroup.controllers"), !files.fileExists(atPath: "\(root)/memory") {
             // v2: the controllers must be enabled for the children of the worker's group's parent.
             let available = (try? String(contentsOfFile: "\(root)/cgroup.controllers", encoding: .utf8)) ?? ""
-            let needed = (limits.memoryBytes != nil ? ["memory"] : []) + (limits.pids != nil ? ["pids"] : []) + (limits.cpuCores != nil ? ["cpu"] : [])
+            // memory for the peak too; cpu.stat (CPU time) is in every group.
+            let needed = ["memory"] + (limits.pids != nil ? ["pids"] : []) + (limits.cpuCores != nil ? ["cpu"] : [])
             let missing = needed.filter { !available.split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.contains($0) }
             guard missing.isEmpty else { return .failure(JobCgroupsUnavailable("cgroup v2 without the \(missing.joined(separator: ", ")) controller")) }
             guard Self.write(needed.map { "+\($0)" }.joined(separator: " "), to: "\(root)/cgroup.subtree_control"),
@@ -49,17 +54,19 @@ public struct JobCgroups: Sendable, Hashable {
             }
             return .success(JobCgroups(layout: .v2(group), limits: limits))
         }
-        let memory = limits.memoryBytes == nil ? nil : makeGroup("\(root)/memory/\(name)")
+        // memory and cpuacct measure every attempt; pids and cpu only bound it.
+        let memory = makeGroup("\(root)/memory/\(name)")
+        let cpuacct = makeGroup("\(root)/cpuacct/\(name)")
         let pids = limits.pids == nil ? nil : makeGroup("\(root)/pids/\(name)")
         let cpu = limits.cpuCores == nil ? nil : makeGroup("\(root)/cpu/\(name)")
         var missing: [String] = []
-        if limits.memoryBytes != nil, memory == nil { missing.append("memory") }
+        if memory == nil { missing.append("memory") }
         if limits.pids != nil, pids == nil { missing.append("pids") }
         if limits.cpuCores != nil, cpu == nil { missing.append("cpu") }
         guard missing.isEmpty else {
             return .failure(JobCgroupsUnavailable("cannot create a group in the cgroup v1 \(missing.joined(separator: ", ")) hierarchy under \(root) (run as root)"))
         }
-        return .success(JobCgroups(layout: .v1(memory: memory, pids: pids, cpu: cpu), limits: limits))
+        return .success(JobCgroups(layout: .v1(memory: memory, pids: pids, cpu: cpu, cpuacct: cpuacct), limits: limits))
     }
 
     /// One line for the start-up log: which limits are enforced, and how.
@@ -73,7 +80,22 @@ public struct JobCgroups: Sendable, Hashable {
         case .v1: how = "cgroup v1"
         case .v2: how = "cgroup v2"
         }
-        return "\(parts.joined(separator: ", ")) per attempt, enforced with \(how)"
+        let limited = parts.isEmpty ? "none" : "\(parts.joined(separator: ", ")) per attempt, enforced with \(how)"
+        return "\(limited); each attempt's CPU time and peak memory measured with \(how)"
+    }
+
+    /// Removes the groups of workers no longer running (`mobvibe-worker-<pid>`), and their
+    /// attempts' groups, where empty.
+    static func removeAbandoned(in hierarchy: String) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: hierarchy) else { return }
+        for name in names where name.hasPrefix("mobvibe-worker-") {
+            guard let pid = pid_t(name.dropFirst("mobvibe-worker-".count)), kill(pid, 0) == -1, errno == ESRCH else { continue }
+            let group = "\(hierarchy)/\(name)"
+            for child in (try? FileManager.default.contentsOfDirectory(atPath: group)) ?? [] where child.hasPrefix("job-") {
+                rmdir("\(group)/\(child)")
+            }
+            rmdir(group)
+        }
     }
 
     /// A new group for one attempt, its limits written.
@@ -88,8 +110,9 @@ public struct JobCgroups: Sendable, Hashable {
         }
         do {
             switch layout {
-            case .v1(let memoryParent, let pidsParent, let cpuParent):
+            case .v1(let memoryParent, let pidsParent, let cpuParent, let cpuacctParent):
                 let memory = try make(memoryParent), pids = try make(pidsParent), cpu = try make(cpuParent)
+                let cpuacct = try make(cpuacctParent)
                 if let memory, let bytes = limits.memoryBytes {
                     try Self.set(String(bytes), "\(memory)/memory.limit_in_bytes")
                     // Without swap accounting this file is absent: the limit above is then the whole bound.
@@ -100,7 +123,7 @@ public struct JobCgroups: Sendable, Hashable {
                     try Self.set("100000", "\(cpu)/cpu.cfs_period_us")
                     try Self.set(String(Int(cores * 100_000)), "\(cpu)/cpu.cfs_quota_us")
                 }
-                return JobCgroup(directories: directories, memory: memory, pids: pids, unified: nil)
+                return JobCgroup(directories: directories, memory: memory, pids: pids, cpuacct: cpuacct, unified: nil)
             case .v2(let parent):
                 let group = try make(parent)!
                 if let bytes = limits.memoryBytes {
@@ -109,10 +132,10 @@ public struct JobCgroups: Sendable, Hashable {
                 }
                 if let count = limits.pids { try Self.set(String(count), "\(group)/pids.max") }
                 if let cores = limits.cpuCores { try Self.set("\(Int(cores * 100_000)) 100000", "\(group)/cpu.max") }
-                return JobCgroup(directories: directories, memory: nil, pids: nil, unified: group)
+                return JobCgroup(directories: directories, memory: nil, pids: nil, cpuacct: nil, unified: group)
             }
         } catch {
-            JobCgroup(directories: directories, memory: nil, pids: nil, unified: nil).remove()
+            JobCgroup(directories: directories, memory: nil, pids: nil, cpuacct: nil, unified: nil).remove()
             throw error
         }
     }
@@ -145,6 +168,7 @@ struct JobCgroup: Sendable {
     let directories: [String]
     let memory: String?
     let pids: String?
+    let cpuacct: String?
     /// The v2 group.
     let unified: String?
 
@@ -162,6 +186,20 @@ struct JobCgroup: Sendable {
         if let unified { return Self.counter("oom_kill", in: "\(unified)/memory.events") }
         guard let memory else { return 0 }
         return Self.counter("oom_kill", in: "\(memory)/memory.oom_control")
+    }
+
+    /// The CPU time the group's processes used (user and system), in seconds.
+    var cpuSeconds: Double {
+        if let unified { return Double(Self.counter("usage_usec", in: "\(unified)/cpu.stat")) / 1e6 }
+        guard let cpuacct, let text = try? String(contentsOfFile: "\(cpuacct)/cpuacct.usage", encoding: .utf8) else { return 0 }
+        return Double(Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) / 1e9
+    }
+
+    /// The most memory the group held at once, in bytes (0 where the kernel does not say).
+    var peakMemoryBytes: Int64 {
+        let file = unified.map { "\($0)/memory.peak" } ?? memory.map { "\($0)/memory.max_usage_in_bytes" }
+        guard let file, let text = try? String(contentsOfFile: file, encoding: .utf8) else { return 0 }
+        return Int64(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
     }
 
     /// How many times a fork failed at the pids limit.

@@ -73,7 +73,9 @@ extension PostgresJobStore {
             leaseExpiresAt: try field(16, Date?.self),
             heldBySession: try field(17, Bool.self),
             blocksSession: try field(18, Bool.self),
-            usage: JobUsage(inputTokens: try field(19, Int64.self), outputTokens: try field(20, Int64.self), costUSD: try field(21, Double.self))
+            usage: JobUsage(
+                inputTokens: try field(19, Int64.self), outputTokens: try field(20, Int64.self), costUSD: try field(21, Double.self),
+                cpuSeconds: try field(22, Double.self), peakMemoryBytes: try field(23, Int64.self), runSeconds: try field(24, Double.self))
         )
     }
 }

@@ -269,10 +269,14 @@ public final class PostgresJobStore: BenchmarkJobStore {
         var results: [String] = [], errors: [String] = [], delays: [Int] = []
         var eventSequences: [Int64] = [], eventData: [String] = []
         var inputTokens: [Int64] = [], outputTokens: [Int64] = [], costs: [Double] = []
+        var cpu: [Double] = [], peaks: [Int64] = [], runs: [Double] = []
         for completion in completions {
             inputTokens.append(completion.usage.inputTokens)
             outputTokens.append(completion.usage.outputTokens)
             costs.append(completion.usage.costUSD)
+            cpu.append(completion.usage.cpuSeconds)
+            peaks.append(completion.usage.peakMemoryBytes)
+            runs.append(completion.usage.runSeconds)
             eventSequences.append(completion.event?.sequence ?? 0)
             eventData.append(completion.event?.data ?? "")
             ids.append(completion.lease.jobID)
@@ -289,7 +293,7 @@ public final class PostgresJobStore: BenchmarkJobStore {
                 kinds.append("released"); results.append(""); errors.append(""); delays.append(0)
             }
         }
-        var bindings = PostgresBindings(capacity: 8)
+        var bindings = PostgresBindings(capacity: 16)
         bindings.append(ids)
         bindings.append(workers)
         bindings.append(attempts)
@@ -303,6 +307,9 @@ public final class PostgresJobStore: BenchmarkJobStore {
         bindings.append(inputTokens)
         bindings.append(outputTokens)
         bindings.append(costs)
+        bindings.append(cpu)
+        bindings.append(peaks)
+        bindings.append(runs)
         return try Self.applied(ids, returned: try await rows(of: schema.recordStatement, bindings))
     }
 
@@ -312,6 +319,7 @@ public final class PostgresJobStore: BenchmarkJobStore {
         let workerID = completions[0].lease.workerID
         var ids: [UUID] = [], attempts: [Int] = [], results: [String] = [], eventSequences: [Int64] = [], eventData: [String] = []
         var inputTokens: [Int64] = [], outputTokens: [Int64] = [], costs: [Double] = []
+        var cpu: [Double] = [], peaks: [Int64] = [], runs: [Double] = []
         ids.reserveCapacity(completions.count)
         attempts.reserveCapacity(completions.count)
         results.reserveCapacity(completions.count)
@@ -327,8 +335,11 @@ public final class PostgresJobStore: BenchmarkJobStore {
             inputTokens.append(completion.usage.inputTokens)
             outputTokens.append(completion.usage.outputTokens)
             costs.append(completion.usage.costUSD)
+            cpu.append(completion.usage.cpuSeconds)
+            peaks.append(completion.usage.peakMemoryBytes)
+            runs.append(completion.usage.runSeconds)
         }
-        var bindings = PostgresBindings(capacity: 10)
+        var bindings = PostgresBindings(capacity: 13)
         bindings.append(ids)
         bindings.append(attempts)
         bindings.append(results)
@@ -339,6 +350,9 @@ public final class PostgresJobStore: BenchmarkJobStore {
         bindings.append(inputTokens)
         bindings.append(outputTokens)
         bindings.append(costs)
+        bindings.append(cpu)
+        bindings.append(peaks)
+        bindings.append(runs)
         return try Self.applied(ids, returned: try await rows(of: schema.completeStatement, bindings))
     }
 

@@ -7,7 +7,7 @@ import WorkerCore
 /// `id` and `prompt`, then every other column is added if missing: a `coding_jobs` table from
 /// the original plan (id, session_id, prompt, status, created_at) is upgraded in place.
 struct PostgresSchema: Sendable {
-    static let version = 5
+    static let version = 6
 
     /// Schema-qualified, quoted table name, e.g. `"public"."coding_jobs"`.
     let table: String
@@ -130,6 +130,13 @@ struct PostgresSchema: Sendable {
             3: sessionMigration,
             4: timeOrderedIDMigration,
             5: eventsMigration,
+            // Version 6: what the worker measured of a job's attempts (JobUsage): CPU time and
+            // run time summed, the largest peak memory.
+            6: [
+                "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS cpu_seconds double precision NOT NULL DEFAULT 0",
+                "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS peak_memory_bytes bigint NOT NULL DEFAULT 0",
+                "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS run_seconds double precision NOT NULL DEFAULT 0",
+            ],
         ]
     }
 
@@ -227,7 +234,7 @@ struct PostgresSchema: Sendable {
     static let columns = """
         id, queue, session_id, prompt, payload::text, status, priority, run_at, attempts, max_attempts, \
         last_error, result::text, created_at, started_at, completed_at, locked_by, lease_expires_at, \
-        held_by_session, blocks_session, input_tokens, output_tokens, cost_usd
+        held_by_session, blocks_session, input_tokens, output_tokens, cost_usd, cpu_seconds, peak_memory_bytes, run_seconds
         """
 
     /// ``columns`` for a summary listing (``JobFilter/summary``): the same columns in the same
@@ -235,7 +242,7 @@ struct PostgresSchema: Sendable {
     static let summaryColumns = """
         id, queue, session_id, left(prompt, \(JobFilter.summaryPromptLength)), '{}'::text, status, priority, run_at, attempts, \
         max_attempts, NULL::text, NULL::text, created_at, started_at, completed_at, locked_by, lease_expires_at, \
-        held_by_session, blocks_session, input_tokens, output_tokens, cost_usd
+        held_by_session, blocks_session, input_tokens, output_tokens, cost_usd, cpu_seconds, peak_memory_bytes, run_seconds
         """
 
     /// What a claim returns, in the order ``PostgresJobStore`` decodes them: only the columns
@@ -366,8 +373,9 @@ struct PostgresSchema: Sendable {
     /// Outcomes of many jobs, each row applied only while its lease holds: `$1` ids, `$2` worker
     /// ids, `$3` attempts, `$4` kinds (completed, retry, failed, released), `$5` results,
     /// `$6` errors, `$7` retry delays in milliseconds, `$8` the status `processing`, `$9` and
-    /// `$10` the sequence numbers (0: none) and data of the attempts' ending events, `$11`-`$13`
-    /// the attempts' input tokens, output tokens and cost (added to the job's). Returns the
+    /// `$10` the sequence numbers (0: none) and data of the attempts' ending events, `$11`-`$16`
+    /// the attempts' input tokens, output tokens, cost, CPU seconds, peak memory and run seconds
+    /// (added to the job's; the peak the larger). Returns the
     /// ids it applied. A turn that fails for good holds its session when `failureBlocksSession`
     /// (``SessionFailurePolicy/block``).
     private static func recordStatement(table: String, eventsTable: String, channel: String, failureBlocksSession: Bool) -> StoreStatement.Text {
@@ -384,11 +392,13 @@ struct PostgresSchema: Sendable {
                     completed_at = CASE WHEN v.kind IN ('completed', 'failed') THEN now() ELSE NULL END,
                     blocks_session = (v.kind = 'failed' AND j.session_id IS NOT NULL AND \(failureBlocksSession)),
                     input_tokens = j.input_tokens + v.input_tokens, output_tokens = j.output_tokens + v.output_tokens,
-                    cost_usd = j.cost_usd + v.cost_usd,
+                    cost_usd = j.cost_usd + v.cost_usd, cpu_seconds = j.cpu_seconds + v.cpu_seconds,
+                    peak_memory_bytes = greatest(j.peak_memory_bytes, v.peak_memory_bytes), run_seconds = j.run_seconds + v.run_seconds,
                     locked_by = NULL, lease_expires_at = NULL
                 FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[], $9::bigint[], $10::text[],
-                            $11::bigint[], $12::bigint[], $13::float8[])
-                    AS v(id, worker, attempt, kind, result, error, delay_ms, event_seq, event_data, input_tokens, output_tokens, cost_usd)
+                            $11::bigint[], $12::bigint[], $13::float8[], $14::float8[], $15::bigint[], $16::float8[])
+                    AS v(id, worker, attempt, kind, result, error, delay_ms, event_seq, event_data, input_tokens, output_tokens, cost_usd,
+                         cpu_seconds, peak_memory_bytes, run_seconds)
                 -- $8 is 'processing', passed as a value: as a literal it would let a cached generic
                 -- plan (made for an unknown number of outcomes) walk the partial lease index, with
                 -- its dead entries, instead of looking each job up by id.
@@ -401,7 +411,7 @@ struct PostgresSchema: Sendable {
 
     /// The common batch, completions only, all by one worker: `$1` ids, `$2` attempts, `$3`
     /// results, `$4` the worker's id, `$5` the status `processing`, `$6` and `$7` the ending
-    /// events' sequence numbers (0: none) and data, `$8`-`$10` the attempts' usage. Does what ``recordStatement`` does for
+    /// events' sequence numbers (0: none) and data, `$8`-`$13` the attempts' usage. Does what ``recordStatement`` does for
     /// completions, with fewer arrays and no per-row choices. Returns the ids it applied.
     private static func completeStatement(table: String, eventsTable: String, channel: String) -> StoreStatement.Text {
         StoreStatement.Text(
@@ -411,10 +421,12 @@ struct PostgresSchema: Sendable {
                 UPDATE \(table) AS j SET
                     status = 'completed', result = v.result::jsonb, completed_at = now(),
                     input_tokens = j.input_tokens + v.input_tokens, output_tokens = j.output_tokens + v.output_tokens,
-                    cost_usd = j.cost_usd + v.cost_usd,
+                    cost_usd = j.cost_usd + v.cost_usd, cpu_seconds = j.cpu_seconds + v.cpu_seconds,
+                    peak_memory_bytes = greatest(j.peak_memory_bytes, v.peak_memory_bytes), run_seconds = j.run_seconds + v.run_seconds,
                     locked_by = NULL, lease_expires_at = NULL
-                FROM unnest($1::uuid[], $2::bigint[], $3::text[], $6::bigint[], $7::text[], $8::bigint[], $9::bigint[], $10::float8[])
-                    AS v(id, attempt, result, event_seq, event_data, input_tokens, output_tokens, cost_usd)
+                FROM unnest($1::uuid[], $2::bigint[], $3::text[], $6::bigint[], $7::text[], $8::bigint[], $9::bigint[], $10::float8[],
+                            $11::float8[], $12::bigint[], $13::float8[])
+                    AS v(id, attempt, result, event_seq, event_data, input_tokens, output_tokens, cost_usd, cpu_seconds, peak_memory_bytes, run_seconds)
                 WHERE j.id = v.id AND j.status = $5::text AND j.locked_by = $4::text AND j.attempts = v.attempt
                 RETURNING j.id, v.attempt, v.event_seq, v.event_data
                 )\(endingEvents(eventsTable: eventsTable, channel: channel))

@@ -63,7 +63,8 @@ extension SQLiteJobStore {
             blocksSession: try integer("blocks_session") != 0,
             usage: JobUsage(
                 inputTokens: Int64(try integer("input_tokens")), outputTokens: Int64(try integer("output_tokens")),
-                costUSD: row.column("cost_usd")?.double ?? 0)
+                costUSD: row.column("cost_usd")?.double ?? 0, cpuSeconds: row.column("cpu_seconds")?.double ?? 0,
+                peakMemoryBytes: Int64(row.column("peak_memory_bytes")?.integer ?? 0), runSeconds: row.column("run_seconds")?.double ?? 0)
         )
     }
 }

@@ -260,10 +260,14 @@ public final class SQLiteJobStore: BenchmarkJobStore {
                     for completion in completions {
                         let (assignments, binds) = Self.assignments(for: completion.outcome, now: now, failureBlocksSession: sessionOnFailure == .block)
                         let lease = completion.lease
+                        // The measured figures follow the outcome's own values.
+                        let measured = 6 + binds.count
                         let rows = try await connection.query(
                             """
                             UPDATE "\(table)" SET \(assignments), locked_by = NULL, lease_expires_at = NULL,
-                                input_tokens = input_tokens + ?4, output_tokens = output_tokens + ?5, cost_usd = cost_usd + ?6
+                                input_tokens = input_tokens + ?4, output_tokens = output_tokens + ?5, cost_usd = cost_usd + ?6,
+                                cpu_seconds = cpu_seconds + ?\(measured + 1), peak_memory_bytes = max(peak_memory_bytes, ?\(measured + 2)),
+                                run_seconds = run_seconds + ?\(measured + 3)
                             WHERE id = ?1 AND status = 'processing' AND locked_by = ?2 AND attempts = ?3
                             RETURNING id
                             """,
@@ -271,7 +275,9 @@ public final class SQLiteJobStore: BenchmarkJobStore {
                                 .text(lease.jobID.lowercasedText), .text(lease.workerID), .integer(lease.attempt),
                                 .integer(Int(completion.usage.inputTokens)), .integer(Int(completion.usage.outputTokens)),
                                 .float(completion.usage.costUSD),
-                            ] + binds
+                            ] + binds + [
+                                .float(completion.usage.cpuSeconds), .integer(Int(completion.usage.peakMemoryBytes)), .float(completion.usage.runSeconds),
+                            ]
                         )
                         applied.append(!rows.isEmpty)
                         if !rows.isEmpty, let event = completion.event {

@@ -33,6 +33,9 @@ public enum JobPresentation {
             "input_tokens": Int(job.usage.inputTokens),
             "output_tokens": Int(job.usage.outputTokens),
             "cost_usd": job.usage.costUSD,
+            "cpu_seconds": job.usage.cpuSeconds,
+            "peak_memory_bytes": Int(job.usage.peakMemoryBytes),
+            "run_seconds": job.usage.runSeconds,
         ]
     }
 
@@ -145,7 +148,8 @@ public enum JobPresentation {
         let order = [
             "id", "status", "queue", "session_id", "priority", "attempts", "max_attempts", "run_at", "created_at",
             "started_at", "completed_at", "locked_by", "lease_expires_at", "held_by_session", "blocks_session",
-            "input_tokens", "output_tokens", "cost_usd", "prompt", "payload", "result", "last_error",
+            "input_tokens", "output_tokens", "cost_usd", "cpu_seconds", "peak_memory_bytes", "run_seconds", "prompt", "payload", "result",
+            "last_error",
         ]
         return order.map { key -> String in
             let value = object[key]!

@@ -15,6 +15,9 @@ enum MetricsSetup {
         let registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.defaultDurationHistogramBuckets = durationBuckets
+        // An attempt's measured resources (docs/WORKER_SERVICE.md, "Metrics").
+        factory.valueHistogramBuckets["worker_job_cpu_seconds"] = [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600]
+        factory.valueHistogramBuckets["worker_job_peak_memory_bytes"] = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384].map { Double($0 << 20) }
         MetricsSystem.bootstrap(factory)
         return registry
     }()

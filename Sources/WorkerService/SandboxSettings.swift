@@ -56,14 +56,17 @@ public struct SandboxSettings: Sendable, Hashable {
         return cores
     }
 
-    /// Sets up the control groups of the commands' limits, when any is configured.
+    /// Sets up the control groups that bound (the limits, when set) and measure each attempt.
+    /// - Returns: the groups, or `nil` and why not (no limit was set, and this worker may not
+    ///   create groups: attempts are then not measured).
     /// - Throws: ``ConfigurationError`` when limits are set and cannot be enforced here (a limit
     ///   asked for is never silently dropped).
-    public func prepareLimits(workerID: String) throws -> JobCgroups? {
-        guard !limits.isEmpty else { return nil }
+    public func prepareCgroups() throws -> (cgroups: JobCgroups?, unavailable: String?) {
         switch JobCgroups.prepare(limits: limits, name: "mobvibe-worker-\(getpid())") {
         case .success(let cgroups):
-            return cgroups
+            return (cgroups, nil)
+        case .failure(let reason) where limits.isEmpty:
+            return (nil, reason.description)
         case .failure(let reason):
             let variable = limits.memoryBytes != nil ? "JOB_MEMORY_LIMIT_MB" : limits.pids != nil ? "JOB_PIDS_LIMIT" : "JOB_CPU_LIMIT"
             throw ConfigurationError(variable: variable, value: "(set)", expected: "limits this machine can enforce: \(reason); unset the JOB_*_LIMIT variables to run without them")

@@ -45,8 +45,9 @@ public struct WorkerApplication: Sendable {
         var sandbox: JobSandbox?
         var cgroups: JobCgroups?
         if configuration.handler == .command, configuration.command != nil {
-            cgroups = try configuration.sandbox.prepareLimits(workerID: configuration.workerID)
-            logger.info("Job limits: \(cgroups?.summary ?? "none (JOB_MEMORY_LIMIT_MB, JOB_CPU_LIMIT, JOB_PIDS_LIMIT unset)")")
+            let prepared = try configuration.sandbox.prepareCgroups()
+            cgroups = prepared.cgroups
+            logger.info("Job limits: \(cgroups?.summary ?? "none; attempts' CPU time and peak memory not measured (\(prepared.unavailable ?? ""))")")
             let decision = try await configuration.sandbox.decide(environment: configuration.environment)
             sandbox = decision.sandbox
             if let warning = decision.warning {

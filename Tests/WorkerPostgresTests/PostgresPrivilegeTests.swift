@@ -97,9 +97,9 @@ struct PostgresPrivilegeTests {
     func upgradeCopiesGrants() async throws {
         let table = "jobs_lp_\(UUID().uuidString.prefix(6).lowercased())"
         try await TestDatabase.withStore(table: table) { admin in
-            // The table as version 4 left it: no events table, version 5 not recorded.
+            // The table as version 4 left it: no events table, versions 5 and later not recorded.
             _ = try await TestDatabase.execute("DROP TABLE public.\(JobEvent.tableName(forJobsTable: table))", on: admin)
-            _ = try await TestDatabase.execute("DELETE FROM public.worker_schema_migrations WHERE table_name = '\(table)' AND version = 5", on: admin)
+            _ = try await TestDatabase.execute("DELETE FROM public.worker_schema_migrations WHERE table_name = '\(table)' AND version >= 5", on: admin)
             try await Self.asLimitedRole(table: table, admin: admin) { store in
                 // The owner upgrades (the role was granted only the jobs table).
                 try await admin.migrate()

@@ -14,7 +14,7 @@ extension JobStoreConformance {
         ConformanceCase(name: "a given-back job's next run numbers on from its last event", body: eventsAfterRelease),
         ConformanceCase(name: "a cancelled job's worker still reports; events are deleted with their job", body: eventsOfCancelledJob),
         ConformanceCase(name: "data that is not a JSON object is refused as a value", body: eventsRefuseNonObjects),
-        ConformanceCase(name: "each outcome adds its attempt's tokens and cost to the job's, only when it applies", body: usageSummed),
+        ConformanceCase(name: "each outcome adds its attempt's tokens, cost, CPU and run time to the job's (the peak memory the larger), only when it applies", body: usageSummed),
     ]
 
     /// The event numbered `offset` after the claim's own `claimed` event.
@@ -177,15 +177,15 @@ extension JobStoreConformance {
         let id = try await store.enqueue([NewJob(prompt: "a", maxAttempts: 3)])[0]
         #expect(try await store.job(id: id)?.usage == .zero)
         let first = try await claimOne(store)
-        let spent = JobUsage(inputTokens: 1_000, outputTokens: 200, costUSD: 0.25)
+        let spent = JobUsage(inputTokens: 1_000, outputTokens: 200, costUSD: 0.25, cpuSeconds: 1.5, peakMemoryBytes: 300 << 20, runSeconds: 2.25)
         #expect(try await store.record([JobCompletion(lease: first.lease, outcome: .retry(error: "x", delay: .zero), usage: spent)]) == [true])
         // A late write of the lost lease adds nothing.
         #expect(try await store.record([JobCompletion(lease: first.lease, outcome: .completed(result: "{}"), usage: spent)]) == [false])
         let second = try await claimOne(store)
-        let more = JobUsage(inputTokens: 500, outputTokens: 50, costUSD: 0.125)
+        let more = JobUsage(inputTokens: 500, outputTokens: 50, costUSD: 0.125, cpuSeconds: 0.5, peakMemoryBytes: 100 << 20, runSeconds: 1)
         #expect(try await store.record([JobCompletion(lease: second.lease, outcome: .completed(result: "{}"), usage: more)]) == [true])
         let job = try #require(try await store.job(id: id))
-        #expect(job.usage == JobUsage(inputTokens: 1_500, outputTokens: 250, costUSD: 0.375))
+        #expect(job.usage == JobUsage(inputTokens: 1_500, outputTokens: 250, costUSD: 0.375, cpuSeconds: 2, peakMemoryBytes: 300 << 20, runSeconds: 3.25))
         #expect(try await store.jobs(matching: JobFilter(limit: 10, summary: true)).first?.usage == job.usage)
     }
 }

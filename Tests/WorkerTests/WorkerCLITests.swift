@@ -73,7 +73,7 @@ struct WorkerCLITests {
         #expect(shown["priority"] as? Int == 4 && shown["max_attempts"] as? Int == 2 && (shown["payload"] as? [String: String]) == ["k": "v"])
         #expect(Set(shown.keys) == [
             "id", "queue", "session_id", "prompt", "payload", "status", "priority", "run_at", "attempts", "max_attempts", "last_error",
-            "held_by_session", "blocks_session", "input_tokens", "output_tokens", "cost_usd",
+            "held_by_session", "blocks_session", "input_tokens", "output_tokens", "cost_usd", "cpu_seconds", "peak_memory_bytes", "run_seconds",
             "result", "created_at", "started_at", "completed_at", "locked_by", "lease_expires_at",
         ])
         #expect(try await WorkerProcess.command(["jobs", "cancel", id], environment: env, directory: folder.url).status == 0)

@@ -166,6 +166,9 @@ struct WorkerSandboxRunTests {
             // The worker goes on: the next job runs within the same limits.
             let next = try await worker.run("stdin")
             #expect(next["status"] as? String == "completed", "\(next)")
+            // Each attempt is measured in its group: the job shows what it used.
+            #expect((next["peak_memory_bytes"] as? Int ?? 0) > 0 && (next["run_seconds"] as? Double ?? 0) > 0, "\(next)")
+            #expect(metrics.contains("worker_job_peak_memory_bytes_bucket"))
             worker.process.send(SIGTERM)
             #expect(await worker.process.waitForExit(timeout: .seconds(15)) == 0)
         }
