@@ -54,7 +54,7 @@ public struct JobCgroups: Sendable, Hashable {
             }
             return .success(JobCgroups(layout: .v2(group), limits: limits))
         }
-        // memory and cpuacct measure every attempt; pids and cpu only bound it.
+        // memory and cpuacct bound and measure; pids and cpu only bound.
         let memory = makeGroup("\(root)/memory/\(name)")
         let cpuacct = makeGroup("\(root)/cpuacct/\(name)")
         let pids = limits.pids == nil ? nil : makeGroup("\(root)/pids/\(name)")
@@ -210,15 +210,16 @@ struct JobCgroup: Sendable {
     }
 
     /// Stops whatever is left in the group (a command run without the sandbox may leave
-    /// processes) and removes it.
+    /// processes) and removes it. Blocks for at most about 10 ms (killed processes take a moment
+    /// to leave); a group still busy then is left to the sweep of the worker's next start.
     func remove() {
         for directory in directories.reversed() {
-            for _ in 0..<50 {
+            for _ in 0..<5 {
                 let pids = ((try? String(contentsOfFile: "\(directory)/cgroup.procs", encoding: .utf8)) ?? "")
                     .split(separator: "\n").compactMap { pid_t($0) }
                 for pid in pids { kill(pid, SIGKILL) }
                 if rmdir(directory) == 0 || errno == ENOENT { break }
-                usleep(20_000)
+                usleep(2_000)
             }
         }
     }

@@ -56,12 +56,15 @@ public struct SandboxSettings: Sendable, Hashable {
         return cores
     }
 
-    /// Sets up the control groups that bound (the limits, when set) and measure each attempt.
-    /// - Returns: the groups, or `nil` and why not (no limit was set, and this worker may not
-    ///   create groups: attempts are then not measured).
+    /// Sets up the control groups that bound and measure each attempt, when limits are set.
+    /// - Returns: the groups, or `nil` and why not (then attempts are not measured but for their
+    ///   run time).
     /// - Throws: ``ConfigurationError`` when limits are set and cannot be enforced here (a limit
     ///   asked for is never silently dropped).
     public func prepareCgroups() throws -> (cgroups: JobCgroups?, unavailable: String?) {
+        // A control group per attempt costs the kernel real work (a memory group's creation and
+        // removal): made only when limits are asked for, which then also measure the attempts.
+        guard !limits.isEmpty else { return (nil, "no JOB_*_LIMIT set") }
         switch JobCgroups.prepare(limits: limits, name: "mobvibe-worker-\(getpid())") {
         case .success(let cgroups):
             return (cgroups, nil)

