@@ -1,4 +1,5 @@
 import Foundation
+import NIOPosix
 import Logging
 import SQLiteNIO
 import Synchronization
@@ -49,12 +50,16 @@ public final class SQLiteJobStore: BenchmarkJobStore {
     ///   - table: the jobs table's name (letters, digits and `_`).
     ///   - busyTimeout: how long a statement waits for another process's write lock.
     ///   - sessionOnFailure: whether a turn that fails for good holds its session.
+    ///   - threadPool: the threads SQLite's calls (and their fsyncs) run on; NIO's shared pool
+    ///     (one thread a core) by default. A process with many stores at once (the test suite)
+    ///     gives them a larger pool, or one store's fsyncs stall every other's calls.
     public static func open(
         path: String,
         table: String = "coding_jobs",
         busyTimeout: Duration = .seconds(10),
         changePollInterval: Duration = .milliseconds(200),
         sessionOnFailure: SessionFailurePolicy = .continue,
+        threadPool: NIOThreadPool = .singleton,
         logger: Logger = Logger(label: "worker.sqlite")
     ) async throws -> SQLiteJobStore {
         guard table.range(of: "^[A-Za-z_][A-Za-z0-9_]{0,62}$", options: .regularExpression) != nil else {
@@ -67,7 +72,8 @@ public final class SQLiteJobStore: BenchmarkJobStore {
         }
         let connection: SQLiteConnection
         do {
-            connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+            connection = try await SQLiteConnection.open(
+                storage: .file(path: path), threadPool: threadPool, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any())
         } catch {
             throw SQLiteJobStoreError.cannotOpen(path: path, reason: "\(error)")
         }

@@ -1,6 +1,16 @@
 import Foundation
+import NIOPosix
 import WorkerCore
 import WorkerSQLite
+
+/// The threads of the test suite's SQLite stores: dozens of tests run stores at once, and on
+/// NIO's shared pool (two threads here) one store's fsyncs under a full suite's load stalled every
+/// other store's calls for seconds (claims "did not answer within 5000 ms").
+public let testStoreThreadPool: NIOThreadPool = {
+    let pool = NIOThreadPool(numberOfThreads: 16)
+    pool.start()
+    return pool
+}()
 
 /// Runs `body` with a migrated SQLite store on a fresh file, removed afterwards.
 public func withTemporarySQLiteStore(
@@ -9,7 +19,8 @@ public func withTemporarySQLiteStore(
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent("worker-sqlite-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: folder) }
-    let store = try await SQLiteJobStore.open(path: folder.appendingPathComponent("jobs.sqlite").path, sessionOnFailure: sessionOnFailure)
+    let store = try await SQLiteJobStore.open(
+        path: folder.appendingPathComponent("jobs.sqlite").path, sessionOnFailure: sessionOnFailure, threadPool: testStoreThreadPool)
     do {
         try await store.migrate()
         try await body(store)
