@@ -2,226 +2,232 @@ import Foundation
 import Testing
 import WorkerExecution
 
-/// `worker run` with JOB_SANDBOX=bubblewrap, real bwrap: what a hostile command tries fails, the
-/// worker keeps serving, and a command still gets its prompt and its workspace.
-@Suite("worker run in the sandbox", .serialized)
-struct WorkerSandboxRunTests {
-    static let probe = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/sandbox-probe.sh").path
-    static let secret = "s3cr3t-\(UUID().uuidString)"
+extension ChaosTests {
+    /// `worker run` with JOB_SANDBOX=bubblewrap, real bwrap: what a hostile command tries fails, the
+    /// worker keeps serving, and a command still gets its prompt and its workspace.
+    ///
+    /// Nested in the chaos suite, so that its cases run one at a time with the chaos cases: each
+    /// starts worker processes (memory hogs and fork bombs among them), and beside the rest of the
+    /// suite's start they slowed timing tests elsewhere past their bounds.
+    @Suite("worker run in the sandbox")
+    struct Sandbox {
+        static let probe = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/sandbox-probe.sh").path
+        static let secret = "s3cr3t-\(UUID().uuidString)"
 
-    /// A worker on its own SQLite file and port, with a secret in its environment and a `.env`
-    /// beside it, running the probe.
-    final class SandboxedWorker {
-        let folder: URL
-        let process: WorkerProcess
-        let environment: [String: String]
-        let port: Int
+        /// A worker on its own SQLite file and port, with a secret in its environment and a `.env`
+        /// beside it, running the probe.
+        final class SandboxedWorker {
+            let folder: URL
+            let process: WorkerProcess
+            let environment: [String: String]
+            let port: Int
 
-        init(_ extra: [String: String]) throws {
-            folder = FileManager.default.temporaryDirectory.appendingPathComponent("worker-sandbox-\(UUID().uuidString)")
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            port = try freePort()
-            try "API_TOKEN_UNUSED=\(WorkerSandboxRunTests.secret)\n".write(to: folder.appendingPathComponent(".env"), atomically: true, encoding: .utf8)
-            var environment = [
-                "JOB_COMMAND": WorkerSandboxRunTests.probe, "HEALTH_CHECK_PORT": "\(port)", "LOG_FORMAT": "json",
-                "JOB_WORKDIR_ROOT": folder.appendingPathComponent("jobs").path, "JOB_KEEP_WORKDIR": "always",
-                "DATABASE_URL": "sqlite:\(folder.appendingPathComponent("jobs.sqlite").path)",
-                "SANDBOX_TEST_SECRET": WorkerSandboxRunTests.secret, "JOB_TIMEOUT_MS": "4000", "JOB_KILL_GRACE_MS": "500",
-                "JOB_MAX_ATTEMPTS": "1", "MAX_CONCURRENT_JOBS": "2",
-            ]
-            environment.merge(extra) { $1 }
-            self.environment = environment
-            process = try WorkerProcess(environment: environment, directory: folder)
-        }
-
-        deinit {
-            process.kill9()
-            try? FileManager.default.removeItem(at: folder)
-        }
-
-        var database: String { folder.appendingPathComponent("jobs.sqlite").path }
-        var dotenv: String { folder.appendingPathComponent(".env").path }
-
-        /// Enqueues `prompt` and waits for the job to finish; returns the job as the API shows it.
-        func run(_ prompt: String, session: UUID? = nil, timeout: Duration = .seconds(30)) async throws -> [String: Any] {
-            let id = try await WorkerProcess.command(
-                ["enqueue", "--prompt", prompt] + (session.map { ["--session-id", $0.uuidString.lowercased()] } ?? []),
-                environment: environment, directory: folder)
-                .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-            var job: [String: Any] = [:]
-            _ = try await eventually("job \(id) finished", timeout: timeout) {
-                job = jsonObject(try await http(port: port, path: "/jobs/\(id)").body) ?? [:]
-                return ["completed", "failed"].contains(job["status"] as? String ?? "")
+            init(_ extra: [String: String]) throws {
+                folder = FileManager.default.temporaryDirectory.appendingPathComponent("worker-sandbox-\(UUID().uuidString)")
+                try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+                port = try freePort()
+                try "API_TOKEN_UNUSED=\(ChaosTests.Sandbox.secret)\n".write(to: folder.appendingPathComponent(".env"), atomically: true, encoding: .utf8)
+                var environment = [
+                    "JOB_COMMAND": ChaosTests.Sandbox.probe, "HEALTH_CHECK_PORT": "\(port)", "LOG_FORMAT": "json",
+                    "JOB_WORKDIR_ROOT": folder.appendingPathComponent("jobs").path, "JOB_KEEP_WORKDIR": "always",
+                    "DATABASE_URL": "sqlite:\(folder.appendingPathComponent("jobs.sqlite").path)",
+                    "SANDBOX_TEST_SECRET": ChaosTests.Sandbox.secret, "JOB_TIMEOUT_MS": "4000", "JOB_KILL_GRACE_MS": "500",
+                    "JOB_MAX_ATTEMPTS": "1", "MAX_CONCURRENT_JOBS": "2",
+                ]
+                environment.merge(extra) { $1 }
+                self.environment = environment
+                process = try WorkerProcess(environment: environment, directory: folder)
             }
-            return job
+
+            deinit {
+                process.kill9()
+                try? FileManager.default.removeItem(at: folder)
+            }
+
+            var database: String { folder.appendingPathComponent("jobs.sqlite").path }
+            var dotenv: String { folder.appendingPathComponent(".env").path }
+
+            /// Enqueues `prompt` and waits for the job to finish; returns the job as the API shows it.
+            func run(_ prompt: String, session: UUID? = nil, timeout: Duration = .seconds(30)) async throws -> [String: Any] {
+                let id = try await WorkerProcess.command(
+                    ["enqueue", "--prompt", prompt] + (session.map { ["--session-id", $0.uuidString.lowercased()] } ?? []),
+                    environment: environment, directory: folder)
+                    .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+                var job: [String: Any] = [:]
+                _ = try await eventually("job \(id) finished", timeout: timeout) {
+                    job = jsonObject(try await http(port: port, path: "/jobs/\(id)").body) ?? [:]
+                    return ["completed", "failed"].contains(job["status"] as? String ?? "")
+                }
+                return job
+            }
         }
-    }
 
-    @Test("a hostile command reads no secret or host file, writes only its workspace and /tmp, reaches no host port; unconfined it could")
-    func escapesFail() async throws {
-        #expect(JobSandbox.locate() != nil, "bwrap is installed (scripts/test installs Debian's bubblewrap)")
-        let other = try TemporaryDirectory()
-        try "another job's file".write(to: other.url.appendingPathComponent("notes.txt"), atomically: true, encoding: .utf8)
-        let postgresPort = URL(string: ProcessInfo.processInfo.environment["TEST_DATABASE_URL"] ?? "")?.port
+        @Test("a hostile command reads no secret or host file, writes only its workspace and /tmp, reaches no host port; unconfined it could")
+        func escapesFail() async throws {
+            #expect(JobSandbox.locate() != nil, "bwrap is installed (scripts/test installs Debian's bubblewrap)")
+            let other = try TemporaryDirectory()
+            try "another job's file".write(to: other.url.appendingPathComponent("notes.txt"), atomically: true, encoding: .utf8)
+            let postgresPort = URL(string: ProcessInfo.processInfo.environment["TEST_DATABASE_URL"] ?? "")?.port
 
-        for (network, sandbox) in [("none", "bubblewrap"), ("host", "bubblewrap"), ("host", "none")] {
-            let worker = try SandboxedWorker(["JOB_SANDBOX": sandbox, "JOB_NETWORK": network])
+            for (network, sandbox) in [("none", "bubblewrap"), ("host", "bubblewrap"), ("host", "none")] {
+                let worker = try SandboxedWorker(["JOB_SANDBOX": sandbox, "JOB_NETWORK": network])
+                defer { worker.process.kill9() }
+                #expect(try await eventually("health") { try await http(port: worker.port, path: "/health").status == 200 })
+                let ports = [worker.port] + (postgresPort.map { [$0] } ?? [])
+                let job = try await worker.run("escape \(worker.dotenv) \(worker.database) \(other.url.path) \(ports.map(String.init).joined(separator: " "))")
+                let result = try #require(job["result"] as? [String: Any], "\(job)")
+                let reached = result["ports"] as? [String: Bool] ?? [:]
+                let label = "JOB_SANDBOX=\(sandbox) JOB_NETWORK=\(network): \(result)"
+                if sandbox == "bubblewrap" {
+                    #expect(result["envLeak"] as? Bool == false, "\(label)")
+                    #expect(result["dotenv"] as? Bool == false, "\(label)")
+                    #expect(result["database"] as? Bool == false, "\(label)")
+                    #expect(result["otherWorkspace"] as? Bool == false, "\(label)")
+                    #expect(result["writeUsr"] as? Bool == false, "\(label)")
+                    #expect(result["writeRoot"] as? Bool == false, "\(label)")
+                    #expect(result["writeWorkspace"] as? Bool == true, "\(label)")
+                    #expect(result["writeTmp"] as? Bool == true, "\(label)")
+                    #expect(result["pwd"] as? String == JobSandbox.workspacePath, "\(label)")
+                    #expect(reached.count == ports.count && reached.values.allSatisfy { $0 == (network == "host") }, "\(label)")
+                    // The worker's log says how commands run.
+                    #expect(worker.process.stdout.contains("Job sandbox: bubblewrap"))
+                } else {
+                    // The control: the same probe, unconfined, finds what the sandbox hides.
+                    #expect(result["envLeak"] as? Bool == true, "\(label)")
+                    #expect(result["dotenv"] as? Bool == true && result["database"] as? Bool == true, "\(label)")
+                    #expect(result["otherWorkspace"] as? Bool == true, "\(label)")
+                    #expect(reached.values.allSatisfy { $0 }, "\(label)")
+                }
+                #expect(try await http(port: worker.port, path: "/health").status == 200)
+                worker.process.send(SIGTERM)
+                #expect(await worker.process.waitForExit(timeout: .seconds(10)) == 0)
+            }
+        }
+
+        @Test("in the sandbox the prompt arrives byte for byte, and a grandchild in its own session that ignores SIGTERM dies with its job")
+        func promptAndGrandchild() async throws {
+            let worker = try SandboxedWorker(["JOB_SANDBOX": "bubblewrap"])
             defer { worker.process.kill9() }
             #expect(try await eventually("health") { try await http(port: worker.port, path: "/health").status == 200 })
-            let ports = [worker.port] + (postgresPort.map { [$0] } ?? [])
-            let job = try await worker.run("escape \(worker.dotenv) \(worker.database) \(other.url.path) \(ports.map(String.init).joined(separator: " "))")
-            let result = try #require(job["result"] as? [String: Any], "\(job)")
-            let reached = result["ports"] as? [String: Bool] ?? [:]
-            let label = "JOB_SANDBOX=\(sandbox) JOB_NETWORK=\(network): \(result)"
-            if sandbox == "bubblewrap" {
-                #expect(result["envLeak"] as? Bool == false, "\(label)")
-                #expect(result["dotenv"] as? Bool == false, "\(label)")
-                #expect(result["database"] as? Bool == false, "\(label)")
-                #expect(result["otherWorkspace"] as? Bool == false, "\(label)")
-                #expect(result["writeUsr"] as? Bool == false, "\(label)")
-                #expect(result["writeRoot"] as? Bool == false, "\(label)")
-                #expect(result["writeWorkspace"] as? Bool == true, "\(label)")
-                #expect(result["writeTmp"] as? Bool == true, "\(label)")
-                #expect(result["pwd"] as? String == JobSandbox.workspacePath, "\(label)")
-                #expect(reached.count == ports.count && reached.values.allSatisfy { $0 == (network == "host") }, "\(label)")
-                // The worker's log says how commands run.
-                #expect(worker.process.stdout.contains("Job sandbox: bubblewrap"))
-            } else {
-                // The control: the same probe, unconfined, finds what the sandbox hides.
-                #expect(result["envLeak"] as? Bool == true, "\(label)")
-                #expect(result["dotenv"] as? Bool == true && result["database"] as? Bool == true, "\(label)")
-                #expect(result["otherWorkspace"] as? Bool == true, "\(label)")
-                #expect(reached.values.allSatisfy { $0 }, "\(label)")
-            }
+            let prompt = "stdin\n  caf\u{e9} \u{1F600}\ttabs\r\nlast line without newline  "
+            let job = try await worker.run(prompt)
+            let digest = try #require((job["result"] as? [String: Any])?["sha256"] as? String, "\(job)")
+            let expected = try await WorkerProcess.command(["-c", "printf '%s' \"$0\" | sha256sum", prompt], environment: [:], directory: worker.folder, executable: URL(fileURLWithPath: "/bin/sh"))
+            #expect(digest == String(expected.stdout.prefix(64)))
+
+            let token = String(Int.random(in: 100_000...999_999))
+            let orphan = try await worker.run("orphan \(token)")
+            #expect(orphan["status"] as? String == "failed")
+            #expect((orphan["lastError"] as? String ?? orphan["last_error"] as? String ?? "").contains("timed out"), "\(orphan)")
+            // The grandchild (its command line `sleep 300.TOKEN`) is gone once the job is.
+            #expect(try await eventually("grandchild gone", timeout: .seconds(5)) {
+                let found = try await WorkerProcess.command(["-f", "sleep 300.\(token)"], environment: [:], directory: worker.folder, executable: URL(fileURLWithPath: "/usr/bin/pgrep"))
+                return found.status == 1
+            })
             #expect(try await http(port: worker.port, path: "/health").status == 200)
-            worker.process.send(SIGTERM)
-            #expect(await worker.process.waitForExit(timeout: .seconds(10)) == 0)
         }
-    }
 
-    @Test("in the sandbox the prompt arrives byte for byte, and a grandchild in its own session that ignores SIGTERM dies with its job")
-    func promptAndGrandchild() async throws {
-        let worker = try SandboxedWorker(["JOB_SANDBOX": "bubblewrap"])
-        defer { worker.process.kill9() }
-        #expect(try await eventually("health") { try await http(port: worker.port, path: "/health").status == 200 })
-        let prompt = "stdin\n  caf\u{e9} \u{1F600}\ttabs\r\nlast line without newline  "
-        let job = try await worker.run(prompt)
-        let digest = try #require((job["result"] as? [String: Any])?["sha256"] as? String, "\(job)")
-        let expected = try await WorkerProcess.command(["-c", "printf '%s' \"$0\" | sha256sum", prompt], environment: [:], directory: worker.folder, executable: URL(fileURLWithPath: "/bin/sh"))
-        #expect(digest == String(expected.stdout.prefix(64)))
-
-        let token = String(Int.random(in: 100_000...999_999))
-        let orphan = try await worker.run("orphan \(token)")
-        #expect(orphan["status"] as? String == "failed")
-        #expect((orphan["lastError"] as? String ?? orphan["last_error"] as? String ?? "").contains("timed out"), "\(orphan)")
-        // The grandchild (its command line `sleep 300.TOKEN`) is gone once the job is.
-        #expect(try await eventually("grandchild gone", timeout: .seconds(5)) {
-            let found = try await WorkerProcess.command(["-f", "sleep 300.\(token)"], environment: [:], directory: worker.folder, executable: URL(fileURLWithPath: "/usr/bin/pgrep"))
-            return found.status == 1
-        })
-        #expect(try await http(port: worker.port, path: "/health").status == 200)
-    }
-
-    @Test("a repository the command configured to run a program on git add: the change summary's git runs it in the sandbox, not as the worker")
-    func changeSummaryGitIsSandboxed() async throws {
-        for sandbox in ["bubblewrap", "none"] {
-            let worker = try SandboxedWorker(["JOB_SANDBOX": sandbox, "JOB_WORKSPACE": "session", "JOB_GIT_CHANGES": "true"])
-            #expect(try await eventually("health") { try await http(port: worker.port, path: "/health").status == 200 })
-            let marker = worker.folder.appendingPathComponent("escaped-\(sandbox)").path
-            let session = UUID()
-            let first = try await worker.run("gitpwn \(marker)", session: session)
-            #expect(first["status"] as? String == "completed", "\(first)")
-            // The next turn's summary stages the work tree: git runs the filter.
-            let second = try await worker.run("stdin", session: session)
-            #expect(second["status"] as? String == "completed", "\(second)")
-            // The summary itself still works with git in the sandbox.
-            #expect((second["result"] as? [String: Any])?["changes"] != nil, "\(second)")
-            let escaped = FileManager.default.fileExists(atPath: marker)
-            // Unconfined, the repository's program runs as the worker (the control); sandboxed, not.
-            #expect(escaped == (sandbox == "none"), "JOB_SANDBOX=\(sandbox): the filter ran on the host: \(escaped)")
-            worker.process.send(SIGTERM)
-            #expect(await worker.process.waitForExit(timeout: .seconds(10)) == 0)
-        }
-    }
-
-    @Test("limits: memory without end fails with out_of_memory, a fork bomb with pids_limit, within seconds; /health answers and the next job runs")
-    func limitsStopRunawayCommands() async throws {
-        for sandbox in ["bubblewrap", "none"] {
-            let worker = try SandboxedWorker([
-                "JOB_SANDBOX": sandbox, "JOB_MEMORY_LIMIT_MB": "64", "JOB_PIDS_LIMIT": "64", "JOB_CPU_LIMIT": "0.5", "JOB_TIMEOUT_MS": "60000",
-            ])
-            #expect(try await eventually("health") { try await http(port: worker.port, path: "/health").status == 200 })
-            #expect(worker.process.stdout.contains("Job limits: memory 64 MiB, CPU 0.5 cores, 64 processes per attempt, enforced with cgroup"))
-            let clock = ContinuousClock()
-            for (prompt, reason) in [("hog", "out_of_memory"), ("bomb", "pids_limit")] {
-                let start = clock.now
-                let job = try await worker.run(prompt, timeout: .seconds(40))
-                let error = job["lastError"] as? String ?? job["last_error"] as? String ?? ""
-                #expect(job["status"] as? String == "failed" && error.hasPrefix(reason), "JOB_SANDBOX=\(sandbox) \(prompt): \(job)")
-                #expect(clock.now - start < .seconds(20), "JOB_SANDBOX=\(sandbox) \(prompt) took \(clock.now - start)")
-                #expect(try await http(port: worker.port, path: "/health").status == 200)
+        @Test("a repository the command configured to run a program on git add: the change summary's git runs it in the sandbox, not as the worker")
+        func changeSummaryGitIsSandboxed() async throws {
+            for sandbox in ["bubblewrap", "none"] {
+                let worker = try SandboxedWorker(["JOB_SANDBOX": sandbox, "JOB_WORKSPACE": "session", "JOB_GIT_CHANGES": "true"])
+                #expect(try await eventually("health") { try await http(port: worker.port, path: "/health").status == 200 })
+                let marker = worker.folder.appendingPathComponent("escaped-\(sandbox)").path
+                let session = UUID()
+                let first = try await worker.run("gitpwn \(marker)", session: session)
+                #expect(first["status"] as? String == "completed", "\(first)")
+                // The next turn's summary stages the work tree: git runs the filter.
+                let second = try await worker.run("stdin", session: session)
+                #expect(second["status"] as? String == "completed", "\(second)")
+                // The summary itself still works with git in the sandbox.
+                #expect((second["result"] as? [String: Any])?["changes"] != nil, "\(second)")
+                let escaped = FileManager.default.fileExists(atPath: marker)
+                // Unconfined, the repository's program runs as the worker (the control); sandboxed, not.
+                #expect(escaped == (sandbox == "none"), "JOB_SANDBOX=\(sandbox): the filter ran on the host: \(escaped)")
+                worker.process.send(SIGTERM)
+                #expect(await worker.process.waitForExit(timeout: .seconds(10)) == 0)
             }
-            let metrics = try await http(port: worker.port, path: "/metrics").body
-            #expect(metrics.contains(#"reason="out_of_memory""#) && metrics.contains(#"reason="pids_limit""#))
-            // The worker goes on: the next job runs within the same limits.
-            let next = try await worker.run("stdin")
-            #expect(next["status"] as? String == "completed", "\(next)")
-            // Each attempt is measured in its group: the job shows what it used.
-            #expect((next["peak_memory_bytes"] as? Int ?? 0) > 0 && (next["run_seconds"] as? Double ?? 0) > 0, "\(next)")
-            #expect(metrics.contains("worker_job_peak_memory_bytes_bucket"))
-            worker.process.send(SIGTERM)
-            #expect(await worker.process.waitForExit(timeout: .seconds(15)) == 0)
         }
-    }
 
-    @Test("unconfined, a command of the worker's own user cannot read the worker's environment (non-dumpable), though it can read another process's of that user")
-    func workerIsNotDumpable() async throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("worker-dumpable-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let port = try freePort()
-        let environment = [
-            "JOB_COMMAND": Self.probe, "HEALTH_CHECK_PORT": "\(port)", "LOG_FORMAT": "json", "JOB_SANDBOX": "none",
-            "JOB_WORKDIR_ROOT": folder.appendingPathComponent("jobs").path, "DATABASE_URL": "sqlite:\(folder.path)/jobs.sqlite",
-            "SANDBOX_TEST_SECRET": Self.secret, "HOME": folder.path,
-        ]
-        // The worker and a bystander, both as an unprivileged user (as root, everything is readable anyway).
-        let asNobody = ["--reuid=65534", "--regid=65534", "--clear-groups"]
-        let setpriv = URL(fileURLWithPath: "/usr/bin/setpriv")
-        let worker = try WorkerProcess(asNobody + [WorkerProcess.binary.path, "run"], environment: environment, directory: folder, executable: setpriv)
-        defer { worker.kill9() }
-        let bystander = try WorkerProcess(asNobody + ["/bin/sleep", "60"], environment: ["SANDBOX_TEST_SECRET": Self.secret], directory: folder, executable: setpriv)
-        defer { bystander.kill9() }
-        #expect(try await eventually("health") { try await http(port: port, path: "/health").status == 200 })
-        let id = try await WorkerProcess.command(["enqueue", "--prompt", "escape /nonexistent /nonexistent /nonexistent"], environment: environment, directory: folder)
-            .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        var job: [String: Any] = [:]
-        #expect(try await eventually("job done") {
-            job = jsonObject(try await http(port: port, path: "/jobs/\(id)").body) ?? [:]
-            return job["status"] as? String == "completed"
-        })
-        let result = try #require(job["result"] as? [String: Any], "\(job) \(worker.stderr)")
-        #expect(result["parentEnvLeak"] as? Bool == false, "the worker's environment was readable: \(result)")
-        #expect(result["envLeak"] as? Bool == true, "the control: the bystander's environment is readable to its user: \(result)")
-        worker.send(SIGTERM)
-        #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
-    }
+        @Test("limits: memory without end fails with out_of_memory, a fork bomb with pids_limit, within seconds; /health answers and the next job runs")
+        func limitsStopRunawayCommands() async throws {
+            for sandbox in ["bubblewrap", "none"] {
+                let worker = try SandboxedWorker([
+                    "JOB_SANDBOX": sandbox, "JOB_MEMORY_LIMIT_MB": "64", "JOB_PIDS_LIMIT": "64", "JOB_CPU_LIMIT": "0.5", "JOB_TIMEOUT_MS": "60000",
+                ])
+                #expect(try await eventually("health") { try await http(port: worker.port, path: "/health").status == 200 })
+                #expect(worker.process.stdout.contains("Job limits: memory 64 MiB, CPU 0.5 cores, 64 processes per attempt, enforced with cgroup"))
+                let clock = ContinuousClock()
+                for (prompt, reason) in [("hog", "out_of_memory"), ("bomb", "pids_limit")] {
+                    let start = clock.now
+                    let job = try await worker.run(prompt, timeout: .seconds(40))
+                    let error = job["lastError"] as? String ?? job["last_error"] as? String ?? ""
+                    #expect(job["status"] as? String == "failed" && error.hasPrefix(reason), "JOB_SANDBOX=\(sandbox) \(prompt): \(job)")
+                    #expect(clock.now - start < .seconds(20), "JOB_SANDBOX=\(sandbox) \(prompt) took \(clock.now - start)")
+                    #expect(try await http(port: worker.port, path: "/health").status == 200)
+                }
+                let metrics = try await http(port: worker.port, path: "/metrics").body
+                #expect(metrics.contains(#"reason="out_of_memory""#) && metrics.contains(#"reason="pids_limit""#))
+                // The worker goes on: the next job runs within the same limits.
+                let next = try await worker.run("stdin")
+                #expect(next["status"] as? String == "completed", "\(next)")
+                // Each attempt is measured in its group: the job shows what it used.
+                #expect((next["peak_memory_bytes"] as? Int ?? 0) > 0 && (next["run_seconds"] as? Double ?? 0) > 0, "\(next)")
+                #expect(metrics.contains("worker_job_peak_memory_bytes_bucket"))
+                worker.process.send(SIGTERM)
+                #expect(await worker.process.waitForExit(timeout: .seconds(15)) == 0)
+            }
+        }
 
-    @Test("JOB_SANDBOX=bubblewrap that cannot work stops start-up with a message saying what to do")
-    func brokenSandboxStopsStartup() async throws {
-        let folder = try TemporaryDirectory()
-        // No bwrap in this PATH.
-        let result = try await WorkerProcess.command(
-            ["run"],
-            environment: ["JOB_SANDBOX": "bubblewrap", "JOB_COMMAND": "/bin/cat", "PATH": "/nonexistent", "HEALTH_CHECK_PORT": "\(try freePort())"],
-            directory: folder.url)
-        #expect(result.status == 1)
-        #expect(result.stderr.contains("JOB_SANDBOX") && result.stderr.contains("bubblewrap") && result.stderr.contains("JOB_SANDBOX=none"), "\(result.stderr)")
-        let production = try await WorkerProcess.command(
-            ["config", "check"],
-            // (The test harness sets JOB_SANDBOX=none; automatic is what unset means.)
-            environment: ["APP_ENV": "production", "JOB_COMMAND": "/bin/cat", "PATH": "/nonexistent", "JOB_SANDBOX": "automatic", "DATABASE_URL": "sqlite:\(folder.url.path)/db.sqlite"],
-            directory: folder.url)
-        #expect(production.status == 1 && production.stderr.contains("JOB_SANDBOX"), "\(production.stderr)")
+        @Test("unconfined, a command of the worker's own user cannot read the worker's environment (non-dumpable), though it can read another process's of that user")
+        func workerIsNotDumpable() async throws {
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("worker-dumpable-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
+            defer { try? FileManager.default.removeItem(at: folder) }
+            let port = try freePort()
+            let environment = [
+                "JOB_COMMAND": Self.probe, "HEALTH_CHECK_PORT": "\(port)", "LOG_FORMAT": "json", "JOB_SANDBOX": "none",
+                "JOB_WORKDIR_ROOT": folder.appendingPathComponent("jobs").path, "DATABASE_URL": "sqlite:\(folder.path)/jobs.sqlite",
+                "SANDBOX_TEST_SECRET": Self.secret, "HOME": folder.path,
+            ]
+            // The worker and a bystander, both as an unprivileged user (as root, everything is readable anyway).
+            let asNobody = ["--reuid=65534", "--regid=65534", "--clear-groups"]
+            let setpriv = URL(fileURLWithPath: "/usr/bin/setpriv")
+            let worker = try WorkerProcess(asNobody + [WorkerProcess.binary.path, "run"], environment: environment, directory: folder, executable: setpriv)
+            defer { worker.kill9() }
+            let bystander = try WorkerProcess(asNobody + ["/bin/sleep", "60"], environment: ["SANDBOX_TEST_SECRET": Self.secret], directory: folder, executable: setpriv)
+            defer { bystander.kill9() }
+            #expect(try await eventually("health") { try await http(port: port, path: "/health").status == 200 })
+            let id = try await WorkerProcess.command(["enqueue", "--prompt", "escape /nonexistent /nonexistent /nonexistent"], environment: environment, directory: folder)
+                .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            var job: [String: Any] = [:]
+            #expect(try await eventually("job done") {
+                job = jsonObject(try await http(port: port, path: "/jobs/\(id)").body) ?? [:]
+                return job["status"] as? String == "completed"
+            })
+            let result = try #require(job["result"] as? [String: Any], "\(job) \(worker.stderr)")
+            #expect(result["parentEnvLeak"] as? Bool == false, "the worker's environment was readable: \(result)")
+            #expect(result["envLeak"] as? Bool == true, "the control: the bystander's environment is readable to its user: \(result)")
+            worker.send(SIGTERM)
+            #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+        }
+
+        @Test("JOB_SANDBOX=bubblewrap that cannot work stops start-up with a message saying what to do")
+        func brokenSandboxStopsStartup() async throws {
+            let folder = try TemporaryDirectory()
+            // No bwrap in this PATH.
+            let result = try await WorkerProcess.command(
+                ["run"],
+                environment: ["JOB_SANDBOX": "bubblewrap", "JOB_COMMAND": "/bin/cat", "PATH": "/nonexistent", "HEALTH_CHECK_PORT": "\(try freePort())"],
+                directory: folder.url)
+            #expect(result.status == 1)
+            #expect(result.stderr.contains("JOB_SANDBOX") && result.stderr.contains("bubblewrap") && result.stderr.contains("JOB_SANDBOX=none"), "\(result.stderr)")
+            let production = try await WorkerProcess.command(
+                ["config", "check"],
+                // (The test harness sets JOB_SANDBOX=none; automatic is what unset means.)
+                environment: ["APP_ENV": "production", "JOB_COMMAND": "/bin/cat", "PATH": "/nonexistent", "JOB_SANDBOX": "automatic", "DATABASE_URL": "sqlite:\(folder.url.path)/db.sqlite"],
+                directory: folder.url)
+            #expect(production.status == 1 && production.stderr.contains("JOB_SANDBOX"), "\(production.stderr)")
+        }
     }
 }
