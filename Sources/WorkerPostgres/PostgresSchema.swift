@@ -328,7 +328,7 @@ struct PostgresSchema: Sendable {
     /// Events of running jobs. The batch's distinct leases: `$1` job ids, `$2` worker ids, `$3`
     /// attempts; then one element of each array an event: `$4` its lease (a 1-based index into
     /// the first three), `$5` sequence numbers, `$6` kinds, `$7` data (JSON object text).
-    /// Returns the indexes of the leases that hold (only their events are stored). An event is
+    /// Returns the indexes of the leases that hold (only their events are stored), then 0. An event is
     /// matched by lease, not by job: an earlier attempt's late events may share a batch with
     /// the current attempt's, when this worker claimed the job again.
     ///
@@ -365,7 +365,10 @@ struct PostgresSchema: Sendable {
                         FROM (SELECT DISTINCT id FROM held) AS d
                     ) AS c GROUP BY c.chunk
                 )
+                -- Then a last row of 0: an answer without it was cut short (a connection lost as
+                -- the server stopped), and the write is made again rather than taken as refused.
                 SELECT n FROM held WHERE (SELECT count(*) FROM notified) >= 0
+                UNION ALL SELECT 0
                 """
         )
     }
