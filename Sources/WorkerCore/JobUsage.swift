@@ -29,9 +29,6 @@ public struct JobUsage: Sendable, Hashable {
         inputTokens == 0 && outputTokens == 0 && costUSD == 0 && cpuSeconds == 0 && peakMemoryBytes == 0 && runSeconds == 0
     }
 
-    /// Whether the agent reported anything (tokens or cost).
-    public var hasAgentFigures: Bool { inputTokens != 0 || outputTokens != 0 || costUSD != 0 }
-
     /// Sums, but for the peak memory: the larger.
     public static func + (a: JobUsage, b: JobUsage) -> JobUsage {
         JobUsage(

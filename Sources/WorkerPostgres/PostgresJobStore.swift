@@ -268,15 +268,9 @@ public final class PostgresJobStore: BenchmarkJobStore {
         var ids: [UUID] = [], workers: [String] = [], attempts: [Int] = [], kinds: [String] = []
         var results: [String] = [], errors: [String] = [], delays: [Int] = []
         var eventSequences: [Int64] = [], eventData: [String] = []
-        var inputTokens: [Int64] = [], outputTokens: [Int64] = [], costs: [Double] = []
-        var cpu: [Double] = [], peaks: [Int64] = [], runs: [Double] = []
+        var usage = UsageColumns()
         for completion in completions {
-            inputTokens.append(completion.usage.inputTokens)
-            outputTokens.append(completion.usage.outputTokens)
-            costs.append(completion.usage.costUSD)
-            cpu.append(completion.usage.cpuSeconds)
-            peaks.append(completion.usage.peakMemoryBytes)
-            runs.append(completion.usage.runSeconds)
+            usage.append(completion.usage)
             eventSequences.append(completion.event?.sequence ?? 0)
             eventData.append(completion.event?.data ?? "")
             ids.append(completion.lease.jobID)
@@ -304,12 +298,7 @@ public final class PostgresJobStore: BenchmarkJobStore {
         bindings.append(JobStatus.processing.rawValue)
         bindings.append(eventSequences)
         bindings.append(eventData)
-        bindings.append(inputTokens)
-        bindings.append(outputTokens)
-        bindings.append(costs)
-        bindings.append(cpu)
-        bindings.append(peaks)
-        bindings.append(runs)
+        usage.bind(to: &bindings)
         return try Self.applied(ids, returned: try await rows(of: schema.recordStatement, bindings))
     }
 
@@ -318,8 +307,7 @@ public final class PostgresJobStore: BenchmarkJobStore {
     private func recordCompletions(_ completions: [JobCompletion]) async throws -> [Bool]? {
         let workerID = completions[0].lease.workerID
         var ids: [UUID] = [], attempts: [Int] = [], results: [String] = [], eventSequences: [Int64] = [], eventData: [String] = []
-        var inputTokens: [Int64] = [], outputTokens: [Int64] = [], costs: [Double] = []
-        var cpu: [Double] = [], peaks: [Int64] = [], runs: [Double] = []
+        var usage = UsageColumns()
         ids.reserveCapacity(completions.count)
         attempts.reserveCapacity(completions.count)
         results.reserveCapacity(completions.count)
@@ -332,12 +320,7 @@ public final class PostgresJobStore: BenchmarkJobStore {
             results.append(result)
             eventSequences.append(completion.event?.sequence ?? 0)
             eventData.append(completion.event?.data ?? "")
-            inputTokens.append(completion.usage.inputTokens)
-            outputTokens.append(completion.usage.outputTokens)
-            costs.append(completion.usage.costUSD)
-            cpu.append(completion.usage.cpuSeconds)
-            peaks.append(completion.usage.peakMemoryBytes)
-            runs.append(completion.usage.runSeconds)
+            usage.append(completion.usage)
         }
         var bindings = PostgresBindings(capacity: 13)
         bindings.append(ids)
@@ -347,12 +330,7 @@ public final class PostgresJobStore: BenchmarkJobStore {
         bindings.append(JobStatus.processing.rawValue)
         bindings.append(eventSequences)
         bindings.append(eventData)
-        bindings.append(inputTokens)
-        bindings.append(outputTokens)
-        bindings.append(costs)
-        bindings.append(cpu)
-        bindings.append(peaks)
-        bindings.append(runs)
+        usage.bind(to: &bindings)
         return try Self.applied(ids, returned: try await rows(of: schema.completeStatement, bindings))
     }
 
