@@ -6,6 +6,9 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "worker", targets: ["worker"]),
+        // Starts a job's command inside its limits (control groups, rlimits, JOB_USER); installed
+        // beside `worker`, which finds it there.
+        .executable(name: "worker-launch", targets: ["worker-launch"]),
         .library(name: "WorkerCore", targets: ["WorkerCore"]),
     ],
     dependencies: [
@@ -53,6 +56,9 @@ let package = Package(
         ),
         // The one system call Swift cannot make itself (variadic prctl): the worker's own protection.
         .target(name: "CProcessControl"),
+        // A job command's first step (C, no runtime): joins its control groups, sets its rlimits,
+        // drops to JOB_USER, execs the command.
+        .executableTarget(name: "worker-launch"),
         // How a job's command runs: process, sandbox, limits, accounting (and its workspace).
         .target(
             name: "WorkerExecution",
@@ -123,11 +129,11 @@ let package = Package(
         // Real child processes; the job scripts in Fixtures/ are read from the source tree by path.
         .testTarget(
             name: "WorkerExecutionTests",
-            dependencies: ["WorkerExecution", "WorkerCore", "WorkerSQLite", "WorkerTestSupport"],
+            dependencies: ["WorkerExecution", "WorkerCore", "WorkerSQLite", "WorkerTestSupport", "worker-launch"],
             exclude: ["Fixtures"]
         ),
         // End-to-end tests of the built `worker` binary; depending on it makes `swift test` build it.
-        .testTarget(name: "WorkerTests", dependencies: ["worker", "WorkerTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "WorkerTests", dependencies: ["worker", "worker-launch", "WorkerTestSupport"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )

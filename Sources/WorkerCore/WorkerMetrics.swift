@@ -232,6 +232,8 @@ public enum JobFailureReason: String, Sendable, CaseIterable {
     case outOfMemory = "out_of_memory"
     /// The command reached its process limit (`JOB_PIDS_LIMIT`).
     case pidsLimit = "pids_limit"
+    /// The command wrote more than its disk limit (`JOB_DISK_LIMIT_MB`).
+    case diskLimit = "disk_limit"
 }
 
 /// An error a handler throws that knows its ``JobFailureReason`` (e.g. a command's timeout).

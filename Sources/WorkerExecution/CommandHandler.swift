@@ -56,10 +56,29 @@ public struct CommandHandler: JobHandler {
             ? job.sessionID.map { SessionWorkspace(root: configuration.workdirRoot, sessionID: $0) }
             : nil
         let workdir = sessionWorkspace.map { URL(fileURLWithPath: $0.directory) } ?? attemptDirectory.appendingPathComponent("work")
+        // With a disk limit, the sandbox's /tmp and home are directories here, measured with the
+        // workspace, instead of tmpfs mounts the worker cannot see into.
+        let scratch = configuration.sandbox != nil && configuration.limits.limits.diskBytes != nil
+            ? (tmp: attemptDirectory.appendingPathComponent("tmp").path, home: attemptDirectory.appendingPathComponent("home").path)
+            : nil
         do {
             let created = sessionWorkspace == nil ? workdir : attemptDirectory
             try FileManager.default.createDirectory(at: created, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            for directory in [scratch?.tmp, scratch?.home].compactMap({ $0 }) {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+            }
             try Data(job.payload.utf8).write(to: payloadFile)
+            if let user = configuration.user {
+                // The command's user makes its way to its own directories (the parents: search
+                // only) and owns them; it cannot list the other jobs' directories.
+                Self.allowSearch(configuration.workdirRoot)
+                for path in [attemptDirectory.path, payloadFile.path] + (sessionWorkspace == nil ? [workdir.path] : [])
+                    + [scratch?.tmp, scratch?.home].compactMap({ $0 }) {
+                    try user.own(path)
+                }
+            }
+        } catch let error as CommandFailure {
+            throw error
         } catch {
             throw CommandFailure.workdir(path: workdir.path, reason: "\(error)")
         }
@@ -73,6 +92,10 @@ public struct CommandHandler: JobHandler {
             lock?.touch()
             lock?.release()
         }
+        if let user = configuration.user, let sessionWorkspace {
+            Self.allowSearch(SessionWorkspace.sessionsDirectory(root: configuration.workdirRoot))
+            try user.own(sessionWorkspace.directory)
+        }
         if let lock, let sessionWorkspace, let orphan = OrphanedCommand(note: lock.previousNote) {
             await orphan.stopIfLeftBehind(in: sessionWorkspace.directory, host: hostName, logger: context.logger)
         }
@@ -81,7 +104,8 @@ public struct CommandHandler: JobHandler {
             if let git {
                 tracker = await WorkspaceChangeTracker.begin(
                     directory: sessionWorkspace.directory, git: git, environment: baseEnvironment,
-                    timeout: configuration.gitTimeout, scratch: attemptDirectory.path, sandbox: configuration.sandbox, logger: context.logger)
+                    timeout: configuration.gitTimeout, scratch: attemptDirectory.path, sandbox: configuration.sandbox, user: configuration.user,
+                    logger: context.logger)
             } else {
                 context.logger.warning("JOB_GIT_CHANGES is on but git is not in PATH: no change summary")
             }
@@ -94,6 +118,11 @@ public struct CommandHandler: JobHandler {
         environment["JOB_MAX_ATTEMPTS"] = String(job.maxAttempts)
         environment["JOB_QUEUE"] = job.queue
         environment["JOB_PAYLOAD_FILE"] = payloadFile.path
+        if let user = configuration.user {
+            environment["USER"] = user.name
+            environment["LOGNAME"] = user.name
+            if configuration.sandbox == nil { environment["HOME"] = user.home }
+        }
         if configuration.sandbox != nil {
             environment["JOB_PAYLOAD_FILE"] = JobSandbox.payloadPath
             if environment["TMPDIR"] != nil { environment["TMPDIR"] = "/tmp" }
@@ -101,8 +130,8 @@ public struct CommandHandler: JobHandler {
         }
 
         let run = try await execute(
-            prompt: job.prompt, workdir: workdir.path, payloadFile: payloadFile.path, environment: environment, events: context.events,
-            logger: context.logger
+            prompt: job.prompt, workdir: workdir.path, payloadFile: payloadFile.path, scratch: scratch, environment: environment,
+            events: context.events, logger: context.logger
         ) { group in
             // Should this worker die, the session's next holder stops what the command left.
             lock?.rewriteNote(OrphanedCommand.note(holder: holder, processGroup: group))
@@ -111,7 +140,7 @@ public struct CommandHandler: JobHandler {
         if let tracker, !Task.isCancelled { changes = await tracker.finish(logger: context.logger) }
         if let limit = run.limit {
             Self.logChangesOfFailedAttempt(changes, logger: context.logger)
-            throw CommandFailure.limitReached(limit, limit: configuration.cgroups.map { Self.describe(limit, $0.limits) } ?? "", stderrTail: run.stderr.tailText)
+            throw CommandFailure.limitReached(limit, limit: Self.describe(limit, configuration.limits.limits), stderrTail: run.stderr.tailText)
         }
         switch run.status {
         case .exited(0):
@@ -136,8 +165,17 @@ public struct CommandHandler: JobHandler {
         switch reason {
         case .outOfMemory: limits.memoryBytes.map { "JOB_MEMORY_LIMIT_MB=\($0 >> 20)" } ?? "memory"
         case .pidsLimit: limits.pids.map { "JOB_PIDS_LIMIT=\($0)" } ?? "processes"
+        case .diskLimit: limits.diskBytes.map { "JOB_DISK_LIMIT_MB=\($0 >> 20)" } ?? "disk"
         default: reason.rawValue
         }
+    }
+
+    /// Adds search (not read) permission for everyone to `directory`, so that `JOB_USER` reaches
+    /// the directories under it that are theirs.
+    private static func allowSearch(_ directory: String) {
+        var info = stat()
+        guard stat(directory, &info) == 0, info.st_mode & 0o111 != 0o111 else { return }
+        chmod(directory, (info.st_mode & 0o7777) | 0o111)
     }
 
     /// A failed attempt has no result to carry its summary, but its changes stay in the
@@ -185,27 +223,28 @@ public struct CommandHandler: JobHandler {
     }
 
     private func execute(
-        prompt: String, workdir: String, payloadFile: String, environment: [String: String], events: JobEventStream?, logger: Logger,
-        started: @escaping @Sendable (pid_t) -> Void
+        prompt: String, workdir: String, payloadFile: String, scratch: (tmp: String, home: String)?, environment: [String: String],
+        events: JobEventStream?, logger: Logger, started: @escaping @Sendable (pid_t) -> Void
     ) async throws -> Run {
+        let limits = configuration.limits
         var platformOptions = PlatformOptions()
         platformOptions.createSession = true
         platformOptions.teardownSequence = [.send(signal: .terminate, toProcessGroup: true, allowedDurationToNextStep: configuration.killGrace)]
-        let options = platformOptions
         let collected = Collected(limit: configuration.outputLimitBytes)
         // What starts: the command itself, or bwrap with the command inside.
         var commandLine: [String]
         if let sandbox = configuration.sandbox {
             // bwrap starts the program inside, where the host's relative paths mean nothing.
             let inside = configuration.argv[0].contains("/") ? (program ?? configuration.argv[0]) : configuration.argv[0]
-            commandLine = [sandbox.bwrap] + sandbox.arguments(workdir: workdir, payloadFile: payloadFile, program: program, home: environment["HOME"])
+            commandLine = [sandbox.bwrap] + sandbox.arguments(workdir: workdir, payloadFile: payloadFile, program: program, home: environment["HOME"], scratch: scratch)
                 + [inside] + configuration.argv.dropFirst()
         } else {
             commandLine = configuration.argv
         }
-        // With limits, it starts in a control group of its own (through /bin/sh, which joins the
-        // group and then becomes the command: no process of it ever runs outside).
-        let group = try configuration.cgroups.map { cgroups in
+        // With limits, it starts in a control group of its own and with its rlimits, through
+        // worker-launch, which joins the group, sets them, drops to JOB_USER and then becomes the
+        // command: no process of it ever runs outside.
+        let group = try limits.cgroups.map { cgroups in
             do {
                 return try cgroups.group(named: "job-\(UUID().uuidString.prefix(12).lowercased())")
             } catch {
@@ -213,10 +252,17 @@ public struct CommandHandler: JobHandler {
             }
         }
         defer { group?.remove() }
-        if let group {
+        if let launcher = limits.launcher, group != nil || !limits.rlimits.isEmpty {
             if !commandLine[0].contains("/") { commandLine[0] = program ?? commandLine[0] }
-            commandLine = group.wrapping(commandLine)
+            commandLine = launcher.commandLine(join: group?.processFiles ?? [], rlimits: limits.rlimits, user: configuration.user, argv: commandLine)
+        } else if let user = configuration.user {
+            platformOptions.userID = user.uid
+            platformOptions.groupID = user.gid
+            platformOptions.supplementaryGroups = user.groups
         }
+        let options = platformOptions
+        // What the disk limit measures: the workspace, and the sandbox's /tmp and home.
+        let written = [workdir] + (scratch.map { [$0.tmp, $0.home] } ?? [])
         let executable: Executable = commandLine[0].contains("/") ? .path(FilePath(commandLine[0])) : .name(commandLine[0])
         let arguments = Arguments(Array(commandLine.dropFirst()))
         var variables: [Environment.Key: String] = [:]
@@ -268,6 +314,19 @@ public struct CommandHandler: JobHandler {
                         }
                     }
                 }
+                if let disk = limits.limits.diskBytes {
+                    // RLIMIT_FSIZE stops one file at the limit at once; this stops many files
+                    // that are each below it, within a check's interval.
+                    race.addTask {
+                        var interval = JobLimitEnforcement.diskCheckInterval
+                        while true {
+                            try await Task.sleep(for: interval)
+                            let clock = ContinuousClock(), start = clock.now
+                            if await Self.diskUsage(written) > disk { return .limitReached(.diskLimit) }
+                            interval = max(JobLimitEnforcement.diskCheckInterval, (clock.now - start) * 20)
+                        }
+                    }
+                }
                 let first = try await race.next()!
                 race.cancelAll()
                 return first
@@ -288,6 +347,16 @@ public struct CommandHandler: JobHandler {
             if let group, finished != .exited(0) {
                 limit = group.oomKills > 0 ? .outOfMemory : group.pidsLimitHits > 0 ? .pidsLimit : nil
             }
+            // A write stopped at RLIMIT_FSIZE: the writer got SIGXFSZ (a shell or bwrap above it
+            // exits 128 + that), or it caught the signal and failed on its own; the files say.
+            if limit == nil, let disk = limits.limits.diskBytes, finished != .exited(0) {
+                let stoppedAtFileSize = finished == .signaled(SIGXFSZ) || finished == .exited(128 + SIGXFSZ)
+                if stoppedAtFileSize {
+                    limit = .diskLimit
+                } else if await Self.diskUsage(written) >= disk {
+                    limit = .diskLimit
+                }
+            }
         case .timedOut:
             logger.warning("Command timed out; its process group was stopped", metadata: ["timeoutMs": .stringConvertible(timeout.inMilliseconds)])
             status = .signaled(SIGKILL)
@@ -304,6 +373,14 @@ public struct CommandHandler: JobHandler {
             lastObject: collected.lastObject.withLock { $0 },
             limit: limit
         )
+    }
+
+    /// ``DiskUsage`` of `paths`, walked on a Dispatch thread: a large workspace takes a while,
+    /// which must not hold one of the few cooperative threads every job shares.
+    private static func diskUsage(_ paths: [String]) async -> Int64 {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global(qos: .utility).async { continuation.resume(returning: DiskUsage.allocatedBytes(under: paths)) }
+        }
     }
 
     /// Feeds the prompt and drains both output streams concurrently (an unread pipe would block

@@ -38,8 +38,10 @@ public struct CommandHandlerConfiguration: Sendable, Hashable {
     /// Where the command runs: under bubblewrap (``JobSandbox``) or, when `nil`, as the worker's
     /// user with the host's files and network (`JOB_SANDBOX=none`).
     public var sandbox: JobSandbox?
-    /// The control groups that bound each command's memory, CPU and processes (`nil`: none).
-    public var cgroups: JobCgroups?
+    /// How each command's memory, CPU, processes and disk are bounded (and measured).
+    public var limits: JobLimitEnforcement = .none
+    /// The user commands run as when the worker runs as root (`JOB_USER`; `nil`: the worker's).
+    public var user: JobUser?
 
     /// The largest `JOB_OUTPUT_LIMIT_BYTES`: standard output is stored as JSON, which escaping
     /// can make up to six times longer (`\u0001` for one byte), and must stay well below what

@@ -23,6 +23,10 @@ struct GitWorkTree: Sendable {
     /// is the command's to configure.
     var sandbox: JobSandbox? = nil
     var scratch: String? = nil
+    /// The user the job's command runs as (`JOB_USER`): git runs as them too, so that a program
+    /// the repository's configuration names never runs as the worker (and git does not refuse a
+    /// repository another user owns).
+    var user: JobUser? = nil
 
     /// The most output kept from one git command (a diff of a huge change stays bounded).
     static let outputLimit = 64 << 20
@@ -32,12 +36,14 @@ struct GitWorkTree: Sendable {
     ///
     /// - Parameter environment: the base of the child environment (`PATH`, `HOME`, ...).
     static func open(
-        directory: String, git: String, environment: [String: String], timeout: Duration, sandbox: JobSandbox? = nil, scratch: String? = nil
+        directory: String, git: String, environment: [String: String], timeout: Duration, sandbox: JobSandbox? = nil, scratch: String? = nil,
+        user: JobUser? = nil
     ) async throws(GitFailure) -> GitWorkTree? {
         var minimal: [String: String] = ["LANG": "C", "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"]
         for name in ["PATH", "HOME", "TMPDIR"] { minimal[name] = environment[name] }
         if sandbox != nil { minimal["HOME"] = "/tmp"; minimal["TMPDIR"] = "/tmp" }
-        let tree = GitWorkTree(git: git, directory: directory, environment: minimal, timeout: timeout, sandbox: sandbox, scratch: scratch)
+        if let user, sandbox == nil { minimal["HOME"] = user.home }
+        let tree = GitWorkTree(git: git, directory: directory, environment: minimal, timeout: timeout, sandbox: sandbox, scratch: scratch, user: user)
         guard let inside = try? await tree.run(["rev-parse", "--is-inside-work-tree"]),
               String(decoding: inside, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) == "true"
         else { return nil }
@@ -86,6 +92,13 @@ struct GitWorkTree: Sendable {
             fullArguments = sandbox.toolArguments(writable: [directory] + (scratch.map { [$0] } ?? []), chdir: directory) + [git] + fullArguments
         }
         let (program, commandLine) = (executable, fullArguments)
+        var platformOptions = PlatformOptions()
+        if let user {
+            platformOptions.userID = user.uid
+            platformOptions.groupID = user.gid
+            platformOptions.supplementaryGroups = user.groups
+        }
+        let options = platformOptions
         let limit = Self.outputLimit
         let timeout = self.timeout
         enum Race: Sendable {
@@ -100,6 +113,7 @@ struct GitWorkTree: Sendable {
                         program,
                         arguments: Arguments(commandLine),
                         environment: childEnvironment,
+                        platformOptions: options,
                         output: .bytes(limit: limit),
                         error: .string(limit: 1 << 20)
                     )

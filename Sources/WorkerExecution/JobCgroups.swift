@@ -4,9 +4,9 @@ import Foundation
 /// of this worker's, on cgroup v1 (a hierarchy per controller, as on this project's CI machine)
 /// or v2 (one unified hierarchy).
 ///
-/// A command joins its group before it starts: it is launched through `/bin/sh`, which writes
-/// its own pid into the group and then `exec`s the command (or bwrap), so no process of the
-/// command ever runs outside it. After the command, the group's counters say whether a limit
+/// A command joins its group before it starts: it is launched through `worker-launch`
+/// (``JobLauncher``), which writes its own pid into the group and then `exec`s the command (or
+/// bwrap), so no process of the command ever runs outside it. After the command, the group's counters say whether a limit
 /// stopped it (`oom_kill`, the pids controller's `max` events); then the group is removed.
 public struct JobCgroups: Sendable, Hashable {
     enum Layout: Sendable, Hashable {
@@ -29,7 +29,6 @@ public struct JobCgroups: Sendable, Hashable {
     /// - Parameter name: the worker's group name, `mobvibe-worker-<pid>`.
     public static func prepare(limits: JobLimits, name: String, root: String = mountPoint) -> Result<JobCgroups, JobCgroupsUnavailable> {
         let files = FileManager.default
-        guard files.isExecutableFile(atPath: "/bin/sh") else { return .failure(JobCgroupsUnavailable("no /bin/sh to start commands in their group")) }
         for hierarchy in [root, "\(root)/memory", "\(root)/pids", "\(root)/cpu", "\(root)/cpuacct"] { removeAbandoned(in: hierarchy) }
         func makeGroup(_ path: String) -> String? {
             do {
@@ -69,19 +68,21 @@ public struct JobCgroups: Sendable, Hashable {
         return .success(JobCgroups(layout: .v1(memory: memory, pids: pids, cpu: cpu, cpuacct: cpuacct), limits: limits))
     }
 
-    /// One line for the start-up log: which limits are enforced, and how.
-    public var summary: String {
+    /// The control group version, as the start-up line says it.
+    var version: String {
+        switch layout {
+        case .v1: "cgroup v1"
+        case .v2: "cgroup v2"
+        }
+    }
+
+    /// Which of the limits these groups enforce, for the start-up line.
+    var limitsSummary: String {
         var parts: [String] = []
         if let memory = limits.memoryBytes { parts.append("memory \(memory >> 20) MiB") }
         if let cpu = limits.cpuCores { parts.append("CPU \(cpu) cores") }
         if let pids = limits.pids { parts.append("\(pids) processes") }
-        let how: String
-        switch layout {
-        case .v1: how = "cgroup v1"
-        case .v2: how = "cgroup v2"
-        }
-        let limited = parts.isEmpty ? "none" : "\(parts.joined(separator: ", ")) per attempt, enforced with \(how)"
-        return "\(limited); each attempt's CPU time and peak memory measured with \(how)"
+        return "\(parts.joined(separator: ", ")) per attempt, enforced with \(version)"
     }
 
     /// Removes the groups of workers no longer running (`mobvibe-worker-<pid>`), and their
@@ -174,12 +175,6 @@ struct JobCgroup: Sendable {
 
     /// The `cgroup.procs` files the command's first process writes its pid into.
     var processFiles: [String] { directories.map { "\($0)/cgroup.procs" } }
-
-    /// `argv` started inside this group: `/bin/sh` joins it, then becomes the command.
-    func wrapping(_ argv: [String]) -> [String] {
-        ["/bin/sh", "-c", #"while [ "$1" != "--" ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@""#, "mobvibe-cgroup"]
-            + processFiles + ["--"] + argv
-    }
 
     /// How many times the OOM killer stopped a process of the group.
     var oomKills: Int {

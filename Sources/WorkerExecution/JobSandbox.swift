@@ -73,10 +73,16 @@ public struct JobSandbox: Sendable, Hashable {
     ///   - program: the host path of the command's program: mounted read-only at the same path
     ///     when the system directories do not hold it.
     ///   - home: the command's `HOME`: an empty private directory inside.
-    public func arguments(workdir: String, payloadFile: String?, program: String?, home: String?) -> [String] {
-        var arguments = baseArguments(network: network)
+    ///   - scratch: host directories for `/tmp` and home, when what the command writes there
+    ///     counts towards its disk limit (`JOB_DISK_LIMIT_MB`); else each is a size-bounded tmpfs.
+    public func arguments(workdir: String, payloadFile: String?, program: String?, home: String?, scratch: (tmp: String, home: String)? = nil) -> [String] {
+        var arguments = baseArguments(network: network, tmp: scratch?.tmp)
         if let home, home.hasPrefix("/"), home != "/", !Self.isSystemPath(home), home != "/tmp" {
-            arguments += ["--size", String(tmpBytes), "--tmpfs", home]
+            if let scratch {
+                arguments += ["--bind", scratch.home, home]
+            } else {
+                arguments += ["--size", String(tmpBytes), "--tmpfs", home]
+            }
         }
         if let program, program.hasPrefix("/"), !Self.isSystemPath(program),
            !(readOnlyPaths + writablePaths).contains(where: { Self.path(program, isWithin: $0) }) {
@@ -98,14 +104,15 @@ public struct JobSandbox: Sendable, Hashable {
     /// programs for git to run (a filter driver runs on `git add`): they run in here, not as the
     /// worker.
     func toolArguments(writable paths: [String], chdir: String) -> [String] {
-        var arguments = baseArguments(network: .none)
+        var arguments = baseArguments(network: .none, tmp: nil)
         for path in paths { arguments += ["--bind", path, path] }
         arguments += ["--remount-ro", "/", "--chdir", chdir, "--"]
         return arguments
     }
 
-    /// The namespaces, the system directories and `/etc` entries, `/proc`, `/dev` and `/tmp`.
-    private func baseArguments(network: Network) -> [String] {
+    /// The namespaces, the system directories and `/etc` entries, `/proc`, `/dev` and `/tmp` (a
+    /// tmpfs, or the host directory `tmp`).
+    private func baseArguments(network: Network, tmp: String?) -> [String] {
         var arguments = [
             "--die-with-parent", "--new-session",
             "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
@@ -122,7 +129,8 @@ public struct JobSandbox: Sendable, Hashable {
         for entry in etcPresent {
             arguments += ["--ro-bind-try", entry, entry]
         }
-        arguments += ["--proc", "/proc", "--dev", "/dev", "--size", String(tmpBytes), "--tmpfs", "/tmp"]
+        arguments += ["--proc", "/proc", "--dev", "/dev"]
+        arguments += tmp.map { ["--bind", $0, "/tmp"] } ?? ["--size", String(tmpBytes), "--tmpfs", "/tmp"]
         return arguments
     }
 

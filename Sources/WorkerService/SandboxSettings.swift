@@ -19,9 +19,11 @@ public struct SandboxSettings: Sendable, Hashable {
     public var readOnlyPaths: [String]
     public var writablePaths: [String]
     public var tmpBytes: Int
-    /// Each command's memory, CPU and process limits (`JOB_MEMORY_LIMIT_MB`, `JOB_CPU_LIMIT`,
-    /// `JOB_PIDS_LIMIT`; unset: none).
+    /// Each command's memory, CPU, process and disk limits (`JOB_MEMORY_LIMIT_MB`,
+    /// `JOB_CPU_LIMIT`, `JOB_PIDS_LIMIT`, `JOB_DISK_LIMIT_MB`; unset: none).
     public var limits: JobLimits
+    /// The user commands run as when the worker is root (`JOB_USER`).
+    public var user: JobUser?
 
     /// What the start-up check decided: the sandbox to use (`nil`: none), and one line saying
     /// so for the log and `config check`.
@@ -43,9 +45,28 @@ public struct SandboxSettings: Sendable, Hashable {
             limits: JobLimits(
                 memoryBytes: values.raw("JOB_MEMORY_LIMIT_MB") == nil ? nil : try values.integer("JOB_MEMORY_LIMIT_MB", default: 0, range: 16...1_048_576) << 20,
                 cpuCores: try cores(values.raw("JOB_CPU_LIMIT")),
-                pids: values.raw("JOB_PIDS_LIMIT") == nil ? nil : try values.integer("JOB_PIDS_LIMIT", default: 0, range: 8...4_194_304)
-            )
+                pids: values.raw("JOB_PIDS_LIMIT") == nil ? nil : try values.integer("JOB_PIDS_LIMIT", default: 0, range: 8...4_194_304),
+                diskBytes: values.raw("JOB_DISK_LIMIT_MB") == nil ? nil : try values.integer("JOB_DISK_LIMIT_MB", default: 0, range: 1...16_777_216) << 20
+            ),
+            user: try user(values.raw("JOB_USER"))
         )
+    }
+
+    /// `JOB_USER`: a user this machine knows, by name or number, and only for a root worker (any
+    /// other cannot change users; naming the worker's own user is allowed and changes nothing).
+    private static func user(_ text: String?, uid: uid_t = geteuid()) throws -> JobUser? {
+        guard let text = text?.trimmingCharacters(in: .whitespaces), !text.isEmpty else { return nil }
+        guard let user = JobUser.resolve(text) else {
+            throw ConfigurationError(variable: "JOB_USER", value: text, expected: "a user name in /etc/passwd, or UID or UID:GID")
+        }
+        if user.uid == uid { return nil }
+        guard uid == 0 else {
+            throw ConfigurationError(variable: "JOB_USER", value: text, expected: "unset: only a worker running as root can run commands as another user (this one runs as uid \(uid))")
+        }
+        guard user.uid != 0 else {
+            throw ConfigurationError(variable: "JOB_USER", value: text, expected: "a user other than root")
+        }
+        return user
     }
 
     private static func cores(_ text: String?) throws -> Double? {
@@ -56,23 +77,17 @@ public struct SandboxSettings: Sendable, Hashable {
         return cores
     }
 
-    /// Sets up the control groups that bound and measure each attempt, when limits are set.
-    /// - Returns: the groups, or `nil` and why not (then attempts are not measured but for their
-    ///   run time).
-    /// - Throws: ``ConfigurationError`` when limits are set and cannot be enforced here (a limit
+    /// Decides how each attempt's limits are enforced here (control groups, else rlimits) and
+    /// sets up this worker's control group.
+    /// - Throws: ``ConfigurationError`` when a limit is set that cannot be enforced here (a limit
     ///   asked for is never silently dropped).
-    public func prepareCgroups() throws -> (cgroups: JobCgroups?, unavailable: String?) {
-        // A control group per attempt costs the kernel real work (a memory group's creation and
-        // removal): made only when limits are asked for, which then also measure the attempts.
-        guard !limits.isEmpty else { return (nil, "no JOB_*_LIMIT set") }
-        switch JobCgroups.prepare(limits: limits, name: "mobvibe-worker-\(getpid())") {
-        case .success(let cgroups):
-            return (cgroups, nil)
-        case .failure(let reason) where limits.isEmpty:
-            return (nil, reason.description)
-        case .failure(let reason):
-            let variable = limits.memoryBytes != nil ? "JOB_MEMORY_LIMIT_MB" : limits.pids != nil ? "JOB_PIDS_LIMIT" : "JOB_CPU_LIMIT"
-            throw ConfigurationError(variable: variable, value: "(set)", expected: "limits this machine can enforce: \(reason); unset the JOB_*_LIMIT variables to run without them")
+    public func prepareLimits(launcher: JobLauncher? = JobLauncher.locate()) throws -> JobLimitEnforcement {
+        do {
+            return try JobLimitEnforcement.prepare(limits: limits, name: "mobvibe-worker-\(getpid())", launcher: launcher)
+        } catch {
+            throw ConfigurationError(
+                variable: error.variable, value: "(set)",
+                expected: "limits this machine can enforce: \(error.reason); unset the JOB_*_LIMIT variables to run without them")
         }
     }
 

@@ -43,11 +43,13 @@ public struct WorkerApplication: Sendable {
         }
         try Socket.ensureAvailable(host: configuration.healthCheckHost, port: configuration.healthCheckPort)
         var sandbox: JobSandbox?
-        var cgroups: JobCgroups?
+        var limits = JobLimitEnforcement.none
         if configuration.handler == .command, configuration.command != nil {
-            let prepared = try configuration.sandbox.prepareCgroups()
-            cgroups = prepared.cgroups
-            logger.info("Job limits: \(cgroups?.summary ?? "none; attempts' CPU time and peak memory not measured (\(prepared.unavailable ?? ""))")")
+            limits = try configuration.sandbox.prepareLimits()
+            logger.info("Job limits: \(limits.limits.isEmpty ? "none (no JOB_*_LIMIT set); attempts' CPU time and peak memory not measured" : limits.summary)")
+            if let user = configuration.sandbox.user {
+                logger.info("Job user: commands run as \(user.name) (uid \(user.uid), gid \(user.gid))")
+            }
             let decision = try await configuration.sandbox.decide(environment: configuration.environment)
             sandbox = decision.sandbox
             if let warning = decision.warning {
@@ -57,7 +59,7 @@ public struct WorkerApplication: Sendable {
             } else {
                 logger.info("Job sandbox: \(decision.summary)")
             }
-            if decision.sandbox == nil, getuid() == 0 {
+            if decision.sandbox == nil, getuid() == 0, configuration.sandbox.user == nil {
                 logger.warning("Commands run as root with no sandbox: a job's command can read and change everything on this machine")
             }
         }
@@ -67,17 +69,17 @@ public struct WorkerApplication: Sendable {
             tasks.addTask { await shutdown.handleSignals() }
             defer { tasks.cancelAll() }
             try await JobStoreConnector.withStore(configuration, logger: logger) { store in
-                try await runServices(store: store, shutdown: shutdown, sandbox: sandbox, cgroups: cgroups)
+                try await runServices(store: store, shutdown: shutdown, sandbox: sandbox, limits: limits)
             }
         }
         logger.info("Worker service stopped cleanly")
     }
 
-    private func runServices(store: any JobStore, shutdown: ShutdownCoordinator, sandbox: JobSandbox?, cgroups: JobCgroups?) async throws {
+    private func runServices(store: any JobStore, shutdown: ShutdownCoordinator, sandbox: JobSandbox?, limits: JobLimitEnforcement) async throws {
         let registry = MetricsSetup.registry
         let processor = JobProcessor(
             store: store,
-            handler: makeHandler(sandbox: sandbox, cgroups: cgroups),
+            handler: makeHandler(sandbox: sandbox, limits: limits),
             configuration: configuration.processorConfiguration,
             logger: logger
         )
@@ -134,12 +136,13 @@ public struct WorkerApplication: Sendable {
         try await group.run()
     }
 
-    private func makeHandler(sandbox: JobSandbox?, cgroups: JobCgroups?) -> any JobHandler {
+    private func makeHandler(sandbox: JobSandbox?, limits: JobLimitEnforcement) -> any JobHandler {
         switch configuration.handler {
         case .command:
             if var command = configuration.command {
                 command.sandbox = sandbox
-                command.cgroups = cgroups
+                command.limits = limits
+                command.user = configuration.sandbox.user
                 return CommandHandler(configuration: command)
             }
             return EchoHandler()

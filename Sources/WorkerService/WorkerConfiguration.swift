@@ -94,6 +94,8 @@ public struct WorkerConfiguration: Sendable {
         ("JOB_MEMORY_LIMIT_MB", "", false),
         ("JOB_CPU_LIMIT", "", false),
         ("JOB_PIDS_LIMIT", "", false),
+        ("JOB_DISK_LIMIT_MB", "", false),
+        ("JOB_USER", "", false),
         ("HEALTH_CHECK_HOST", "127.0.0.1", false),
         ("HEALTH_CHECK_PORT", "8080", false),
         ("API_TOKEN", "", true),
@@ -304,6 +306,8 @@ public struct WorkerConfiguration: Sendable {
             ("JOB_MEMORY_LIMIT_MB", sandbox.limits.memoryBytes.map { "\($0 >> 20)" } ?? "(none)"),
             ("JOB_CPU_LIMIT", sandbox.limits.cpuCores.map { "\($0)" } ?? "(none)"),
             ("JOB_PIDS_LIMIT", sandbox.limits.pids.map { "\($0)" } ?? "(none)"),
+            ("JOB_DISK_LIMIT_MB", sandbox.limits.diskBytes.map { "\($0 >> 20)" } ?? "(none)"),
+            ("JOB_USER", sandbox.user.map { "\($0.name) (uid \($0.uid))" } ?? "(the worker's)"),
         ]
     }
 

@@ -22,7 +22,15 @@ struct ConfigCommand: AsyncParsableCommand {
                 // The same trial run as `run` makes: a sandbox that cannot start fails here too.
                 let decision = try await configuration.sandbox.decide(environment: configuration.environment)
                 summary.append(("  sandbox", decision.summary))
-                if decision.sandbox == nil, getuid() == 0 {
+                // The same decision as `run` makes (the control group it creates for this short
+                // process is removed by the next start's sweep of dead workers' groups).
+                let limits = configuration.sandbox.limits
+                if limits.isEmpty {
+                    summary.append(("  limits", "none"))
+                } else {
+                    summary.append(("  limits", try configuration.sandbox.prepareLimits().summary))
+                }
+                if decision.sandbox == nil, getuid() == 0, configuration.sandbox.user == nil {
                     summary.append(("  WARNING", "commands would run as root with no sandbox: a job's command could read and change everything on this machine"))
                 }
             }

@@ -179,6 +179,126 @@ extension ChaosTests {
             }
         }
 
+        @Test("disk: one file without end, and many files each below the limit, fail with disk_limit within seconds, in and out of the sandbox; /health answers and the next job runs")
+        func diskLimitStopsWriters() async throws {
+            for sandbox in ["bubblewrap", "none"] {
+                let worker = try SandboxedWorker(["JOB_SANDBOX": sandbox, "JOB_DISK_LIMIT_MB": "32", "JOB_TIMEOUT_MS": "60000"])
+                #expect(try await eventually("health") { try await http(port: worker.port, path: "/health").status == 200 })
+                #expect(worker.process.stdout.contains("Job limits: disk 32 MiB per attempt"), "\(worker.process.stdout)")
+                let clock = ContinuousClock()
+                // In the sandbox /tmp counts too (it is then on disk, beside the workspace).
+                for prompt in ["fill", sandbox == "bubblewrap" ? "spray /tmp/parts" : "spray parts"] {
+                    let start = clock.now
+                    let job = try await worker.run(prompt, timeout: .seconds(40))
+                    let error = job["lastError"] as? String ?? job["last_error"] as? String ?? ""
+                    #expect(job["status"] as? String == "failed" && error.hasPrefix("disk_limit") && error.contains("JOB_DISK_LIMIT_MB=32"),
+                            "JOB_SANDBOX=\(sandbox) \(prompt): \(job)")
+                    #expect(clock.now - start < .seconds(20), "JOB_SANDBOX=\(sandbox) \(prompt) took \(clock.now - start)")
+                    #expect(try await http(port: worker.port, path: "/health").status == 200)
+                }
+                #expect(try await http(port: worker.port, path: "/metrics").body.contains(#"reason="disk_limit""#))
+                let next = try await worker.run("stdin")
+                #expect(next["status"] as? String == "completed", "\(next)")
+                worker.process.send(SIGTERM)
+                #expect(await worker.process.waitForExit(timeout: .seconds(15)) == 0)
+            }
+        }
+
+        @Test("JOB_USER: a root worker runs commands as that user, in and out of the sandbox, with and without limits (worker-launch)")
+        func commandsRunAsJobUser() async throws {
+            try #require(getuid() == 0, "JOB_USER needs a root worker; this suite runs as root on its machines")
+            for sandbox in ["bubblewrap", "none"] {
+                for limited in [false, true] {
+                    let worker = try SandboxedWorker(
+                        ["JOB_SANDBOX": sandbox, "JOB_USER": "nobody", "JOB_WORKSPACE": "session"]
+                            .merging(limited ? ["JOB_MEMORY_LIMIT_MB": "256", "JOB_DISK_LIMIT_MB": "64"] : [:]) { $1 })
+                    let label = "JOB_SANDBOX=\(sandbox) limits=\(limited)"
+                    #expect(try await eventually("health") { try await http(port: worker.port, path: "/health").status == 200 }, "\(label)")
+                    #expect(worker.process.stdout.contains("Job user: commands run as nobody (uid 65534"), "\(label)")
+                    // A session's lasting workspace, then a job's own directory.
+                    for session in [UUID(), nil] {
+                        let job = try await worker.run("whoami", session: session)
+                        let result = job["result"] as? [String: Any] ?? [:]
+                        #expect(job["status"] as? String == "completed", "\(label): \(job)")
+                        #expect(result["uid"] as? Int == 65534 && result["gid"] as? Int == 65534 && result["user"] as? String == "nobody", "\(label): \(result)")
+                        #expect(result["writeWorkspace"] as? Bool == true, "\(label): \(result)")
+                        if sandbox == "bubblewrap" { #expect(result["writeTmp"] as? Bool == true, "\(label): \(result)") }
+                    }
+                    worker.process.send(SIGTERM)
+                    #expect(await worker.process.waitForExit(timeout: .seconds(10)) == 0)
+                }
+            }
+        }
+
+        @Test("JOB_USER without a sandbox: the change summary's git runs as that user, so a program the repository names never runs as root")
+        func changeSummaryGitRunsAsJobUser() async throws {
+            try #require(getuid() == 0, "JOB_USER needs a root worker; this suite runs as root on its machines")
+            let worker = try SandboxedWorker(["JOB_SANDBOX": "none", "JOB_USER": "nobody", "JOB_WORKSPACE": "session", "JOB_GIT_CHANGES": "true"])
+            #expect(try await eventually("health") { try await http(port: worker.port, path: "/health").status == 200 })
+            // Somewhere the user may write, so that the filter can leave its mark as whoever it runs as.
+            let drop = worker.folder.appendingPathComponent("drop")
+            try FileManager.default.createDirectory(at: drop, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
+            let marker = drop.appendingPathComponent("ran").path
+            let session = UUID()
+            let first = try await worker.run("gitpwn \(marker)", session: session)
+            #expect(first["status"] as? String == "completed", "\(first)")
+            let second = try await worker.run("stdin", session: session)
+            #expect(second["status"] as? String == "completed", "\(second)")
+            // The summary works on a repository the user owns (git as root would refuse it as "dubious").
+            #expect((second["result"] as? [String: Any])?["changes"] != nil, "\(second)")
+            let owner = try FileManager.default.attributesOfItem(atPath: marker)[.ownerAccountID] as? Int
+            #expect(owner == 65534, "the repository's filter ran as uid \(owner.map(String.init) ?? "?")")
+            worker.process.send(SIGTERM)
+            #expect(await worker.process.waitForExit(timeout: .seconds(10)) == 0)
+        }
+
+        @Test("limits without control groups (a worker that is not root): memory and processes are bounded with rlimits, said at start-up; a CPU limit stops start-up")
+        func rlimitFallback() async throws {
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("worker-rlimits-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
+            defer { try? FileManager.default.removeItem(at: folder) }
+            let port = try freePort()
+            var environment = [
+                "JOB_COMMAND": Self.probe, "HEALTH_CHECK_PORT": "\(port)", "LOG_FORMAT": "json", "JOB_SANDBOX": "bubblewrap",
+                "JOB_WORKDIR_ROOT": folder.appendingPathComponent("jobs").path, "DATABASE_URL": "sqlite:\(folder.path)/jobs.sqlite",
+                "HOME": folder.path, "JOB_MEMORY_LIMIT_MB": "64", "JOB_PIDS_LIMIT": "200", "JOB_MAX_ATTEMPTS": "1", "JOB_TIMEOUT_MS": "30000",
+            ]
+            let asNobody = ["--reuid=65534", "--regid=65534", "--clear-groups"]
+            let setpriv = URL(fileURLWithPath: "/usr/bin/setpriv")
+            let worker = try WorkerProcess(asNobody + [WorkerProcess.binary.path, "run"], environment: environment, directory: folder, executable: setpriv)
+            defer { worker.kill9() }
+            #expect(try await eventually("health") { try await http(port: port, path: "/health").status == 200 })
+            #expect(worker.stdout.contains("RLIMIT_DATA") && worker.stdout.contains("RLIMIT_NPROC") && worker.stdout.contains("no control groups"), "\(worker.stdout)")
+            func run(_ prompt: String) async throws -> [String: Any] {
+                let id = try await WorkerProcess.command(["enqueue", "--prompt", prompt], environment: environment, directory: folder)
+                    .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+                var job: [String: Any] = [:]
+                _ = try await eventually("job \(id) finished", timeout: .seconds(40)) {
+                    job = jsonObject(try await http(port: port, path: "/jobs/\(id)").body) ?? [:]
+                    return ["completed", "failed"].contains(job["status"] as? String ?? "")
+                }
+                return job
+            }
+            // Memory without end: the allocation past the bound fails, and so does the job, at once
+            // (its own error: an rlimit kills nothing, so there is no limit to name).
+            let clock = ContinuousClock(), start = clock.now
+            let hog = try await run("hog")
+            #expect(hog["status"] as? String == "failed", "\(hog)")
+            #expect(clock.now - start < .seconds(20), "the memory hog took \(clock.now - start)")
+            #expect(try await http(port: port, path: "/health").status == 200)
+            let next = try await run("whoami")
+            #expect(next["status"] as? String == "completed" && (next["result"] as? [String: Any])?["uid"] as? Int == 65534, "\(next)")
+            worker.send(SIGTERM)
+            #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+
+            environment["JOB_CPU_LIMIT"] = "0.5"
+            environment["HEALTH_CHECK_PORT"] = "\(try freePort())"
+            let refused = try WorkerProcess(asNobody + [WorkerProcess.binary.path, "run"], environment: environment, directory: folder, executable: setpriv)
+            defer { refused.kill9() }
+            #expect(await refused.waitForExit(timeout: .seconds(15)) == 1)
+            #expect(refused.stderr.contains("JOB_CPU_LIMIT") && refused.stderr.contains("control groups"), "\(refused.stderr)")
+        }
+
         @Test("unconfined, a command of the worker's own user cannot read the worker's environment (non-dumpable), though it can read another process's of that user")
         func workerIsNotDumpable() async throws {
             let folder = FileManager.default.temporaryDirectory.appendingPathComponent("worker-dumpable-\(UUID().uuidString)")

@@ -9,6 +9,11 @@
 #                                              `touch MARKER` when git stages a file
 #   hog                                        allocates memory without end
 #   bomb                                       forks without end
+#   fill                                       writes one file in its workspace without end
+#   spray DIR                                  writes 1 MiB files into DIR (relative: in the
+#                                              workspace) without end, 100 MiB/s
+#   whoami                                     prints its user and group ids and HOME, and whether
+#                                              it can write its workspace and /tmp
 #   orphan TOKEN                               leaves a grandchild in a new session that ignores
 #                                              SIGTERM (its command line holds TOKEN), then hangs
 trap 'rm -f /tmp/prompt.$$' EXIT
@@ -53,6 +58,18 @@ hog)
 bomb)
     # Processes without end.
     bomb() { bomb | bomb & }; bomb; sleep 300
+    ;;
+fill)
+    cat /dev/zero > big
+    ;;
+spray)
+    mkdir -p "$a" && i=0
+    while :; do head -c 1048576 /dev/zero > "$a/part$i" || exit 1; i=$((i + 1)); sleep 0.01; done
+    ;;
+whoami)
+    workspace=false; touch ./probe 2> /dev/null && workspace=true
+    tmp=false; touch /tmp/probe 2> /dev/null && tmp=true
+    printf '{"uid":%s,"gid":%s,"home":"%s","user":"%s","writeWorkspace":%s,"writeTmp":%s}\n' "$(id -u)" "$(id -g)" "$HOME" "$USER" "$workspace" "$tmp"
     ;;
 orphan)
     setsid bash -c "trap '' TERM; exec sleep 300.$a" > /dev/null 2>&1 < /dev/null &

@@ -1,0 +1,100 @@
+import Foundation
+import Subprocess
+import Testing
+@testable import WorkerExecution
+
+@Suite("JobLimitEnforcement, worker-launch and DiskUsage")
+struct JobLimitEnforcementTests {
+    /// A folder that is no cgroup file system: no group can be made under it.
+    static func withFolder<T>(_ body: (String) async throws -> T) async throws -> T {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("limits-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        return try await body(folder)
+    }
+
+    static let launcher = JobLauncher.locate()
+
+    @Test("worker-launch is found beside the running executable (where swift build puts both)")
+    func launcherIsFound() throws {
+        let launcher = try #require(Self.launcher)
+        #expect(launcher.path.hasSuffix("/worker-launch") && FileManager.default.isExecutableFile(atPath: launcher.path))
+    }
+
+    @Test("without control groups: memory and processes fall back to rlimits, and the start-up line says so and why")
+    func rlimitFallback() async throws {
+        try await Self.withFolder { folder in
+            let limits = JobLimits(memoryBytes: 64 << 20, pids: 50, diskBytes: 8 << 20)
+            let enforcement = try JobLimitEnforcement.prepare(limits: limits, name: "mobvibe-worker-test", launcher: Self.launcher, cgroupRoot: folder)
+            #expect(enforcement.cgroups == nil)
+            #expect(enforcement.rlimits == JobRlimits(fileBytes: 8 << 20, dataBytes: 64 << 20, processes: 50))
+            #expect(enforcement.summary.contains("memory 64 MiB per process with RLIMIT_DATA"), "\(enforcement.summary)")
+            #expect(enforcement.summary.contains("50 processes of the commands' user with RLIMIT_NPROC"), "\(enforcement.summary)")
+            #expect(enforcement.summary.contains("no control groups: cannot create"), "\(enforcement.summary)")
+            #expect(enforcement.summary.contains("disk 8 MiB per attempt"), "\(enforcement.summary)")
+        }
+    }
+
+    @Test("a CPU limit has no rlimit: without control groups it stops start-up, naming JOB_CPU_LIMIT")
+    func cpuNeedsCgroups() async throws {
+        try await Self.withFolder { folder in
+            let error = #expect(throws: JobLimitsUnavailable.self) {
+                try JobLimitEnforcement.prepare(limits: JobLimits(cpuCores: 1), name: "mobvibe-worker-test", launcher: Self.launcher, cgroupRoot: folder)
+            }
+            #expect(error?.variable == "JOB_CPU_LIMIT" && error?.reason.contains("control groups") == true, "\(String(describing: error))")
+        }
+    }
+
+    @Test("limits without worker-launch stop start-up with where it is looked for; no limits need nothing")
+    func launcherRequired() throws {
+        #expect(try JobLimitEnforcement.prepare(limits: JobLimits(), name: "x", launcher: nil) == .none)
+        do {
+            _ = try JobLimitEnforcement.prepare(limits: JobLimits(diskBytes: 1 << 20), name: "x", launcher: nil)
+            Issue.record("prepared limits with no launcher")
+        } catch {
+            #expect(error.variable == "JOB_DISK_LIMIT_MB" && error.reason.contains("worker-launch"), "\(error)")
+        }
+    }
+
+    @Test("worker-launch sets the rlimits before the command starts: a file stops at RLIMIT_FSIZE with SIGXFSZ")
+    func launcherSetsFileSizeLimit() async throws {
+        let launcher = try #require(Self.launcher)
+        try await Self.withFolder { folder in
+            let line = launcher.commandLine(
+                join: [], rlimits: JobRlimits(fileBytes: 40_960, dataBytes: 256 << 20), user: nil,
+                argv: ["/bin/sh", "-c", "ulimit -d; exec head -c 100000 /dev/zero > \(folder)/big"])
+            let result = try await Subprocess.run(.path(.init(line[0])), arguments: Arguments(Array(line.dropFirst())), output: .string(limit: 4096), error: .discarded)
+            #expect(result.terminationStatus == .signaled(SIGXFSZ), "\(result.terminationStatus)")
+            #expect(result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines) == "262144", "RLIMIT_DATA in KiB")
+            let size = try FileManager.default.attributesOfItem(atPath: "\(folder)/big")[.size] as? Int
+            #expect(size == 40_960)
+        }
+    }
+
+    @Test("worker-launch refuses to start the command when a step fails: status 125 and the step named")
+    func launcherFailsClosed() async throws {
+        let launcher = try #require(Self.launcher)
+        let line = launcher.commandLine(join: ["/nonexistent/cgroup.procs"], rlimits: JobRlimits(), user: nil, argv: ["/bin/echo", "ran"])
+        let result = try await Subprocess.run(
+            .path(.init(line[0])), arguments: Arguments(Array(line.dropFirst())), output: .string(limit: 4096), error: .string(limit: 4096))
+        #expect(result.terminationStatus == .exited(125))
+        #expect(result.standardOutput == "")
+        #expect(result.standardError.contains("cannot join the control group /nonexistent/cgroup.procs"), "\(result.standardError)")
+    }
+
+    @Test("DiskUsage counts the blocks of every file below, without following symbolic links")
+    func diskUsage() async throws {
+        try await Self.withFolder { folder in
+            let files = FileManager.default
+            try files.createDirectory(atPath: "\(folder)/a/b", withIntermediateDirectories: true)
+            for path in ["\(folder)/one", "\(folder)/a/two", "\(folder)/a/b/three"] {
+                try Data(repeating: 7, count: 1 << 20).write(to: URL(fileURLWithPath: path))
+            }
+            // A link to something large outside counts as a link, not as its target.
+            try files.createSymbolicLink(atPath: "\(folder)/a/usr", withDestinationPath: "/usr")
+            let used = DiskUsage.allocatedBytes(under: [folder])
+            #expect(used >= 3 << 20 && used < 4 << 20, "\(used)")
+            #expect(DiskUsage.allocatedBytes(under: ["\(folder)/a"]) < 3 << 20)
+        }
+    }
+}
