@@ -6,9 +6,13 @@ extension JobSandbox {
     /// Runs `true` once under this sandbox, as a command would run: `nil` when it works, else
     /// what went wrong (bwrap's own message, e.g. that user namespaces are not permitted).
     /// Checked once at start-up: a sandbox that cannot start would fail every job.
-    public func trial() async -> String? {
-        guard let program = ["/usr/bin/true", "/bin/true"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-            return "no `true` program in /usr/bin or /bin to try the sandbox with"
+    ///
+    /// A distroless image has no `true`: there `worker-launch --version` (in `/usr/local/bin`,
+    /// inside the system directories every command sees) stands in for it.
+    public func trial(launcher: JobLauncher? = JobLauncher.locate()) async -> String? {
+        let candidates = [["/usr/bin/true"], ["/bin/true"]] + (launcher.map { [[$0.path, "--version"]] } ?? [])
+        guard let program = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0[0]) && Self.isSystemPath($0[0]) }) else {
+            return "no `true` program in /usr/bin or /bin (nor worker-launch in /usr) to try the sandbox with"
         }
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("mobvibe-sandbox-trial-\(UUID().uuidString.prefix(8))")
         do {
@@ -20,7 +24,7 @@ extension JobSandbox {
         do {
             let result = try await Subprocess.run(
                 .path(FilePath(bwrap)),
-                arguments: Arguments(arguments(workdir: scratch.path, payloadFile: nil, program: nil, home: nil) + [program]),
+                arguments: Arguments(arguments(workdir: scratch.path, payloadFile: nil, program: nil, home: nil) + program),
                 environment: .custom([:]),
                 output: .discarded,
                 error: .string(limit: 1 << 16)
