@@ -24,6 +24,7 @@ RUN swift build -c release --static-swift-stdlib --product worker \
     && install -D -m 0755 /usr/bin/tini-static /out/usr/bin/tini
 # bwrap and the libraries it needs beyond the C runtime the base image has (libselinux, libcap,
 # libpcre2), under /usr/lib whether or not the base merges /lib into /usr.
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN install -D -m 0755 /usr/bin/bwrap /out/usr/bin/bwrap \
     && for lib in $(ldd /usr/bin/bwrap | grep -o '/[^ ]*' | grep -v -e '/libc\.so' -e '/ld-linux'); do \
          install -D -m 0644 "$(readlink -f "$lib")" "/out/usr/lib/$(basename "$(dirname "$lib")")/$(basename "$lib")"; \

@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/vapor/jwt-kit", from: "5.7.1"),
     ],
     targets: [
         .target(
@@ -85,6 +86,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "JWTKit", package: "jwt-kit"),
             ]
         ),
         .executableTarget(
@@ -134,7 +136,11 @@ let package = Package(
             exclude: ["Fixtures"]
         ),
         // End-to-end tests of the built `worker` binary; depending on it makes `swift test` build it.
-        .testTarget(name: "WorkerTests", dependencies: ["worker", "worker-launch", "WorkerTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(
+            name: "WorkerTests",
+            dependencies: ["worker", "worker-launch", "WorkerTestSupport", .product(name: "JWTKit", package: "jwt-kit")],
+            exclude: ["Fixtures"]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -36,6 +36,9 @@ public struct Job: Sendable, Hashable, Identifiable {
     public var blocksSession: Bool
     /// Tokens and cost the agent reported, over all attempts.
     public var usage: JobUsage
+    /// The user who asked for the job (a Supabase user's id), `nil` for a system job. Row-level
+    /// security shows a user only their own jobs (docs/WORKER_SERVICE.md, "Supabase").
+    public var userID: UUID?
 
     public init(
         id: UUID,
@@ -57,7 +60,8 @@ public struct Job: Sendable, Hashable, Identifiable {
         leaseExpiresAt: Date? = nil,
         heldBySession: Bool = false,
         blocksSession: Bool = false,
-        usage: JobUsage = .zero
+        usage: JobUsage = .zero,
+        userID: UUID? = nil
     ) {
         self.id = id
         self.queue = queue
@@ -79,5 +83,6 @@ public struct Job: Sendable, Hashable, Identifiable {
         self.heldBySession = heldBySession
         self.blocksSession = blocksSession
         self.usage = usage
+        self.userID = userID
     }
 }

@@ -7,6 +7,8 @@ public struct JobFilter: Sendable, Hashable {
     public var queue: String?
     /// Only this session's turns, in turn order.
     public var session: UUID?
+    /// Only this user's jobs (``Job/userID``).
+    public var user: UUID?
     public var limit: Int
     /// Read only what a listing shows: `payload` comes back as `{}`, `result` and `lastError`
     /// as `nil`, and the prompt cut at ``summaryPromptLength`` characters, so that listing jobs
@@ -16,10 +18,11 @@ public struct JobFilter: Sendable, Hashable {
     /// How much of the prompt a summary reads.
     public static let summaryPromptLength = 200
 
-    public init(status: JobStatus? = nil, queue: String? = nil, session: UUID? = nil, limit: Int = 50, summary: Bool = false) {
+    public init(status: JobStatus? = nil, queue: String? = nil, session: UUID? = nil, user: UUID? = nil, limit: Int = 50, summary: Bool = false) {
         self.status = status
         self.queue = queue
         self.session = session
+        self.user = user
         self.limit = limit
         self.summary = summary
     }

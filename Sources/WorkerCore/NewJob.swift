@@ -16,6 +16,8 @@ public struct NewJob: Sendable, Hashable {
     /// `nil` means now (the store's clock).
     public var runAt: Date?
     public var maxAttempts: Int
+    /// The user the job is for (``Job/userID``), `nil` for a system job.
+    public var userID: UUID?
 
     public init(
         prompt: String,
@@ -24,7 +26,8 @@ public struct NewJob: Sendable, Hashable {
         payload: String = "{}",
         priority: Int = 0,
         runAt: Date? = nil,
-        maxAttempts: Int = NewJob.defaultMaxAttempts
+        maxAttempts: Int = NewJob.defaultMaxAttempts,
+        userID: UUID? = nil
     ) {
         self.prompt = prompt
         self.queue = queue
@@ -33,5 +36,6 @@ public struct NewJob: Sendable, Hashable {
         self.priority = priority
         self.runAt = runAt
         self.maxAttempts = maxAttempts
+        self.userID = userID
     }
 }

@@ -105,7 +105,7 @@ public struct CommandHandler: JobHandler {
                 tracker = await WorkspaceChangeTracker.begin(
                     directory: sessionWorkspace.directory, git: git, environment: baseEnvironment,
                     timeout: configuration.gitTimeout, scratch: attemptDirectory.path, sandbox: configuration.sandbox, user: configuration.user,
-                    logger: context.logger)
+                    launcher: configuration.launcher ?? configuration.limits.launcher, logger: context.logger)
             } else {
                 context.logger.warning("JOB_GIT_CHANGES is on but git is not in PATH: no change summary")
             }
@@ -252,13 +252,15 @@ public struct CommandHandler: JobHandler {
             }
         }
         defer { group?.remove() }
-        if let launcher = limits.launcher, group != nil || !limits.rlimits.isEmpty {
+        if group != nil || !limits.rlimits.isEmpty || configuration.user != nil {
+            // Not swift-subprocess's own user change: it runs in a raw clone of the worker, where
+            // glibc's setuid can wait forever on a lock another worker thread held at the clone
+            // (a job stuck before its command ever started). worker-launch is a new process.
+            guard let launcher = configuration.launcher ?? limits.launcher else {
+                throw CommandFailure.cannotStart(program: configuration.argv[0], reason: "its limits or JOB_USER need worker-launch, which was not found")
+            }
             if !commandLine[0].contains("/") { commandLine[0] = program ?? commandLine[0] }
             commandLine = launcher.commandLine(join: group?.processFiles ?? [], rlimits: limits.rlimits, user: configuration.user, argv: commandLine)
-        } else if let user = configuration.user {
-            platformOptions.userID = user.uid
-            platformOptions.groupID = user.gid
-            platformOptions.supplementaryGroups = user.groups
         }
         let options = platformOptions
         // What the disk limit measures: the workspace, and the sandbox's /tmp and home.

@@ -42,6 +42,9 @@ public struct CommandHandlerConfiguration: Sendable, Hashable {
     public var limits: JobLimitEnforcement = .none
     /// The user commands run as when the worker runs as root (`JOB_USER`; `nil`: the worker's).
     public var user: JobUser?
+    /// `worker-launch`, which starts a command inside its limits and as ``user`` (needed when
+    /// either is set).
+    public var launcher: JobLauncher?
 
     /// The largest `JOB_OUTPUT_LIMIT_BYTES`: standard output is stored as JSON, which escaping
     /// can make up to six times longer (`\u0001` for one byte), and must stay well below what

@@ -25,8 +25,9 @@ struct GitWorkTree: Sendable {
     var scratch: String? = nil
     /// The user the job's command runs as (`JOB_USER`): git runs as them too, so that a program
     /// the repository's configuration names never runs as the worker (and git does not refuse a
-    /// repository another user owns).
+    /// repository another user owns). `launcher` becomes the user before git starts.
     var user: JobUser? = nil
+    var launcher: JobLauncher? = nil
 
     /// The most output kept from one git command (a diff of a huge change stays bounded).
     static let outputLimit = 64 << 20
@@ -37,13 +38,13 @@ struct GitWorkTree: Sendable {
     /// - Parameter environment: the base of the child environment (`PATH`, `HOME`, ...).
     static func open(
         directory: String, git: String, environment: [String: String], timeout: Duration, sandbox: JobSandbox? = nil, scratch: String? = nil,
-        user: JobUser? = nil
+        user: JobUser? = nil, launcher: JobLauncher? = nil
     ) async throws(GitFailure) -> GitWorkTree? {
         var minimal: [String: String] = ["LANG": "C", "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"]
         for name in ["PATH", "HOME", "TMPDIR"] { minimal[name] = environment[name] }
         if sandbox != nil { minimal["HOME"] = "/tmp"; minimal["TMPDIR"] = "/tmp" }
         if let user, sandbox == nil { minimal["HOME"] = user.home }
-        let tree = GitWorkTree(git: git, directory: directory, environment: minimal, timeout: timeout, sandbox: sandbox, scratch: scratch, user: user)
+        let tree = GitWorkTree(git: git, directory: directory, environment: minimal, timeout: timeout, sandbox: sandbox, scratch: scratch, user: user, launcher: launcher)
         guard let inside = try? await tree.run(["rev-parse", "--is-inside-work-tree"]),
               String(decoding: inside, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) == "true"
         else { return nil }
@@ -86,19 +87,22 @@ struct GitWorkTree: Sendable {
             if let key = Environment.Key(rawValue: name) { variables[key] = value }
         }
         let childEnvironment = Environment.custom(variables)
-        var executable = Executable.path(FilePath(git))
+        var programPath = git
         if let sandbox {
-            executable = .path(FilePath(sandbox.bwrap))
+            programPath = sandbox.bwrap
             fullArguments = sandbox.toolArguments(writable: [directory] + (scratch.map { [$0] } ?? []), chdir: directory) + [git] + fullArguments
         }
-        let (program, commandLine) = (executable, fullArguments)
-        var platformOptions = PlatformOptions()
         if let user {
-            platformOptions.userID = user.uid
-            platformOptions.groupID = user.gid
-            platformOptions.supplementaryGroups = user.groups
+            // Through worker-launch, a new single-threaded process: swift-subprocess changes the
+            // user itself in a raw clone of the worker, where glibc's setuid can wait forever on
+            // a lock another of the worker's threads held at the clone.
+            guard let launcher else { throw .cannotStart(reason: "JOB_USER needs worker-launch to run git as \(user.name)") }
+            let line = launcher.commandLine(join: [], rlimits: JobRlimits(), user: user, argv: [programPath] + fullArguments)
+            programPath = line[0]
+            fullArguments = Array(line.dropFirst())
         }
-        let options = platformOptions
+        let executable = Executable.path(FilePath(programPath))
+        let (program, commandLine) = (executable, fullArguments)
         let limit = Self.outputLimit
         let timeout = self.timeout
         enum Race: Sendable {
@@ -113,7 +117,6 @@ struct GitWorkTree: Sendable {
                         program,
                         arguments: Arguments(commandLine),
                         environment: childEnvironment,
-                        platformOptions: options,
                         output: .bytes(limit: limit),
                         error: .string(limit: 1 << 20)
                     )

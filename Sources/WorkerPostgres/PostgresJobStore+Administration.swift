@@ -23,6 +23,7 @@ extension PostgresJobStore {
                 WHERE (\(filter.status?.rawValue)::text IS NULL OR status = \(filter.status?.rawValue))
                   AND (\(filter.queue)::text IS NULL OR queue = \(filter.queue))
                   AND (\(filter.session)::uuid IS NULL OR session_id = \(filter.session))
+                  AND (\(filter.user)::uuid IS NULL OR user_id = \(filter.user))
                 ORDER BY \(unescaped: filter.session == nil ? "created_at DESC, id DESC" : "created_at, id")
                 LIMIT \(max(0, filter.limit))
                 """,
@@ -55,9 +56,8 @@ extension PostgresJobStore {
                     -- command, so the session's next turn cannot start beside it; a failed turn
                     -- that holds its session (SESSION_ON_FAILURE=block) may be cancelled to let
                     -- the session go on.
-                    UPDATE \(unescaped: table) SET status = 'cancelled', completed_at = now(), blocks_session = false,
-                        lease_expires_at = CASE WHEN status = 'processing' AND session_id IS NOT NULL THEN lease_expires_at END
-                    WHERE id = \(id) AND (status IN ('pending', 'processing') OR (status = 'failed' AND blocks_session))
+                    UPDATE \(unescaped: table) SET \(unescaped: PostgresSchema.cancelAssignments)
+                    WHERE id = \(id) AND \(unescaped: PostgresSchema.cancellable)
                     RETURNING \(unescaped: PostgresSchema.columns)
                 )
                 SELECT changed.*, pg_notify(\(schema.channel), 'cancel:' || changed.id::text) FROM changed
@@ -73,8 +73,7 @@ extension PostgresJobStore {
             let rows = try await Self.retryingDeadlocks { try await client.query(
                 """
                 WITH changed AS (
-                    UPDATE \(unescaped: table) SET status = 'pending', run_at = now(), completed_at = NULL, locked_by = NULL,
-                        lease_expires_at = NULL, max_attempts = greatest(max_attempts, attempts + 1)
+                    UPDATE \(unescaped: table) SET \(unescaped: PostgresSchema.retryAssignments)
                     -- Not a cancelled turn whose command is still being stopped (it holds its session).
                     WHERE id = \(id) AND status IN ('failed', 'cancelled', 'completed') AND NOT (status = 'cancelled' AND lease_expires_at IS NOT NULL)
                     RETURNING \(unescaped: PostgresSchema.columns)

@@ -75,7 +75,8 @@ extension PostgresJobStore {
             blocksSession: try field(18, Bool.self),
             usage: JobUsage(
                 inputTokens: try field(19, Int64.self), outputTokens: try field(20, Int64.self), costUSD: try field(21, Double.self),
-                cpuSeconds: try field(22, Double.self), peakMemoryBytes: try field(23, Int64.self), runSeconds: try field(24, Double.self))
+                cpuSeconds: try field(22, Double.self), peakMemoryBytes: try field(23, Int64.self), runSeconds: try field(24, Double.self)),
+            userID: try field(25, UUID?.self)
         )
     }
 }

@@ -176,7 +176,7 @@ public final class PostgresJobStore: BenchmarkJobStore {
                 order.sort { (jobs[$0].sessionID?.uuidString ?? "", $0) < (jobs[$1].sessionID?.uuidString ?? "", $1) }
             }
             // -1: now, by the database's clock.
-            var bindings = PostgresBindings(capacity: 8)
+            var bindings = PostgresBindings(capacity: 9)
             bindings.append(order.map { ids[$0] })
             bindings.append(order.map { jobs[$0].queue })
             bindings.append(order.map { jobs[$0].sessionID?.uuidString ?? "" })
@@ -185,6 +185,7 @@ public final class PostgresJobStore: BenchmarkJobStore {
             bindings.append(order.map { jobs[$0].priority })
             bindings.append(order.map { jobs[$0].runAt?.timeIntervalSince1970 ?? -1 })
             bindings.append(order.map { jobs[$0].maxAttempts })
+            bindings.append(order.map { jobs[$0].userID?.uuidString ?? "" })
             try await Self.retryingDeadlocks {
                 _ = try await rows(of: schema.enqueueStatement, bindings)
             }

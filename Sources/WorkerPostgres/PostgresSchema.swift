@@ -7,7 +7,7 @@ import WorkerCore
 /// `id` and `prompt`, then every other column is added if missing: a `coding_jobs` table from
 /// the original plan (id, session_id, prompt, status, created_at) is upgraded in place.
 struct PostgresSchema: Sendable {
-    static let version = 6
+    static let version = 7
 
     /// Schema-qualified, quoted table name, e.g. `"public"."coding_jobs"`.
     let table: String
@@ -137,6 +137,15 @@ struct PostgresSchema: Sendable {
                 "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS peak_memory_bytes bigint NOT NULL DEFAULT 0",
                 "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS run_seconds double precision NOT NULL DEFAULT 0",
             ],
+            // Version 7: the user a job is for (a Supabase user's id; NULL for a system job), read
+            // by row-level security (`worker migrate --supabase`) and by `jobs list --user`.
+            7: [
+                "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS user_id uuid",
+                """
+                CREATE INDEX IF NOT EXISTS "\(tableName)_user_idx" ON \(table) (user_id, created_at DESC)
+                    WHERE user_id IS NOT NULL
+                """,
+            ],
         ]
     }
 
@@ -220,6 +229,22 @@ struct PostgresSchema: Sendable {
         ]
     }
 
+    /// Cancelling a job (`worker jobs cancel`, the job API, `cancel_coding_job`): what is set, and
+    /// which jobs may be cancelled. A running turn of a session keeps its lease until the worker
+    /// has stopped its command, so the session's next turn cannot start beside it; a failed turn
+    /// that holds its session (SESSION_ON_FAILURE=block) may be cancelled to let the session go on.
+    static let cancelAssignments = """
+        status = 'cancelled', completed_at = now(), blocks_session = false, \
+        lease_expires_at = CASE WHEN status = 'processing' AND session_id IS NOT NULL THEN lease_expires_at END
+        """
+    static let cancellable = "(status IN ('pending', 'processing') OR (status = 'failed' AND blocks_session))"
+    /// Retrying a job (`worker jobs retry`, `retry_coding_job`): pending again, now, with an
+    /// attempt left.
+    static let retryAssignments = """
+        status = 'pending', run_at = now(), completed_at = NULL, locked_by = NULL, lease_expires_at = NULL, \
+        max_attempts = greatest(max_attempts, attempts + 1)
+        """
+
     /// The table's checks (name, condition), matching ``NewJob/validate()`` and the SQLite table.
     static let checks: [(String, String)] = [
         ("status", "status IN ('pending', 'processing', 'completed', 'failed', 'cancelled')"),
@@ -234,7 +259,7 @@ struct PostgresSchema: Sendable {
     static let columns = """
         id, queue, session_id, prompt, payload::text, status, priority, run_at, attempts, max_attempts, \
         last_error, result::text, created_at, started_at, completed_at, locked_by, lease_expires_at, \
-        held_by_session, blocks_session, input_tokens, output_tokens, cost_usd, cpu_seconds, peak_memory_bytes, run_seconds
+        held_by_session, blocks_session, input_tokens, output_tokens, cost_usd, cpu_seconds, peak_memory_bytes, run_seconds, user_id
         """
 
     /// ``columns`` for a summary listing (``JobFilter/summary``): the same columns in the same
@@ -242,7 +267,7 @@ struct PostgresSchema: Sendable {
     static let summaryColumns = """
         id, queue, session_id, left(prompt, \(JobFilter.summaryPromptLength)), '{}'::text, status, priority, run_at, attempts, \
         max_attempts, NULL::text, NULL::text, created_at, started_at, completed_at, locked_by, lease_expires_at, \
-        held_by_session, blocks_session, input_tokens, output_tokens, cost_usd, cpu_seconds, peak_memory_bytes, run_seconds
+        held_by_session, blocks_session, input_tokens, output_tokens, cost_usd, cpu_seconds, peak_memory_bytes, run_seconds, user_id
         """
 
     /// What a claim returns, in the order ``PostgresJobStore`` decodes them: only the columns
@@ -255,7 +280,8 @@ struct PostgresSchema: Sendable {
 
     /// Inserts jobs, one element of each array per job: `$1` ids, `$2` queues, `$3` session ids
     /// ('' for none), `$4` prompts, `$5` payloads (JSON text), `$6` priorities, `$7` run-at times
-    /// in Unix seconds (negative: now, by the database's clock), `$8` max attempts.
+    /// in Unix seconds (negative: now, by the database's clock), `$8` max attempts, `$9` user ids
+    /// ('' for none).
     private static func enqueueStatement(table: String) -> StoreStatement.Text {
         StoreStatement.Text(
             name: "mobvibe_enqueue",
@@ -272,11 +298,12 @@ struct PostgresSchema: Sendable {
                     ORDER BY j.id
                     FOR UPDATE
                 )
-                INSERT INTO \(table) (id, queue, session_id, prompt, payload, priority, run_at, max_attempts, status)
+                INSERT INTO \(table) (id, queue, session_id, prompt, payload, priority, run_at, max_attempts, status, user_id)
                 SELECT id, queue, NULLIF(session_id, '')::uuid, prompt, payload::jsonb, priority::integer,
-                    CASE WHEN run_at < 0 THEN now() ELSE to_timestamp(run_at) END, max_attempts::integer, 'pending'
-                FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::float8[], $8::bigint[])
-                    AS t(id, queue, session_id, prompt, payload, priority, run_at, max_attempts)
+                    CASE WHEN run_at < 0 THEN now() ELSE to_timestamp(run_at) END, max_attempts::integer, 'pending',
+                    NULLIF(user_id, '')::uuid
+                FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::float8[], $8::bigint[], $9::text[])
+                    AS t(id, queue, session_id, prompt, payload, priority, run_at, max_attempts, user_id)
                 WHERE (SELECT count(*) FROM active) >= 0
                 """
         )

@@ -21,6 +21,7 @@ extension SQLiteJobStore {
                 """
                 SELECT \(filter.summary ? SQLiteSchema.summaryColumns : SQLiteSchema.columns) FROM "\(table)"
                 WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR queue = ?2) AND (?4 IS NULL OR session_id = ?4)
+                  AND (?5 IS NULL OR user_id = ?5)
                 ORDER BY \(filter.session == nil ? "created_at DESC, id DESC" : "created_at, id") LIMIT ?3
                 """,
                 [
@@ -28,6 +29,7 @@ extension SQLiteJobStore {
                     filter.queue.map { .text($0) } ?? .null,
                     .integer(max(0, filter.limit)),
                     filter.session.map { .text($0.lowercasedText) } ?? .null,
+                    filter.user.map { .text($0.lowercasedText) } ?? .null,
                 ]
             )
         }

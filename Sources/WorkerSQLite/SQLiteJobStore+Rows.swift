@@ -41,6 +41,11 @@ extension SQLiteJobStore {
             guard let parsed = UUID(uuidString: rawSession) else { throw fail("session_id is not a UUID") }
             sessionID = parsed
         }
+        var userID: UUID?
+        if let rawUser = optionalText("user_id") {
+            guard let parsed = UUID(uuidString: rawUser) else { throw fail("user_id is not a UUID") }
+            userID = parsed
+        }
         return Job(
             id: id,
             queue: try text("queue"),
@@ -64,7 +69,8 @@ extension SQLiteJobStore {
             usage: JobUsage(
                 inputTokens: Int64(try integer("input_tokens")), outputTokens: Int64(try integer("output_tokens")),
                 costUSD: row.column("cost_usd")?.double ?? 0, cpuSeconds: row.column("cpu_seconds")?.double ?? 0,
-                peakMemoryBytes: Int64(row.column("peak_memory_bytes")?.integer ?? 0), runSeconds: row.column("run_seconds")?.double ?? 0)
+                peakMemoryBytes: Int64(row.column("peak_memory_bytes")?.integer ?? 0), runSeconds: row.column("run_seconds")?.double ?? 0),
+            userID: userID
         )
     }
 }

@@ -156,12 +156,12 @@ public final class SQLiteJobStore: BenchmarkJobStore {
                 for start in stride(from: 0, to: jobs.count, by: chunkSize) {
                     let end = min(start + chunkSize, jobs.count)
                     var binds: [SQLiteData] = []
-                    binds.reserveCapacity((end - start) * 10)
+                    binds.reserveCapacity((end - start) * 11)
                     var rows: [String] = []
                     for index in start..<end {
                         let job = jobs[index]
                         let base = binds.count
-                        let placeholders: [String] = (1...10).map { (offset: Int) -> String in "?\(base + offset)" }
+                        let placeholders: [String] = (1...11).map { (offset: Int) -> String in "?\(base + offset)" }
                         rows.append("(" + placeholders.joined(separator: ",") + ")")
                         let sessionID: SQLiteData = job.sessionID.map { .text($0.lowercasedText) } ?? .null
                         let runAt: Int = job.runAt.map(Self.milliseconds) ?? now
@@ -176,11 +176,12 @@ public final class SQLiteJobStore: BenchmarkJobStore {
                             .integer(job.maxAttempts),
                             .integer(now),
                             .text(JobStatus.pending.rawValue),
+                            job.userID.map { .text($0.lowercasedText) } ?? .null,
                         ]
                     }
                     _ = try await connection.query(
                         """
-                        INSERT INTO "\(table)" (id, queue, session_id, prompt, payload, priority, run_at, max_attempts, created_at, status)
+                        INSERT INTO "\(table)" (id, queue, session_id, prompt, payload, priority, run_at, max_attempts, created_at, status, user_id)
                         VALUES \(rows.joined(separator: ","))
                         """,
                         binds

@@ -3,7 +3,7 @@ import WorkerCore
 /// The SQLite schema of the jobs table, versioned per table in `worker_schema_migrations`.
 enum SQLiteSchema {
     /// The newest schema version this code creates and understands.
-    static let version = 5
+    static let version = 6
 
     /// Milliseconds since the Unix epoch, as a column default.
     static let nowMilliseconds = "(CAST(unixepoch('subsec') * 1000 AS INTEGER))"
@@ -181,6 +181,11 @@ enum SQLiteSchema {
                 "ALTER TABLE \"\(table)\" ADD COLUMN peak_memory_bytes INTEGER NOT NULL DEFAULT 0",
                 "ALTER TABLE \"\(table)\" ADD COLUMN run_seconds REAL NOT NULL DEFAULT 0",
             ],
+            // The user a job is for (NULL for a system job), as PostgreSQL's version 7.
+            6: [
+                "ALTER TABLE \"\(table)\" ADD COLUMN user_id TEXT",
+                "CREATE INDEX IF NOT EXISTS \"\(table)_user_idx\" ON \"\(table)\" (user_id, created_at DESC) WHERE user_id IS NOT NULL",
+            ],
         ]
     }
 
@@ -228,13 +233,13 @@ enum SQLiteSchema {
     static let summaryColumns = """
         id, queue, session_id, substr(prompt, 1, \(JobFilter.summaryPromptLength)) AS prompt, '{}' AS payload, status, priority, \
         run_at, attempts, max_attempts, NULL AS last_error, NULL AS result, created_at, started_at, completed_at, locked_by, lease_expires_at, \
-        held_by_session, blocks_session, input_tokens, output_tokens, cost_usd, cpu_seconds, peak_memory_bytes, run_seconds
+        held_by_session, blocks_session, input_tokens, output_tokens, cost_usd, cpu_seconds, peak_memory_bytes, run_seconds, user_id
         """
 
     /// The columns every query returns, in the order ``SQLiteJobStore`` decodes them.
     static let columns = """
         id, queue, session_id, prompt, payload, status, priority, run_at, attempts, max_attempts, \
         last_error, result, created_at, started_at, completed_at, locked_by, lease_expires_at, \
-        held_by_session, blocks_session, input_tokens, output_tokens, cost_usd, cpu_seconds, peak_memory_bytes, run_seconds
+        held_by_session, blocks_session, input_tokens, output_tokens, cost_usd, cpu_seconds, peak_memory_bytes, run_seconds, user_id
         """
 }

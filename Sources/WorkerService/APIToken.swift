@@ -1,7 +1,10 @@
 import HTTPTypes
 import Hummingbird
+import Logging
 
-/// Who may use the job API: the bearer of `API_TOKEN`, or, while it is unset, only this machine.
+/// Who may use the job API: the bearer of `API_TOKEN` (or, while it is unset, only this
+/// machine), and, on the read endpoints, a Supabase user with a valid access token when
+/// ``UserTokenVerifier`` is configured. Sets ``WorkerRequestContext/caller``.
 ///
 /// The token is compared in constant time (every byte, whatever the first difference), so its
 /// value cannot be found a byte at a time from response times.
@@ -10,26 +13,49 @@ struct APIToken: RouterMiddleware {
 
     /// `nil`: no token configured; loopback peers only.
     let token: [UInt8]?
+    /// Verifies users' access tokens (`nil`: users' tokens are not accepted).
+    let users: UserTokenVerifier?
+    /// Whether the routes behind this middleware accept a user's token (the read endpoints).
+    let allowsUsers: Bool
+    let logger: Logger?
 
-    init(_ token: String?) {
+    init(_ token: String?, users: UserTokenVerifier? = nil, allowsUsers: Bool = false, logger: Logger? = nil) {
         self.token = token.map { Array($0.utf8) }
+        self.users = users
+        self.allowsUsers = allowsUsers
+        self.logger = logger
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard let token else {
+        var context = context
+        let bearer = request.headers[.authorization].flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil }
+        if let token, let bearer, Self.equal(Array(bearer.utf8), token) {
+            context.caller = .backend
+            return try await next(request, context)
+        }
+        if token == nil, bearer == nil || users == nil || !allowsUsers {
             guard context.isLoopbackPeer else {
                 return JobAPI.error(.forbidden, "the job API answers only on this machine while API_TOKEN is unset: set API_TOKEN and send it as a bearer token")
             }
+            context.caller = .backend
             return try await next(request, context)
         }
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
-              Self.equal(Array(header.utf8.dropFirst(7)), token)
-        else {
-            var response = JobAPI.error(.unauthorized, "a valid bearer token is required (Authorization: Bearer <API_TOKEN>)")
-            response.headers[.wwwAuthenticate] = "Bearer"
-            return response
+        if let users, allowsUsers, let bearer {
+            switch await users.user(fromToken: bearer) {
+            case .success(let user):
+                context.caller = .user(user)
+                return try await next(request, context)
+            case .failure(let refusal):
+                logger?.debug("A bearer token was refused", metadata: ["reason": .string(refusal.reason)])
+            }
         }
-        return try await next(request, context)
+        var response = JobAPI.error(
+            .unauthorized,
+            allowsUsers && users != nil
+                ? "a valid bearer token is required (API_TOKEN, or a user's access token that has not expired)"
+                : "a valid bearer token is required (Authorization: Bearer <API_TOKEN>)")
+        response.headers[.wwwAuthenticate] = "Bearer"
+        return response
     }
 
     /// Whether `given` equals `expected`, in time that depends only on their lengths.

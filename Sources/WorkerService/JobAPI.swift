@@ -16,11 +16,14 @@ import WorkerCore
 /// - `POST /jobs`: enqueues the JSON object in the body (the fields of a `worker enqueue --jsonl`
 ///   line); `POST /jobs/{id}/cancel`.
 ///
-/// All of them need `Authorization: Bearer <API_TOKEN>` (``APIToken``).
+/// All of them need `Authorization: Bearer <API_TOKEN>` (``APIToken``); the two `GET`s also take a
+/// Supabase user's access token when ``UserTokenVerifier`` is configured, and then answer only
+/// that user's jobs (any other is 404).
 public struct JobAPI: Sendable {
     let store: any JobStore
     let feed: JobEventFeed
     let token: String?
+    let users: UserTokenVerifier?
     let defaultMaxAttempts: Int
     /// Called after an enqueue, so that this worker claims at once.
     let enqueued: @Sendable () -> Void
@@ -34,23 +37,43 @@ public struct JobAPI: Sendable {
     static let heartbeat = Duration.seconds(15)
 
     public init(
-        store: any JobStore, feed: JobEventFeed, token: String?, defaultMaxAttempts: Int, logger: Logger,
+        store: any JobStore, feed: JobEventFeed, token: String?, users: UserTokenVerifier? = nil, defaultMaxAttempts: Int, logger: Logger,
         enqueued: @escaping @Sendable () -> Void = {}
     ) {
         self.store = store
         self.feed = feed
         self.token = token
+        self.users = users
         self.defaultMaxAttempts = defaultMaxAttempts
         self.logger = logger
         self.enqueued = enqueued
     }
 
     func addRoutes(to router: Router<WorkerRequestContext>) {
-        let jobs = router.group("jobs").add(middleware: APIToken(token))
-        jobs.get(":id") { _, context -> Response in
-            guard let id = Self.jobID(context), let job = try await store.job(id: id) else { return Self.notFound() }
+        // Reading: backends and, with a verified access token, the job's own user.
+        let reads = router.group("jobs").add(middleware: APIToken(token, users: users, allowsUsers: true, logger: logger))
+        reads.get(":id") { _, context -> Response in
+            guard let id = Self.jobID(context), let job = try await store.job(id: id),
+                  context.caller?.maySee(owner: job.userID) == true
+            else { return Self.notFound() }
             return Self.json(.ok, JobPresentation.json(JobPresentation.jsonObject(job), pretty: false))
         }
+        reads.get(":id/events") { request, context -> Response in
+            guard let id = Self.jobID(context), let job = try await store.job(id: id),
+                  context.caller?.maySee(owner: job.userID) == true
+            else { return Self.notFound() }
+            let from = request.headers[Self.lastEventID] ?? request.uri.queryParameters.get("after")
+            guard let after = from.map({ Int64($0) }) ?? 0, after >= 0 else {
+                return Self.error(.badRequest, "Last-Event-ID and ?after= are event sequence numbers (0 or more)")
+            }
+            return Response(
+                status: .ok,
+                headers: [.contentType: "text/event-stream", .cacheControl: "no-store", .init("X-Accel-Buffering")!: "no"],
+                body: ResponseBody { writer in try await stream(id, after: after, to: &writer) }
+            )
+        }
+        // Changing: backends only (a user goes through the database's functions).
+        let jobs = router.group("jobs").add(middleware: APIToken(token))
         jobs.post { request, _ -> Response in
             let body = try await request.body.collect(upTo: Self.maximumBodyBytes)
             let job: NewJob
@@ -75,18 +98,6 @@ public struct JobAPI: Sendable {
             } catch let error as JobStoreError {
                 return Self.error(.conflict, error.description)
             }
-        }
-        jobs.get(":id/events") { request, context -> Response in
-            guard let id = Self.jobID(context), try await store.job(id: id) != nil else { return Self.notFound() }
-            let from = request.headers[Self.lastEventID] ?? request.uri.queryParameters.get("after")
-            guard let after = from.map({ Int64($0) }) ?? 0, after >= 0 else {
-                return Self.error(.badRequest, "Last-Event-ID and ?after= are event sequence numbers (0 or more)")
-            }
-            return Response(
-                status: .ok,
-                headers: [.contentType: "text/event-stream", .cacheControl: "no-store", .init("X-Accel-Buffering")!: "no"],
-                body: ResponseBody { writer in try await stream(id, after: after, to: &writer) }
-            )
         }
     }
 

@@ -10,7 +10,7 @@ public enum JobInput {
 
     static let knownKeys: Set<String> = [
         "prompt", "queue", "sessionId", "session_id", "priority", "runAt", "run_at",
-        "maxAttempts", "max_attempts", "payload",
+        "maxAttempts", "max_attempts", "payload", "userId", "user_id",
     ]
 
     /// Parses one JSONL line: `{"prompt": "...", "queue": "...", "sessionId": "...", "priority": 1,
@@ -24,7 +24,7 @@ public enum JobInput {
         }
         guard let fields = object as? [String: Any] else { throw Invalid(description: "expected a JSON object") }
         if let unknown = fields.keys.first(where: { !knownKeys.contains($0) }) {
-            throw Invalid(description: "unknown key \"\(unknown)\" (known: prompt, queue, sessionId, priority, runAt, maxAttempts, payload)")
+            throw Invalid(description: "unknown key \"\(unknown)\" (known: prompt, queue, sessionId, priority, runAt, maxAttempts, payload, userId)")
         }
         guard let prompt = fields["prompt"] as? String else { throw Invalid(description: "\"prompt\" is missing or not a string") }
         func string(_ keys: String...) throws -> String? {
@@ -56,7 +56,8 @@ public enum JobInput {
             priority: try integer("priority"),
             runAt: try string("runAt", "run_at"),
             maxAttempts: try integer("maxAttempts", "max_attempts") ?? defaultMaxAttempts,
-            payload: payloadText
+            payload: payloadText,
+            userID: try string("userId", "user_id")
         )
     }
 
@@ -68,12 +69,18 @@ public enum JobInput {
         priority: Int?,
         runAt: String?,
         maxAttempts: Int,
-        payload: String?
+        payload: String?,
+        userID: String? = nil
     ) throws -> NewJob {
         var session: UUID?
         if let sessionID {
             guard let parsed = UUID(uuidString: sessionID) else { throw Invalid(description: "session id \"\(sessionID)\" is not a UUID") }
             session = parsed
+        }
+        var user: UUID?
+        if let userID {
+            guard let parsed = UUID(uuidString: userID) else { throw Invalid(description: "user id \"\(userID)\" is not a UUID") }
+            user = parsed
         }
         var due: Date?
         if let runAt {
@@ -89,7 +96,8 @@ public enum JobInput {
             payload: payload ?? "{}",
             priority: priority ?? 0,
             runAt: due,
-            maxAttempts: maxAttempts
+            maxAttempts: maxAttempts,
+            userID: user
         )
         do {
             try job.validate()

@@ -14,6 +14,7 @@ public enum JobPresentation {
             "id": job.id.lowercasedText,
             "queue": job.queue,
             "session_id": job.sessionID.map { $0.lowercasedText } ?? NSNull(),
+            "user_id": job.userID.map { $0.lowercasedText } ?? NSNull(),
             "prompt": job.prompt,
             "payload": embedded(job.payload),
             "status": job.status.rawValue,
@@ -146,7 +147,7 @@ public enum JobPresentation {
     public static func details(_ job: Job) -> String {
         let object = jsonObject(job)
         let order = [
-            "id", "status", "queue", "session_id", "priority", "attempts", "max_attempts", "run_at", "created_at",
+            "id", "status", "queue", "session_id", "user_id", "priority", "attempts", "max_attempts", "run_at", "created_at",
             "started_at", "completed_at", "locked_by", "lease_expires_at", "held_by_session", "blocks_session",
             "input_tokens", "output_tokens", "cost_usd", "cpu_seconds", "peak_memory_bytes", "run_seconds", "prompt", "payload", "result",
             "last_error",

@@ -14,6 +14,9 @@ import WorkerPostgres
 struct SchemaMigrator: Service {
     let store: any JobStore
     let enabled: Bool
+    /// With `SUPABASE_RLS=true`: the most pending jobs a user may have; the migration then also
+    /// applies row-level security and the app's functions.
+    var supabase: Int? = nil
     let gate: StartupGate
     let logger: Logger
 
@@ -28,7 +31,13 @@ struct SchemaMigrator: Service {
                     // its place and roll back, again and again.
                     try await withTimeout(.seconds(6), operation: "the database") { [store] in try await store.ping() }
                     try await whileReportingSlowness {
-                        if enabled { try await store.migrate() } else { try await store.verifySchema() }
+                        if enabled, let supabase, let postgres = store as? PostgresJobStore {
+                            try await postgres.secureForSupabase(maximumPendingJobsPerUser: supabase)
+                        } else if enabled {
+                            try await store.migrate()
+                        } else {
+                            try await store.verifySchema()
+                        }
                     }
                     if failures > 0 { logger.info("Database is reachable again") }
                     gate.open()

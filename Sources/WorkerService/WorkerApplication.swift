@@ -44,10 +44,17 @@ public struct WorkerApplication: Sendable {
         try Socket.ensureAvailable(host: configuration.healthCheckHost, port: configuration.healthCheckPort)
         var sandbox: JobSandbox?
         var limits = JobLimitEnforcement.none
+        var launcher: JobLauncher?
         if configuration.handler == .command, configuration.command != nil {
             limits = try configuration.sandbox.prepareLimits()
             logger.info("Job limits: \(limits.limits.isEmpty ? "none (no JOB_*_LIMIT set); attempts' CPU time and peak memory not measured" : limits.summary)")
             if let user = configuration.sandbox.user {
+                launcher = limits.launcher ?? JobLauncher.locate()
+                guard launcher != nil else {
+                    throw ConfigurationError(
+                        variable: "JOB_USER", value: user.name,
+                        expected: "unset, or worker-launch beside the worker binary or in PATH (it becomes the user before the command starts; swift build --product worker-launch)")
+                }
                 logger.info("Job user: commands run as \(user.name) (uid \(user.uid), gid \(user.gid))")
             }
             let decision = try await configuration.sandbox.decide(environment: configuration.environment)
@@ -69,17 +76,17 @@ public struct WorkerApplication: Sendable {
             tasks.addTask { await shutdown.handleSignals() }
             defer { tasks.cancelAll() }
             try await JobStoreConnector.withStore(configuration, logger: logger) { store in
-                try await runServices(store: store, shutdown: shutdown, sandbox: sandbox, limits: limits)
+                try await runServices(store: store, shutdown: shutdown, sandbox: sandbox, limits: limits, launcher: launcher)
             }
         }
         logger.info("Worker service stopped cleanly")
     }
 
-    private func runServices(store: any JobStore, shutdown: ShutdownCoordinator, sandbox: JobSandbox?, limits: JobLimitEnforcement) async throws {
+    private func runServices(store: any JobStore, shutdown: ShutdownCoordinator, sandbox: JobSandbox?, limits: JobLimitEnforcement, launcher: JobLauncher?) async throws {
         let registry = MetricsSetup.registry
         let processor = JobProcessor(
             store: store,
-            handler: makeHandler(sandbox: sandbox, limits: limits),
+            handler: makeHandler(sandbox: sandbox, limits: limits, launcher: launcher),
             configuration: configuration.processorConfiguration,
             logger: logger
         )
@@ -89,6 +96,14 @@ public struct WorkerApplication: Sendable {
         if configuration.apiToken == nil {
             logger.info("API_TOKEN is unset: the job API (/jobs) answers only on this machine (loopback)")
         }
+        let users = try await configuration.userTokenVerifier()
+        if let users {
+            logger.info("Users' access tokens are accepted on GET /jobs/{id} and /jobs/{id}/events: each user reads only their own jobs", metadata: [
+                "audience": .string(users.audience),
+                "keys": .string([configuration.supabaseJWTSecret.map { _ in "SUPABASE_JWT_SECRET (HS256)" }, configuration.supabaseJWKSFile.map { "JWKS \($0)" }]
+                    .compactMap { $0 }.joined(separator: ", ")),
+            ])
+        }
         let health = HealthServer(
             host: configuration.healthCheckHost,
             port: configuration.healthCheckPort,
@@ -96,11 +111,13 @@ public struct WorkerApplication: Sendable {
             readiness: ReadinessProbe(checks: [.store(store), .processor(processor), .outcomes(processor)], logger: logger),
             metrics: { [registry] in registry.emitToBuffer() },
             jobAPI: JobAPI(
-                store: store, feed: feed, token: configuration.apiToken, defaultMaxAttempts: configuration.jobMaxAttempts, logger: logger,
+                store: store, feed: feed, token: configuration.apiToken, users: users, defaultMaxAttempts: configuration.jobMaxAttempts, logger: logger,
                 enqueued: { [processor] in processor.notifyJobsAvailable() })
         )
         let gate = StartupGate()
-        let migrator = SchemaMigrator(store: store, enabled: configuration.autoMigrate, gate: gate, logger: logger)
+        let migrator = SchemaMigrator(
+            store: store, enabled: configuration.autoMigrate,
+            supabase: configuration.supabaseRLS ? configuration.maxPendingJobsPerUser : nil, gate: gate, logger: logger)
         // Shut down in reverse: the monitor, then the processor (draining jobs), then the health server.
         var groupConfiguration = ServiceGroupConfiguration(
             services: [
@@ -136,13 +153,14 @@ public struct WorkerApplication: Sendable {
         try await group.run()
     }
 
-    private func makeHandler(sandbox: JobSandbox?, limits: JobLimitEnforcement) -> any JobHandler {
+    private func makeHandler(sandbox: JobSandbox?, limits: JobLimitEnforcement, launcher: JobLauncher?) -> any JobHandler {
         switch configuration.handler {
         case .command:
             if var command = configuration.command {
                 command.sandbox = sandbox
                 command.limits = limits
                 command.user = configuration.sandbox.user
+                command.launcher = launcher
                 return CommandHandler(configuration: command)
             }
             return EchoHandler()

@@ -37,6 +37,19 @@ public struct WorkerConfiguration: Sendable {
     public var jobsSchema: String
     /// Whether `run` and the CLI create or upgrade the schema themselves (`AUTO_MIGRATE`).
     public var autoMigrate: Bool
+    /// Whether start-up also applies row-level security and the app's functions for a Supabase
+    /// project (`SUPABASE_RLS`, as `worker migrate --supabase` does).
+    public var supabaseRLS: Bool
+    /// The most pending jobs one user may have through `enqueue_coding_job`
+    /// (`MAX_PENDING_JOBS_PER_USER`).
+    public var maxPendingJobsPerUser: Int
+    /// The Supabase project's JWT secret (HS256), for users' access tokens on the job API's
+    /// reads (`SUPABASE_JWT_SECRET`).
+    public var supabaseJWTSecret: String?
+    /// A file with the project's signing keys as a JWKS (ES256, RS256; `SUPABASE_JWKS_FILE`).
+    public var supabaseJWKSFile: String?
+    /// The audience a user's token must name (`SUPABASE_JWT_AUDIENCE`, Supabase's `authenticated`).
+    public var supabaseJWTAudience: String
     /// The most connections a worker opens to PostgreSQL (`DATABASE_MAX_CONNECTIONS`).
     public var databaseMaxConnections: Int
     /// How long finished jobs are kept (`RETENTION_COMPLETED`, `RETENTION_FAILED`, in days; 0 keeps forever).
@@ -58,6 +71,11 @@ public struct WorkerConfiguration: Sendable {
         ("JOBS_TABLE", "coding_jobs", false),
         ("JOBS_SCHEMA", "public", false),
         ("AUTO_MIGRATE", "true", false),
+        ("SUPABASE_RLS", "false", false),
+        ("MAX_PENDING_JOBS_PER_USER", "10", false),
+        ("SUPABASE_JWT_SECRET", "", true),
+        ("SUPABASE_JWKS_FILE", "", false),
+        ("SUPABASE_JWT_AUDIENCE", "authenticated", false),
         ("DATABASE_MAX_CONNECTIONS", "10", false),
         ("WORKER_QUEUES", NewJob.defaultQueue, false),
         ("WORKER_ID", "<host>-<pid>-<random>", false),
@@ -141,6 +159,17 @@ public struct WorkerConfiguration: Sendable {
         jobsTable = try values.sqlIdentifier("JOBS_TABLE", default: "coding_jobs")
         jobsSchema = try values.sqlIdentifier("JOBS_SCHEMA", default: "public")
         autoMigrate = try values.boolean("AUTO_MIGRATE", default: true)
+        supabaseRLS = try values.boolean("SUPABASE_RLS", default: false)
+        maxPendingJobsPerUser = try values.integer("MAX_PENDING_JOBS_PER_USER", default: 10, range: 1...1_000_000)
+        supabaseJWTSecret = values.raw("SUPABASE_JWT_SECRET")
+        if let secret = supabaseJWTSecret, secret.utf8.count < 32 {
+            throw ConfigurationError(variable: "SUPABASE_JWT_SECRET", value: "(redacted)", expected: "the project's JWT secret (Supabase's are at least 32 characters; Project Settings, API)")
+        }
+        supabaseJWKSFile = values.raw("SUPABASE_JWKS_FILE")
+        if let file = supabaseJWKSFile, !FileManager.default.isReadableFile(atPath: file) {
+            throw ConfigurationError(variable: "SUPABASE_JWKS_FILE", value: file, expected: "a readable file holding the project's JWKS (https://<project>.supabase.co/auth/v1/.well-known/jwks.json)")
+        }
+        supabaseJWTAudience = values.raw("SUPABASE_JWT_AUDIENCE") ?? "authenticated"
         databaseMaxConnections = try values.integer("DATABASE_MAX_CONNECTIONS", default: 10, range: 8...500)
         let completedDays = try values.integer("RETENTION_COMPLETED", default: 7, range: 0...36_500)
         let failedDays = try values.integer("RETENTION_FAILED", default: 30, range: 0...36_500)
@@ -186,6 +215,18 @@ public struct WorkerConfiguration: Sendable {
                 value: "\(retryMax.inMilliseconds)",
                 expected: "at least RETRY_BACKOFF_BASE_MS (\(retryBase.inMilliseconds))"
             )
+        }
+        if supabaseRLS {
+            if case .sqlite = store {
+                throw ConfigurationError(
+                    variable: "SUPABASE_RLS", value: "true",
+                    expected: "false with the embedded SQLite store: row-level security is PostgreSQL's (set DATABASE_URL to the Supabase project's database)")
+            }
+            if !autoMigrate {
+                throw ConfigurationError(
+                    variable: "SUPABASE_RLS", value: "true",
+                    expected: "false with AUTO_MIGRATE=false (the worker then changes no schema): run `worker migrate --supabase` once instead")
+            }
         }
     }
 
@@ -253,6 +294,11 @@ public struct WorkerConfiguration: Sendable {
             ("JOBS_TABLE", jobsTable),
             ("JOBS_SCHEMA", jobsSchema),
             ("AUTO_MIGRATE", "\(autoMigrate)"),
+            ("SUPABASE_RLS", "\(supabaseRLS)"),
+            ("MAX_PENDING_JOBS_PER_USER", "\(maxPendingJobsPerUser)"),
+            ("SUPABASE_JWT_SECRET", supabaseJWTSecret == nil ? "(unset)" : "(set)"),
+            ("SUPABASE_JWKS_FILE", supabaseJWKSFile ?? "(unset)"),
+            ("SUPABASE_JWT_AUDIENCE", supabaseJWTAudience),
             ("DATABASE_MAX_CONNECTIONS", "\(databaseMaxConnections)"),
             ("WORKER_QUEUES", queues.joined(separator: ",")),
             ("WORKER_ID", workerID),

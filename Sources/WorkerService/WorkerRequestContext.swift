@@ -6,6 +6,8 @@ import NIOCore
 public struct WorkerRequestContext: RequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
     public let remoteAddress: SocketAddress?
+    /// Who is calling the job API (set by ``APIToken``).
+    var caller: APICaller?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)

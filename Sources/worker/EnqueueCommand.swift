@@ -9,7 +9,7 @@ struct EnqueueCommand: AsyncParsableCommand {
         abstract: "Add a job (prints its id), or many from a JSON Lines file (prints the count).",
         discussion: """
             Each JSONL line is an object: {"prompt": "...", "queue": "default", "sessionId": "<uuid>", "priority": 0,
-            "runAt": "2026-01-31T12:00:00Z", "maxAttempts": 3, "payload": {}}. Only "prompt" is required.
+            "runAt": "2026-01-31T12:00:00Z", "maxAttempts": 3, "payload": {}, "userId": "<uuid>"}. Only "prompt" is required.
             Lines are inserted in batches, one transaction each; a bad line is reported with its number and
             nothing of its batch is written. When the database refuses a batch, the error names the line to
             go on from; earlier batches stay enqueued.
@@ -19,6 +19,7 @@ struct EnqueueCommand: AsyncParsableCommand {
     @Option(help: "The job's prompt.") var prompt: String?
     @Option(help: "The queue (default: default).") var queue: String?
     @Option(name: .customLong("session-id"), help: "The session's UUID.") var sessionID: String?
+    @Option(name: .customLong("user-id"), help: "The UUID of the user the job is for (a Supabase user's id).") var userID: String?
     @Option(help: "Higher runs first (default 0).") var priority: Int?
     @Option(name: .customLong("run-at"), help: "Do not run before this ISO-8601 time.") var runAt: String?
     @Option(name: .customLong("max-attempts"), help: "Attempts before the job fails (default JOB_MAX_ATTEMPTS).") var maxAttempts: Int?
@@ -30,7 +31,7 @@ struct EnqueueCommand: AsyncParsableCommand {
         if (prompt == nil) == (jsonl == nil) {
             throw ValidationError("give either --prompt or --jsonl")
         }
-        if jsonl != nil, [queue, sessionID, runAt, payload].contains(where: { $0 != nil }) || priority != nil || maxAttempts != nil {
+        if jsonl != nil, [queue, sessionID, runAt, payload, userID].contains(where: { $0 != nil }) || priority != nil || maxAttempts != nil {
             throw ValidationError("--jsonl takes the job fields from each line; do not combine it with other job options")
         }
         if !(1...10_000).contains(batchSize) { throw ValidationError("--batch-size must be from 1 to 10000") }
@@ -40,7 +41,7 @@ struct EnqueueCommand: AsyncParsableCommand {
             do {
                 _ = try JobInput.job(
                     prompt: prompt, queue: queue, sessionID: sessionID, priority: priority, runAt: runAt,
-                    maxAttempts: maxAttempts ?? NewJob.defaultMaxAttempts, payload: payload
+                    maxAttempts: maxAttempts ?? NewJob.defaultMaxAttempts, payload: payload, userID: userID
                 )
             } catch let error as JobInput.Invalid {
                 throw ValidationError(error.description)
@@ -63,7 +64,8 @@ struct EnqueueCommand: AsyncParsableCommand {
                 priority: priority,
                 runAt: runAt,
                 maxAttempts: maxAttempts ?? context.configuration.jobMaxAttempts,
-                payload: payload
+                payload: payload,
+                userID: userID
             )
         } catch let error as JobInput.Invalid {
             throw ValidationError(error.description)

@@ -16,19 +16,22 @@ struct JobsCommand: AsyncParsableCommand {
         @Option(help: "Only jobs in this state: \(JobStatus.allCases.map(\.rawValue).joined(separator: ", ")).") var status: JobStatus?
         @Option(help: "Only jobs in this queue.") var queue: String?
         @Option(help: "Only this session's turns, in the order they run, with why each pending one waits.") var session: String?
+        @Option(help: "Only this user's jobs (their UUID).") var user: String?
         @Option(help: "At most this many jobs.") var limit: Int = 50
         @Flag(help: "Print a JSON array.") var json = false
 
         func validate() throws {
             if !(1...100_000).contains(limit) { throw ValidationError("--limit must be from 1 to 100000") }
             if let session { _ = try JobID.parse(session, option: "--session") }
+            if let user { _ = try JobID.parse(user, option: "--user") }
         }
 
         func run() async throws {
             let context = try await CommandContext.load()
             let sessionID = try session.map { try JobID.parse($0, option: "--session") }
+            let userID = try user.map { try JobID.parse($0, option: "--user") }
             let jobs = try await context.withStore(existingOnly: true) {
-                try await $0.jobs(matching: JobFilter(status: status, queue: queue, session: sessionID, limit: limit, summary: !json))
+                try await $0.jobs(matching: JobFilter(status: status, queue: queue, session: sessionID, user: userID, limit: limit, summary: !json))
             }
             if json {
                 output(JobPresentation.json(jobs.map(JobPresentation.jsonObject)))

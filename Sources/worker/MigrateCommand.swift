@@ -4,12 +4,26 @@ import WorkerService
 struct MigrateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "migrate",
-        abstract: "Create or upgrade the database schema (idempotent; run also does it at start)."
+        abstract: "Create or upgrade the database schema (idempotent; run also does it at start).",
+        discussion: """
+            --supabase also applies row-level security for a Supabase project (a user reads only their own jobs \
+            and events; writes go through the functions enqueue_coding_job, cancel_coding_job and retry_coding_job, \
+            at most MAX_PENDING_JOBS_PER_USER pending jobs a user) and adds the tables to Supabase Realtime. \
+            See docs/WORKER_SERVICE.md, "Supabase".
+            """
     )
+
+    @Flag(help: "Also apply row-level security and the app's functions for a Supabase project (PostgreSQL only).") var supabase = false
 
     func run() async throws {
         let context = try await CommandContext.load()
-        try await context.withStore(migrate: true) { _ in }
-        output("Schema is up to date (\(context.configuration.store))")
+        let maximumPending = context.configuration.maxPendingJobsPerUser
+        let supabase = self.supabase
+        try await context.withStore(migrate: true) { store in
+            if supabase { try await SupabaseSecurity.apply(to: store, maximumPendingJobsPerUser: maximumPending) }
+        }
+        output(supabase
+            ? "Schema is up to date, with row-level security for Supabase (\(context.configuration.store))"
+            : "Schema is up to date (\(context.configuration.store))")
     }
 }

@@ -66,6 +66,11 @@ actor MigrationGate {
     private var waiting: [CheckedContinuation<Void, Never>] = []
 
     func migrate(_ store: PostgresJobStore) async throws {
+        try await run { try await store.migrate() }
+    }
+
+    /// Runs `body` (schema changes) when no other store of the suite is changing its schema.
+    func run(_ body: () async throws -> Void) async throws {
         if busy {
             await withCheckedContinuation { waiting.append($0) }
         } else {
@@ -74,6 +79,6 @@ actor MigrationGate {
         defer {
             if waiting.isEmpty { busy = false } else { waiting.removeFirst().resume() }
         }
-        try await store.migrate()
+        try await body()
     }
 }

@@ -48,6 +48,7 @@ public enum JobStoreConformance {
         ConformanceCase(name: "retry makes a failed job pending with an attempt left", body: retryCommand),
         ConformanceCase(name: "stats count every state and the oldest due pending job", body: stats),
         ConformanceCase(name: "listing filters by status and queue, newest first", body: listing),
+        ConformanceCase(name: "a job keeps the user it is for; listing filters by user", body: userOwnership),
         ConformanceCase(name: "watch reports an enqueue at once", body: watchReportsEnqueue),
         ConformanceCase(name: "retention deletes only old jobs in the given finished state", body: retention),
     ]
@@ -86,6 +87,23 @@ public enum JobStoreConformance {
         #expect(plain.queue == "default" && plain.sessionID == nil && plain.priority == 0 && plain.maxAttempts == 3)
         #expect(abs(plain.createdAt.timeIntervalSinceNow) < 60)
         #expect(try await store.job(id: UUID()) == nil)
+    }
+
+    static func userOwnership(_ store: any JobStore) async throws {
+        let (alice, bob) = (UUID(), UUID())
+        let ids = try await store.enqueue([
+            NewJob(prompt: "a1", queue: "owned", userID: alice), NewJob(prompt: "system", queue: "owned"),
+            NewJob(prompt: "b1", queue: "owned", userID: bob), NewJob(prompt: "a2", queue: "owned", userID: alice),
+        ])
+        #expect(try await store.job(id: ids[0])?.userID == alice)
+        #expect(try await store.job(id: ids[1])?.userID == nil)
+        #expect(try await store.jobs(matching: JobFilter(user: alice)).map(\.id) == [ids[3], ids[0]])
+        #expect(try await store.jobs(matching: JobFilter(user: bob, summary: true)).map(\.userID) == [bob])
+        #expect(try await store.jobs(matching: JobFilter(queue: "owned")).count == 4)
+        // The owner survives the claim and the outcome.
+        let claimed = try await claimOne(store, queues: ["owned"])
+        #expect(try await store.record([JobCompletion(lease: claimed.lease, outcome: .completed(result: "{}"))]) == [true])
+        #expect(try await store.job(id: claimed.job.id)?.userID == alice)
     }
 
     static func invalidJobsRejected(_ store: any JobStore) async throws {

@@ -56,6 +56,26 @@ struct WorkerCLITests {
         #expect(result.stderr.contains("JOB_HANDLER"))
     }
 
+    @Test("a user's jobs: enqueue --user-id, jobs list --user; migrate --supabase and SUPABASE_RLS refuse the SQLite store, saying what they need")
+    func userJobsAndSupabaseOnSQLite() async throws {
+        let folder = try TemporaryDirectory()
+        let env: [String: String] = [:]
+        let user = UUID().uuidString.lowercased()
+        let id = try await WorkerProcess.command(["enqueue", "--prompt", "mine", "--user-id", user], environment: env, directory: folder.url)
+            .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try await WorkerProcess.command(["enqueue", "--prompt", "system"], environment: env, directory: folder.url).status == 0)
+        let listed = try await WorkerProcess.command(["jobs", "list", "--user", user, "--json"], environment: env, directory: folder.url).stdout
+        let jobs = try #require(try JSONSerialization.jsonObject(with: Data(listed.utf8)) as? [[String: Any]], "\(listed)")
+        #expect(jobs.map { $0["id"] as? String } == [id] && jobs.first?["user_id"] as? String == user, "\(jobs)")
+        let badUser = try await WorkerProcess.command(["enqueue", "--prompt", "x", "--user-id", "alice"], environment: env, directory: folder.url)
+        #expect(badUser.status != 0 && badUser.stderr.contains("user id"), "\(badUser.stderr)")
+
+        let migrate = try await WorkerProcess.command(["migrate", "--supabase"], environment: env, directory: folder.url)
+        #expect(migrate.status == 1 && migrate.stderr.contains("PostgreSQL"), "\(migrate.stderr)")
+        let check = try await WorkerProcess.command(["config", "check"], environment: ["SUPABASE_RLS": "true"], directory: folder.url)
+        #expect(check.status == 1 && check.stderr.contains("SUPABASE_RLS") && check.stderr.contains("SQLite"), "\(check.stderr)")
+    }
+
     @Test("enqueue, show, cancel, retry and list")
     func jobCommands() async throws {
         let folder = try TemporaryDirectory()
@@ -72,7 +92,7 @@ struct WorkerCLITests {
         #expect(shown["prompt"] as? String == "héllo" && shown["queue"] as? String == "q1" && shown["session_id"] as? String == session)
         #expect(shown["priority"] as? Int == 4 && shown["max_attempts"] as? Int == 2 && (shown["payload"] as? [String: String]) == ["k": "v"])
         #expect(Set(shown.keys) == [
-            "id", "queue", "session_id", "prompt", "payload", "status", "priority", "run_at", "attempts", "max_attempts", "last_error",
+            "id", "queue", "session_id", "user_id", "prompt", "payload", "status", "priority", "run_at", "attempts", "max_attempts", "last_error",
             "held_by_session", "blocks_session", "input_tokens", "output_tokens", "cost_usd", "cpu_seconds", "peak_memory_bytes", "run_seconds",
             "result", "created_at", "started_at", "completed_at", "locked_by", "lease_expires_at",
         ])

@@ -1,0 +1,223 @@
+import WorkerCore
+
+/// Row-level security and a SQL API for a Supabase app's users (`worker migrate --supabase`,
+/// `SUPABASE_RLS=true`; docs/WORKER_SERVICE.md, "Supabase").
+///
+/// A Supabase table is reachable by every client through its REST API. So: a signed-in user
+/// (`authenticated`) may read their own jobs and their events and nothing else; `anon` nothing;
+/// nobody but the worker writes the tables directly. The app enqueues, cancels and retries
+/// through three functions (supabase-js `rpc`) that take the user from `auth.uid()` and set
+/// every other field themselves. The worker connects as the tables' owner or `service_role`,
+/// which row-level security does not restrict.
+extension PostgresSchema {
+    /// How big a prompt and a payload `enqueue_…` accepts, in bytes (a user's input, bounded so
+    /// that one user cannot fill the table with one call).
+    static let supabaseMaximumPromptBytes = 262_144
+    static let supabaseMaximumPayloadBytes = 65_536
+
+    /// What the migration needs of the database, as names of what is missing (empty: all there).
+    static let supabasePrerequisites = """
+        SELECT array_remove(ARRAY[
+            CASE WHEN NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN 'the role anon' END,
+            CASE WHEN NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN 'the role authenticated' END,
+            CASE WHEN NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN 'the role service_role' END,
+            CASE WHEN to_regprocedure('auth.uid()') IS NULL THEN 'the function auth.uid()' END
+        ], NULL)::text[]
+        """
+
+    /// The functions' names, after the table: `coding_jobs` gives `enqueue_coding_job`,
+    /// `cancel_coding_job`, `retry_coding_job` (the table's name without a final "s"), and the
+    /// type they return, `coding_job_row`.
+    var supabaseFunctionNames: (enqueue: String, cancel: String, retry: String, row: String) {
+        let singular = tableName.hasSuffix("s") ? String(tableName.dropLast()) : tableName
+        return ("enqueue_\(singular)", "cancel_\(singular)", "retry_\(singular)", "\(singular)_row")
+    }
+
+    /// What the functions return: a job as its user may see it, without the worker's own fields
+    /// (lease, worker id, session bookkeeping).
+    private static let publicColumns: [(name: String, type: String)] = [
+        ("id", "uuid"), ("session_id", "uuid"), ("user_id", "uuid"), ("queue", "text"), ("prompt", "text"), ("payload", "jsonb"),
+        ("status", "text"), ("priority", "integer"), ("run_at", "timestamptz"), ("attempts", "integer"), ("max_attempts", "integer"),
+        ("last_error", "text"), ("result", "jsonb"), ("created_at", "timestamptz"), ("started_at", "timestamptz"),
+        ("completed_at", "timestamptz"), ("input_tokens", "bigint"), ("output_tokens", "bigint"), ("cost_usd", "double precision"),
+    ]
+
+    /// The statements, each idempotent, run in one transaction under the table's migration lock.
+    /// - Parameter maximumPendingJobsPerUser: `MAX_PENDING_JOBS_PER_USER`, written into
+    ///   `enqueue_…` (run the migration again to change it).
+    func supabaseStatements(maximumPendingJobsPerUser: Int) -> [String] {
+        let names = supabaseFunctionNames
+        let function = { (name: String) in "\"\(schemaName)\".\"\(name)\"" }
+        // One row, not a set: supabase-js's rpc then answers the job object itself. A type of
+        // its own, made again each time with the functions, so that it always has today's fields.
+        let returns = function(names.row)
+        let selected = Self.publicColumns.map { "j.\($0.name)::\($0.type)" }.joined(separator: ", ")
+        let literal = { (text: String) in "'" + text.replacingOccurrences(of: "'", with: "''") + "'" }
+        // Every function: the caller's user or an error; run as the table's owner with an empty
+        // search path (a caller's objects never shadow the ones named here).
+        let header = """
+            LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $function$
+            #variable_conflict use_column
+            """
+        let signedIn = { (name: String) in
+            """
+            IF caller IS NULL THEN
+                RAISE EXCEPTION '\(name): not signed in (auth.uid() is null)' USING ERRCODE = '42501';
+            END IF;
+            """
+        }
+        let typeColumns = Self.publicColumns.map { "\($0.name) \($0.type)" }.joined(separator: ", ")
+        var statements: [String] = [
+            // Read: a user's own jobs, and the events of those; anon nothing; writes by nobody
+            // but the worker (no INSERT, UPDATE or DELETE policy, and no such privilege). TRUNCATE
+            // ignores row-level security: revoked too.
+            "ALTER TABLE \(table) ENABLE ROW LEVEL SECURITY",
+            "ALTER TABLE \(eventsTable) ENABLE ROW LEVEL SECURITY",
+            "DROP POLICY IF EXISTS \"\(tableName)_own_jobs\" ON \(table)",
+            """
+            CREATE POLICY "\(tableName)_own_jobs" ON \(table) FOR SELECT TO authenticated
+                USING (user_id = (SELECT auth.uid()))
+            """,
+            "DROP POLICY IF EXISTS \"\(eventsTableName)_own_events\" ON \(eventsTable)",
+            """
+            CREATE POLICY "\(eventsTableName)_own_events" ON \(eventsTable) FOR SELECT TO authenticated
+                USING (EXISTS (SELECT 1 FROM \(table) AS j WHERE j.id = job_id AND j.user_id = (SELECT auth.uid())))
+            """,
+            "REVOKE ALL ON \(table), \(eventsTable) FROM anon, PUBLIC",
+            "REVOKE ALL ON \(table), \(eventsTable) FROM authenticated",
+            "GRANT SELECT ON \(table), \(eventsTable) TO authenticated",
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON \(table), \(eventsTable) TO service_role",
+            // The migrations table: a row naming a newer version stops every worker's start. No
+            // client may read or write it.
+            "ALTER TABLE \(migrationsTable) ENABLE ROW LEVEL SECURITY",
+            "REVOKE ALL ON \(migrationsTable) FROM anon, authenticated, PUBLIC",
+            // The functions' answer: a job without the worker's own fields. Dropping the type
+            // drops the functions (made again below).
+            "DROP TYPE IF EXISTS \(returns) CASCADE",
+            "CREATE TYPE \(returns) AS (\(typeColumns))",
+        ]
+        statements.append(
+            // Enqueue: the user is the caller; status, attempts, lease and result are the
+            // table's defaults, never the caller's; prompt and payload bounded; at most
+            // MAX_PENDING_JOBS_PER_USER pending jobs a user (counted under a lock per user, so
+            // concurrent calls of one user cannot all pass the count).
+            """
+            CREATE FUNCTION \(function(names.enqueue))(
+                prompt text, session_id uuid DEFAULT NULL, payload jsonb DEFAULT '{}'::jsonb,
+                queue text DEFAULT 'default', priority integer DEFAULT 0
+            ) RETURNS \(returns)
+            \(header)
+            DECLARE
+                caller uuid := auth.uid();
+                pending bigint;
+                new_id uuid;
+                answer \(returns);
+            BEGIN
+                \(signedIn(names.enqueue))
+                IF prompt IS NULL OR prompt = '' THEN
+                    RAISE EXCEPTION '\(names.enqueue): prompt is empty' USING ERRCODE = '22023';
+                END IF;
+                IF octet_length(prompt) > \(Self.supabaseMaximumPromptBytes) THEN
+                    RAISE EXCEPTION '\(names.enqueue): prompt is % bytes, more than \(Self.supabaseMaximumPromptBytes)', octet_length(prompt) USING ERRCODE = '22001';
+                END IF;
+                payload := coalesce(payload, '{}'::jsonb);
+                IF jsonb_typeof(payload) <> 'object' THEN
+                    RAISE EXCEPTION '\(names.enqueue): payload must be a JSON object, not %', jsonb_typeof(payload) USING ERRCODE = '22023';
+                END IF;
+                IF octet_length(payload::text) > \(Self.supabaseMaximumPayloadBytes) THEN
+                    RAISE EXCEPTION '\(names.enqueue): payload is % bytes, more than \(Self.supabaseMaximumPayloadBytes)', octet_length(payload::text) USING ERRCODE = '22001';
+                END IF;
+                queue := coalesce(queue, 'default');
+                IF queue !~ '\(NewJob.queueNamePattern)' THEN
+                    RAISE EXCEPTION '\(names.enqueue): queue must be 1 to 64 of A-Z a-z 0-9 _ . : -' USING ERRCODE = '22023';
+                END IF;
+                priority := coalesce(priority, 0);
+                IF priority NOT BETWEEN \(NewJob.priorityRange.lowerBound) AND \(NewJob.priorityRange.upperBound) THEN
+                    RAISE EXCEPTION '\(names.enqueue): priority must be from \(NewJob.priorityRange.lowerBound) to \(NewJob.priorityRange.upperBound)' USING ERRCODE = '22023';
+                END IF;
+                PERFORM pg_advisory_xact_lock(hashtext(\(literal(table)) || ':pending:' || caller::text));
+                SELECT count(*) INTO pending FROM \(table) AS j WHERE j.user_id = caller AND j.status = 'pending';
+                IF pending >= \(maximumPendingJobsPerUser) THEN
+                    RAISE EXCEPTION '\(names.enqueue): you have % pending jobs, the most allowed (MAX_PENDING_JOBS_PER_USER)', pending
+                        USING ERRCODE = '53400', HINT = 'Wait until one of them starts, or cancel one.';
+                END IF;
+                INSERT INTO \(table) AS j (prompt, session_id, payload, queue, priority, user_id)
+                    VALUES (prompt, session_id, payload, queue, priority, caller)
+                    RETURNING j.id INTO new_id;
+                SELECT \(selected) INTO answer FROM \(table) AS j WHERE j.id = new_id;
+                RETURN answer;
+            END
+            $function$
+            """)
+        statements.append(
+            // Cancel: the caller's own pending or running job (a running one is stopped by its
+            // worker, told by the same notification `worker jobs cancel` sends). Another user's
+            // job, or none, is "not found" alike: ids cannot be probed.
+            """
+            CREATE FUNCTION \(function(names.cancel))(job_id uuid) RETURNS \(returns)
+            \(header)
+            DECLARE
+                caller uuid := auth.uid();
+                changed uuid;
+                answer \(returns);
+            BEGIN
+                \(signedIn(names.cancel))
+                UPDATE \(table) AS j SET \(Self.cancelAssignments)
+                    WHERE j.id = job_id AND j.user_id = caller AND \(Self.cancellable)
+                    RETURNING j.id INTO changed;
+                IF changed IS NULL THEN
+                    RAISE EXCEPTION '\(names.cancel): no pending or running job % of yours', job_id USING ERRCODE = 'P0002';
+                END IF;
+                PERFORM pg_notify(\(literal(channel)), 'cancel:' || changed::text);
+                SELECT \(selected) INTO answer FROM \(table) AS j WHERE j.id = changed;
+                RETURN answer;
+            END
+            $function$
+            """)
+        statements.append(
+            // Retry: the caller's own failed job, pending again with one more attempt allowed.
+            """
+            CREATE FUNCTION \(function(names.retry))(job_id uuid) RETURNS \(returns)
+            \(header)
+            DECLARE
+                caller uuid := auth.uid();
+                changed uuid;
+                answer \(returns);
+            BEGIN
+                \(signedIn(names.retry))
+                UPDATE \(table) AS j SET \(Self.retryAssignments)
+                    WHERE j.id = job_id AND j.user_id = caller AND j.status = 'failed'
+                    RETURNING j.id INTO changed;
+                IF changed IS NULL THEN
+                    RAISE EXCEPTION '\(names.retry): no failed job % of yours', job_id USING ERRCODE = 'P0002';
+                END IF;
+                PERFORM pg_notify(\(literal(channel)), 'jobs');
+                SELECT \(selected) INTO answer FROM \(table) AS j WHERE j.id = changed;
+                RETURN answer;
+            END
+            $function$
+            """)
+        for (name, signature) in [(names.enqueue, "(text, uuid, jsonb, text, integer)"), (names.cancel, "(uuid)"), (names.retry, "(uuid)")] {
+            statements.append("REVOKE ALL ON FUNCTION \(function(name))\(signature) FROM PUBLIC, anon")
+            statements.append("GRANT EXECUTE ON FUNCTION \(function(name))\(signature) TO authenticated, service_role")
+        }
+        statements.append(
+            // Realtime: the app subscribes to its job and its events (row-level security applies
+            // there too), when the project has Supabase's publication.
+            """
+            DO $$ DECLARE relation regclass; BEGIN
+                IF EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'supabase_realtime' AND NOT puballtables) THEN
+                    FOREACH relation IN ARRAY ARRAY[\(literal(table))::regclass, \(literal(eventsTable))::regclass] LOOP
+                        IF NOT EXISTS (
+                            SELECT 1 FROM pg_publication_rel AS r JOIN pg_publication AS p ON p.oid = r.prpubid
+                            WHERE p.pubname = 'supabase_realtime' AND r.prrelid = relation
+                        ) THEN
+                            EXECUTE format('ALTER PUBLICATION supabase_realtime ADD TABLE %s', relation);
+                        END IF;
+                    END LOOP;
+                END IF;
+            END $$
+            """)
+        return statements
+    }
+}

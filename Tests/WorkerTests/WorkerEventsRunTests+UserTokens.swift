@@ -1,0 +1,99 @@
+import Foundation
+import JWTKit
+import Testing
+
+extension WorkerEventsRunTests.JobAPI {
+    /// A Supabase user's access token, as Supabase signs it: HS256 with the project's secret, or
+    /// ES256 with a key of its JWKS.
+    struct SupabaseClaims: JWTPayload {
+        var sub: SubjectClaim
+        var exp: ExpirationClaim
+        var aud: AudienceClaim
+        var role: String
+
+        func verify(using algorithm: some JWTAlgorithm) async throws {}
+    }
+
+    static let secret = "test-project-jwt-secret-0123456789abcdefghijklmnop"
+
+    static func claims(_ user: UUID, expiresIn seconds: Double = 3600, audience: String = "authenticated") -> SupabaseClaims {
+        SupabaseClaims(
+            sub: SubjectClaim(value: user.uuidString.lowercased()), exp: ExpirationClaim(value: Date(timeIntervalSinceNow: seconds)),
+            aud: AudienceClaim(value: [audience]), role: "authenticated")
+    }
+
+    @Test("users' access tokens: each user reads only their own jobs and events (HS256 secret and ES256 JWKS); others 404; expired, tampered, wrong-audience or foreign tokens 401; no user token changes anything")
+    func userTokens() async throws {
+        let folder = try TemporaryDirectory()
+        // The project's keys: the JWT secret, and an ES256 key published in a JWKS file.
+        let signing = ES256PrivateKey()
+        let (x, y) = try #require(signing.publicKey.parameters)
+        let jwks = #"{"keys":[{"kty":"EC","crv":"P-256","alg":"ES256","use":"sig","kid":"test-es256","x":"\#(x)","y":"\#(y)"}]}"#
+        let jwksFile = folder.url.appendingPathComponent("jwks.json")
+        try jwks.write(to: jwksFile, atomically: true, encoding: .utf8)
+        let (worker, _, port) = try Self.start(folder.url, [
+            "SUPABASE_JWT_SECRET": Self.secret, "SUPABASE_JWKS_FILE": jwksFile.path, "MAX_CONCURRENT_JOBS": "2",
+        ])
+        defer { worker.kill9() }
+        #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
+        #expect(worker.stdout.contains("Users' access tokens are accepted"), "\(worker.stdout)")
+
+        let (alice, bob) = (UUID(), UUID())
+        func enqueue(_ user: UUID?) async throws -> String {
+            let body = user.map { #"{"prompt":"p","userId":"\#($0.uuidString.lowercased())"}"# } ?? #"{"prompt":"system"}"#
+            let created = try await Self.request("POST", port: port, path: "/jobs", body: body)
+            return try #require(jsonObject(created.body)?["id"] as? String, "\(created)")
+        }
+        let (aliceJob, bobJob, systemJob) = (try await enqueue(alice), try await enqueue(bob), try await enqueue(nil))
+
+        let hmac = JWTKeyCollection()
+        await hmac.add(hmac: HMACKey(from: Self.secret), digestAlgorithm: .sha256)
+        let ecdsa = JWTKeyCollection()
+        await ecdsa.add(ecdsa: signing, kid: "test-es256")
+        let aliceToken = try await hmac.sign(Self.claims(alice))
+        let bobToken = try await ecdsa.sign(Self.claims(bob), kid: "test-es256")
+
+        // Each user sees their own job and its events, and nothing else (404, as for no job at all).
+        for (token, own, others) in [(aliceToken, aliceJob, [bobJob, systemJob]), (bobToken, bobJob, [aliceJob, systemJob])] {
+            let shown = try await Self.request("GET", port: port, path: "/jobs/\(own)", token: token)
+            #expect(shown.status == 200 && jsonObject(shown.body)?["id"] as? String == own, "\(shown)")
+            _ = try await eventually("\(own) completed") {
+                jsonObject(try await Self.request("GET", port: port, path: "/jobs/\(own)", token: token).body)?["status"] as? String == "completed"
+            }
+            let stream = try await Self.request("GET", port: port, path: "/jobs/\(own)/events", token: token)
+            #expect(stream.status == 200 && stream.body.contains("event: status") && stream.body.contains(#""status":"completed""#), "\(stream)")
+            for other in others {
+                #expect(try await Self.request("GET", port: port, path: "/jobs/\(other)", token: token).status == 404)
+                #expect(try await Self.request("GET", port: port, path: "/jobs/\(other)/events", token: token).status == 404)
+            }
+            // A user's token changes nothing: enqueue and cancel are for the backend's token.
+            #expect(try await Self.request("POST", port: port, path: "/jobs", token: token, body: #"{"prompt":"x"}"#).status == 401)
+            #expect(try await Self.request("POST", port: port, path: "/jobs/\(own)/cancel", token: token).status == 401)
+        }
+        // Refused: expired, for another audience, tampered with, signed with another secret or key.
+        let otherKeys = JWTKeyCollection()
+        await otherKeys.add(hmac: HMACKey(from: Self.secret + "-not"), digestAlgorithm: .sha256)
+        let foreignES = JWTKeyCollection()
+        await foreignES.add(ecdsa: ES256PrivateKey(), kid: "test-es256")
+        var parts = aliceToken.split(separator: ".").map(String.init)
+        let forgedPayload = Data(try JSONEncoder().encode(Self.claims(bob))).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        parts[1] = forgedPayload
+        let refused: [(String, String)] = [
+            ("expired", try await hmac.sign(Self.claims(alice, expiresIn: -60))),
+            ("wrong audience", try await hmac.sign(Self.claims(alice, audience: "anon"))),
+            ("tampered (Bob's claims under Alice's signature)", parts.joined(separator: ".")),
+            ("another secret", try await otherKeys.sign(Self.claims(alice))),
+            ("another ES256 key", try await foreignES.sign(Self.claims(bob), kid: "test-es256")),
+            ("not a JWT", "not-a-token"),
+        ]
+        for (what, token) in refused {
+            #expect(try await Self.request("GET", port: port, path: "/jobs/\(aliceJob)", token: token).status == 401, "\(what)")
+            #expect(try await Self.request("GET", port: port, path: "/jobs/\(bobJob)/events", token: token).status == 401, "\(what)")
+        }
+        // The backend's token still reads every job.
+        #expect(try await Self.request("GET", port: port, path: "/jobs/\(systemJob)").status == 200)
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(15)) == 0)
+    }
+}
