@@ -24,9 +24,21 @@ extension ChaosTests {
     func sessionsUnderChaos() async throws {
         let chaos = try await ChaosRun.make(name: "sessions", lease: .seconds(3))
         defer { chaos.tearDown() }
-        let extra = ["JOB_COMMAND": Self.sessionScript]
+        // With row-level security on, as a Supabase project runs it: the database has Supabase's
+        // roles and auth.uid(), and the four workers apply the policies at start-up, together
+        // (SUPABASE_RLS=true). The worker, the table's owner, is not restricted by them.
+        _ = try await chaos.postgres.sql("""
+            CREATE ROLE anon NOLOGIN; CREATE ROLE authenticated NOLOGIN; CREATE ROLE service_role NOLOGIN BYPASSRLS;
+            CREATE SCHEMA auth;
+            CREATE FUNCTION auth.uid() RETURNS uuid LANGUAGE sql STABLE AS $$
+                SELECT nullif(current_setting('request.jwt.claims', true)::jsonb ->> 'sub', '')::uuid $$;
+            CREATE PUBLICATION supabase_realtime;
+            """)
+        let extra = ["JOB_COMMAND": Self.sessionScript, "SUPABASE_RLS": "true"]
         var workers = try (0..<4).map { _ in try chaos.startWorker(concurrency: 16, extra: extra) }
         try await chaos.waitReady(workers)
+        #expect(try await chaos.postgres.sql("SELECT relrowsecurity FROM pg_class WHERE relname = 'coding_jobs'")
+            .trimmingCharacters(in: .whitespacesAndNewlines) == "t", "the workers applied row-level security at start-up")
 
         let sessions = (0..<200).map { _ in UUID().uuidString.lowercased() }
         let turns = 20
