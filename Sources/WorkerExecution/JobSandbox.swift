@@ -28,9 +28,10 @@ public struct JobSandbox: Sendable, Hashable {
     /// link, on a merged-`/usr` system).
     static let systemDirectories = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
     /// The `/etc` entries programs need (name resolution, TLS certificates, users, the dynamic
-    /// linker's cache, Debian's alternatives, the time zone, system git/npm/pip settings), each
-    /// mounted read-only when the host has it. Few on purpose: each is two mount calls, and the
-    /// first list of 26 cost 6 ms of every command's start (`worker bench sandbox`).
+    /// linker's cache, Debian's alternatives, the time zone, system git/npm/pip settings), as
+    /// the host has them: copied once into what the sandbox sees as `/etc` (``SandboxEtc``, only
+    /// what every user may read). Few on purpose: the first list of 26, bound one by one, cost
+    /// 6 ms of every command's start (`worker bench sandbox`).
     static let etcEntries = [
         "resolv.conf", "hosts", "nsswitch.conf", "passwd", "group", "ld.so.cache", "ssl", "pki",
         "alternatives", "localtime", "gitconfig", "npmrc", "pip.conf",
@@ -45,8 +46,11 @@ public struct JobSandbox: Sendable, Hashable {
     public var writablePaths: [String]
     /// The size bound of the private `/tmp` and of the home directory, each.
     public var tmpBytes: Int
-    /// The ``etcEntries`` this host has (looked up once, not per command).
+    /// The ``etcEntries`` this host has (looked up once, not per command), bound one by one
+    /// where their copy (``SandboxEtc``) could not be made.
     private var etcPresent: [String]
+    /// The copy of the entries mounted as `/etc` (``SandboxEtc/staged``).
+    private var etcCopy: String?
 
     public init(bwrap: String, network: Network = .none, readOnlyPaths: [String] = [], writablePaths: [String] = [], tmpBytes: Int = 1 << 30) {
         self.bwrap = bwrap
@@ -55,6 +59,7 @@ public struct JobSandbox: Sendable, Hashable {
         self.writablePaths = writablePaths
         self.tmpBytes = tmpBytes
         self.etcPresent = Self.etcEntries.map { "/etc/\($0)" }.filter { FileManager.default.fileExists(atPath: $0) }
+        self.etcCopy = SandboxEtc.staged
     }
 
     /// `bwrap` in `path`, if there is one.
@@ -126,8 +131,12 @@ public struct JobSandbox: Sendable, Hashable {
                 arguments += ["--ro-bind", directory, directory]
             }
         }
-        for entry in etcPresent {
-            arguments += ["--ro-bind-try", entry, entry]
+        if let etcCopy {
+            arguments += ["--ro-bind", etcCopy, "/etc"]
+        } else {
+            for entry in etcPresent {
+                arguments += ["--ro-bind-try", entry, entry]
+            }
         }
         arguments += ["--proc", "/proc", "--dev", "/dev"]
         arguments += tmp.map { ["--bind", $0, "/tmp"] } ?? ["--size", String(tmpBytes), "--tmpfs", "/tmp"]

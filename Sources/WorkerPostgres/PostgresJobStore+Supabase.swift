@@ -5,6 +5,15 @@ import WorkerCore
 
 /// Row-level security and the SQL API for a Supabase app (``PostgresSchema/supabaseStatements(maximumPendingJobsPerUser:)``).
 extension PostgresJobStore {
+    /// The statements ``secureForSupabase(maximumPendingJobsPerUser:)`` runs after the schema
+    /// migration, for `JOBS_SCHEMA`.`JOBS_TABLE`, as SQL text to read before applying them
+    /// (`worker migrate --supabase --print-sql`). Needs no connection.
+    public static func supabaseSQL(schema: String, table: String, maximumPendingJobsPerUser: Int) -> String {
+        PostgresSchema(schema: schema, table: table).supabaseStatements(maximumPendingJobsPerUser: maximumPendingJobsPerUser)
+            .map { $0.trimmingCharacters(in: .whitespacesAndNewlines) + ";" }
+            .joined(separator: "\n\n")
+    }
+
     /// Brings the schema up to date, then applies row-level security and creates the app's
     /// functions: idempotent, under the table's migration lock, in one transaction.
     /// - Parameter maximumPendingJobsPerUser: `MAX_PENDING_JOBS_PER_USER`.

@@ -15,4 +15,10 @@ public enum SupabaseSecurity {
         }
         try await postgres.secureForSupabase(maximumPendingJobsPerUser: maximumPendingJobsPerUser)
     }
+
+    /// The SQL it runs after the schema migration, for review before applying it.
+    public static func sql(for configuration: WorkerConfiguration) -> String {
+        PostgresJobStore.supabaseSQL(
+            schema: configuration.jobsSchema, table: configuration.jobsTable, maximumPendingJobsPerUser: configuration.maxPendingJobsPerUser)
+    }
 }

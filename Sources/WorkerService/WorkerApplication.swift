@@ -100,7 +100,7 @@ public struct WorkerApplication: Sendable {
         if let users {
             logger.info("Users' access tokens are accepted on GET /jobs/{id} and /jobs/{id}/events: each user reads only their own jobs", metadata: [
                 "audience": .string(users.audience),
-                "keys": .string([configuration.supabaseJWTSecret.map { _ in "SUPABASE_JWT_SECRET (HS256)" }, configuration.supabaseJWKSFile.map { "JWKS \($0)" }]
+                "keys": .string([configuration.supabaseJWTSecret.map { _ in "SUPABASE_JWT_SECRET (HS256)" }, configuration.supabaseJWKSFile.map { "JWKS \($0)" }, configuration.supabaseJWKSURL.map { "JWKS \($0)" }]
                     .compactMap { $0 }.joined(separator: ", ")),
             ])
         }

@@ -48,6 +48,8 @@ public struct WorkerConfiguration: Sendable {
     public var supabaseJWTSecret: String?
     /// A file with the project's signing keys as a JWKS (ES256, RS256; `SUPABASE_JWKS_FILE`).
     public var supabaseJWKSFile: String?
+    /// Where the project publishes its signing keys (`SUPABASE_JWKS_URL`, fetched from time to time).
+    public var supabaseJWKSURL: String?
     /// The audience a user's token must name (`SUPABASE_JWT_AUDIENCE`, Supabase's `authenticated`).
     public var supabaseJWTAudience: String
     /// The most connections a worker opens to PostgreSQL (`DATABASE_MAX_CONNECTIONS`).
@@ -75,6 +77,7 @@ public struct WorkerConfiguration: Sendable {
         ("MAX_PENDING_JOBS_PER_USER", "10", false),
         ("SUPABASE_JWT_SECRET", "", true),
         ("SUPABASE_JWKS_FILE", "", false),
+        ("SUPABASE_JWKS_URL", "", false),
         ("SUPABASE_JWT_AUDIENCE", "authenticated", false),
         ("DATABASE_MAX_CONNECTIONS", "10", false),
         ("WORKER_QUEUES", NewJob.defaultQueue, false),
@@ -168,6 +171,10 @@ public struct WorkerConfiguration: Sendable {
         supabaseJWKSFile = values.raw("SUPABASE_JWKS_FILE")
         if let file = supabaseJWKSFile, !FileManager.default.isReadableFile(atPath: file) {
             throw ConfigurationError(variable: "SUPABASE_JWKS_FILE", value: file, expected: "a readable file holding the project's JWKS (https://<project>.supabase.co/auth/v1/.well-known/jwks.json)")
+        }
+        supabaseJWKSURL = values.raw("SUPABASE_JWKS_URL")
+        if let url = supabaseJWKSURL, !(url.hasPrefix("https://") || url.hasPrefix("http://127.0.0.1") || url.hasPrefix("http://localhost")) {
+            throw ConfigurationError(variable: "SUPABASE_JWKS_URL", value: url, expected: "an https:// URL (https://<project>.supabase.co/auth/v1/.well-known/jwks.json)")
         }
         supabaseJWTAudience = values.raw("SUPABASE_JWT_AUDIENCE") ?? "authenticated"
         databaseMaxConnections = try values.integer("DATABASE_MAX_CONNECTIONS", default: 10, range: 8...500)
@@ -298,6 +305,7 @@ public struct WorkerConfiguration: Sendable {
             ("MAX_PENDING_JOBS_PER_USER", "\(maxPendingJobsPerUser)"),
             ("SUPABASE_JWT_SECRET", supabaseJWTSecret == nil ? "(unset)" : "(set)"),
             ("SUPABASE_JWKS_FILE", supabaseJWKSFile ?? "(unset)"),
+            ("SUPABASE_JWKS_URL", supabaseJWKSURL ?? "(unset)"),
             ("SUPABASE_JWT_AUDIENCE", supabaseJWTAudience),
             ("DATABASE_MAX_CONNECTIONS", "\(databaseMaxConnections)"),
             ("WORKER_QUEUES", queues.joined(separator: ",")),

@@ -14,8 +14,17 @@ struct MigrateCommand: AsyncParsableCommand {
     )
 
     @Flag(help: "Also apply row-level security and the app's functions for a Supabase project (PostgreSQL only).") var supabase = false
+    @Flag(name: .customLong("print-sql"), help: "With --supabase: print the SQL it would run after the schema migration, and change nothing.") var printSQL = false
+
+    func validate() throws {
+        if printSQL, !supabase { throw ValidationError("--print-sql goes with --supabase") }
+    }
 
     func run() async throws {
+        if printSQL {
+            output(SupabaseSecurity.sql(for: try await WorkerConfiguration.load()))
+            return
+        }
         let context = try await CommandContext.load()
         let maximumPending = context.configuration.maxPendingJobsPerUser
         let supabase = self.supabase

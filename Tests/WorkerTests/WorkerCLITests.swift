@@ -74,6 +74,12 @@ struct WorkerCLITests {
         #expect(migrate.status == 1 && migrate.stderr.contains("PostgreSQL"), "\(migrate.stderr)")
         let check = try await WorkerProcess.command(["config", "check"], environment: ["SUPABASE_RLS": "true"], directory: folder.url)
         #expect(check.status == 1 && check.stderr.contains("SUPABASE_RLS") && check.stderr.contains("SQLite"), "\(check.stderr)")
+        // The SQL to review before applying it, for the configured table, without a connection.
+        let sql = try await WorkerProcess.command(
+            ["migrate", "--supabase", "--print-sql"], environment: ["JOBS_TABLE": "turns", "MAX_PENDING_JOBS_PER_USER": "7"], directory: folder.url)
+        #expect(sql.status == 0 && sql.stdout.contains(#"ALTER TABLE "public"."turns" ENABLE ROW LEVEL SECURITY;"#), "\(sql.stdout)")
+        #expect(sql.stdout.contains(#"CREATE FUNCTION "public"."enqueue_turn"("#) && sql.stdout.contains("IF pending >= 7 THEN"))
+        #expect(try await WorkerProcess.command(["migrate", "--print-sql"], environment: env, directory: folder.url).status != 0)
     }
 
     @Test("enqueue, show, cancel, retry and list")

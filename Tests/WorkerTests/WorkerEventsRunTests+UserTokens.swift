@@ -96,4 +96,50 @@ extension WorkerEventsRunTests.JobAPI {
         worker.send(SIGTERM)
         #expect(await worker.waitForExit(timeout: .seconds(15)) == 0)
     }
+
+    static func jwks(_ keys: [(kid: String, key: ES256PrivateKey)]) throws -> String {
+        let entries = try keys.map { entry -> String in
+            let (x, y) = try #require(entry.key.publicKey.parameters)
+            return #"{"kty":"EC","crv":"P-256","alg":"ES256","use":"sig","kid":"\#(entry.kid)","x":"\#(x)","y":"\#(y)"}"#
+        }
+        return #"{"keys":[\#(entries.joined(separator: ","))]}"#
+    }
+
+    @Test("SUPABASE_JWKS_URL: the published keys are fetched on first use, and again when a token names a key they did not have (a rotation)")
+    func publishedKeys() async throws {
+        let folder = try TemporaryDirectory()
+        let (first, rotated) = (ES256PrivateKey(), ES256PrivateKey())
+        let published = folder.url.appendingPathComponent("jwks.json")
+        try Self.jwks([("first", first)]).write(to: published, atomically: true, encoding: .utf8)
+        // The project's endpoint, played by a static file server on this machine.
+        let serverPort = try freePort()
+        let server = try WorkerProcess(
+            ["python3", "-m", "http.server", "\(serverPort)", "--bind", "127.0.0.1", "--directory", folder.url.path],
+            environment: ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"], directory: folder.url,
+            executable: URL(fileURLWithPath: "/usr/bin/env"))
+        defer { server.kill9() }
+        #expect(try await eventually("the key server") { try await http(port: serverPort, path: "/jwks.json").status == 200 })
+        let (worker, _, port) = try Self.start(folder.url, ["SUPABASE_JWKS_URL": "http://127.0.0.1:\(serverPort)/jwks.json"])
+        defer { worker.kill9() }
+        #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
+        let user = UUID()
+        let created = try await Self.request("POST", port: port, path: "/jobs", body: #"{"prompt":"p","userId":"\#(user.uuidString.lowercased())"}"#)
+        let job = try #require(jsonObject(created.body)?["id"] as? String, "\(created)")
+        func token(_ key: ES256PrivateKey, kid: String) async throws -> String {
+            let keys = JWTKeyCollection()
+            await keys.add(ecdsa: key, kid: JWKIdentifier(string: kid))
+            return try await keys.sign(Self.claims(user), kid: JWKIdentifier(string: kid))
+        }
+        #expect(try await Self.request("GET", port: port, path: "/jobs/\(job)", token: try await token(first, kid: "first")).status == 200)
+        // The project rotates its key: the worker learns the new one from the endpoint.
+        try Self.jwks([("first", first), ("rotated", rotated)]).write(to: published, atomically: true, encoding: .utf8)
+        let rotatedToken = try await token(rotated, kid: "rotated")
+        #expect(try await eventually("the rotated key is accepted", timeout: .seconds(30)) {
+            try await Self.request("GET", port: port, path: "/jobs/\(job)", token: rotatedToken).status == 200
+        })
+        // A key the project never published stays refused.
+        #expect(try await Self.request("GET", port: port, path: "/jobs/\(job)", token: try await token(ES256PrivateKey(), kid: "rotated")).status == 401)
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(15)) == 0)
+    }
 }
