@@ -149,54 +149,39 @@ extension PostgresSchema {
             END
             $function$
             """)
-        statements.append(
-            // Cancel: the caller's own pending or running job (a running one is stopped by its
-            // worker, told by the same notification `worker jobs cancel` sends). Another user's
-            // job, or none, is "not found" alike: ids cannot be probed.
+        // Cancel and retry: one change to one of the caller's own jobs, or "not found" alike for
+        // another user's job and for none, so that ids cannot be probed.
+        func ownJobFunction(_ name: String, set assignments: String, where condition: String, missing: String, notify payload: String) -> String {
             """
-            CREATE FUNCTION \(function(names.cancel))(job_id uuid) RETURNS \(returns)
+            CREATE FUNCTION \(function(name))(job_id uuid) RETURNS \(returns)
             \(header)
             DECLARE
                 caller uuid := auth.uid();
                 changed uuid;
                 answer \(returns);
             BEGIN
-                \(signedIn(names.cancel))
-                UPDATE \(table) AS j SET \(Self.cancelAssignments)
-                    WHERE j.id = job_id AND j.user_id = caller AND \(Self.cancellable)
+                \(signedIn(name))
+                UPDATE \(table) AS j SET \(assignments)
+                    WHERE j.id = job_id AND j.user_id = caller AND \(condition)
                     RETURNING j.id INTO changed;
                 IF changed IS NULL THEN
-                    RAISE EXCEPTION '\(names.cancel): no pending or running job % of yours', job_id USING ERRCODE = 'P0002';
+                    RAISE EXCEPTION '\(name): no \(missing) job % of yours', job_id USING ERRCODE = 'P0002';
                 END IF;
-                PERFORM pg_notify(\(literal(channel)), 'cancel:' || changed::text);
+                PERFORM pg_notify(\(literal(channel)), \(payload));
                 SELECT \(selected) INTO answer FROM \(table) AS j WHERE j.id = changed;
                 RETURN answer;
             END
             $function$
-            """)
-        statements.append(
-            // Retry: the caller's own failed job, pending again with one more attempt allowed.
             """
-            CREATE FUNCTION \(function(names.retry))(job_id uuid) RETURNS \(returns)
-            \(header)
-            DECLARE
-                caller uuid := auth.uid();
-                changed uuid;
-                answer \(returns);
-            BEGIN
-                \(signedIn(names.retry))
-                UPDATE \(table) AS j SET \(Self.retryAssignments)
-                    WHERE j.id = job_id AND j.user_id = caller AND j.status = 'failed'
-                    RETURNING j.id INTO changed;
-                IF changed IS NULL THEN
-                    RAISE EXCEPTION '\(names.retry): no failed job % of yours', job_id USING ERRCODE = 'P0002';
-                END IF;
-                PERFORM pg_notify(\(literal(channel)), 'jobs');
-                SELECT \(selected) INTO answer FROM \(table) AS j WHERE j.id = changed;
-                RETURN answer;
-            END
-            $function$
-            """)
+        }
+        // Cancel: the caller's own pending or running job (a running one is stopped by its
+        // worker, told by the same notification `worker jobs cancel` sends).
+        statements.append(ownJobFunction(
+            names.cancel, set: Self.cancelAssignments, where: Self.cancellable, missing: "pending or running",
+            notify: "'cancel:' || changed::text"))
+        // Retry: the caller's own failed job, pending again with one more attempt allowed.
+        statements.append(ownJobFunction(
+            names.retry, set: Self.retryAssignments, where: "j.status = 'failed'", missing: "failed", notify: "'jobs'"))
         for (name, signature) in [(names.enqueue, "(text, uuid, jsonb, text, integer)"), (names.cancel, "(uuid)"), (names.retry, "(uuid)")] {
             statements.append("REVOKE ALL ON FUNCTION \(function(name))\(signature) FROM PUBLIC, anon")
             statements.append("GRANT EXECUTE ON FUNCTION \(function(name))\(signature) TO authenticated, service_role")
