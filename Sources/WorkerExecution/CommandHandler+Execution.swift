@@ -1,0 +1,265 @@
+import Foundation
+import Logging
+import Subprocess
+import Synchronization
+import SystemPackage
+import WorkerCore
+
+/// Running one attempt's command: started (in the sandbox, its control group, its rlimits, as
+/// `JOB_USER`), fed the prompt, drained line by line into events, raced against its timeout and
+/// its limits, and stopped with its whole process group.
+extension CommandHandler {
+    struct Run {
+        var status: TerminationStatus
+        var stdout: CappedOutput
+        var stderr: CappedOutput
+        var timedOut: Bool
+        /// The last line of standard output, when it is a JSON object.
+        var lastObject: String?
+        /// The limit that stopped the command, if one did.
+        var limit: JobFailureReason? = nil
+    }
+
+    /// Output collected by the drain tasks.
+    private final class Collected: Sendable {
+        let stdout: Mutex<CappedOutput>
+        let stderr: Mutex<CappedOutput>
+        let processGroup = Mutex<pid_t?>(nil)
+        /// The last non-blank line of standard output, when it is a JSON object (`nil` otherwise).
+        let lastObject = Mutex<String?>(nil)
+
+        init(limit: Int) {
+            stdout = Mutex(CappedOutput(limit: limit))
+            stderr = Mutex(CappedOutput(limit: limit))
+        }
+    }
+
+    private enum RaceResult: Sendable {
+        case finished(TerminationStatus)
+        case timedOut
+        /// A limit stopped the command: its reason.
+        case limitReached(JobFailureReason)
+    }
+
+    func execute(
+        prompt: String, workdir: String, payloadFile: String, scratch: (tmp: String, home: String)?, environment: [String: String],
+        events: JobEventStream?, logger: Logger, started: @escaping @Sendable (pid_t) -> Void
+    ) async throws -> Run {
+        let limits = configuration.limits
+        var platformOptions = PlatformOptions()
+        platformOptions.createSession = true
+        platformOptions.teardownSequence = [.send(signal: .terminate, toProcessGroup: true, allowedDurationToNextStep: configuration.killGrace)]
+        let collected = Collected(limit: configuration.outputLimitBytes)
+        // What starts: the command itself, or bwrap with the command inside.
+        var commandLine: [String]
+        if let sandbox = configuration.sandbox {
+            // bwrap starts the program inside, where the host's relative paths mean nothing.
+            let inside = configuration.argv[0].contains("/") ? (program ?? configuration.argv[0]) : configuration.argv[0]
+            commandLine = [sandbox.bwrap] + sandbox.arguments(workdir: workdir, payloadFile: payloadFile, program: program, home: environment["HOME"], scratch: scratch)
+                + [inside] + configuration.argv.dropFirst()
+        } else {
+            commandLine = configuration.argv
+        }
+        // With limits, it starts in a control group of its own and with its rlimits, through
+        // worker-launch, which joins the group, sets them, drops to JOB_USER and then becomes the
+        // command: no process of it ever runs outside.
+        let group = try limits.cgroups.map { cgroups in
+            do {
+                return try cgroups.group(named: "job-\(UUID().uuidString.prefix(12).lowercased())")
+            } catch {
+                throw CommandFailure.cannotStart(program: configuration.argv[0], reason: "cannot create its control group: \(error)")
+            }
+        }
+        defer { group?.remove() }
+        if group != nil || !limits.rlimits.isEmpty || configuration.user != nil {
+            // Not swift-subprocess's own user change: it runs in a raw clone of the worker, where
+            // glibc's setuid can wait forever on a lock another worker thread held at the clone
+            // (a job stuck before its command ever started). worker-launch is a new process.
+            guard let launcher = configuration.launcher ?? limits.launcher else {
+                throw CommandFailure.cannotStart(program: configuration.argv[0], reason: "its limits or JOB_USER need worker-launch, which was not found")
+            }
+            if !commandLine[0].contains("/") { commandLine[0] = program ?? commandLine[0] }
+            commandLine = launcher.commandLine(join: group?.processFiles ?? [], rlimits: limits.rlimits, user: configuration.user, argv: commandLine)
+        }
+        let options = platformOptions
+        // What the disk limit measures: the workspace, and the sandbox's /tmp and home.
+        let written = [workdir] + (scratch.map { [$0.tmp, $0.home] } ?? [])
+        let executable: Executable = commandLine[0].contains("/") ? .path(FilePath(commandLine[0])) : .name(commandLine[0])
+        let arguments = Arguments(Array(commandLine.dropFirst()))
+        var variables: [Environment.Key: String] = [:]
+        for (name, value) in environment {
+            if let key = Environment.Key(rawValue: name) { variables[key] = value }
+        }
+        let childEnvironment = Environment.custom(variables)
+        let input = Array(prompt.utf8)
+        let timeout = configuration.timeout
+
+        defer {
+            // The leader may be gone while grandchildren that ignored SIGTERM live on: finish the group.
+            if let group = collected.processGroup.withLock({ $0 }) { kill(-group, SIGKILL) }
+        }
+        let outcome: RaceResult
+        do {
+            outcome = try await withThrowingTaskGroup(of: RaceResult.self) { race in
+                race.addTask {
+                    let result = try await Subprocess.run(
+                        executable,
+                        arguments: arguments,
+                        environment: childEnvironment,
+                        workingDirectory: FilePath(workdir),
+                        platformOptions: options,
+                        input: .inputWriter,
+                        output: .sequence,
+                        error: .sequence
+                    ) { execution in
+                        collected.processGroup.withLock { $0 = execution.processIdentifier.value }
+                        started(execution.processIdentifier.value)
+                        await events?.status("started", ["pid": String(execution.processIdentifier.value)])
+                        try await Self.pump(execution, input: input, into: collected, events: events, logger: logger)
+                    }
+                    return .finished(result.terminationStatus)
+                }
+                race.addTask {
+                    try await Task.sleep(for: timeout)
+                    return .timedOut
+                }
+                if let group {
+                    // A limit reached ends the attempt at once: a fork bomb held at the pids
+                    // limit, or a command whose process the OOM killer stopped, would otherwise
+                    // go on until the timeout.
+                    race.addTask {
+                        while true {
+                            try await Task.sleep(for: .milliseconds(200))
+                            if group.oomKills > 0 { return .limitReached(.outOfMemory) }
+                            if group.pidsLimitHits > 0 { return .limitReached(.pidsLimit) }
+                        }
+                    }
+                }
+                if let disk = limits.limits.diskBytes {
+                    // RLIMIT_FSIZE stops one file at the limit at once; this stops many files
+                    // that are each below it, within a check's interval.
+                    race.addTask {
+                        var interval = JobLimitEnforcement.diskCheckInterval
+                        while true {
+                            try await Task.sleep(for: interval)
+                            let clock = ContinuousClock(), start = clock.now
+                            if await Self.diskUsage(written) > disk { return .limitReached(.diskLimit) }
+                            interval = max(JobLimitEnforcement.diskCheckInterval, (clock.now - start) * 20)
+                        }
+                    }
+                }
+                let first = try await race.next()!
+                race.cancelAll()
+                return first
+            }
+        } catch let error as SubprocessError {
+            throw CommandFailure.cannotStart(program: configuration.argv[0], reason: "\(error)")
+        }
+        if let group {
+            // What the attempt's processes used, before the group goes.
+            events?.addUsage(JobUsage(cpuSeconds: group.cpuSeconds, peakMemoryBytes: group.peakMemoryBytes))
+        }
+        let status: TerminationStatus
+        var limit: JobFailureReason?
+        switch outcome {
+        case .finished(let finished):
+            status = finished
+            // A limit reached just before the end (the OOM killer stopped the command itself).
+            if let group, finished != .exited(0) {
+                limit = group.oomKills > 0 ? .outOfMemory : group.pidsLimitHits > 0 ? .pidsLimit : nil
+            }
+            // A write stopped at RLIMIT_FSIZE: the writer got SIGXFSZ (a shell or bwrap above it
+            // exits 128 + that), or it caught the signal and failed on its own; the files say.
+            if limit == nil, let disk = limits.limits.diskBytes, finished != .exited(0) {
+                let stoppedAtFileSize = finished == .signaled(SIGXFSZ) || finished == .exited(128 + SIGXFSZ)
+                if stoppedAtFileSize {
+                    limit = .diskLimit
+                } else if await Self.diskUsage(written) >= disk {
+                    limit = .diskLimit
+                }
+            }
+        case .timedOut:
+            logger.warning("Command timed out; its process group was stopped", metadata: ["timeoutMs": .stringConvertible(timeout.inMilliseconds)])
+            status = .signaled(SIGKILL)
+        case .limitReached(let reason):
+            logger.warning("Command reached a limit; it was stopped", metadata: ["reason": .string(reason.rawValue)])
+            status = .signaled(SIGKILL)
+            limit = reason
+        }
+        return Run(
+            status: status,
+            stdout: collected.stdout.withLock { $0 },
+            stderr: collected.stderr.withLock { $0 },
+            timedOut: { if case .timedOut = outcome { return true } else { return false } }(),
+            lastObject: collected.lastObject.withLock { $0 },
+            limit: limit
+        )
+    }
+
+    /// ``DiskUsage`` of `paths`, walked on a Dispatch thread: a large workspace takes a while,
+    /// which must not hold one of the few cooperative threads every job shares.
+    private static func diskUsage(_ paths: [String]) async -> Int64 {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global(qos: .utility).async { continuation.resume(returning: DiskUsage.allocatedBytes(under: paths)) }
+        }
+    }
+
+    /// Feeds the prompt and drains both output streams concurrently (an unread pipe would block
+    /// the child). Each line becomes an event; while the worker's event buffer is full the
+    /// reading waits, and so, once the pipe is full, does the child (backpressure).
+    private static func pump(
+        _ execution: Execution<CustomWriteInput, SequenceOutput, SequenceOutput>,
+        input: [UInt8],
+        into collected: Collected,
+        events: JobEventStream?,
+        logger: Logger
+    ) async throws {
+        let lineBytes = events?.limits.maximumEventBytes ?? 4096
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                // A child that does not read its input (or closes it early) is fine: SIGPIPE is ignored.
+                _ = try? await execution.standardInputWriter.write(input)
+                try? await execution.standardInputWriter.finish()
+            }
+            group.addTask {
+                var lines = OutputLines(maximumBytes: lineBytes)
+                var lastObject: String?
+                func emit(_ line: OutputLines.Line) async {
+                    // The last line that says anything decides the result.
+                    guard !CommandOutputLine.isBlank(line.bytes) else { return }
+                    if let events {
+                        lastObject = await CommandOutputLine.emitStandardOutput(line, to: events)
+                    } else {
+                        lastObject = CommandOutputLine.jsonObject(line)
+                    }
+                }
+                for try await chunk in execution.standardOutput {
+                    let complete = chunk.withUnsafeBytes { bytes in
+                        collected.stdout.withLock { $0.append(bytes) }
+                        return lines.append(bytes)
+                    }
+                    for line in complete { await emit(line) }
+                }
+                if let line = lines.finish() { await emit(line) }
+                collected.lastObject.withLock { $0 = lastObject }
+            }
+            group.addTask {
+                var lines = OutputLines(maximumBytes: lineBytes)
+                let debug = logger.logLevel <= .debug
+                func emit(_ line: OutputLines.Line) async {
+                    if debug { logger.debug("Command stderr", metadata: ["line": .string(String(decoding: line.bytes, as: UTF8.self))]) }
+                    if let events { await CommandOutputLine.emitStandardError(line, to: events) }
+                }
+                for try await chunk in execution.standardError {
+                    let complete = chunk.withUnsafeBytes { bytes in
+                        collected.stderr.withLock { $0.append(bytes) }
+                        return events == nil && !debug ? [] : lines.append(bytes)
+                    }
+                    for line in complete { await emit(line) }
+                }
+                if let line = lines.finish() { await emit(line) }
+            }
+            try await group.waitForAll()
+        }
+    }
+}
