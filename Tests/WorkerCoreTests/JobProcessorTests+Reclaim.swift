@@ -40,7 +40,9 @@ extension JobProcessorTests {
             struct Late: Error {}
             // Renewals fail while `renewing` is off: the worker is late, as under load.
             let store = InstrumentedJobStore(sqlite, beforeRenew: { if !renewing.load(ordering: .relaxed) { throw Late() } })
-            let lease = Duration.milliseconds(600)
+            // Long enough that a loaded machine's late event write (attempt 1's first line) is not
+            // refused as past the lease: the test is about the reclaim, not the timing.
+            let lease = Duration.milliseconds(1500)
             let probe = ReclaimProbe(secondRun: lease * 3)
             let processor = JobProcessor(
                 store: store, handler: probe, configuration: Self.configuration(maxConcurrent: 2, lease: lease, poll: .milliseconds(50)),
