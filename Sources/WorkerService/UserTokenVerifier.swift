@@ -31,11 +31,10 @@ public struct UserTokenVerifier: Sendable {
     /// - Throws: ``ConfigurationError`` when the JWKS cannot be read as one.
     public init(secret: String?, jwks: String?, jwksURL: String? = nil, audience: String) async throws {
         do {
-            _ = try await KeySet.collection(secret: nil, documents: [jwks].compactMap { $0 })
+            self.keys = try await KeySet(secret: secret, jwks: jwks, url: jwksURL)
         } catch {
             throw ConfigurationError(variable: "SUPABASE_JWKS_FILE", value: "(its content)", expected: "a JSON Web Key Set with ES256 or RS256 keys: \(error)")
         }
-        self.keys = try await KeySet(secret: secret, jwks: jwks, url: jwksURL)
         self.audience = audience
     }
 
