@@ -145,6 +145,14 @@ final class JobEventRecorder: Sendable {
                     try await store.appendEvents(chunk)
                 }
                 WorkerMetrics.shared.eventsWritten(refused.isEmpty ? chunk.count : chunk.count { !refused.contains($0.lease) })
+                for lease in refused {
+                    // Rare (a rescue or a cancel came first): said, since a reader sees a gap.
+                    logger.warning("Job events not stored: the attempt's lease is no longer held", metadata: [
+                        "jobId": .string(lease.jobID.lowercasedText), "attempt": .stringConvertible(lease.attempt),
+                        "events": .stringConvertible(chunk.count { $0.lease == lease }),
+                        "sequences": .string(chunk.filter { $0.lease == lease }.map { String($0.sequence) }.joined(separator: ",")),
+                    ])
+                }
             } catch JobStoreError.valueRejected(let reason) where !isNote {
                 if chunk.count > 1 {
                     let half = chunk.count / 2

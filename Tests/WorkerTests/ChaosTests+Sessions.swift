@@ -102,13 +102,21 @@ extension ChaosTests {
         let gaps = try await chaos.postgres.sql(
             "SELECT count(*) FROM (SELECT job_id FROM coding_job_events GROUP BY job_id HAVING count(*) <> max(seq) OR min(seq) <> 1) AS g")
         if gaps != "0" {
-            // What the gaps look like, for the log of a failed run.
-            print(try await chaos.postgres.sql("""
+            // What the gaps look like, and what the workers logged about those jobs, for the log
+            // of a failed run.
+            let listing = try await chaos.postgres.sql("""
                 SELECT e.job_id, string_agg(e.seq || ':' || e.attempt || ':' || coalesce(e.data->>'status', e.kind), ' ' ORDER BY e.seq)
                 FROM coding_job_events AS e WHERE e.job_id IN (
                     SELECT job_id FROM coding_job_events GROUP BY job_id HAVING count(*) <> max(seq) OR min(seq) <> 1 LIMIT 5)
                 GROUP BY e.job_id
-                """))
+                """)
+            print(listing)
+            let ids = listing.split(separator: "\n").compactMap { $0.split(separator: "|").first.map(String.init) }
+            for worker in chaos.workers {
+                for line in worker.process.stdout.split(separator: "\n") where ids.contains(where: { line.contains($0) }) {
+                    print("\(worker.id): \(line)")
+                }
+            }
         }
         #expect(gaps == "0", "jobs whose events have gaps: \(gaps)")
         let unended = try await chaos.postgres.sql("""

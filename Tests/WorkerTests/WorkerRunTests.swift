@@ -130,8 +130,12 @@ struct WorkerRunTests {
         worker.send(SIGTERM)
         try await Task.sleep(for: .milliseconds(300))
         worker.send(SIGINT)
-        #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
-        #expect(clock.now - start < .seconds(5))
+        // Without the skip the worker waits for the job's 60 s (SHUTDOWN_TIMEOUT_MS is as long):
+        // an exit well before proves it, however loaded the machine (a CI run once took 10 s).
+        #expect(await worker.waitForExit(timeout: .seconds(40)) == 0, "\(worker.stdout.suffix(4000))")
+        let elapsed = clock.now - start
+        #expect(elapsed < .seconds(40))
+        if elapsed > .seconds(5) { print("second signal: the worker took \(elapsed) to exit:\n\(worker.stdout.suffix(4000))") }
         #expect(jsonObject(try await show())?["status"] as? String == "pending")
     }
 
