@@ -27,6 +27,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/vapor/jwt-kit", from: "5.7.1"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         .target(
@@ -72,11 +74,24 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
+        // The operator's web dashboard (/ui): pages rendered on the server from Mustache templates
+        // compiled into the binary, its session cookie and CSRF tokens.
+        .target(
+            name: "WorkerDashboard",
+            dependencies: [
+                "WorkerCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(
             name: "WorkerService",
             dependencies: [
                 "CProcessControl",
                 "WorkerCore",
+                "WorkerDashboard",
                 "WorkerExecution",
                 "WorkerSQLite",
                 "WorkerPostgres",

@@ -14,16 +14,35 @@ public struct JobFilter: Sendable, Hashable {
     /// as `nil`, and the prompt cut at ``summaryPromptLength`` characters, so that listing jobs
     /// whose results or prompts are megabytes reads kilobytes.
     public var summary: Bool
+    /// Only jobs whose prompt contains this text (ignoring case, ASCII letters at least).
+    public var promptContains: String?
+    /// A page of a newest-first listing: only jobs whose id sorts before this one. Ids are
+    /// time-ordered (UUIDv7), so this walks back in time by the primary key (keyset
+    /// pagination: every page costs the same, however deep); the listing is then ordered by id.
+    public var before: UUID?
+    /// Newest first by id (time-ordered) rather than by `created_at`: the order in which
+    /// ``before`` pages, and one the primary key serves without a sort.
+    public var orderedByID: Bool
 
     /// How much of the prompt a summary reads.
     public static let summaryPromptLength = 200
 
-    public init(status: JobStatus? = nil, queue: String? = nil, session: UUID? = nil, user: UUID? = nil, limit: Int = 50, summary: Bool = false) {
+    public init(
+        status: JobStatus? = nil, queue: String? = nil, session: UUID? = nil, user: UUID? = nil, limit: Int = 50, summary: Bool = false,
+        promptContains: String? = nil, before: UUID? = nil, orderedByID: Bool = false
+    ) {
         self.status = status
         self.queue = queue
         self.session = session
         self.user = user
         self.limit = limit
         self.summary = summary
+        self.promptContains = promptContains
+        self.before = before
+        self.orderedByID = orderedByID || before != nil
     }
+
+    /// The listing's order: a session's turns oldest first; otherwise newest first, by id or
+    /// by `created_at`.
+    public var newestByID: Bool { session == nil && orderedByID }
 }

@@ -85,6 +85,10 @@ public protocol JobStore: Sendable {
     /// of the jobs completed within it.
     func stats(window: Duration?) async throws -> QueueStats
 
+    /// Jobs completed and failed within the last `window`, counted by `interval` (oldest first;
+    /// intervals in which none finished are left out). Reads the finished-jobs index only.
+    func finishedTimeline(window: Duration, interval: Duration) async throws -> [FinishedInterval]
+
     /// Deletes up to `limit` jobs in `status` that finished longer than `olderThan` ago; returns
     /// how many it deleted, or `nil` when another worker is deleting right now.
     func deleteFinished(status: JobStatus, olderThan: Duration, limit: Int) async throws -> Int?

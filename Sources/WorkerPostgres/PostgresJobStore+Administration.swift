@@ -24,7 +24,9 @@ extension PostgresJobStore {
                   AND (\(filter.queue)::text IS NULL OR queue = \(filter.queue))
                   AND (\(filter.session)::uuid IS NULL OR session_id = \(filter.session))
                   AND (\(filter.user)::uuid IS NULL OR user_id = \(filter.user))
-                ORDER BY \(unescaped: filter.session == nil ? "created_at DESC, id DESC" : "created_at, id")
+                  AND (\(filter.promptContains)::text IS NULL OR strpos(lower(prompt), lower(\(filter.promptContains))) > 0)
+                  AND (\(filter.before)::uuid IS NULL OR id < \(filter.before))
+                ORDER BY \(unescaped: filter.session != nil ? "created_at, id" : filter.newestByID ? "id DESC" : "created_at DESC, id DESC")
                 LIMIT \(max(0, filter.limit))
                 """,
                 logger: logger
@@ -165,6 +167,26 @@ extension PostgresJobStore {
         guard let row = rows.first else { return SessionStats() }
         let (running, waiting, waitingTurns, blocked, oldest) = try row.decode((Int, Int, Int, Int, Double?).self)
         return SessionStats(running: running, waiting: waiting, waitingTurns: waitingTurns, blocked: blocked, oldestWaitSeconds: oldest.map { max(0, $0) })
+    }
+
+    public func finishedTimeline(window: Duration, interval: Duration) async throws -> [FinishedInterval] {
+        try await translatingErrors {
+            let seconds = max(0.001, interval.inSeconds)
+            let rows = try await client.query(
+                """
+                SELECT floor(extract(epoch FROM completed_at) / \(seconds)) * \(seconds) AS start,
+                    count(*) FILTER (WHERE status = 'completed'), count(*) FILTER (WHERE status = 'failed')
+                FROM \(unescaped: table)
+                WHERE status IN ('completed', 'failed') AND completed_at >= now() - \(window.inMilliseconds) * interval '1 millisecond'
+                GROUP BY 1 ORDER BY 1
+                """,
+                logger: logger
+            ).collect()
+            return try rows.map { row in
+                let (start, completed, failed) = try row.decode((Double, Int, Int).self)
+                return FinishedInterval(start: Date(timeIntervalSince1970: start), completed: completed, failed: failed)
+            }
+        }
     }
 
     public func deleteFinished(status: JobStatus, olderThan: Duration, limit: Int) async throws -> Int? {

@@ -22,7 +22,9 @@ extension SQLiteJobStore {
                 SELECT \(filter.summary ? SQLiteSchema.summaryColumns : SQLiteSchema.columns) FROM "\(table)"
                 WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR queue = ?2) AND (?4 IS NULL OR session_id = ?4)
                   AND (?5 IS NULL OR user_id = ?5)
-                ORDER BY \(filter.session == nil ? "created_at DESC, id DESC" : "created_at, id") LIMIT ?3
+                  AND (?6 IS NULL OR instr(lower(prompt), lower(?6)) > 0)
+                  AND (?7 IS NULL OR id < ?7)
+                ORDER BY \(filter.session != nil ? "created_at, id" : filter.newestByID ? "id DESC" : "created_at DESC, id DESC") LIMIT ?3
                 """,
                 [
                     filter.status.map { .text($0.rawValue) } ?? .null,
@@ -30,6 +32,8 @@ extension SQLiteJobStore {
                     .integer(max(0, filter.limit)),
                     filter.session.map { .text($0.lowercasedText) } ?? .null,
                     filter.user.map { .text($0.lowercasedText) } ?? .null,
+                    filter.promptContains.map { .text($0) } ?? .null,
+                    filter.before.map { .text($0.lowercasedText) } ?? .null,
                 ]
             )
         }
@@ -163,6 +167,26 @@ extension SQLiteJobStore {
             )
         }
         return Set(rows.compactMap { $0.column("session_id")?.string.flatMap(UUID.init(uuidString:)) })
+    }
+
+    public func finishedTimeline(window: Duration, interval: Duration) async throws -> [FinishedInterval] {
+        let since = Self.milliseconds(Date()) - Int(window.inMilliseconds)
+        let length = max(1, Int(interval.inMilliseconds))
+        let rows = try await lock.withLock {
+            try await connection.query(
+                """
+                SELECT completed_at / ?2 * ?2 AS start, sum(status = 'completed') AS completed, sum(status = 'failed') AS failed
+                FROM "\(table)" WHERE status IN ('completed', 'failed') AND completed_at >= ?1
+                GROUP BY 1 ORDER BY 1
+                """,
+                [.integer(since), .integer(length)]
+            )
+        }
+        return rows.map { row in
+            FinishedInterval(
+                start: Date(timeIntervalSince1970: Double(row.column("start")?.integer ?? 0) / 1_000),
+                completed: row.column("completed")?.integer ?? 0, failed: row.column("failed")?.integer ?? 0)
+        }
     }
 
     public func deleteFinished(status: JobStatus, olderThan: Duration, limit: Int) async throws -> Int? {

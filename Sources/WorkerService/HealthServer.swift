@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import ServiceLifecycle
 import WorkerCore
+import WorkerDashboard
 
 /// The HTTP server for orchestrators: `GET`/`HEAD /health` (the process is alive),
 /// `/ready` (the store answers and the processor is claiming) and `/metrics` (Prometheus); and
@@ -15,13 +16,16 @@ public struct HealthServer: Service {
     private let readiness: ReadinessProbe
     private let metrics: (@Sendable () -> [UInt8])?
     private let jobAPI: JobAPI?
+    private let dashboard: Dashboard?
 
     /// - Parameters:
     ///   - readiness: the checks of `/ready`; it caches the database's answer (see ``ReadinessProbe``).
     ///   - metrics: the Prometheus text for `GET /metrics`; `nil` answers 404 there.
     ///   - jobAPI: the `/jobs` endpoints; `nil` answers 404 there.
+    ///   - dashboard: the operator's pages under `/ui`; `nil` answers 404 there.
     public init(
-        host: String, port: Int, logger: Logger, readiness: ReadinessProbe, metrics: (@Sendable () -> [UInt8])? = nil, jobAPI: JobAPI? = nil
+        host: String, port: Int, logger: Logger, readiness: ReadinessProbe, metrics: (@Sendable () -> [UInt8])? = nil, jobAPI: JobAPI? = nil,
+        dashboard: Dashboard? = nil
     ) {
         self.host = host
         self.port = port
@@ -29,6 +33,7 @@ public struct HealthServer: Service {
         self.readiness = readiness
         self.metrics = metrics
         self.jobAPI = jobAPI
+        self.dashboard = dashboard
     }
 
     public func run() async throws {
@@ -58,6 +63,7 @@ public struct HealthServer: Service {
             }
         }
         jobAPI?.addRoutes(to: router)
+        dashboard?.addRoutes(to: router)
         var serverLogger = logger
         serverLogger.logLevel = max(logger.logLevel, .warning)
         let app = Application(

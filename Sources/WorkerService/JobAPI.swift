@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import ServiceLifecycle
 import WorkerCore
+import WorkerDashboard
 
 /// The job endpoints of the worker's HTTP server, for backends, phones and the dashboard to
 /// come (docs/WORKER_SERVICE.md, "Job API"):
@@ -101,9 +102,14 @@ public struct JobAPI: Sendable {
         }
     }
 
+    /// ``stream(_:after:to:)`` for the dashboard's job page, which follows the same stream.
+    var eventStream: Dashboard.EventStream {
+        { [self] id, after, writer in try await stream(id, after: after, to: &writer) }
+    }
+
     /// Writes the job's events after `after`, then new ones as they are stored, until the job
     /// has ended (or the server shuts down, or the client goes away: the write throws).
-    private func stream(_ id: UUID, after: Int64, to writer: inout any ResponseBodyWriter) async throws {
+    func stream(_ id: UUID, after: Int64, to writer: inout any ResponseBodyWriter) async throws {
         let subscription = feed.subscribe(to: id)
         defer { subscription.cancel() }
         var last = after

@@ -4,6 +4,7 @@ import Logging
 import ServiceLifecycle
 import UnixSignals
 import WorkerCore
+import WorkerDashboard
 import WorkerExecution
 
 /// The worker service: the store, the job processor, the queue monitor and the health
@@ -104,15 +105,18 @@ public struct WorkerApplication: Sendable {
                     .compactMap { $0 }.joined(separator: ", ")),
             ])
         }
+        let jobAPI = JobAPI(
+            store: store, feed: feed, token: configuration.apiToken, users: users, defaultMaxAttempts: configuration.jobMaxAttempts, logger: logger,
+            enqueued: { [processor] in processor.notifyJobsAvailable() })
         let health = HealthServer(
             host: configuration.healthCheckHost,
             port: configuration.healthCheckPort,
             logger: logger,
             readiness: ReadinessProbe(checks: [.store(store), .processor(processor), .outcomes(processor)], logger: logger),
             metrics: { [registry] in registry.emitToBuffer() },
-            jobAPI: JobAPI(
-                store: store, feed: feed, token: configuration.apiToken, users: users, defaultMaxAttempts: configuration.jobMaxAttempts, logger: logger,
-                enqueued: { [processor] in processor.notifyJobsAvailable() })
+            jobAPI: jobAPI,
+            dashboard: try Dashboard(
+                store: store, token: configuration.apiToken, allowsActions: true, eventStream: jobAPI.eventStream, logger: logger)
         )
         let gate = StartupGate()
         let migrator = SchemaMigrator(

@@ -13,7 +13,7 @@ struct WorkerCommand: AsyncParsableCommand {
             """,
         subcommands: [
             RunCommand.self, EnqueueCommand.self, JobsCommand.self, StatsCommand.self, MigrateCommand.self,
-            HealthcheckCommand.self, ConfigCommand.self, BenchCommand.self,
+            HealthcheckCommand.self, ConfigCommand.self, BenchCommand.self, DashboardCommand.self,
         ],
         defaultSubcommand: RunCommand.self
     )

@@ -166,7 +166,9 @@ struct CommandHandlerTests {
     @Test("100 MB of output is drained without blocking and cut to the limit, memory stays small")
     func flood() async throws {
         let before = Self.peakRSS()
-        let result = try await Self.handler("flood.sh", limit: 1 << 20).handle(Self.claimed(), context: Self.context)
+        // A pipe left unread would block the command until the timeout; a debug build reads the
+        // 110 MB in 20-36 s beside the rest of the suite (a CI run passed 30 s), hence 120.
+        let result = try await Self.handler("flood.sh", timeout: .seconds(120), limit: 1 << 20).handle(Self.claimed(), context: Self.context)
         let stdout = try Self.stdout(of: result)
         #expect(stdout.hasPrefix(String(repeating: "a", count: 1000)))
         #expect(stdout.contains("more bytes cut"))

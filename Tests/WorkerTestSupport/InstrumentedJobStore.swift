@@ -61,6 +61,9 @@ public final class InstrumentedJobStore: JobStore {
     public func cancel(id: UUID) async throws -> Job { try await base.cancel(id: id) }
     public func retry(id: UUID) async throws -> Job { try await base.retry(id: id) }
     public func stats(window: Duration?) async throws -> QueueStats { try await base.stats(window: window) }
+    public func finishedTimeline(window: Duration, interval: Duration) async throws -> [FinishedInterval] {
+        try await base.finishedTimeline(window: window, interval: interval)
+    }
     public func deleteFinished(status: JobStatus, olderThan: Duration, limit: Int) async throws -> Int? {
         try await base.deleteFinished(status: status, olderThan: olderThan, limit: limit)
     }

@@ -49,6 +49,8 @@ public enum JobStoreConformance {
         ConformanceCase(name: "stats count every state and the oldest due pending job", body: stats),
         ConformanceCase(name: "listing filters by status and queue, newest first", body: listing),
         ConformanceCase(name: "a job keeps the user it is for; listing filters by user", body: userOwnership),
+        ConformanceCase(name: "listing pages back by id (keyset) and filters by text in the prompt", body: pagedListing),
+        ConformanceCase(name: "the timeline counts completed and failed jobs by interval", body: finishedTimeline),
         ConformanceCase(name: "watch reports an enqueue at once", body: watchReportsEnqueue),
         ConformanceCase(name: "retention deletes only old jobs in the given finished state", body: retention),
     ]
@@ -413,6 +415,42 @@ public enum JobStoreConformance {
         #expect(summary.id == id && summary.status == .cancelled && summary.prompt.count == JobFilter.summaryPromptLength)
         #expect(summary.payload == "{}" && summary.result == nil && summary.lastError == nil)
         #expect(try await store.jobs(matching: JobFilter(queue: "big")).first?.prompt == long)
+    }
+
+    static func pagedListing(_ store: any JobStore) async throws {
+        var ids: [UUID] = []
+        for index in 0..<7 {
+            ids += try await store.enqueue([NewJob(prompt: index == 3 ? "Fix the LOGIN page" : "turn \(index) <b>%_</b>", queue: "paged")])
+        }
+        let newest = Array(ids.reversed())
+        let first = try await store.jobs(matching: JobFilter(queue: "paged", limit: 3, orderedByID: true))
+        #expect(first.map(\.id) == Array(newest[0..<3]))
+        let second = try await store.jobs(matching: JobFilter(queue: "paged", limit: 3, before: first.last?.id))
+        #expect(second.map(\.id) == Array(newest[3..<6]))
+        let last = try await store.jobs(matching: JobFilter(queue: "paged", limit: 3, before: second.last?.id))
+        #expect(last.map(\.id) == [newest[6]])
+        #expect(try await store.jobs(matching: JobFilter(queue: "paged", before: newest[6])).isEmpty)
+        // Text: any case, and LIKE's wildcards are plain characters.
+        #expect(try await store.jobs(matching: JobFilter(promptContains: "login")).map(\.id) == [ids[3]])
+        #expect(try await store.jobs(matching: JobFilter(queue: "paged", promptContains: "%_")).count == 6)
+        #expect(try await store.jobs(matching: JobFilter(promptContains: "nowhere")).isEmpty)
+        #expect(try await store.jobs(matching: JobFilter(queue: "paged", limit: 2, promptContains: "turn", before: ids[5])).map(\.id) == [ids[4], ids[2]])
+    }
+
+    static func finishedTimeline(_ store: any JobStore) async throws {
+        #expect(try await store.finishedTimeline(window: .seconds(3_600), interval: .seconds(60)).isEmpty)
+        _ = try await store.enqueue((0..<5).map { NewJob(prompt: "t\($0)", maxAttempts: 1) })
+        let claimed = try await store.claim(queues: ["default"], limit: 5, workerID: worker, leaseDuration: .seconds(30))
+        let outcomes: [JobOutcome] = [.completed(result: "{}"), .completed(result: "{}"), .completed(result: "{}"), .failed(error: "x"), .released]
+        _ = try await store.record(zip(claimed, outcomes).map { JobCompletion(lease: $0.lease, outcome: $1) })
+        let timeline = try await store.finishedTimeline(window: .seconds(3_600), interval: .seconds(60))
+        #expect(timeline.reduce(0) { $0 + $1.completed } == 3)
+        #expect(timeline.reduce(0) { $0 + $1.failed } == 1)
+        #expect(timeline.count <= 2, "one or two minutes: \(timeline)")
+        for interval in timeline {
+            #expect(interval.start.timeIntervalSince1970.truncatingRemainder(dividingBy: 60) == 0)
+            #expect(abs(interval.start.timeIntervalSinceNow) < 180)
+        }
     }
 
     static func retention(_ store: any JobStore) async throws {

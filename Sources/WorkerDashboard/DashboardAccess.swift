@@ -1,0 +1,98 @@
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// Who may use the dashboard, and the proof a form was posted by the dashboard's own page.
+///
+/// - With `API_TOKEN` set, the login form asks for it once and sets a session cookie:
+///   `<expiry>.<HMAC-SHA256(token, expiry)>`, HttpOnly and SameSite=Strict. It holds no secret,
+///   needs no server-side state (it survives a restart, and `worker dashboard` accepts the
+///   cookie `worker run` set), and a new token ends every session.
+/// - Without it, only this machine (a loopback peer) is answered, as the job API does.
+/// - Every POST carries a CSRF token: the HMAC of the browser's CSRF cookie (random, SameSite=
+///   Strict) under a key of this process. Another site can neither read the page that holds the
+///   token nor send the cookie with its request.
+struct DashboardAccess: Sendable {
+    static let sessionCookie = "mobvibe_dashboard"
+    static let csrfCookie = "mobvibe_csrf"
+    /// How long a login lasts.
+    static let sessionLifetime: TimeInterval = 12 * 3_600
+
+    let token: String?
+    /// The key of CSRF tokens: random for each process (a token outlives no restart, which only
+    /// means a form open across one is posted again).
+    private let csrfKey = SymmetricKey(size: .bits256)
+
+    init(token: String?) {
+        self.token = token.flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    // MARK: - Sessions
+
+    /// Whether `given` is the API token (compared in constant time).
+    func isToken(_ given: String) -> Bool {
+        guard let token else { return false }
+        let expected = Array(token.utf8), bytes = Array(given.utf8)
+        var difference: UInt8 = expected.count == bytes.count ? 0 : 1
+        for index in 0..<max(expected.count, bytes.count) {
+            difference |= (index < bytes.count ? bytes[index] : 0) ^ (index < expected.count ? expected[index] : 0)
+        }
+        return difference == 0
+    }
+
+    /// A session cookie's value, valid until `now` plus ``sessionLifetime``.
+    func newSession(now: Date = Date()) -> String {
+        let expiry = String(Int(now.timeIntervalSince1970 + Self.sessionLifetime))
+        return "\(expiry).\(signature(of: "session:\(expiry)"))"
+    }
+
+    /// Whether the request is allowed: a valid session cookie with a token set; without one, a
+    /// loopback peer.
+    func allows(_ request: Request, loopback: Bool, now: Date = Date()) -> Bool {
+        guard token != nil else { return loopback }
+        guard let value = request.cookies[Self.sessionCookie]?.value else { return false }
+        let parts = value.split(separator: ".", maxSplits: 1).map(String.init)
+        guard parts.count == 2, let expiry = TimeInterval(parts[0]), expiry > now.timeIntervalSince1970 else { return false }
+        return Self.equal(parts[1], signature(of: "session:\(parts[0])"))
+    }
+
+    private func signature(of message: String) -> String {
+        let key = SymmetricKey(data: Array((token ?? "").utf8))
+        return HMAC<SHA256>.authenticationCode(for: Array(message.utf8), using: key).map { String(format: "%02x", $0) }.joined()
+    }
+
+    // MARK: - CSRF
+
+    /// The browser's CSRF cookie value, or a new one to set.
+    func csrfCookieValue(of request: Request) -> (value: String, isNew: Bool) {
+        if let value = request.cookies[Self.csrfCookie]?.value, value.count == 32, value.allSatisfy(\.isHexDigit) {
+            return (value, false)
+        }
+        return ((0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined(), true)
+    }
+
+    /// The token forms carry for the browser whose CSRF cookie is `cookie`.
+    func csrfToken(cookie: String) -> String {
+        HMAC<SHA256>.authenticationCode(for: Array("csrf:\(cookie)".utf8), using: csrfKey).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Whether a posted form's `csrf` field matches the request's CSRF cookie.
+    func acceptsCSRF(_ given: String?, of request: Request) -> Bool {
+        guard let given, let cookie = request.cookies[Self.csrfCookie]?.value else { return false }
+        return Self.equal(given, csrfToken(cookie: cookie))
+    }
+
+    static func equal(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        guard x.count == y.count else { return false }
+        var difference: UInt8 = 0
+        for index in x.indices { difference |= x[index] ^ y[index] }
+        return difference == 0
+    }
+
+    /// `Set-Cookie` for a cookie of the dashboard's paths.
+    static func setCookie(_ name: String, _ value: String, maxAge: Int) -> String {
+        "\(name)=\(value); Path=/ui; Max-Age=\(maxAge); HttpOnly; SameSite=Strict"
+    }
+}

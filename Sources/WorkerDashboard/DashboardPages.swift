@@ -1,0 +1,264 @@
+import Foundation
+import WorkerCore
+
+/// What each page shows, read from the store and shaped for its template (plain values: the
+/// templates escape them).
+struct DashboardPages: Sendable {
+    let store: any JobStore
+    /// Jobs a page of the list shows.
+    static let pageSize = 50
+    /// Events the job page shows before following the rest live.
+    static let eventsShown = 2_000
+
+    // MARK: - Overview
+
+    func overview(now: Date = Date()) async throws -> [String: Any] {
+        let stats = try await store.stats(window: nil)
+        let timeline = try await store.finishedTimeline(window: .seconds(3_600), interval: .seconds(60))
+        let running = try await store.jobs(matching: JobFilter(status: .processing, limit: 500, summary: true))
+        var byWorker: [String: [Job]] = [:]
+        for job in running { byWorker[job.lockedBy ?? "?", default: []].append(job) }
+        let statuses: [(String, Int)] = [
+            ("pending", stats.pending), ("processing", stats.processing), ("completed", stats.completed),
+            ("failed", stats.failed), ("cancelled", stats.cancelled),
+        ]
+        return [
+            "title": "Overview",
+            "refresh": 5,
+            "statuses": statuses.map { ["name": $0.0, "count": $0.1] as [String: Any] },
+            "total": stats.total,
+            "hourCompleted": timeline.reduce(0) { $0 + $1.completed },
+            "hourFailed": timeline.reduce(0) { $0 + $1.failed },
+            "chart": DashboardChart.svg(timeline, now: now),
+            "queues": stats.queues.keys.sorted().map { name -> [String: Any] in
+                let counts = stats.queues[name]!
+                return [
+                    "name": name, "pending": counts.pending, "processing": counts.processing, "completed": counts.completed,
+                    "failed": counts.failed, "cancelled": counts.cancelled, "oldest": Self.age(counts.oldestPendingAgeSeconds),
+                ]
+            },
+            "workers": byWorker.keys.sorted().map { name -> [String: Any] in
+                let jobs = byWorker[name]!
+                return Self.present([
+                    "name": name, "count": jobs.count,
+                    "jobs": jobs.prefix(10).map { ["id": $0.id.lowercasedText, "short": Self.short($0.id)] },
+                    "more": jobs.count > 10 ? jobs.count - 10 : 0,
+                ])
+            },
+            "sessionsRunning": stats.sessions.running,
+            "sessionsWaiting": stats.sessions.waitingTurns,
+        ]
+    }
+
+    // MARK: - Jobs
+
+    /// The filters of the jobs list, from its query string.
+    struct ListQuery: Sendable {
+        var status: JobStatus?
+        var queue: String?
+        var session: UUID?
+        var user: UUID?
+        var text: String?
+        var before: UUID?
+        /// Problems with the query, said on the page.
+        var problems: [String] = []
+
+        init(_ parameters: [String: String]) {
+            func value(_ name: String) -> String? {
+                parameters[name].map { $0.trimmingCharacters(in: .whitespaces) }.flatMap { $0.isEmpty ? nil : $0 }
+            }
+            if let text = value("status") {
+                if let status = JobStatus(rawValue: text) { self.status = status } else { problems.append("unknown status \(text)") }
+            }
+            queue = value("queue")
+            text = value("q")
+            for (name, keyPath) in [("session", \ListQuery.session), ("user", \ListQuery.user), ("before", \ListQuery.before)] {
+                guard let text = value(name) else { continue }
+                if let id = UUID(uuidString: text) { self[keyPath: keyPath] = id } else { problems.append("\(name) is not a UUID: \(text)") }
+            }
+        }
+
+        /// The query string of the page after this one.
+        func next(after id: UUID) -> String {
+            var items: [URLQueryItem] = []
+            if let status { items.append(URLQueryItem(name: "status", value: status.rawValue)) }
+            if let queue { items.append(URLQueryItem(name: "queue", value: queue)) }
+            if let session { items.append(URLQueryItem(name: "session", value: session.lowercasedText)) }
+            if let user { items.append(URLQueryItem(name: "user", value: user.lowercasedText)) }
+            if let text { items.append(URLQueryItem(name: "q", value: text)) }
+            items.append(URLQueryItem(name: "before", value: id.lowercasedText))
+            var components = URLComponents()
+            components.path = "/ui/jobs"
+            components.queryItems = items
+            return components.string ?? "/ui/jobs"
+        }
+    }
+
+    func jobs(_ query: ListQuery) async throws -> [String: Any] {
+        let filter = JobFilter(
+            status: query.status, queue: query.queue, user: query.user, limit: Self.pageSize + 1, summary: true,
+            promptContains: query.text, before: query.before, orderedByID: true)
+        var listed: [Job] = []
+        if query.problems.isEmpty {
+            if let session = query.session {
+                // A session's turns are listed newest first here too (the session page shows them in order).
+                var sessionFilter = filter
+                sessionFilter.session = session
+                sessionFilter.limit = 1_000
+                listed = try await store.jobs(matching: sessionFilter).filter { job in query.before.map { job.id < $0 } ?? true }.reversed()
+                listed = Array(listed.prefix(Self.pageSize + 1))
+            } else {
+                listed = try await store.jobs(matching: filter)
+            }
+        }
+        let page = listed.prefix(Self.pageSize)
+        return Self.present([
+            "title": "Jobs",
+            "refresh": query.before == nil ? 5 : 0,
+            "statusOptions": JobStatus.allCases.map { ["name": $0.rawValue, "selected": $0 == query.status] as [String: Any] },
+            "queue": query.queue ?? "", "session": query.session?.lowercasedText ?? "", "user": query.user?.lowercasedText ?? "",
+            "q": query.text ?? "",
+            "error": query.problems.isEmpty ? "" : query.problems.joined(separator: "; "),
+            "rows": page.map { job -> [String: Any] in
+                [
+                    "id": job.id.lowercasedText, "short": Self.short(job.id), "status": job.status.rawValue, "queue": job.queue,
+                    "prompt": Self.oneLine(job.prompt), "attempts": job.attempts, "maxAttempts": job.maxAttempts, "created": Self.time(job.createdAt),
+                ]
+            },
+            "next": listed.count > Self.pageSize ? query.next(after: page.last!.id) : "",
+        ])
+    }
+
+    // MARK: - Job
+
+    func job(_ id: UUID) async throws -> [String: Any]? {
+        guard let job = try await store.job(id: id) else { return nil }
+        let events = try await store.events(jobID: id, after: 0, limit: Self.eventsShown + 1)
+        let shown = events.prefix(Self.eventsShown)
+        var fields: [[String: Any]] = [
+            ["name": "Status", "value": job.status.rawValue],
+            ["name": "Queue", "value": job.queue, "link": "/ui/jobs?queue=\(Self.queryValue(job.queue))"],
+            ["name": "Session", "value": job.sessionID?.lowercasedText ?? "—", "link": job.sessionID.map { "/ui/sessions/\($0.lowercasedText)" } ?? ""],
+            ["name": "User", "value": job.userID?.lowercasedText ?? "—", "link": job.userID.map { "/ui/jobs?user=\($0.lowercasedText)" } ?? ""],
+            ["name": "Priority", "value": "\(job.priority)"],
+            ["name": "Attempts", "value": "\(job.attempts) of \(job.maxAttempts)"],
+            ["name": "Created", "value": Self.time(job.createdAt)],
+            ["name": "Runs at", "value": Self.time(job.runAt)],
+            ["name": "Started", "value": job.startedAt.map(Self.time) ?? "—"],
+            ["name": "Finished", "value": job.completedAt.map(Self.time) ?? "—"],
+            ["name": "Worker", "value": job.lockedBy ?? "—"],
+            ["name": "Lease expires", "value": job.leaseExpiresAt.map(Self.time) ?? "—"],
+        ]
+        if job.heldBySession { fields.append(["name": "Waiting", "value": "for an earlier turn of its session"]) }
+        if job.blocksSession {
+            fields.append(["name": "Holding its session", "value": "yes (SESSION_ON_FAILURE=block): retry or cancel it to let later turns run"])
+        }
+        let usage = job.usage
+        let spent = "\(usage.inputTokens) input tokens, \(usage.outputTokens) output tokens, $\(String(format: "%.4f", usage.costUSD)), "
+            + "\(String(format: "%.2f", usage.runSeconds)) s run, \(String(format: "%.2f", usage.cpuSeconds)) s CPU"
+        fields.append(["name": "Spent", "value": spent])
+        let attemptErrors = events.compactMap { event -> [String: Any]? in
+            guard event.kind == .status, let object = Self.object(event.data), let error = object["error"] as? String else { return nil }
+            return ["attempt": event.attempt, "error": error]
+        }
+        return Self.present([
+            "title": "Job \(Self.short(id))",
+            "id": id.lowercasedText, "status": job.status.rawValue, "final": job.status.isFinal,
+            "cancellable": job.status == .pending || job.status == .processing || (job.status == .failed && job.blocksSession),
+            "retryable": job.status == .failed || job.status == .cancelled,
+            "fields": fields.map { Self.present($0) },
+            "prompt": job.prompt,
+            "payload": Self.pretty(job.payload),
+            "result": job.result.map(Self.pretty) ?? "",
+            "lastError": job.lastError ?? "",
+            "hasAttemptErrors": !attemptErrors.isEmpty, "attemptErrors": attemptErrors,
+            "events": shown.map { ["seq": $0.sequence, "kind": $0.kind.rawValue, "text": Self.describe($0)] as [String: Any] },
+            "lastSequence": events.count > Self.eventsShown ? shown.last!.sequence : (events.last?.sequence ?? 0),
+            "moreEvents": events.count > Self.eventsShown, "shown": Self.eventsShown,
+        ])
+    }
+
+    // MARK: - Session
+
+    func session(_ id: UUID) async throws -> [String: Any] {
+        let turns = try await store.jobs(matching: JobFilter(session: id, limit: 1_000, summary: true))
+        return [
+            "title": "Session \(Self.short(id))", "id": id.lowercasedText, "refresh": 5,
+            "turns": turns.enumerated().map { index, job -> [String: Any] in
+                let duration: String
+                if let started = job.startedAt {
+                    duration = String(format: "%.1f s", (job.completedAt ?? Date()).timeIntervalSince(started)) + (job.completedAt == nil ? " so far" : "")
+                } else {
+                    duration = "—"
+                }
+                return [
+                    "number": index + 1, "id": job.id.lowercasedText, "short": Self.short(job.id), "status": job.status.rawValue,
+                    "prompt": Self.oneLine(job.prompt), "attempts": job.attempts, "created": Self.time(job.createdAt), "duration": duration,
+                ]
+            },
+        ]
+    }
+
+    // MARK: - Shaping values
+
+    /// `values` without the keys whose value is "" or 0: a Mustache section shows for any value
+    /// but `false`, `nil` and an empty list, and a template tests these for presence.
+    static func present(_ values: [String: Any]) -> [String: Any] {
+        values.filter { _, value in
+            if let text = value as? String { return !text.isEmpty }
+            if let number = value as? Int { return number != 0 }
+            return true
+        }
+    }
+
+    static func short(_ id: UUID) -> String { String(id.lowercasedText.suffix(12)) }
+
+    static func oneLine(_ text: String) -> String {
+        let line = text.split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
+        return line.count > 120 ? String(line.prefix(120)) + "…" : line
+    }
+
+    static func time(_ date: Date) -> String {
+        var text = date.formatted(.iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: false).timeSeparator(.colon))
+        text = text.replacingOccurrences(of: "T", with: " ")
+        return text.hasSuffix("Z") ? String(text.dropLast()) + " UTC" : text
+    }
+
+    static func age(_ seconds: Double?) -> String {
+        guard let seconds else { return "—" }
+        if seconds < 120 { return String(format: "%.0f s", seconds) }
+        if seconds < 7_200 { return String(format: "%.0f min", seconds / 60) }
+        return String(format: "%.1f h", seconds / 3_600)
+    }
+
+    static func object(_ json: String) -> [String: Any]? {
+        (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any]
+    }
+
+    /// JSON indented for reading (as stored when it is not JSON).
+    static func pretty(_ json: String) -> String {
+        guard let value = try? JSONSerialization.jsonObject(with: Data(json.utf8), options: [.fragmentsAllowed]),
+              let data = try? JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes, .fragmentsAllowed])
+        else { return json }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// An event's line: the text of output and log lines, a status and its details, a message as stored.
+    static func describe(_ event: JobEvent) -> String {
+        let object = Self.object(event.data)
+        switch event.kind {
+        case .output, .log:
+            return (object?["text"] as? String) ?? event.data
+        case .status:
+            var fields = object ?? [:]
+            let status = fields.removeValue(forKey: "status").map { "\($0)" } ?? "?"
+            return ([status] + fields.keys.sorted().map { "\($0)=\(fields[$0]!)" }).joined(separator: " ")
+        default:
+            return event.data
+        }
+    }
+
+    static func queryValue(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? text
+    }
+}

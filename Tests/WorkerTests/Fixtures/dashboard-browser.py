@@ -1,0 +1,248 @@
+#!/usr/bin/env python3
+"""The dashboard in a real browser: Debian's headless Chromium driven by selenium (nothing is
+downloaded: the browser and its driver are the system's). Run by WorkerDashboardBrowserTests
+against a `worker run` it started; every case prints one line, and a failed one ends the run
+with exit status 1 and its reason. Screenshots of each page go to $SCREENSHOT_DIR.
+
+Environment: DASHBOARD_URL (http://127.0.0.1:PORT), API_TOKEN, WORKER_BIN, WORK_DIR (where the
+worker's CLI finds its database), TRIGGER (a file whose creation lets the running job print its
+second line), SCREENSHOT_DIR.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+URL = os.environ["DASHBOARD_URL"]
+TOKEN = os.environ["API_TOKEN"]
+WORKER = os.environ["WORKER_BIN"]
+WORK_DIR = os.environ["WORK_DIR"]
+TRIGGER = os.environ["TRIGGER"]
+SHOTS = os.environ["SCREENSHOT_DIR"]
+
+
+def worker(*arguments):
+    """Runs a worker CLI command; returns its standard output."""
+    result = subprocess.run([WORKER, *arguments], cwd=WORK_DIR, capture_output=True, text=True, timeout=60,
+                            env={"PATH": "/usr/bin:/bin", "HOME": WORK_DIR, "NO_COLOR": "1", "JOB_SANDBOX": "none"})
+    if result.returncode != 0:
+        raise AssertionError(f"worker {' '.join(arguments)} failed: {result.stderr}")
+    return result.stdout.strip()
+
+
+def enqueue(prompt, *extra):
+    return worker("enqueue", "--prompt", prompt, *extra)
+
+
+def check(condition, message):
+    if not condition:
+        raise AssertionError(message)
+
+
+def wait(driver, condition, timeout=10, message="timed out"):
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
+    except TimeoutException:
+        raise AssertionError(message)
+
+
+def shot(driver, name):
+    path = os.path.join(SHOTS, name + ".png")
+    driver.save_screenshot(path)
+    return path
+
+
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,900"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver.set_page_load_timeout(20)
+    return driver
+
+
+def main():
+    os.makedirs(SHOTS, exist_ok=True)
+    later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 600))
+    session = "5e551017-0000-4000-8000-000000000001"
+    for turn in range(3):
+        enqueue(f"session turn {turn}: add a login page", "--session-id", session)
+    hostile = enqueue("<script>document.title='owned'</script><img src=x onerror=alert(1)> hostile", "--run-at", later)
+    waiting = enqueue("cancel me later", "--run-at", later)
+    failing = [enqueue(f"fail bulk {index}", "--queue", "bulk", "--max-attempts", "1") for index in range(50)]
+    deadline = time.time() + 60
+    while json.loads(worker("stats", "--json"))["failed"] < 50:
+        check(time.time() < deadline, "the 50 bulk jobs did not fail in time")
+        time.sleep(0.2)
+
+    driver = browser()
+    results = []
+    live_job = []
+    try:
+        def case(name, body):
+            started = time.time()
+            body()
+            results.append(name)
+            print(f"ok  {name} ({time.time() - started:.1f} s)", flush=True)
+
+        def login_form():
+            driver.get(URL + "/ui")
+            wait(driver, EC.presence_of_element_located((By.ID, "login")), message="no login form at /ui")
+            check(driver.current_url.endswith("/ui/login"), f"not sent to the login form: {driver.current_url}")
+            shot(driver, "login")
+            driver.find_element(By.ID, "token").send_keys("wrong-token")
+            driver.find_element(By.ID, "sign-in").click()
+            error = wait(driver, EC.presence_of_element_located((By.ID, "login-error")), message="no error for a wrong token")
+            check("not the API token" in error.text, f"wrong token message: {error.text}")
+            driver.find_element(By.ID, "token").send_keys(TOKEN)
+            driver.find_element(By.ID, "sign-in").click()
+            wait(driver, EC.presence_of_element_located((By.ID, "count-total")), message="not signed in with the right token")
+            cookie = driver.get_cookie("mobvibe_dashboard")
+            check(cookie is not None and cookie.get("httpOnly") and cookie.get("sameSite") == "Strict", f"session cookie: {cookie}")
+
+        def overview_matches_stats():
+            driver.get(URL + "/ui")
+            stats = json.loads(worker("stats", "--json"))
+            for status in ("pending", "processing", "completed", "failed", "cancelled"):
+                shown = int(driver.find_element(By.ID, f"count-{status}").text)
+                # The running jobs may finish between the two reads: count only settled figures.
+                if status in ("failed", "cancelled"):
+                    check(shown == stats[status], f"{status}: page {shown}, worker stats {stats[status]}")
+            total = int(driver.find_element(By.ID, "count-total").text)
+            check(abs(total - sum(stats[s] for s in ("pending", "processing", "completed", "failed", "cancelled"))) == 0,
+                  f"total {total} vs stats {stats}")
+            check(driver.find_element(By.ID, "chart").is_displayed(), "no chart")
+            check(int(driver.find_element(By.ID, "hour-failed").text) >= 50, "the last hour's failures are not counted")
+            shot(driver, "overview")
+
+        def filters():
+            driver.get(URL + "/ui/jobs?status=failed")
+            rows = driver.find_elements(By.CSS_SELECTOR, "#jobs tbody tr[data-id]")
+            check(len(rows) > 0 and all(row.get_attribute("data-status") == "failed" for row in rows), "status filter")
+            box = driver.find_element(By.ID, "filter-text")
+            box.clear()
+            box.send_keys("bulk 17")
+            driver.find_element(By.ID, "apply-filters").click()
+            wait(driver, lambda d: "q=bulk+17" in d.current_url or "q=bulk%2017" in d.current_url, message="text filter not applied")
+            ids = [row.get_attribute("data-id") for row in driver.find_elements(By.CSS_SELECTOR, "#jobs tbody tr[data-id]")]
+            check(ids == [failing[17]], f"text filter found {ids}")
+            shot(driver, "jobs-filtered")
+
+        def open_job_and_script_as_text():
+            driver.get(URL + "/ui/jobs")
+            shot(driver, "jobs")
+            driver.get(URL + "/ui/jobs?q=hostile")
+            driver.find_element(By.CSS_SELECTOR, f'#jobs a[href="/ui/jobs/{hostile}"]').click()
+            prompt = wait(driver, EC.presence_of_element_located((By.ID, "prompt")), message="job page did not open")
+            check("<script>document.title='owned'</script>" in prompt.text, f"prompt not shown as text: {prompt.text}")
+            check(driver.title != "owned", "the prompt's script ran")
+            check(len(driver.find_elements(By.CSS_SELECTOR, "main img")) == 0, "the prompt's img became an element")
+            shot(driver, "job")
+
+        def live_line():
+            if os.path.exists(TRIGGER):
+                os.remove(TRIGGER)
+            job = enqueue("wait for the trigger")
+            live_job.append(job)
+            driver.get(URL + f"/ui/jobs/{job}")
+            wait(driver, lambda d: any("first line" in e.text for e in d.find_elements(By.CSS_SELECTOR, "#events li")), timeout=20,
+                 message="the running job's first line never appeared")
+            open(TRIGGER, "w").close()
+            created = time.time()
+            wait(driver, lambda d: any("second line" in e.text for e in d.find_elements(By.CSS_SELECTOR, "#events li")), timeout=10,
+                 message="the line printed while the page was open never appeared")
+            delay = time.time() - created
+            print(f"    a printed line appeared in the open page {delay * 1000:.0f} ms after it was printed", flush=True)
+            check(delay < 1.0, f"the line took {delay:.2f} s to appear")
+            wait(driver, lambda d: d.find_element(By.ID, "job-status").text == "completed", timeout=15, message="the page never showed completed")
+            shot(driver, "job-live")
+
+        def enqueued_job_appears():
+            driver.get(URL + "/ui/jobs")
+            marker = enqueue("appears while the page is open", "--run-at", later)
+            wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, f'#jobs tr[data-id="{marker}"]')) == 1, timeout=15,
+                 message="a job enqueued while the list was open did not appear")
+
+        def cancel_pending():
+            driver.get(URL + f"/ui/jobs/{waiting}")
+            check(driver.find_element(By.ID, "job-status").text == "pending", "not pending before the cancel")
+            driver.find_element(By.ID, "cancel").click()
+            wait(driver, lambda d: d.find_element(By.ID, "job-status").text == "cancelled", message="not cancelled")
+            check("Cancelled" in driver.find_element(By.ID, "notice").text, "no notice after the cancel")
+            check(json.loads(worker("jobs", "show", waiting, "--json"))["status"] == "cancelled", "the store does not say cancelled")
+
+        def bulk_retry():
+            driver.get(URL + "/ui/jobs?status=failed&queue=bulk")
+            boxes = driver.find_elements(By.CSS_SELECTOR, "#jobs input[name=id]")
+            check(len(boxes) == 50, f"{len(boxes)} failed bulk jobs listed")
+            driver.find_element(By.ID, "select-all").click()
+            check(all(box.is_selected() for box in driver.find_elements(By.CSS_SELECTOR, "#jobs input[name=id]")), "select all")
+            driver.find_element(By.ID, "bulk-retry").click()
+            confirm = wait(driver, EC.presence_of_element_located((By.ID, "confirm")), message="no confirmation page")
+            check("50" in confirm.text, f"confirmation: {confirm.text}")
+            shot(driver, "bulk-confirm")
+            confirm.click()
+            message = wait(driver, EC.presence_of_element_located((By.ID, "message")), message="no result page")
+            check("Retried 50 of 50 jobs." in message.text, f"result: {message.text}")
+            shot(driver, "bulk-result")
+            # Each was retried: pending again, or already run once more (and failed again).
+            for job in failing[:5]:
+                status = json.loads(worker("jobs", "show", job, "--json"))
+                check(status["status"] in ("pending", "processing") or status["attempts"] >= 2, f"{job} was not retried: {status}")
+
+        def session_page():
+            driver.get(URL + f"/ui/sessions/{session}")
+            rows = driver.find_elements(By.CSS_SELECTOR, "#turns tbody tr")
+            check(len(rows) == 3, f"{len(rows)} turns")
+            check([row.find_elements(By.TAG_NAME, "td")[0].text for row in rows] == ["1", "2", "3"], "turn order")
+            shot(driver, "session")
+
+        def phone_and_dark():
+            driver.set_window_size(390, 844)
+            driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+            driver.get(URL + "/ui")
+            width = driver.execute_script("return document.documentElement.scrollWidth")
+            check(width <= 390, f"the overview is {width} px wide at a phone's 390 px")
+            background = driver.execute_script("return getComputedStyle(document.body).backgroundColor")
+            check(background == "rgb(20, 23, 26)", f"dark background: {background}")
+            shot(driver, "overview-phone-dark")
+            driver.get(URL + "/ui/jobs")
+            width = driver.execute_script("return document.documentElement.scrollWidth")
+            check(width <= 390, f"the jobs list is {width} px wide at 390 px (its table scrolls inside its box)")
+            shot(driver, "jobs-phone-dark")
+            driver.get(URL + f"/ui/jobs/{live_job[0]}")
+            width = driver.execute_script("return document.documentElement.scrollWidth")
+            check(width <= 390, f"a job's page is {width} px wide at 390 px")
+            shot(driver, "job-phone-dark")
+
+        case("login form, a wrong token, then the right one", login_form)
+        case("overview numbers match worker stats --json", overview_matches_stats)
+        case("filter by status and by text", filters)
+        case("open a job; a <script> prompt shown as text", open_job_and_script_as_text)
+        case("a line printed by a running job appears in under a second", live_line)
+        case("a job enqueued while the page is open appears", enqueued_job_appears)
+        case("cancel a pending job and see it cancelled", cancel_pending)
+        case("bulk retry of 50 failed jobs", bulk_retry)
+        case("a session's turns in order", session_page)
+        case("usable at a phone's width, in dark mode", phone_and_dark)
+    except Exception as error:  # an assertion, or selenium's own (an element not found)
+        shot(driver, "failure")
+        print(f"FAIL {type(error).__name__}: {error}", flush=True)
+        return 1
+    finally:
+        driver.quit()
+    print(f"{len(results)} browser cases passed; screenshots in {SHOTS}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

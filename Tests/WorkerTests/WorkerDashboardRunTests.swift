@@ -1,0 +1,150 @@
+import Foundation
+import Testing
+
+/// The dashboard's server side with real processes on SQLite (issue 19): who may see it, the
+/// CSRF check, escaping, read-only `worker dashboard`. The browser cases are in
+/// ``WorkerDashboardBrowserTests``.
+@Suite("worker run: dashboard", .serialized)
+struct WorkerDashboardRunTests {
+    static let token = "dashboard-test-token"
+    /// Ten minutes from now: a job that runs then stays pending for the test.
+    static var later: String { ISO8601DateFormatter().string(from: Date(timeIntervalSinceNow: 600)) }
+
+    static func enqueue(_ prompt: String, _ environment: [String: String], _ folder: URL, extra: [String] = []) async throws -> String {
+        let result = try await WorkerProcess.command(["enqueue", "--prompt", prompt] + extra, environment: environment, directory: folder)
+        try #require(result.status == 0, "\(result.stderr)")
+        return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    @Test("with API_TOKEN: every page sends to the login form and everything else answers 401; a wrong token is refused; a forged cookie is not a session; CSRF missing or wrong is 403; a <script> prompt is text")
+    func accessAndCSRF() async throws {
+        let folder = try TemporaryDirectory()
+        let port = try freePort()
+        let environment = ["JOB_HANDLER": "echo", "HEALTH_CHECK_PORT": "\(port)", "API_TOKEN": Self.token]
+        let worker = try WorkerProcess(environment: environment, directory: folder.url)
+        defer { worker.kill9() }
+        #expect(try await eventually("health") { try await http(port: port, path: "/health").status == 200 })
+        let hostile = try await Self.enqueue("<script>alert('x')</script> & \"quotes\"", environment, folder.url, extra: ["--run-at", Self.later])
+        let session = UUID().uuidString.lowercased()
+
+        var browser = DashboardHTTP(port: port, folder: folder.url)
+        for path in ["/ui", "/ui/jobs", "/ui/jobs?status=failed", "/ui/jobs/\(hostile)", "/ui/sessions/\(session)"] {
+            let answer = try await browser.send("GET", path)
+            #expect(answer.status == 303 && answer.headers["location"] == "/ui/login", "GET \(path): \(answer.status)")
+        }
+        #expect(try await browser.send("GET", "/ui/jobs/\(hostile)/events").status == 401)
+        for path in ["/ui/jobs/\(hostile)/cancel", "/ui/jobs/\(hostile)/retry", "/ui/jobs/bulk", "/ui/logout"] {
+            #expect(try await browser.send("POST", path, form: [("csrf", "x")]).status == 401, "POST \(path)")
+        }
+        // The login form, its CSRF cookie, and the security headers.
+        let login = try await browser.send("GET", "/ui/login")
+        #expect(login.status == 200 && login.body.contains(#"name="token""#))
+        let policy = try #require(login.headers["content-security-policy"])
+        #expect(policy.contains("script-src 'self'") && !policy.contains("unsafe-inline") && !policy.contains("http"))
+        #expect(login.setCookies.contains { $0.hasPrefix("mobvibe_csrf=") && $0.contains("HttpOnly") && $0.contains("SameSite=Strict") })
+        let wrong = try await browser.send("POST", "/ui/login", form: [("token", "not-it")])
+        #expect(wrong.status == 401 && wrong.body.contains("That is not the API token") && browser.cookies["mobvibe_dashboard"] == nil)
+        // A forged session: a future expiry with a made-up signature.
+        var forger = browser
+        forger.cookies["mobvibe_dashboard"] = "9999999999.\(String(repeating: "ab", count: 32))"
+        #expect(try await forger.send("GET", "/ui").status == 303)
+
+        let signIn = try await browser.send("POST", "/ui/login", form: [("token", Self.token)])
+        #expect(signIn.status == 303 && signIn.headers["location"] == "/ui")
+        let sessionCookie = try #require(signIn.setCookies.first { $0.hasPrefix("mobvibe_dashboard=") })
+        #expect(sessionCookie.contains("HttpOnly") && sessionCookie.contains("SameSite=Strict") && sessionCookie.contains("Path=/ui"))
+
+        let overview = try await browser.send("GET", "/ui")
+        #expect(overview.status == 200 && overview.body.contains(#"id="count-pending">1<"#), "\(overview.body.prefix(600))")
+        #expect(!overview.body.contains("<script>") || !overview.body.contains("<script>alert"))
+        let list = try await browser.send("GET", "/ui/jobs")
+        #expect(list.status == 200 && list.headers["content-security-policy"] == policy)
+        #expect(list.body.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;quotes&quot;") || list.body.contains("&lt;script&gt;alert("), "\(list.body)")
+        #expect(!list.body.contains("<script>alert"))
+        let page = try await browser.send("GET", "/ui/jobs/\(hostile)")
+        #expect(page.status == 200 && !page.body.contains("<script>alert") && page.body.contains("&lt;script&gt;"))
+        // The page's only script is the dashboard's own file.
+        let scripts = page.body.components(separatedBy: "<script").count - 1
+        #expect(scripts == 1 && page.body.contains(#"<script src="/ui/assets/dashboard.js" defer></script>"#))
+
+        // CSRF: missing, wrong, or another browser's token: 403, and nothing changes.
+        let csrf = try #require(page.csrf)
+        #expect(try await browser.send("POST", "/ui/jobs/\(hostile)/cancel", form: []).status == 403)
+        #expect(try await browser.send("POST", "/ui/jobs/\(hostile)/cancel", form: [("csrf", String(repeating: "0", count: 64))]).status == 403)
+        var other = DashboardHTTP(port: port, folder: folder.url)
+        other.cookies["mobvibe_dashboard"] = browser.cookies["mobvibe_dashboard"]
+        #expect(try await other.send("POST", "/ui/jobs/\(hostile)/cancel", form: [("csrf", csrf)]).status == 403, "a token without its CSRF cookie")
+        #expect(try await browser.send("POST", "/ui/jobs/bulk", form: [("action", "cancel"), ("id", hostile), ("confirmed", "yes")]).status == 403)
+        #expect(try await browser.send("GET", "/ui/jobs/\(hostile)").body.contains(#"id="job-status">pending<"#))
+
+        let cancel = try await browser.send("POST", "/ui/jobs/\(hostile)/cancel", form: [("csrf", csrf)])
+        #expect(cancel.status == 303 && cancel.headers["location"]?.hasPrefix("/ui/jobs/\(hostile)?notice=") == true)
+        let after = try await browser.send("GET", cancel.headers["location"] ?? "/")
+        #expect(after.body.contains(#"id="job-status">cancelled<"#) && after.body.contains("Cancelled: the job is cancelled."))
+
+        // Signing out ends the session in this browser.
+        #expect(try await browser.send("POST", "/ui/logout", form: [("csrf", csrf)]).status == 303)
+        #expect(try await browser.send("GET", "/ui").status == 303)
+    }
+
+    @Test("worker dashboard: read-only without --allow-actions (no buttons, POSTs 403), actions with it; without API_TOKEN only this machine is answered")
+    func standaloneDashboard() async throws {
+        let folder = try TemporaryDirectory()
+        let environment: [String: String] = ["JOB_HANDLER": "echo"]
+        let failed = try await Self.enqueue("to retry", environment, folder.url, extra: ["--run-at", Self.later])
+        #expect(try await WorkerProcess.command(["jobs", "cancel", failed], environment: environment, directory: folder.url).status == 0)
+
+        func start(_ arguments: [String]) async throws -> (WorkerProcess, Int) {
+            let port = try freePort()
+            let process = try WorkerProcess(["dashboard", "--port", "\(port)"] + arguments, environment: environment, directory: folder.url)
+            #expect(try await eventually("dashboard") { try await http(port: port, path: "/ui/login").status == 200 })
+            return (process, port)
+        }
+        let (readOnly, port) = try await start(["--host", "0.0.0.0"])
+        defer { readOnly.kill9() }
+        var browser = DashboardHTTP(port: port, folder: folder.url)
+        let list = try await browser.send("GET", "/ui/jobs")
+        #expect(list.status == 200 && list.body.contains(failed) && !list.body.contains("bulk-retry") && !list.body.contains(#"name="id""#))
+        let job = try await browser.send("GET", "/ui/jobs/\(failed)")
+        #expect(job.status == 200 && !job.body.contains(#"id="retry""#) && !job.body.contains(#"id="cancel""#))
+        let refused = try await browser.send("POST", "/ui/jobs/\(failed)/retry", form: [("csrf", list.csrf ?? "")])
+        #expect(refused.status == 403 && refused.body.contains("--allow-actions"))
+        // Another machine (this one's own non-loopback address) is refused without API_TOKEN.
+        if let address = Self.nonLoopbackAddress() {
+            var remote = DashboardHTTP(host: address, port: port, folder: folder.url)
+            let answer = try await remote.send("GET", "/ui")
+            #expect(answer.status == 403 && answer.body.contains("only on this machine"), "from \(address): \(answer.status)")
+        } else {
+            print("dashboard: no non-loopback address here; the loopback-only check is skipped")
+        }
+        readOnly.send(SIGTERM)
+        #expect(await readOnly.waitForExit(timeout: .seconds(15)) == 0)
+
+        let (actions, actionsPort) = try await start(["--allow-actions"])
+        defer { actions.kill9() }
+        var operator_ = DashboardHTTP(port: actionsPort, folder: folder.url)
+        let page = try await operator_.send("GET", "/ui/jobs/\(failed)")
+        #expect(page.body.contains(#"id="retry""#))
+        let retry = try await operator_.send("POST", "/ui/jobs/\(failed)/retry", form: [("csrf", page.csrf ?? "")])
+        #expect(retry.status == 303)
+        let show = try await WorkerProcess.command(["jobs", "show", failed, "--json"], environment: environment, directory: folder.url)
+        #expect(jsonObject(show.stdout)?["status"] as? String == "pending")
+        actions.send(SIGTERM)
+        #expect(await actions.waitForExit(timeout: .seconds(15)) == 0)
+    }
+
+    /// An IPv4 address of this machine other than loopback, if it has one.
+    static func nonLoopbackAddress() -> String? {
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0, let first = list else { return nil }
+        defer { freeifaddrs(list) }
+        for entry in sequence(first: first, next: { $0.pointee.ifa_next }) {
+            guard let address = entry.pointee.ifa_addr, address.pointee.sa_family == UInt16(AF_INET) else { continue }
+            var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+            guard getnameinfo(address, socklen_t(MemoryLayout<sockaddr_in>.size), &host, socklen_t(host.count), nil, 0, NI_NUMERICHOST) == 0 else { continue }
+            let text = String(cString: host)
+            if !text.hasPrefix("127.") { return text }
+        }
+        return nil
+    }
+}
