@@ -60,6 +60,13 @@ def shot(driver, name):
     return path
 
 
+def listed(driver):
+    """The jobs list's rows as (id, status), read in one script: the list refreshes itself in
+    place, and an element found before a refresh is gone after it."""
+    return [tuple(row) for row in driver.execute_script(
+        "return Array.from(document.querySelectorAll('#jobs tbody tr[data-id]')).map(r => [r.dataset.id, r.dataset.status])")]
+
+
 def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
@@ -112,28 +119,28 @@ def main():
         def overview_matches_stats():
             driver.get(URL + "/ui")
             stats = json.loads(worker("stats", "--json"))
-            for status in ("pending", "processing", "completed", "failed", "cancelled"):
-                shown = int(driver.find_element(By.ID, f"count-{status}").text)
-                # The running jobs may finish between the two reads: count only settled figures.
-                if status in ("failed", "cancelled"):
-                    check(shown == stats[status], f"{status}: page {shown}, worker stats {stats[status]}")
-            total = int(driver.find_element(By.ID, "count-total").text)
-            check(abs(total - sum(stats[s] for s in ("pending", "processing", "completed", "failed", "cancelled"))) == 0,
-                  f"total {total} vs stats {stats}")
+            # Read in one script: the overview refreshes itself in place.
+            shown = driver.execute_script(
+                "return Object.fromEntries(Array.from(document.querySelectorAll('[id^=count-], #hour-failed')).map(e => [e.id, e.textContent]))")
+            # The session turns may finish between the two reads: compare the settled figures.
+            for status in ("failed", "cancelled"):
+                check(int(shown[f"count-{status}"]) == stats[status], f"{status}: page {shown}, worker stats {stats}")
+            check(int(shown["count-total"]) == sum(stats[s] for s in ("pending", "processing", "completed", "failed", "cancelled")),
+                  f"total: page {shown}, worker stats {stats}")
+            check(int(shown["hour-failed"]) >= 50, "the last hour's failures are not counted")
             check(driver.find_element(By.ID, "chart").is_displayed(), "no chart")
-            check(int(driver.find_element(By.ID, "hour-failed").text) >= 50, "the last hour's failures are not counted")
             shot(driver, "overview")
 
         def filters():
             driver.get(URL + "/ui/jobs?status=failed")
-            rows = driver.find_elements(By.CSS_SELECTOR, "#jobs tbody tr[data-id]")
-            check(len(rows) > 0 and all(row.get_attribute("data-status") == "failed" for row in rows), "status filter")
+            rows = listed(driver)
+            check(len(rows) > 0 and all(status == "failed" for _, status in rows), f"status filter: {rows}")
             box = driver.find_element(By.ID, "filter-text")
             box.clear()
             box.send_keys("bulk 17")
             driver.find_element(By.ID, "apply-filters").click()
             wait(driver, lambda d: "q=bulk+17" in d.current_url or "q=bulk%2017" in d.current_url, message="text filter not applied")
-            ids = [row.get_attribute("data-id") for row in driver.find_elements(By.CSS_SELECTOR, "#jobs tbody tr[data-id]")]
+            ids = [job for job, _ in listed(driver)]
             check(ids == [failing[17]], f"text filter found {ids}")
             shot(driver, "jobs-filtered")
 
@@ -201,9 +208,9 @@ def main():
 
         def session_page():
             driver.get(URL + f"/ui/sessions/{session}")
-            rows = driver.find_elements(By.CSS_SELECTOR, "#turns tbody tr")
-            check(len(rows) == 3, f"{len(rows)} turns")
-            check([row.find_elements(By.TAG_NAME, "td")[0].text for row in rows] == ["1", "2", "3"], "turn order")
+            numbers = driver.execute_script(
+                "return Array.from(document.querySelectorAll('#turns tbody tr')).map(r => r.cells[0].textContent)")
+            check(numbers == ["1", "2", "3"], f"turns: {numbers}")
             shot(driver, "session")
 
         def phone_and_dark():
