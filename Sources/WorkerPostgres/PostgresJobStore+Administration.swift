@@ -96,53 +96,48 @@ extension PostgresJobStore {
 
     public func stats(window: Duration?) async throws -> QueueStats {
         try await translatingErrors {
-            let windowMilliseconds = window?.inMilliseconds ?? 0
-            // One pass: a row per queue and a total row (GROUPING SETS), the window figures on the total.
+            // Counts: one pass, grouped by queue and status in a hash table (the totals are their
+            // sums). Not GROUPING SETS with the window's percentile in the same pass: an
+            // ordered-set aggregate rules out hashing, and sorting every row by queue took 1.7 s
+            // on a million jobs, against 0.45 s here (the dashboard's overview, `worker stats`).
             let rows = try await client.query(
                 """
-                SELECT
-                    queue, grouping(queue) = 1 AS total,
-                    count(*) FILTER (WHERE status = 'pending'),
-                    count(*) FILTER (WHERE status = 'processing'),
-                    count(*) FILTER (WHERE status = 'completed'),
-                    count(*) FILTER (WHERE status = 'failed'),
-                    count(*) FILTER (WHERE status = 'cancelled'),
-                    extract(epoch FROM now() - min(run_at) FILTER (WHERE status = 'pending' AND NOT held_by_session AND run_at <= now()))::double precision,
-                    count(*) FILTER (WHERE recent),
-                    avg(seconds) FILTER (WHERE recent),
-                    percentile_cont(0.95) WITHIN GROUP (ORDER BY seconds) FILTER (WHERE recent)
-                FROM (
-                    SELECT queue, status, run_at, held_by_session,
-                        status = 'completed' AND completed_at >= now() - \(windowMilliseconds) * interval '1 millisecond'
-                            AND started_at IS NOT NULL AND \(windowMilliseconds) > 0 AS recent,
-                        extract(epoch FROM completed_at - started_at)::double precision AS seconds
-                    FROM \(unescaped: table)
-                ) AS jobs
-                GROUP BY GROUPING SETS ((queue), ())
+                SELECT queue, status, count(*),
+                    extract(epoch FROM now() - min(run_at) FILTER (WHERE status = 'pending' AND NOT held_by_session AND run_at <= now()))::double precision
+                FROM \(unescaped: table)
+                GROUP BY queue, status
                 """,
                 logger: logger
             )
+            var queues: [String: QueueCounts] = [:]
+            for try await (queue, status, count, oldest) in rows.decode((String, String, Int, Double?).self) {
+                guard let status = JobStatus(rawValue: status) else { continue }
+                queues[queue, default: QueueCounts()].set(status, count)
+                if status == .pending, let oldest { queues[queue]?.oldestPendingAgeSeconds = max(0, oldest) }
+            }
             var stats = QueueStats()
-            for try await (queue, total, pending, processing, completed, failed, cancelled, oldest, recent, mean, p95) in rows.decode(
-                (String?, Bool, Int, Int, Int, Int, Int, Double?, Int, Double?, Double?).self
-            ) {
-                let counts = QueueCounts(
-                    pending: pending, processing: processing, completed: completed, failed: failed, cancelled: cancelled,
-                    oldestPendingAgeSeconds: oldest.map { max(0, $0) }
-                )
-                if total {
-                    stats.setTotals(counts)
-                    if let window {
-                        stats.window = window
-                        stats.completedInWindow = recent
-                        stats.meanDurationSeconds = mean
-                        stats.p95DurationSeconds = p95
-                    }
-                } else if let queue {
-                    stats.queues[queue] = counts
+            stats.setQueues(queues)
+            if let window {
+                // The window's figures from the jobs completed within it only (the finished-jobs index).
+                let recent = try await client.query(
+                    """
+                    SELECT count(*), avg(seconds), percentile_cont(0.95) WITHIN GROUP (ORDER BY seconds)
+                    FROM (
+                        SELECT extract(epoch FROM completed_at - started_at)::double precision AS seconds FROM \(unescaped: table)
+                        WHERE status = 'completed' AND completed_at >= now() - \(window.inMilliseconds) * interval '1 millisecond'
+                            AND started_at IS NOT NULL
+                    ) AS recent
+                    """,
+                    logger: logger
+                ).collect()
+                stats.window = window
+                if let row = recent.first {
+                    let (count, mean, p95) = try row.decode((Int, Double?, Double?).self)
+                    stats.completedInWindow = count
+                    stats.meanDurationSeconds = mean
+                    stats.p95DurationSeconds = p95
                 }
             }
-            if stats.window == nil, let window { stats.window = window }
             stats.sessions = try await sessionStats()
             return stats
         }
