@@ -43,10 +43,10 @@ extension PostgresJobStore {
             bindings.append(data)
             let rows = try await Self.retryingDeadlocks {
                 do {
-                    return try await self.rows(of: schema.appendEventsStatement, bindings, confirmingCommit: true)
+                    return try await self.rows(of: schema.appendEventsStatement, bindings)
                 } catch where Self.sqlState(of: error) == "23505" {
                     // Some of these are stored already (a write repeated after its answer was lost).
-                    return try await self.rows(of: schema.appendEventsAgainStatement, bindings, confirmingCommit: true)
+                    return try await self.rows(of: schema.appendEventsAgainStatement, bindings)
                 }
             }
             var held = Set<Int32>()

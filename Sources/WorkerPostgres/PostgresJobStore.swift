@@ -92,24 +92,16 @@ public final class PostgresJobStore: BenchmarkJobStore {
     /// Runs one of the hot statements and reads all its rows: as a named prepared statement, or as
     /// an unnamed one behind a transaction pooler (which may hand each transaction another server
     /// connection, where a prepared statement does not exist).
-    ///
-    /// `confirmingCommit`: PostgresNIO ends a statement's rows at its CommandComplete, which the
-    /// server sends *before* it commits the statement's implicit transaction (at the Sync that
-    /// follows). A server stopped in between (an immediate shutdown, a crash) or a commit that
-    /// fails still hands over every row, and the caller would take as written what never was (a
-    /// chaos run lost job events so, their attempt's outcome written after them). With it, the
-    /// statement runs in an explicit transaction, whose COMMIT answers only once it is done: for
-    /// the writes whose loss nobody would notice (events, enqueued jobs). Two more round trips.
-    func rows(of statement: StoreStatement.Text, _ bindings: PostgresBindings, confirmingCommit: Bool = false) async throws -> [PostgresRow] {
+    func rows(of statement: StoreStatement.Text, _ bindings: PostgresBindings) async throws -> [PostgresRow] {
         if url.isTransactionPooler {
-            return try await bounded(statement.name, transaction: confirmingCommit) { connection in
+            return try await bounded(statement.name) { connection in
                 try await connection.query(PostgresQuery(unsafeSQL: statement.sql, binds: bindings), logger: logger).collect()
             }
         }
         let generation = preparedGeneration.load(ordering: .relaxed)
         let named = StoreStatement.Text(name: "\(statement.name)_\(generation)", sql: statement.sql)
         do {
-            return try await bounded(statement.name, transaction: confirmingCommit) { connection in
+            return try await bounded(statement.name) { connection in
                 try await StoreStatement.$current.withValue(named) {
                     var rows: [PostgresRow] = []
                     for try await row in try await connection.execute(StoreStatement(bindings: bindings), logger: logger) {
@@ -154,17 +146,12 @@ public final class PostgresJobStore: BenchmarkJobStore {
     /// the caller's deadline (``StoreDeadline``) leaves time for that bound: a call the caller
     /// already gave up on (or would give up on before the server's answer) is never sent.
     /// Behind a transaction pooler the bound is set for one transaction around `body`.
-    /// `transaction`: `body` runs in an explicit transaction (there always behind a pooler with a
-    /// bound: `SET LOCAL` holds for one transaction).
-    func bounded<T>(_ operation: String, transaction: Bool = false, _ body: (PostgresConnection) async throws -> T) async throws -> T {
-        let pooled = url.isTransactionPooler && statementTimeout != nil
-        if transaction || pooled {
+    func bounded<T>(_ operation: String, _ body: (PostgresConnection) async throws -> T) async throws -> T {
+        if url.isTransactionPooler, let statementTimeout {
             return try await client.withTransaction(logger: logger) { connection in
-                try StoreDeadline.ensureTime(for: statementTimeout ?? .zero, operation: operation)
-                if pooled, let statementTimeout {
-                    _ = try await connection.query(
-                        PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(statementTimeout.inMilliseconds)"), logger: logger)
-                }
+                try StoreDeadline.ensureTime(for: statementTimeout, operation: operation)
+                _ = try await connection.query(
+                    PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(statementTimeout.inMilliseconds)"), logger: logger)
                 return try await body(connection)
             }
         }
@@ -200,7 +187,7 @@ public final class PostgresJobStore: BenchmarkJobStore {
             bindings.append(order.map { jobs[$0].maxAttempts })
             bindings.append(order.map { jobs[$0].userID?.uuidString ?? "" })
             try await Self.retryingDeadlocks {
-                _ = try await rows(of: schema.enqueueStatement, bindings, confirmingCommit: true)
+                _ = try await rows(of: schema.enqueueStatement, bindings)
             }
             return ids
         }
