@@ -42,7 +42,9 @@ public struct JobFilter: Sendable, Hashable {
         self.orderedByID = orderedByID || before != nil
     }
 
-    /// The listing's order: a session's turns oldest first; otherwise newest first, by id or
-    /// by `created_at`.
-    public var newestByID: Bool { session == nil && orderedByID }
+    /// The listing's order: newest first by id when asked (also within a session); otherwise a
+    /// session's turns oldest first, and other listings newest first by `created_at`.
+    public var orderClause: String {
+        orderedByID ? "id DESC" : session != nil ? "created_at, id" : "created_at DESC, id DESC"
+    }
 }

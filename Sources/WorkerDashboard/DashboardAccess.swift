@@ -33,12 +33,7 @@ struct DashboardAccess: Sendable {
     /// Whether `given` is the API token (compared in constant time).
     func isToken(_ given: String) -> Bool {
         guard let token else { return false }
-        let expected = Array(token.utf8), bytes = Array(given.utf8)
-        var difference: UInt8 = expected.count == bytes.count ? 0 : 1
-        for index in 0..<max(expected.count, bytes.count) {
-            difference |= (index < bytes.count ? bytes[index] : 0) ^ (index < expected.count ? expected[index] : 0)
-        }
-        return difference == 0
+        return Self.equal(given, token)
     }
 
     /// A session cookie's value, valid until `now` plus ``sessionLifetime``.
@@ -83,11 +78,13 @@ struct DashboardAccess: Sendable {
         return Self.equal(given, csrfToken(cookie: cookie))
     }
 
+    /// Whether `a` equals `b`, in time that depends only on their lengths (as the job API's token check).
     static func equal(_ a: String, _ b: String) -> Bool {
         let x = Array(a.utf8), y = Array(b.utf8)
-        guard x.count == y.count else { return false }
-        var difference: UInt8 = 0
-        for index in x.indices { difference |= x[index] ^ y[index] }
+        var difference: UInt8 = x.count == y.count ? 0 : 1
+        for index in 0..<max(x.count, y.count) {
+            difference |= (index < x.count ? x[index] : 0) ^ (index < y.count ? y[index] : 0)
+        }
         return difference == 0
     }
 

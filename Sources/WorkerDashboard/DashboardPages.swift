@@ -96,21 +96,9 @@ struct DashboardPages: Sendable {
 
     func jobs(_ query: ListQuery) async throws -> [String: Any] {
         let filter = JobFilter(
-            status: query.status, queue: query.queue, user: query.user, limit: Self.pageSize + 1, summary: true,
+            status: query.status, queue: query.queue, session: query.session, user: query.user, limit: Self.pageSize + 1, summary: true,
             promptContains: query.text, before: query.before, orderedByID: true)
-        var listed: [Job] = []
-        if query.problems.isEmpty {
-            if let session = query.session {
-                // A session's turns are listed newest first here too (the session page shows them in order).
-                var sessionFilter = filter
-                sessionFilter.session = session
-                sessionFilter.limit = 1_000
-                listed = try await store.jobs(matching: sessionFilter).filter { job in query.before.map { job.id < $0 } ?? true }.reversed()
-                listed = Array(listed.prefix(Self.pageSize + 1))
-            } else {
-                listed = try await store.jobs(matching: filter)
-            }
-        }
+        let listed = query.problems.isEmpty ? try await store.jobs(matching: filter) : []
         let page = listed.prefix(Self.pageSize)
         return Self.present([
             "title": "Jobs",

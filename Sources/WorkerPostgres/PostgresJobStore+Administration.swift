@@ -26,7 +26,7 @@ extension PostgresJobStore {
                   AND (\(filter.user)::uuid IS NULL OR user_id = \(filter.user))
                   AND (\(filter.promptContains)::text IS NULL OR strpos(lower(prompt), lower(\(filter.promptContains))) > 0)
                   AND (\(filter.before)::uuid IS NULL OR id < \(filter.before))
-                ORDER BY \(unescaped: filter.session != nil ? "created_at, id" : filter.newestByID ? "id DESC" : "created_at DESC, id DESC")
+                ORDER BY \(unescaped: filter.orderClause)
                 LIMIT \(max(0, filter.limit))
                 """,
                 logger: logger

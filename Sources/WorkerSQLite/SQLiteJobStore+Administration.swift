@@ -24,7 +24,7 @@ extension SQLiteJobStore {
                   AND (?5 IS NULL OR user_id = ?5)
                   AND (?6 IS NULL OR instr(lower(prompt), lower(?6)) > 0)
                   AND (?7 IS NULL OR id < ?7)
-                ORDER BY \(filter.session != nil ? "created_at, id" : filter.newestByID ? "id DESC" : "created_at DESC, id DESC") LIMIT ?3
+                ORDER BY \(filter.orderClause) LIMIT ?3
                 """,
                 [
                     filter.status.map { .text($0.rawValue) } ?? .null,

@@ -27,7 +27,7 @@ struct DashboardHTTP {
     }
 
     /// Sends a request; with `form`, an urlencoded POST. Keeps the cookies it is given.
-    mutating func send(_ method: String = "GET", _ path: String, form: [(String, String)]? = nil, keepCookies: Bool = true) async throws -> Answer {
+    mutating func send(_ method: String = "GET", _ path: String, form: [(String, String)]? = nil) async throws -> Answer {
         var arguments = ["-sS", "-i", "--max-time", "15", "-X", method]
         if !cookies.isEmpty {
             arguments += ["-H", "Cookie: " + cookies.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "; ")]
@@ -40,13 +40,11 @@ struct DashboardHTTP {
         arguments.append(base + path)
         let result = try await WorkerProcess.command(arguments, environment: [:], directory: folder, executable: URL(fileURLWithPath: "/usr/bin/curl"))
         guard result.status == 0 else { throw CurlFailure(description: "curl \(method) \(path): \(result.stderr)") }
-        var answer = Self.parse(result.stdout)
-        if keepCookies {
-            for line in answer.setCookies {
-                let pair = line.split(separator: ";")[0].split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
-                guard pair.count == 2 else { continue }
-                if pair[1].isEmpty || line.contains("Max-Age=0") { cookies[pair[0]] = nil } else { cookies[pair[0]] = pair[1] }
-            }
+        let answer = Self.parse(result.stdout)
+        for line in answer.setCookies {
+            let pair = line.split(separator: ";")[0].split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            guard pair.count == 2 else { continue }
+            if pair[1].isEmpty || line.contains("Max-Age=0") { cookies[pair[0]] = nil } else { cookies[pair[0]] = pair[1] }
         }
         return answer
     }

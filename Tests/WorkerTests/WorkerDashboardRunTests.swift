@@ -56,10 +56,9 @@ struct WorkerDashboardRunTests {
 
         let overview = try await browser.send("GET", "/ui")
         #expect(overview.status == 200 && overview.body.contains(#"id="count-pending">1<"#), "\(overview.body.prefix(600))")
-        #expect(!overview.body.contains("<script>") || !overview.body.contains("<script>alert"))
         let list = try await browser.send("GET", "/ui/jobs")
         #expect(list.status == 200 && list.headers["content-security-policy"] == policy)
-        #expect(list.body.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;quotes&quot;") || list.body.contains("&lt;script&gt;alert("), "\(list.body)")
+        #expect(list.body.contains("&lt;script&gt;alert("), "\(list.body)")
         #expect(!list.body.contains("<script>alert"))
         let page = try await browser.send("GET", "/ui/jobs/\(hostile)")
         #expect(page.status == 200 && !page.body.contains("<script>alert") && page.body.contains("&lt;script&gt;"))
