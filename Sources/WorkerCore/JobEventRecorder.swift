@@ -23,6 +23,9 @@ final class JobEventRecorder: Sendable {
         var writeWaiters: [(ticket: UInt64, continuation: CheckedContinuation<Void, Never>)] = []
         var spaceWaiters: [CheckedContinuation<UInt64?, Never>] = []
         var abandoned = false
+        /// Attempts whose earlier events were lost (``RefusedEvents/brokenStreams``): their later
+        /// events are dropped unwritten. Only a database failure adds one (a few at a time).
+        var broken: Set<Lease> = []
     }
 
     private let store: any JobStore
@@ -102,8 +105,10 @@ final class JobEventRecorder: Sendable {
         for waiter in spaceWaiters { waiter.resume(returning: nil) }
     }
 
-    /// Writes batches until cancelled; then gives up on what is left.
-    func run() async {
+    /// Writes batches until cancelled; then gives up on what is left. `onBrokenStreams` hears of
+    /// attempts whose earlier events the store does not have (their later events, and their
+    /// outcome, would leave a gap): the processor gives them up.
+    func run(onBrokenStreams: @escaping @Sendable (Set<Lease>) -> Void = { _ in }) async {
         defer { abandon() }
         var failures = 0
         while !Task.isCancelled {
@@ -113,7 +118,7 @@ final class JobEventRecorder: Sendable {
                 continue
             }
             do {
-                try await write(batch)
+                try await write(batch, onBrokenStreams: onBrokenStreams)
                 failures = 0
                 finish(batch)
             } catch {
@@ -136,16 +141,31 @@ final class JobEventRecorder: Sendable {
 
     /// Writes `batch`; an event the database refuses for its value is stored as a note saying
     /// so instead (it never holds the others back). Throws on any other failure (an outage).
-    private func write(_ batch: [NewJobEvent]) async throws {
-        var work: [(chunk: [NewJobEvent], isNote: Bool)] = [(batch, false)]
+    private func write(_ batch: [NewJobEvent], onBrokenStreams: @Sendable (Set<Lease>) -> Void) async throws {
+        // The events of attempts already given up are dropped (they would be refused).
+        let broken = state.withLock { $0.broken }
+        let kept = broken.isEmpty ? batch : batch.filter { !broken.contains($0.lease) }
+        var work: [(chunk: [NewJobEvent], isNote: Bool)] = kept.isEmpty ? [] : [(kept, false)]
         while let (chunk, isNote) = work.first {
             work.removeFirst()
             do {
                 let refused = try await withTimeout(timeout, operation: "writing job events") { [store] in
                     try await store.appendEvents(chunk)
                 }
-                WorkerMetrics.shared.eventsWritten(refused.isEmpty ? chunk.count : chunk.count { !refused.contains($0.lease) })
-                for lease in refused {
+                WorkerMetrics.shared.eventsWritten(refused.isEmpty ? chunk.count : chunk.count { !refused.all.contains($0.lease) })
+                if !refused.brokenStreams.isEmpty {
+                    state.withLock { $0.broken.formUnion(refused.brokenStreams) }
+                    for lease in refused.brokenStreams {
+                        logger.error(
+                            "Job events lost: an earlier write of this attempt's events was answered but never committed (the database stopped or failed its commit); the attempt is given up and the job runs again when its lease runs out",
+                            metadata: [
+                                "jobId": .string(lease.jobID.lowercasedText), "attempt": .stringConvertible(lease.attempt),
+                                "refusedFromSequence": .stringConvertible(chunk.first { $0.lease == lease }?.sequence ?? 0),
+                            ])
+                    }
+                    onBrokenStreams(refused.brokenStreams)
+                }
+                for lease in refused.lostLeases {
                     // Rare (a rescue or a cancel came first): said, since a reader sees a gap.
                     logger.warning("Job events not stored: the attempt's lease is no longer held", metadata: [
                         "jobId": .string(lease.jobID.lowercasedText), "attempt": .stringConvertible(lease.attempt),

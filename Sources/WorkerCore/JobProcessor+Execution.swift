@@ -77,6 +77,12 @@ extension JobProcessor {
         case .stopped(.cancelled):
             logger.info("Job cancelled while running", metadata: Self.metadata(of: claimed.lease, sessionID: job.sessionID, duration: elapsed))
             outcome = nil
+        case .stopped(.eventsLost):
+            logger.error(
+                "Job attempt given up: some of its events were lost in a database failure; the job runs again when its lease runs out",
+                metadata: Self.metadata(of: claimed.lease, sessionID: job.sessionID, duration: elapsed)
+            )
+            outcome = nil
         case .stopped(.leaseLost):
             logger.warning(
                 "Lease lost while running - another worker owns the job now",
@@ -199,6 +205,17 @@ extension JobProcessor {
         lastJobEnded?.resume()
     }
 
+    /// Stops the attempts whose earlier events the store does not have (the event recorder's
+    /// ``RefusedEvents/brokenStreams``): their outcome would be refused as well. Their leases,
+    /// no longer renewed, run out, and the rescue gives the jobs their next attempt, whose
+    /// events number on from the last one stored.
+    func giveUp(brokenStreams: Set<Lease>) {
+        let stops = state.withLock { state in
+            brokenStreams.compactMap { lease in state.running[lease.jobID].flatMap { $0.lease == lease ? $0.stop : nil } }
+        }
+        for stop in stops { stop.trigger(.eventsLost) }
+    }
+
     /// Frees the entry of a job that ends without an outcome to write.
     func finished(_ lease: Lease) {
         let lastJobEnded = state.withLock { state in
@@ -232,6 +249,12 @@ extension JobProcessor {
             note = ["recordedByEarlierWrite": "true"]
         case .cancelled?:
             logger.info("Job outcome not recorded: the job was cancelled while it ran", metadata: base(["outcome": "\(outcome.name)"]))
+            return
+        case .eventsLost?:
+            logger.error(
+                "Job outcome not recorded: some of the attempt's events were lost in a database failure (written, answered, never committed); the job runs again when its lease runs out",
+                metadata: base(["outcome": "\(outcome.name)"])
+            )
             return
         case .leaseLost?:
             logger.warning(

@@ -201,7 +201,7 @@ public final class JobProcessor: Service, Sendable {
         )
         await withDiscardingTaskGroup { background in
             background.addTask { await self.recorder.run(onRecorded: self.recorded) }
-            background.addTask { await self.eventRecorder.run() }
+            background.addTask { await self.eventRecorder.run(onBrokenStreams: { self.giveUp(brokenStreams: $0) }) }
             background.addTask { await self.watchStore() }
             background.addTask { await self.renewLeases() }
             background.addTask { await self.rescueExpiredLeases() }

@@ -37,7 +37,9 @@ public protocol JobStore: Sendable {
     func renew(_ leases: [Lease], duration: Duration) async throws -> [UUID: LeaseState]
 
     /// Records outcomes, each with its ending status event (``JobCompletion/event``) when it
-    /// applies; returns, in order, whether each was applied (`false`: lease lost).
+    /// applies; returns, in order, whether each was applied (`false`: lease lost, or an
+    /// outcome whose ending event would follow an event the store does not have, as
+    /// ``appendEvents(_:)`` refuses a broken stream; the job is then left to the rescue).
     func record(_ completions: [JobCompletion]) async throws -> [Bool]
 
     /// Returns jobs with expired leases to `pending` (or `failed` when no attempts remain),
@@ -54,10 +56,14 @@ public protocol JobStore: Sendable {
     /// (job id, worker, attempt; a cancelled job's worker still holds it until its command has
     /// stopped). An event already stored (same job and sequence number: a write repeated after
     /// its answer was lost) is skipped. Tells readers which jobs have new events (a notification
-    /// where the driver has them). Returns the leases that no longer held: nothing of theirs was
-    /// stored. The lease is checked per event, not per job: a batch may hold an earlier
-    /// attempt's late events beside the current attempt's.
-    func appendEvents(_ events: [NewJobEvent]) async throws -> Set<Lease>
+    /// where the driver has them). The lease is checked per event, not per job: a batch may hold
+    /// an earlier attempt's late events beside the current attempt's.
+    ///
+    /// A job's stored events never have a gap: a lease's events in the batch are stored only
+    /// when every earlier event of the job is (the job's last stored event is at least the one
+    /// before the lease's first in the batch). Returns the leases refused, by reason: nothing of
+    /// theirs was stored.
+    func appendEvents(_ events: [NewJobEvent]) async throws -> RefusedEvents
 
     /// Up to `limit` events of a job with a sequence number above `after`, in order.
     func events(jobID: UUID, after: Int64, limit: Int) async throws -> [JobEvent]

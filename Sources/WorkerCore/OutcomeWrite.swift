@@ -10,6 +10,10 @@ public enum OutcomeWrite: Sendable, Hashable {
     /// The lease is gone: the job was rescued after its lease expired, and may be running
     /// elsewhere.
     case leaseLost
+    /// The lease still holds, but the outcome was refused: its ending event would follow events
+    /// of the attempt that were lost in a database failure (``JobStore/record(_:)``). The job
+    /// keeps the lease, no longer renewed, until the rescue gives it its next attempt.
+    case eventsLost
 
     /// Whether the job is recorded with this worker's outcome.
     public var isRecorded: Bool { self == .applied || self == .alreadyApplied }
@@ -39,6 +43,10 @@ public enum OutcomeWrite: Sendable, Hashable {
             matches = job.status == .pending && job.attempts == attempt && job.lastError == error
         case .released:
             matches = job.status == .pending && job.attempts == attempt - 1
+        }
+        if job.status == .processing && job.lockedBy == completion.lease.workerID && job.attempts == attempt {
+            self = .eventsLost
+            return
         }
         self = matches && job.lockedBy == nil ? .alreadyApplied : .leaseLost
     }

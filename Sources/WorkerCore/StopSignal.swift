@@ -8,6 +8,9 @@ enum StopReason: Sendable, Hashable {
     case cancelled
     /// Another worker owns the job now.
     case leaseLost
+    /// Events of the attempt were lost in a database failure (``RefusedEvents/brokenStreams``):
+    /// nothing more of it can be stored without a gap, so it is given up to the rescue.
+    case eventsLost
 }
 
 /// A one-shot signal carrying the first ``StopReason`` it was triggered with; triggering it

@@ -5,11 +5,12 @@ import WorkerCore
 
 /// Job events (docs/WORKER_SERVICE.md, "Job events"): the events table beside the jobs table.
 extension PostgresJobStore {
-    public func appendEvents(_ events: [NewJobEvent]) async throws -> Set<Lease> {
+    public func appendEvents(_ events: [NewJobEvent]) async throws -> RefusedEvents {
         try await translatingErrors {
-            guard !events.isEmpty else { return [] }
-            // The batch's leases once each (a few), and per event the index of its lease.
-            var leases: [Lease] = [], leaseIndex: [Lease: Int32] = [:]
+            guard !events.isEmpty else { return RefusedEvents() }
+            // The batch's leases once each (a few), with the sequence number each lease's first
+            // event follows, and per event the index of its lease.
+            var leases: [Lease] = [], previous: [Int64] = [], leaseIndex: [Lease: Int32] = [:]
             var eventLeases: [Int32] = [], sequences: [Int64] = [], kinds: [String] = [], data: [String] = []
             eventLeases.reserveCapacity(events.count)
             sequences.reserveCapacity(events.count)
@@ -24,6 +25,7 @@ extension PostgresJobStore {
                     index = known
                 } else {
                     leases.append(event.lease)
+                    previous.append(event.sequence - 1)
                     index = Int32(leases.count)
                     leaseIndex[event.lease] = index
                 }
@@ -33,7 +35,7 @@ extension PostgresJobStore {
                 kinds.append(event.kind.rawValue)
                 data.append(event.data)
             }
-            var bindings = PostgresBindings(capacity: 7)
+            var bindings = PostgresBindings(capacity: 8)
             bindings.append(leases.map(\.jobID))
             bindings.append(leases.map(\.workerID))
             bindings.append(leases.map(\.attempt))
@@ -41,6 +43,7 @@ extension PostgresJobStore {
             bindings.append(sequences)
             bindings.append(kinds)
             bindings.append(data)
+            bindings.append(previous)
             let rows = try await Self.retryingDeadlocks {
                 do {
                     return try await self.rows(of: schema.appendEventsStatement, bindings)
@@ -49,17 +52,26 @@ extension PostgresJobStore {
                     return try await self.rows(of: schema.appendEventsAgainStatement, bindings)
                 }
             }
-            var held = Set<Int32>()
-            for row in rows { held.insert(try row.decode(Int32.self)) }
+            // Per lease that holds, its index: positive when its events were stored, negative
+            // when they would have followed an event that is not stored (a broken stream).
+            var answered = Set<Int32>()
+            for row in rows { answered.insert(try row.decode(Int32.self)) }
             // The statement's last row is 0 whatever held. Without it, the answer was cut short
             // and nothing can be concluded: taking the missing leases as refused would drop
             // events that may not be stored (a gap in a job's events, seen once in a chaos run
             // with a PostgreSQL restart). The write is made again (it is idempotent).
-            guard held.remove(0) != nil else {
+            guard answered.remove(0) != nil else {
                 throw PostgresJobStoreError.database("the answer to a job events write was cut short (\(rows.count) rows); it is made again")
             }
-            var refused = Set<Lease>()
-            for (offset, lease) in leases.enumerated() where !held.contains(Int32(offset + 1)) { refused.insert(lease) }
+            var refused = RefusedEvents()
+            for (offset, lease) in leases.enumerated() {
+                let index = Int32(offset + 1)
+                if answered.contains(-index) {
+                    refused.brokenStreams.insert(lease)
+                } else if !answered.contains(index) {
+                    refused.lostLeases.insert(lease)
+                }
+            }
             return refused
         }
     }

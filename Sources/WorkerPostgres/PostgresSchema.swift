@@ -353,11 +353,15 @@ struct PostgresSchema: Sendable {
     }
 
     /// Events of running jobs. The batch's distinct leases: `$1` job ids, `$2` worker ids, `$3`
-    /// attempts; then one element of each array an event: `$4` its lease (a 1-based index into
-    /// the first three), `$5` sequence numbers, `$6` kinds, `$7` data (JSON object text).
-    /// Returns the indexes of the leases that hold (only their events are stored), then 0. An event is
-    /// matched by lease, not by job: an earlier attempt's late events may share a batch with
-    /// the current attempt's, when this worker claimed the job again.
+    /// attempts, `$8` the sequence number each lease's first event in the batch follows; then
+    /// one element of each array an event: `$4` its lease (a 1-based index into the lease
+    /// arrays), `$5` sequence numbers, `$6` kinds, `$7` data (JSON object text).
+    /// Returns the indexes of the leases that hold, negated for those whose job's last stored
+    /// event is before the one their events follow (an earlier write answered but never
+    /// committed: storing these would leave a gap for good, so they are not), then 0. Only the
+    /// positive ones' events are stored. An event is matched by lease, not by job: an earlier
+    /// attempt's late events may share a batch with the current attempt's, when this worker
+    /// claimed the job again.
     ///
     /// Two forms: `skippingStored` adds `ON CONFLICT DO NOTHING`, for a write repeated after its
     /// answer was lost. The plain form is the one used (the conflict check took a quarter of the
@@ -372,8 +376,14 @@ struct PostgresSchema: Sendable {
                     -- lock them) until the events are in: a rescue or a new claim of the job
                     -- waits, so the next attempt numbers its events after these (its claim reads
                     -- the last).
-                    SELECT l.n::int AS n, j.id FROM \(table) AS j
-                    JOIN unnest($1::uuid[], $2::text[], $3::bigint[]) WITH ORDINALITY AS l(job_id, worker, attempt, n)
+                    -- `follows`: the job's last stored event (one probe of the events' primary
+                    -- key) is at least the one these events follow. Events are written in order,
+                    -- each batch only after the one before it, so this holds exactly when every
+                    -- earlier event is stored.
+                    SELECT l.n::int AS n, j.id,
+                        (SELECT coalesce(max(e.seq), 0) FROM \(eventsTable) AS e WHERE e.job_id = j.id) >= l.previous AS follows
+                    FROM \(table) AS j
+                    JOIN unnest($1::uuid[], $2::text[], $3::bigint[], $8::bigint[]) WITH ORDINALITY AS l(job_id, worker, attempt, previous, n)
                         ON j.id = l.job_id AND j.locked_by = l.worker AND j.attempts = l.attempt
                     WHERE j.status IN ('processing', 'cancelled')
                     ORDER BY j.id
@@ -383,18 +393,18 @@ struct PostgresSchema: Sendable {
                     INSERT INTO \(eventsTable) (job_id, seq, attempt, kind, data)
                     SELECT ($1::uuid[])[v.lease], v.seq, ($3::bigint[])[v.lease], v.kind, v.data::jsonb
                     FROM unnest($4::int4[], $5::bigint[], $6::text[], $7::text[]) AS v(lease, seq, kind, data)
-                    WHERE v.lease = ANY(ARRAY(SELECT n FROM held))\(skippingStored ? "\n                    ON CONFLICT (job_id, seq) DO NOTHING" : "")
+                    WHERE v.lease = ANY(ARRAY(SELECT n FROM held WHERE follows))\(skippingStored ? "\n                    ON CONFLICT (job_id, seq) DO NOTHING" : "")
                 ), notified AS (
                     -- Readers following these jobs: their ids, 100 to a notification (a payload
                     -- holds at most 8,000 bytes).
                     SELECT pg_notify('\(channel)', string_agg(c.id::text, ',')) FROM (
                         SELECT d.id, (row_number() OVER (ORDER BY d.id) - 1) / 100 AS chunk
-                        FROM (SELECT DISTINCT id FROM held) AS d
+                        FROM (SELECT DISTINCT id FROM held WHERE follows) AS d
                     ) AS c GROUP BY c.chunk
                 )
                 -- Then a last row of 0: an answer without it was cut short (a connection lost as
                 -- the server stopped), and the write is made again rather than taken as refused.
-                SELECT n FROM held WHERE (SELECT count(*) FROM notified) >= 0
+                SELECT CASE WHEN follows THEN n ELSE -n END FROM held WHERE (SELECT count(*) FROM notified) >= 0
                 UNION ALL SELECT 0
                 """
         )
@@ -433,6 +443,7 @@ struct PostgresSchema: Sendable {
                 -- plan (made for an unknown number of outcomes) walk the partial lease index, with
                 -- its dead entries, instead of looking each job up by id.
                 WHERE j.id = v.id AND j.status = $8::text AND j.locked_by = v.worker AND j.attempts = v.attempt
+                    AND \(Self.endingEventFollows(eventsTable: eventsTable))
                 RETURNING j.id, v.attempt, v.event_seq, v.event_data
                 )\(endingEvents(eventsTable: eventsTable, channel: channel))
                 """
@@ -458,10 +469,20 @@ struct PostgresSchema: Sendable {
                             $11::float8[], $12::bigint[], $13::float8[])
                     AS v(id, attempt, result, event_seq, event_data, input_tokens, output_tokens, cost_usd, cpu_seconds, peak_memory_bytes, run_seconds)
                 WHERE j.id = v.id AND j.status = $5::text AND j.locked_by = $4::text AND j.attempts = v.attempt
+                    AND \(Self.endingEventFollows(eventsTable: eventsTable))
                 RETURNING j.id, v.attempt, v.event_seq, v.event_data
                 )\(endingEvents(eventsTable: eventsTable, channel: channel))
                 """
         )
+    }
+
+    /// The condition of an outcome statement (`v` the outcome, `j` the job) that its ending event
+    /// follows the job's last stored event: as for a batch of events (``appendEventsStatement``),
+    /// an outcome after events that were answered but never committed is not applied, so that
+    /// no job ends with a gap in its events. (The job stays with its lease, no longer renewed,
+    /// and the rescue gives it its next attempt.)
+    private static func endingEventFollows(eventsTable: String) -> String {
+        "(v.event_seq = 0 OR (SELECT coalesce(max(e.seq), 0) FROM \(eventsTable) AS e WHERE e.job_id = j.id) >= v.event_seq - 1)"
     }
 
     /// The end of an outcome statement whose `done` CTE returns the applied rows with their

@@ -6,18 +6,22 @@ import WorkerCore
 extension SQLiteJobStore {
     var eventsTable: String { "\"\(JobEvent.tableName(forJobsTable: table))\"" }
 
-    public func appendEvents(_ events: [NewJobEvent]) async throws -> Set<Lease> {
-        guard !events.isEmpty else { return [] }
+    public func appendEvents(_ events: [NewJobEvent]) async throws -> RefusedEvents {
+        guard !events.isEmpty else { return RefusedEvents() }
         let now = Self.milliseconds(Date())
         // By lease, not by job: an earlier attempt's late events may share a batch with the
         // current attempt's (this worker claimed the job again), and only the current ones hold.
-        let leases = Array(Set(events.map(\.lease)))
-        let refused: Set<Lease> = try await lock.withLock {
+        // Each lease's events follow the event before its first in the batch.
+        var previous: [Lease: Int64] = [:]
+        for event in events where previous[event.lease] == nil { previous[event.lease] = event.sequence - 1 }
+        let leases = Array(previous.keys)
+        let refused: RefusedEvents = try await lock.withLock {
             try await boundBusyWait("writing job events")
             do {
                 return try await inTransaction {
-                    // Whose lease holds, in one statement; then the events of those jobs.
-                    var held: [UUID: Int] = [:]
+                    // Whose lease holds, with the job's last stored event, in one statement;
+                    // then the events of those jobs that follow it (no gap: see JobStore).
+                    var held: [UUID: (attempt: Int, lastSequence: Int64)] = [:]
                     for start in stride(from: 0, to: leases.count, by: 300) {
                         let chunk = leases[start..<min(start + 300, leases.count)]
                         var conditions: [String] = []
@@ -28,21 +32,30 @@ extension SQLiteJobStore {
                         }
                         let rows = try await connection.query(
                             """
-                            SELECT id, attempts FROM "\(table)" WHERE status IN ('processing', 'cancelled') AND (\(conditions.joined(separator: " OR ")))
+                            SELECT id, attempts, (SELECT coalesce(max(e.seq), 0) FROM \(eventsTable) AS e WHERE e.job_id = "\(table)".id) AS last_seq
+                            FROM "\(table)" WHERE status IN ('processing', 'cancelled') AND (\(conditions.joined(separator: " OR ")))
                             """,
                             binds
                         )
                         for row in rows {
                             if let id = row.column("id")?.string.flatMap(UUID.init(uuidString:)), let attempt = row.column("attempts")?.integer {
-                                held[id] = attempt
+                                held[id] = (attempt, Int64(row.column("last_seq")?.integer ?? 0))
                             }
                         }
                     }
+                    var refused = RefusedEvents()
+                    for lease in leases {
+                        guard let job = held[lease.jobID], job.attempt == lease.attempt else {
+                            refused.lostLeases.insert(lease)
+                            continue
+                        }
+                        if job.lastSequence < previous[lease]! { refused.brokenStreams.insert(lease) }
+                    }
                     try await insertEvents(
-                        events.filter { held[$0.lease.jobID] == $0.lease.attempt }
+                        events.filter { held[$0.lease.jobID]?.attempt == $0.lease.attempt && !refused.brokenStreams.contains($0.lease) }
                             .map { ($0.lease.jobID, $0.sequence, $0.lease.attempt, $0.kind, $0.data) },
                         now: now)
-                    return Set(leases.filter { held[$0.jobID] != $0.attempt })
+                    return refused
                 }
             } catch let error as SQLiteError where [.constraint, .constraintCheckFailed].contains(error.reason) {
                 // The data check: not a JSON object.

@@ -29,5 +29,8 @@ struct OutcomeWriteTests {
         #expect(explain(.completed(result: "{}"), Self.job(.processing, attempts: 3, lockedBy: "other")) == .leaseLost)
         #expect(explain(.completed(result: "{}"), Self.job(.completed, attempts: 3)) == .leaseLost)
         #expect(explain(.completed(result: "{}"), nil) == .leaseLost)
+        #expect(explain(.completed(result: "{}"), Self.job(.processing, attempts: 2, lockedBy: "other")) == .leaseLost)
+        // Still held by this attempt, and refused all the same: its events were lost.
+        #expect(explain(.completed(result: "{}"), Self.job(.processing, attempts: 2, lockedBy: "w")) == .eventsLost)
     }
 }

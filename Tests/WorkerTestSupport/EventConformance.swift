@@ -14,6 +14,7 @@ extension JobStoreConformance {
         ConformanceCase(name: "a given-back job's next run numbers on from its last event", body: eventsAfterRelease),
         ConformanceCase(name: "a cancelled job's worker still reports; events are deleted with their job", body: eventsOfCancelledJob),
         ConformanceCase(name: "data that is not a JSON object is refused as a value", body: eventsRefuseNonObjects),
+        ConformanceCase(name: "events or an outcome after a lost event are refused (no gap ever), and the next attempt numbers on from the last stored", body: eventsNeverLeaveAGap),
         ConformanceCase(name: "each outcome adds its attempt's tokens, cost, CPU and run time to the job's (the peak memory the larger), only when it applies", body: usageSummed),
     ]
 
@@ -110,15 +111,15 @@ extension JobStoreConformance {
         try await Task.sleep(for: .milliseconds(400))
         #expect(try await store.rescueExpiredLeases().map(\.id) == [id])
         // Between the rescue and the next claim, the late writer stores nothing.
-        #expect(try await store.appendEvents([event(first, 4)]) == [first.lease])
+        #expect(try await store.appendEvents([event(first, 4)]) == RefusedEvents(lostLeases: [first.lease]))
         let second = try await claimOne(store, worker: "worker-b")
         #expect(second.lease.attempt == 2)
         // 1 claimed, 2-4 lines, 5 the second claim.
         #expect(second.lastEventSequence == 5)
-        #expect(try await store.appendEvents([event(first, 4), event(first, 5)]) == [first.lease])
+        #expect(try await store.appendEvents([event(first, 4), event(first, 5)]) == RefusedEvents(lostLeases: [first.lease]))
         // The first attempt's late events in one batch with the second's (its worker claimed the
         // job again): the lease is checked per event, so only the second attempt's are stored.
-        #expect(try await store.appendEvents([event(first, 5), event(second, 1, .output), event(first, 6)]) == [first.lease])
+        #expect(try await store.appendEvents([event(first, 5), event(second, 1, .output), event(first, 6)]) == RefusedEvents(lostLeases: [first.lease]))
         let stored = try await store.events(jobID: id, after: 0, limit: 10)
         #expect(stored.map(\.sequence) == [1, 2, 3, 4, 5, 6])
         #expect(stored.map(\.attempt) == [1, 1, 1, 1, 2, 2])
@@ -126,7 +127,7 @@ extension JobStoreConformance {
         #expect(stored[4].kind == .status)
         // And after the job finished, not even its own worker adds to it.
         #expect(try await store.record([JobCompletion(lease: second.lease, outcome: .completed(result: "{}"))]) == [true])
-        #expect(try await store.appendEvents([event(second, 2)]) == [second.lease])
+        #expect(try await store.appendEvents([event(second, 2)]) == RefusedEvents(lostLeases: [second.lease]))
         #expect(try await store.events(jobID: id, after: 6, limit: 10).isEmpty)
     }
 
@@ -171,6 +172,42 @@ extension JobStoreConformance {
         }
         #expect(try await store.events(jobID: id, after: 1, limit: 10).isEmpty, "nothing of a refused write is stored")
         #expect(try await store.appendEvents([event(job, 1)]).isEmpty)
+    }
+
+    /// A write answered and never committed (PostgreSQL stopped between the two) loses a batch
+    /// the worker took as stored; whatever it writes of that attempt next must not be stored
+    /// after the hole. Here the lost batch is simply one never written.
+    static func eventsNeverLeaveAGap(_ store: any JobStore) async throws {
+        let ids = try await store.enqueue([NewJob(prompt: "broken", maxAttempts: 3), NewJob(prompt: "fine")])
+        let jobs = try await store.claim(queues: ["default"], limit: 2, workerID: "worker-a", leaseDuration: .milliseconds(300))
+        try #require(jobs.count == 2)
+        let broken = try #require(jobs.first { $0.job.id == ids[0] }), fine = try #require(jobs.first { $0.job.id == ids[1] })
+        #expect(try await store.appendEvents([event(broken, 1), event(fine, 1)]).isEmpty)
+        // Events 3 and 4 of the first job were lost; its 5 and 6 come in one batch with the other
+        // job's next: only the other job's are stored.
+        let refused = try await store.appendEvents([event(broken, 4), event(fine, 2), event(broken, 5)])
+        #expect(refused == RefusedEvents(brokenStreams: [broken.lease]))
+        #expect(try await store.events(jobID: broken.job.id, after: 0, limit: 10).map(\.sequence) == [1, 2])
+        #expect(try await store.events(jobID: fine.job.id, after: 0, limit: 10).map(\.sequence) == [1, 2, 3])
+        // Nor does its outcome apply: the job would end with a gap in its events.
+        #expect(try await store.record([
+            JobCompletion(lease: broken.lease, outcome: .completed(result: "{}"), event: .init(sequence: 7, data: #"{"status":"completed"}"#)),
+            JobCompletion(lease: fine.lease, outcome: .completed(result: "{}"), event: .init(sequence: 4, data: #"{"status":"completed"}"#)),
+        ]) == [false, true])
+        let held = try #require(try await store.job(id: broken.job.id))
+        #expect(held.status == .processing && held.lockedBy == "worker-a", "the job keeps its lease for the rescue")
+        // The rescue gives it its next attempt, which numbers on from the last stored event.
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(try await store.rescueExpiredLeases().map(\.id) == [broken.job.id])
+        let again = try await claimOne(store, worker: "worker-b")
+        #expect(again.job.id == broken.job.id && again.lastEventSequence == 3)
+        #expect(try await store.appendEvents([event(again, 1)]).isEmpty)
+        #expect(try await store.record([
+            JobCompletion(lease: again.lease, outcome: .completed(result: "{}"), event: .init(sequence: 5, data: #"{"status":"completed"}"#)),
+        ]) == [true])
+        let events = try await store.events(jobID: broken.job.id, after: 0, limit: 10)
+        #expect(events.map(\.sequence) == [1, 2, 3, 4, 5])
+        #expect(events.map(\.attempt) == [1, 1, 2, 2, 2])
     }
 
     static func usageSummed(_ store: any JobStore) async throws {

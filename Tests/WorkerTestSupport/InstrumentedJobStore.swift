@@ -48,7 +48,7 @@ public final class InstrumentedJobStore: JobStore {
         try await base.rescueExpiredLeases(sparing: running)
     }
     public func releaseCancelled(_ leases: [Lease]) async throws { try await base.releaseCancelled(leases) }
-    public func appendEvents(_ events: [NewJobEvent]) async throws -> Set<Lease> { try await base.appendEvents(events) }
+    public func appendEvents(_ events: [NewJobEvent]) async throws -> RefusedEvents { try await base.appendEvents(events) }
     public func events(jobID: UUID, after: Int64, limit: Int) async throws -> [JobEvent] {
         try await base.events(jobID: jobID, after: after, limit: limit)
     }
