@@ -34,9 +34,12 @@ public final class JobEventStream: Sendable {
     public let limits: Limits
     private let recorder: JobEventRecorder
     private let state: Mutex<State>
+    /// The claim's `claimed` event, which the attempt's own events number on from.
+    private let claimedSequence: Int64
 
     init(lease: Lease, lastSequence: Int64, limits: Limits, recorder: JobEventRecorder) {
         self.lease = lease
+        self.claimedSequence = lastSequence
         self.limits = limits
         self.recorder = recorder
         self.state = Mutex(State(lastSequence: lastSequence))
@@ -140,7 +143,11 @@ public final class JobEventStream: Sendable {
     /// The ending status event of the attempt, numbered after every event emitted so far; it is
     /// stored with the outcome (``JobCompletion/event``).
     func finalEvent(_ status: String, _ fields: KeyValuePairs<String, String>) -> JobCompletion.FinalEvent {
-        JobCompletion.FinalEvent(sequence: takeSequence(), data: Self.statusData(status, fields))
+        // An attempt that numbered no event of its own follows its claim's `claimed` event,
+        // which cannot be missing while the lease holds: nothing to check (a probe saved per job).
+        let sequence = takeSequence()
+        let numberedEvents = sequence - 1 > claimedSequence
+        return JobCompletion.FinalEvent(sequence: sequence, data: Self.statusData(status, fields), follows: numberedEvents ? sequence - 1 : 0)
     }
 
     /// Returns once every event of this attempt emitted so far is written (or given up on).

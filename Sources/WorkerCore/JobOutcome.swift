@@ -26,10 +26,17 @@ public struct JobCompletion: Sendable, Hashable {
     public struct FinalEvent: Sendable, Hashable {
         public var sequence: Int64
         public var data: String
+        /// The stored event this one must follow for the outcome to apply (no gap in the job's
+        /// events, ``JobStore/record(_:)``); 0 when there is nothing to check: the attempt wrote
+        /// no events of its own, so the one before is its `claimed` event, stored with the lease
+        /// by the claim itself.
+        public var follows: Int64
 
-        public init(sequence: Int64, data: String) {
+        /// `follows` defaults to the event just before this one.
+        public init(sequence: Int64, data: String, follows: Int64? = nil) {
             self.sequence = sequence
             self.data = data
+            self.follows = follows ?? sequence - 1
         }
     }
 

@@ -268,11 +268,12 @@ public final class PostgresJobStore: BenchmarkJobStore {
         if let completed = try await recordCompletions(completions) { return completed }
         var ids: [UUID] = [], workers: [String] = [], attempts: [Int] = [], kinds: [String] = []
         var results: [String] = [], errors: [String] = [], delays: [Int] = []
-        var eventSequences: [Int64] = [], eventData: [String] = []
+        var eventSequences: [Int64] = [], eventData: [String] = [], follows: [Int64] = []
         var usage = UsageColumns()
         for completion in completions {
             usage.append(completion.usage)
             eventSequences.append(completion.event?.sequence ?? 0)
+            follows.append(completion.event?.follows ?? 0)
             eventData.append(completion.event?.data ?? "")
             ids.append(completion.lease.jobID)
             workers.append(completion.lease.workerID)
@@ -288,7 +289,7 @@ public final class PostgresJobStore: BenchmarkJobStore {
                 kinds.append("released"); results.append(""); errors.append(""); delays.append(0)
             }
         }
-        var bindings = PostgresBindings(capacity: 16)
+        var bindings = PostgresBindings(capacity: 17)
         bindings.append(ids)
         bindings.append(workers)
         bindings.append(attempts)
@@ -300,6 +301,7 @@ public final class PostgresJobStore: BenchmarkJobStore {
         bindings.append(eventSequences)
         bindings.append(eventData)
         usage.bind(to: &bindings)
+        bindings.append(follows)
         return try Self.applied(ids, returned: try await rows(of: schema.recordStatement, bindings))
     }
 
@@ -308,7 +310,9 @@ public final class PostgresJobStore: BenchmarkJobStore {
     private func recordCompletions(_ completions: [JobCompletion]) async throws -> [Bool]? {
         let workerID = completions[0].lease.workerID
         var ids: [UUID] = [], attempts: [Int] = [], results: [String] = [], eventSequences: [Int64] = [], eventData: [String] = []
+        var follows: [Int64] = []
         var usage = UsageColumns()
+        follows.reserveCapacity(completions.count)
         ids.reserveCapacity(completions.count)
         attempts.reserveCapacity(completions.count)
         results.reserveCapacity(completions.count)
@@ -321,9 +325,10 @@ public final class PostgresJobStore: BenchmarkJobStore {
             results.append(result)
             eventSequences.append(completion.event?.sequence ?? 0)
             eventData.append(completion.event?.data ?? "")
+            follows.append(completion.event?.follows ?? 0)
             usage.append(completion.usage)
         }
-        var bindings = PostgresBindings(capacity: 13)
+        var bindings = PostgresBindings(capacity: 14)
         bindings.append(ids)
         bindings.append(attempts)
         bindings.append(results)
@@ -332,6 +337,7 @@ public final class PostgresJobStore: BenchmarkJobStore {
         bindings.append(eventSequences)
         bindings.append(eventData)
         usage.bind(to: &bindings)
+        bindings.append(follows)
         return try Self.applied(ids, returned: try await rows(of: schema.completeStatement, bindings))
     }
 

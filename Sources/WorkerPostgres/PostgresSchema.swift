@@ -415,7 +415,7 @@ struct PostgresSchema: Sendable {
     /// `$6` errors, `$7` retry delays in milliseconds, `$8` the status `processing`, `$9` and
     /// `$10` the sequence numbers (0: none) and data of the attempts' ending events, `$11`-`$16`
     /// the attempts' input tokens, output tokens, cost, CPU seconds, peak memory and run seconds
-    /// (added to the job's; the peak the larger). Returns the
+    /// (added to the job's; the peak the larger), `$17` the events the ending events follow. Returns the
     /// ids it applied. A turn that fails for good holds its session when `failureBlocksSession`
     /// (``SessionFailurePolicy/block``).
     private static func recordStatement(table: String, eventsTable: String, channel: String, failureBlocksSession: Bool) -> StoreStatement.Text {
@@ -436,9 +436,9 @@ struct PostgresSchema: Sendable {
                     peak_memory_bytes = greatest(j.peak_memory_bytes, v.peak_memory_bytes), run_seconds = j.run_seconds + v.run_seconds,
                     locked_by = NULL, lease_expires_at = NULL
                 FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[], $9::bigint[], $10::text[],
-                            $11::bigint[], $12::bigint[], $13::float8[], $14::float8[], $15::bigint[], $16::float8[])
+                            $11::bigint[], $12::bigint[], $13::float8[], $14::float8[], $15::bigint[], $16::float8[], $17::bigint[])
                     AS v(id, worker, attempt, kind, result, error, delay_ms, event_seq, event_data, input_tokens, output_tokens, cost_usd,
-                         cpu_seconds, peak_memory_bytes, run_seconds)
+                         cpu_seconds, peak_memory_bytes, run_seconds, follows)
                 -- $8 is 'processing', passed as a value: as a literal it would let a cached generic
                 -- plan (made for an unknown number of outcomes) walk the partial lease index, with
                 -- its dead entries, instead of looking each job up by id.
@@ -452,7 +452,8 @@ struct PostgresSchema: Sendable {
 
     /// The common batch, completions only, all by one worker: `$1` ids, `$2` attempts, `$3`
     /// results, `$4` the worker's id, `$5` the status `processing`, `$6` and `$7` the ending
-    /// events' sequence numbers (0: none) and data, `$8`-`$13` the attempts' usage. Does what ``recordStatement`` does for
+    /// events' sequence numbers (0: none) and data, `$8`-`$13` the attempts' usage, `$14` the
+    /// events the ending events follow. Does what ``recordStatement`` does for
     /// completions, with fewer arrays and no per-row choices. Returns the ids it applied.
     private static func completeStatement(table: String, eventsTable: String, channel: String) -> StoreStatement.Text {
         StoreStatement.Text(
@@ -466,8 +467,9 @@ struct PostgresSchema: Sendable {
                     peak_memory_bytes = greatest(j.peak_memory_bytes, v.peak_memory_bytes), run_seconds = j.run_seconds + v.run_seconds,
                     locked_by = NULL, lease_expires_at = NULL
                 FROM unnest($1::uuid[], $2::bigint[], $3::text[], $6::bigint[], $7::text[], $8::bigint[], $9::bigint[], $10::float8[],
-                            $11::float8[], $12::bigint[], $13::float8[])
-                    AS v(id, attempt, result, event_seq, event_data, input_tokens, output_tokens, cost_usd, cpu_seconds, peak_memory_bytes, run_seconds)
+                            $11::float8[], $12::bigint[], $13::float8[], $14::bigint[])
+                    AS v(id, attempt, result, event_seq, event_data, input_tokens, output_tokens, cost_usd, cpu_seconds, peak_memory_bytes, run_seconds,
+                         follows)
                 WHERE j.id = v.id AND j.status = $5::text AND j.locked_by = $4::text AND j.attempts = v.attempt
                     AND \(Self.endingEventFollows(eventsTable: eventsTable))
                 RETURNING j.id, v.attempt, v.event_seq, v.event_data
@@ -477,12 +479,13 @@ struct PostgresSchema: Sendable {
     }
 
     /// The condition of an outcome statement (`v` the outcome, `j` the job) that its ending event
-    /// follows the job's last stored event: as for a batch of events (``appendEventsStatement``),
+    /// follows the job's last stored event (`v.follows`, 0: nothing to check, see
+    /// ``JobCompletion/FinalEvent/follows``): as for a batch of events (``appendEventsStatement``),
     /// an outcome after events that were answered but never committed is not applied, so that
     /// no job ends with a gap in its events. (The job stays with its lease, no longer renewed,
     /// and the rescue gives it its next attempt.)
     private static func endingEventFollows(eventsTable: String) -> String {
-        "(v.event_seq = 0 OR (SELECT coalesce(max(e.seq), 0) FROM \(eventsTable) AS e WHERE e.job_id = j.id) >= v.event_seq - 1)"
+        "(v.follows = 0 OR (SELECT coalesce(max(e.seq), 0) FROM \(eventsTable) AS e WHERE e.job_id = j.id) >= v.follows)"
     }
 
     /// The end of an outcome statement whose `done` CTE returns the applied rows with their

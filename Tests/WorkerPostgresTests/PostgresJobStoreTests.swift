@@ -68,8 +68,8 @@ struct PostgresJobStoreTests {
             _ = try await TestDatabase.execute("ANALYZE \(store.schema.table)", on: store)
             // The general write, and the narrower one for a batch of completions.
             for (sql, arguments) in [
-                (store.schema.recordStatement.sql, "'{}', '{}', '{}', '{}', '{}', '{}', '{}', 'processing', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}'"),
-                (store.schema.completeStatement.sql, "'{}', '{}', '{}', 'w', 'processing', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}'"),
+                (store.schema.recordStatement.sql, "'{}', '{}', '{}', '{}', '{}', '{}', '{}', 'processing', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}'"),
+                (store.schema.completeStatement.sql, "'{}', '{}', '{}', 'w', 'processing', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}'"),
             ] {
                 let text = try await Self.genericPlan(of: sql, arguments: arguments, on: store)
                 #expect(!text.contains("_lease_idx"), "\(text)")
