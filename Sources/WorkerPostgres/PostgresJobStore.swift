@@ -189,7 +189,27 @@ public final class PostgresJobStore: BenchmarkJobStore {
             try await Self.retryingDeadlocks {
                 _ = try await rows(of: schema.enqueueStatement, bindings)
             }
+            try await confirmEnqueued(ids)
             return ids
+        }
+    }
+
+    /// Makes sure that the jobs an answered enqueue inserted are there. PostgresNIO takes a
+    /// statement as done at its CommandComplete, which PostgreSQL sends before it commits the
+    /// implicit transaction: a server that stops in that instant, or a commit that fails (a
+    /// deferred constraint), would otherwise have the caller hand out ids of jobs that do not
+    /// exist (`POST /jobs` answering 201 for a job that is lost). One more round trip, on
+    /// whichever connection the pool gives: after the commit, the rows are visible to any.
+    private func confirmEnqueued(_ ids: [UUID]) async throws {
+        let rows = try await bounded("enqueue confirmation") { connection in
+            try await connection.query(
+                "SELECT count(*) FROM \(unescaped: schema.table) WHERE id = ANY(\(ids))", logger: logger
+            ).collect()
+        }
+        let stored = try rows.first?.decode(Int.self) ?? 0
+        guard stored == ids.count else {
+            throw PostgresJobStoreError.database(
+                "the enqueue was answered but not committed (the database stopped or refused the commit): none of the \(ids.count) job(s) was stored; enqueue them again")
         }
     }
 
