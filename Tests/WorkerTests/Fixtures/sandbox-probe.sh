@@ -16,9 +16,13 @@
 #                                              it can write its workspace and /tmp
 #   orphan TOKEN                               leaves a grandchild in a new session that ignores
 #                                              SIGTERM (its command line holds TOKEN), then hangs
-trap 'rm -f /tmp/prompt.$$' EXIT
-cat > /tmp/prompt.$$
-read -r mode a b c rest < /tmp/prompt.$$
+# A file of its own in the workspace (which goes with the job), not /tmp/prompt.<pid>: a probe
+# killed by a limit left that file behind, and a later probe given the same pid, as another
+# user, could not write it and read the dead one's prompt ("hog": an out-of-memory failure).
+prompt=$(mktemp ./.probe-prompt.XXXXXX) || exit 1
+trap 'rm -f "$prompt"' EXIT
+cat > "$prompt"
+read -r mode a b c rest < "$prompt"
 case "$mode" in
 escape)
     # Every process this command can see, in one grep (unconfined, that is every process of
@@ -42,7 +46,7 @@ escape)
         "$leak" "$parent" "$dotenv" "$database" "$other" "$usr" "$root" "$workspace" "$tmp" "$PWD" "${ports#,}"
     ;;
 stdin)
-    sum=$(sha256sum < /tmp/prompt.$$)
+    sum=$(sha256sum < "$prompt")
     printf '{"sha256":"%s"}\n' "${sum%% *}"
     ;;
 gitpwn)
