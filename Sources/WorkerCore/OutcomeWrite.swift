@@ -33,6 +33,10 @@ public enum OutcomeWrite: Sendable, Hashable {
             return
         }
         let attempt = completion.lease.attempt
+        if job.status == .processing && job.lockedBy == completion.lease.workerID && job.attempts == attempt {
+            self = .eventsLost
+            return
+        }
         let matches: Bool
         switch completion.outcome {
         case .completed:
@@ -43,10 +47,6 @@ public enum OutcomeWrite: Sendable, Hashable {
             matches = job.status == .pending && job.attempts == attempt && job.lastError == error
         case .released:
             matches = job.status == .pending && job.attempts == attempt - 1
-        }
-        if job.status == .processing && job.lockedBy == completion.lease.workerID && job.attempts == attempt {
-            self = .eventsLost
-            return
         }
         self = matches && job.lockedBy == nil ? .alreadyApplied : .leaseLost
     }

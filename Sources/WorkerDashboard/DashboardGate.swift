@@ -12,7 +12,7 @@ struct DashboardGate<Context: RequestContext & RemoteAddressRequestContext>: Rou
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var response: Response
-        if access.token == nil, !Self.isLoopback(context.remoteAddress) {
+        if access.token == nil, !context.isLoopbackPeer {
             response = Self.text(.forbidden, "The dashboard answers only on this machine while API_TOKEN is unset: set API_TOKEN to sign in from elsewhere.\n")
         } else if requiresSession, !access.allows(request, loopback: true) {
             if request.method == .get, !request.uri.path.hasSuffix("/events") {
@@ -29,11 +29,6 @@ struct DashboardGate<Context: RequestContext & RemoteAddressRequestContext>: Rou
         response.headers[HTTPField.Name("Referrer-Policy")!] = "no-referrer"
         if response.headers[.cacheControl] == nil { response.headers[.cacheControl] = "no-store" }
         return response
-    }
-
-    static func isLoopback(_ address: SocketAddress?) -> Bool {
-        guard let ip = address?.ipAddress else { return false }
-        return ip.hasPrefix("127.") || ip == "::1" || ip.hasPrefix("::ffff:127.")
     }
 
     static func text(_ status: HTTPResponse.Status, _ text: String) -> Response {

@@ -1,6 +1,7 @@
 import HTTPTypes
 import Hummingbird
 import Logging
+import WorkerDashboard
 
 /// Who may use the job API: the bearer of `API_TOKEN` (or, while it is unset, only this
 /// machine), and, on the read endpoints, a Supabase user with a valid access token when
