@@ -93,23 +93,50 @@ extension PostgresJobStore {
         ).collect().first?.decode(Int.self) ?? 0
     }
 
-    /// Logs the table checks that existing rows kept from being validated (they hold for new rows).
+    /// Logs the checks that existing rows kept from being validated (they hold for new rows),
+    /// the table's own and those of its columns' domains (``PostgresSchema/valueDomains``), and
+    /// the columns that could not take their domain and so keep their check on the table.
     private func warnAboutUnvalidatedChecks() async throws {
         let rows = try await client.query(
             """
-            SELECT conname::text FROM pg_constraint
-            WHERE conrelid = to_regclass(\(table)) AND contype = 'c' AND NOT convalidated
-            ORDER BY conname
+            SELECT c.conname::text, CASE WHEN c.contypid <> 0 THEN format_type(c.contypid, NULL) ELSE '' END
+            FROM pg_constraint AS c
+            WHERE c.contype = 'c' AND NOT c.convalidated
+              AND (c.conrelid = to_regclass(\(table))
+                   OR c.contypid IN (SELECT atttypid FROM pg_attribute WHERE attrelid = to_regclass(\(table)) AND attnum > 0))
+            ORDER BY 1
             """,
             logger: logger
         ).collect()
         for row in rows {
-            let name = try row.decode(String.self)
+            let (name, domain) = try row.decode((String, String).self)
             logger.warning(
                 "Existing rows violate a check of the jobs table; it holds for new and updated rows only until they are fixed",
                 metadata: [
                     "constraint": .string(name), "table": .string(table),
-                    "fix": .string("correct the rows, then ALTER TABLE \(table) VALIDATE CONSTRAINT \"\(name)\""),
+                    "fix": .string(
+                        domain.isEmpty
+                            ? "correct the rows, then ALTER TABLE \(table) VALIDATE CONSTRAINT \"\(name)\""
+                            : "correct the rows, then ALTER DOMAIN \(domain) VALIDATE CONSTRAINT \"\(name)\""),
+                ]
+            )
+        }
+        let kept = try await client.query(
+            """
+            SELECT a.attname::text FROM pg_attribute AS a
+            WHERE a.attrelid = to_regclass(\(table)) AND a.attname = ANY(\(schema.valueDomains.map(\.column)))
+              AND a.atttypid <> ALL(ARRAY(SELECT coalesce(to_regtype(t)::oid, 0) FROM unnest(\(schema.valueDomains.map(\.type))::text[]) AS t))
+            ORDER BY 1
+            """,
+            logger: logger
+        ).collect()
+        for row in kept {
+            let column = try row.decode(String.self)
+            logger.notice(
+                "A column of the jobs table keeps its check on the table: a view, rule or policy on it kept its type from changing, so every update of a job evaluates the check",
+                metadata: [
+                    "column": .string(column), "table": .string(table),
+                    "fix": .string("drop what depends on the column, DELETE FROM \(schema.migrationsTable) WHERE table_name = '\(schema.tableName)' AND version = 8, run `worker migrate`, then create it again"),
                 ]
             )
         }

@@ -7,7 +7,7 @@ import WorkerCore
 /// `id` and `prompt`, then every other column is added if missing: a `coding_jobs` table from
 /// the original plan (id, session_id, prompt, status, created_at) is upgraded in place.
 struct PostgresSchema: Sendable {
-    static let version = 7
+    static let version = 8
 
     /// Schema-qualified, quoted table name, e.g. `"public"."coding_jobs"`.
     let table: String
@@ -146,6 +146,7 @@ struct PostgresSchema: Sendable {
                     WHERE user_id IS NOT NULL
                 """,
             ],
+            8: valueDomainMigration,
         ]
     }
 

@@ -48,10 +48,7 @@ struct PostgresSchemaChecksTests {
                 on: store)
             _ = try await TestDatabase.execute("INSERT INTO public.\(table) (prompt, status) VALUES ('old', 'queued'), ('fine', 'pending')", on: store)
             try await store.migrate()
-            let checks = try await TestDatabase.execute(
-                "SELECT conname::text, convalidated FROM pg_constraint WHERE conrelid = 'public.\(table)'::regclass AND contype = 'c' ORDER BY 1",
-                on: store
-            ).map { try $0.decode((String, Bool).self) }
+            let checks = try await Self.checks(table: table, on: store)
             #expect(checks.count == 5)
             #expect(checks.first { $0.0 == "\(table)_status_check" }?.1 == false)
             let others = checks.filter { $0.0 != "\(table)_status_check" }
@@ -60,6 +57,87 @@ struct PostgresSchemaChecksTests {
                 try await TestDatabase.execute("INSERT INTO public.\(table) (prompt, status) VALUES ('new', 'queued')", on: store)
             }
             #expect(try await store.claim(queues: ["default"], limit: 5, workerID: "w", leaseDuration: .seconds(5)).map(\.job.prompt) == ["fine"])
+        }
+    }
+
+    /// The checks of the table and of its columns' domains (name, validated).
+    static func checks(table: String, on store: PostgresJobStore) async throws -> [(String, Bool)] {
+        try await TestDatabase.execute(
+            """
+            SELECT conname::text, convalidated FROM pg_constraint
+            WHERE contype = 'c' AND (conrelid = 'public.\(table)'::regclass
+               OR contypid IN (SELECT atttypid FROM pg_attribute WHERE attrelid = 'public.\(table)'::regclass AND attnum > 0))
+            ORDER BY 1
+            """,
+            on: store
+        ).map { try $0.decode((String, Bool).self) }
+    }
+
+    @Test("the queue name's and the payload's checks are on their columns' types, the rest on the table: each is checked once, all validated")
+    func checksOnDomains() async throws {
+        try await TestDatabase.withStore { store in
+            let table = store.schema.tableName
+            let onTable = try await TestDatabase.execute(
+                "SELECT conname::text FROM pg_constraint WHERE conrelid = 'public.\(table)'::regclass AND contype = 'c' ORDER BY 1", on: store
+            ).map { try $0.decode(String.self) }
+            #expect(onTable == ["\(table)_max_attempts_check", "\(table)_priority_check", "\(table)_status_check"])
+            let types = try await TestDatabase.execute(
+                "SELECT attname::text, format_type(atttypid, NULL) FROM pg_attribute WHERE attrelid = 'public.\(table)'::regclass AND attname IN ('queue', 'payload') ORDER BY 1",
+                on: store
+            ).map { try $0.decode((String, String).self) }
+            #expect(types.map(\.1) == ["\(table)_payload_object", "\(table)_queue_name"])
+            let all = try await Self.checks(table: table, on: store)
+            #expect(all.map(\.0) == ["max_attempts", "payload", "priority", "queue", "status"].map { "\(table)_\($0)_check" })
+            #expect(all.allSatisfy { $0.1 })
+            // The columns' values read as before (text and JSON, PostgreSQL sends the base type).
+            _ = try await store.enqueue([NewJob(prompt: "p", queue: "q.1", payload: #"{"a":1}"#)])
+            let claimed = try await store.claim(queues: ["q.1"], limit: 1, workerID: "w", leaseDuration: .seconds(30))
+            #expect(claimed.map(\.job.queue) == ["q.1"])
+            #expect(claimed.map(\.job.payload) == [#"{"a": 1}"#])
+        }
+    }
+
+    @Test("a legacy row whose payload breaks the check (not validated) is still claimed and finished: an update of a job checks only what it sets")
+    func legacyPayloadRowIsClaimed() async throws {
+        let table = "jobs_legacy_\(UUID().uuidString.prefix(6).lowercased())"
+        try await TestDatabase.withStore(table: table, migrate: false) { store in
+            _ = try await TestDatabase.execute(
+                "CREATE TABLE public.\(table) (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), prompt text NOT NULL, payload jsonb NOT NULL DEFAULT '{}')",
+                on: store)
+            _ = try await TestDatabase.execute("INSERT INTO public.\(table) (prompt, payload) VALUES ('old', '[1, 2]')", on: store)
+            try await store.migrate()
+            let checks = try await Self.checks(table: table, on: store)
+            #expect(checks.first { $0.0 == "\(table)_payload_check" }?.1 == false)
+            // New values are refused...
+            await #expect(throws: (any Error).self) {
+                try await TestDatabase.execute("INSERT INTO public.\(table) (prompt, payload) VALUES ('new', '[3]')", on: store)
+            }
+            // ...and the old row runs. With the check on the table, every update of the row
+            // evaluated it: each claim of the queue failed (23514), and no job ran.
+            let claimed = try await store.claim(queues: ["default"], limit: 5, workerID: "w", leaseDuration: .seconds(30))
+            #expect(claimed.map(\.job.prompt) == ["old"])
+            #expect(try await store.record(claimed.map { JobCompletion(lease: $0.lease, outcome: .completed(result: "{}")) }) == [true])
+        }
+    }
+
+    @Test("a view on the queue column keeps its type: the migration still runs, the check stays on the table and still refuses")
+    func viewKeepsTableCheck() async throws {
+        let table = "jobs_view_\(UUID().uuidString.prefix(6).lowercased())"
+        try await TestDatabase.withStore(table: table, migrate: false) { store in
+            _ = try await TestDatabase.execute(
+                "CREATE TABLE public.\(table) (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), prompt text NOT NULL, queue text NOT NULL DEFAULT 'default')",
+                on: store)
+            _ = try await TestDatabase.execute("CREATE VIEW public.\(table)_queues AS SELECT DISTINCT queue FROM public.\(table)", on: store)
+            try await store.migrate()
+            let onTable = try await TestDatabase.execute(
+                "SELECT conname::text FROM pg_constraint WHERE conrelid = 'public.\(table)'::regclass AND contype = 'c' ORDER BY 1", on: store
+            ).map { try $0.decode(String.self) }
+            #expect(onTable.contains("\(table)_queue_check"))
+            #expect(!onTable.contains("\(table)_payload_check"), "the payload column has no view: it took its domain")
+            await #expect(throws: (any Error).self) {
+                try await TestDatabase.execute("INSERT INTO public.\(table) (prompt, queue) VALUES ('p', 'bad queue')", on: store)
+            }
+            #expect(try await store.enqueue([NewJob(prompt: "p")]).count == 1)
         }
     }
 

@@ -48,6 +48,8 @@ enum TestDatabase {
         _ = try await client.query(PostgresQuery(unsafeSQL: "DROP TABLE IF EXISTS \"public\".\"\(table)\" CASCADE")).collect()
         _ = try await client.query(PostgresQuery(unsafeSQL: "DROP FUNCTION IF EXISTS \"public\".\"\(table)_notify\"() CASCADE")).collect()
         _ = try await client.query(PostgresQuery(unsafeSQL: "DROP FUNCTION IF EXISTS \"public\".\"\(table)_new_id\"() CASCADE")).collect()
+        // The columns' domains (schema version 8) outlive their table.
+        _ = try await client.query(PostgresQuery(unsafeSQL: "DROP DOMAIN IF EXISTS \"public\".\"\(table)_queue_name\", \"public\".\"\(table)_payload_object\"")).collect()
         _ = try await client.query(PostgresQuery(unsafeSQL: "DELETE FROM public.worker_schema_migrations WHERE table_name = '\(table)'")).collect()
     }
 
