@@ -91,6 +91,12 @@ extension PostgresSchema {
             // client may read or write it.
             "ALTER TABLE \(migrationsTable) ENABLE ROW LEVEL SECURITY",
             "REVOKE ALL ON \(migrationsTable) FROM anon, authenticated, PUBLIC",
+            // The table is shared by every jobs table of the schema: a worker of another table,
+            // logged in as a role granted SELECT on it (least privilege, no BYPASSRLS), must
+            // still read its version; with no policy it read none, took its table for
+            // unmigrated and failed to start. Clients still have no right to the table at all.
+            "DROP POLICY IF EXISTS \"worker_schema_migrations_read\" ON \(migrationsTable)",
+            "CREATE POLICY \"worker_schema_migrations_read\" ON \(migrationsTable) FOR SELECT USING (true)",
             // The functions' answer: a job without the worker's own fields. Dropping the type
             // drops the functions (made again below).
             "DROP TYPE IF EXISTS \(returns) CASCADE",

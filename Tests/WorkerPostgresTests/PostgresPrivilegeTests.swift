@@ -70,6 +70,24 @@ struct PostgresPrivilegeTests {
         }
     }
 
+    @Test("beside a table secured for Supabase (row-level security on the shared migrations table), the role of another table still reads its schema version and starts")
+    func besideSupabaseTable() async throws {
+        try await PostgresSupabaseTests.withSecuredStore { _ in
+            let table = "jobs_lp_\(UUID().uuidString.prefix(6).lowercased())"
+            try await TestDatabase.withStore(table: table) { admin in
+                try await Self.asLimitedRole(table: table, admin: admin) { store in
+                    // Before: the role read no version (no policy let it), took the table for
+                    // unmigrated and failed on CREATE SCHEMA with 42501.
+                    try await store.verifySchema()
+                    try await store.migrate()
+                    _ = try await store.enqueue([NewJob(prompt: "p")])
+                    let claimed = try await store.claim(queues: ["default"], limit: 1, workerID: "w", leaseDuration: .seconds(30))
+                    #expect(claimed.map(\.job.prompt) == ["p"])
+                }
+            }
+        }
+    }
+
     @Test("on a table not migrated yet, the role gets a clear error naming the privilege and `worker migrate`, not an outage")
     func unmigratedTable() async throws {
         let table = "jobs_lp_\(UUID().uuidString.prefix(6).lowercased())"
