@@ -41,12 +41,9 @@ struct PostgresSchemaChecksTests {
 
     @Test("a legacy table whose rows break a check still migrates; the check holds for new rows and waits to be validated")
     func legacyRowsKeepCheckUnvalidated() async throws {
-        let table = "jobs_legacy_\(UUID().uuidString.prefix(6).lowercased())"
-        try await TestDatabase.withStore(table: table, migrate: false) { store in
-            _ = try await TestDatabase.execute(
-                "CREATE TABLE public.\(table) (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), prompt text NOT NULL, status text NOT NULL DEFAULT 'pending')",
-                on: store)
-            _ = try await TestDatabase.execute("INSERT INTO public.\(table) (prompt, status) VALUES ('old', 'queued'), ('fine', 'pending')", on: store)
+        try await Self.withLegacyTable(
+            "jobs_legacy", columns: "status text NOT NULL DEFAULT 'pending'", rows: "(prompt, status) VALUES ('old', 'queued'), ('fine', 'pending')"
+        ) { store, table in
             try await store.migrate()
             let checks = try await Self.checks(table: table, on: store)
             #expect(checks.count == 5)
@@ -58,6 +55,27 @@ struct PostgresSchemaChecksTests {
             }
             #expect(try await store.claim(queues: ["default"], limit: 5, workerID: "w", leaseDuration: .seconds(5)).map(\.job.prompt) == ["fine"])
         }
+    }
+
+    /// Runs `body` on a store for a table made by hand as an older producer made it (`columns`
+    /// after `id` and `prompt`, `rows` its `INSERT`'s column list and values), then migrated.
+    static func withLegacyTable(
+        _ prefix: String, columns: String, rows: String? = nil, _ body: (PostgresJobStore, String) async throws -> Void
+    ) async throws {
+        let table = "\(prefix)_\(UUID().uuidString.prefix(6).lowercased())"
+        try await TestDatabase.withStore(table: table, migrate: false) { store in
+            _ = try await TestDatabase.execute(
+                "CREATE TABLE public.\(table) (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), prompt text NOT NULL, \(columns))", on: store)
+            if let rows { _ = try await TestDatabase.execute("INSERT INTO public.\(table) \(rows)", on: store) }
+            try await body(store, table)
+        }
+    }
+
+    /// The names of the table's own checks.
+    static func tableChecks(table: String, on store: PostgresJobStore) async throws -> [String] {
+        try await TestDatabase.execute(
+            "SELECT conname::text FROM pg_constraint WHERE conrelid = 'public.\(table)'::regclass AND contype = 'c' ORDER BY 1", on: store
+        ).map { try $0.decode(String.self) }
     }
 
     /// The checks of the table and of its columns' domains (name, validated).
@@ -77,9 +95,7 @@ struct PostgresSchemaChecksTests {
     func checksOnDomains() async throws {
         try await TestDatabase.withStore { store in
             let table = store.schema.tableName
-            let onTable = try await TestDatabase.execute(
-                "SELECT conname::text FROM pg_constraint WHERE conrelid = 'public.\(table)'::regclass AND contype = 'c' ORDER BY 1", on: store
-            ).map { try $0.decode(String.self) }
+            let onTable = try await Self.tableChecks(table: table, on: store)
             #expect(onTable == ["\(table)_max_attempts_check", "\(table)_priority_check", "\(table)_status_check"])
             let types = try await TestDatabase.execute(
                 "SELECT attname::text, format_type(atttypid, NULL) FROM pg_attribute WHERE attrelid = 'public.\(table)'::regclass AND attname IN ('queue', 'payload') ORDER BY 1",
@@ -99,12 +115,9 @@ struct PostgresSchemaChecksTests {
 
     @Test("a legacy row whose payload breaks the check (not validated) is still claimed and finished: an update of a job checks only what it sets")
     func legacyPayloadRowIsClaimed() async throws {
-        let table = "jobs_legacy_\(UUID().uuidString.prefix(6).lowercased())"
-        try await TestDatabase.withStore(table: table, migrate: false) { store in
-            _ = try await TestDatabase.execute(
-                "CREATE TABLE public.\(table) (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), prompt text NOT NULL, payload jsonb NOT NULL DEFAULT '{}')",
-                on: store)
-            _ = try await TestDatabase.execute("INSERT INTO public.\(table) (prompt, payload) VALUES ('old', '[1, 2]')", on: store)
+        try await Self.withLegacyTable(
+            "jobs_legacy", columns: "payload jsonb NOT NULL DEFAULT '{}'", rows: "(prompt, payload) VALUES ('old', '[1, 2]')"
+        ) { store, table in
             try await store.migrate()
             let checks = try await Self.checks(table: table, on: store)
             #expect(checks.first { $0.0 == "\(table)_payload_check" }?.1 == false)
@@ -122,16 +135,10 @@ struct PostgresSchemaChecksTests {
 
     @Test("a view on the queue column keeps its type: the migration still runs, the check stays on the table and still refuses")
     func viewKeepsTableCheck() async throws {
-        let table = "jobs_view_\(UUID().uuidString.prefix(6).lowercased())"
-        try await TestDatabase.withStore(table: table, migrate: false) { store in
-            _ = try await TestDatabase.execute(
-                "CREATE TABLE public.\(table) (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), prompt text NOT NULL, queue text NOT NULL DEFAULT 'default')",
-                on: store)
+        try await Self.withLegacyTable("jobs_view", columns: "queue text NOT NULL DEFAULT 'default'") { store, table in
             _ = try await TestDatabase.execute("CREATE VIEW public.\(table)_queues AS SELECT DISTINCT queue FROM public.\(table)", on: store)
             try await store.migrate()
-            let onTable = try await TestDatabase.execute(
-                "SELECT conname::text FROM pg_constraint WHERE conrelid = 'public.\(table)'::regclass AND contype = 'c' ORDER BY 1", on: store
-            ).map { try $0.decode(String.self) }
+            let onTable = try await Self.tableChecks(table: table, on: store)
             #expect(onTable.contains("\(table)_queue_check"))
             #expect(!onTable.contains("\(table)_payload_check"), "the payload column has no view: it took its domain")
             await #expect(throws: (any Error).self) {
