@@ -15,7 +15,7 @@ import sys
 import time
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -48,10 +48,18 @@ def check(condition, message):
 
 
 def wait(driver, condition, timeout=10, message="timed out"):
+    # A page that updates itself live replaces elements between finding one and reading it:
+    # such a stale element is looked up again, as a missing one is.
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
+        return WebDriverWait(driver, timeout, poll_frequency=0.05,
+                             ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(condition)
     except TimeoutException:
         raise AssertionError(message)
+
+
+def click(driver, element_id):
+    """Clicks the element, found again if the page replaced it in between (live pages)."""
+    wait(driver, lambda d: d.find_element(By.ID, element_id).click() or True, message=f"#{element_id} could not be clicked")
 
 
 def shot(driver, name):
@@ -128,7 +136,7 @@ def main():
             check(int(shown["count-total"]) == sum(stats[s] for s in ("pending", "processing", "completed", "failed", "cancelled")),
                   f"total: page {shown}, worker stats {stats}")
             check(int(shown["hour-failed"]) >= 50, "the last hour's failures are not counted")
-            check(driver.find_element(By.ID, "chart").is_displayed(), "no chart")
+            wait(driver, lambda d: d.find_element(By.ID, "chart").is_displayed(), message="no chart")
             shot(driver, "overview")
 
         def filters():
@@ -138,7 +146,7 @@ def main():
             box = driver.find_element(By.ID, "filter-text")
             box.clear()
             box.send_keys("bulk 17")
-            driver.find_element(By.ID, "apply-filters").click()
+            click(driver, "apply-filters")
             wait(driver, lambda d: "q=bulk+17" in d.current_url or "q=bulk%2017" in d.current_url, message="text filter not applied")
             ids = [job for job, _ in listed(driver)]
             check(ids == [failing[17]], f"text filter found {ids}")
@@ -181,19 +189,20 @@ def main():
 
         def cancel_pending():
             driver.get(URL + f"/ui/jobs/{waiting}")
-            check(driver.find_element(By.ID, "job-status").text == "pending", "not pending before the cancel")
-            driver.find_element(By.ID, "cancel").click()
+            wait(driver, lambda d: d.find_element(By.ID, "job-status").text == "pending", message="not pending before the cancel")
+            # The job's page refreshes itself live: the button may be replaced as it is clicked.
+            click(driver, "cancel")
             wait(driver, lambda d: d.find_element(By.ID, "job-status").text == "cancelled", message="not cancelled")
-            check("Cancelled" in driver.find_element(By.ID, "notice").text, "no notice after the cancel")
+            wait(driver, lambda d: "Cancelled" in d.find_element(By.ID, "notice").text, message="no notice after the cancel")
             check(json.loads(worker("jobs", "show", waiting, "--json"))["status"] == "cancelled", "the store does not say cancelled")
 
         def bulk_retry():
             driver.get(URL + "/ui/jobs?status=failed&queue=bulk")
             boxes = driver.find_elements(By.CSS_SELECTOR, "#jobs input[name=id]")
             check(len(boxes) == 50, f"{len(boxes)} failed bulk jobs listed")
-            driver.find_element(By.ID, "select-all").click()
+            click(driver, "select-all")
             check(all(box.is_selected() for box in driver.find_elements(By.CSS_SELECTOR, "#jobs input[name=id]")), "select all")
-            driver.find_element(By.ID, "bulk-retry").click()
+            click(driver, "bulk-retry")
             confirm = wait(driver, EC.presence_of_element_located((By.ID, "confirm")), message="no confirmation page")
             check("50" in confirm.text, f"confirmation: {confirm.text}")
             shot(driver, "bulk-confirm")
