@@ -7,18 +7,19 @@ import WorkerCore
 /// PostgreSQL evaluates every `CHECK` of a table on every `UPDATE` of a row, whichever columns
 /// the update sets; a job's row is updated twice a run (claim, outcome), and neither update
 /// touches its queue or payload. The queue name's regular expression and the payload's
-/// `jsonb_typeof` were the costly ones: without them `worker run` moved 1.16x the no-op jobs a
-/// second (docs/BENCHMARKS.md, twelfth session). A domain's check runs only when a value is
+/// `jsonb_typeof` were the costly ones: with them on the columns' types, `worker run` moved
+/// 1.05-1.06x the no-op jobs a second in an A/B against the table checks (docs/BENCHMARKS.md,
+/// twelfth session). A domain's check runs only when a value is
 /// coerced to it: an insert, or an update that sets that column. What is refused, and the error
 /// (SQLSTATE 23514, the constraint named `<table>_queue_check` or `<table>_payload_check` as
 /// before), stay the same for any writer. The cheap checks (status, priority, attempts) stay on
 /// the table.
 extension PostgresSchema {
-    /// The domains (schema-qualified, quoted name, bare name, base type, column, check of `VALUE`).
-    var valueDomains: [(type: String, name: String, base: String, column: String, check: String)] {
+    /// The domains (schema-qualified, quoted name, base type, column, check of `VALUE`).
+    var valueDomains: [(type: String, base: String, column: String, check: String)] {
         [
-            (quoted("\(tableName)_queue_name"), "\(tableName)_queue_name", "text", "queue", "VALUE ~ '\(NewJob.queueNamePattern)'"),
-            (quoted("\(tableName)_payload_object"), "\(tableName)_payload_object", "jsonb", "payload", "jsonb_typeof(VALUE) = 'object'"),
+            (quoted("\(tableName)_queue_name"), "text", "queue", "VALUE ~ '\(NewJob.queueNamePattern)'"),
+            (quoted("\(tableName)_payload_object"), "jsonb", "payload", "jsonb_typeof(VALUE) = 'object'"),
         ]
     }
 
