@@ -79,7 +79,7 @@ public final class SQLiteJobStore: BenchmarkJobStore {
         }
         do {
             _ = try await connection.query("PRAGMA busy_timeout = \(Int(busyTimeout.inMilliseconds))", [])
-            _ = try await connection.query("PRAGMA journal_mode = WAL", [])
+            try await enableWriteAheadLog(on: connection, waitingAtMost: busyTimeout)
             _ = try await connection.query("PRAGMA synchronous = FULL", [])
         } catch {
             try? await connection.close()
@@ -88,6 +88,26 @@ public final class SQLiteJobStore: BenchmarkJobStore {
         return SQLiteJobStore(
             path: path, table: table, connection: connection, busyTimeout: busyTimeout, changePollInterval: changePollInterval,
             sessionOnFailure: sessionOnFailure, logger: logger)
+    }
+
+    /// Switches the file to write-ahead logging (a setting of the file, kept once made), waiting
+    /// up to `limit` for other connections' locks.
+    ///
+    /// The switch takes the file's exclusive lock and, unlike statements, does not call the busy
+    /// handler: on a new file that another process is opening at the same moment (a worker and
+    /// `worker enqueue` started together, the tour's two commands) it failed at once with
+    /// "database is locked", and that process did not start. So it is retried here, briefly
+    /// apart, until it succeeds or `limit` has passed.
+    private static func enableWriteAheadLog(on connection: SQLiteConnection, waitingAtMost limit: Duration) async throws {
+        let deadline = ContinuousClock.now + limit
+        while true {
+            do {
+                _ = try await connection.query("PRAGMA journal_mode = WAL", [])
+                return
+            } catch let error as SQLiteError where [.busy, .locked].contains(error.reason) && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(5))
+            }
+        }
     }
 
     /// Bounds the wait for another process's write lock by the caller's deadline, before a

@@ -61,6 +61,39 @@ struct SQLiteJobStoreTests {
         }
     }
 
+    @Test("processes that start at once on a new file (a worker and a CLI command) all open and migrate it: none gives up on the journal mode's lock")
+    func concurrentFirstOpen() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sqlite-open-\(UUID())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        // Each round a new file, opened by four connections at once (SQLite's locks between
+        // connections of one process are those between processes). Before the fix a round of
+        // about ten failed with "database is locked" from the journal mode's switch.
+        for round in 0..<40 {
+            let path = folder.appendingPathComponent("round-\(round).sqlite").path
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<4 {
+                    group.addTask {
+                        let store = try await SQLiteJobStore.open(path: path, threadPool: testStoreThreadPool)
+                        do {
+                            try await store.migrate()
+                            _ = try await store.enqueue([NewJob(prompt: "at once")])
+                        } catch {
+                            try? await store.close()
+                            throw error
+                        }
+                        try await store.close()
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let store = try await SQLiteJobStore.open(path: path)
+            let stats = try await store.stats()
+            try await store.close()
+            #expect(stats.pending == 4, "round \(round)")
+        }
+    }
+
     @Test("opening a file in a missing folder names the folder")
     func missingFolder() async throws {
         await #expect(throws: SQLiteJobStoreError.self) {

@@ -26,13 +26,18 @@ struct WorkerSessionWorkspaceRunTests {
         let first = try WorkerProcess(environment: environment.merging(["HEALTH_CHECK_PORT": "\(try freePort())"]) { $1 }, directory: folder.url)
         defer { first.kill9() }
         let session = UUID().uuidString.lowercased()
-        let id = try await WorkerProcess.command(
+        // Enqueued while the worker starts: both open the new SQLite file at once (this failed a
+        // CI run: the enqueue gave up on the file's lock, and no turn ever started).
+        let enqueued = try await WorkerProcess.command(
             ["enqueue", "--prompt", "turn", "--session-id", session, "--max-attempts", "3"], environment: environment, directory: folder.url
-        ).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        )
+        try #require(enqueued.status == 0, "enqueue failed: \(enqueued.stderr)")
+        let id = enqueued.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         let log = root.appendingPathComponent("sessions/\(session)/turns.log").path
         let turns = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
 
-        #expect(try await eventually("attempt 1 started") { turns().contains("start 1 ") })
+        let started = try await eventually("attempt 1 started") { turns().contains("start 1 ") }
+        #expect(started, "the worker printed: \(first.stdout) \(first.stderr)")
         let line = try #require(turns().split(separator: "\n").first { $0.hasPrefix("start 1 ") })
         let orphan = try #require(pid_t(line.split(separator: " ")[2]))
         // However the test ends, nothing of it is left running (the command leads its group).
