@@ -4,21 +4,14 @@ import Testing
 import WorkerCore
 @testable import WorkerPostgres
 
-/// An enqueue whose transaction does not commit after the server answered the statement
-/// (PostgresNIO ends a statement at its CommandComplete, before the commit): a deferred
-/// constraint trigger makes the commit fail on purpose, after the statement.
-@Suite("PostgreSQL: enqueues confirmed after their commit", .enabled(if: TestDatabase.isAvailable, "needs TEST_DATABASE_URL: run scripts/test"))
+/// An enqueue whose transaction does not commit after the server ran the statement: a deferred
+/// constraint trigger makes the commit fail on purpose.
+@Suite("PostgreSQL: an enqueue answers after its commit", .enabled(if: TestDatabase.isAvailable, "needs TEST_DATABASE_URL: run scripts/test"))
 struct PostgresEnqueueCommitTests {
-    // Disabled: in about one run of three, a call hangs for good after the failed commit (the
-    // doomed enqueue itself, or the next enqueue after it failed with clientClosedConnection),
-    // with no query at the server: PostgresNIO's connection gets the commit's ErrorResponse after
-    // the statement's CommandComplete, and a request is never answered. The full suite then never
-    // ends (twice in the twelfth session). The store's confirmation (`confirmEnqueued`) is kept;
-    // docs/WORKER_SERVICE.md (testing) says so.
-    @Test(
-        "an enqueue whose commit fails is an error, never ids of jobs that do not exist; the store goes on working",
-        .disabled("hangs in about a third of runs: PostgresNIO after a commit that fails after CommandComplete (see the comment)")
-    )
+    // This test hung in about one run of three while the enqueue was one statement (the commit
+    // failed after the statement's CommandComplete, and PostgresNIO never answered that call or
+    // the next): the enqueue now commits with a `COMMIT` of its own.
+    @Test("an enqueue whose commit fails is an error, never ids of jobs that do not exist; the store goes on working")
     func enqueueConfirmedAfterCommit() async throws {
         try await TestDatabase.withStore { store in
             let name = "fail_commit_\(UUID().uuidString.prefix(8).lowercased())"
