@@ -37,12 +37,23 @@ struct PostgresSchema: Sendable {
         enqueueStatement = Self.enqueueStatement(table: self.table)
         eventsTableName = JobEvent.tableName(forJobsTable: table)
         eventsTable = "\"\(schema)\".\"\(eventsTableName)\""
-        eventsChannel = eventsTableName.lowercased()
+        eventsChannel = Self.eventsChannel(eventsTable: eventsTableName, jobsChannel: channel)
         claimStatement = Self.claimStatement(table: self.table, eventsTable: eventsTable)
         appendEventsStatement = Self.appendEventsStatement(table: self.table, eventsTable: eventsTable, channel: eventsChannel, skippingStored: false)
         appendEventsAgainStatement = Self.appendEventsStatement(table: self.table, eventsTable: eventsTable, channel: eventsChannel, skippingStored: true)
         recordStatement = Self.recordStatement(table: self.table, eventsTable: eventsTable, channel: eventsChannel, failureBlocksSession: sessionOnFailure == .block)
         completeStatement = Self.completeStatement(table: self.table, eventsTable: eventsTable, channel: eventsChannel)
+    }
+
+    /// The events' NOTIFY channel: the events table's name, lower case, unless that is the jobs
+    /// channel. A jobs table whose name does not end in "s" (`agent_work`, the benchmarks'
+    /// `bench_1a2b3c4d`) has an events table named like its jobs channel (`agent_work_events`):
+    /// every batch of events, and every outcome, then woke each idle worker of the table to claim
+    /// (a wasted claim per notification, and every pickup measured on such a table waited behind
+    /// one). The suffix makes it a name no jobs channel has (they all end in `_events`).
+    static func eventsChannel(eventsTable: String, jobsChannel: String) -> String {
+        let name = eventsTable.lowercased()
+        return name == jobsChannel ? name + "_stream" : name
     }
 
     var migrationsTable: String { "\"\(schemaName)\".\"worker_schema_migrations\"" }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PostgresNIO
+import Synchronization
 import Testing
 import WorkerCore
 import WorkerTestSupport
@@ -195,6 +196,52 @@ struct PostgresJobStoreTests {
             let job = try #require(try await store.jobs(matching: JobFilter()).first)
             #expect(job.prompt == "from an edge function" && job.status == .pending && job.maxAttempts == 3 && job.attempts == 0)
         }
+    }
+
+    @Test("a table whose name does not end in s: its events' notifications reach event followers, never the workers' jobs channel")
+    func eventsChannelApartFromJobsChannel() async throws {
+        // Test tables are named `jobs_<hex>`: their events table, `jobs_<hex>_events`, was named
+        // like their jobs channel, and every batch of events woke the idle workers to claim.
+        try await TestDatabase.withStore { store in
+            #expect(store.schema.eventsChannel != store.schema.channel)
+            _ = try await store.enqueue([NewJob(prompt: "turn")])
+            let claimed = try #require(try await store.claim(queues: ["default"], limit: 1, workerID: "w", leaseDuration: .seconds(30)).first)
+            let heard = Heard()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await store.watch(queues: ["default"]) { event in heard.note(wake: event) } }
+                group.addTask { try await store.watchEvents { jobs in heard.note(followed: jobs) } }
+                // Both LISTENs are in place once the watcher's first wake-up and a notification
+                // on the followers' channel have arrived.
+                var sequence = claimed.lastEventSequence
+                for _ in 0..<50 where heard.followed.isEmpty || heard.wakes.isEmpty {
+                    sequence += 1
+                    let event = NewJobEvent(lease: claimed.lease, sequence: sequence, kind: .output, data: #"{"text":"line"}"#)
+                    #expect(try await store.appendEvents([event]).isEmpty)
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                #expect(heard.followed.contains(claimed.job.id), "the event follower heard no event notification")
+                #expect(heard.wakes == [.jobsAvailable])  // sent once listening starts
+                for _ in 0..<5 {
+                    sequence += 1
+                    _ = try await store.appendEvents([NewJobEvent(lease: claimed.lease, sequence: sequence, kind: .output, data: #"{"text":"more"}"#)])
+                }
+                let ending = JobCompletion.FinalEvent(sequence: sequence + 1, data: #"{"status":"completed"}"#)
+                #expect(try await store.record([JobCompletion(lease: claimed.lease, outcome: .completed(result: "{}"), event: ending)]) == [true])
+                // Batches of events and an outcome later, the jobs channel has said nothing more.
+                try await Task.sleep(for: .milliseconds(500))
+                #expect(heard.wakes == [.jobsAvailable])
+                group.cancelAll()
+            }
+        }
+    }
+
+    /// What the two watchers of ``eventsChannelApartFromJobsChannel()`` heard.
+    final class Heard: Sendable {
+        private let state = Mutex<(wakes: [StoreEvent], followed: [UUID])>(([], []))
+        var wakes: [StoreEvent] { state.withLock { $0.wakes } }
+        var followed: [UUID] { state.withLock { $0.followed } }
+        func note(wake: StoreEvent) { state.withLock { $0.wakes.append(wake) } }
+        func note(followed jobs: [UUID]) { state.withLock { $0.followed += jobs } }
     }
 
     @Test("cancelling a job notifies the watcher with its id")
