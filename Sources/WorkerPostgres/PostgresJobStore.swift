@@ -41,9 +41,9 @@ public final class PostgresJobStore: BenchmarkJobStore {
         url: PostgresURL, schema: String = "public", table: String = "coding_jobs", maximumConnections: Int = 10,
         statementTimeout: Duration? = nil, sessionOnFailure: SessionFailurePolicy = .continue, logger: Logger
     ) throws {
-        for (name, value) in [("JOBS_SCHEMA", schema), ("JOBS_TABLE", table)] {
-            guard value.range(of: "^[A-Za-z_][A-Za-z0-9_]{0,62}$", options: .regularExpression) != nil else {
-                throw PostgresJobStoreError.invalidIdentifier(variable: name, value: value)
+        for (name, value, length) in [("JOBS_SCHEMA", schema, 63), ("JOBS_TABLE", table, Self.maximumTableNameLength)] {
+            guard value.range(of: "^[A-Za-z_][A-Za-z0-9_]{0,\(length - 1)}$", options: .regularExpression) != nil else {
+                throw PostgresJobStoreError.invalidIdentifier(variable: name, value: value, maxLength: length)
             }
         }
         self.url = url
@@ -86,6 +86,12 @@ public final class PostgresJobStore: BenchmarkJobStore {
         case .verifyFull: return .require(.makeClientConfiguration())
         }
     }
+
+    /// The longest jobs table name: PostgreSQL cuts names at 63 bytes, and the longest name made
+    /// from the table's (`<table>_session_hold_insert`, its triggers, indexes, channels and
+    /// events table) adds 20. A longer name was cut silently, and its NOTIFY channel refused
+    /// ("channel name too long"), failing every insert.
+    public static let maximumTableNameLength = 43
 
     var table: String { schema.table }
 

@@ -108,10 +108,11 @@ struct ConfigValues {
         }
     }
 
-    func sqlIdentifier(_ name: String, default defaultValue: String) throws -> String {
+    /// A table or schema name: letters, digits and `_`, at most `maxLength` characters.
+    func sqlIdentifier(_ name: String, default defaultValue: String, maxLength: Int = 63) throws -> String {
         guard let text = raw(name) else { return defaultValue }
-        guard text.range(of: "^[A-Za-z_][A-Za-z0-9_]{0,62}$", options: .regularExpression) != nil else {
-            throw ConfigurationError(variable: name, value: text, expected: "letters, digits and _ (at most 63), not starting with a digit")
+        guard text.range(of: "^[A-Za-z_][A-Za-z0-9_]{0,\(maxLength - 1)}$", options: .regularExpression) != nil else {
+            throw ConfigurationError(variable: name, value: text, expected: "letters, digits and _ (at most \(maxLength)), not starting with a digit")
         }
         return text
     }

@@ -244,6 +244,27 @@ struct PostgresJobStoreTests {
         func note(followed jobs: [UUID]) { state.withLock { $0.followed += jobs } }
     }
 
+    @Test("the longest table name allowed (43 characters) keeps every name made from it whole, and its jobs run; a longer one is refused")
+    func longestTableName() async throws {
+        let table = "t\(UUID().uuidString.prefix(8).lowercased())" + String(repeating: "x", count: PostgresJobStore.maximumTableNameLength - 9)
+        #expect(table.count == 43)
+        try await TestDatabase.withStore(table: table) { store in
+            // The longest name made from it, whole (PostgreSQL cuts names at 63 bytes).
+            let trigger = try await TestDatabase.execute(
+                "SELECT tgname FROM pg_trigger WHERE tgname = '\(table)_session_hold_insert'", on: store)
+            #expect(trigger.count == 1)
+            // The insert's NOTIFY names a channel PostgreSQL accepts.
+            _ = try await store.enqueue([NewJob(prompt: "long name", sessionID: UUID())])
+            let claimed = try #require(try await store.claim(queues: ["default"], limit: 1, workerID: "w", leaseDuration: .seconds(30)).first)
+            let ending = JobCompletion.FinalEvent(sequence: claimed.lastEventSequence + 1, data: #"{"status":"completed"}"#)
+            #expect(try await store.record([JobCompletion(lease: claimed.lease, outcome: .completed(result: "{}"), event: ending)]) == [true])
+            #expect(try await store.job(id: claimed.job.id)?.status == .completed)
+        }
+        #expect(throws: PostgresJobStoreError.self) {
+            _ = try PostgresJobStore(url: try PostgresURL(TestDatabase.url!), table: table + "y", logger: Logger(label: "test"))
+        }
+    }
+
     @Test("cancelling a job notifies the watcher with its id")
     func cancelNotifies() async throws {
         try await TestDatabase.withStore { store in

@@ -46,6 +46,7 @@ struct WorkerConfigurationTests {
         ("RETRY_BACKOFF_BASE_MS", "x"), ("RETRY_BACKOFF_BASE_MS", "0"),
         ("RETRY_BACKOFF_MAX_MS", "y"), ("RETRY_BACKOFF_MAX_MS", "999999999999"),
         ("WORKER_ID", "has space"), ("WORKER_ID", String(repeating: "w", count: 200)),
+        ("JOBS_TABLE", "1jobs"), ("JOBS_TABLE", String(repeating: "t", count: 44)),
     ]
 
     @Test("a malformed or out-of-range value names the variable, the value and what is expected", arguments: badValues)
