@@ -22,7 +22,7 @@ struct PostgresSchema: Sendable {
     let recordStatement: StoreStatement.Text
     let completeStatement: StoreStatement.Text
     /// The job events table (schema-qualified, quoted), its bare name, its NOTIFY channel, and
-    /// the statements that append events (``appendEventsStatement(table:eventsTable:channel:skippingStored:)``).
+    /// the statements that append events (``makeAppendEventsStatement(table:eventsTable:channel:skippingStored:)``).
     let eventsTable: String
     let eventsTableName: String
     let eventsChannel: String
@@ -34,15 +34,15 @@ struct PostgresSchema: Sendable {
         tableName = table
         self.table = "\"\(schema)\".\"\(table)\""
         channel = "\(table)_events".lowercased()
-        enqueueStatement = Self.enqueueStatement(table: self.table)
+        enqueueStatement = Self.makeEnqueueStatement(table: self.table)
         eventsTableName = JobEvent.tableName(forJobsTable: table)
         eventsTable = "\"\(schema)\".\"\(eventsTableName)\""
         eventsChannel = Self.eventsChannel(eventsTable: eventsTableName, jobsChannel: channel)
-        claimStatement = Self.claimStatement(table: self.table, eventsTable: eventsTable)
-        appendEventsStatement = Self.appendEventsStatement(table: self.table, eventsTable: eventsTable, channel: eventsChannel, skippingStored: false)
-        appendEventsAgainStatement = Self.appendEventsStatement(table: self.table, eventsTable: eventsTable, channel: eventsChannel, skippingStored: true)
-        recordStatement = Self.recordStatement(table: self.table, eventsTable: eventsTable, channel: eventsChannel, failureBlocksSession: sessionOnFailure == .block)
-        completeStatement = Self.completeStatement(table: self.table, eventsTable: eventsTable, channel: eventsChannel)
+        claimStatement = Self.makeClaimStatement(table: self.table, eventsTable: eventsTable)
+        appendEventsStatement = Self.makeAppendEventsStatement(table: self.table, eventsTable: eventsTable, channel: eventsChannel, skippingStored: false)
+        appendEventsAgainStatement = Self.makeAppendEventsStatement(table: self.table, eventsTable: eventsTable, channel: eventsChannel, skippingStored: true)
+        recordStatement = Self.makeRecordStatement(table: self.table, eventsTable: eventsTable, channel: eventsChannel, failureBlocksSession: sessionOnFailure == .block)
+        completeStatement = Self.makeCompleteStatement(table: self.table, eventsTable: eventsTable, channel: eventsChannel)
     }
 
     /// The events' NOTIFY channel: the events table's name, lower case, unless that is the jobs
@@ -289,233 +289,4 @@ struct PostgresSchema: Sendable {
         j.id, j.queue, j.session_id, j.prompt, j.payload::text, j.priority, j.run_at, j.attempts, j.max_attempts, \
         j.last_error, j.created_at, j.started_at, j.lease_expires_at
         """
-
-    /// Inserts jobs, one element of each array per job: `$1` ids, `$2` queues, `$3` session ids
-    /// ('' for none), `$4` prompts, `$5` payloads (JSON text), `$6` priorities, `$7` run-at times
-    /// in Unix seconds (negative: now, by the database's clock), `$8` max attempts, `$9` user ids
-    /// ('' for none).
-    private static func enqueueStatement(table: String) -> StoreStatement.Text {
-        StoreStatement.Text(
-            name: "mobvibe_enqueue",
-            sql: """
-                -- Before any row goes in, the active turns of the batch's sessions are locked in id
-                -- order, the order in which outcome writes and renewals lock rows. Each insert's
-                -- session trigger locks its session's active turn until the statement commits;
-                -- taken one by one in session order, those locks crossed a worker's outcome batch
-                -- (id order) and both waited (a deadlock, or a convoy past the statement bound).
-                WITH active AS (
-                    SELECT j.id FROM \(table) AS j
-                    WHERE j.session_id = ANY(ARRAY(SELECT DISTINCT s::uuid FROM unnest($3::text[]) AS s WHERE s <> ''))
-                      AND \(activeTurn("j"))
-                    ORDER BY j.id
-                    FOR UPDATE
-                )
-                INSERT INTO \(table) (id, queue, session_id, prompt, payload, priority, run_at, max_attempts, status, user_id)
-                SELECT id, queue, NULLIF(session_id, '')::uuid, prompt, payload::jsonb, priority::integer,
-                    CASE WHEN run_at < 0 THEN now() ELSE to_timestamp(run_at) END, max_attempts::integer, 'pending',
-                    NULLIF(user_id, '')::uuid
-                FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::float8[], $8::bigint[], $9::text[])
-                    AS t(id, queue, session_id, prompt, payload, priority, run_at, max_attempts, user_id)
-                WHERE (SELECT count(*) FROM active) >= 0
-                """
-        )
-    }
-
-    /// The claim: `$1` queues, `$2` how many, `$3` the worker's id, `$4` the lease in milliseconds.
-    private static func claimStatement(table: String, eventsTable: String) -> StoreStatement.Text {
-        StoreStatement.Text(
-            name: "mobvibe_claim",
-            sql: """
-                WITH claimed AS (
-                UPDATE \(table) AS j
-                SET status = 'processing', attempts = j.attempts + 1, locked_by = $3::text, started_at = now(),
-                    lease_expires_at = now() + $4::bigint * interval '1 millisecond'
-                -- Rows are picked (and locked) first, then updated by id: whatever the row estimates,
-                -- the update reaches them through the primary key. (A join form planned for an
-                -- unknown LIMIT, as a cached generic plan is, scanned the whole table.)
-                WHERE j.id = ANY(ARRAY(
-                    -- Per queue, the claim index delivers rows in order, so a claim reads only the
-                    -- rows it may take (a plain queue = ANY(...) would read every pending row and sort).
-                    SELECT candidate.id FROM unnest($1::text[]) AS served(queue)
-                    CROSS JOIN LATERAL (
-                        SELECT id, priority, run_at FROM \(table)
-                        WHERE status = 'pending' AND NOT held_by_session AND run_at <= now() AND queue = served.queue
-                        ORDER BY priority DESC, run_at, id
-                        LIMIT $2::bigint
-                        FOR UPDATE SKIP LOCKED
-                    ) AS candidate
-                    ORDER BY candidate.priority DESC, candidate.run_at, candidate.id
-                    LIMIT $2::bigint
-                ))
-                -- The job's last event, for this attempt's to number on from (one probe of the
-                -- events' primary key).
-                RETURNING \(Self.claimColumns), (SELECT coalesce(max(e.seq), 0) FROM \(eventsTable) AS e WHERE e.job_id = j.id) AS last_seq
-                ), noted AS (
-                    -- Each job's `claimed` event, in the claim's own statement (no round trip, no
-                    -- lock of its own: the claim holds the rows).
-                    INSERT INTO \(eventsTable) (job_id, seq, attempt, kind, data)
-                    SELECT c.id, c.last_seq + 1, c.attempts, 'status',
-                        jsonb_build_object('status', 'claimed', 'workerId', $3::text, 'attempt', c.attempts)
-                    FROM claimed AS c
-                    ON CONFLICT (job_id, seq) DO NOTHING
-                )
-                SELECT * FROM claimed
-                """
-        )
-    }
-
-    /// Events of running jobs. The batch's distinct leases: `$1` job ids, `$2` worker ids, `$3`
-    /// attempts, `$8` the sequence number each lease's first event in the batch follows; then
-    /// one element of each array an event: `$4` its lease (a 1-based index into the lease
-    /// arrays), `$5` sequence numbers, `$6` kinds, `$7` data (JSON object text).
-    /// Returns the indexes of the leases that hold, negated for those whose job's last stored
-    /// event is before the one their events follow (an earlier write answered but never
-    /// committed: storing these would leave a gap for good, so they are not), then 0. Only the
-    /// positive ones' events are stored. An event is matched by lease, not by job: an earlier
-    /// attempt's late events may share a batch with the current attempt's, when this worker
-    /// claimed the job again.
-    ///
-    /// Two forms: `skippingStored` adds `ON CONFLICT DO NOTHING`, for a write repeated after its
-    /// answer was lost. The plain form is the one used (the conflict check took a quarter of the
-    /// statement's time); it fails with a unique violation on such a repeat, and the write is
-    /// then made again in the other form.
-    static func appendEventsStatement(table: String, eventsTable: String, channel: String, skippingStored: Bool) -> StoreStatement.Text {
-        StoreStatement.Text(
-            name: skippingStored ? "mobvibe_append_events_again" : "mobvibe_append_events",
-            sql: """
-                WITH held AS (
-                    -- The leases that hold, their jobs share-locked (in id order, as outcome writes
-                    -- lock them) until the events are in: a rescue or a new claim of the job
-                    -- waits, so the next attempt numbers its events after these (its claim reads
-                    -- the last).
-                    -- `follows`: the job's last stored event (one probe of the events' primary
-                    -- key) is at least the one these events follow. Events are written in order,
-                    -- each batch only after the one before it, so this holds exactly when every
-                    -- earlier event is stored.
-                    SELECT l.n::int AS n, j.id,
-                        (SELECT coalesce(max(e.seq), 0) FROM \(eventsTable) AS e WHERE e.job_id = j.id) >= l.previous AS follows
-                    FROM \(table) AS j
-                    JOIN unnest($1::uuid[], $2::text[], $3::bigint[], $8::bigint[]) WITH ORDINALITY AS l(job_id, worker, attempt, previous, n)
-                        ON j.id = l.job_id AND j.locked_by = l.worker AND j.attempts = l.attempt
-                    WHERE j.status IN ('processing', 'cancelled')
-                    ORDER BY j.id
-                    FOR SHARE OF j
-                ), inserted AS (
-                    -- (Not referenced: a data-modifying CTE runs to completion all the same.)
-                    INSERT INTO \(eventsTable) (job_id, seq, attempt, kind, data)
-                    SELECT ($1::uuid[])[v.lease], v.seq, ($3::bigint[])[v.lease], v.kind, v.data::jsonb
-                    FROM unnest($4::int4[], $5::bigint[], $6::text[], $7::text[]) AS v(lease, seq, kind, data)
-                    WHERE v.lease = ANY(ARRAY(SELECT n FROM held WHERE follows))\(skippingStored ? "\n                    ON CONFLICT (job_id, seq) DO NOTHING" : "")
-                ), notified AS (
-                    -- Readers following these jobs: their ids, 100 to a notification (a payload
-                    -- holds at most 8,000 bytes).
-                    SELECT pg_notify('\(channel)', string_agg(c.id::text, ',')) FROM (
-                        SELECT d.id, (row_number() OVER (ORDER BY d.id) - 1) / 100 AS chunk
-                        FROM (SELECT DISTINCT id FROM held WHERE follows) AS d
-                    ) AS c GROUP BY c.chunk
-                )
-                -- Then a last row of 0: an answer without it was cut short (a connection lost as
-                -- the server stopped), and the write is made again rather than taken as refused.
-                SELECT CASE WHEN follows THEN n ELSE -n END FROM held WHERE (SELECT count(*) FROM notified) >= 0
-                UNION ALL SELECT 0
-                """
-        )
-    }
-
-    /// Outcomes of many jobs, each row applied only while its lease holds: `$1` ids, `$2` worker
-    /// ids, `$3` attempts, `$4` kinds (completed, retry, failed, released), `$5` results,
-    /// `$6` errors, `$7` retry delays in milliseconds, `$8` the status `processing`, `$9` and
-    /// `$10` the sequence numbers (0: none) and data of the attempts' ending events, `$11`-`$16`
-    /// the attempts' input tokens, output tokens, cost, CPU seconds, peak memory and run seconds
-    /// (added to the job's; the peak the larger), `$17` the events the ending events follow. Returns the
-    /// ids it applied. A turn that fails for good holds its session when `failureBlocksSession`
-    /// (``SessionFailurePolicy/block``).
-    private static func recordStatement(table: String, eventsTable: String, channel: String, failureBlocksSession: Bool) -> StoreStatement.Text {
-        StoreStatement.Text(
-            name: "mobvibe_record",
-            sql: """
-                WITH done AS (
-                UPDATE \(table) AS j SET
-                    status = CASE v.kind WHEN 'completed' THEN 'completed' WHEN 'failed' THEN 'failed' ELSE 'pending' END,
-                    result = CASE WHEN v.kind = 'completed' THEN v.result::jsonb ELSE j.result END,
-                    last_error = CASE WHEN v.kind IN ('retry', 'failed') THEN v.error ELSE j.last_error END,
-                    run_at = CASE WHEN v.kind = 'retry' THEN now() + v.delay_ms * interval '1 millisecond' ELSE j.run_at END,
-                    attempts = CASE WHEN v.kind = 'released' THEN j.attempts - 1 ELSE j.attempts END,
-                    completed_at = CASE WHEN v.kind IN ('completed', 'failed') THEN now() ELSE NULL END,
-                    blocks_session = (v.kind = 'failed' AND j.session_id IS NOT NULL AND \(failureBlocksSession)),
-                    input_tokens = j.input_tokens + v.input_tokens, output_tokens = j.output_tokens + v.output_tokens,
-                    cost_usd = j.cost_usd + v.cost_usd, cpu_seconds = j.cpu_seconds + v.cpu_seconds,
-                    peak_memory_bytes = greatest(j.peak_memory_bytes, v.peak_memory_bytes), run_seconds = j.run_seconds + v.run_seconds,
-                    locked_by = NULL, lease_expires_at = NULL
-                FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[], $9::bigint[], $10::text[],
-                            $11::bigint[], $12::bigint[], $13::float8[], $14::float8[], $15::bigint[], $16::float8[], $17::bigint[])
-                    AS v(id, worker, attempt, kind, result, error, delay_ms, event_seq, event_data, input_tokens, output_tokens, cost_usd,
-                         cpu_seconds, peak_memory_bytes, run_seconds, follows)
-                -- $8 is 'processing', passed as a value: as a literal it would let a cached generic
-                -- plan (made for an unknown number of outcomes) walk the partial lease index, with
-                -- its dead entries, instead of looking each job up by id.
-                WHERE j.id = v.id AND j.status = $8::text AND j.locked_by = v.worker AND j.attempts = v.attempt
-                    AND \(Self.endingEventFollows(eventsTable: eventsTable))
-                RETURNING j.id, v.attempt, v.event_seq, v.event_data
-                )\(endingEvents(eventsTable: eventsTable, channel: channel))
-                """
-        )
-    }
-
-    /// The common batch, completions only, all by one worker: `$1` ids, `$2` attempts, `$3`
-    /// results, `$4` the worker's id, `$5` the status `processing`, `$6` and `$7` the ending
-    /// events' sequence numbers (0: none) and data, `$8`-`$13` the attempts' usage, `$14` the
-    /// events the ending events follow. Does what ``recordStatement`` does for
-    /// completions, with fewer arrays and no per-row choices. Returns the ids it applied.
-    private static func completeStatement(table: String, eventsTable: String, channel: String) -> StoreStatement.Text {
-        StoreStatement.Text(
-            name: "mobvibe_complete",
-            sql: """
-                WITH done AS (
-                UPDATE \(table) AS j SET
-                    status = 'completed', result = v.result::jsonb, completed_at = now(),
-                    input_tokens = j.input_tokens + v.input_tokens, output_tokens = j.output_tokens + v.output_tokens,
-                    cost_usd = j.cost_usd + v.cost_usd, cpu_seconds = j.cpu_seconds + v.cpu_seconds,
-                    peak_memory_bytes = greatest(j.peak_memory_bytes, v.peak_memory_bytes), run_seconds = j.run_seconds + v.run_seconds,
-                    locked_by = NULL, lease_expires_at = NULL
-                FROM unnest($1::uuid[], $2::bigint[], $3::text[], $6::bigint[], $7::text[], $8::bigint[], $9::bigint[], $10::float8[],
-                            $11::float8[], $12::bigint[], $13::float8[], $14::bigint[])
-                    AS v(id, attempt, result, event_seq, event_data, input_tokens, output_tokens, cost_usd, cpu_seconds, peak_memory_bytes, run_seconds,
-                         follows)
-                WHERE j.id = v.id AND j.status = $5::text AND j.locked_by = $4::text AND j.attempts = v.attempt
-                    AND \(Self.endingEventFollows(eventsTable: eventsTable))
-                RETURNING j.id, v.attempt, v.event_seq, v.event_data
-                )\(endingEvents(eventsTable: eventsTable, channel: channel))
-                """
-        )
-    }
-
-    /// The condition of an outcome statement (`v` the outcome, `j` the job) that its ending event
-    /// follows the job's last stored event (`v.follows`, 0: nothing to check, see
-    /// ``JobCompletion/FinalEvent/follows``): as for a batch of events (``appendEventsStatement``),
-    /// an outcome after events that were answered but never committed is not applied, so that
-    /// no job ends with a gap in its events. (The job stays with its lease, no longer renewed,
-    /// and the rescue gives it its next attempt.)
-    private static func endingEventFollows(eventsTable: String) -> String {
-        "(v.follows = 0 OR (SELECT coalesce(max(e.seq), 0) FROM \(eventsTable) AS e WHERE e.job_id = j.id) >= v.follows)"
-    }
-
-    /// The end of an outcome statement whose `done` CTE returns the applied rows with their
-    /// ending events: the events stored, their jobs' readers notified (100 ids a notification),
-    /// the applied ids returned.
-    private static func endingEvents(eventsTable: String, channel: String) -> String {
-        """
-        , noted AS (
-            INSERT INTO \(eventsTable) (job_id, seq, attempt, kind, data)
-            SELECT d.id, d.event_seq, d.attempt, 'status', d.event_data::jsonb FROM done AS d WHERE d.event_seq > 0
-            ON CONFLICT (job_id, seq) DO NOTHING
-            RETURNING job_id
-        ), notified AS (
-            SELECT pg_notify('\(channel)', string_agg(c.job_id::text, ',')) FROM (
-                SELECT n.job_id, (row_number() OVER () - 1) / 100 AS chunk FROM noted AS n
-            ) AS c GROUP BY c.chunk
-        )
-        SELECT d.id FROM done AS d WHERE (SELECT count(*) FROM notified) >= 0
-        """
-    }
 }
