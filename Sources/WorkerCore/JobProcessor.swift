@@ -221,103 +221,7 @@ public final class JobProcessor: Service, Sendable {
         logger.info("Job processor stopped")
     }
 
-    // MARK: - Claiming
-
-    func claimLoop() async {
-        var queueDrained = false
-        var consecutiveFailures = 0
-        /// Claims after a notification in a row that found nothing: other workers were faster.
-        var lostRaces = 0
-        var wokenByNotification = false
-        while !Task.isCancelled {
-            let (phase, free) = state.withLock { ($0.phase, claimableSlots($0)) }
-            guard phase == .running else { return }
-            if free <= 0 {
-                await slotFreed.wait()
-                // Jobs tend to finish in bursts: gather a few more free slots so that one claim
-                // fetches a batch instead of one job per round trip.
-                if configuration.maxConcurrentJobs >= 4 {
-                    let deadline = ContinuousClock.now + configuration.claimBatchWindow
-                    while state.withLock({ claimableSlots($0) }) < configuration.maxConcurrentJobs / 2,
-                          ContinuousClock.now < deadline {
-                        await slotFreed.wait(timeout: deadline - .now)
-                    }
-                }
-                continue
-            }
-            if queueDrained {
-                // Sleep until woken, the poll interval, or a retry of ours falls due, whichever is first.
-                let now = ContinuousClock.now
-                let (retryFellDue, nextRetry) = state.withLock { state in
-                    let before = state.retryDues.count
-                    state.retryDues.removeAll { $0 <= now }
-                    return (state.retryDues.count < before, state.retryDues.min())
-                }
-                if !retryFellDue {
-                    let timeout = nextRetry.map { min(configuration.pollInterval, $0 - now) } ?? configuration.pollInterval
-                    let woken = await jobsAvailable.wait(timeout: timeout)
-                    metrics.wake(woken ? "notification" : "poll", queues: queueLabel)
-                    wokenByNotification = woken
-                    if state.withLock({ state in defer { state.sessionTurnsLetThrough = false }; return state.sessionTurnsLetThrough }) {
-                        lostRaces = 0
-                    }
-                    if woken, lostRaces > 0 {
-                        // Every idle worker hears every insert; one of them gets the job. A worker
-                        // that lost the last races waits a little before it claims (notifications
-                        // coalesce meanwhile), so that idle workers do not all claim on every
-                        // insert; it claims at once again when it gets a job.
-                        try? await Task.sleep(for: Self.notificationBackoff(lostRaces: lostRaces))
-                    }
-                }
-                queueDrained = false
-                continue
-            }
-            do {
-                let claimed = try await withTimeout(storeTimeout, operation: "claim") { [store, configuration] in
-                    try await store.claim(
-                        queues: configuration.queues,
-                        limit: free,
-                        workerID: configuration.workerID,
-                        leaseDuration: configuration.leaseDuration
-                    )
-                }
-                consecutiveFailures = 0
-                queueDrained = claimed.count < free
-                if !claimed.isEmpty {
-                    lostRaces = 0
-                } else if wokenByNotification {
-                    lostRaces += 1
-                }
-                wokenByNotification = false
-                logger.trace("Claimed jobs", metadata: ["claimed": .stringConvertible(claimed.count), "free": .stringConvertible(free)])
-                let stops = claimed.map { _ in StopSignal() }
-                let superseded = state.withLock { state in
-                    state.busy += claimed.count
-                    return zip(claimed, stops).compactMap { job, stop in
-                        state.insert(RunningJob(lease: job.lease, sessionID: job.job.sessionID, stop: stop))
-                    }
-                }
-                // This worker took back a job whose earlier attempt it still runs: that attempt's
-                // lease is gone (the claim is a new attempt), so it stops now rather than at the
-                // next renewal.
-                for stop in superseded { stop.trigger(.leaseLost) }
-                var claimedPerQueue: [String: Int] = [:]
-                for job in claimed { claimedPerQueue[job.job.queue, default: 0] += 1 }
-                for (queue, count) in claimedPerQueue { metrics.claimed(queue: queue, count: count) }
-                for (job, stop) in zip(claimed, stops) { start(job, stop: stop) }
-                if !claimed.isEmpty { updateSlotGauges() }
-            } catch {
-                consecutiveFailures += 1
-                metrics.storeError(operation: "claim")
-                let delay = Self.backoff(failures: consecutiveFailures, cap: configuration.pollInterval)
-                logger.error(
-                    "Failed to claim jobs",
-                    metadata: ["error": "\(error)", "retryInMs": .stringConvertible(delay.inMilliseconds)]
-                )
-                await jobsAvailable.wait(timeout: delay)
-            }
-        }
-    }
+    // MARK: - Shutdown
 
     func beginDraining() {
         let changed = state.withLock { state -> Bool in
@@ -398,12 +302,6 @@ public final class JobProcessor: Service, Sendable {
     /// The longest a store call may take before the processor gives up on it and retries:
     /// a call slower than a lease is of no use anyway.
     var storeTimeout: Duration { configuration.storeTimeout }
-
-    /// How long a worker that lost `lostRaces` claims in a row to other workers waits after a
-    /// notification before it claims: 1 ms, doubling up to 32 ms.
-    static func notificationBackoff(lostRaces: Int) -> Duration {
-        .milliseconds(1 << min(max(lostRaces - 1, 0), 5))
-    }
 
     static func backoff(failures: Int, cap: Duration) -> Duration {
         let exponent = min(max(failures - 1, 0), 16)
