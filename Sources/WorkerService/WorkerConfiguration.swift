@@ -159,8 +159,10 @@ public struct WorkerConfiguration: Sendable {
     init(values: ConfigValues) throws {
         environment = try values.choice("APP_ENV", fallback: "NODE_ENV", default: .development)
         store = try StoreLocation(databaseURL: values.raw("DATABASE_URL"))
-        // 43: `PostgresJobStore.maximumTableNameLength` (the names PostgreSQL derives from it stay whole).
-        jobsTable = try values.sqlIdentifier("JOBS_TABLE", default: "coding_jobs", maxLength: 43)
+        // On PostgreSQL 43: `PostgresJobStore.maximumTableNameLength` (the names PostgreSQL derives
+        // from it stay whole); SQLite has no such bound.
+        let tableNameLength = if case .postgres = store { 43 } else { 63 }
+        jobsTable = try values.sqlIdentifier("JOBS_TABLE", default: "coding_jobs", maxLength: tableNameLength)
         jobsSchema = try values.sqlIdentifier("JOBS_SCHEMA", default: "public")
         autoMigrate = try values.boolean("AUTO_MIGRATE", default: true)
         supabaseRLS = try values.boolean("SUPABASE_RLS", default: false)

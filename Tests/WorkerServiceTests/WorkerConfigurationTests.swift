@@ -46,7 +46,7 @@ struct WorkerConfigurationTests {
         ("RETRY_BACKOFF_BASE_MS", "x"), ("RETRY_BACKOFF_BASE_MS", "0"),
         ("RETRY_BACKOFF_MAX_MS", "y"), ("RETRY_BACKOFF_MAX_MS", "999999999999"),
         ("WORKER_ID", "has space"), ("WORKER_ID", String(repeating: "w", count: 200)),
-        ("JOBS_TABLE", "1jobs"), ("JOBS_TABLE", String(repeating: "t", count: 44)),
+        ("JOBS_TABLE", "1jobs"), ("JOBS_TABLE", String(repeating: "t", count: 64)),
     ]
 
     @Test("a malformed or out-of-range value names the variable, the value and what is expected", arguments: badValues)
@@ -56,6 +56,17 @@ struct WorkerConfigurationTests {
         #expect(error.description.contains(variable))
         #expect(error.description.contains("expected"))
         #expect(!error.description.contains("hunter2"))
+    }
+
+    @Test("JOBS_TABLE on PostgreSQL is at most 43 characters (the names PostgreSQL makes from it stay whole); on SQLite 63")
+    func tableNameLength() async throws {
+        let long = String(repeating: "t", count: 44)
+        let error = try await #require(throws: ConfigurationError.self) {
+            _ = try await Self.load(["JOBS_TABLE": long, "DATABASE_URL": "postgres://u@h/d"])
+        }
+        #expect(error.description.contains("at most 43"))
+        #expect(try await Self.load(["JOBS_TABLE": String(long.prefix(43)), "DATABASE_URL": "postgres://u@h/d"]).jobsTable.count == 43)
+        #expect(try await Self.load(["JOBS_TABLE": long]).jobsTable == long)
     }
 
     @Test(".env is read, and the environment wins over it")
