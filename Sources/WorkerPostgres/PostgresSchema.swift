@@ -13,7 +13,7 @@ struct PostgresSchema: Sendable {
     let table: String
     let schemaName: String
     let tableName: String
-    /// The LISTEN/NOTIFY channel: lower-case table name.
+    /// The jobs' LISTEN/NOTIFY channel (inserts, cancels): `<table>_events`, lower case.
     let channel: String
     /// The enqueue, claim and outcome statements for this table, built once (they run on every
     /// batch).

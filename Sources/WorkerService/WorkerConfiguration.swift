@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import WorkerCore
 import WorkerExecution
+import WorkerPostgres
 
 /// The worker's validated settings, read from the environment first and a `.env` file second.
 ///
@@ -159,9 +160,8 @@ public struct WorkerConfiguration: Sendable {
     init(values: ConfigValues) throws {
         environment = try values.choice("APP_ENV", fallback: "NODE_ENV", default: .development)
         store = try StoreLocation(databaseURL: values.raw("DATABASE_URL"))
-        // On PostgreSQL 43: `PostgresJobStore.maximumTableNameLength` (the names PostgreSQL derives
-        // from it stay whole); SQLite has no such bound.
-        let tableNameLength = if case .postgres = store { 43 } else { 63 }
+        // PostgreSQL derives names from the table's and cuts them at 63; SQLite has no such bound.
+        let tableNameLength = if case .postgres = store { PostgresJobStore.maximumTableNameLength } else { 63 }
         jobsTable = try values.sqlIdentifier("JOBS_TABLE", default: "coding_jobs", maxLength: tableNameLength)
         jobsSchema = try values.sqlIdentifier("JOBS_SCHEMA", default: "public")
         autoMigrate = try values.boolean("AUTO_MIGRATE", default: true)
