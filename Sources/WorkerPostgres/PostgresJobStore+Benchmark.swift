@@ -40,3 +40,16 @@ extension PostgresJobStore {
         }
     }
 }
+
+extension PostgresJobStore {
+    /// The statements of a job's way through the queue on `table` (claim, completion), by their
+    /// prepared names, with their parameters as `$n`: what `worker bench statements` prints for
+    /// `scripts/bench-floor`, which runs them through pgbench (a client that costs nothing) to
+    /// measure what PostgreSQL alone can do with a job's work, beside what the worker does.
+    public static func hotPathStatements(
+        schema: String, table: String, sessionOnFailure: SessionFailurePolicy
+    ) -> [(name: String, sql: String)] {
+        let statements = PostgresSchema(schema: schema, table: table, sessionOnFailure: sessionOnFailure)
+        return [statements.claimStatement, statements.completeStatement].map { ($0.name, $0.sql) }
+    }
+}

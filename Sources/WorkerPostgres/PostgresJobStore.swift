@@ -137,10 +137,11 @@ public final class PostgresJobStore: BenchmarkJobStore {
     }
 
     /// Whether `error` may come from a preparation: anything but a value the server refused
-    /// (SQLSTATE classes 22 and 54), which only an execution sees.
+    /// (SQLSTATE classes 22 and 54) or a row that broke a constraint (class 23: an ending event
+    /// stored already, see ``recordCompletions(_:)``), which only an execution sees.
     static func mayBreakPreparedStatement(_ error: any Error) -> Bool {
         guard let state = sqlState(of: error) else { return true }
-        return !(state.hasPrefix("22") || state.hasPrefix("54"))
+        return !(state.hasPrefix("22") || state.hasPrefix("23") || state.hasPrefix("54"))
     }
 
     /// The SQLSTATE of a server error, looking inside transaction errors.
@@ -241,7 +242,13 @@ public final class PostgresJobStore: BenchmarkJobStore {
             bindings.append(limit)
             bindings.append(workerID)
             bindings.append(Int(leaseDuration.inMilliseconds))
-            let rows = try await rows(of: schema.claimStatement, bindings)
+            let rows: [PostgresRow]
+            do {
+                rows = try await self.rows(of: schema.claimStatement, bindings)
+            } catch where Self.sqlState(of: error) == "23505" {
+                logger.warning("A claimed job had an event numbered as its `claimed` event would be (written by hand?); claiming again without those events")
+                rows = try await self.rows(of: schema.claimAgainStatement, bindings)
+            }
             var claimed: [ClaimedJob] = []
             claimed.reserveCapacity(rows.count)
             for row in rows {
@@ -329,7 +336,9 @@ public final class PostgresJobStore: BenchmarkJobStore {
     }
 
     /// Records a batch of completions by one worker (a busy worker's usual batch) with the
-    /// narrower statement; `nil` for any other batch.
+    /// narrower statement; `nil` for any other batch, and for one of whose ending events one is
+    /// stored already (the statement then stored nothing, see ``PostgresSchema/completeStatement``):
+    /// the general statement writes it.
     private func recordCompletions(_ completions: [JobCompletion]) async throws -> [Bool]? {
         let workerID = completions[0].lease.workerID
         var ids: [UUID] = [], attempts: [Int] = [], results: [String] = [], eventSequences: [Int64] = [], eventData: [String] = []
@@ -361,7 +370,12 @@ public final class PostgresJobStore: BenchmarkJobStore {
         bindings.append(eventData)
         usage.bind(to: &bindings)
         bindings.append(follows)
-        return try Self.applied(ids, returned: try await rows(of: schema.completeStatement, bindings))
+        do {
+            return try Self.applied(ids, returned: try await rows(of: schema.completeStatement, bindings))
+        } catch where Self.sqlState(of: error) == "23505" {
+            logger.debug("An ending event of this batch was stored already; writing the batch with the general statement")
+            return nil
+        }
     }
 
     /// Whether each of `ids` was applied by an outcome write that returned the ids it applied.

@@ -19,6 +19,7 @@ struct PostgresSchema: Sendable {
     /// batch).
     let enqueueStatement: StoreStatement.Text
     let claimStatement: StoreStatement.Text
+    let claimAgainStatement: StoreStatement.Text
     let recordStatement: StoreStatement.Text
     let completeStatement: StoreStatement.Text
     /// The job events table (schema-qualified, quoted), its bare name, its NOTIFY channel, and
@@ -38,7 +39,8 @@ struct PostgresSchema: Sendable {
         eventsTableName = JobEvent.tableName(forJobsTable: table)
         eventsTable = "\"\(schema)\".\"\(eventsTableName)\""
         eventsChannel = Self.eventsChannel(eventsTable: eventsTableName, jobsChannel: channel)
-        claimStatement = Self.makeClaimStatement(table: self.table, eventsTable: eventsTable)
+        claimStatement = Self.makeClaimStatement(table: self.table, eventsTable: eventsTable, skippingStored: false)
+        claimAgainStatement = Self.makeClaimStatement(table: self.table, eventsTable: eventsTable, skippingStored: true)
         appendEventsStatement = Self.makeAppendEventsStatement(table: self.table, eventsTable: eventsTable, channel: eventsChannel, skippingStored: false)
         appendEventsAgainStatement = Self.makeAppendEventsStatement(table: self.table, eventsTable: eventsTable, channel: eventsChannel, skippingStored: true)
         recordStatement = Self.makeRecordStatement(table: self.table, eventsTable: eventsTable, channel: eventsChannel, failureBlocksSession: sessionOnFailure == .block)

@@ -12,14 +12,16 @@ struct BenchCommand: AsyncParsableCommand {
             latency: with the processor idle, inserts one job every --gap-ms and prints enqueue-to-start percentiles.
             sandbox: starts /bin/true --jobs times as it is and as many times under the job sandbox (JOB_SANDBOX's
             bubblewrap, the arguments a job gets), alternately, and prints both start-to-exit percentiles.
+            statements: prints, as one JSON object of name to SQL, the claim and completion statements `worker run`
+            prepares for JOBS_TABLE on PostgreSQL (scripts/bench-floor runs them through pgbench); no database is opened.
             """
     )
 
     enum Mode: String, ExpressibleByArgument, CaseIterable {
-        case throughput, latency, sandbox
+        case throughput, latency, sandbox, statements
     }
 
-    @Argument(help: "throughput, latency or sandbox.") var mode: Mode
+    @Argument(help: "throughput, latency, sandbox or statements.") var mode: Mode
     @Option(help: "Jobs to run.") var jobs: Int?
     @Option(help: "Processor slots (throughput).") var concurrency: Int = 100
     @Option(help: "Spread the jobs over this many sessions, round robin (throughput): each session's turns run one at a time.") var sessions: Int?
@@ -35,6 +37,12 @@ struct BenchCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if mode == .statements {
+            // No database: the statements are text made from the configuration.
+            let statements = try Benchmark.hotPathStatements(configuration: try await WorkerConfiguration.load())
+            output(JobPresentation.json(Dictionary(uniqueKeysWithValues: statements.map { ($0.name, $0.sql) }), pretty: true))
+            return
+        }
         if mode == .sandbox {
             // No database: only the configuration's sandbox settings.
             let configuration = try await WorkerConfiguration.load()
@@ -80,7 +88,7 @@ struct BenchCommand: AsyncParsableCommand {
                       \(String(format: "%.1f", result.meanInFlight)) jobs in flight on average\(result.sessions.map { ", over \($0) sessions" } ?? "")
                     """)
             }
-        case .sandbox:
+        case .sandbox, .statements:
             break
         case .latency:
             let result = try await benchmark.latency(jobs: jobs ?? 200, gap: .milliseconds(gapMs))

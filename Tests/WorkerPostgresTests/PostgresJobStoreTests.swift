@@ -300,4 +300,45 @@ struct PostgresJobStoreTests {
             #expect(try await store.jobs(matching: JobFilter()).map(\.prompt) == ["good"])
         }
     }
+
+    /// The claim stores its `claimed` events without `ON CONFLICT`: their numbers follow the last
+    /// event its snapshot shows, and every writer of a job's events holds its lease, which a
+    /// pending job has not. Should a number be taken all the same (here: a trigger writes it
+    /// first, as a writer racing the claim would), the claim is made again in the form that
+    /// skips such events, and its jobs are claimed.
+    @Test("a claim whose `claimed` event number is taken meanwhile claims its jobs all the same, the other event kept")
+    func claimOverRacingEvent() async throws {
+        try await TestDatabase.withStore(maximumConnections: 1) { store in
+            let ids = try await store.enqueue([NewJob(prompt: "a"), NewJob(prompt: "b")])
+            // Events written by hand for a pending job before the claim are numbered after.
+            _ = try await TestDatabase.execute(
+                "INSERT INTO \(store.schema.eventsTable) (job_id, seq, attempt, kind, data) VALUES ('\(ids[1].lowercasedText)', 1, 0, 'log', '{\"by\":\"hand\"}')",
+                on: store)
+            let race = "\"public\".\"\(store.schema.tableName)_race\""
+            _ = try await TestDatabase.execute("""
+                CREATE FUNCTION \(race)() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    INSERT INTO \(store.schema.eventsTable) (job_id, seq, attempt, kind, data)
+                    VALUES (NEW.job_id, NEW.seq, NEW.attempt, 'log', '{"by":"race"}') ON CONFLICT DO NOTHING;
+                    RETURN NEW;
+                END $$
+                """, on: store)
+            _ = try await TestDatabase.execute("""
+                CREATE TRIGGER race BEFORE INSERT ON \(store.schema.eventsTable) FOR EACH ROW
+                WHEN (NEW.job_id = '\(ids[0].lowercasedText)' AND NEW.kind = 'status') EXECUTE FUNCTION \(race)()
+                """, on: store)
+            let claimed = try await store.claim(queues: ["default"], limit: 2, workerID: "w", leaseDuration: .seconds(30))
+            _ = try await TestDatabase.execute("DROP TRIGGER race ON \(store.schema.eventsTable)", on: store)
+            _ = try await TestDatabase.execute("DROP FUNCTION \(race)()", on: store)
+            #expect(claimed.map(\.lease.jobID) == ids)
+            #expect(claimed.map(\.lastEventSequence) == [1, 2])
+            let first = try await store.events(jobID: ids[0], after: 0, limit: 10)
+            #expect(first.map(\.sequence) == [1] && first[0].data.contains("race"), "\(first)")
+            let second = try await store.events(jobID: ids[1], after: 0, limit: 10)
+            #expect(second.map(\.sequence) == [1, 2] && second[1].data.contains("claimed"), "\(second)")
+            // A unique violation comes from an execution only: the claim keeps its name.
+            let prepared = try await TestDatabase.execute("SELECT name FROM pg_prepared_statements", on: store).map { try $0.decode(String.self) }
+            #expect(prepared.contains("mobvibe_claim_0") && prepared.contains("mobvibe_claim_again_0"), "\(prepared)")
+        }
+    }
 }

@@ -94,4 +94,38 @@ struct PostgresOutcomeRefusalTests {
             #expect(try await store.record([JobCompletion(lease: lease, outcome: .completed(result: "{}"))]) == [true])
         }
     }
+
+    /// The completion statement stores its ending events without `ON CONFLICT` (its cost); an
+    /// ending event whose number is taken already (written by hand) makes it fail, and the batch
+    /// is then written by the general statement, which skips that event.
+    @Test("a completion whose ending event is stored already is recorded all the same, the stored event kept, no statement prepared again")
+    func endingEventStoredAlready() async throws {
+        try await TestDatabase.withStore(maximumConnections: 1) { store in
+            _ = try await store.enqueue([NewJob(prompt: "a"), NewJob(prompt: "b")])
+            let claimed = try await store.claim(queues: ["default"], limit: 2, workerID: "w", leaseDuration: .seconds(30))
+            #expect(claimed.count == 2)
+            let taken = try #require(claimed.first)
+            let next = taken.lastEventSequence + 1
+            _ = try await TestDatabase.execute(
+                "INSERT INTO \(store.schema.eventsTable) (job_id, seq, attempt, kind, data) VALUES ('\(taken.lease.jobID.lowercasedText)', \(next), 1, 'log', '{\"by\":\"hand\"}')",
+                on: store)
+            let completions = claimed.map { job in
+                JobCompletion(
+                    lease: job.lease, outcome: .completed(result: #"{"ok":true}"#),
+                    event: .init(sequence: job.lastEventSequence + 1, data: #"{"status":"completed"}"#))
+            }
+            #expect(try await store.record(completions) == [true, true])
+            for job in claimed {
+                #expect(try await store.job(id: job.lease.jobID)?.status == .completed)
+            }
+            let events = try await store.events(jobID: taken.lease.jobID, after: 0, limit: 10)
+            #expect(events.map(\.sequence) == [1, 2], "\(events)")
+            #expect(events.last?.data.contains("hand") == true, "\(events)")
+            let other = try await store.events(jobID: claimed[1].lease.jobID, after: 0, limit: 10)
+            #expect(other.last?.data.contains("completed") == true, "\(other)")
+            // A unique violation comes from an execution only: the statements keep their names.
+            let prepared = try await TestDatabase.execute("SELECT name FROM pg_prepared_statements", on: store).map { try $0.decode(String.self) }
+            #expect(prepared.allSatisfy { $0.hasSuffix("_0") }, "\(prepared)")
+        }
+    }
 }
