@@ -87,6 +87,7 @@ extension JobProcessor {
                 var claimedPerQueue: [String: Int] = [:]
                 for job in claimed { claimedPerQueue[job.job.queue, default: 0] += 1 }
                 for (queue, count) in claimedPerQueue { metrics.claimed(queue: queue, count: count) }
+                logStarts(claimed)
                 for (job, stop) in zip(claimed, stops) { start(job, stop: stop) }
                 if !claimed.isEmpty { updateSlotGauges() }
             } catch {

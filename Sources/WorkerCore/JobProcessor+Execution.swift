@@ -13,12 +13,21 @@ extension JobProcessor {
         stop.cancels(Task { await self.execute(claimed, stop: stop) })
     }
 
+    /// Logs the start of each of a claim's jobs, their lines written together (``LogLineBatch``),
+    /// before their tasks start (which would otherwise inherit the batch).
+    func logStarts(_ claimed: [ClaimedJob]) {
+        LogLineBatch.collecting {
+            for claimed in claimed {
+                let job = claimed.job
+                logger.info("Processing job", metadata: Self.metadata(of: claimed.lease, sessionID: job.sessionID, extra: [
+                    "queue": .string(job.queue), "maxAttempts": .stringConvertible(job.maxAttempts),
+                ]))
+            }
+        }
+    }
+
     func execute(_ claimed: ClaimedJob, stop: StopSignal) async {
         let job = claimed.job
-        logger.info("Processing job", metadata: Self.metadata(of: claimed.lease, sessionID: job.sessionID, extra: [
-            "queue": .string(job.queue), "maxAttempts": .stringConvertible(job.maxAttempts),
-        ]))
-
         // The claim stored the `claimed` event; the handler's events number on from it.
         let events = JobEventStream(
             lease: claimed.lease, lastSequence: claimed.lastEventSequence, limits: configuration.eventLimits, recorder: eventRecorder)
@@ -191,10 +200,13 @@ extension JobProcessor {
             if sessionMoved { state.sessionTurnsLetThrough = true }
             return (jobs, state.takeLastJobEndedIfIdle())
         }
-        for (index, completion) in completions.enumerated() {
-            let job = jobs[index]
-            log(completion.outcome, write: writes?[index]) { extra in
-                Self.metadata(of: completion.lease, sessionID: job?.sessionID, duration: job?.duration, extra: extra)
+        // One write for the batch's lines, not one a job (``LogLineBatch``).
+        LogLineBatch.collecting {
+            for (index, completion) in completions.enumerated() {
+                let job = jobs[index]
+                log(completion.outcome, write: writes?[index]) { extra in
+                    Self.metadata(of: completion.lease, sessionID: job?.sessionID, duration: job?.duration, extra: extra)
+                }
             }
         }
         // Let the claim loop shorten its sleep to a retry, or claim the next turn of a session

@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import WorkerCore
 
 /// Where log lines go: standard output (the service) or standard error (CLI commands, whose
 /// standard output is their result).
@@ -25,7 +26,8 @@ public enum LogOutput: Sendable {
     }
 
     /// Writes a whole line with unbuffered `write(2)` calls, so lines from concurrent tasks
-    /// never interleave mid-line and nothing sits in a buffer when the process is killed.
+    /// never interleave mid-line and nothing sits in a buffer when the process is killed; inside
+    /// a ``LogLineBatch`` (a loop logging many lines at once), with that batch's lines.
     func write(line: String) {
         var bytes = Array(line.utf8)
         write(line: &bytes)
@@ -34,6 +36,41 @@ public enum LogOutput: Sendable {
     /// ``write(line:)`` for a line built as bytes (the newline is appended to it).
     func write(line bytes: inout [UInt8]) {
         bytes.append(UInt8(ascii: "\n"))
+        if let batch = LogLineBatch.current {
+            let output = self
+            batch.append(bytes, to: fileDescriptor) { output.write(lines: $0) }
+        } else {
+            write(bytes[...])
+        }
+    }
+
+    /// Writes whole lines a few kilobytes at a time (``chunks(of:limit:)``).
+    func write(lines bytes: [UInt8]) {
+        for chunk in Self.chunks(of: bytes) { write(bytes[chunk]) }
+    }
+
+    /// `bytes` (lines, each ending in a newline) cut into runs of whole lines of at most `limit`
+    /// bytes, a longer line alone: a pipe (a container runtime's log driver reads standard output
+    /// through one) keeps a write whole only up to `PIPE_BUF` (4,096 bytes), so lines of other
+    /// tasks fall between these writes, never inside a line.
+    static func chunks(of bytes: [UInt8], limit: Int = 4096) -> [Range<Int>] {
+        var chunks: [Range<Int>] = []
+        var start = 0
+        while start < bytes.count {
+            var end = start
+            while end < bytes.count {
+                let lineEnd = (bytes[end...].firstIndex(of: UInt8(ascii: "\n")) ?? bytes.count - 1) + 1
+                if lineEnd - start > limit, end > start { break }
+                end = lineEnd
+                if end - start >= limit { break }
+            }
+            chunks.append(start..<end)
+            start = end
+        }
+        return chunks
+    }
+
+    private func write(_ bytes: ArraySlice<UInt8>) {
         bytes.withUnsafeBufferPointer { buffer in
             var offset = 0
             while offset < buffer.count {

@@ -30,6 +30,21 @@ struct LogHandlerTests {
         #expect((inner["list"] as? [Any])?.count == 2)
     }
 
+    @Test("a batch of log lines is written in runs of whole lines of at most 4,096 bytes (a pipe keeps those whole); a longer line alone")
+    func lineChunks() {
+        let lines = (0..<100).map { "line \($0) " + String(repeating: "x", count: 290) + "\n" }
+        let long = String(repeating: "y", count: 5000) + "\n"
+        let bytes = Array((lines[..<40].joined() + long + lines[40...].joined()).utf8)
+        let chunks = LogOutput.chunks(of: bytes)
+        #expect(chunks.flatMap { Array(bytes[$0]) } == bytes)
+        #expect(chunks.count >= 9 && chunks.count < 20, "\(chunks.count)")
+        for chunk in chunks {
+            #expect(bytes[chunk.upperBound - 1] == UInt8(ascii: "\n"))
+            #expect(chunk.count <= 4096 || String(decoding: bytes[chunk], as: UTF8.self) == long, "\(chunk)")
+        }
+        #expect(LogOutput.chunks(of: Array("one\n".utf8)) == [0..<4])
+    }
+
     @Test("timestamps are ISO-8601 UTC with milliseconds, as Foundation formats them")
     func timestamp() {
         #expect(LogTimestamp.iso8601(Date(timeIntervalSince1970: 1_700_000_000.125)) == "2023-11-14T22:13:20.125Z")
