@@ -40,8 +40,6 @@ extension JobProcessorTests {
             struct Late: Error {}
             // Renewals fail while `renewing` is off: the worker is late, as under load.
             let store = InstrumentedJobStore(sqlite, beforeRenew: { if !renewing.load(ordering: .relaxed) { throw Late() } })
-            // Long enough that a loaded machine's late event write (attempt 1's first line) is not
-            // refused as past the lease: the test is about the reclaim, not the timing.
             let lease = Duration.milliseconds(1500)
             let probe = ReclaimProbe(secondRun: lease * 3)
             let processor = JobProcessor(
@@ -50,6 +48,10 @@ extension JobProcessorTests {
             let id = try await sqlite.enqueue([NewJob(prompt: "turn", maxAttempts: 5)])[0]
             try await Self.running(processor) {
                 try await Self.waitUntil { probe.seen.withLock { $0.started } == [1] }
+                // Attempt 1's first line stored before its lease runs out: on a loaded machine its
+                // write could otherwise come after the rescue and be refused, and the test is about
+                // the reclaim, not the timing.
+                try await Self.waitUntil { try await sqlite.events(jobID: id, after: 0, limit: 10).contains { $0.kind == .output } }
                 try await Task.sleep(for: lease + .milliseconds(200))
                 // Another worker's rescue sweep (this worker spares its own jobs).
                 #expect(try await sqlite.rescueExpiredLeases(sparing: []).map(\.id) == [id])

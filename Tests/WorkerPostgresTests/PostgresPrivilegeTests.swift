@@ -12,16 +12,6 @@ struct PostgresPrivilegeTests {
     /// UPDATE, DELETE` on it (when it exists) and `SELECT` on the migrations table; drops the role after.
     static func asLimitedRole(table: String, admin: PostgresJobStore, _ body: (PostgresJobStore) async throws -> Void) async throws {
         let role = "limited_\(UUID().uuidString.prefix(8).lowercased())"
-        _ = try await TestDatabase.execute("CREATE ROLE \(role) LOGIN", on: admin)
-        _ = try await TestDatabase.execute("GRANT USAGE ON SCHEMA public TO \(role)", on: admin)
-        _ = try await TestDatabase.execute(
-            "DO $$ BEGIN IF to_regclass('public.\(table)') IS NOT NULL THEN GRANT SELECT, INSERT, UPDATE, DELETE ON public.\(table) TO \(role); END IF; END $$",
-            on: admin)
-        // And on its events table, as docs/WORKER_SERVICE.md says.
-        let events = JobEvent.tableName(forJobsTable: table)
-        _ = try await TestDatabase.execute(
-            "DO $$ BEGIN IF to_regclass('public.\(events)') IS NOT NULL THEN GRANT SELECT, INSERT, UPDATE, DELETE ON public.\(events) TO \(role); END IF; END $$",
-            on: admin)
         // Under the migrations' lock, as other tests may be migrating at the same moment.
         try await admin.client.withTransaction(logger: Logger(label: "test")) { connection in
             _ = try await connection.query("SELECT pg_advisory_xact_lock(hashtext('mobvibe-worker:migrate'))", logger: Logger(label: "test"))
@@ -29,10 +19,17 @@ struct PostgresPrivilegeTests {
                 "CREATE TABLE IF NOT EXISTS public.worker_schema_migrations (table_name text NOT NULL, version integer NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (table_name, version))",
                 logger: Logger(label: "test"))
         }
-        _ = try await TestDatabase.execute("GRANT SELECT ON public.worker_schema_migrations TO \(role)", on: admin)
+        // And on its events table, as docs/WORKER_SERVICE.md says.
+        let events = JobEvent.tableName(forJobsTable: table)
+        try await TestDatabase.changeSharedPrivileges([
+            "CREATE ROLE \(role) LOGIN",
+            "GRANT USAGE ON SCHEMA public TO \(role)",
+            "DO $$ BEGIN IF to_regclass('public.\(table)') IS NOT NULL THEN GRANT SELECT, INSERT, UPDATE, DELETE ON public.\(table) TO \(role); END IF; END $$",
+            "DO $$ BEGIN IF to_regclass('public.\(events)') IS NOT NULL THEN GRANT SELECT, INSERT, UPDATE, DELETE ON public.\(events) TO \(role); END IF; END $$",
+            "GRANT SELECT ON public.worker_schema_migrations TO \(role)",
+        ], on: admin)
         func dropRole() async throws {
-            _ = try await TestDatabase.execute("DROP OWNED BY \(role)", on: admin)
-            _ = try await TestDatabase.execute("DROP ROLE IF EXISTS \(role)", on: admin)
+            try await TestDatabase.changeSharedPrivileges(["DROP OWNED BY \(role)", "DROP ROLE IF EXISTS \(role)"], on: admin)
         }
         var components = URLComponents(string: try #require(TestDatabase.url))!
         components.user = role

@@ -26,7 +26,8 @@ struct PostgresSupabaseTests {
     static func prepareSupabase(on store: PostgresJobStore) async throws {
         guard await !prepared.done else { return }
         try await store.client.withTransaction(logger: logger) { connection in
-            _ = try await connection.query("SELECT pg_advisory_xact_lock(hashtext('test:supabase-fixture'))", logger: logger)
+            // The fixture grants on the `public` schema, as other tests do.
+            _ = try await connection.query(PostgresQuery(unsafeSQL: TestDatabase.sharedPrivilegesLock), logger: logger)
             for statement in [
                 """
                 DO $$ BEGIN
@@ -64,8 +65,8 @@ struct PostgresSupabaseTests {
         try await TestDatabase.withStore(table: "coding_jobs_\(UUID().uuidString.prefix(6).lowercased())") { store in
             try await prepareSupabase(on: store)
             let schema = store.schema
-            _ = try await TestDatabase.execute(
-                "GRANT ALL ON \(schema.table), \(schema.eventsTable), \(schema.migrationsTable) TO anon, authenticated, service_role", on: store)
+            try await TestDatabase.changeSharedPrivileges(
+                ["GRANT ALL ON \(schema.table), \(schema.eventsTable), \(schema.migrationsTable) TO anon, authenticated, service_role"], on: store)
             try await MigrationGate.shared.run { try await store.secureForSupabase(maximumPendingJobsPerUser: maximumPending) }
             do {
                 try await body(store)

@@ -53,6 +53,28 @@ enum TestDatabase {
         _ = try await client.query(PostgresQuery(unsafeSQL: "DELETE FROM public.worker_schema_migrations WHERE table_name = '\(table)'")).collect()
     }
 
+    /// The advisory lock every test takes to change the privileges of what tables share (the
+    /// `public` schema, the migrations table): PostgreSQL 15 updates an object's privileges
+    /// without a lock of its own, so two changes at once (one test's GRANT, another's DROP OWNED)
+    /// fail one of them with "tuple concurrently updated", after waiting for the other.
+    static let sharedPrivilegesLock = "SELECT pg_advisory_xact_lock(hashtext('test:shared-privileges'))"
+
+    /// Runs `statements` in one transaction under ``sharedPrivilegesLock``, with the migrations
+    /// table (when there is one) locked against other changes too: `worker migrate --supabase`
+    /// changes its privileges under a lock of the table (ALTER TABLE) rather than this one.
+    static func changeSharedPrivileges(_ statements: [String], on store: PostgresJobStore) async throws {
+        let logger = Logger(label: "test")
+        try await store.client.withTransaction(logger: logger) { connection in
+            _ = try await connection.query(PostgresQuery(unsafeSQL: sharedPrivilegesLock), logger: logger)
+            _ = try await connection.query(
+                "DO $$ BEGIN IF to_regclass('public.worker_schema_migrations') IS NOT NULL THEN LOCK TABLE public.worker_schema_migrations IN SHARE ROW EXCLUSIVE MODE; END IF; END $$",
+                logger: logger)
+            for statement in statements {
+                _ = try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+            }
+        }
+    }
+
     static func execute(_ sql: String, on store: PostgresJobStore) async throws -> [PostgresRow] {
         try await store.client.query(PostgresQuery(unsafeSQL: sql)).collect()
     }

@@ -69,7 +69,12 @@ struct WorkerObservabilityTests {
         let ready = try await http(port: port, path: "/ready")
         #expect(jsonObject(ready.body)?["status"] as? String == "ready")
         _ = try await WorkerProcess.command(["enqueue", "--prompt", "long", "--payload", #"{"sleepMs":60000}"#], environment: environment, directory: folder.url)
-        try await Task.sleep(for: .milliseconds(500))
+        // The job runs (its slot taken) before the shutdown starts: a fixed wait here was too short
+        // on a loaded machine, and a worker with nothing running stops (and closes /ready) at once.
+        #expect(try await eventually("job running") {
+            let stats = jsonObject(try await WorkerProcess.command(["stats", "--json"], environment: environment, directory: folder.url).stdout)
+            return stats?["processing"] as? Int == 1
+        })
         worker.send(SIGTERM)
         try await Task.sleep(for: .milliseconds(500))
         let draining = try await http(port: port, path: "/ready")

@@ -40,8 +40,13 @@ struct WorkerPostgresStartupAndOutcomeTests {
         let folder = try TemporaryDirectory()
         let table = TestPostgres.freshTable()
         let role = "limited_\(UUID().uuidString.prefix(8).lowercased())"
-        try await TestPostgres.sql("CREATE ROLE \(role) LOGIN; GRANT USAGE ON SCHEMA public TO \(role)")
-        defer { _ = try? TestPostgres.run("/usr/bin/psql", [TestPostgres.url!, "-X", "-q", "-c", "DROP OWNED BY \(role); DROP ROLE \(role)"]) }
+        // One transaction each, under the lock of the tests that change privileges on the `public`
+        // schema (PostgreSQL 15 fails one of two such changes at once: "tuple concurrently updated").
+        let sharedPrivilegesLock = "SELECT pg_advisory_xact_lock(hashtext('test:shared-privileges'))"
+        try await TestPostgres.sql("\(sharedPrivilegesLock); CREATE ROLE \(role) LOGIN; GRANT USAGE ON SCHEMA public TO \(role)")
+        defer {
+            _ = try? TestPostgres.run("/usr/bin/psql", [TestPostgres.url!, "-X", "-q", "-c", "\(sharedPrivilegesLock); DROP OWNED BY \(role); DROP ROLE \(role)"])
+        }
         var components = URLComponents(string: TestPostgres.url!)!
         components.user = role
         for autoMigrate in ["false", "true"] {
