@@ -62,27 +62,32 @@ struct WorkerObservabilityTests {
     func readyDuringShutdown() async throws {
         let folder = try TemporaryDirectory()
         let port = try freePort()
-        let environment = ["JOB_HANDLER": "echo", "HEALTH_CHECK_PORT": "\(port)", "SHUTDOWN_TIMEOUT_MS": "3000"]
+        // A shutdown that waits long for its running job, so that the checks below fall inside it
+        // however late a loaded machine runs them; the job is cancelled afterwards to end it.
+        let environment = ["JOB_HANDLER": "echo", "HEALTH_CHECK_PORT": "\(port)", "SHUTDOWN_TIMEOUT_MS": "60000"]
         let worker = try WorkerProcess(environment: environment, directory: folder.url)
         defer { worker.kill9() }
         #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
         let ready = try await http(port: port, path: "/ready")
         #expect(jsonObject(ready.body)?["status"] as? String == "ready")
-        _ = try await WorkerProcess.command(["enqueue", "--prompt", "long", "--payload", #"{"sleepMs":60000}"#], environment: environment, directory: folder.url)
-        // The job runs (its slot taken) before the shutdown starts: a fixed wait here was too short
-        // on a loaded machine, and a worker with nothing running stops (and closes /ready) at once.
+        let enqueued = try await WorkerProcess.command(["enqueue", "--prompt", "long", "--payload", #"{"sleepMs":120000}"#], environment: environment, directory: folder.url)
+        let id = enqueued.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        // The job runs (its slot taken) before the shutdown starts: a worker with nothing running
+        // stops (and closes /ready) at once.
         #expect(try await eventually("job running") {
             let stats = jsonObject(try await WorkerProcess.command(["stats", "--json"], environment: environment, directory: folder.url).stdout)
             return stats?["processing"] as? Int == 1
         })
         worker.send(SIGTERM)
-        try await Task.sleep(for: .milliseconds(500))
+        #expect(try await eventually("draining") { try await http(port: port, path: "/ready").status == 503 })
         let draining = try await http(port: port, path: "/ready")
         #expect(draining.status == 503)
         let checks = jsonObject(draining.body)?["checks"] as? [String: String]
         #expect(checks?["processor"]?.contains("failing") == true)
         #expect(try await http(port: port, path: "/health").status == 200)
-        #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+        // Ending the job ends the shutdown.
+        #expect(try await WorkerProcess.command(["jobs", "cancel", id], environment: environment, directory: folder.url).status == 0)
+        #expect(await worker.waitForExit(timeout: .seconds(20)) == 0)
     }
 }
 
