@@ -16,6 +16,7 @@ extension JobProcessor {
     /// Logs the start of each of a claim's jobs, their lines written together (``LogLineBatch``),
     /// before their tasks start (which would otherwise inherit the batch).
     func logStarts(_ claimed: [ClaimedJob]) {
+        guard logger.logLevel <= .info else { return }
         LogLineBatch.collecting {
             for claimed in claimed {
                 let job = claimed.job

@@ -16,7 +16,7 @@ public final class LogLineBatch: Sendable {
     /// One destination's lines, in the order they were logged, and how to write them.
     private struct Pending {
         var bytes: [UInt8]
-        let write: @Sendable ([UInt8]) -> Void
+        let write: @Sendable (Int32, [UInt8]) -> Void
     }
 
     /// Lines by destination; `nil` once the batch is written: a line logged after that (by a
@@ -33,8 +33,9 @@ public final class LogLineBatch: Sendable {
     }
 
     /// Adds `line` (a whole line, its newline included) for `destination`, whose lines `write`
-    /// writes when the batch ends.
-    public func append(_ line: [UInt8], to destination: Int32, write: @escaping @Sendable ([UInt8]) -> Void) {
+    /// writes when the batch ends (a function rather than a closure capturing the destination:
+    /// this runs for every log line).
+    public func append(_ line: [UInt8], to destination: Int32, write: @escaping @Sendable (Int32, [UInt8]) -> Void) {
         let taken = pending.withLock { pending -> Bool in
             guard pending != nil else { return false }
             if pending![destination] == nil {
@@ -45,7 +46,7 @@ public final class LogLineBatch: Sendable {
             pending![destination]!.bytes.append(contentsOf: line)
             return true
         }
-        if !taken { write(line) }
+        if !taken { write(destination, line) }
     }
 
     private func flush() {
@@ -55,7 +56,7 @@ public final class LogLineBatch: Sendable {
         }
         for destination in all.keys.sorted() {
             let entry = all[destination]!
-            entry.write(entry.bytes)
+            entry.write(destination, entry.bytes)
         }
     }
 }

@@ -47,7 +47,7 @@ extension PostgresJobStore {
             let rows = try await Self.retryingDeadlocks {
                 do {
                     return try await self.rows(of: schema.appendEventsStatement, bindings)
-                } catch where Self.sqlState(of: error) == "23505" {
+                } catch where Self.isUniqueViolation(error) {
                     // Some of these are stored already (a write repeated after its answer was lost).
                     return try await self.rows(of: schema.appendEventsAgainStatement, bindings)
                 }

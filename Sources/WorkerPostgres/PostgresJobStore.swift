@@ -144,6 +144,12 @@ public final class PostgresJobStore: BenchmarkJobStore {
         return !(state.hasPrefix("22") || state.hasPrefix("23") || state.hasPrefix("54"))
     }
 
+    /// Whether `error` is a unique violation (SQLSTATE 23505): for the hot statements, events
+    /// stored already, written again in the statement's skipping form.
+    static func isUniqueViolation(_ error: any Error) -> Bool {
+        sqlState(of: error) == "23505"
+    }
+
     /// The SQLSTATE of a server error, looking inside transaction errors.
     static func sqlState(of error: any Error) -> String? {
         if let error = error as? PostgresTransactionError {
@@ -245,7 +251,7 @@ public final class PostgresJobStore: BenchmarkJobStore {
             let rows: [PostgresRow]
             do {
                 rows = try await self.rows(of: schema.claimStatement, bindings)
-            } catch where Self.sqlState(of: error) == "23505" {
+            } catch where Self.isUniqueViolation(error) {
                 logger.warning("A claimed job had an event numbered as its `claimed` event would be (written by hand?); claiming again without those events")
                 rows = try await self.rows(of: schema.claimAgainStatement, bindings)
             }
@@ -372,7 +378,7 @@ public final class PostgresJobStore: BenchmarkJobStore {
         bindings.append(follows)
         do {
             return try Self.applied(ids, returned: try await rows(of: schema.completeStatement, bindings))
-        } catch where Self.sqlState(of: error) == "23505" {
+        } catch where Self.isUniqueViolation(error) {
             logger.debug("An ending event of this batch was stored already; writing the batch with the general statement")
             return nil
         }

@@ -78,7 +78,7 @@ extension PostgresSchema {
                     INSERT INTO \(eventsTable) (job_id, seq, attempt, kind, data)
                     SELECT c.id, c.last_seq + 1, c.attempts, 'status',
                         jsonb_build_object('status', 'claimed', 'workerId', $3::text, 'attempt', c.attempts)
-                    FROM claimed AS c\(skippingStored ? "\n                    ON CONFLICT (job_id, seq) DO NOTHING" : "")
+                    FROM claimed AS c\(Self.skippingStoredEvents(skippingStored))
                 )
                 SELECT * FROM claimed
                 """
@@ -126,7 +126,7 @@ extension PostgresSchema {
                     INSERT INTO \(eventsTable) (job_id, seq, attempt, kind, data)
                     SELECT ($1::uuid[])[v.lease], v.seq, ($3::bigint[])[v.lease], v.kind, v.data::jsonb
                     FROM unnest($4::int4[], $5::bigint[], $6::text[], $7::text[]) AS v(lease, seq, kind, data)
-                    WHERE v.lease = ANY(ARRAY(SELECT n FROM held WHERE follows))\(skippingStored ? "\n                    ON CONFLICT (job_id, seq) DO NOTHING" : "")
+                    WHERE v.lease = ANY(ARRAY(SELECT n FROM held WHERE follows))\(Self.skippingStoredEvents(skippingStored))
                 ), notified AS (
                     -- Readers following these jobs: their ids, 100 to a notification (a payload
                     -- holds at most 8,000 bytes).
@@ -228,6 +228,13 @@ extension PostgresSchema {
         "(v.follows = 0 OR (SELECT coalesce(max(e.seq), 0) FROM \(eventsTable) AS e WHERE e.job_id = j.id) >= v.follows)"
     }
 
+    /// The end of an events insert in its `skippingStored` form: events stored already are
+    /// skipped; without it, one stored already fails the statement (unique violation), the
+    /// cheaper form (see ``makeClaimStatement(table:eventsTable:skippingStored:)``).
+    static func skippingStoredEvents(_ skippingStored: Bool) -> String {
+        skippingStored ? "\nON CONFLICT (job_id, seq) DO NOTHING" : ""
+    }
+
     /// The end of an outcome statement whose `done` CTE returns the applied rows with their
     /// ending events: the events stored (`skippingStored`: those not stored already), their
     /// jobs' readers notified (100 ids a notification), the applied ids returned.
@@ -235,7 +242,7 @@ extension PostgresSchema {
         """
         , noted AS (
             INSERT INTO \(eventsTable) (job_id, seq, attempt, kind, data)
-            SELECT d.id, d.event_seq, d.attempt, 'status', d.event_data::jsonb FROM done AS d WHERE d.event_seq > 0\(skippingStored ? "\n    ON CONFLICT (job_id, seq) DO NOTHING" : "")
+            SELECT d.id, d.event_seq, d.attempt, 'status', d.event_data::jsonb FROM done AS d WHERE d.event_seq > 0\(Self.skippingStoredEvents(skippingStored))
             RETURNING job_id
         ), notified AS (
             SELECT pg_notify('\(channel)', string_agg(c.job_id::text, ',')) FROM (

@@ -37,16 +37,15 @@ public enum LogOutput: Sendable {
     func write(line bytes: inout [UInt8]) {
         bytes.append(UInt8(ascii: "\n"))
         if let batch = LogLineBatch.current {
-            let output = self
-            batch.append(bytes, to: fileDescriptor) { output.write(lines: $0) }
+            batch.append(bytes, to: fileDescriptor, write: Self.write(to:lines:))
         } else {
-            write(bytes[...])
+            Self.write(bytes[...], to: fileDescriptor)
         }
     }
 
     /// Writes whole lines a few kilobytes at a time (``chunks(of:limit:)``).
-    func write(lines bytes: [UInt8]) {
-        for chunk in Self.chunks(of: bytes) { write(bytes[chunk]) }
+    @Sendable static func write(to fileDescriptor: Int32, lines bytes: [UInt8]) {
+        for chunk in chunks(of: bytes) { write(bytes[chunk], to: fileDescriptor) }
     }
 
     /// `bytes` (lines, each ending in a newline) cut into runs of whole lines of at most `limit`
@@ -70,7 +69,7 @@ public enum LogOutput: Sendable {
         return chunks
     }
 
-    private func write(_ bytes: ArraySlice<UInt8>) {
+    private static func write(_ bytes: ArraySlice<UInt8>, to fileDescriptor: Int32) {
         bytes.withUnsafeBufferPointer { buffer in
             var offset = 0
             while offset < buffer.count {

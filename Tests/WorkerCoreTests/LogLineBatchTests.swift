@@ -7,8 +7,8 @@ struct LogLineBatchTests {
     /// What a destination was handed, write by write.
     final class Writes: Sendable {
         let writes = Mutex<[(Int32, String)]>([])
-        func writer(_ destination: Int32) -> @Sendable ([UInt8]) -> Void {
-            { bytes in self.writes.withLock { $0.append((destination, String(decoding: bytes, as: UTF8.self))) } }
+        var writer: @Sendable (Int32, [UInt8]) -> Void {
+            { destination, bytes in self.writes.withLock { $0.append((destination, String(decoding: bytes, as: UTF8.self))) } }
         }
         var all: [(Int32, String)] { writes.withLock { $0 } }
     }
@@ -18,9 +18,9 @@ struct LogLineBatchTests {
         let writes = Writes()
         LogLineBatch.collecting {
             for index in 1...3 {
-                LogLineBatch.current?.append(Array("line \(index)\n".utf8), to: 1, write: writes.writer(1))
+                LogLineBatch.current?.append(Array("line \(index)\n".utf8), to: 1, write: writes.writer)
             }
-            LogLineBatch.current?.append(Array("error\n".utf8), to: 2, write: writes.writer(2))
+            LogLineBatch.current?.append(Array("error\n".utf8), to: 2, write: writes.writer)
             #expect(writes.all.isEmpty)
         }
         #expect(writes.all.map(\.0) == [1, 2])
@@ -29,11 +29,10 @@ struct LogLineBatchTests {
     }
 
     @Test("a line added after its batch was written (by a task that outlived the loop) is written at once")
-    func lateLine() {
+    func lateLine() throws {
         let writes = Writes()
-        let batch = LogLineBatch.collecting { LogLineBatch.current }
-        let late = try? #require(batch)
-        late?.append(Array("late\n".utf8), to: 1, write: writes.writer(1))
+        let late = try #require(LogLineBatch.collecting { LogLineBatch.current })
+        late.append(Array("late\n".utf8), to: 1, write: writes.writer)
         #expect(writes.all.map(\.1) == ["late\n"])
     }
 }

@@ -27,7 +27,7 @@ struct PostgresSupabaseTests {
         guard await !prepared.done else { return }
         try await store.client.withTransaction(logger: logger) { connection in
             // The fixture grants on the `public` schema, as other tests do.
-            _ = try await connection.query(PostgresQuery(unsafeSQL: TestDatabase.sharedPrivilegesLock), logger: logger)
+            _ = try await connection.query(PostgresQuery(unsafeSQL: sharedPrivilegesLock), logger: logger)
             for statement in [
                 """
                 DO $$ BEGIN

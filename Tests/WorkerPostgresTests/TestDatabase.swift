@@ -3,6 +3,7 @@ import Logging
 import PostgresNIO
 import Testing
 import WorkerCore
+import WorkerTestSupport
 @testable import WorkerPostgres
 
 /// The throwaway PostgreSQL that `scripts/with-postgres` starts (`TEST_DATABASE_URL`).
@@ -52,12 +53,6 @@ enum TestDatabase {
         _ = try await client.query(PostgresQuery(unsafeSQL: "DROP DOMAIN IF EXISTS \"public\".\"\(table)_queue_name\", \"public\".\"\(table)_payload_object\"")).collect()
         _ = try await client.query(PostgresQuery(unsafeSQL: "DELETE FROM public.worker_schema_migrations WHERE table_name = '\(table)'")).collect()
     }
-
-    /// The advisory lock every test takes to change the privileges of what tables share (the
-    /// `public` schema, the migrations table): PostgreSQL 15 updates an object's privileges
-    /// without a lock of its own, so two changes at once (one test's GRANT, another's DROP OWNED)
-    /// fail one of them with "tuple concurrently updated", after waiting for the other.
-    static let sharedPrivilegesLock = "SELECT pg_advisory_xact_lock(hashtext('test:shared-privileges'))"
 
     /// Runs `statements` in one transaction under ``sharedPrivilegesLock``, with the migrations
     /// table (when there is one) locked against other changes too: `worker migrate --supabase`

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WorkerTestSupport
 
 /// Real `worker` processes against PostgreSQL in the situations issue 13 reproduced: output the
 /// database refuses, a role without DDL rights, a database that refuses connections.
@@ -41,8 +42,7 @@ struct WorkerPostgresStartupAndOutcomeTests {
         let table = TestPostgres.freshTable()
         let role = "limited_\(UUID().uuidString.prefix(8).lowercased())"
         // One transaction each, under the lock of the tests that change privileges on the `public`
-        // schema (PostgreSQL 15 fails one of two such changes at once: "tuple concurrently updated").
-        let sharedPrivilegesLock = "SELECT pg_advisory_xact_lock(hashtext('test:shared-privileges'))"
+        // schema (``sharedPrivilegesLock``).
         try await TestPostgres.sql("\(sharedPrivilegesLock); CREATE ROLE \(role) LOGIN; GRANT USAGE ON SCHEMA public TO \(role)")
         defer {
             _ = try? TestPostgres.run("/usr/bin/psql", [TestPostgres.url!, "-X", "-q", "-c", "\(sharedPrivilegesLock); DROP OWNED BY \(role); DROP ROLE \(role)"])
