@@ -67,30 +67,33 @@ struct SQLiteJobStoreTests {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
         // Each round a new file, opened by four connections at once (SQLite's locks between
-        // connections of one process are those between processes). Before the fix a round of
-        // about ten failed with "database is locked" from the journal mode's switch.
-        for round in 0..<40 {
-            let path = folder.appendingPathComponent("round-\(round).sqlite").path
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for _ in 0..<4 {
-                    group.addTask {
-                        let store = try await SQLiteJobStore.open(path: path, threadPool: testStoreThreadPool)
-                        do {
-                            try await store.migrate()
-                            _ = try await store.enqueue([NewJob(prompt: "at once")])
-                        } catch {
-                            try? await store.close()
-                            throw error
+        // connections of one process are those between processes), each with a thread of its own
+        // as a process has. Before the fix a round of about ten failed with "database is locked"
+        // from the journal mode's switch.
+        try await withThreadPool(threads: 4) { threads in
+            for round in 0..<40 {
+                let path = folder.appendingPathComponent("round-\(round).sqlite").path
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for _ in 0..<4 {
+                        group.addTask {
+                            let store = try await SQLiteJobStore.open(path: path, threadPool: threads)
+                            do {
+                                try await store.migrate()
+                                _ = try await store.enqueue([NewJob(prompt: "at once")])
+                            } catch {
+                                try? await store.close()
+                                throw error
+                            }
+                            try await store.close()
                         }
-                        try await store.close()
                     }
+                    try await group.waitForAll()
                 }
-                try await group.waitForAll()
+                let store = try await SQLiteJobStore.open(path: path)
+                let stats = try await store.stats()
+                try await store.close()
+                #expect(stats.pending == 4, "round \(round)")
             }
-            let store = try await SQLiteJobStore.open(path: path)
-            let stats = try await store.stats()
-            try await store.close()
-            #expect(stats.pending == 4, "round \(round)")
         }
     }
 

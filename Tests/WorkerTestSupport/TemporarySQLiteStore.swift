@@ -12,6 +12,23 @@ public let testStoreThreadPool: NIOThreadPool = {
     return pool
 }()
 
+/// Runs `body` with a thread pool of its own (`threads` threads), shut down afterwards: for stores
+/// that stand for separate processes, which share no threads. On ``testStoreThreadPool`` a store
+/// holding a file's write lock could wait for a thread while the others busy-waited for the lock
+/// on theirs, beside the rest of a full suite.
+public func withThreadPool<T>(threads: Int, _ body: (NIOThreadPool) async throws -> T) async throws -> T {
+    let pool = NIOThreadPool(numberOfThreads: threads)
+    pool.start()
+    do {
+        let result = try await body(pool)
+        try await pool.shutdownGracefully()
+        return result
+    } catch {
+        try? await pool.shutdownGracefully()
+        throw error
+    }
+}
+
 /// Runs `body` with a migrated SQLite store on a fresh file, removed afterwards.
 public func withTemporarySQLiteStore(
     sessionOnFailure: SessionFailurePolicy = .continue, _ body: (SQLiteJobStore) async throws -> Void
