@@ -138,10 +138,22 @@ public struct JobSandbox: Sendable, Hashable {
                 arguments += ["--ro-bind-try", entry, entry]
             }
         }
-        arguments += ["--proc", "/proc", "--dev", "/dev"]
+        // A worker running as root with no JOB_USER starts bwrap as root, and bwrap then keeps
+        // every capability and maps the command to the host's root: it could remount /usr
+        // read-write and replace the worker's own programs. Without capabilities it still writes
+        // what root owns where nothing is read-only: /proc/sys (the host's core_pattern runs a
+        // program of its choosing as root) and /proc/sysrq-trigger. So no capability, ever, and
+        // those read-only (`-try`: a kernel may lack one).
+        arguments += ["--cap-drop", "ALL", "--proc", "/proc"]
+        for entry in Self.coveredProcEntries { arguments += ["--ro-bind-try", entry, entry] }
+        arguments += ["--dev", "/dev"]
         arguments += tmp.map { ["--bind", $0, "/tmp"] } ?? ["--size", String(tmpBytes), "--tmpfs", "/tmp"]
         return arguments
     }
+
+    /// The parts of `/proc` through which a process of uid 0 with no capabilities can still
+    /// change the host (bwrap covers them only when it is set-uid): read-only in the sandbox.
+    static let coveredProcEntries = ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"]
 
     /// Whether `path` is inside the system directories mounted for every command.
     static func isSystemPath(_ path: String) -> Bool {

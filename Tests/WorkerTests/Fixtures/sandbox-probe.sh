@@ -36,14 +36,22 @@ escape)
     other=false; ls "$c" > /dev/null 2>&1 && other=true
     usr=false; touch /usr/sandbox-probe 2> /dev/null && usr=true && rm -f /usr/sandbox-probe
     root=false; touch /sandbox-probe 2> /dev/null && root=true && rm -f /sandbox-probe
+    # As a root worker's command without JOB_USER would: make /usr writable (in this mount
+    # namespace only), or change the host through /proc (tested for write access, never written).
+    # (The remount only where the sandbox puts the workspace: unconfined, as root, it would be the
+    # host's own /usr.)
+    remount=false
+    if [ "$PWD" = /workspace ] && mount -o remount,bind,rw /usr 2> /dev/null; then remount=true; fi
+    procsys=false; [ -w /proc/sys/kernel/core_pattern ] && procsys=true
+    sysrq=false; [ -w /proc/sysrq-trigger ] && sysrq=true
     workspace=false; touch ./probe 2> /dev/null && workspace=true
     tmp=false; touch /tmp/probe 2> /dev/null && tmp=true
     ports=""
     for port in $rest; do
         if (exec 3<> "/dev/tcp/127.0.0.1/$port") 2> /dev/null; then ports="$ports,\"$port\":true"; else ports="$ports,\"$port\":false"; fi
     done
-    printf '{"envLeak":%s,"parentEnvLeak":%s,"dotenv":%s,"database":%s,"otherWorkspace":%s,"writeUsr":%s,"writeRoot":%s,"writeWorkspace":%s,"writeTmp":%s,"pwd":"%s","ports":{%s}}\n' \
-        "$leak" "$parent" "$dotenv" "$database" "$other" "$usr" "$root" "$workspace" "$tmp" "$PWD" "${ports#,}"
+    printf '{"envLeak":%s,"parentEnvLeak":%s,"dotenv":%s,"database":%s,"otherWorkspace":%s,"writeUsr":%s,"writeRoot":%s,"remountUsr":%s,"writeProcSys":%s,"writeSysrq":%s,"writeWorkspace":%s,"writeTmp":%s,"pwd":"%s","ports":{%s}}\n' \
+        "$leak" "$parent" "$dotenv" "$database" "$other" "$usr" "$root" "$remount" "$procsys" "$sysrq" "$workspace" "$tmp" "$PWD" "${ports#,}"
     ;;
 stdin)
     sum=$(sha256sum < "$prompt")
