@@ -30,15 +30,23 @@ extension PostgresJobStore {
                         + "and this one lacks \(missing.joined(separator: ", ")). Point DATABASE_URL at the Supabase project's database, "
                         + "or run `worker migrate` without --supabase (and unset SUPABASE_RLS) for a plain PostgreSQL")
             }
-            try await client.withTransaction(logger: logger) { connection in
+            let statements = schema.supabaseStatements(maximumPendingJobsPerUser: maximumPendingJobsPerUser)
+            let mark = PostgresSchema.supabaseMark(of: statements.dropLast())
+            let applied = try await client.withTransaction(logger: logger) { connection in
                 _ = try await connection.query("SET LOCAL statement_timeout = 0", logger: logger)
                 _ = try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\(schema.tableLockKey)))", logger: logger)
-                for statement in schema.supabaseStatements(maximumPendingJobsPerUser: maximumPendingJobsPerUser) {
+                // Applied already, as these statements would apply it: nothing to do, and no table
+                // lock taken (the statements' `ALTER TABLE`s wait for every open transaction).
+                let found = try await connection.query(PostgresQuery(unsafeSQL: schema.supabaseMarkQuery), logger: logger)
+                    .collect().first?.decode(String?.self)
+                guard found != mark else { return false }
+                for statement in statements {
                     _ = try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
                 }
+                return true
             }
             let names = schema.supabaseFunctionNames
-            logger.info("Row-level security for Supabase applied", metadata: [
+            logger.info(applied ? "Row-level security for Supabase applied" : "Row-level security for Supabase is in place", metadata: [
                 "table": .string(table), "functions": .string("\(names.enqueue), \(names.cancel), \(names.retry)"),
                 "maxPendingJobsPerUser": .stringConvertible(maximumPendingJobsPerUser),
             ])

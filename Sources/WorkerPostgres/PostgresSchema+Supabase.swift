@@ -66,6 +66,18 @@ extension PostgresSchema {
             END IF;
             """
         }
+        // At most MAX_PENDING_JOBS_PER_USER pending jobs a user, counted under a lock per user
+        // (so that concurrent calls of one user cannot all pass the count).
+        let pendingCap = { (name: String) in
+            """
+            PERFORM pg_advisory_xact_lock(hashtext(\(literal(table)) || ':pending:' || caller::text));
+                SELECT count(*) INTO pending FROM \(table) AS j WHERE j.user_id = caller AND j.status = 'pending';
+                IF pending >= \(maximumPendingJobsPerUser) THEN
+                    RAISE EXCEPTION '\(name): you have % pending jobs, the most allowed (MAX_PENDING_JOBS_PER_USER)', pending
+                        USING ERRCODE = '53400', HINT = 'Wait until one of them starts, or cancel one.';
+                END IF;
+            """
+        }
         let typeColumns = Self.publicColumns.map { "\($0.name) \($0.type)" }.joined(separator: ", ")
         var statements: [String] = [
             // Read: a user's own jobs, and the events of those; anon nothing; writes by nobody
@@ -97,10 +109,34 @@ extension PostgresSchema {
             // unmigrated and failed to start. Clients still have no right to the table at all.
             "DROP POLICY IF EXISTS \"worker_schema_migrations_read\" ON \(migrationsTable)",
             "CREATE POLICY \"worker_schema_migrations_read\" ON \(migrationsTable) FOR SELECT USING (true)",
-            // The functions' answer: a job without the worker's own fields. Dropping the type
-            // drops the functions (made again below).
-            "DROP TYPE IF EXISTS \(returns) CASCADE",
-            "CREATE TYPE \(returns) AS (\(typeColumns))",
+            // A session's jobs, found whatever their state: `enqueue_…` checks whose a session is.
+            // Partial, so jobs without a session (and their row updates) never touch it.
+            """
+            CREATE INDEX IF NOT EXISTS "\(tableName)_session_owner_idx" ON \(table) (session_id, user_id)
+                WHERE session_id IS NOT NULL
+            """,
+            // The functions' answer: a job without the worker's own fields. Made when missing, and
+            // made again (after the functions that return it) only when its fields changed. Never
+            // dropped with CASCADE: that also dropped, silently and on every start, whatever of the
+            // app's used the type (a view, a function); such an object now stops the migration
+            // with PostgreSQL's error naming it.
+            """
+            DO $$ BEGIN
+                IF to_regtype(\(literal(returns))) IS NULL THEN
+                    CREATE TYPE \(returns) AS (\(typeColumns));
+                ELSIF (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum)
+                       FROM pg_attribute AS a JOIN pg_type AS t ON t.typrelid = a.attrelid
+                       WHERE t.oid = to_regtype(\(literal(returns))) AND a.attnum > 0 AND NOT a.attisdropped)
+                    IS DISTINCT FROM (SELECT string_agg(c.name || ' ' || format_type(c.type::regtype, NULL), ', ' ORDER BY c.n)
+                       FROM unnest(ARRAY[\(Self.publicColumns.map { literal($0.name) }.joined(separator: ", "))],
+                                   ARRAY[\(Self.publicColumns.map { literal($0.type) }.joined(separator: ", "))]) WITH ORDINALITY AS c(name, type, n))
+                THEN
+                    DROP FUNCTION IF EXISTS \(function(names.enqueue))(text, uuid, jsonb, text, integer), \(function(names.cancel))(uuid), \(function(names.retry))(uuid);
+                    DROP TYPE \(returns);
+                    CREATE TYPE \(returns) AS (\(typeColumns));
+                END IF;
+            END $$
+            """,
         ]
         statements.append(
             // Enqueue: the user is the caller; status, attempts, lease and result are the
@@ -108,13 +144,14 @@ extension PostgresSchema {
             // MAX_PENDING_JOBS_PER_USER pending jobs a user (counted under a lock per user, so
             // concurrent calls of one user cannot all pass the count).
             """
-            CREATE FUNCTION \(function(names.enqueue))(
+            CREATE OR REPLACE FUNCTION \(function(names.enqueue))(
                 prompt text, session_id uuid DEFAULT NULL, payload jsonb DEFAULT '{}'::jsonb,
                 queue text DEFAULT 'default', priority integer DEFAULT 0
             ) RETURNS \(returns)
             \(header)
             DECLARE
                 caller uuid := auth.uid();
+                wanted_session uuid := session_id;
                 pending bigint;
                 new_id uuid;
                 answer \(returns);
@@ -141,11 +178,17 @@ extension PostgresSchema {
                 IF priority NOT BETWEEN \(NewJob.priorityRange.lowerBound) AND \(NewJob.priorityRange.upperBound) THEN
                     RAISE EXCEPTION '\(names.enqueue): priority must be from \(NewJob.priorityRange.lowerBound) to \(NewJob.priorityRange.upperBound)' USING ERRCODE = '22023';
                 END IF;
-                PERFORM pg_advisory_xact_lock(hashtext(\(literal(table)) || ':pending:' || caller::text));
-                SELECT count(*) INTO pending FROM \(table) AS j WHERE j.user_id = caller AND j.status = 'pending';
-                IF pending >= \(maximumPendingJobsPerUser) THEN
-                    RAISE EXCEPTION '\(names.enqueue): you have % pending jobs, the most allowed (MAX_PENDING_JOBS_PER_USER)', pending
-                        USING ERRCODE = '53400', HINT = 'Wait until one of them starts, or cancel one.';
+                \(pendingCap(names.enqueue))
+                -- A session is its first job's user's: another user's turn would run in that
+                -- user's session workspace (JOB_WORKSPACE=session), after their turns, and could
+                -- hold their session. Checked under a lock per session, so that two users cannot
+                -- both start one new session.
+                IF wanted_session IS NOT NULL THEN
+                    PERFORM pg_advisory_xact_lock(hashtext(\(literal(table)) || ':session:' || wanted_session::text));
+                    IF EXISTS (SELECT 1 FROM \(table) AS j WHERE j.session_id = wanted_session AND j.user_id IS DISTINCT FROM caller) THEN
+                        RAISE EXCEPTION '\(names.enqueue): session % is not yours', wanted_session
+                            USING ERRCODE = '42501', HINT = 'Start a new session with a new id (a random UUID).';
+                    END IF;
                 END IF;
                 INSERT INTO \(table) AS j (prompt, session_id, payload, queue, priority, user_id)
                     VALUES (prompt, session_id, payload, queue, priority, caller)
@@ -157,16 +200,20 @@ extension PostgresSchema {
             """)
         // Cancel and retry: one change to one of the caller's own jobs, or "not found" alike for
         // another user's job and for none, so that ids cannot be probed.
-        func ownJobFunction(_ name: String, set assignments: String, where condition: String, missing: String, notify payload: String) -> String {
+        func ownJobFunction(
+            _ name: String, set assignments: String, where condition: String, missing: String, notify payload: String, before check: String = ""
+        ) -> String {
             """
-            CREATE FUNCTION \(function(name))(job_id uuid) RETURNS \(returns)
+            CREATE OR REPLACE FUNCTION \(function(name))(job_id uuid) RETURNS \(returns)
             \(header)
             DECLARE
                 caller uuid := auth.uid();
+                pending bigint;
                 changed uuid;
                 answer \(returns);
             BEGIN
                 \(signedIn(name))
+                \(check)
                 UPDATE \(table) AS j SET \(assignments)
                     WHERE j.id = job_id AND j.user_id = caller AND \(condition)
                     RETURNING j.id INTO changed;
@@ -185,9 +232,11 @@ extension PostgresSchema {
         statements.append(ownJobFunction(
             names.cancel, set: Self.cancelAssignments, where: Self.cancellable, missing: "pending or running",
             notify: "'cancel:' || changed::text"))
-        // Retry: the caller's own failed job, pending again with one more attempt allowed.
+        // Retry: the caller's own failed job, pending again with one more attempt allowed, within
+        // the same pending cap as an enqueue (else failed jobs, retried together, went past it).
         statements.append(ownJobFunction(
-            names.retry, set: Self.retryAssignments, where: "j.status = 'failed'", missing: "failed", notify: "'jobs'"))
+            names.retry, set: Self.retryAssignments, where: "j.status = 'failed'", missing: "failed", notify: "'jobs'",
+            before: pendingCap(names.retry)))
         for (name, signature) in [(names.enqueue, "(text, uuid, jsonb, text, integer)"), (names.cancel, "(uuid)"), (names.retry, "(uuid)")] {
             statements.append("REVOKE ALL ON FUNCTION \(function(name))\(signature) FROM PUBLIC, anon")
             statements.append("GRANT EXECUTE ON FUNCTION \(function(name))\(signature) TO authenticated, service_role")
@@ -209,6 +258,29 @@ extension PostgresSchema {
                 END IF;
             END $$
             """)
+        // Last, the mark of what was applied: a worker that finds it starts without running any
+        // of the above again (each start with SUPABASE_RLS=true would otherwise take the tables'
+        // exclusive locks, waiting behind every open transaction and holding up every claim).
+        statements.append(
+            "COMMENT ON FUNCTION \(function(names.enqueue))(text, uuid, jsonb, text, integer) IS \(literal(Self.supabaseMark(of: statements)))")
         return statements
+    }
+
+    /// The comment on `enqueue_…` that says which statements made it: a fingerprint (64-bit
+    /// FNV-1a, hex) of their text, so any change (a new version's, another
+    /// `MAX_PENDING_JOBS_PER_USER`) applies them again.
+    static func supabaseMark(of statements: [String]) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in statements.joined(separator: "\n;\n").utf8 {
+            hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+        }
+        return "mobvibe-worker supabase \(String(hash, radix: 16))"
+    }
+
+    /// The query answering the mark on `enqueue_…` (NULL when the function is missing).
+    var supabaseMarkQuery: String {
+        let names = supabaseFunctionNames
+        let signature = "\"\(schemaName)\".\"\(names.enqueue)\"(text, uuid, jsonb, text, integer)".replacingOccurrences(of: "'", with: "''")
+        return "SELECT obj_description(to_regprocedure('\(signature)'), 'pg_proc')"
     }
 }
