@@ -30,9 +30,12 @@ public struct Dashboard: Sendable {
     ///   - token: `API_TOKEN`: asked for once by a login form; `nil` answers loopback peers only.
     ///   - allowsActions: whether retry and cancel are offered (`worker dashboard` without
     ///     `--allow-actions` is read-only: no button, and its POST routes answer 403).
-    public init(store: any JobStore, token: String?, allowsActions: Bool, eventStream: EventStream?, logger: Logger) throws {
+    ///   - loopback: whether this machine's requests are let in while `token` is `nil`.
+    public init(
+        store: any JobStore, token: String?, loopback: LoopbackAccess = .open, allowsActions: Bool, eventStream: EventStream?, logger: Logger
+    ) throws {
         pages = DashboardPages(store: store)
-        access = DashboardAccess(token: token)
+        access = DashboardAccess(token: token, loopback: loopback)
         templates = try DashboardTemplates.library()
         self.allowsActions = allowsActions
         self.eventStream = eventStream

@@ -20,12 +20,15 @@ struct DashboardAccess: Sendable {
     static let sessionLifetime: TimeInterval = 12 * 3_600
 
     let token: String?
+    /// Whether this machine's requests are let in while `token` is `nil`.
+    let loopback: LoopbackAccess
     /// The key of CSRF tokens: random for each process (a token outlives no restart, which only
     /// means a form open across one is posted again).
     private let csrfKey = SymmetricKey(size: .bits256)
 
-    init(token: String?) {
+    init(token: String?, loopback: LoopbackAccess = .open) {
         self.token = token.flatMap { $0.isEmpty ? nil : $0 }
+        self.loopback = loopback
     }
 
     // MARK: - Sessions

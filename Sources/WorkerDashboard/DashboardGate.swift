@@ -12,8 +12,8 @@ struct DashboardGate<Context: RequestContext & RemoteAddressRequestContext>: Rou
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var response: Response
-        if access.token == nil, !context.isLoopbackPeer {
-            response = Self.text(.forbidden, "The dashboard answers only on this machine while API_TOKEN is unset: set API_TOKEN to sign in from elsewhere.\n")
+        if access.token == nil, !access.loopback.admits(request, context: context) {
+            response = Self.text(.forbidden, access.loopback.refusalMessage(for: "The dashboard") + ".\n")
         } else if requiresSession, !access.allows(request, loopback: true) {
             if request.method == .get, !request.uri.path.hasSuffix("/events") {
                 response = Response(status: .seeOther, headers: [.location: "/ui/login"])

@@ -12,16 +12,18 @@ import WorkerDashboard
 struct APIToken: RouterMiddleware {
     typealias Context = WorkerRequestContext
 
-    /// `nil`: no token configured; loopback peers only.
+    /// `nil`: no token configured; this machine's requests only, as `loopback` lets them in.
     let token: [UInt8]?
+    let loopback: LoopbackAccess
     /// Verifies users' access tokens (`nil`: users' tokens are not accepted).
     let users: UserTokenVerifier?
     /// Whether the routes behind this middleware accept a user's token (the read endpoints).
     let allowsUsers: Bool
     let logger: Logger?
 
-    init(_ token: String?, users: UserTokenVerifier? = nil, allowsUsers: Bool = false, logger: Logger? = nil) {
+    init(_ token: String?, loopback: LoopbackAccess = .open, users: UserTokenVerifier? = nil, allowsUsers: Bool = false, logger: Logger? = nil) {
         self.token = token.map { Array($0.utf8) }
+        self.loopback = loopback
         self.users = users
         self.allowsUsers = allowsUsers
         self.logger = logger
@@ -35,8 +37,8 @@ struct APIToken: RouterMiddleware {
             return try await next(request, context)
         }
         if token == nil, bearer == nil || users == nil || !allowsUsers {
-            guard context.isLoopbackPeer else {
-                return JobAPI.error(.forbidden, "the job API answers only on this machine while API_TOKEN is unset: set API_TOKEN and send it as a bearer token")
+            guard loopback.admits(request, context: context) else {
+                return JobAPI.error(.forbidden, loopback.refusalMessage(for: "the job API"))
             }
             context.caller = .backend
             return try await next(request, context)

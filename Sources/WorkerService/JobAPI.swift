@@ -24,6 +24,8 @@ public struct JobAPI: Sendable {
     let store: any JobStore
     let feed: JobEventFeed
     let token: String?
+    /// Whether this machine's requests are let in while `token` is `nil`.
+    let loopback: LoopbackAccess
     let users: UserTokenVerifier?
     let defaultMaxAttempts: Int
     /// Called after an enqueue, so that this worker claims at once.
@@ -38,12 +40,13 @@ public struct JobAPI: Sendable {
     static let heartbeat = Duration.seconds(15)
 
     public init(
-        store: any JobStore, feed: JobEventFeed, token: String?, users: UserTokenVerifier? = nil, defaultMaxAttempts: Int, logger: Logger,
-        enqueued: @escaping @Sendable () -> Void = {}
+        store: any JobStore, feed: JobEventFeed, token: String?, loopback: LoopbackAccess = .open, users: UserTokenVerifier? = nil,
+        defaultMaxAttempts: Int, logger: Logger, enqueued: @escaping @Sendable () -> Void = {}
     ) {
         self.store = store
         self.feed = feed
         self.token = token
+        self.loopback = loopback
         self.users = users
         self.defaultMaxAttempts = defaultMaxAttempts
         self.logger = logger
@@ -52,7 +55,7 @@ public struct JobAPI: Sendable {
 
     func addRoutes(to router: Router<WorkerRequestContext>) {
         // Reading: backends and, with a verified access token, the job's own user.
-        let reads = router.group("jobs").add(middleware: APIToken(token, users: users, allowsUsers: true, logger: logger))
+        let reads = router.group("jobs").add(middleware: APIToken(token, loopback: loopback, users: users, allowsUsers: true, logger: logger))
         reads.get(":id") { _, context -> Response in
             guard let id = Self.jobID(context), let job = try await store.job(id: id),
                   context.caller?.maySee(owner: job.userID) == true
@@ -74,7 +77,7 @@ public struct JobAPI: Sendable {
             )
         }
         // Changing: backends only (a user goes through the database's functions).
-        let jobs = router.group("jobs").add(middleware: APIToken(token))
+        let jobs = router.group("jobs").add(middleware: APIToken(token, loopback: loopback))
         jobs.post { request, _ -> Response in
             let body = try await request.body.collect(upTo: Self.maximumBodyBytes)
             let job: NewJob

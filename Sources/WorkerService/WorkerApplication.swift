@@ -94,8 +94,13 @@ public struct WorkerApplication: Sendable {
         let monitor = QueueMonitor(
             store: store, interval: configuration.monitorInterval, servedQueues: configuration.processorConfiguration.queues, logger: logger)
         let feed = JobEventFeed(store: store, logger: logger)
+        let loopback = LoopbackAccess(refusal: commandsShareNetwork(sandbox: sandbox))
         if configuration.apiToken == nil {
-            logger.info("API_TOKEN is unset: the job API (/jobs) answers only on this machine (loopback)")
+            if let refusal = loopback.refusal {
+                logger.warning("API_TOKEN is unset and \(refusal): the job API (/jobs) and the dashboard refuse every request until API_TOKEN is set")
+            } else {
+                logger.info("API_TOKEN is unset: the job API (/jobs) answers only on this machine (loopback)")
+            }
         }
         let users = try await configuration.userTokenVerifier()
         if let users {
@@ -106,7 +111,8 @@ public struct WorkerApplication: Sendable {
             ])
         }
         let jobAPI = JobAPI(
-            store: store, feed: feed, token: configuration.apiToken, users: users, defaultMaxAttempts: configuration.jobMaxAttempts, logger: logger,
+            store: store, feed: feed, token: configuration.apiToken, loopback: loopback, users: users,
+            defaultMaxAttempts: configuration.jobMaxAttempts, logger: logger,
             enqueued: { [processor] in processor.notifyJobsAvailable() })
         let health = HealthServer(
             host: configuration.healthCheckHost,
@@ -116,7 +122,7 @@ public struct WorkerApplication: Sendable {
             metrics: { [registry] in registry.emitToBuffer() },
             jobAPI: jobAPI,
             dashboard: try Dashboard(
-                store: store, token: configuration.apiToken, allowsActions: true, eventStream: jobAPI.eventStream, logger: logger)
+                store: store, token: configuration.apiToken, loopback: loopback, allowsActions: true, eventStream: jobAPI.eventStream, logger: logger)
         )
         let gate = StartupGate()
         let migrator = SchemaMigrator(
@@ -155,6 +161,24 @@ public struct WorkerApplication: Sendable {
         await shutdown.register(group: group, processor: processor)
         // "Worker service ready" is logged by the schema migrator once the processor may claim.
         try await group.run()
+    }
+
+    /// Why this machine's requests cannot be let in without `API_TOKEN`: job commands run here
+    /// that share its network, and a command, whatever a prompt made it do, could use the job
+    /// API and the dashboard from 127.0.0.1 (enqueue, read every user's jobs, cancel them):
+    /// - sandboxed with `JOB_NETWORK=host`: the sandbox keeps the command from everything else;
+    /// - unconfined in production (`JOB_SANDBOX=none`), where the secrets are out of the
+    ///   command's reach (not in its environment, the worker not dumpable) and the job API would
+    ///   be the way in. Unconfined in development, a command can read what the worker's user
+    ///   can (a `.env`, the SQLite file) anyway, and the start-up log says so.
+    /// `nil`: no command, or none that this would protect from.
+    func commandsShareNetwork(sandbox: JobSandbox?) -> String? {
+        guard configuration.handler == .command, configuration.command != nil else { return nil }
+        if sandbox != nil, configuration.sandbox.network == .host { return "job commands share this machine's network (JOB_NETWORK=host)" }
+        if sandbox == nil, configuration.environment == .production {
+            return "job commands run unconfined (JOB_SANDBOX=none) and share this machine's network"
+        }
+        return nil
     }
 
     private func makeHandler(sandbox: JobSandbox?, limits: JobLimitEnforcement, launcher: JobLauncher?) -> any JobHandler {

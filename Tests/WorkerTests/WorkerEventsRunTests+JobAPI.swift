@@ -142,5 +142,55 @@ extension WorkerEventsRunTests {
             #expect(follower.stdout.hasPrefix("STATUS 200"))
             #expect(follower.stdout.hasSuffix("END\n"), "the stream ended: \(follower.stdout.suffix(200))")
         }
+
+        /// `curl` to the worker's port with `headers` (URLSession sets `Host` itself): the status.
+        static func curl(_ method: String, port: Int, path: String, headers: [String], body: String? = nil, directory: URL) async throws -> Int {
+            var arguments = ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", "-X", method]
+            for header in headers { arguments += ["-H", header] }
+            if let body { arguments += ["--data-raw", body] }
+            let result = try await WorkerProcess.command(
+                arguments + ["http://127.0.0.1:\(port)\(path)"], environment: [:], directory: directory, executable: URL(fileURLWithPath: "/usr/bin/curl"))
+            return Int(result.stdout) ?? 0
+        }
+
+        @Test("without API_TOKEN: this machine's requests only, not another site's page posting to 127.0.0.1 (Origin) nor one whose name resolved to it (Host); none at all when job commands share the network")
+        func loopbackWithoutToken() async throws {
+            let folder = try TemporaryDirectory()
+            let (worker, environment, port) = try Self.start(folder.url, ["API_TOKEN": ""])
+            defer { worker.kill9() }
+            #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
+            let unknown = "/jobs/\(UUID().uuidString.lowercased())"
+            #expect(try await Self.curl("GET", port: port, path: unknown, headers: [], directory: folder.url) == 404)
+            #expect(try await Self.curl("GET", port: port, path: unknown, headers: ["Host: localhost:\(port)"], directory: folder.url) == 404)
+            // DNS rebinding: the page's own name in Host.
+            #expect(try await Self.curl("GET", port: port, path: unknown, headers: ["Host: attacker.example:\(port)"], directory: folder.url) == 403)
+            #expect(try await Self.curl("GET", port: port, path: "/ui", headers: ["Host: attacker.example"], directory: folder.url) == 403)
+            // Another site's page posting a job (a "simple" request, which a browser sends without asking).
+            let forged = try await Self.curl(
+                "POST", port: port, path: "/jobs", headers: ["Origin: https://attacker.example", "Content-Type: text/plain"],
+                body: #"{"prompt":"from another site"}"#, directory: folder.url)
+            #expect(forged == 403)
+            // The dashboard's own page (same origin) and a program (no Origin) may.
+            #expect(try await Self.curl(
+                "POST", port: port, path: "/jobs", headers: ["Origin: http://127.0.0.1:\(port)", "Content-Type: application/json"],
+                body: #"{"prompt":"from this machine"}"#, directory: folder.url) == 201)
+            let listed = try await WorkerProcess.command(["jobs", "list", "--json"], environment: environment, directory: folder.url)
+            #expect(listed.stdout.contains("from this machine") && !listed.stdout.contains("from another site"), "\(listed.stdout)")
+            worker.send(SIGTERM)
+            #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+
+            // Production, commands unconfined: a command could call the API from 127.0.0.1.
+            let (unconfined, _, unconfinedPort) = try Self.start(folder.url, [
+                "API_TOKEN": "", "APP_ENV": "production", "JOB_SANDBOX": "none", "JOB_COMMAND": "/bin/cat",
+            ])
+            defer { unconfined.kill9() }
+            #expect(try await eventually("ready") { try await http(port: unconfinedPort, path: "/ready").status == 200 })
+            let refused = try await http(port: unconfinedPort, path: unknown)
+            #expect(refused.status == 403 && refused.body.contains("JOB_SANDBOX=none"), "\(refused)")
+            #expect(try await http(port: unconfinedPort, path: "/ui").status == 403)
+            #expect(unconfined.stdout.contains("refuse every request until API_TOKEN is set"))
+            unconfined.send(SIGTERM)
+            #expect(await unconfined.waitForExit(timeout: .seconds(10)) == 0)
+        }
     }
 }

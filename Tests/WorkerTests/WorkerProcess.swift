@@ -137,9 +137,10 @@ func freePort() throws -> Int {
 }
 
 /// `GET` (or another method) on the worker's health server.
-func http(_ method: String = "GET", port: Int, path: String) async throws -> (status: Int, body: String) {
+func http(_ method: String = "GET", port: Int, path: String, headers: [String: String] = [:]) async throws -> (status: Int, body: String) {
     var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
     request.httpMethod = method
+    for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
     request.timeoutInterval = 5
     let (data, response) = try await URLSession.shared.data(for: request)
     return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))

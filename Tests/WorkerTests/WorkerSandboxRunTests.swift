@@ -47,7 +47,7 @@ extension ChaosTests {
             var database: String { folder.appendingPathComponent("jobs.sqlite").path }
             var dotenv: String { folder.appendingPathComponent(".env").path }
 
-            /// Enqueues `prompt` and waits for the job to finish; returns the job as the API shows it.
+            /// Enqueues `prompt` and waits for the job to finish; returns the job as `jobs show --json` shows it.
             func run(_ prompt: String, session: UUID? = nil, timeout: Duration = .seconds(30)) async throws -> [String: Any] {
                 let id = try await WorkerProcess.command(
                     ["enqueue", "--prompt", prompt] + (session.map { ["--session-id", $0.uuidString.lowercased()] } ?? []),
@@ -55,7 +55,9 @@ extension ChaosTests {
                     .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
                 var job: [String: Any] = [:]
                 _ = try await eventually("job \(id) finished", timeout: timeout) {
-                    job = jsonObject(try await http(port: port, path: "/jobs/\(id)").body) ?? [:]
+                    // From the database (`jobs show`): with JOB_NETWORK=host the job API refuses
+                    // this machine's requests without API_TOKEN, which these workers leave unset.
+                    job = jsonObject(try await WorkerProcess.command(["jobs", "show", id, "--json"], environment: environment, directory: folder).stdout) ?? [:]
                     return ["completed", "failed"].contains(job["status"] as? String ?? "")
                 }
                 return job
@@ -85,10 +87,23 @@ extension ChaosTests {
                     #expect(result["otherWorkspace"] as? Bool == false, "\(label)")
                     #expect(result["writeUsr"] as? Bool == false, "\(label)")
                     #expect(result["writeRoot"] as? Bool == false, "\(label)")
+                    // This worker runs as root with no JOB_USER, so bwrap starts as root: the
+                    // command has no capability to remount, and /proc's host controls are read-only.
+                    #expect(result["remountUsr"] as? Bool == false, "\(label)")
+                    #expect(result["writeProcSys"] as? Bool == false, "\(label)")
+                    #expect(result["writeSysrq"] as? Bool == false, "\(label)")
                     #expect(result["writeWorkspace"] as? Bool == true, "\(label)")
                     #expect(result["writeTmp"] as? Bool == true, "\(label)")
                     #expect(result["pwd"] as? String == JobSandbox.workspacePath, "\(label)")
                     #expect(reached.count == ports.count && reached.values.allSatisfy { $0 == (network == "host") }, "\(label)")
+                    // A command on this machine's network reaches the worker's port: without the
+                    // token, the job API and the dashboard refuse 127.0.0.1 too.
+                    let open = try await http(port: worker.port, path: "/jobs/\(UUID().uuidString.lowercased())")
+                    #expect(open.status == (network == "host" ? 403 : 404), "\(label): \(open)")
+                    if network == "host" {
+                        #expect(open.body.contains("JOB_NETWORK=host"), "\(open.body)")
+                        #expect(try await http(port: worker.port, path: "/ui").status == 403)
+                    }
                     // The worker's log says how commands run.
                     #expect(worker.process.stdout.contains("Job sandbox: bubblewrap"))
                 } else {
