@@ -34,7 +34,7 @@ FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/ /
 # No JOB_HANDLER here: in production the worker refuses to start until JOB_COMMAND (or
 # JOB_HANDLER=echo, for a demo) says what to run. Commands run under bwrap, which needs user
-# namespaces in the container (docs/WORKER_SERVICE.md, "The sandbox in a container"); without a
+# namespaces in the container (docs/WORKER_SERVICE.md, "The sandbox", In containers); without a
 # working sandbox a production worker refuses to start unless JOB_SANDBOX=none.
 ENV APP_ENV=production \
     HEALTH_CHECK_HOST=0.0.0.0 \
