@@ -74,17 +74,28 @@ struct SQLiteJobStoreTests {
             for round in 0..<40 {
                 let path = folder.appendingPathComponent("round-\(round).sqlite").path
                 try await withThrowingTaskGroup(of: Void.self) { group in
-                    for _ in 0..<4 {
+                    for connection in 0..<4 {
                         group.addTask {
-                            let store = try await SQLiteJobStore.open(path: path, threadPool: threads)
+                            // Which step of which connection failed, should one (a rare failure in
+                            // full runs, "database is locked", that runs alone never show).
+                            struct Failed: Error, CustomStringConvertible { var description: String }
+                            var step = "open"
+                            let started = ContinuousClock.now
                             do {
-                                try await store.migrate()
-                                _ = try await store.enqueue([NewJob(prompt: "at once")])
+                                let store = try await SQLiteJobStore.open(path: path, threadPool: threads)
+                                do {
+                                    step = "migrate"
+                                    try await store.migrate()
+                                    step = "enqueue"
+                                    _ = try await store.enqueue([NewJob(prompt: "at once")])
+                                } catch {
+                                    try? await store.close()
+                                    throw error
+                                }
+                                try await store.close()
                             } catch {
-                                try? await store.close()
-                                throw error
+                                throw Failed(description: "round \(round), connection \(connection), \(step) after \(ContinuousClock.now - started): \(error)")
                             }
-                            try await store.close()
                         }
                     }
                     try await group.waitForAll()

@@ -78,7 +78,7 @@ struct WorkerCLITests {
         let sql = try await WorkerProcess.command(
             ["migrate", "--supabase", "--print-sql"], environment: ["JOBS_TABLE": "turns", "MAX_PENDING_JOBS_PER_USER": "7"], directory: folder.url)
         #expect(sql.status == 0 && sql.stdout.contains(#"ALTER TABLE "public"."turns" ENABLE ROW LEVEL SECURITY;"#), "\(sql.stdout)")
-        #expect(sql.stdout.contains(#"CREATE FUNCTION "public"."enqueue_turn"("#) && sql.stdout.contains("IF pending >= 7 THEN"))
+        #expect(sql.stdout.contains(#"CREATE OR REPLACE FUNCTION "public"."enqueue_turn"("#) && sql.stdout.contains("IF pending >= 7 THEN"))
         #expect(try await WorkerProcess.command(["migrate", "--print-sql"], environment: env, directory: folder.url).status != 0)
     }
 
