@@ -146,7 +146,10 @@ public struct JobSandbox: Sendable, Hashable {
         // those read-only (`-try`: a kernel may lack one).
         arguments += ["--cap-drop", "ALL", "--proc", "/proc"]
         for entry in Self.coveredProcEntries { arguments += ["--ro-bind-try", entry, entry] }
-        arguments += ["--dev", "/dev"]
+        // bwrap's /dev is a tmpfs of half the machine's memory that the command could fill (past
+        // JOB_SANDBOX_TMP_MB, and past an rlimit's bound: files are no process's memory): read-only
+        // but its devices, with a /dev/shm of the /tmp's bound.
+        arguments += ["--dev", "/dev", "--size", String(tmpBytes), "--tmpfs", "/dev/shm", "--remount-ro", "/dev"]
         arguments += tmp.map { ["--bind", $0, "/tmp"] } ?? ["--size", String(tmpBytes), "--tmpfs", "/tmp"]
         return arguments
     }

@@ -44,14 +44,16 @@ escape)
     if [ "$PWD" = /workspace ] && mount -o remount,bind,rw /usr 2> /dev/null; then remount=true; fi
     procsys=false; [ -w /proc/sys/kernel/core_pattern ] && procsys=true
     sysrq=false; [ -w /proc/sysrq-trigger ] && sysrq=true
+    dev=false; touch /dev/sandbox-probe 2> /dev/null && dev=true && rm -f /dev/sandbox-probe
+    shm=false; echo probe > /dev/shm/sandbox-probe 2> /dev/null && shm=true && rm -f /dev/shm/sandbox-probe
     workspace=false; touch ./probe 2> /dev/null && workspace=true
     tmp=false; touch /tmp/probe 2> /dev/null && tmp=true
     ports=""
     for port in $rest; do
         if (exec 3<> "/dev/tcp/127.0.0.1/$port") 2> /dev/null; then ports="$ports,\"$port\":true"; else ports="$ports,\"$port\":false"; fi
     done
-    printf '{"envLeak":%s,"parentEnvLeak":%s,"dotenv":%s,"database":%s,"otherWorkspace":%s,"writeUsr":%s,"writeRoot":%s,"remountUsr":%s,"writeProcSys":%s,"writeSysrq":%s,"writeWorkspace":%s,"writeTmp":%s,"pwd":"%s","ports":{%s}}\n' \
-        "$leak" "$parent" "$dotenv" "$database" "$other" "$usr" "$root" "$remount" "$procsys" "$sysrq" "$workspace" "$tmp" "$PWD" "${ports#,}"
+    printf '{"envLeak":%s,"parentEnvLeak":%s,"dotenv":%s,"database":%s,"otherWorkspace":%s,"writeUsr":%s,"writeRoot":%s,"remountUsr":%s,"writeProcSys":%s,"writeSysrq":%s,"writeDev":%s,"writeShm":%s,"writeWorkspace":%s,"writeTmp":%s,"pwd":"%s","ports":{%s}}\n' \
+        "$leak" "$parent" "$dotenv" "$database" "$other" "$usr" "$root" "$remount" "$procsys" "$sysrq" "$dev" "$shm" "$workspace" "$tmp" "$PWD" "${ports#,}"
     ;;
 stdin)
     sum=$(sha256sum < "$prompt")
