@@ -8,18 +8,22 @@ extension PostgresJobStore {
     /// The statements ``secureForSupabase(maximumPendingJobsPerUser:)`` runs after the schema
     /// migration, for `JOBS_SCHEMA`.`JOBS_TABLE`, as SQL text to read before applying them
     /// (`worker migrate --supabase --print-sql`). Needs no connection.
-    public static func supabaseSQL(schema: String, table: String, maximumPendingJobsPerUser: Int) -> String {
-        PostgresSchema(schema: schema, table: table).supabaseStatements(maximumPendingJobsPerUser: maximumPendingJobsPerUser)
+    public static func supabaseSQL(
+        schema: String, table: String, maximumPendingJobsPerUser: Int, userQueues: [String] = [NewJob.defaultQueue]
+    ) -> String {
+        PostgresSchema(schema: schema, table: table).supabaseStatements(maximumPendingJobsPerUser: maximumPendingJobsPerUser, userQueues: userQueues)
             .map { $0.trimmingCharacters(in: .whitespacesAndNewlines) + ";" }
             .joined(separator: "\n\n")
     }
 
     /// Brings the schema up to date, then applies row-level security and creates the app's
     /// functions: idempotent, under the table's migration lock, in one transaction.
-    /// - Parameter maximumPendingJobsPerUser: `MAX_PENDING_JOBS_PER_USER`.
+    /// - Parameters:
+    ///   - maximumPendingJobsPerUser: `MAX_PENDING_JOBS_PER_USER`.
+    ///   - userQueues: `SUPABASE_USER_QUEUES`, the queues `enqueue_…` takes.
     /// - Throws: ``JobStoreError/notPermitted(_:)`` naming what a Supabase database has and this
     ///   one lacks (the roles, `auth.uid()`), before anything is changed.
-    public func secureForSupabase(maximumPendingJobsPerUser: Int) async throws {
+    public func secureForSupabase(maximumPendingJobsPerUser: Int, userQueues: [String] = [NewJob.defaultQueue]) async throws {
         try await migrate()
         try await translatingErrors {
             let missing = try await client.query(PostgresQuery(unsafeSQL: PostgresSchema.supabasePrerequisites), logger: logger)
@@ -30,7 +34,7 @@ extension PostgresJobStore {
                         + "and this one lacks \(missing.joined(separator: ", ")). Point DATABASE_URL at the Supabase project's database, "
                         + "or run `worker migrate` without --supabase (and unset SUPABASE_RLS) for a plain PostgreSQL")
             }
-            let statements = schema.supabaseStatements(maximumPendingJobsPerUser: maximumPendingJobsPerUser)
+            let statements = schema.supabaseStatements(maximumPendingJobsPerUser: maximumPendingJobsPerUser, userQueues: userQueues)
             let mark = PostgresSchema.supabaseMark(of: statements.dropLast())
             let applied = try await client.withTransaction(logger: logger) { connection in
                 _ = try await connection.query("SET LOCAL statement_timeout = 0", logger: logger)
@@ -48,7 +52,7 @@ extension PostgresJobStore {
             let names = schema.supabaseFunctionNames
             logger.info(applied ? "Row-level security for Supabase applied" : "Row-level security for Supabase is in place", metadata: [
                 "table": .string(table), "functions": .string("\(names.enqueue), \(names.cancel), \(names.retry)"),
-                "maxPendingJobsPerUser": .stringConvertible(maximumPendingJobsPerUser),
+                "maxPendingJobsPerUser": .stringConvertible(maximumPendingJobsPerUser), "userQueues": .string(userQueues.joined(separator: ",")),
             ])
         }
     }

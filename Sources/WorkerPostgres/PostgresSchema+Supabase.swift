@@ -43,9 +43,11 @@ extension PostgresSchema {
     ]
 
     /// The statements, each idempotent, run in one transaction under the table's migration lock.
-    /// - Parameter maximumPendingJobsPerUser: `MAX_PENDING_JOBS_PER_USER`, written into
-    ///   `enqueue_…` (run the migration again to change it).
-    func supabaseStatements(maximumPendingJobsPerUser: Int) -> [String] {
+    /// - Parameters:
+    ///   - maximumPendingJobsPerUser: `MAX_PENDING_JOBS_PER_USER`, written into `enqueue_…` (run
+    ///     the migration again to change it), as are
+    ///   - userQueues: the queues a user may name (`SUPABASE_USER_QUEUES`).
+    func supabaseStatements(maximumPendingJobsPerUser: Int, userQueues: [String] = [NewJob.defaultQueue]) -> [String] {
         let names = supabaseFunctionNames
         let function = { (name: String) in "\"\(schemaName)\".\"\(name)\"" }
         // One row, not a set: supabase-js's rpc then answers the job object itself. A type of
@@ -170,13 +172,17 @@ extension PostgresSchema {
                 IF octet_length(payload::text) > \(Self.supabaseMaximumPayloadBytes) THEN
                     RAISE EXCEPTION '\(names.enqueue): payload is % bytes, more than \(Self.supabaseMaximumPayloadBytes)', octet_length(payload::text) USING ERRCODE = '22001';
                 END IF;
+                -- A user's job goes where the operator lets users' jobs go (a queue served with more
+                -- than the default sandbox is for backends), and never ahead of other users' and
+                -- the backend's jobs: a priority above the default is for backends too.
                 queue := coalesce(queue, 'default');
-                IF queue !~ '\(NewJob.queueNamePattern)' THEN
-                    RAISE EXCEPTION '\(names.enqueue): queue must be 1 to 64 of A-Z a-z 0-9 _ . : -' USING ERRCODE = '22023';
+                IF queue <> ALL (ARRAY[\(userQueues.map(literal).joined(separator: ", "))]::text[]) THEN
+                    RAISE EXCEPTION '\(names.enqueue): queue must be one of \(userQueues.joined(separator: ", ").replacingOccurrences(of: "'", with: "''")) (SUPABASE_USER_QUEUES)'
+                        USING ERRCODE = '22023';
                 END IF;
                 priority := coalesce(priority, 0);
-                IF priority NOT BETWEEN \(NewJob.priorityRange.lowerBound) AND \(NewJob.priorityRange.upperBound) THEN
-                    RAISE EXCEPTION '\(names.enqueue): priority must be from \(NewJob.priorityRange.lowerBound) to \(NewJob.priorityRange.upperBound)' USING ERRCODE = '22023';
+                IF priority NOT BETWEEN \(NewJob.priorityRange.lowerBound) AND 0 THEN
+                    RAISE EXCEPTION '\(names.enqueue): priority must be from \(NewJob.priorityRange.lowerBound) to 0 (a higher one is for backends)' USING ERRCODE = '22023';
                 END IF;
                 \(pendingCap(names.enqueue))
                 -- A session is its first job's user's: another user's turn would run in that

@@ -14,9 +14,9 @@ import WorkerPostgres
 struct SchemaMigrator: Service {
     let store: any JobStore
     let enabled: Bool
-    /// With `SUPABASE_RLS=true`: the most pending jobs a user may have; the migration then also
-    /// applies row-level security and the app's functions.
-    var supabase: Int? = nil
+    /// With `SUPABASE_RLS=true`: the most pending jobs a user may have and the queues users may
+    /// name; the migration then also applies row-level security and the app's functions.
+    var supabase: (maximumPendingJobsPerUser: Int, userQueues: [String])? = nil
     let gate: StartupGate
     let logger: Logger
 
@@ -32,7 +32,8 @@ struct SchemaMigrator: Service {
                     try await withTimeout(.seconds(6), operation: "the database") { [store] in try await store.ping() }
                     try await whileReportingSlowness {
                         if enabled, let supabase, let postgres = store as? PostgresJobStore {
-                            try await postgres.secureForSupabase(maximumPendingJobsPerUser: supabase)
+                            try await postgres.secureForSupabase(
+                                maximumPendingJobsPerUser: supabase.maximumPendingJobsPerUser, userQueues: supabase.userQueues)
                         } else if enabled {
                             try await store.migrate()
                         } else {

@@ -127,7 +127,8 @@ public struct WorkerApplication: Sendable {
         let gate = StartupGate()
         let migrator = SchemaMigrator(
             store: store, enabled: configuration.autoMigrate,
-            supabase: configuration.supabaseRLS ? configuration.maxPendingJobsPerUser : nil, gate: gate, logger: logger)
+            supabase: configuration.supabaseRLS ? (configuration.maxPendingJobsPerUser, configuration.supabaseUserQueues) : nil, gate: gate,
+            logger: logger)
         // Shut down in reverse: the monitor, then the processor (draining jobs), then the health server.
         var groupConfiguration = ServiceGroupConfiguration(
             services: [

@@ -44,6 +44,8 @@ public struct WorkerConfiguration: Sendable {
     /// The most pending jobs one user may have through `enqueue_coding_job`
     /// (`MAX_PENDING_JOBS_PER_USER`).
     public var maxPendingJobsPerUser: Int
+    /// The queues a Supabase user's `enqueue_…` may name (`SUPABASE_USER_QUEUES`).
+    public var supabaseUserQueues: [String]
     /// The Supabase project's JWT secret (HS256), for users' access tokens on the job API's
     /// reads (`SUPABASE_JWT_SECRET`).
     public var supabaseJWTSecret: String?
@@ -76,6 +78,7 @@ public struct WorkerConfiguration: Sendable {
         ("AUTO_MIGRATE", "true", false),
         ("SUPABASE_RLS", "false", false),
         ("MAX_PENDING_JOBS_PER_USER", "10", false),
+        ("SUPABASE_USER_QUEUES", NewJob.defaultQueue, false),
         ("SUPABASE_JWT_SECRET", "", true),
         ("SUPABASE_JWKS_FILE", "", false),
         ("SUPABASE_JWKS_URL", "", false),
@@ -167,6 +170,7 @@ public struct WorkerConfiguration: Sendable {
         autoMigrate = try values.boolean("AUTO_MIGRATE", default: true)
         supabaseRLS = try values.boolean("SUPABASE_RLS", default: false)
         maxPendingJobsPerUser = try values.integer("MAX_PENDING_JOBS_PER_USER", default: 10, range: 1...1_000_000)
+        supabaseUserQueues = try values.list("SUPABASE_USER_QUEUES", default: [NewJob.defaultQueue])
         supabaseJWTSecret = values.raw("SUPABASE_JWT_SECRET")
         if let secret = supabaseJWTSecret, secret.utf8.count < 32 {
             throw ConfigurationError(variable: "SUPABASE_JWT_SECRET", value: "(redacted)", expected: "the project's JWT secret (Supabase's are at least 32 characters; Project Settings, API)")
@@ -306,6 +310,7 @@ public struct WorkerConfiguration: Sendable {
             ("AUTO_MIGRATE", "\(autoMigrate)"),
             ("SUPABASE_RLS", "\(supabaseRLS)"),
             ("MAX_PENDING_JOBS_PER_USER", "\(maxPendingJobsPerUser)"),
+            ("SUPABASE_USER_QUEUES", supabaseUserQueues.joined(separator: ",")),
             ("SUPABASE_JWT_SECRET", supabaseJWTSecret == nil ? "(unset)" : "(set)"),
             ("SUPABASE_JWKS_FILE", supabaseJWKSFile ?? "(unset)"),
             ("SUPABASE_JWKS_URL", supabaseJWKSURL ?? "(unset)"),

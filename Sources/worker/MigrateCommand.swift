@@ -27,9 +27,10 @@ struct MigrateCommand: AsyncParsableCommand {
         }
         let context = try await CommandContext.load()
         let maximumPending = context.configuration.maxPendingJobsPerUser
+        let userQueues = context.configuration.supabaseUserQueues
         let supabase = self.supabase
         try await context.withStore(migrate: true) { store in
-            if supabase { try await SupabaseSecurity.apply(to: store, maximumPendingJobsPerUser: maximumPending) }
+            if supabase { try await SupabaseSecurity.apply(to: store, maximumPendingJobsPerUser: maximumPending, userQueues: userQueues) }
         }
         output(supabase
             ? "Schema is up to date, with row-level security for Supabase (\(context.configuration.store))"

@@ -42,6 +42,26 @@ extension PostgresSupabaseTests {
         }
     }
 
+    @Test("a user's job goes only to SUPABASE_USER_QUEUES, and never ahead of others: a priority above 0 is refused")
+    func queuesAndPriorityOfUsers() async throws {
+        try await Self.withSecuredStore { store in
+            let enqueue = store.schema.supabaseFunctionNames.enqueue
+            let alice = UUID()
+            let call = { (arguments: String) async throws -> Answer in
+                try await Self.asClient(alice, on: store, "SELECT queue || ' ' || priority FROM public.\(enqueue)('p', \(arguments))")
+            }
+            // Before, any well-formed queue (one a privileged worker serves) and any priority up to 32767.
+            #expect(try await call("queue => 'gpu-with-secrets'").sqlState == "22023")
+            #expect(try await call("priority => 1").sqlState == "22023")
+            #expect(try await call("priority => 32767").sqlState == "22023")
+            #expect(try await call("priority => -5").rows.first?.decode(String.self) == "default -5")
+            #expect(try await call("queue => 'default'").sqlState == nil)
+            try await store.secureForSupabase(maximumPendingJobsPerUser: 10, userQueues: ["default", "fast"])
+            #expect(try await call("queue => 'fast'").rows.first?.decode(String.self) == "fast 0")
+            #expect(try await call("queue => 'gpu-with-secrets'").sqlState == "22023")
+        }
+    }
+
     @Test("retrying failed jobs counts against the pending cap as enqueuing does")
     func retryWithinPendingCap() async throws {
         try await Self.withSecuredStore(maximumPending: 2) { store in
