@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Control groups for the commands' limits (``JobLimits``): one group per attempt under a group
 /// of this worker's, on cgroup v1 (a hierarchy per controller, as on this project's CI machine)
@@ -99,8 +100,24 @@ public struct JobCgroups: Sendable, Hashable {
         }
     }
 
+    /// Attempts' group directories this process could not remove yet (processes killed for a
+    /// limit or a timeout can take longer to leave than ``JobCgroup/remove()`` waits): tried
+    /// again before each new group. Left for the next start's sweep, a running worker gathered
+    /// them for good, and a kernel makes at most 65,535 memory groups.
+    static let leftovers = Mutex<Set<String>>([])
+
+    /// Removes those of ``leftovers`` that are empty by now.
+    static func removeLeftovers() {
+        leftovers.withLock { directories in
+            for directory in directories where rmdir(directory) == 0 || errno == ENOENT {
+                directories.remove(directory)
+            }
+        }
+    }
+
     /// A new group for one attempt, its limits written.
     func group(named name: String) throws -> JobCgroup {
+        Self.removeLeftovers()
         var directories: [String] = []
         func make(_ parent: String?) throws -> String? {
             guard let parent else { return nil }
@@ -206,16 +223,22 @@ struct JobCgroup: Sendable {
 
     /// Stops whatever is left in the group (a command run without the sandbox may leave
     /// processes) and removes it. Blocks for at most about 10 ms (killed processes take a moment
-    /// to leave); a group still busy then is left to the sweep of the worker's next start.
+    /// to leave); a group still busy then is tried again before the next attempt's group is made
+    /// (``JobCgroups/leftovers``).
     func remove() {
         for directory in directories.reversed() {
+            var removed = false
             for _ in 0..<5 {
                 let pids = ((try? String(contentsOfFile: "\(directory)/cgroup.procs", encoding: .utf8)) ?? "")
                     .split(separator: "\n").compactMap { pid_t($0) }
                 for pid in pids { kill(pid, SIGKILL) }
-                if rmdir(directory) == 0 || errno == ENOENT { break }
+                if rmdir(directory) == 0 || errno == ENOENT {
+                    removed = true
+                    break
+                }
                 usleep(2_000)
             }
+            if !removed { _ = JobCgroups.leftovers.withLock { $0.insert(directory) } }
         }
     }
 

@@ -1,0 +1,33 @@
+import Foundation
+import Testing
+@testable import WorkerExecution
+
+/// The attempts' control groups on this machine's real hierarchy (root: cgroup v1 or v2
+/// mounted writable, as on this project's CI machine).
+@Suite("Control groups", .enabled(if: getuid() == 0 && FileManager.default.isWritableFile(atPath: JobCgroups.mountPoint + "/memory")
+    || getuid() == 0 && FileManager.default.fileExists(atPath: JobCgroups.mountPoint + "/cgroup.controllers"), "needs root and writable control groups"))
+struct JobCgroupsTests {
+    @Test("a group still busy when its attempt ends is removed before the next attempt's group is made, not left until the worker restarts")
+    func busyGroupRemovedLater() throws {
+        let name = "mobvibe-worker-test-\(UUID().uuidString.prefix(8).lowercased())"
+        let cgroups = try JobCgroups.prepare(limits: JobLimits(memoryBytes: 64 << 20), name: name).get()
+        defer {
+            // The worker's own group, in each hierarchy it was made in.
+            for parent in ["", "/memory", "/cpuacct", "/pids", "/cpu"] { rmdir("\(JobCgroups.mountPoint)\(parent)/\(name)") }
+        }
+        let first = try cgroups.group(named: "job-first")
+        let busy = try #require(first.directories.first)
+        // A child group keeps it from being removed, as processes still leaving after SIGKILL do.
+        #expect(mkdir("\(busy)/still-leaving", 0o755) == 0)
+        first.remove()
+        #expect(FileManager.default.fileExists(atPath: busy), "busy: not removed yet")
+        #expect(JobCgroups.leftovers.withLock { $0.contains(busy) })
+        rmdir("\(busy)/still-leaving")
+        // The next attempt's group: before it, the left-over one goes.
+        let second = try cgroups.group(named: "job-second")
+        #expect(!FileManager.default.fileExists(atPath: busy), "removed before the next attempt's group")
+        #expect(!JobCgroups.leftovers.withLock { $0.contains(busy) })
+        second.remove()
+        for directory in second.directories { #expect(!FileManager.default.fileExists(atPath: directory)) }
+    }
+}
