@@ -105,7 +105,7 @@ public struct CommandHandler: JobHandler {
                 tracker = await WorkspaceChangeTracker.begin(
                     directory: sessionWorkspace.directory, git: git, environment: baseEnvironment,
                     timeout: configuration.gitTimeout, scratch: attemptDirectory.path, sandbox: configuration.sandbox, user: configuration.user,
-                    launcher: configuration.launcher ?? configuration.limits.launcher, logger: context.logger)
+                    launcher: configuration.launcher ?? configuration.limits.launcher, limits: configuration.limits, logger: context.logger)
             } else {
                 context.logger.warning("JOB_GIT_CHANGES is on but git is not in PATH: no change summary")
             }

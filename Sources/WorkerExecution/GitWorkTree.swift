@@ -28,6 +28,10 @@ struct GitWorkTree: Sendable {
     /// repository another user owns). `launcher` becomes the user before git starts.
     var user: JobUser? = nil
     var launcher: JobLauncher? = nil
+    /// The job commands' limits: each git command runs in a control group and with the rlimits of
+    /// its own, as an attempt does, since a program the repository names (a filter) runs in it;
+    /// the group's removal then also stops whatever that program left running.
+    var limits: JobLimitEnforcement = .none
 
     /// The most output kept from one git command (a diff of a huge change stays bounded).
     static let outputLimit = 64 << 20
@@ -38,13 +42,15 @@ struct GitWorkTree: Sendable {
     /// - Parameter environment: the base of the child environment (`PATH`, `HOME`, ...).
     static func open(
         directory: String, git: String, environment: [String: String], timeout: Duration, sandbox: JobSandbox? = nil, scratch: String? = nil,
-        user: JobUser? = nil, launcher: JobLauncher? = nil
+        user: JobUser? = nil, launcher: JobLauncher? = nil, limits: JobLimitEnforcement = .none
     ) async throws(GitFailure) -> GitWorkTree? {
         var minimal: [String: String] = ["LANG": "C", "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"]
         for name in ["PATH", "HOME", "TMPDIR"] { minimal[name] = environment[name] }
         if sandbox != nil { minimal["HOME"] = "/tmp"; minimal["TMPDIR"] = "/tmp" }
         if let user, sandbox == nil { minimal["HOME"] = user.home }
-        let tree = GitWorkTree(git: git, directory: directory, environment: minimal, timeout: timeout, sandbox: sandbox, scratch: scratch, user: user, launcher: launcher)
+        let tree = GitWorkTree(
+            git: git, directory: directory, environment: minimal, timeout: timeout, sandbox: sandbox, scratch: scratch, user: user, launcher: launcher,
+            limits: limits)
         guard let inside = try? await tree.run(["rev-parse", "--is-inside-work-tree"]),
               String(decoding: inside, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) == "true"
         else { return nil }
@@ -92,12 +98,19 @@ struct GitWorkTree: Sendable {
             programPath = sandbox.bwrap
             fullArguments = sandbox.toolArguments(writable: [directory] + (scratch.map { [$0] } ?? []), chdir: directory) + [git] + fullArguments
         }
-        if let user {
+        let group: JobCgroup?
+        do {
+            group = try limits.cgroups?.group(named: "git-\(UUID().uuidString.prefix(12).lowercased())")
+        } catch {
+            throw .cannotStart(reason: "its control group: \(error)")
+        }
+        defer { group?.remove() }
+        if user != nil || group != nil || !limits.rlimits.isEmpty {
             // Through worker-launch, a new single-threaded process: swift-subprocess changes the
             // user itself in a raw clone of the worker, where glibc's setuid can wait forever on
             // a lock another of the worker's threads held at the clone.
-            guard let launcher else { throw .cannotStart(reason: "JOB_USER needs worker-launch to run git as \(user.name)") }
-            let line = launcher.commandLine(join: [], rlimits: JobRlimits(), user: user, argv: [programPath] + fullArguments)
+            guard let launcher else { throw .cannotStart(reason: "JOB_USER and the limits need worker-launch to run git") }
+            let line = launcher.commandLine(join: group?.processFiles ?? [], rlimits: limits.rlimits, user: user, argv: [programPath] + fullArguments)
             programPath = line[0]
             fullArguments = Array(line.dropFirst())
         }

@@ -16,12 +16,13 @@ struct WorkspaceChangeTracker: Sendable {
     /// - Parameter scratch: a directory outside the workspace for the private index file.
     static func begin(
         directory: String, git: String, environment: [String: String], timeout: Duration, scratch: String, sandbox: JobSandbox? = nil,
-        user: JobUser? = nil, launcher: JobLauncher? = nil, logger: Logger
+        user: JobUser? = nil, launcher: JobLauncher? = nil, limits: JobLimitEnforcement = .none, logger: Logger
     ) async -> WorkspaceChangeTracker? {
         let indexFile = URL(fileURLWithPath: scratch).appendingPathComponent("git-snapshot-index").path
         do {
             guard let tree = try await GitWorkTree.open(
-                directory: directory, git: git, environment: environment, timeout: timeout, sandbox: sandbox, scratch: scratch, user: user, launcher: launcher)
+                directory: directory, git: git, environment: environment, timeout: timeout, sandbox: sandbox, scratch: scratch, user: user, launcher: launcher,
+                limits: limits)
             else {
                 logger.debug("The session workspace is not the top of a git work tree: no change summary", metadata: ["workdir": .string(directory)])
                 return nil

@@ -166,6 +166,32 @@ extension ChaosTests {
             }
         }
 
+        @Test("with limits, the change summary's git runs in a control group of its own: a program the repository names is bounded, and what it leaves running is stopped")
+        func changeSummaryGitWithinLimits() async throws {
+            // Unconfined, where nothing else would stop what git's filter leaves behind.
+            let worker = try SandboxedWorker([
+                "JOB_SANDBOX": "none", "JOB_WORKSPACE": "session", "JOB_GIT_CHANGES": "true", "JOB_PIDS_LIMIT": "64",
+            ])
+            defer { worker.process.kill9() }
+            #expect(try await eventually("health") { try await http(port: worker.port, path: "/health").status == 200 })
+            let token = String(Int.random(in: 100_000...999_999))
+            let marker = worker.folder.appendingPathComponent("filter-cgroups").path
+            let session = UUID()
+            let first = try await worker.run("gitleak \(token) \(marker)", session: session)
+            #expect(first["status"] as? String == "completed", "\(first)")
+            // The next turn's summary stages the work tree: git runs the filter.
+            let second = try await worker.run("stdin", session: session)
+            #expect(second["status"] as? String == "completed", "\(second)")
+            let groups = (try? String(contentsOfFile: marker, encoding: .utf8)) ?? ""
+            #expect(groups.contains("/mobvibe-worker-") && groups.contains("/git-"), "the filter ran outside the limits: \(groups)")
+            #expect(try await eventually("the filter's leftover gone", timeout: .seconds(5)) {
+                let found = try await WorkerProcess.command(["-f", "sleep 300.\(token)"], environment: [:], directory: worker.folder, executable: URL(fileURLWithPath: "/usr/bin/pgrep"))
+                return found.status == 1
+            })
+            worker.process.send(SIGTERM)
+            #expect(await worker.process.waitForExit(timeout: .seconds(10)) == 0)
+        }
+
         @Test("limits: memory without end fails with out_of_memory, a fork bomb with pids_limit, within seconds; /health answers and the next job runs")
         func limitsStopRunawayCommands() async throws {
             for sandbox in ["bubblewrap", "none"] {

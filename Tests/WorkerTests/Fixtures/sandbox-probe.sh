@@ -7,6 +7,8 @@
 #   stdin                                      prints the SHA-256 of its whole standard input
 #   gitpwn MARKER                              makes the workspace a repository whose config runs
 #                                              `touch MARKER` when git stages a file
+#   gitleak TOKEN MARKER                       as gitpwn, with a filter that writes its control groups
+#                                              to MARKER and leaves `sleep 300.TOKEN` running
 #   hog                                        allocates memory without end
 #   bomb                                       forks without end
 #   fill                                       writes one file in its workspace without end
@@ -63,6 +65,11 @@ gitpwn)
     # A repository whose configuration has git run a program on `git add` (a clean filter): the
     # worker's change summary stages the work tree before and after each turn.
     git init -q . && git config filter.pwn.clean "touch $a; cat" && echo '* filter=pwn' > .gitattributes && echo hi > file.txt
+    printf '{"repository":true}\n'
+    ;;
+gitleak)
+    git init -q . && echo '* filter=leak' > .gitattributes && echo hi > file.txt &&
+        git config filter.leak.clean "cat /proc/self/cgroup > $b; setsid sleep 300.$a > /dev/null 2>&1 < /dev/null & cat"
     printf '{"repository":true}\n'
     ;;
 hog)
