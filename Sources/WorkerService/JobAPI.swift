@@ -38,6 +38,10 @@ public struct JobAPI: Sendable {
     static let pageSize = 500
     /// A comment line sent on an idle stream this often, so that proxies keep it open.
     static let heartbeat = Duration.seconds(15)
+    /// The most event streams one user (an access token's subject) may have open at once; more
+    /// answer 429. A phone follows a job or a few.
+    static let streamsPerUser = 8
+    let userStreams = UserStreamCount(limit: JobAPI.streamsPerUser)
 
     public init(
         store: any JobStore, feed: JobEventFeed, token: String?, loopback: LoopbackAccess = .open, users: UserTokenVerifier? = nil,
@@ -70,10 +74,26 @@ public struct JobAPI: Sendable {
             guard let after = from.map({ Int64($0) }) ?? 0, after >= 0 else {
                 return Self.error(.badRequest, "Last-Event-ID and ?after= are event sequence numbers (0 or more)")
             }
+            let slot: UserStreamCount.Slot?
+            if case .user(let user) = context.caller {
+                guard let reserved = userStreams.reserve(for: user) else {
+                    var response = Self.error(
+                        .tooManyRequests, "this user has \(Self.streamsPerUser) event streams open, the most allowed: close one first")
+                    response.headers[.retryAfter] = "5"
+                    return response
+                }
+                slot = reserved
+            } else {
+                slot = nil
+            }
             return Response(
                 status: .ok,
                 headers: [.contentType: "text/event-stream", .cacheControl: "no-store", .init("X-Accel-Buffering")!: "no"],
-                body: ResponseBody { writer in try await stream(id, after: after, to: &writer) }
+                body: ResponseBody { writer in
+                    // The stream's place, kept until the body is done with (see `UserStreamCount.Slot`).
+                    defer { withExtendedLifetime(slot) {} }
+                    try await stream(id, after: after, to: &writer)
+                }
             )
         }
         // Changing: backends only (a user goes through the database's functions).

@@ -144,8 +144,10 @@ extension WorkerEventsRunTests {
         }
 
         /// `curl` to the worker's port with `headers` (URLSession sets `Host` itself): the status.
-        static func curl(_ method: String, port: Int, path: String, headers: [String], body: String? = nil, directory: URL) async throws -> Int {
-            var arguments = ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", "-X", method]
+        static func curl(
+            _ method: String, port: Int, path: String, headers: [String], body: String? = nil, extra: [String] = ["--max-time", "10"], directory: URL
+        ) async throws -> Int {
+            var arguments = ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", method] + extra
             for header in headers { arguments += ["-H", header] }
             if let body { arguments += ["--data-raw", body] }
             let result = try await WorkerProcess.command(

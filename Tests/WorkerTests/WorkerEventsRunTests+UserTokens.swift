@@ -97,6 +97,42 @@ extension WorkerEventsRunTests.JobAPI {
         #expect(await worker.waitForExit(timeout: .seconds(15)) == 0)
     }
 
+    @Test("one user has at most 8 event streams open at once: the 9th answers 429 until one of them closes; a backend is not counted")
+    func streamsPerUser() async throws {
+        let folder = try TemporaryDirectory()
+        let (worker, _, port) = try Self.start(folder.url, ["SUPABASE_JWT_SECRET": Self.secret, "MAX_CONCURRENT_JOBS": "2"])
+        defer { worker.kill9() }
+        #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
+        let alice = UUID()
+        let created = try await Self.request(
+            "POST", port: port, path: "/jobs", body: #"{"prompt":"long","userId":"\#(alice.uuidString.lowercased())","payload":{"sleepMs":60000}}"#)
+        let job = try #require(jsonObject(created.body)?["id"] as? String, "\(created)")
+        let keys = JWTKeyCollection()
+        await keys.add(hmac: HMACKey(from: Self.secret), digestAlgorithm: .sha256)
+        let token = try await keys.sign(Self.claims(alice))
+        let path = "/jobs/\(job)/events"
+        // One more stream, held for at most 2 s: its status.
+        let another = { (token: String) async throws -> Int in
+            try await Self.curl("GET", port: port, path: path, headers: ["Authorization: Bearer \(token)"], extra: ["--max-time", "2"], directory: folder.url)
+        }
+        var followers: [WorkerProcess] = []
+        defer { for follower in followers { follower.kill9() } }
+        for _ in 0..<8 {
+            followers.append(try WorkerProcess(
+                ["-sN", "-H", "Authorization: Bearer \(token)", "http://127.0.0.1:\(port)\(path)"], environment: [:], directory: folder.url,
+                executable: URL(fileURLWithPath: "/usr/bin/curl")))
+        }
+        #expect(try await eventually("eight streams open") { try await another(token) == 429 })
+        // The backend's token is not counted.
+        #expect(try await another(Self.token) == 200)
+        // One closes: a new one is let in.
+        followers.removeLast().kill9()
+        #expect(try await eventually("a place freed") { try await another(token) == 200 })
+        #expect(try await Self.request("POST", port: port, path: "/jobs/\(job)/cancel").status == 200)
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(15)) == 0)
+    }
+
     static func jwks(_ keys: [(kid: String, key: ES256PrivateKey)]) throws -> String {
         let entries = try keys.map { entry -> String in
             let (x, y) = try #require(entry.key.publicKey.parameters)
