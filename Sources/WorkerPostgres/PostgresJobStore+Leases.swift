@@ -10,7 +10,7 @@ extension PostgresJobStore {
             guard !unordered.isEmpty else { return [:] }
             // In id order, as outcome writes lock rows (see ``record(_:)``).
             let leases = unordered.sorted { $0.jobID.precedes($1.jobID) }
-            let rows = try await bounded("lease renewal") { connection in try await connection.query(
+            let rows = try await bounded("lease renewal", on: leaseClient) { connection in try await connection.query(
                 """
                 WITH input AS (
                     SELECT * FROM unnest(\(leases.map(\.jobID))::uuid[], \(leases.map(\.workerID))::text[], \(leases.map(\.attempt))::int[])

@@ -15,10 +15,15 @@ import WorkerCore
 /// - An insert trigger sends `NOTIFY`; ``watch(queues:onEvent:)`` LISTENs on a dedicated connection.
 /// - All times come from the database's clock (`now()`), so workers' clocks need not agree.
 ///
-/// The ``client`` must run as a service (in the service group) for queries to proceed.
+/// ``run()`` must run (in the service group) for queries to proceed.
 public final class PostgresJobStore: BenchmarkJobStore {
-    /// The connection pool; run it in the service group.
+    /// The connection pool of everything but lease renewals.
     public let client: PostgresClient
+    /// One connection of its own for lease renewals: in the pool, they waited behind whatever
+    /// held its connections (claims, outcome and event writes, the monitor, job API requests,
+    /// dashboard pages, event streams), and a renewal that waits past the lease loses it (the
+    /// job then runs again elsewhere while it still runs here).
+    let leaseClient: PostgresClient
     public let url: PostgresURL
     let schema: PostgresSchema
     let logger: Logger
@@ -74,6 +79,17 @@ public final class PostgresJobStore: BenchmarkJobStore {
         // logs what matters (unreachable database, lost notifications) itself.
         clientLogger.logLevel = max(logger.logLevel, .error)
         client = PostgresClient(configuration: configuration, backgroundLogger: clientLogger)
+        configuration.options.maximumConnections = 1
+        leaseClient = PostgresClient(configuration: configuration, backgroundLogger: clientLogger)
+    }
+
+    /// Runs the store's connection pools until cancelled: run it beside the store's users (in the
+    /// service group), or no query proceeds.
+    public func run() async {
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.client.run() }
+            group.addTask { await self.leaseClient.run() }
+        }
     }
 
     static func tls(for mode: PostgresURL.SSLMode) -> PostgresClient.Configuration.TLS {
@@ -163,7 +179,10 @@ public final class PostgresJobStore: BenchmarkJobStore {
     /// already gave up on (or would give up on before the server's answer) is never sent.
     /// Behind a transaction pooler the bound is set for one transaction around `body`; with
     /// `inTransaction`, `body` runs in a transaction of its own everywhere.
-    func bounded<T>(_ operation: String, inTransaction: Bool = false, _ body: (PostgresConnection) async throws -> T) async throws -> T {
+    func bounded<T>(
+        _ operation: String, inTransaction: Bool = false, on pool: PostgresClient? = nil, _ body: (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        let client = pool ?? self.client
         if url.isTransactionPooler, let statementTimeout {
             return try await client.withTransaction(logger: logger) { connection in
                 try StoreDeadline.ensureTime(for: statementTimeout, operation: operation)

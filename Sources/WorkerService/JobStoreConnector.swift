@@ -54,7 +54,7 @@ public enum JobStoreConnector {
                 logger: storeLogger
             )
             return try await withThrowingTaskGroup(of: Void.self, returning: T.self) { tasks in
-                tasks.addTask { await store.client.run() }
+                tasks.addTask { await store.run() }
                 do {
                     let result = try await body(store)
                     tasks.cancelAll()

@@ -40,7 +40,7 @@ struct PostgresPrivilegeTests {
         let store = try PostgresJobStore(url: url, table: table, statementTimeout: .seconds(5), logger: logger)
         do {
             try await withThrowingTaskGroup(of: Void.self) { tasks in
-                tasks.addTask { await store.client.run() }
+                tasks.addTask { await store.run() }
                 defer { tasks.cancelAll() }
                 try await body(store)
             }

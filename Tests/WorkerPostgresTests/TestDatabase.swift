@@ -32,7 +32,7 @@ enum TestDatabase {
             url: url, table: table, maximumConnections: maximumConnections, statementTimeout: statementTimeout,
             sessionOnFailure: sessionOnFailure, logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { await store.client.run() }
+            tasks.addTask { await store.run() }
             defer { tasks.cancelAll() }
             do {
                 if migrate { try await MigrationGate.shared.migrate(store) }
