@@ -64,6 +64,17 @@ extension ChaosTests {
             }
         }
 
+        /// Two turns of one new session: `prompt`, then a turn whose change summary stages the work
+        /// tree (git then runs what the first turn configured). Both must complete; returns the second.
+        static func turnAfter(_ prompt: String, on worker: SandboxedWorker) async throws -> [String: Any] {
+            let session = UUID()
+            let first = try await worker.run(prompt, session: session)
+            #expect(first["status"] as? String == "completed", "\(first)")
+            let second = try await worker.run("stdin", session: session)
+            #expect(second["status"] as? String == "completed", "\(second)")
+            return second
+        }
+
         @Test("a hostile command reads no secret or host file, writes only its workspace and /tmp, reaches no host port; unconfined it could")
         func escapesFail() async throws {
             #expect(JobSandbox.locate() != nil, "bwrap is installed (scripts/test installs Debian's bubblewrap)")
@@ -150,12 +161,7 @@ extension ChaosTests {
                 let worker = try SandboxedWorker(["JOB_SANDBOX": sandbox, "JOB_WORKSPACE": "session", "JOB_GIT_CHANGES": "true"])
                 #expect(try await eventually("health") { try await http(port: worker.port, path: "/health").status == 200 })
                 let marker = worker.folder.appendingPathComponent("escaped-\(sandbox)").path
-                let session = UUID()
-                let first = try await worker.run("gitpwn \(marker)", session: session)
-                #expect(first["status"] as? String == "completed", "\(first)")
-                // The next turn's summary stages the work tree: git runs the filter.
-                let second = try await worker.run("stdin", session: session)
-                #expect(second["status"] as? String == "completed", "\(second)")
+                let second = try await Self.turnAfter("gitpwn \(marker)", on: worker)
                 // The summary itself still works with git in the sandbox.
                 #expect((second["result"] as? [String: Any])?["changes"] != nil, "\(second)")
                 let escaped = FileManager.default.fileExists(atPath: marker)
@@ -176,12 +182,7 @@ extension ChaosTests {
             #expect(try await eventually("health") { try await http(port: worker.port, path: "/health").status == 200 })
             let token = String(Int.random(in: 100_000...999_999))
             let marker = worker.folder.appendingPathComponent("filter-cgroups").path
-            let session = UUID()
-            let first = try await worker.run("gitleak \(token) \(marker)", session: session)
-            #expect(first["status"] as? String == "completed", "\(first)")
-            // The next turn's summary stages the work tree: git runs the filter.
-            let second = try await worker.run("stdin", session: session)
-            #expect(second["status"] as? String == "completed", "\(second)")
+            _ = try await Self.turnAfter("gitleak \(token) \(marker)", on: worker)
             let groups = (try? String(contentsOfFile: marker, encoding: .utf8)) ?? ""
             #expect(groups.contains("/mobvibe-worker-") && groups.contains("/git-"), "the filter ran outside the limits: \(groups)")
             #expect(try await eventually("the filter's leftover gone", timeout: .seconds(5)) {
@@ -282,11 +283,7 @@ extension ChaosTests {
             let drop = worker.folder.appendingPathComponent("drop")
             try FileManager.default.createDirectory(at: drop, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
             let marker = drop.appendingPathComponent("ran").path
-            let session = UUID()
-            let first = try await worker.run("gitpwn \(marker)", session: session)
-            #expect(first["status"] as? String == "completed", "\(first)")
-            let second = try await worker.run("stdin", session: session)
-            #expect(second["status"] as? String == "completed", "\(second)")
+            let second = try await Self.turnAfter("gitpwn \(marker)", on: worker)
             // The summary works on a repository the user owns (git as root would refuse it as "dubious").
             #expect((second["result"] as? [String: Any])?["changes"] != nil, "\(second)")
             let owner = try FileManager.default.attributesOfItem(atPath: marker)[.ownerAccountID] as? Int
