@@ -5,7 +5,27 @@ import WorkerCore
 
 /// Creating, upgrading and checking the schema of the jobs table.
 extension SQLiteJobStore {
+    /// How long a migration waits for another process's write lock, checking again each time
+    /// the busy timeout runs out: that process is most likely migrating the same new file (a
+    /// worker and a CLI command started together), which on a loaded machine took longer than
+    /// the busy timeout (10 s), and this process gave up. PostgreSQL's migration waits for its
+    /// lock as long as it takes, too.
+    static let migrationLockWait = Duration.seconds(300)
+
     public func migrate() async throws {
+        let deadline = ContinuousClock.now + Self.migrationLockWait
+        while true {
+            do {
+                try await migrateOnce()
+                return
+            } catch let error as SQLiteError where [.busy, .locked].contains(error.reason) && ContinuousClock.now < deadline {
+                logger.info("Waiting for another process's write lock to migrate the schema", metadata: ["path": .string(path), "table": .string(table)])
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+    }
+
+    private func migrateOnce() async throws {
         // Most starts find the schema current: a read, and no write lock taken.
         let recorded = try await recordedVersion()
         if recorded > SQLiteSchema.version { throw JobStoreError.schemaTooNew(found: recorded, supported: SQLiteSchema.version) }

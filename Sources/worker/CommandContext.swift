@@ -22,7 +22,10 @@ struct CommandContext {
     /// runs `body`, and closes the store.
     ///
     /// - Parameter existingOnly: for commands that only read or change existing jobs (`jobs`,
-    ///   `stats`): a missing SQLite file is a ``NoDatabase`` error instead of a new empty database.
+    ///   `stats`, `dashboard`): a missing SQLite file is a ``NoDatabase`` error instead of a new
+    ///   empty database, and the schema is checked, never created or upgraded (``SchemaNotCurrent``):
+    ///   an operator's newer binary, asked for statistics, upgraded production's schema under its
+    ///   older workers, which then refused to start again.
     func withStore<T: Sendable>(
         migrate: Bool = false,
         existingOnly: Bool = false,
@@ -39,7 +42,17 @@ struct CommandContext {
             } catch {
                 throw DatabaseUnreachable(location: "\(location)", reason: "\(error)")
             }
-            if migrate || autoMigrate { try await store.migrate() }
+            if migrate {
+                try await store.migrate()
+            } else if existingOnly {
+                do {
+                    try await store.verifySchema()
+                } catch JobStoreError.notPermitted {
+                    throw SchemaNotCurrent(table: configuration.jobsTable, location: "\(location)")
+                }
+            } else if autoMigrate {
+                try await store.migrate()
+            }
             return try await body(store)
         }
     }

@@ -108,6 +108,35 @@ struct SQLiteJobStoreTests {
         }
     }
 
+    @Test("a migration waits for another process's write lock past the busy timeout (as a first migration holds it on a loaded machine), then finds the schema current or makes it")
+    func migrationWaitsForTheWriteLock() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sqlite-wait-\(UUID())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let path = folder.appendingPathComponent("jobs.sqlite").path
+        let holder = try await SQLiteJobStore.open(path: path)
+        let waiter = try await SQLiteJobStore.open(path: path, busyTimeout: .milliseconds(300))
+        do {
+            // Another process's transaction holds the write lock for three of the waiter's busy timeouts.
+            try await holder.rawExecute("BEGIN IMMEDIATE")
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await waiter.migrate() }
+                try await Task.sleep(for: .milliseconds(900))
+                try await holder.rawExecute("COMMIT")
+                // Before, the migration gave up with "database is locked" after 300 ms.
+                try await group.waitForAll()
+            }
+            _ = try await waiter.enqueue([NewJob(prompt: "after the wait")])
+            #expect(try await waiter.stats().pending == 1)
+        } catch {
+            try? await waiter.close()
+            try? await holder.close()
+            throw error
+        }
+        try await waiter.close()
+        try await holder.close()
+    }
+
     @Test("opening a file in a missing folder names the folder")
     func missingFolder() async throws {
         await #expect(throws: SQLiteJobStoreError.self) {
