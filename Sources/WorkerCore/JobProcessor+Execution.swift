@@ -193,7 +193,7 @@ extension JobProcessor {
                 let job = state.remove(completion.lease)
                 jobs.append(job)
                 if case .retry(_, let delay) = completion.outcome, writes?[index].isRecorded == true {
-                    state.retryDues.append(now + delay + .milliseconds(5))
+                    state.noteRetryDue(at: now + delay + .milliseconds(5), now: now)
                     retryDue = true
                 }
                 if job?.sessionID != nil, writes?[index].isRecorded == true { sessionMoved = true }

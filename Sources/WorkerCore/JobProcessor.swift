@@ -61,6 +61,17 @@ public final class JobProcessor: Service, Sendable {
 
         /// Adds a claimed attempt; an earlier attempt of the same job still here is superseded,
         /// and its stop signal returned (to trigger: its lease is lost).
+        /// Notes a retry of this worker's falling due at `due`. Due times are removed when the
+        /// claim loop, with the queue drained, wakes for them; under a backlog it never is, so
+        /// the passed ones also go here once there are more than ``retryDuesKept`` (before,
+        /// the list grew by one entry a retry for as long as the backlog lasted).
+        mutating func noteRetryDue(at due: ContinuousClock.Instant, now: ContinuousClock.Instant) {
+            retryDues.append(due)
+            if retryDues.count > Self.retryDuesKept { retryDues.removeAll { $0 <= now } }
+        }
+
+        static let retryDuesKept = 1024
+
         mutating func insert(_ job: RunningJob) -> StopSignal? {
             guard let earlier = running.updateValue(job, forKey: job.lease.jobID) else { return nil }
             superseded[earlier.lease] = earlier

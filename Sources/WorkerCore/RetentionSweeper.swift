@@ -53,6 +53,9 @@ public struct RetentionSweeper: Service {
                 if deleted < batchSize { break }
                 try await Task.sleep(for: .milliseconds(50))
             } catch {
+                // Counted with the other store failures, so that an alert on them covers a
+                // retention that keeps failing (the table then grows without bound).
+                WorkerMetrics.shared.storeError(operation: "retention")
                 logger.warning("Could not delete old jobs", metadata: ["status": .string(status.rawValue), "error": "\(error)"])
                 break
             }
