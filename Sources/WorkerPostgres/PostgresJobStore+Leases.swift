@@ -5,39 +5,79 @@ import WorkerCore
 
 /// Keeping leases: renewals, the rescue of expired ones, and the end of a cancelled turn's lease.
 extension PostgresJobStore {
+    /// Renews the leases whose rows it can lock now; a row another transaction holds locked (a
+    /// producer's open transaction that inserted a turn of the job's session, this worker's own
+    /// event write) is tried again a few times, briefly apart, and then left to the next renewal,
+    /// reported as held: it is still this worker's. Before, one locked row held up the whole
+    /// statement, every lease of the worker waited behind it, and when the statement bound cut it
+    /// short none was renewed: the worker's other jobs were rescued and run again elsewhere while
+    /// they still ran here.
     public func renew(_ unordered: [Lease], duration: Duration) async throws -> [UUID: LeaseState] {
         try await translatingErrors {
             guard !unordered.isEmpty else { return [:] }
             // In id order, as outcome writes lock rows (see ``record(_:)``).
-            let leases = unordered.sorted { $0.jobID.precedes($1.jobID) }
-            let rows = try await bounded("lease renewal", on: leaseClient) { connection in try await connection.query(
-                """
-                WITH input AS (
-                    SELECT * FROM unnest(\(leases.map(\.jobID))::uuid[], \(leases.map(\.workerID))::text[], \(leases.map(\.attempt))::int[])
-                        AS t(id, worker, attempt)
-                ), renewed AS (
-                    UPDATE \(unescaped: table) AS j SET lease_expires_at = now() + \(duration.inMilliseconds) * interval '1 millisecond'
-                    FROM input
-                    WHERE j.id = input.id AND j.locked_by = input.worker AND j.attempts = input.attempt
-                        -- A cancelled turn keeps its session until its command has stopped
-                        -- (``releaseCancelled(_:)``): its lease is kept alive meanwhile.
-                        AND (j.status = 'processing' OR (j.status = 'cancelled' AND j.lease_expires_at IS NOT NULL))
-                    RETURNING j.id
-                )
-                SELECT input.id, renewed.id IS NOT NULL AND current.status = 'processing', coalesce(current.status, '')
-                FROM input
-                LEFT JOIN renewed ON renewed.id = input.id
-                LEFT JOIN \(unescaped: table) AS current ON current.id = input.id
-                """,
-                logger: logger
-            ).collect() }
+            var pending = unordered.sorted { $0.jobID.precedes($1.jobID) }
             var states: [UUID: LeaseState] = [:]
-            for row in rows {
-                let (id, held, status) = try row.decode((UUID, Bool, String).self)
-                states[id] = held ? .held : (status == JobStatus.cancelled.rawValue ? .cancelled : .lost)
+            for pause in Self.renewalRetryPauses {
+                let busy = try await renewOnce(pending, duration: duration, into: &states)
+                if busy.isEmpty { return states }
+                pending = busy
+                guard let pause else { break }
+                try await Task.sleep(for: pause)
             }
+            // Still locked: not renewed this time, and still this worker's.
+            for lease in pending { states[lease.jobID] = .held }
             return states
         }
+    }
+
+    /// How long renewal waits before trying locked rows again (`nil`: no more tries).
+    static let renewalRetryPauses: [Duration?] = [.milliseconds(50), .milliseconds(150), .milliseconds(300), nil]
+
+    /// One renewal statement: fills `states` for the leases it decided, and returns those whose
+    /// rows were locked by another transaction (still this worker's when the statement read them).
+    private func renewOnce(_ leases: [Lease], duration: Duration, into states: inout [UUID: LeaseState]) async throws -> [Lease] {
+        let rows = try await bounded("lease renewal", on: leaseClient) { connection in try await connection.query(
+            """
+            WITH input AS (
+                SELECT * FROM unnest(\(leases.map(\.jobID))::uuid[], \(leases.map(\.workerID))::text[], \(leases.map(\.attempt))::int[])
+                    AS t(id, worker, attempt)
+            ), lockable AS (
+                SELECT j.id FROM \(unescaped: table) AS j JOIN input ON j.id = input.id
+                WHERE j.locked_by = input.worker AND j.attempts = input.attempt
+                    -- A cancelled turn keeps its session until its command has stopped
+                    -- (``releaseCancelled(_:)``): its lease is kept alive meanwhile.
+                    AND (j.status = 'processing' OR (j.status = 'cancelled' AND j.lease_expires_at IS NOT NULL))
+                ORDER BY j.id
+                FOR UPDATE OF j SKIP LOCKED
+            ), renewed AS (
+                UPDATE \(unescaped: table) AS j SET lease_expires_at = now() + \(duration.inMilliseconds) * interval '1 millisecond'
+                FROM lockable
+                WHERE j.id = lockable.id
+                RETURNING j.id
+            )
+            -- `current` is the row as the statement found it (before its own update).
+            SELECT input.id, renewed.id IS NOT NULL, coalesce(current.status, ''),
+                current.locked_by IS NOT DISTINCT FROM input.worker AND current.attempts = input.attempt
+                    AND (current.status = 'processing' OR (current.status = 'cancelled' AND current.lease_expires_at IS NOT NULL))
+            FROM input
+            LEFT JOIN renewed ON renewed.id = input.id
+            LEFT JOIN \(unescaped: table) AS current ON current.id = input.id
+            """,
+            logger: logger
+        ).collect() }
+        let byID = Dictionary(leases.map { ($0.jobID, $0) }, uniquingKeysWith: { first, _ in first })
+        var busy: [Lease] = []
+        for row in rows {
+            let (id, renewed, status, stillOurs) = try row.decode((UUID, Bool, String, Bool).self)
+            if !renewed, stillOurs, let lease = byID[id] {
+                busy.append(lease)
+            } else {
+                states[id] = renewed && status == JobStatus.processing.rawValue
+                    ? .held : (status == JobStatus.cancelled.rawValue ? .cancelled : .lost)
+            }
+        }
+        return busy
     }
 
     public func rescueExpiredLeases(sparing running: [UUID]) async throws -> [RescuedJob] {

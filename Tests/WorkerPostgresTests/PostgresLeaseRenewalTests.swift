@@ -15,6 +15,47 @@ struct PostgresLeaseRenewalTests {
         var isSet: Bool { value.load(ordering: .sequentiallyConsistent) }
     }
 
+    @Test("a row another transaction holds locked does not hold up the worker's other renewals: they are renewed, it is reported held and renewed once free")
+    func lockedRowDoesNotHoldUpTheOthers() async throws {
+        try await TestDatabase.withStore { store in
+            _ = try await store.enqueue([NewJob(prompt: "locked"), NewJob(prompt: "free")])
+            let leases = try await store.claim(queues: ["default"], limit: 2, workerID: "w", leaseDuration: .seconds(30)).map(\.lease)
+            try #require(leases.count == 2)
+            let (locked, free) = (leases[0], leases[1])
+            let expiry = { (id: UUID) async throws -> Double in
+                try #require(try await TestDatabase.execute(
+                    "SELECT extract(epoch FROM lease_expires_at)::float8 FROM \(store.schema.table) WHERE id = '\(id)'", on: store).first?.decode(Double.self))
+            }
+            let (lockedBefore, freeBefore) = (try await expiry(locked.jobID), try await expiry(free.jobID))
+            let released = Flag()
+            let logger = Logger(label: "test")
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                let (held, holding) = AsyncStream<Void>.makeStream()
+                // A producer's transaction holding the row (as the insert of a session's next turn
+                // locks the session's running turn until it commits).
+                group.addTask {
+                    try await store.client.withTransaction(logger: logger) { connection in
+                        _ = try await connection.query(PostgresQuery(unsafeSQL: "SELECT 1 FROM \(store.schema.table) WHERE id = '\(locked.jobID)' FOR UPDATE"), logger: logger)
+                        holding.yield()
+                        _ = try await connection.query("SELECT pg_sleep(4)", logger: logger)
+                        released.set()
+                    }
+                }
+                for await _ in held { break }
+                try await Task.sleep(for: .milliseconds(20))
+                let states = try await store.renew(leases, duration: .seconds(60))
+                // Before, the renewal waited for the lock (here 4 s; in production, up to the statement bound, then renewed nothing).
+                #expect(!released.isSet, "the renewal waited for the locked row")
+                #expect(states == [locked.jobID: .held, free.jobID: .held])
+                #expect(try await expiry(free.jobID) > freeBefore + 20, "the free row's lease was renewed")
+                #expect(try await expiry(locked.jobID) == lockedBefore, "the locked row's lease is left to the next renewal")
+                try await group.waitForAll()
+            }
+            #expect(try await store.renew([locked], duration: .seconds(60)) == [locked.jobID: .held])
+            #expect(try await expiry(locked.jobID) > lockedBefore + 20)
+        }
+    }
+
     @Test("a renewal does not wait for the pool: with every pooled connection busy, the lease is renewed before any is free")
     func renewalWhilePoolIsBusy() async throws {
         try await TestDatabase.withStore(maximumConnections: 2) { store in
