@@ -65,6 +65,7 @@ extension JobProcessor {
                     )
                 }
                 consecutiveFailures = 0
+                state.withLock { $0.claimFailuresInARow = 0 }
                 queueDrained = claimed.count < free
                 if !claimed.isEmpty {
                     lostRaces = 0
@@ -92,6 +93,7 @@ extension JobProcessor {
                 if !claimed.isEmpty { updateSlotGauges() }
             } catch {
                 consecutiveFailures += 1
+                state.withLock { $0.claimFailuresInARow = consecutiveFailures }
                 metrics.storeError(operation: "claim")
                 let delay = Self.backoff(failures: consecutiveFailures, cap: configuration.pollInterval)
                 logger.error(

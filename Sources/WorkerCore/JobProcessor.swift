@@ -53,6 +53,8 @@ public final class JobProcessor: Service, Sendable {
         /// A write of this worker let a session's next turn through: the claim that follows is
         /// for that turn, not a race with other workers for an insert (no backoff before it).
         var sessionTurnsLetThrough = false
+        /// Claims that failed since the last one that did not (``claimFailuresInARow``).
+        var claimFailuresInARow = 0
         /// The end of `run()` waits here for the last running job.
         var lastJobEnded: CheckedContinuation<Void, Never>?
 
@@ -183,6 +185,14 @@ public final class JobProcessor: Service, Sendable {
 
     /// `true` while the processor claims new jobs (started and not shutting down).
     public var isClaiming: Bool { state.withLock { $0.phase == .running } }
+
+    /// How many claims in a row have failed (0: the last one did not): a worker whose claims keep
+    /// failing (a lock held for longer than the store timeout, a privilege taken away) while
+    /// the database still answers a trivial query is not ready (``claimFailuresMakingUnready``).
+    public var claimFailuresInARow: Int { state.withLock { $0.claimFailuresInARow } }
+
+    /// How many failed claims in a row make the worker unready: one or two are a blip it rides out.
+    public static let claimFailuresMakingUnready = 3
 
     /// Wakes the claim loop at once, e.g. after this process enqueued a job.
     public func notifyJobsAvailable() {

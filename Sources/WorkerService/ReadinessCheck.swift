@@ -40,9 +40,18 @@ public struct ReadinessCheck: Sendable {
         .roundTrip("store", subject: "the database", timeout: .seconds(1)) { try await store.ping() }
     }
 
-    /// `processor`: the processor is claiming jobs (not starting, not shutting down).
+    /// `processor`: the processor is claiming jobs (not starting, not shutting down), and its
+    /// claims are not failing one after another (the database may still answer `SELECT 1`: a
+    /// table lock held past the store timeout, a privilege taken away).
     public static func processor(_ processor: JobProcessor) -> ReadinessCheck {
-        .immediate("processor") { processor.isClaiming ? nil : "not claiming (starting or shutting down)" }
+        .immediate("processor") {
+            guard processor.isClaiming else { return "not claiming (starting or shutting down)" }
+            let failures = processor.claimFailuresInARow
+            guard failures < JobProcessor.claimFailuresMakingUnready else {
+                return "the last \(failures) claims failed (the log says why: Failed to claim jobs)"
+            }
+            return nil
+        }
     }
 
     /// `outcomes`: the store has taken this worker's job outcomes within the last lease. A

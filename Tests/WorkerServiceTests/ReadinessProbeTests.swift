@@ -99,6 +99,34 @@ struct ReadinessProbeTests {
         }
     }
 
+    @Test("claims failing one after another while the database answers SELECT 1: the processor check fails, and passes again once a claim does not")
+    func failingClaimsMakeUnready() async throws {
+        try await withTemporarySQLiteStore { sqlite in
+            let failing = Atomic<Bool>(true)
+            struct Refused: Error {}
+            let store = InstrumentedJobStore(sqlite, beforeClaim: { if failing.load(ordering: .relaxed) { throw Refused() } })
+            let processor = JobProcessor(
+                store: store, handler: EchoHandler(),
+                configuration: JobProcessorConfiguration(
+                    workerID: "ready-test", maxConcurrentJobs: 1, pollInterval: .milliseconds(20), leaseDuration: .seconds(30),
+                    shutdownTimeout: .seconds(2), retryPolicy: RetryPolicy(base: .milliseconds(20), maximum: .milliseconds(50), jitter: 0)),
+                logger: Self.logger)
+            let probe = ReadinessProbe(checks: [.store(store), .processor(processor)], logger: Self.logger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await processor.run() }
+                defer { group.cancelAll() }
+                // Before, "ok" whatever the claims did.
+                let failed = try await pollUntil { await probe.evaluate()["processor"]??.contains("claims failed") == true }
+                let checks = await probe.evaluate()
+                #expect(failed, "\(checks)")
+                #expect(checks["store"] == .some(nil), "the database answers: \(checks)")
+                failing.store(false, ordering: .relaxed)
+                let recovered = try await pollUntil { await probe.evaluate()["processor"] == .some(nil) }
+                #expect(recovered)
+            }
+        }
+    }
+
     @Test("a failing store answers 503 naming the check, without the database's error text")
     func failingStoreHidesErrorText() async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("worker-ready-\(UUID().uuidString)")

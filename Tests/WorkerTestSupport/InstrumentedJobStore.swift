@@ -6,6 +6,7 @@ import WorkerCore
 /// straight through.
 public final class InstrumentedJobStore: JobStore {
     public let base: any JobStore
+    private let beforeClaim: @Sendable () async throws -> Void
     private let afterClaim: @Sendable (_ claimed: [ClaimedJob]) -> Void
     private let beforeRecord: @Sendable () async throws -> Void
     private let beforeRenew: @Sendable () async throws -> Void
@@ -14,12 +15,14 @@ public final class InstrumentedJobStore: JobStore {
     /// - Parameter aroundPing: runs each ping; it calls `ping` (or not) and may wait or count around it.
     public init(
         _ base: any JobStore,
+        beforeClaim: @escaping @Sendable () async throws -> Void = {},
         afterClaim: @escaping @Sendable (_ claimed: [ClaimedJob]) -> Void = { _ in },
         beforeRecord: @escaping @Sendable () async throws -> Void = {},
         beforeRenew: @escaping @Sendable () async throws -> Void = {},
         aroundPing: @escaping @Sendable (_ ping: @Sendable () async throws -> Void) async throws -> Void = { try await $0() }
     ) {
         self.base = base
+        self.beforeClaim = beforeClaim
         self.afterClaim = afterClaim
         self.beforeRecord = beforeRecord
         self.beforeRenew = beforeRenew
@@ -27,6 +30,7 @@ public final class InstrumentedJobStore: JobStore {
     }
 
     public func claim(queues: [String], limit: Int, workerID: String, leaseDuration: Duration) async throws -> [ClaimedJob] {
+        try await beforeClaim()
         let claimed = try await base.claim(queues: queues, limit: limit, workerID: workerID, leaseDuration: leaseDuration)
         afterClaim(claimed)
         return claimed
