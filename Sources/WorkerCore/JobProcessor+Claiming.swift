@@ -55,18 +55,33 @@ extension JobProcessor {
                 queueDrained = false
                 continue
             }
+            // The last jobs could not be run here (a full disk, a sandbox that stopped working):
+            // leave the queue to the other workers for a while, then try one job.
+            var limit = free
+            if let fault = workerFault {
+                logger.warning(
+                    "Not claiming for a while: this worker could not run its last jobs",
+                    metadata: ["jobs": .stringConvertible(fault.count), "error": .string(fault.error),
+                               "pauseMs": .stringConvertible(configuration.workerFaultPause.inMilliseconds)])
+                let deadline = ContinuousClock.now + configuration.workerFaultPause
+                while state.withLock({ $0.phase }) == .running, ContinuousClock.now < deadline {
+                    _ = await jobsAvailable.wait(timeout: deadline - .now)
+                }
+                guard state.withLock({ $0.phase }) == .running else { return }
+                limit = 1
+            }
             do {
-                let claimed = try await withTimeout(storeTimeout, operation: "claim") { [store, configuration] in
+                let claimed = try await withTimeout(storeTimeout, operation: "claim") { [store, configuration, limit] in
                     try await store.claim(
                         queues: configuration.queues,
-                        limit: free,
+                        limit: limit,
                         workerID: configuration.workerID,
                         leaseDuration: configuration.leaseDuration
                     )
                 }
                 consecutiveFailures = 0
                 state.withLock { $0.claimFailuresInARow = 0 }
-                queueDrained = claimed.count < free
+                queueDrained = claimed.count < limit
                 if !claimed.isEmpty {
                     lostRaces = 0
                 } else if wokenByNotification {

@@ -64,6 +64,7 @@ extension JobProcessor {
         slotFreed.signal()
 
         let outcome: JobOutcome?
+        var workerFault: String?
         switch finish {
         case .handled(.success(let result)):
             outcome = .completed(result: result)
@@ -72,6 +73,13 @@ extension JobProcessor {
             // failed because it was cancelled anyway (a race with the trigger) is given back.
             if Task.isCancelled || stop.reason == .shutdown {
                 outcome = .released
+            } else if let fault = error as? WorkerFaultError, fault.isWorkerFault {
+                // This worker could not run it: back to the queue, no attempt used.
+                outcome = .released
+                workerFault = Self.describe(error)
+                logger.error(
+                    "This worker could not run the job; it goes back to the queue",
+                    metadata: Self.metadata(of: claimed.lease, sessionID: job.sessionID, extra: ["error": .string(Self.describe(error))]))
             } else if let permanent = error as? PermanentJobError, permanent.isPermanent {
                 // Retrying cannot fix it (unreadable input, a permanent exit status): fail at once.
                 outcome = .failed(error: Self.describe(error))
@@ -101,6 +109,16 @@ extension JobProcessor {
             outcome = nil
         }
 
+        if case .handled = finish {
+            state.withLock { state in
+                if let workerFault {
+                    state.workerFaultsInARow += 1
+                    state.lastWorkerFault = workerFault
+                } else {
+                    state.workerFaultsInARow = 0
+                }
+            }
+        }
         switch (finish, outcome) {
         case (_, .completed):
             metrics.completed(queue: job.queue, duration: elapsed)
@@ -146,7 +164,10 @@ extension JobProcessor {
         metrics.usage(usage)
         let completion = JobCompletion(
             lease: claimed.lease, outcome: outcome,
-            event: events.finalEvent(Self.statusEvent(outcome), Self.statusFields(outcome, elapsed: elapsed, dropped: events.droppedEvents)),
+            event: events.finalEvent(
+                Self.statusEvent(outcome),
+                workerFault.map { Self.workerFaultFields($0, elapsed: elapsed, dropped: events.droppedEvents) }
+                    ?? Self.statusFields(outcome, elapsed: elapsed, dropped: events.droppedEvents)),
             usage: usage)
         if !recorder.submit(completion) { recorded([completion], writes: nil) }
     }
@@ -159,6 +180,14 @@ extension JobProcessor {
         case .failed: "failed"
         case .released: "released"
         }
+    }
+
+    /// The fields of the `released` event of a job this worker could not run.
+    static func workerFaultFields(_ error: String, elapsed: Duration, dropped: Int) -> KeyValuePairs<String, String> {
+        [
+            "durationMs": String(elapsed.inMilliseconds), "droppedEvents": String(dropped), "reason": #""worker_fault""#,
+            "error": JSONText.quoted(JobOutcome.storableError(error)),
+        ]
     }
 
     /// The fields of an ending status event (errors as they would be stored: no NUL, bounded).
@@ -205,7 +234,8 @@ extension JobProcessor {
         LogLineBatch.collecting {
             for (index, completion) in completions.enumerated() {
                 let job = jobs[index]
-                log(completion.outcome, write: writes?[index]) { extra in
+                let reason = completion.event?.data.contains(#""reason":"worker_fault""#) == true ? "worker_fault" : nil
+                log(completion.outcome, write: writes?[index], releaseReason: reason) { extra in
                     Self.metadata(of: completion.lease, sessionID: job?.sessionID, duration: job?.duration, extra: extra)
                 }
             }
@@ -250,7 +280,7 @@ extension JobProcessor {
         return metadata
     }
 
-    func log(_ outcome: JobOutcome, write: OutcomeWrite?, metadata base: (Logger.Metadata) -> Logger.Metadata) {
+    func log(_ outcome: JobOutcome, write: OutcomeWrite?, releaseReason: String? = nil, metadata base: (Logger.Metadata) -> Logger.Metadata) {
         var note: Logger.Metadata = [:]
         switch write {
         case nil:
@@ -290,7 +320,7 @@ extension JobProcessor {
         case .failed(let error):
             logger.error("Job failed", metadata: metadata(["error": .string(error), "willRetry": "false"]))
         case .released:
-            logger.info("Job released back to the queue", metadata: metadata(["reason": "shutdown"]))
+            logger.info("Job released back to the queue", metadata: metadata(["reason": .string(releaseReason ?? "shutdown")]))
         }
     }
 }

@@ -55,6 +55,10 @@ public final class JobProcessor: Service, Sendable {
         var sessionTurnsLetThrough = false
         /// Claims that failed since the last one that did not (``claimFailuresInARow``).
         var claimFailuresInARow = 0
+        /// Jobs this worker could not run (``WorkerFaultError``) since the last one it could, and
+        /// the last such error.
+        var workerFaultsInARow = 0
+        var lastWorkerFault = ""
         /// The end of `run()` waits here for the last running job.
         var lastJobEnded: CheckedContinuation<Void, Never>?
 
@@ -193,6 +197,19 @@ public final class JobProcessor: Service, Sendable {
 
     /// How many failed claims in a row make the worker unready: one or two are a blip it rides out.
     public static let claimFailuresMakingUnready = 3
+
+    /// How many jobs in a row this worker could not run (``WorkerFaultError``) make it unready and
+    /// pause its claims (``JobProcessorConfiguration/workerFaultPause``), so that the healthy
+    /// workers take the jobs.
+    public static let workerFaultsMakingUnready = 3
+
+    /// Why this worker cannot run jobs, when the last ``workerFaultsMakingUnready`` or more could
+    /// not be run (`nil`: it can).
+    public var workerFault: (count: Int, error: String)? {
+        state.withLock { state in
+            state.workerFaultsInARow >= Self.workerFaultsMakingUnready ? (state.workerFaultsInARow, state.lastWorkerFault) : nil
+        }
+    }
 
     /// Wakes the claim loop at once, e.g. after this process enqueued a job.
     public func notifyJobsAvailable() {

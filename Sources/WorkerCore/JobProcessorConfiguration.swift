@@ -22,6 +22,9 @@ public struct JobProcessorConfiguration: Sendable {
     /// The most job outcomes one store write carries. Claiming also pauses while this many (or
     /// `maxConcurrentJobs`, if more) finished jobs wait for their outcome to be written.
     public var outcomeBatchSize = 500
+    /// How long a worker whose last jobs it could not run (``WorkerFaultError``) leaves the queue
+    /// to the others before it tries one job again.
+    public var workerFaultPause: Duration = .seconds(30)
     /// The bounds on each attempt's live events (`JOB_EVENT_MAX_BYTES`, `JOB_EVENTS_LIMIT`).
     public var eventLimits = JobEventStream.Limits()
     /// After shutdown stops the jobs still running, how long to wait for their handlers to end

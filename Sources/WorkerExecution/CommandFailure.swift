@@ -52,3 +52,16 @@ extension CommandFailure: PermanentJobError {
         return false
     }
 }
+
+/// A working directory that cannot be made (a full or read-only disk under JOB_WORKDIR_ROOT) or a
+/// command that cannot be started (its program missing, its control group or worker-launch
+/// unavailable) is this worker's failure, not the job's: the job goes back to the queue without
+/// using an attempt, and a worker that keeps failing so pauses and is not ready.
+extension CommandFailure: WorkerFaultError {
+    public var isWorkerFault: Bool {
+        switch self {
+        case .cannotStart, .workdir: true
+        default: false
+        }
+    }
+}

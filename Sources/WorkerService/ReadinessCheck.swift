@@ -50,6 +50,9 @@ public struct ReadinessCheck: Sendable {
             guard failures < JobProcessor.claimFailuresMakingUnready else {
                 return "the last \(failures) claims failed (the log says why: Failed to claim jobs)"
             }
+            if let fault = processor.workerFault {
+                return "the last \(fault.count) jobs could not be run on this worker, and went back to the queue: \(fault.error)"
+            }
             return nil
         }
     }
