@@ -110,13 +110,12 @@ extension JobProcessor {
         }
 
         if case .handled = finish {
-            state.withLock { state in
-                if let workerFault {
-                    state.workerFaultsInARow += 1
-                    state.lastWorkerFault = workerFault
-                } else {
-                    state.workerFaultsInARow = 0
-                }
+            if let workerFault {
+                state.withLock { $0.lastWorkerFault = workerFault }
+                workerFaultsInARow.add(1, ordering: .relaxed)
+            } else if workerFaultsInARow.load(ordering: .relaxed) > 0 {
+                // (Read first: the common case, nothing to reset, writes nothing shared.)
+                workerFaultsInARow.store(0, ordering: .relaxed)
             }
         }
         switch (finish, outcome) {

@@ -55,9 +55,7 @@ public final class JobProcessor: Service, Sendable {
         var sessionTurnsLetThrough = false
         /// Claims that failed since the last one that did not (``claimFailuresInARow``).
         var claimFailuresInARow = 0
-        /// Jobs this worker could not run (``WorkerFaultError``) since the last one it could, and
-        /// the last such error.
-        var workerFaultsInARow = 0
+        /// The last error of a job this worker could not run (``WorkerFaultError``).
         var lastWorkerFault = ""
         /// The end of `run()` waits here for the last running job.
         var lastJobEnded: CheckedContinuation<Void, Never>?
@@ -117,6 +115,9 @@ public final class JobProcessor: Service, Sendable {
     let handler: any JobHandler
     let logger: Logger
     let state = Mutex(State())
+    /// Jobs this worker could not run (``WorkerFaultError``) since the last one it could: an
+    /// atomic, so that each job's end reads it without taking the processor's lock.
+    let workerFaultsInARow = Atomic<Int>(0)
     /// New jobs may be waiting (enqueue, notification, rescue, shutdown).
     let jobsAvailable = WakeSignal()
     /// A slot became free (a job finished) or shutdown wants attention.
@@ -206,9 +207,9 @@ public final class JobProcessor: Service, Sendable {
     /// Why this worker cannot run jobs, when the last ``workerFaultsMakingUnready`` or more could
     /// not be run (`nil`: it can).
     public var workerFault: (count: Int, error: String)? {
-        state.withLock { state in
-            state.workerFaultsInARow >= Self.workerFaultsMakingUnready ? (state.workerFaultsInARow, state.lastWorkerFault) : nil
-        }
+        let count = workerFaultsInARow.load(ordering: .relaxed)
+        guard count >= Self.workerFaultsMakingUnready else { return nil }
+        return (count, state.withLock { $0.lastWorkerFault })
     }
 
     /// Wakes the claim loop at once, e.g. after this process enqueued a job.
