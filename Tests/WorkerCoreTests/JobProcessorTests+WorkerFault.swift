@@ -31,19 +31,22 @@ extension JobProcessorTests {
             let ids = try await store.enqueue((0..<6).map { NewJob(prompt: "j\($0)", maxAttempts: 1) })
             let handler = BrokenWorker()
             var configuration = Self.configuration(maxConcurrent: 1, poll: .milliseconds(20))
-            configuration.workerFaultPause = .seconds(2)
+            configuration.workerFaultPause = .seconds(6)
             let processor = JobProcessor(store: store, handler: handler, configuration: configuration, logger: Logger(label: "test"))
             try await Self.running(processor) {
                 try await Self.waitUntil { processor.workerFault != nil }
                 let fault = try #require(processor.workerFault)
                 #expect(fault.count >= JobProcessor.workerFaultsMakingUnready && fault.error.contains("No space left"), "\(fault)")
-                // Paused: no more jobs taken while it lasts (before, every job failed for good
-                // within milliseconds: max_attempts is 1).
+                // Every job back in the queue, none with an attempt used (before, every job failed
+                // for good within milliseconds: max_attempts is 1). A job claimed as the third
+                // fault was being counted goes back too.
+                try await Self.waitUntil {
+                    try await store.jobs(matching: JobFilter()).allSatisfy { $0.status == .pending && $0.attempts == 0 }
+                }
+                // Paused: no more jobs taken while it lasts.
                 let calls = handler.calls.load(ordering: .relaxed)
                 try await Task.sleep(for: .milliseconds(500))
                 #expect(handler.calls.load(ordering: .relaxed) == calls, "claimed while paused")
-                let jobs = try await store.jobs(matching: JobFilter())
-                #expect(jobs.allSatisfy { $0.status == .pending && $0.attempts == 0 }, "\(jobs.map { ($0.status, $0.attempts) })")
                 let events = try await store.events(jobID: ids[0], after: 0, limit: 10)
                 #expect(events.last.map { $0.data.contains(#""released""#) && $0.data.contains(#""worker_fault""#) } == true, "\(events.map(\.data))")
                 // Repaired: after the pause it tries one job, which runs, and goes on.
