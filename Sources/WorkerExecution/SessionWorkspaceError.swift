@@ -13,9 +13,11 @@ public enum SessionWorkspaceError: Error, Sendable, CustomStringConvertible {
         case .inUse(let session, let holder, let lockFile):
             "the workspace of session \(session.lowercasedText) is in use by "
                 + (holder.isEmpty ? "another process" : holder)
-                + " (lock file \(lockFile)); two workers must never run one session's turns at once:"
-                + " check that all workers sharing JOB_WORKDIR_ROOT use the same jobs table."
-                + " The attempt will be retried"
+                + " (lock file \(lockFile)), and two turns of one session must never run in it at once."
+                + " Most likely that worker still runs an earlier attempt of this turn (its lease lapsed, the job was rescued,"
+                + " and it stops at its next lease renewal: look for `Lease renewal failed` in its log);"
+                + " on shared storage, a host that died holding the lock until the server lets it go;"
+                + " or workers sharing JOB_WORKDIR_ROOT with different jobs tables. The attempt will be retried"
         case .unusable(let path, let reason):
             "cannot prepare the session workspace \(path): \(reason)"
         }

@@ -79,6 +79,8 @@ struct SessionWorkspaceTests {
             #expect(refused == session)
             #expect(holder.contains("pid \(getpid())") && holder.contains("worker worker-a") && holder.contains("host "))
             #expect(error.description.contains("in use by host") && error.description.contains("retried"))
+            // The likely cause first (an earlier attempt still running after a lapsed lease), where to look.
+            #expect(error.description.contains("earlier attempt") && error.description.contains("Lease renewal failed"), "\(error)")
             #expect(!FileManager.default.fileExists(atPath: fixture.workspace(session).directory + "/notes.txt"), "the refused job never ran")
 
             _ = FileManager.default.createFile(atPath: signals + "/release", contents: nil)
