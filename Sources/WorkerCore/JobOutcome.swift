@@ -21,6 +21,9 @@ public struct JobCompletion: Sendable, Hashable {
     public var event: FinalEvent?
     /// What the attempt spent (added to the job's usage with the outcome); zero for most handlers.
     public var usage: JobUsage
+    /// A `released` outcome of a job this worker could not run (``WorkerFaultError``), not of a
+    /// shutdown: what its log line says. The processor's own note; stores ignore it.
+    var releasedForWorkerFault = false
 
     /// The ending status event: its sequence number and data (a JSON object).
     public struct FinalEvent: Sendable, Hashable {

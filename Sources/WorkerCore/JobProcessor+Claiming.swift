@@ -79,8 +79,10 @@ extension JobProcessor {
                         leaseDuration: configuration.leaseDuration
                     )
                 }
-                consecutiveFailures = 0
-                state.withLock { $0.claimFailuresInARow = 0 }
+                if consecutiveFailures > 0 {
+                    consecutiveFailures = 0
+                    state.withLock { $0.claimFailuresInARow = 0 }
+                }
                 queueDrained = claimed.count < limit
                 if !claimed.isEmpty {
                     lostRaces = 0

@@ -161,13 +161,14 @@ extension JobProcessor {
         }
         let usage = events.usage + JobUsage(runSeconds: elapsed.inSeconds)
         metrics.usage(usage)
-        let completion = JobCompletion(
+        var completion = JobCompletion(
             lease: claimed.lease, outcome: outcome,
             event: events.finalEvent(
                 Self.statusEvent(outcome),
                 workerFault.map { Self.workerFaultFields($0, elapsed: elapsed, dropped: events.droppedEvents) }
                     ?? Self.statusFields(outcome, elapsed: elapsed, dropped: events.droppedEvents)),
             usage: usage)
+        completion.releasedForWorkerFault = workerFault != nil
         if !recorder.submit(completion) { recorded([completion], writes: nil) }
     }
 
@@ -233,8 +234,7 @@ extension JobProcessor {
         LogLineBatch.collecting {
             for (index, completion) in completions.enumerated() {
                 let job = jobs[index]
-                let reason = completion.event?.data.contains(#""reason":"worker_fault""#) == true ? "worker_fault" : nil
-                log(completion.outcome, write: writes?[index], releaseReason: reason) { extra in
+                log(completion.outcome, write: writes?[index], releaseReason: completion.releasedForWorkerFault ? "worker_fault" : nil) { extra in
                     Self.metadata(of: completion.lease, sessionID: job?.sessionID, duration: job?.duration, extra: extra)
                 }
             }

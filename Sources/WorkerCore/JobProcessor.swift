@@ -63,8 +63,6 @@ public final class JobProcessor: Service, Sendable {
         /// Attempts running or waiting for their outcome, superseded ones included.
         var entryCount: Int { running.count + superseded.count }
 
-        /// Adds a claimed attempt; an earlier attempt of the same job still here is superseded,
-        /// and its stop signal returned (to trigger: its lease is lost).
         /// Notes a retry of this worker's falling due at `due`. Due times are removed when the
         /// claim loop, with the queue drained, wakes for them; under a backlog it never is, so
         /// the passed ones also go here once there are more than ``retryDuesKept`` (before,
@@ -76,6 +74,8 @@ public final class JobProcessor: Service, Sendable {
 
         static let retryDuesKept = 1024
 
+        /// Adds a claimed attempt; an earlier attempt of the same job still here is superseded,
+        /// and its stop signal returned (to trigger: its lease is lost).
         mutating func insert(_ job: RunningJob) -> StopSignal? {
             guard let earlier = running.updateValue(job, forKey: job.lease.jobID) else { return nil }
             superseded[earlier.lease] = earlier

@@ -8,8 +8,9 @@ import Hummingbird
 /// machine, reaches 127.0.0.1 too: it can post to it (the request arrives with that site's
 /// `Origin`), or have its own name resolve to 127.0.0.1 and then read the answers (DNS
 /// rebinding: the request names that site in `Host`). And a job's command that shares this
-/// machine's network (no sandbox, or `JOB_NETWORK=host`) is a loopback peer as well: it could
-/// enqueue, read every user's jobs and cancel them. Then nobody is let in without the token.
+/// machine's network (`JOB_NETWORK=host`, or no sandbox in production) is a loopback peer as
+/// well: it could enqueue, read every user's jobs and cancel them. Then nobody is let in without
+/// the token (the worker decides when: `WorkerApplication.commandsShareNetwork(sandbox:)`).
 public struct LoopbackAccess: Sendable {
     /// Why requests of this machine need the token too (`nil`: they do not).
     public let refusal: String?

@@ -34,8 +34,7 @@ extension PostgresJobStore {
                         + "and this one lacks \(missing.joined(separator: ", ")). Point DATABASE_URL at the Supabase project's database, "
                         + "or run `worker migrate` without --supabase (and unset SUPABASE_RLS) for a plain PostgreSQL")
             }
-            let statements = schema.supabaseStatements(maximumPendingJobsPerUser: maximumPendingJobsPerUser, userQueues: userQueues)
-            let mark = PostgresSchema.supabaseMark(of: statements.dropLast())
+            let (statements, mark) = schema.supabaseSetup(maximumPendingJobsPerUser: maximumPendingJobsPerUser, userQueues: userQueues)
             let applied = try await client.withTransaction(logger: logger) { connection in
                 _ = try await connection.query("SET LOCAL statement_timeout = 0", logger: logger)
                 _ = try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\(schema.tableLockKey)))", logger: logger)

@@ -48,6 +48,12 @@ extension PostgresSchema {
     ///     the migration again to change it), as are
     ///   - userQueues: the queues a user may name (`SUPABASE_USER_QUEUES`).
     func supabaseStatements(maximumPendingJobsPerUser: Int, userQueues: [String] = [NewJob.defaultQueue]) -> [String] {
+        supabaseSetup(maximumPendingJobsPerUser: maximumPendingJobsPerUser, userQueues: userQueues).statements
+    }
+
+    /// The statements (see ``supabaseStatements(maximumPendingJobsPerUser:userQueues:)``) and the
+    /// mark their last one leaves on `enqueue_…` (``supabaseMarkQuery`` reads it back).
+    func supabaseSetup(maximumPendingJobsPerUser: Int, userQueues: [String]) -> (statements: [String], mark: String) {
         let names = supabaseFunctionNames
         let function = { (name: String) in "\"\(schemaName)\".\"\(name)\"" }
         // One row, not a set: supabase-js's rpc then answers the job object itself. A type of
@@ -267,9 +273,9 @@ extension PostgresSchema {
         // Last, the mark of what was applied: a worker that finds it starts without running any
         // of the above again (each start with SUPABASE_RLS=true would otherwise take the tables'
         // exclusive locks, waiting behind every open transaction and holding up every claim).
-        statements.append(
-            "COMMENT ON FUNCTION \(function(names.enqueue))(text, uuid, jsonb, text, integer) IS \(literal(Self.supabaseMark(of: statements)))")
-        return statements
+        let mark = Self.supabaseMark(of: statements)
+        statements.append("COMMENT ON FUNCTION \(function(names.enqueue))(text, uuid, jsonb, text, integer) IS \(literal(mark))")
+        return (statements, mark)
     }
 
     /// The comment on `enqueue_…` that says which statements made it: a fingerprint (64-bit

@@ -24,11 +24,6 @@ final class UserStreamCount: Sendable {
         return reserved ? Slot(count: self, user: user) : nil
     }
 
-    /// How many streams `user` has open.
-    func openStreams(of user: UUID) -> Int {
-        open.withLock { $0[user, default: 0] }
-    }
-
     private func release(_ user: UUID) {
         open.withLock { open in
             let left = open[user, default: 1] - 1

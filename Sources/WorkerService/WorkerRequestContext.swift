@@ -2,8 +2,8 @@ import Hummingbird
 import NIOCore
 
 /// The request context of the worker's HTTP server: Hummingbird's basic one, plus the peer's
-/// address (the job API answers only loopback peers while `API_TOKEN` is unset:
-/// `isLoopbackPeer`, which the dashboard's gate shares).
+/// address (while `API_TOKEN` is unset the job API and the dashboard answer only this machine's
+/// own requests: ``LoopbackAccess``).
 public struct WorkerRequestContext: RequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
     public let remoteAddress: SocketAddress?
