@@ -93,6 +93,7 @@ public final class JobEventFeed: Service, Sendable {
             var failures = 0
             while !Task.isCancelled {
                 self.state.withLock { $0.listening = true }
+                let started = ContinuousClock.now
                 do {
                     try await self.store.watchEvents { [weak self] jobs in self?.wake(jobs) }
                     // No notifications here: readers poll.
@@ -102,7 +103,10 @@ public final class JobEventFeed: Service, Sendable {
                 } catch {
                     self.state.withLock { $0.listening = false }
                     if Task.isCancelled { return }
-                    failures += 1
+                    // A channel that lasted longer than the longest wait was up: count again
+                    // from one (counted over the worker's life, each drop after the seventh
+                    // waited the full 10 s).
+                    failures = started.duration(to: .now) > .seconds(10) ? 1 : failures + 1
                     let delay = JobProcessor.backoff(failures: failures, cap: .seconds(10))
                     self.logger.warning("The job events channel failed; event streams poll meanwhile", metadata: [
                         "error": "\(error)", "retryInMs": .stringConvertible(delay.inMilliseconds),

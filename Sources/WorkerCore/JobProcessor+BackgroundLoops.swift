@@ -8,8 +8,10 @@ extension JobProcessor {
     func watchStore() async {
         var failures = 0
         while !Task.isCancelled {
+            let progress = WatchProgress()
             do {
                 try await store.watch(queues: configuration.queues) { event in
+                    progress.heard.store(true, ordering: .relaxed)
                     switch event {
                     case .jobsAvailable:
                         self.jobsAvailable.signal()
@@ -20,7 +22,10 @@ extension JobProcessor {
                 return
             } catch {
                 if Task.isCancelled { return }
-                failures += 1
+                // A watch that heard anything was listening: its failure starts the count
+                // again. (Counted over the worker's life, every drop after the tenth, days
+                // apart, waited the full 30 s before listening again.)
+                failures = progress.heard.load(ordering: .relaxed) ? 1 : failures + 1
                 metrics.notificationReconnect()
                 let delay = Self.backoff(failures: failures, cap: .seconds(30))
                 logger.warning(
@@ -88,4 +93,10 @@ extension JobProcessor {
             do { try await Task.sleep(for: configuration.rescueInterval) } catch { return }
         }
     }
+}
+
+/// Whether one watch of the store got as far as listening: a store reports jobs as soon as it
+/// listens (they may have arrived while it did not), so anything heard means it did.
+private final class WatchProgress: Sendable {
+    let heard = Atomic<Bool>(false)
 }

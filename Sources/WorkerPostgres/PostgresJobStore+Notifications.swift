@@ -13,21 +13,17 @@ extension PostgresJobStore {
                 )
                 return
             }
-            try await client.withConnection { connection in
-                try await connection.listen(on: schema.channel) { notifications in
-                    logger.debug("Listening for job notifications", metadata: ["channel": .string(schema.channel)])
-                    // Jobs may have arrived while we were not listening.
+            try await listen(on: schema.channel) {
+                logger.debug("Listening for job notifications", metadata: ["channel": .string(schema.channel)])
+                // Jobs may have arrived while we were not listening.
+                onEvent(.jobsAvailable)
+            } onNotification: { payload in
+                if payload.hasPrefix("cancel:"), let id = UUID(uuidString: String(payload.dropFirst(7))) {
+                    onEvent(.jobCancelled(id))
+                } else {
                     onEvent(.jobsAvailable)
-                    for try await notification in notifications {
-                        if notification.payload.hasPrefix("cancel:"), let id = UUID(uuidString: String(notification.payload.dropFirst(7))) {
-                            onEvent(.jobCancelled(id))
-                        } else {
-                            onEvent(.jobsAvailable)
-                        }
-                    }
                 }
             }
-            throw PostgresJobStoreError.notificationsEnded
         }
     }
 
@@ -35,15 +31,61 @@ extension PostgresJobStore {
         try await translatingErrors {
             // Behind a transaction pooler there is no LISTEN: readers poll.
             if url.isTransactionPooler { return }
-            try await client.withConnection { connection in
-                try await connection.listen(on: schema.eventsChannel) { notifications in
-                    for try await notification in notifications {
-                        onJobs(notification.payload.split(separator: ",").compactMap { UUID(uuidString: String($0)) })
+            try await listen(on: schema.eventsChannel) {} onNotification: { payload in
+                onJobs(payload.split(separator: ",").compactMap { UUID(uuidString: String($0)) })
+            }
+        }
+    }
+
+    /// LISTENs on `channel` on a connection of its own until that connection fails, then throws.
+    ///
+    /// A LISTEN connection only receives, so a connection that died silently (a NAT or load
+    /// balancer that dropped the idle flow, a failover that moved the server's address: no
+    /// reset ever arrives) looked alive for good, and the worker fell back to polling without a
+    /// word. Every ``notificationHeartbeat`` the connection is asked a `SELECT`; one that does
+    /// not answer within another heartbeat is closed and the error says so, so the caller
+    /// listens again on a new connection. (The pool's own keep-alive skips it: it is leased for
+    /// as long as it listens.) The query also keeps such idle flows from being dropped at all.
+    func listen(
+        on channel: String, onListening: () -> Void, onNotification: @escaping @Sendable (String) -> Void
+    ) async throws {
+        let heartbeat = notificationHeartbeat
+        let logger = logger
+        try await client.withConnection { connection in
+            try await connection.listen(on: channel) { notifications in
+                onListening()
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        for try await notification in notifications { onNotification(notification.payload) }
+                        throw PostgresJobStoreError.notificationsEnded
+                    }
+                    group.addTask {
+                        while true {
+                            try await Task.sleep(for: heartbeat)
+                            do {
+                                try await withTimeout(heartbeat, operation: "notification heartbeat") {
+                                    _ = try await connection.query("SELECT 1 AS listen_heartbeat", logger: logger).collect()
+                                }
+                            } catch let error as TimeoutError {
+                                throw PostgresJobStoreError.notificationsStalled(error.timeout)
+                            }
+                        }
+                    }
+                    // Whichever ends first (the notifications with the connection, or a heartbeat
+                    // without an answer) ends both.
+                    do {
+                        try await group.next()
+                    } catch {
+                        group.cancelAll()
+                        // Closed, so that the pool does not lend it again and the heartbeat's
+                        // query, still waiting, ends.
+                        if case PostgresJobStoreError.notificationsStalled = error { try? await connection.close() }
+                        throw error
                     }
                 }
             }
-            throw PostgresJobStoreError.notificationsEnded
         }
+        throw PostgresJobStoreError.notificationsEnded
     }
 
     func notify(_ payload: String) async throws {

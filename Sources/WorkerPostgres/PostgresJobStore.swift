@@ -34,6 +34,9 @@ public final class PostgresJobStore: BenchmarkJobStore {
     public let statementTimeout: Duration?
     /// Whether a turn that fails for good holds its session (`SESSION_ON_FAILURE`).
     public let sessionOnFailure: SessionFailurePolicy
+    /// How often a LISTEN connection is checked, and how long its check may take
+    /// (``listen(on:onListening:onNotification:)``).
+    public let notificationHeartbeat: Duration
 
     /// Creates the store for `url` (nothing connects until ``client`` runs).
     /// - Parameters:
@@ -42,9 +45,12 @@ public final class PostgresJobStore: BenchmarkJobStore {
     ///   - statementTimeout: the server's bound on each statement of the store's connections
     ///     (`statement_timeout`); keep it below the time the caller waits for a call.
     ///   - sessionOnFailure: whether a turn that fails for good holds its session (`SESSION_ON_FAILURE`).
+    ///   - notificationHeartbeat: how often a LISTEN connection is checked; one that does not
+    ///     answer within as long again is replaced (the worker passes its renewal interval).
     public init(
         url: PostgresURL, schema: String = "public", table: String = "coding_jobs", maximumConnections: Int = 10,
-        statementTimeout: Duration? = nil, sessionOnFailure: SessionFailurePolicy = .continue, logger: Logger
+        statementTimeout: Duration? = nil, sessionOnFailure: SessionFailurePolicy = .continue,
+        notificationHeartbeat: Duration = .seconds(10), logger: Logger
     ) throws {
         for (name, value, length) in [("JOBS_SCHEMA", schema, 63), ("JOBS_TABLE", table, Self.maximumTableNameLength)] {
             guard value.range(of: "^[A-Za-z_][A-Za-z0-9_]{0,\(length - 1)}$", options: .regularExpression) != nil else {
@@ -55,6 +61,7 @@ public final class PostgresJobStore: BenchmarkJobStore {
         self.statementTimeout = statementTimeout
         self.schema = PostgresSchema(schema: schema, table: table, sessionOnFailure: sessionOnFailure)
         self.sessionOnFailure = sessionOnFailure
+        self.notificationHeartbeat = max(notificationHeartbeat, .milliseconds(100))
         self.logger = logger
         var configuration = PostgresClient.Configuration(
             host: url.host,

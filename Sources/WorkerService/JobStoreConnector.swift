@@ -51,6 +51,9 @@ public enum JobStoreConnector {
                 maximumConnections: configuration.databaseMaxConnections,
                 statementTimeout: serverBound,
                 sessionOnFailure: configuration.sessionOnFailure,
+                // As often as leases are renewed: both are how soon the worker notices a
+                // connection that died without a word.
+                notificationHeartbeat: configuration.leaseDuration / 3,
                 logger: storeLogger
             )
             return try await withThrowingTaskGroup(of: Void.self, returning: T.self) { tasks in

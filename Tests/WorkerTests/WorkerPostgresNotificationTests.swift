@@ -1,0 +1,126 @@
+import Foundation
+import Testing
+
+/// The LISTEN connection of a real `worker run`: replaced when it dies without a word, and
+/// listened on again at once after each of many drops.
+@Suite("worker run: the LISTEN connection", .serialized, .enabled(if: TestPostgres.isAvailable, "needs TEST_DATABASE_URL: run scripts/test"))
+struct WorkerPostgresNotificationTests {
+    static let proxyScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/freezing-proxy.py")
+
+    /// `TestPostgres.url` with its own `application_name` (so that this test finds its worker's
+    /// connections among other tests'), and through `proxyPort` when given.
+    static func url(application: String, proxyPort: Int? = nil) -> String {
+        var components = URLComponents(string: TestPostgres.url!)!
+        if let proxyPort {
+            components.host = "127.0.0.1"
+            components.port = proxyPort
+        }
+        components.queryItems = (components.queryItems ?? []) + [URLQueryItem(name: "application_name", value: application)]
+        return components.string!
+    }
+
+    /// The client ports and pids of the worker's LISTEN connection(s): the backend whose last
+    /// statement was its LISTEN or its heartbeat.
+    static func listeners(application: String) async throws -> [(pid: String, clientPort: Int)] {
+        let rows = try await TestPostgres.sql("""
+            SELECT pid || ' ' || client_port FROM pg_stat_activity
+            WHERE application_name = '\(application)' AND (query LIKE 'LISTEN %' OR query LIKE '%listen_heartbeat%')
+            """)
+        return rows.split(separator: "\n").compactMap { line in
+            let parts = line.split(separator: " ")
+            guard parts.count == 2, let port = Int(parts[1]) else { return nil }
+            return (String(parts[0]), port)
+        }
+    }
+
+    static func pickupSeconds(_ table: String, prompt: String) async throws -> Double {
+        try await TestPostgres.sql("INSERT INTO public.\(table) (prompt) VALUES ('\(prompt)')")
+        _ = try await eventually("\(prompt) completed", timeout: .seconds(10)) {
+            try await WorkerPostgresRunTests.count(table, "prompt = '\(prompt)' AND status = 'completed'") == 1
+        }
+        return Double(try await TestPostgres.sql("SELECT coalesce(extract(epoch FROM started_at - created_at), 99) FROM public.\(table) WHERE prompt = '\(prompt)'")) ?? 99
+    }
+
+    @Test("a LISTEN connection that stops answering without a reset is replaced, and jobs start at once again")
+    func silentlyDeadListener() async throws {
+        let folder = try TemporaryDirectory()
+        let table = TestPostgres.freshTable()
+        let application = "listen_\(table)"
+        let upstream = URLComponents(string: TestPostgres.url!)!
+        let proxy = try WorkerProcess(
+            [Self.proxyScript.path, upstream.host ?? "127.0.0.1", "\(upstream.port ?? 5432)"], environment: [:], directory: folder.url,
+            executable: URL(fileURLWithPath: "/usr/bin/python3"))
+        defer { proxy.kill9() }
+        #expect(try await eventually("proxy started") { proxy.stdout.contains("\n") })
+        let ports = proxy.stdout.split(separator: "\n")[0].split(separator: " ").compactMap { Int($0) }
+        try #require(ports.count == 2, "proxy output: \(proxy.stdout) \(proxy.stderr)")
+
+        let port = try freePort()
+        // Renewals, and so heartbeats, every second; polling (the fallback) once a minute.
+        var environment = WorkerPostgresRunTests.environment(table: table, port: port, ["POLL_INTERVAL_MS": "60000", "LEASE_DURATION_MS": "3000"])
+        environment["DATABASE_URL"] = Self.url(application: application, proxyPort: ports[0])
+        let worker = try WorkerProcess(environment: environment, directory: folder.url)
+        defer { worker.kill9() }
+        #expect(try await eventually("ready", timeout: .seconds(60)) { try await http(port: port, path: "/ready").status == 200 })
+        var listener: Int?
+        #expect(try await eventually("listening") {
+            listener = try await Self.listeners(application: application).first?.clientPort
+            return listener != nil
+        })
+        let before = try await Self.pickupSeconds(table, prompt: "before")
+        #expect(before < 0.5, "LISTEN works before the freeze: \(before) s")
+
+        // The flow is dropped: nothing passes either way, and neither end hears of it.
+        let frozen = try #require(listener)
+        let control = try await WorkerProcess.command(
+            ["-c", "exec 3<>/dev/tcp/127.0.0.1/\(ports[1]); echo 'freeze \(frozen)' >&3; cat <&3"], environment: [:], directory: folder.url,
+            executable: URL(fileURLWithPath: "/bin/bash"))
+        #expect(control.stdout.contains("frozen"), "control: \(control.stdout) \(control.stderr)")
+
+        let replaced = try await eventually("listening on a new connection", timeout: .seconds(10)) {
+            try await Self.listeners(application: application).contains { $0.clientPort != frozen }
+        }
+        #expect(replaced, "worker output: \(worker.stdout.suffix(2000))")
+        #expect(worker.stdout.contains("did not answer its heartbeat"), "the reason is logged")
+        let after = try await Self.pickupSeconds(table, prompt: "after")
+        #expect(after < 0.5, "LISTEN works again: \(after) s (a dead listener leaves only the 60 s poll)")
+
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(20)) == 0)
+        try await TestPostgres.sql("DROP TABLE public.\(table) CASCADE")
+    }
+
+    @Test("after each of eight dropped LISTEN connections the worker listens again within a second")
+    func manyDrops() async throws {
+        let folder = try TemporaryDirectory()
+        let table = TestPostgres.freshTable()
+        let application = "listen_\(table)"
+        let port = try freePort()
+        var environment = WorkerPostgresRunTests.environment(table: table, port: port, ["POLL_INTERVAL_MS": "60000"])
+        environment["DATABASE_URL"] = Self.url(application: application)
+        let worker = try WorkerProcess(environment: environment, directory: folder.url)
+        defer { worker.kill9() }
+        #expect(try await eventually("ready", timeout: .seconds(60)) { try await http(port: port, path: "/ready").status == 200 })
+        var dropped: Set<String> = []
+        for drop in 1...8 {
+            var pid: String?
+            // Backoff counted over the worker's life waited 100 ms, 200 ms, ... 12.8 s before the
+            // eighth new LISTEN.
+            let listening = try await eventually("listening before drop \(drop)", timeout: .seconds(1)) {
+                pid = try await Self.listeners(application: application).first { !dropped.contains($0.pid) }?.pid
+                return pid != nil
+            }
+            try #require(listening, "no LISTEN connection before drop \(drop); worker output: \(worker.stdout.suffix(2000))")
+            dropped.insert(pid!)
+            _ = try await TestPostgres.sql("SELECT pg_terminate_backend(\(pid!))")
+        }
+        #expect(try await eventually("listening after the last drop", timeout: .seconds(1)) {
+            try await Self.listeners(application: application).contains { !dropped.contains($0.pid) }
+        })
+        let pickup = try await Self.pickupSeconds(table, prompt: "after drops")
+        #expect(pickup < 0.5, "LISTEN works after the drops: \(pickup) s")
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(20)) == 0)
+        try await TestPostgres.sql("DROP TABLE public.\(table) CASCADE")
+    }
+}
