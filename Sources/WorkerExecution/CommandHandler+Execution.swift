@@ -35,8 +35,11 @@ extension CommandHandler {
     }
 
     private enum RaceResult: Sendable {
-        case finished(TerminationStatus)
+        /// The command's run ended (its status is its task's).
+        case finished
         case timedOut
+        /// The job was cancelled, or stopped at shutdown.
+        case cancelled
         /// A limit stopped the command: its reason.
         case limitReached(JobFailureReason)
     }
@@ -98,62 +101,81 @@ extension CommandHandler {
             // The leader may be gone while grandchildren that ignored SIGTERM live on: finish the group.
             if let group = collected.processGroup.withLock({ $0 }) { kill(-group, SIGKILL) }
         }
-        let outcome: RaceResult
-        do {
-            outcome = try await withThrowingTaskGroup(of: RaceResult.self) { race in
-                race.addTask {
-                    let result = try await Subprocess.run(
-                        executable,
-                        arguments: arguments,
-                        environment: childEnvironment,
-                        workingDirectory: FilePath(workdir),
-                        platformOptions: options,
-                        input: .inputWriter,
-                        output: .sequence,
-                        error: .sequence
-                    ) { execution in
-                        collected.processGroup.withLock { $0 = execution.processIdentifier.value }
-                        started(execution.processIdentifier.value)
-                        await events?.status("started", ["pid": String(execution.processIdentifier.value)])
-                        try await Self.pump(execution, input: input, into: collected, events: events, logger: logger)
-                    }
-                    return .finished(result.terminationStatus)
-                }
-                race.addTask {
-                    try await Task.sleep(for: timeout)
-                    return .timedOut
-                }
-                if let group {
-                    // A limit reached ends the attempt at once: a fork bomb held at the pids
-                    // limit, or a command whose process the OOM killer stopped, would otherwise
-                    // go on until the timeout.
-                    race.addTask {
-                        while true {
-                            try await Task.sleep(for: .milliseconds(200))
-                            if group.oomKills > 0 { return .limitReached(.outOfMemory) }
-                            if group.pidsLimitHits > 0 { return .limitReached(.pidsLimit) }
-                        }
-                    }
-                }
-                if let disk = limits.limits.diskBytes {
-                    // RLIMIT_FSIZE stops one file at the limit at once; this stops many files
-                    // that are each below it, within a check's interval.
-                    race.addTask {
-                        var interval = JobLimitEnforcement.diskCheckInterval
-                        while true {
-                            try await Task.sleep(for: interval)
-                            let clock = ContinuousClock(), start = clock.now
-                            if await Self.diskUsage(written) > disk { return .limitReached(.diskLimit) }
-                            interval = max(JobLimitEnforcement.diskCheckInterval, (clock.now - start) * 20)
-                        }
-                    }
-                }
-                let first = try await race.next()!
-                race.cancelAll()
-                return first
+        // The command runs in a task of its own, not a child of this one: a job cancelled (or
+        // stopped at shutdown) cancels this task, and had that reached the run, swift-subprocess
+        // would have stopped reading its output and killed it at once. Stopping it is
+        // `stop(_:_:)`'s instead, for a cancel as for a timeout or a limit: SIGTERM to its group,
+        // its output still read and recorded, SIGKILL after JOB_KILL_GRACE_MS.
+        let completion = CommandCompletion()
+        let command = Task {
+            defer { completion.end() }
+            return try await Subprocess.run(
+                executable,
+                arguments: arguments,
+                environment: childEnvironment,
+                workingDirectory: FilePath(workdir),
+                platformOptions: options,
+                input: .inputWriter,
+                output: .sequence,
+                error: .sequence
+            ) { execution in
+                collected.processGroup.withLock { $0 = execution.processIdentifier.value }
+                started(execution.processIdentifier.value)
+                await events?.status("started", ["pid": String(execution.processIdentifier.value)])
+                try await Self.pump(execution, input: input, into: collected, events: events, logger: logger)
+            }.terminationStatus
+        }
+        let outcome = await withTaskGroup(of: RaceResult.self) { race in
+            race.addTask {
+                await completion.wait()
+                return completion.hasEnded ? .finished : .cancelled
             }
+            race.addTask {
+                do { try await Task.sleep(for: timeout) } catch { return .cancelled }
+                return .timedOut
+            }
+            if let group {
+                // A limit reached ends the attempt at once: a fork bomb held at the pids
+                // limit, or a command whose process the OOM killer stopped, would otherwise
+                // go on until the timeout.
+                race.addTask {
+                    while true {
+                        do { try await Task.sleep(for: .milliseconds(200)) } catch { return .cancelled }
+                        if group.oomKills > 0 { return .limitReached(.outOfMemory) }
+                        if group.pidsLimitHits > 0 { return .limitReached(.pidsLimit) }
+                    }
+                }
+            }
+            if let disk = limits.limits.diskBytes {
+                // RLIMIT_FSIZE stops one file at the limit at once; this stops many files
+                // that are each below it, within a check's interval.
+                race.addTask {
+                    var interval = JobLimitEnforcement.diskCheckInterval
+                    while true {
+                        do { try await Task.sleep(for: interval) } catch { return .cancelled }
+                        let clock = ContinuousClock(), start = clock.now
+                        if await Self.diskUsage(written) > disk { return .limitReached(.diskLimit) }
+                        interval = max(JobLimitEnforcement.diskCheckInterval, (clock.now - start) * 20)
+                    }
+                }
+            }
+            let first = await race.next()!
+            race.cancelAll()
+            return first
+        }
+        if case .finished = outcome {} else {
+            await stop(command, completion, group: collected.processGroup.withLock { $0 }, logger: logger)
+        }
+        if case .cancelled = outcome { throw CancellationError() }
+        var finishedStatus: TerminationStatus?
+        do {
+            finishedStatus = try await command.value
         } catch let error as SubprocessError {
             throw CommandFailure.cannotStart(program: configuration.argv[0], reason: "\(error)")
+        } catch {
+            // A stopped command's run may end with an error of its own (its reading cancelled).
+            if case .finished = outcome { throw error }
+            finishedStatus = nil
         }
         if let group {
             // What the attempt's processes used, before the group goes.
@@ -162,7 +184,8 @@ extension CommandHandler {
         let status: TerminationStatus
         var limit: JobFailureReason?
         switch outcome {
-        case .finished(let finished):
+        case .finished:
+            guard let finished = finishedStatus else { throw CancellationError() }
             status = finished
             // A limit reached just before the end (the OOM killer stopped the command itself).
             if let group, finished != .exited(0) {
@@ -185,6 +208,8 @@ extension CommandHandler {
             logger.warning("Command reached a limit; it was stopped", metadata: ["reason": .string(reason.rawValue)])
             status = .signaled(SIGKILL)
             limit = reason
+        case .cancelled:
+            throw CancellationError()
         }
         return Run(
             status: status,
@@ -194,6 +219,29 @@ extension CommandHandler {
             lastObject: collected.lastObject.withLock { $0 },
             limit: limit
         )
+    }
+
+    /// Stops a command that is still running: SIGTERM to its process group, then up to
+    /// JOB_KILL_GRACE_MS for it to end (its output still read and recorded: an agent that saves
+    /// its work and says so on SIGTERM gets both in), then SIGKILL to the group. Should its run
+    /// still not end (a process that left the group holds its output open), the run's reading is
+    /// cancelled after a few more seconds.
+    private func stop(_ command: Task<TerminationStatus, any Error>, _ completion: CommandCompletion, group: pid_t?, logger: Logger) async {
+        guard let group else {
+            // Not started yet: nothing to signal.
+            command.cancel()
+            _ = await command.result
+            return
+        }
+        kill(-group, SIGTERM)
+        if await completion.wait(atMost: configuration.killGrace) { return }
+        logger.debug("Command still running after its grace period; killing its process group", metadata: [
+            "killGraceMs": .stringConvertible(configuration.killGrace.inMilliseconds),
+        ])
+        kill(-group, SIGKILL)
+        if await completion.wait(atMost: .seconds(5)) { return }
+        command.cancel()
+        _ = await command.result
     }
 
     /// ``DiskUsage`` of `paths`, walked on a Dispatch thread: a large workspace takes a while,

@@ -157,6 +157,35 @@ struct CommandHandlerTests {
         for pid in try Self.pids(from: pidsFile) { #expect(!Self.isAlive(pid), "process \(pid) survived") }
     }
 
+    /// Runs `graceful-stop.sh` (which saves its work on SIGTERM), stopping it with `stop`;
+    /// returns whether its work was saved by the time the handler returned.
+    static func stoppedGracefully(timeout: Duration = .seconds(30), stop: (Task<String, any Error>) async throws -> Void) async throws -> Bool {
+        let marker = FileManager.default.temporaryDirectory.appendingPathComponent("saved-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: marker) }
+        var environment = ProcessInfo.processInfo.environment
+        environment["MARKER_FILE"] = marker
+        let handler = try Self.handler("graceful-stop.sh", timeout: timeout, killGrace: .seconds(20), passthrough: ["MARKER_FILE"], environment: environment)
+        let task = Task { try await handler.handle(Self.claimed(), context: Self.context) }
+        try await stop(task)
+        _ = await task.result
+        return FileManager.default.fileExists(atPath: marker)
+    }
+
+    @Test("cancellation sends SIGTERM first: a command that saves its work on it gets the time to (JOB_KILL_GRACE_MS)")
+    func cancellationIsGraceful() async throws {
+        let saved = try await Self.stoppedGracefully { task in
+            try await Task.sleep(for: .milliseconds(500))
+            task.cancel()
+        }
+        #expect(saved, "the command was killed before its SIGTERM trap finished")
+    }
+
+    @Test("a timeout sends SIGTERM first: a command that saves its work on it gets the time to (JOB_KILL_GRACE_MS)")
+    func timeoutIsGraceful() async throws {
+        let saved = try await Self.stoppedGracefully(timeout: .milliseconds(700)) { _ in }
+        #expect(saved, "the command was killed before its SIGTERM trap finished")
+    }
+
     static func peakRSS() -> Int {
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)

@@ -51,6 +51,38 @@ struct WorkerCommandRunTests {
         #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
     }
 
+    @Test("a cancelled command gets SIGTERM and its grace: what it prints meanwhile is recorded before the job's cancelled event")
+    func cancelledCommandsLastWords() async throws {
+        let folder = try TemporaryDirectory()
+        let marker = folder.url.appendingPathComponent("saved").path
+        let (worker, environment, port) = try Self.start(folder: folder.url, pidsFile: "", extra: [
+            "JOB_COMMAND": Self.fixtures.appendingPathComponent("graceful-stop.sh").path, "JOB_ENV_PASSTHROUGH": "MARKER_FILE",
+            "MARKER_FILE": marker, "JOB_KILL_GRACE_MS": "20000",
+        ])
+        defer { worker.kill9() }
+        #expect(try await eventually("health") { try await http(port: port, path: "/health").status == 200 })
+        let id = try await WorkerProcess.command(["enqueue", "--prompt", "work"], environment: environment, directory: folder.url)
+            .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        func events() async throws -> [[String: Any]] {
+            try await WorkerProcess.command(["jobs", "logs", id, "--json"], environment: environment, directory: folder.url)
+                .stdout.split(separator: "\n").compactMap { jsonObject(String($0)) }
+        }
+        func text(_ event: [String: Any]) -> String {
+            let data = event["data"] as? [String: Any]
+            return (data?["text"] as? String) ?? (data?["status"] as? String) ?? ""
+        }
+        #expect(try await eventually("ready printed") { try await events().contains { text($0) == "ready" } })
+        #expect(try await WorkerProcess.command(["jobs", "cancel", id], environment: environment, directory: folder.url).status == 0)
+        #expect(try await eventually("cancelled event", timeout: .seconds(15)) { try await events().contains { text($0) == "cancelled" } })
+        #expect(FileManager.default.fileExists(atPath: marker), "the command finished saving its work")
+        let texts = try await events().map(text)
+        let saved = texts.firstIndex(of: "saved"), cancelled = texts.firstIndex(of: "cancelled")
+        #expect(texts.contains("got-term"), "events: \(texts)")
+        #expect(saved != nil && cancelled != nil && saved! < cancelled!, "events: \(texts)")
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+    }
+
     @Test("shutdown with a running command: its process group is stopped and the job is pending again")
     func shutdownWithRunningCommand() async throws {
         let folder = try TemporaryDirectory()

@@ -1,0 +1,8 @@
+#!/bin/sh
+# An agent that saves its work when asked to stop: on SIGTERM it prints two lines (the second
+# after a pause), writes $MARKER_FILE and exits 0. Until then it waits.
+cat >/dev/null
+trap 'echo got-term; sleep 0.3; echo saved; echo saved > "$MARKER_FILE"; exit 0' TERM
+echo ready
+sleep 300 &
+wait
