@@ -140,10 +140,11 @@ extension JobProcessor {
         }
         guard let outcome else {
             // Nothing to record: another worker or the operator decided the job's fate. A
-            // cancelled turn held its session while its command was being stopped; now that it
-            // has stopped, the session's next turn may start. (Should this write fail, the lease,
-            // no longer renewed, runs out and the rescue lets the session go on.)
-            if case .stopped(.cancelled) = finish, job.sessionID != nil {
+            // cancelled job kept its lease while its command was being stopped (no retry of it,
+            // no next turn of its session beside it); now that it has stopped, both may start.
+            // (Should this write fail, the lease, no longer renewed, runs out and the rescue
+            // frees the job.)
+            if case .stopped(.cancelled) = finish {
                 do {
                     try await withTimeout(storeTimeout, operation: "cancellation release") { [store] in
                         try await store.releaseCancelled([claimed.lease])
@@ -151,7 +152,7 @@ extension JobProcessor {
                     jobsAvailable.signal()
                 } catch {
                     logger.warning(
-                        "Could not tell the store that a cancelled turn stopped; its session goes on when the lease runs out",
+                        "Could not tell the store that a cancelled job stopped; it is free (to retry, for its session's next turn) when its lease runs out",
                         metadata: Self.metadata(of: claimed.lease, sessionID: job.sessionID, extra: ["error": "\(error)"])
                     )
                 }

@@ -47,9 +47,10 @@ public protocol JobStore: Sendable {
     /// out only because a renewal came late (a loaded machine), and the next renewal revives it.
     func rescueExpiredLeases(sparing running: [UUID]) async throws -> [RescuedJob]
 
-    /// Says that the commands of these cancelled jobs have stopped. A running turn of a session
-    /// that an operator cancels keeps its session (and its lease, renewed as before) until
-    /// then, so that the session's next turn never starts beside a command still being stopped.
+    /// Says that the commands of these cancelled jobs have stopped. A running job that an
+    /// operator cancels keeps its lease (renewed as before) until then, so that neither a retry
+    /// of it (refused meanwhile) nor its session's next turn starts beside a command still being
+    /// stopped.
     func releaseCancelled(_ leases: [Lease]) async throws
 
     /// Stores events of running jobs (``NewJobEvent``), each only while its job's lease holds

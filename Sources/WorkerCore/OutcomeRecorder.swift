@@ -148,6 +148,23 @@ final class OutcomeRecorder: Sendable {
         }
     }
 
+    /// Ends the leases of jobs cancelled while their outcome was on its way: the cancel kept the
+    /// lease until the command stopped, which it has (its handler returned). Without this the
+    /// lease, no longer renewed, held the job (no retry) and its session (no next turn) until it
+    /// ran out and the rescue came: up to a lease and a rescue interval, 45 s by default.
+    private func release(_ leases: [Lease]) async {
+        do {
+            try await withTimeout(timeout, operation: "cancellation release") { [store] in
+                try await store.releaseCancelled(leases)
+            }
+        } catch {
+            logger.warning(
+                "Could not tell the store that cancelled jobs stopped; they are free when their leases run out",
+                metadata: ["jobs": .stringConvertible(leases.count), "error": "\(error)"]
+            )
+        }
+    }
+
     /// Writes `batch`, isolating outcomes the store refuses for their values; stops at the
     /// first failure of another kind (an outage), reporting what is still unwritten.
     private func write(_ batch: [JobCompletion]) async -> Progress {
@@ -168,10 +185,14 @@ final class OutcomeRecorder: Sendable {
                     try await store.record(chunk)
                 }
                 progress.written += chunk
+                var cancelled: [Lease] = []
                 for (index, completion) in chunk.enumerated() {
                     let wasApplied = index < applied.count && applied[index]
-                    progress.writes.append(wasApplied ? .applied : await explain(completion))
+                    let write = wasApplied ? OutcomeWrite.applied : await explain(completion)
+                    if write == .cancelled { cancelled.append(completion.lease) }
+                    progress.writes.append(write)
                 }
+                if !cancelled.isEmpty { await release(cancelled) }
             } catch JobStoreError.valueRejected(let reason) {
                 if chunk.count > 1 {
                     let half = chunk.count / 2

@@ -54,10 +54,10 @@ extension PostgresJobStore {
             let rows = try await Self.retryingDeadlocks { try await client.query(
                 """
                 WITH changed AS (
-                    -- A running turn of a session keeps its lease until the worker has stopped its
-                    -- command, so the session's next turn cannot start beside it; a failed turn
-                    -- that holds its session (SESSION_ON_FAILURE=block) may be cancelled to let
-                    -- the session go on.
+                    -- A running job keeps its lease until the worker has stopped its command, so
+                    -- that neither a retry nor the session's next turn can start beside it; a
+                    -- failed turn that holds its session (SESSION_ON_FAILURE=block) may be
+                    -- cancelled to let the session go on.
                     UPDATE \(unescaped: table) SET \(unescaped: PostgresSchema.cancelAssignments)
                     WHERE id = \(id) AND \(unescaped: PostgresSchema.cancellable)
                     RETURNING \(unescaped: PostgresSchema.columns)

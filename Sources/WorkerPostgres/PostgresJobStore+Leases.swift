@@ -100,12 +100,12 @@ extension PostgresJobStore {
                 """,
                 logger: logger
             ).collect() }
-            // Cancelled turns whose worker stopped renewing before it said the command had
-            // stopped (``releaseCancelled(_:)``): their sessions move on.
+            // Cancelled jobs whose worker stopped renewing before it said the command had
+            // stopped (``releaseCancelled(_:)``): they may be retried, their sessions move on.
             let released = try await bounded("rescue") { connection in try await connection.query(
                 """
                 UPDATE \(unescaped: table) SET locked_by = NULL, lease_expires_at = NULL
-                WHERE session_id IS NOT NULL AND status = 'cancelled' AND lease_expires_at IS NOT NULL
+                WHERE status = 'cancelled' AND lease_expires_at IS NOT NULL
                     AND lease_expires_at < now() AND NOT (id = ANY(\(running)::uuid[]))
                 RETURNING id
                 """,

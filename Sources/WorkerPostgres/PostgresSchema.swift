@@ -244,12 +244,13 @@ struct PostgresSchema: Sendable {
     }
 
     /// Cancelling a job (`worker jobs cancel`, the job API, `cancel_coding_job`): what is set, and
-    /// which jobs may be cancelled. A running turn of a session keeps its lease until the worker
-    /// has stopped its command, so the session's next turn cannot start beside it; a failed turn
-    /// that holds its session (SESSION_ON_FAILURE=block) may be cancelled to let the session go on.
+    /// which jobs may be cancelled. A running job keeps its lease until the worker has stopped its
+    /// command (``PostgresJobStore/releaseCancelled(_:)``), so that neither a retry of it nor the
+    /// session's next turn can start beside it; a failed turn that holds its session
+    /// (SESSION_ON_FAILURE=block) may be cancelled to let the session go on.
     static let cancelAssignments = """
         status = 'cancelled', completed_at = now(), blocks_session = false, \
-        lease_expires_at = CASE WHEN status = 'processing' AND session_id IS NOT NULL THEN lease_expires_at END
+        lease_expires_at = CASE WHEN status = 'processing' THEN lease_expires_at END
         """
     static let cancellable = "(status IN ('pending', 'processing') OR (status = 'failed' AND blocks_session))"
     /// Retrying a job (`worker jobs retry`, `retry_coding_job`): pending again, now, with an

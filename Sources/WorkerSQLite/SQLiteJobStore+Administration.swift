@@ -47,7 +47,7 @@ extension SQLiteJobStore {
             action: "cancel",
             sql: """
                 UPDATE "\(table)" SET status = 'cancelled', completed_at = ?2, blocks_session = 0,
-                    lease_expires_at = CASE WHEN status = 'processing' AND session_id IS NOT NULL THEN lease_expires_at END
+                    lease_expires_at = CASE WHEN status = 'processing' THEN lease_expires_at END
                 WHERE id = ?1 AND (status IN ('pending', 'processing') OR (status = 'failed' AND blocks_session = 1))
                 RETURNING \(SQLiteSchema.columns)
                 """,

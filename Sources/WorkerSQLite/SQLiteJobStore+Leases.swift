@@ -70,13 +70,13 @@ extension SQLiteJobStore {
                     rescued.append(RescuedJob(id: UUID(uuidString: idText) ?? UUID(), queue: row.column("queue")?.string ?? "",
                         sessionID: row.column("session_id")?.string.flatMap(UUID.init(uuidString:)), previousWorker: worker, attempt: attempts, newStatus: newStatus))
                 }
-                // Cancelled turns whose worker stopped renewing before it said the command had
-                // stopped (releaseCancelled): their sessions move on.
+                // Cancelled jobs whose worker stopped renewing before it said the command had
+                // stopped (releaseCancelled): they may be retried, their sessions move on.
                 let spareList = String(decoding: try JSONEncoder().encode(Array(spared)), as: UTF8.self)
                 _ = try await connection.query(
                     """
                     UPDATE "\(table)" SET locked_by = NULL, lease_expires_at = NULL
-                    WHERE session_id IS NOT NULL AND status = 'cancelled' AND lease_expires_at IS NOT NULL AND lease_expires_at < ?1
+                    WHERE status = 'cancelled' AND lease_expires_at IS NOT NULL AND lease_expires_at < ?1
                         AND id NOT IN (SELECT value FROM json_each(?2))
                     """,
                     [.integer(now), .text(spareList)]

@@ -46,6 +46,27 @@ struct JobProcessorOutcomeTests {
         }
     }
 
+    @Test("a job cancelled while its outcome is on its way is free at once: retryable, its session's next turn let through")
+    func cancelledWhileRecording() async throws {
+        try await withTemporarySQLiteStore { sqlite in
+            let session = UUID()
+            let ids = try await sqlite.enqueue([NewJob(prompt: "first", sessionID: session), NewJob(prompt: "second", sessionID: session)])
+            let cancelledOnce = Atomic<Bool>(false)
+            // The operator's cancel lands between the handler's return and the outcome's write.
+            let store = InstrumentedJobStore(sqlite, beforeRecord: {
+                if !cancelledOnce.exchange(true, ordering: .relaxed) { _ = try await sqlite.cancel(id: ids[0]) }
+            })
+            // A 30 s lease: before, the job stayed held until it ran out and the rescue came.
+            let processor = JobProcessor(store: store, handler: Instant(), configuration: Self.configuration(lease: .seconds(30)), logger: Logger(label: "test"))
+            try await whileRunning(processor) {
+                try await waitUntil(timeout: .seconds(5)) { try await sqlite.job(id: ids[1])?.status == .completed }
+                let first = try #require(try await sqlite.job(id: ids[0]))
+                #expect(first.status == .cancelled && first.leaseExpiresAt == nil)
+                #expect(try await sqlite.retry(id: ids[0]).status == .pending)
+            }
+        }
+    }
+
     @Test("a payload the echo handler cannot read fails the job at once, without retries")
     func permanentFailure() async throws {
         try await withTemporarySQLiteStore { store in

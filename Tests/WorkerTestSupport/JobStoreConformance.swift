@@ -46,6 +46,7 @@ public enum JobStoreConformance {
         ConformanceCase(name: "rescue never touches a finished job", body: rescueSkipsFinished),
         ConformanceCase(name: "cancel stops pending and running jobs and refuses finished ones", body: cancel),
         ConformanceCase(name: "retry makes a failed job pending with an attempt left", body: retryCommand),
+        ConformanceCase(name: "a job cancelled while running cannot be retried until its command has stopped", body: retryWhileStopping),
         ConformanceCase(name: "stats count every state and the oldest due pending job", body: stats),
         ConformanceCase(name: "listing filters by status and queue, newest first", body: listing),
         ConformanceCase(name: "a job keeps the user it is for; listing filters by user", body: userOwnership),
@@ -338,6 +339,33 @@ public enum JobStoreConformance {
         }
         let missing = UUID()
         await #expect(throws: JobStoreError.jobNotFound(missing)) { _ = try await store.cancel(id: missing) }
+    }
+
+    static func retryWhileStopping(_ store: any JobStore) async throws {
+        let ids = try await store.enqueue([NewJob(prompt: "stopping"), NewJob(prompt: "worker died")])
+        let running = try await claimOne(store)
+        let dying = try await claimOne(store, worker: "dying", lease: .milliseconds(200))
+        #expect(running.job.id == ids[0] && dying.job.id == ids[1])
+        #expect(try await store.cancel(id: ids[0]).status == .cancelled)
+        // Its command is still being stopped: a retry now would run it twice at once.
+        await #expect(throws: JobStoreError.invalidTransition(id: ids[0], from: .cancelled, action: "retry")) {
+            _ = try await store.retry(id: ids[0])
+        }
+        #expect(try await store.renew([running.lease], duration: .seconds(30)) == [ids[0]: .cancelled], "the lease is kept, and renewed")
+        try await store.releaseCancelled([running.lease])
+        #expect(try await store.retry(id: ids[0]).status == .pending)
+        let again = try await claimOne(store)
+        #expect(again.job.id == ids[0] && again.job.attempts == 2)
+
+        // A worker that died while stopping it: the job is free once the lease runs out.
+        _ = try await store.cancel(id: ids[1])
+        await #expect(throws: JobStoreError.invalidTransition(id: ids[1], from: .cancelled, action: "retry")) {
+            _ = try await store.retry(id: ids[1])
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        _ = try await store.rescueExpiredLeases()
+        #expect(try await store.job(id: ids[1])?.status == .cancelled)
+        #expect(try await store.retry(id: ids[1]).status == .pending)
     }
 
     static func retryCommand(_ store: any JobStore) async throws {
