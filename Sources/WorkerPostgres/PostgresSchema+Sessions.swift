@@ -240,6 +240,55 @@ extension PostgresSchema {
         ]
     }
 
+    /// Version 9: two writes by hand that left a session wrong. A turn whose `session_id` is set
+    /// to NULL was still held (the hold trigger fired only for a session): it never ran. A
+    /// running turn deleted let its session's next turn start beside its command: such a delete
+    /// is now refused, naming the cancel that lets it go.
+    var sessionRepairMigration: [String] {
+        [
+            """
+            CREATE OR REPLACE FUNCTION "\(schemaName)"."\(tableName)_session_hold"() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.session_id IS NULL THEN
+                    -- Taken out of its session: nothing holds it.
+                    NEW.held_by_session := false;
+                    NEW.session_has_waiting := false;
+                ELSE
+                    NEW.held_by_session := true;
+                END IF;
+                NEW.blocks_session := false;
+                RETURN NEW;
+            END
+            $$
+            """,
+            "DROP TRIGGER IF EXISTS \"\(tableName)_session_hold_update\" ON \(table)",
+            """
+            CREATE TRIGGER "\(tableName)_session_hold_update" BEFORE UPDATE ON \(table)
+                FOR EACH ROW WHEN ((NEW.session_id IS NOT NULL AND NEW.status = 'pending'
+                    AND (OLD.status <> 'pending' OR OLD.session_id IS DISTINCT FROM NEW.session_id))
+                    OR (NEW.session_id IS NULL AND OLD.session_id IS NOT NULL))
+                EXECUTE FUNCTION "\(schemaName)"."\(tableName)_session_hold"()
+            """,
+            "UPDATE \(table) SET held_by_session = false, blocks_session = false WHERE session_id IS NULL AND (held_by_session OR blocks_session)",
+            """
+            CREATE OR REPLACE FUNCTION "\(schemaName)"."\(tableName)_session_delete_check"() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                RAISE EXCEPTION 'a running turn of a session cannot be deleted: its session''s next turn would start beside its command'
+                    USING ERRCODE = 'object_in_use', HINT = 'Cancel it first (worker jobs cancel ID), then delete it once it has stopped.';
+            END
+            $$
+            """,
+            "DROP TRIGGER IF EXISTS \"\(tableName)_session_delete_check\" ON \(table)",
+            """
+            CREATE TRIGGER "\(tableName)_session_delete_check" BEFORE DELETE ON \(table)
+                FOR EACH ROW WHEN (OLD.session_id IS NOT NULL AND (OLD.status = 'processing' OR (OLD.status = 'cancelled' AND OLD.lease_expires_at IS NOT NULL)))
+                EXECUTE FUNCTION "\(schemaName)"."\(tableName)_session_delete_check"()
+            """,
+        ]
+    }
+
     /// True for a row (`alias`) that is its session's active turn: running, due to run, a
     /// failure that holds the session (`SESSION_ON_FAILURE=block`), or cancelled while its
     /// worker is still stopping it (the lease is cleared when the command has stopped).

@@ -3,7 +3,7 @@ import WorkerCore
 /// The SQLite schema of the jobs table, versioned per table in `worker_schema_migrations`.
 enum SQLiteSchema {
     /// The newest schema version this code creates and understands.
-    static let version = 6
+    static let version = 7
 
     /// Milliseconds since the Unix epoch, as a column default.
     static let nowMilliseconds = "(CAST(unixepoch('subsec') * 1000 AS INTEGER))"
@@ -186,7 +186,101 @@ enum SQLiteSchema {
                 "ALTER TABLE \"\(table)\" ADD COLUMN user_id TEXT",
                 "CREATE INDEX IF NOT EXISTS \"\(table)_user_idx\" ON \"\(table)\" (user_id, created_at DESC) WHERE user_id IS NOT NULL",
             ],
+            7: sessionRepairs(table: table),
         ]
+    }
+
+    /// Version 7: sessions kept by the database for writes by hand that version 3's triggers
+    /// missed. Its triggers are made again: a turn waiting behind others is now let through in
+    /// the order its rows were written (`rowid`) where their `created_at` ties (rows of one
+    /// `INSERT`, whose random ids had decided); a turn whose `session_id` is set to NULL is no
+    /// longer held for good; a `session_id` written in upper case is made lower case (only
+    /// inserts were, and such a turn waited for good); a turn that is running or being stopped
+    /// can neither be moved into a session that has an active turn nor deleted (its session's
+    /// next turn started beside its command). A unique index, as PostgreSQL has, cannot do
+    /// this here: SQLite has no trigger that changes a row before it is checked, so a turn
+    /// inserted by hand behind a running one would be refused.
+    static func sessionRepairs(table: String) -> [String] {
+        [
+            "DROP TRIGGER IF EXISTS \"\(table)_session_insert\"",
+            "DROP TRIGGER IF EXISTS \"\(table)_session_update\"",
+            "DROP TRIGGER IF EXISTS \"\(table)_session_delete\"",
+            sessionInsertTrigger(table: table),
+            sessionUpdateTrigger(table: table),
+            sessionDeleteTrigger(table: table),
+            """
+            CREATE TRIGGER IF NOT EXISTS "\(table)_lowercase_session" AFTER UPDATE OF session_id ON "\(table)"
+            WHEN NEW.session_id <> lower(NEW.session_id)
+            BEGIN
+                UPDATE "\(table)" SET session_id = lower(NEW.session_id) WHERE rowid = NEW.rowid;
+            END
+            """,
+            """
+            CREATE TRIGGER IF NOT EXISTS "\(table)_session_move_check" BEFORE UPDATE OF session_id ON "\(table)"
+            WHEN NEW.session_id IS NOT NULL AND lower(NEW.session_id) IS NOT lower(OLD.session_id) AND \(runningTurn("NEW"))
+                AND EXISTS (SELECT 1 FROM "\(table)" AS a WHERE a.session_id = lower(NEW.session_id) AND a.rowid <> NEW.rowid AND \(activeTurn("a")))
+            BEGIN
+                SELECT RAISE(ABORT, 'a running job cannot join a session that has an active turn: its turns would run at the same time');
+            END
+            """,
+            """
+            CREATE TRIGGER IF NOT EXISTS "\(table)_session_delete_check" BEFORE DELETE ON "\(table)"
+            WHEN OLD.session_id IS NOT NULL AND \(runningTurn("OLD"))
+            BEGIN
+                SELECT RAISE(ABORT, 'a running turn of a session cannot be deleted: its session''s next turn would start beside its command; cancel it first (worker jobs cancel ID), then delete it once it has stopped');
+            END
+            """,
+        ]
+    }
+
+    /// True for a row (`alias`) whose command may be running: claimed, or cancelled while its
+    /// worker is still stopping it.
+    static func runningTurn(_ alias: String) -> String {
+        "(\(alias).status = 'processing' OR (\(alias).status = 'cancelled' AND \(alias).lease_expires_at IS NOT NULL))"
+    }
+
+    static func sessionInsertTrigger(table: String) -> String {
+        """
+        CREATE TRIGGER IF NOT EXISTS "\(table)_session_insert" AFTER INSERT ON "\(table)"
+        WHEN NEW.session_id IS NOT NULL
+        BEGIN
+            UPDATE "\(table)" SET held_by_session = 1, blocks_session = 0 WHERE rowid = NEW.rowid AND status = 'pending';
+            \(advance(table: table, session: "lower(NEW.session_id)"));
+        END
+        """
+    }
+
+    /// Fires when a turn starts waiting (inserted, retried, rescued, given back), stops being its
+    /// session's active turn, or changes session; not for a claim or a renewal. A row whose
+    /// session is taken away is held by nothing.
+    static func sessionUpdateTrigger(table: String) -> String {
+        """
+        CREATE TRIGGER IF NOT EXISTS "\(table)_session_update" AFTER UPDATE ON "\(table)"
+        WHEN (OLD.session_id IS NOT NULL OR NEW.session_id IS NOT NULL) AND (
+            OLD.session_id IS NOT NEW.session_id
+            OR (NEW.status = 'pending' AND OLD.status <> 'pending')
+            OR (\(activeTurn("OLD")) AND NOT \(activeTurn("NEW")))
+            OR (NEW.status = 'pending' AND NEW.held_by_session = 1 AND NOT (OLD.status = 'pending' AND OLD.held_by_session = 1)))
+        BEGIN
+            UPDATE "\(table)" SET held_by_session = 0, blocks_session = 0
+            WHERE rowid = NEW.rowid AND NEW.session_id IS NULL AND (held_by_session = 1 OR blocks_session = 1);
+            UPDATE "\(table)" SET held_by_session = 1, blocks_session = 0
+            WHERE rowid = NEW.rowid AND session_id IS NOT NULL AND status = 'pending'
+                AND (OLD.status <> 'pending' OR OLD.session_id IS NOT NEW.session_id);
+            \(advance(table: table, session: "lower(OLD.session_id)"));
+            \(advance(table: table, session: "lower(NEW.session_id)"));
+        END
+        """
+    }
+
+    static func sessionDeleteTrigger(table: String) -> String {
+        """
+        CREATE TRIGGER IF NOT EXISTS "\(table)_session_delete" AFTER DELETE ON "\(table)"
+        WHEN OLD.session_id IS NOT NULL AND \(activeTurn("OLD"))
+        BEGIN
+            \(advance(table: table, session: "lower(OLD.session_id)"));
+        END
+        """
     }
 
     /// True for a row (`alias`) that is its session's active turn: running, due to run, a
@@ -201,12 +295,12 @@ enum SQLiteSchema {
     }
 
     /// Lets the oldest waiting turn of `session` (an SQL expression) through when the session
-    /// has no active turn.
+    /// has no active turn: the first written where `created_at` ties (rows of one `INSERT`).
     static func advance(table: String, session: String) -> String {
         """
         UPDATE "\(table)" SET held_by_session = 0
                     WHERE id = (SELECT w.id FROM "\(table)" AS w WHERE w.session_id = \(session) AND w.status = 'pending'
-                                AND w.held_by_session = 1 ORDER BY w.created_at, w.id LIMIT 1)
+                                AND w.held_by_session = 1 ORDER BY w.created_at, w.rowid LIMIT 1)
                         AND NOT EXISTS (SELECT 1 FROM "\(table)" AS a WHERE a.session_id = \(session) AND \(activeTurn("a")))
         """
     }

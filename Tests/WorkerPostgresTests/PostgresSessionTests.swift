@@ -41,6 +41,36 @@ struct PostgresSessionTests {
         }
     }
 
+    @Test("a waiting turn taken out of its session by hand runs")
+    func turnTakenOutOfItsSession() async throws {
+        try await TestDatabase.withStore { store in
+            let session = UUID()
+            let ids = try await store.enqueue([NewJob(prompt: "n1", sessionID: session), NewJob(prompt: "n2", sessionID: session)])
+            let running = try await store.claim(queues: ["default"], limit: 10, workerID: "w", leaseDuration: .seconds(30))
+            #expect(running.map(\.job.prompt) == ["n1"])
+            _ = try await TestDatabase.execute("UPDATE public.\(store.schema.tableName) SET session_id = NULL WHERE id = '\(ids[1])'", on: store)
+            let next = try await store.claim(queues: ["default"], limit: 10, workerID: "w", leaseDuration: .seconds(30))
+            #expect(next.map(\.job.prompt) == ["n2"], "before, it stayed held for good")
+        }
+    }
+
+    @Test("a running turn cannot be deleted (its session's next turn would start beside it) until cancelled and stopped")
+    func runningTurnNotDeleted() async throws {
+        try await TestDatabase.withStore { store in
+            let table = "public.\(store.schema.tableName)"
+            let session = UUID()
+            let ids = try await store.enqueue([NewJob(prompt: "d1", sessionID: session), NewJob(prompt: "d2", sessionID: session)])
+            let running = try #require(try await store.claim(queues: ["default"], limit: 10, workerID: "w", leaseDuration: .seconds(30)).first)
+            await #expect(throws: (any Error).self) { _ = try await TestDatabase.execute("DELETE FROM \(table) WHERE id = '\(ids[0])'", on: store) }
+            #expect(try await store.claim(queues: ["default"], limit: 10, workerID: "w", leaseDuration: .seconds(30)).isEmpty, "d2 still waits")
+            _ = try await store.cancel(id: ids[0])
+            await #expect(throws: (any Error).self) { _ = try await TestDatabase.execute("DELETE FROM \(table) WHERE id = '\(ids[0])'", on: store) }
+            try await store.releaseCancelled([running.lease])
+            _ = try await TestDatabase.execute("DELETE FROM \(table) WHERE id = '\(ids[0])'", on: store)
+            #expect(try await store.claim(queues: ["default"], limit: 10, workerID: "w", leaseDuration: .seconds(30)).map(\.job.prompt) == ["d2"])
+        }
+    }
+
     @Test("the database refuses a second active turn of a session, whoever writes it")
     func secondActiveTurnRefused() async throws {
         try await TestDatabase.withStore { store in

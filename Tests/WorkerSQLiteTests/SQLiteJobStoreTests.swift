@@ -212,6 +212,60 @@ struct SQLiteJobStoreTests {
         }
     }
 
+    @Test("turns inserted by hand in one statement (one created_at) run in the order written")
+    func handInsertedStatementOrder() async throws {
+        try await withTemporarySQLiteStore { store in
+            let session = UUID()
+            let turns = (1...12).map { "('turn \($0)', '\(session)')" }.joined(separator: ", ")
+            try await store.rawExecute("INSERT INTO coding_jobs (prompt, session_id) VALUES \(turns)")
+            #expect(try await claimOneByOne(store, claims: 12) == (1...12).map { "turn \($0)" })
+        }
+    }
+
+    @Test("a waiting turn taken out of its session by hand runs; one given an upper-case session id still waits its turn and runs")
+    func sessionChangedByHand() async throws {
+        try await withTemporarySQLiteStore { store in
+            let session = UUID(), other = UUID()
+            let ids = try await store.enqueue([
+                NewJob(prompt: "n1", sessionID: session), NewJob(prompt: "n2", sessionID: session), NewJob(prompt: "o1", sessionID: other),
+                NewJob(prompt: "o2", sessionID: other),
+            ])
+            let running = try await store.claim(queues: ["default"], limit: 10, workerID: "w", leaseDuration: .seconds(30))
+            #expect(Set(running.map(\.job.prompt)) == ["n1", "o1"])
+            try await store.rawExecute("UPDATE coding_jobs SET session_id = NULL WHERE id = '\(ids[1].lowercasedText)'")
+            try await store.rawExecute("UPDATE coding_jobs SET session_id = '\(other.uuidString)' WHERE id = '\(ids[3].lowercasedText)'")
+            #expect(try await store.job(id: ids[3])?.sessionID == other)
+            let next = try await store.claim(queues: ["default"], limit: 10, workerID: "w", leaseDuration: .seconds(30))
+            #expect(next.map(\.job.prompt) == ["n2"], "n2 no longer waits for a session; o2 still waits for o1")
+            _ = try await store.record(running.map { JobCompletion(lease: $0.lease, outcome: .completed(result: "{}")) })
+            let last = try await store.claim(queues: ["default"], limit: 10, workerID: "w", leaseDuration: .seconds(30))
+            #expect(last.map(\.job.prompt) == ["o2"])
+        }
+    }
+
+    @Test("a running turn can be neither deleted nor moved into a session that has an active turn")
+    func runningTurnProtected() async throws {
+        try await withTemporarySQLiteStore { store in
+            let session = UUID(), other = UUID()
+            let ids = try await store.enqueue([
+                NewJob(prompt: "d1", sessionID: session), NewJob(prompt: "d2", sessionID: session), NewJob(prompt: "x1", sessionID: other),
+            ])
+            let running = try await store.claim(queues: ["default"], limit: 10, workerID: "w", leaseDuration: .seconds(30))
+            #expect(Set(running.map(\.job.prompt)) == ["d1", "x1"])
+            await #expect(throws: (any Error).self) { try await store.rawExecute("DELETE FROM coding_jobs WHERE id = '\(ids[0].lowercasedText)'") }
+            await #expect(throws: (any Error).self) {
+                try await store.rawExecute("UPDATE coding_jobs SET session_id = '\(session.lowercasedText)' WHERE id = '\(ids[2].lowercasedText)'")
+            }
+            #expect(try await store.claim(queues: ["default"], limit: 10, workerID: "w", leaseDuration: .seconds(30)).isEmpty, "d2 still waits")
+            // Cancelled, it can go once its command has stopped.
+            _ = try await store.cancel(id: ids[0])
+            await #expect(throws: (any Error).self) { try await store.rawExecute("DELETE FROM coding_jobs WHERE id = '\(ids[0].lowercasedText)'") }
+            try await store.releaseCancelled([running.first { $0.job.id == ids[0] }!.lease])
+            try await store.rawExecute("DELETE FROM coding_jobs WHERE id = '\(ids[0].lowercasedText)'")
+            #expect(try await store.claim(queues: ["default"], limit: 10, workerID: "w", leaseDuration: .seconds(30)).map(\.job.prompt) == ["d2"])
+        }
+    }
+
     @Test("a call cancelled inside its transaction (given up on by the worker) rolls it back, and the store's next writes work")
     func cancelledInsideTransaction() async throws {
         try await withTemporarySQLiteStore { store in
