@@ -169,9 +169,10 @@ public final class JobEventStream: Sendable {
             case true?:
                 break
             case false?:
-                // The first event past the limit: one `truncated` event in its place.
+                // The first event past the limit: one `truncated` event in its place (none at
+                // a limit of 0, "status events only").
                 WorkerMetrics.shared.eventsDropped(1)
-                await record(.truncated, data: #"{"limit":\#(limits.eventsPerAttempt)}"#)
+                if limits.eventsPerAttempt > 0 { await record(.truncated, data: #"{"limit":\#(limits.eventsPerAttempt)}"#) }
                 return
             case nil:
                 WorkerMetrics.shared.eventsDropped(1)

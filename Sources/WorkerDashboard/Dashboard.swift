@@ -91,6 +91,10 @@ public struct Dashboard: Sendable {
             }
             let from = request.headers[HTTPField.Name("Last-Event-ID")!] ?? request.uri.queryParameters.get("after")
             guard let after = from.map({ Int64($0) }) ?? 0, after >= 0 else { return Response(status: .badRequest) }
+            // Nothing more will come: 204 stops the page's EventSource reconnecting.
+            if let job = try? await pages.store.job(id: id), (try? await pages.store.eventsEnded(for: job, after: after)) == true {
+                return Response(status: .noContent)
+            }
             return Response(
                 status: .ok,
                 headers: [.contentType: "text/event-stream", .cacheControl: "no-store", HTTPField.Name("X-Accel-Buffering")!: "no"],

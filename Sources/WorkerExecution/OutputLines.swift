@@ -15,6 +15,8 @@ struct OutputLines {
     let maximumBytes: Int
     private var current: [UInt8] = []
     private var cutBytes = 0
+    /// Whether the line so far ends with `\r` (kept or cut): a CRLF line's `\r` is no part of it.
+    private var endsWithCarriageReturn = false
 
     init(maximumBytes: Int) {
         self.maximumBytes = max(1, maximumBytes)
@@ -45,6 +47,7 @@ struct OutputLines {
     }
 
     private mutating func keep(_ bytes: UnsafeRawBufferPointer) {
+        if let last = bytes.last { endsWithCarriageReturn = last == UInt8(ascii: "\r") }
         let room = maximumBytes - current.count
         if bytes.count <= room {
             current.append(contentsOf: bytes)
@@ -55,12 +58,38 @@ struct OutputLines {
     }
 
     private mutating func take() -> Line {
-        if current.last == UInt8(ascii: "\r"), cutBytes == 0 { current.removeLast() }
+        if endsWithCarriageReturn {
+            // A CRLF line's `\r`: dropped where it was kept, not counted as cut where it was not
+            // (a line that fits but for it is whole).
+            if cutBytes > 0 { cutBytes -= 1 } else { current.removeLast() }
+        }
+        if cutBytes > 0 {
+            // Cut inside a character: its first bytes are cut too (they would read as U+FFFD,
+            // and the count would not be the bytes the line lost).
+            let partial = Self.partialCharacterBytes(at: current)
+            current.removeLast(partial)
+            cutBytes += partial
+        }
         defer {
             current = []
             current.reserveCapacity(128)
             cutBytes = 0
+            endsWithCarriageReturn = false
         }
         return Line(bytes: current, cutBytes: cutBytes)
+    }
+
+    /// How many bytes at the end of `bytes` begin a UTF-8 character they do not complete.
+    static func partialCharacterBytes(at bytes: [UInt8]) -> Int {
+        var continuation = 0
+        for byte in bytes.reversed().prefix(4) {
+            if byte & 0xC0 == 0x80 {
+                continuation += 1
+                continue
+            }
+            let length = byte >= 0xF0 ? 4 : byte >= 0xE0 ? 3 : byte >= 0xC0 ? 2 : 1
+            return length > continuation + 1 ? continuation + 1 : 0
+        }
+        return 0
     }
 }

@@ -34,8 +34,6 @@ public struct JobAPI: Sendable {
 
     /// The longest request body `POST /jobs` reads.
     static let maximumBodyBytes = 1 << 20
-    /// Events read from the store at a time for one stream (what one slow reader can hold).
-    static let pageSize = 500
     /// A comment line sent on an idle stream this often, so that proxies keep it open.
     static let heartbeat = Duration.seconds(15)
     /// The most event streams one user (an access token's subject) may have open at once; more
@@ -67,13 +65,22 @@ public struct JobAPI: Sendable {
             return Self.json(.ok, JobPresentation.json(JobPresentation.jsonObject(job), pretty: false))
         }
         reads.get(":id/events") { request, context -> Response in
-            guard let id = Self.jobID(context), let job = try await store.job(id: id),
-                  context.caller?.maySee(owner: job.userID) == true
-            else { return Self.notFound() }
+            guard let id = Self.jobID(context) else { return Self.notFound() }
+            let job: Job?
+            do {
+                job = try await store.job(id: id)
+            } catch {
+                // Not a 500: a browser's EventSource gives up for good on any answer but 200, and
+                // this one (the database restarting) is worth asking again in a second.
+                logger.warning("Event stream cannot read the database", metadata: ["jobId": .string(id.lowercasedText), "error": "\(error)"])
+                return Self.reconnectLater()
+            }
+            guard let job, context.caller?.maySee(owner: job.userID) == true else { return Self.notFound() }
             let from = request.headers[Self.lastEventID] ?? request.uri.queryParameters.get("after")
             guard let after = from.map({ Int64($0) }) ?? 0, after >= 0 else {
                 return Self.error(.badRequest, "Last-Event-ID and ?after= are event sequence numbers (0 or more)")
             }
+            if (try? await store.eventsEnded(for: job, after: after)) == true { return Response(status: .noContent) }
             let slot: UserStreamCount.Slot?
             if case .user(let user) = context.caller {
                 guard let reserved = userStreams.reserve(for: user) else {
@@ -132,46 +139,112 @@ public struct JobAPI: Sendable {
 
     /// Writes the job's events after `after`, then new ones as they are stored, until the job
     /// has ended (or the server shuts down, or the client goes away: the write throws).
+    ///
+    /// A job's events are all stored before its outcome, so once the job is seen finished one
+    /// more read has them all: the job is read after an empty read of its events, and then its
+    /// events again. A job cancelled while running ends when its worker has stopped the command
+    /// (its lease is cleared then, after the `cancelled` event is stored; by the rescue if that
+    /// worker died). A job deleted meanwhile ends the stream too. The database failing meanwhile
+    /// does not: the stream waits and reads again, as a reconnecting client would.
     func stream(_ id: UUID, after: Int64, to writer: inout any ResponseBodyWriter) async throws {
         let subscription = feed.subscribe(to: id)
         defer { subscription.cancel() }
         var last = after
         var lastWrite = ContinuousClock.now
-        /// When the job was first seen finished with no ending event after it.
-        var finishedSince: ContinuousClock.Instant?
+        var pageSize = Self.firstPageSize
+        var storeFailing = false
         // Reconnect after a second when the connection drops (EventSource does, with Last-Event-ID).
         try await writer.write(ByteBuffer(string: "retry: 1000\n\n"))
-        while !Task.isCancelled, !Task.isShuttingDownGracefully {
-            let events = try await store.events(jobID: id, after: last, limit: Self.pageSize)
-            if !events.isEmpty {
+        reading: while !Task.isCancelled, !Task.isShuttingDownGracefully {
+            let step: StreamStep
+            do {
+                step = try await next(id, after: last, pageSize: pageSize)
+                if storeFailing {
+                    storeFailing = false
+                    logger.info("Event stream reading the database again", metadata: ["jobId": .string(id.lowercasedText)])
+                }
+            } catch is CancellationError {
+                break reading
+            } catch {
+                if !storeFailing {
+                    storeFailing = true
+                    logger.warning("Event stream cannot read the database; waiting", metadata: [
+                        "jobId": .string(id.lowercasedText), "error": "\(error)",
+                    ])
+                }
+                step = .wait
+            }
+            switch step {
+            case .events(let events):
                 var buffer = ByteBuffer()
                 var ended = false
+                var bytes = 0
                 for event in events {
                     buffer.writeString("id: \(event.sequence)\nevent: \(event.kind.rawValue)\ndata: ")
                     buffer.writeString(JobEventPresentation.jsonLine(event))
                     buffer.writeString("\n\n")
+                    bytes += event.data.utf8.count
                     ended = JobEventPresentation.endsJob(event)
                 }
                 try await writer.write(buffer)
                 last = events[events.count - 1].sequence
                 lastWrite = .now
-                if ended { break }
-                if events.count == Self.pageSize { continue }
-            } else if let job = try await store.job(id: id), job.status.isFinal {
-                // Finished without an ending event after `last`: a pending job that was cancelled,
-                // a job failed by the rescue; nothing more will come. A running job that was
-                // cancelled (its worker still named) gets a moment for its worker's report.
-                let since = finishedSince ?? .now
-                finishedSince = since
-                if !(job.status == .cancelled && job.lockedBy != nil) || ContinuousClock.now - since > .seconds(5) { break }
+                if ended { break reading }
+                // What one stream holds is bounded in bytes, not events: pages of large events
+                // are read fewer at a time.
+                let full = events.count == pageSize
+                pageSize = Self.nextPageSize(events: events.count, bytes: bytes)
+                if full { continue reading }
+            case .end:
+                break reading
+            case .again:
+                continue reading
+            case .wait:
+                break
             }
-            if events.isEmpty, ContinuousClock.now - lastWrite >= Self.heartbeat {
+            if ContinuousClock.now - lastWrite >= Self.heartbeat {
                 try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
                 lastWrite = .now
             }
             await subscription.wait()
         }
         try await writer.finish(nil)
+    }
+
+    /// What a stream does next.
+    enum StreamStep {
+        /// Write these (the job's next events).
+        case events([JobEvent])
+        /// Nothing more will come: the job has ended (or is gone).
+        case end
+        /// Read again at once: events arrived as the job was seen finished.
+        case again
+        /// Wait for the job's next events.
+        case wait
+    }
+
+    /// Reads what follows `after` for ``stream(_:after:to:)``.
+    func next(_ id: UUID, after: Int64, pageSize: Int) async throws -> StreamStep {
+        let events = try await store.events(jobID: id, after: after, limit: pageSize)
+        if !events.isEmpty { return .events(events) }
+        guard let job = try await store.job(id: id) else { return .end }
+        guard job.status.isFinal else { return .wait }
+        // Events stored between the read above and this look at the job.
+        if !(try await store.events(jobID: id, after: after, limit: 1)).isEmpty { return .again }
+        return job.status == .cancelled && job.leaseExpiresAt != nil ? .wait : .end
+    }
+
+    /// The first page of a stream's events, and the most in any page.
+    static let firstPageSize = 64
+    static let maximumPageSize = 500
+    /// About how many bytes of events one page holds (then once more as the bytes written).
+    static let pageBytes = 1 << 20
+
+    /// The events to read next after a page of `events` events of `bytes` bytes: as many as fit
+    /// ``pageBytes`` at that page's size per event.
+    static func nextPageSize(events: Int, bytes: Int) -> Int {
+        let perEvent = max(1, bytes / max(events, 1))
+        return min(maximumPageSize, max(1, pageBytes / perEvent))
     }
 
     static let lastEventID = HTTPField.Name("Last-Event-ID")!
@@ -190,6 +263,15 @@ public struct JobAPI: Sendable {
 
     static func error(_ status: HTTPResponse.Status, _ message: String) -> Response {
         json(status, #"{"error":"# + JSONText.quoted(message) + "}")
+    }
+
+    /// An event stream that only says to reconnect in a second (the database did not answer).
+    static func reconnectLater() -> Response {
+        Response(
+            status: .ok,
+            headers: [.contentType: "text/event-stream", .cacheControl: "no-store"],
+            body: ResponseBody(byteBuffer: ByteBuffer(string: "retry: 1000\n: the database did not answer; reconnect\n\n"))
+        )
     }
 
     /// Also for a job id that is not a UUID: ids cannot be probed.

@@ -15,7 +15,13 @@ public enum JobEventPresentation {
         line.append(contentsOf: #"","kind":"#.utf8)
         JSONText.appendString(event.kind.rawValue, to: &line)
         line.append(contentsOf: #","data":"#.utf8)
-        line.append(contentsOf: event.data.utf8)
+        // One line, whatever the data: a line break in JSON can only be whitespace between its
+        // tokens (never inside a string), and PostgreSQL's jsonb drops it, but SQLite keeps a
+        // `message` object as the agent printed it, and a raw CR or LF there cut an SSE `data:`
+        // field (and a JSONL line) in two.
+        for byte in event.data.utf8 {
+            line.append(byte == UInt8(ascii: "\n") || byte == UInt8(ascii: "\r") ? UInt8(ascii: " ") : byte)
+        }
         line.append(UInt8(ascii: "}"))
         return String(decoding: line, as: UTF8.self)
     }
@@ -40,7 +46,7 @@ public enum JobEventPresentation {
             what = event.data
         }
         let time = LogTimestamp.iso8601(event.time)
-        return "\(event.sequence) \(time) \(event.kind.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)) \(TerminalText.escaped(what))"
+        return "\(event.sequence) \(time) \(event.kind.rawValue.count >= 8 ? event.kind.rawValue : event.kind.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)) \(TerminalText.escaped(what))"
     }
 
     /// Whether `event` is the worker's report that the job ended (completed, failed, cancelled).

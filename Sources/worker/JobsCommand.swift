@@ -65,7 +65,8 @@ struct JobsCommand: AsyncParsableCommand {
             discussion: """
                 Events are numbered per job (SEQ, the first column); --after SEQ prints only later ones, so a reader
                 that saw up to SEQ goes on with no gap and no duplicate. With --follow the command keeps printing
-                until the job is completed, failed or cancelled, then exits 0 (1 if it failed or was cancelled).
+                until the job is completed, failed or cancelled, then exits 0 (1 if it failed or was cancelled;
+                2 if it could not follow it: no such job, the database unreachable).
                 """
         )
 
@@ -83,12 +84,28 @@ struct JobsCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
+            let failed: Bool
+            do {
+                failed = try await print()
+            } catch {
+                // Not 1, which --follow keeps for a job that failed: a script waiting on a job
+                // must tell that from a job it could not follow.
+                guard follow else { throw error }
+                FileHandle.standardError.write(Data("Error: \(WorkerCommand.message(for: error))\n".utf8))
+                throw ExitCode(2)
+            }
+            if failed { throw ExitCode(1) }
+        }
+
+        /// Prints the events (following them with `--follow`); returns whether the job ended
+        /// other than completed.
+        private func print() async throws -> Bool {
             let id = try JobID.parse(self.id)
             let context = try await CommandContext.load()
             let json = self.json
             let follow = self.follow
             let limit = self.limit
-            let failed = try await context.withStore(existingOnly: true) { store -> Bool in
+            return try await context.withStore(existingOnly: true) { store -> Bool in
                 guard let first = try await store.job(id: id) else { throw JobStoreError.jobNotFound(id) }
                 var job = first
                 var last = after
@@ -111,16 +128,10 @@ struct JobsCommand: AsyncParsableCommand {
                 try await drain()
                 guard follow else { return false }
                 // A job's events are all stored before its outcome: once it is seen finished, one
-                // more read has them all. A running job that was cancelled is the exception: its
-                // worker reports the stop a moment later (waited for, briefly).
-                var cancelledSince: ContinuousClock.Instant?
-                while true {
-                    if job.status.isFinal {
-                        if job.status != .cancelled || ended || first.status == .cancelled { break }
-                        let since = cancelledSince ?? .now
-                        cancelledSince = since
-                        if ContinuousClock.now - since > .seconds(5) { break }
-                    }
+                // more read has them all. A running job that was cancelled is the exception: it
+                // keeps its lease until its worker has stopped the command and reported it (or,
+                // that worker dead, until the rescue clears it).
+                while !(job.status.isFinal && (ended || !(job.status == .cancelled && job.leaseExpiresAt != nil))) {
                     try await Task.sleep(for: .milliseconds(200))
                     guard let current = try await store.job(id: id) else { throw JobStoreError.jobNotFound(id) }
                     job = current
@@ -128,7 +139,6 @@ struct JobsCommand: AsyncParsableCommand {
                 }
                 return job.status != .completed
             }
-            if failed { throw ExitCode(1) }
         }
     }
 

@@ -1,0 +1,13 @@
+extension JobStore {
+    /// Whether the events of `job` after `sequence` are all there will ever be, and there are
+    /// none: the job has ended (a job cancelled while running, once its worker has stopped the
+    /// command) and its last event is at most `sequence`.
+    ///
+    /// An event stream asked from there has nothing to send: it answers 204 No Content, the one
+    /// answer after which a browser's EventSource stops reconnecting (a stream that closed at
+    /// once was asked again every second, for good).
+    public func eventsEnded(for job: Job, after sequence: Int64) async throws -> Bool {
+        guard job.status.isFinal, !(job.status == .cancelled && job.leaseExpiresAt != nil) else { return false }
+        return try await events(jobID: job.id, after: sequence, limit: 1).isEmpty
+    }
+}
