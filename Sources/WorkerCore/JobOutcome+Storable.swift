@@ -28,6 +28,8 @@ extension JobOutcome {
             .failed(error: Self.storableError(error))
         case .released:
             .released
+        case .deferred(let reason, let delay):
+            .deferred(reason: Self.storableError(reason), delay: delay)
         }
     }
 

@@ -9,6 +9,19 @@ public enum JobOutcome: Sendable, Hashable {
     /// The worker gave the job back unfinished (shutdown): it is `pending` again and the
     /// attempt is not counted.
     case released
+    /// The job could not run here yet (``DeferredJobError``): it is `pending` again after
+    /// `delay`, the attempt not counted, and `reason` its `last_error`.
+    case deferred(reason: String, delay: Duration)
+}
+
+extension JobOutcome {
+    /// When the job is claimable again after this outcome, if it is put back for later.
+    var runsAgainAfter: Duration? {
+        switch self {
+        case .retry(_, let delay), .deferred(_, let delay): delay
+        case .completed, .failed, .released: nil
+        }
+    }
 }
 
 /// An outcome together with the lease that entitles the worker to record it.

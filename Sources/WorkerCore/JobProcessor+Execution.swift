@@ -80,6 +80,9 @@ extension JobProcessor {
                 logger.error(
                     "This worker could not run the job; it goes back to the queue",
                     metadata: Self.metadata(of: claimed.lease, sessionID: job.sessionID, extra: ["error": .string(Self.describe(error))]))
+            } else if let deferred = error as? DeferredJobError, deferred.isDeferred {
+                // Not yet: back to the queue for later, no attempt used.
+                outcome = .deferred(reason: Self.describe(error), delay: deferred.retryAfter ?? configuration.leaseDuration)
             } else if let permanent = error as? PermanentJobError, permanent.isPermanent {
                 // Retrying cannot fix it (unreadable input, a permanent exit status): fail at once.
                 outcome = .failed(error: Self.describe(error))
@@ -179,7 +182,7 @@ extension JobProcessor {
         case .completed: "completed"
         case .retry: "retry_scheduled"
         case .failed: "failed"
-        case .released: "released"
+        case .released, .deferred: "released"
         }
     }
 
@@ -205,6 +208,11 @@ extension JobProcessor {
             return ["durationMs": duration, "droppedEvents": dropped, "error": JSONText.quoted(JobOutcome.storableError(error))]
         case .released?:
             return ["durationMs": duration, "droppedEvents": dropped, "reason": #""shutdown""#]
+        case .deferred(let reason, let delay)?:
+            return [
+                "durationMs": duration, "droppedEvents": dropped, "reason": #""deferred""#,
+                "error": JSONText.quoted(JobOutcome.storableError(reason)), "retryInMs": String(delay.inMilliseconds),
+            ]
         case .completed?, nil:
             return ["durationMs": duration, "droppedEvents": dropped]
         }
@@ -222,7 +230,7 @@ extension JobProcessor {
             for (index, completion) in completions.enumerated() {
                 let job = state.remove(completion.lease)
                 jobs.append(job)
-                if case .retry(_, let delay) = completion.outcome, writes?[index].isRecorded == true {
+                if let delay = completion.outcome.runsAgainAfter, writes?[index].isRecorded == true {
                     state.noteRetryDue(at: now + delay + .milliseconds(5), now: now)
                     retryDue = true
                 }
@@ -321,6 +329,10 @@ extension JobProcessor {
             logger.error("Job failed", metadata: metadata(["error": .string(error), "willRetry": "false"]))
         case .released:
             logger.info("Job released back to the queue", metadata: metadata(["reason": .string(releaseReason ?? "shutdown")]))
+        case .deferred(let reason, let delay):
+            logger.warning(
+                "Job cannot run yet; back to the queue without using an attempt",
+                metadata: metadata(["error": .string(reason), "retryInMs": .stringConvertible(delay.inMilliseconds)]))
         }
     }
 }

@@ -361,6 +361,7 @@ extension JobOutcome {
         case .retry: "retry"
         case .failed: "failed"
         case .released: "released"
+        case .deferred: "deferred"
         }
     }
 }

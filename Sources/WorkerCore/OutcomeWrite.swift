@@ -47,6 +47,8 @@ public enum OutcomeWrite: Sendable, Hashable {
             matches = job.status == .pending && job.attempts == attempt && job.lastError == error
         case .released:
             matches = job.status == .pending && job.attempts == attempt - 1
+        case .deferred(let reason, _):
+            matches = job.status == .pending && job.attempts == attempt - 1 && job.lastError == reason
         }
         self = matches && job.lockedBy == nil ? .alreadyApplied : .leaseLost
     }

@@ -1,8 +1,17 @@
 import Foundation
+import WorkerCore
 
-/// Why a job could not run in its session's workspace. Both cases fail the attempt only: the
-/// retry policy applies, as the cause (another process still using it, a full disk) may pass.
-public enum SessionWorkspaceError: Error, Sendable, CustomStringConvertible {
+/// Why a job could not run in its session's workspace. A workspace in use defers the job (it
+/// runs once the holder lets go, without using an attempt); one that cannot be prepared fails
+/// the attempt only: the retry policy applies, as the cause (a full disk) may pass.
+public enum SessionWorkspaceError: Error, Sendable, CustomStringConvertible, DeferredJobError {
+    public var isDeferred: Bool {
+        if case .inUse = self { return true }
+        return false
+    }
+
+    public var retryAfter: Duration? { nil }
+
     /// Another process holds the workspace's lock: running here too would corrupt it.
     case inUse(sessionID: UUID, holder: String, lockFile: String)
     /// The workspace or its lock file cannot be created or locked.
@@ -17,7 +26,7 @@ public enum SessionWorkspaceError: Error, Sendable, CustomStringConvertible {
                 + " Most likely that worker still runs an earlier attempt of this turn (its lease lapsed, the job was rescued,"
                 + " and it stops at its next lease renewal: look for `Lease renewal failed` in its log);"
                 + " on shared storage, a host that died holding the lock until the server lets it go;"
-                + " or workers sharing JOB_WORKDIR_ROOT with different jobs tables. The attempt will be retried"
+                + " or workers sharing JOB_WORKDIR_ROOT with different jobs tables. The turn runs once the workspace is free, without using an attempt"
         case .unusable(let path, let reason):
             "cannot prepare the session workspace \(path): \(reason)"
         }

@@ -349,6 +349,8 @@ public final class PostgresJobStore: BenchmarkJobStore {
                 kinds.append("failed"); results.append(""); errors.append(error); delays.append(0)
             case .released:
                 kinds.append("released"); results.append(""); errors.append(""); delays.append(0)
+            case .deferred(let reason, let delay):
+                kinds.append("deferred"); results.append(""); errors.append(reason); delays.append(Int(delay.inMilliseconds))
             }
         }
         var bindings = PostgresBindings(capacity: 17)

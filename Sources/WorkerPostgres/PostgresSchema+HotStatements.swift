@@ -144,7 +144,7 @@ extension PostgresSchema {
     }
 
     /// Outcomes of many jobs, each row applied only while its lease holds: `$1` ids, `$2` worker
-    /// ids, `$3` attempts, `$4` kinds (completed, retry, failed, released), `$5` results,
+    /// ids, `$3` attempts, `$4` kinds (completed, retry, failed, released, deferred), `$5` results,
     /// `$6` errors, `$7` retry delays in milliseconds, `$8` the status `processing`, `$9` and
     /// `$10` the sequence numbers (0: none) and data of the attempts' ending events, `$11`-`$16`
     /// the attempts' input tokens, output tokens, cost, CPU seconds, peak memory and run seconds
@@ -159,9 +159,9 @@ extension PostgresSchema {
                 UPDATE \(table) AS j SET
                     status = CASE v.kind WHEN 'completed' THEN 'completed' WHEN 'failed' THEN 'failed' ELSE 'pending' END,
                     result = CASE WHEN v.kind = 'completed' THEN v.result::jsonb ELSE j.result END,
-                    last_error = CASE WHEN v.kind IN ('retry', 'failed') THEN v.error ELSE j.last_error END,
-                    run_at = CASE WHEN v.kind = 'retry' THEN now() + v.delay_ms * interval '1 millisecond' ELSE j.run_at END,
-                    attempts = CASE WHEN v.kind = 'released' THEN j.attempts - 1 ELSE j.attempts END,
+                    last_error = CASE WHEN v.kind IN ('retry', 'failed', 'deferred') THEN v.error ELSE j.last_error END,
+                    run_at = CASE WHEN v.kind IN ('retry', 'deferred') THEN now() + v.delay_ms * interval '1 millisecond' ELSE j.run_at END,
+                    attempts = CASE WHEN v.kind IN ('released', 'deferred') THEN j.attempts - 1 ELSE j.attempts END,
                     completed_at = CASE WHEN v.kind IN ('completed', 'failed') THEN now() ELSE NULL END,
                     blocks_session = (v.kind = 'failed' AND j.session_id IS NOT NULL AND \(failureBlocksSession)),
                     input_tokens = j.input_tokens + v.input_tokens, output_tokens = j.output_tokens + v.output_tokens,

@@ -343,6 +343,8 @@ public final class SQLiteJobStore: BenchmarkJobStore {
             )
         case .released:
             ("status = 'pending', attempts = attempts - 1", [])
+        case .deferred(let reason, let delay):
+            ("status = 'pending', attempts = attempts - 1, last_error = ?7, run_at = ?8", [.text(reason), .integer(now + Int(delay.inMilliseconds))])
         }
     }
 

@@ -96,3 +96,41 @@ struct JobProcessorOutcomeTests {
         #expect(error.utf8.count <= JobOutcome.maximumErrorBytes && error.hasSuffix("bytes]") && !error.contains("\u{0}"))
     }
 }
+
+extension JobProcessorOutcomeTests {
+    /// Fails its first `deferrals` runs as a job that cannot run yet, then succeeds.
+    final class NotYet: JobHandler {
+        struct Busy: DeferredJobError, CustomStringConvertible {
+            var isDeferred: Bool { true }
+            var retryAfter: Duration? { .milliseconds(100) }
+            var description: String { "what it needs is busy" }
+        }
+
+        let runs = Atomic<Int>(0)
+        let deferrals: Int
+
+        init(deferrals: Int) { self.deferrals = deferrals }
+
+        func handle(_ job: ClaimedJob, context: JobContext) async throws -> String {
+            if runs.add(1, ordering: .relaxed).newValue <= deferrals { throw Busy() }
+            return "{}"
+        }
+    }
+
+    @Test("a job that cannot run yet (DeferredJobError) goes back for later without using an attempt, however often")
+    func deferredJob() async throws {
+        try await withTemporarySQLiteStore { store in
+            let id = try await store.enqueue([NewJob(prompt: "p", maxAttempts: 1)])[0]
+            let handler = NotYet(deferrals: 3)
+            let processor = JobProcessor(store: store, handler: handler, configuration: Self.configuration(lease: .seconds(30)), logger: Logger(label: "test"))
+            try await whileRunning(processor) {
+                try await waitUntil(timeout: .seconds(10)) { try await store.job(id: id)?.status == .completed }
+            }
+            let job = try #require(try await store.job(id: id))
+            #expect(job.status == .completed && job.attempts == 1, "one attempt of one allowed, after three deferrals")
+            #expect(handler.runs.load(ordering: .relaxed) == 4)
+            let released = try await store.events(jobID: id, after: 0, limit: 100).filter { $0.data.contains(#""reason":"deferred""#) }
+            #expect(released.count == 3)
+        }
+    }
+}

@@ -57,7 +57,7 @@ struct SessionWorkspaceTests {
         }
     }
 
-    @Test("a second worker cannot enter a workspace while a turn runs in it: the attempt fails naming the holder, then succeeds once it is free")
+    @Test("a second worker cannot enter a workspace while a turn runs in it: the turn is deferred naming the holder, then succeeds once it is free")
     func secondHandlerIsRefused() async throws {
         try await WorkspaceFixture.with { fixture in
             let signals = fixture.root + "-signals"
@@ -78,7 +78,8 @@ struct SessionWorkspaceTests {
             guard case .inUse(let refused, let holder, _) = error else { Issue.record("unexpected \(error)"); return }
             #expect(refused == session)
             #expect(holder.contains("pid \(getpid())") && holder.contains("worker worker-a") && holder.contains("host "))
-            #expect(error.description.contains("in use by host") && error.description.contains("retried"))
+            #expect(error.description.contains("in use by host") && error.description.contains("without using an attempt"))
+            #expect(error.isDeferred, "the turn waits for the workspace; its attempts are not used up")
             // The likely cause first (an earlier attempt still running after a lapsed lease), where to look.
             #expect(error.description.contains("earlier attempt") && error.description.contains("Lease renewal failed"), "\(error)")
             #expect(!FileManager.default.fileExists(atPath: fixture.workspace(session).directory + "/notes.txt"), "the refused job never ran")

@@ -47,6 +47,7 @@ public enum JobStoreConformance {
         ConformanceCase(name: "cancel stops pending and running jobs and refuses finished ones", body: cancel),
         ConformanceCase(name: "retry makes a failed job pending with an attempt left", body: retryCommand),
         ConformanceCase(name: "a job cancelled while running cannot be retried until its command has stopped", body: retryWhileStopping),
+        ConformanceCase(name: "a deferred attempt is not counted: the job waits its delay, holding its session, then runs", body: deferredAttempt),
         ConformanceCase(name: "stats count every state and the oldest due pending job", body: stats),
         ConformanceCase(name: "listing filters by status and queue, newest first", body: listing),
         ConformanceCase(name: "a job keeps the user it is for; listing filters by user", body: userOwnership),
@@ -339,6 +340,24 @@ public enum JobStoreConformance {
         }
         let missing = UUID()
         await #expect(throws: JobStoreError.jobNotFound(missing)) { _ = try await store.cancel(id: missing) }
+    }
+
+    static func deferredAttempt(_ store: any JobStore) async throws {
+        let session = UUID()
+        let ids = try await store.enqueue([NewJob(prompt: "t1", sessionID: session, maxAttempts: 1), NewJob(prompt: "t2", sessionID: session)])
+        let first = try await claimOne(store)
+        #expect(first.job.id == ids[0] && first.job.attempts == 1)
+        let reason = "the workspace of session \(session.lowercasedText) is in use"
+        #expect(try await store.record([JobCompletion(lease: first.lease, outcome: .deferred(reason: reason, delay: .milliseconds(600)))]) == [true])
+        let waiting = try #require(try await store.job(id: ids[0]))
+        #expect(waiting.status == .pending && waiting.attempts == 0 && waiting.lastError == reason && waiting.lockedBy == nil)
+        #expect(try await store.claim(queues: ["default"], limit: 5, workerID: worker, leaseDuration: .seconds(30)).isEmpty,
+                "neither it (its delay) nor the session's next turn (it holds the session)")
+        try await Task.sleep(for: .milliseconds(700))
+        let again = try await claimOne(store)
+        #expect(again.job.id == ids[0] && again.job.attempts == 1, "its one attempt is still there")
+        #expect(try await store.record([JobCompletion(lease: again.lease, outcome: .completed(result: "{}"))]) == [true])
+        #expect(try await claimOne(store).job.id == ids[1])
     }
 
     static func retryWhileStopping(_ store: any JobStore) async throws {

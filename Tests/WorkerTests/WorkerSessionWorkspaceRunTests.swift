@@ -5,6 +5,46 @@ import Testing
 /// workspace when its worker dies.
 @Suite("worker run: session workspaces", .serialized)
 struct WorkerSessionWorkspaceRunTests {
+    @Test("a turn whose workspace another process holds waits for it without using its attempts (one allowed), then runs")
+    func workspaceHeldElsewhere() async throws {
+        let folder = try TemporaryDirectory()
+        let script = folder.url.appendingPathComponent("turn.sh")
+        try "#!/bin/bash\ncat > /dev/null\necho ran >> turns.log\necho '{}'\n".write(to: script, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
+        let root = folder.url.appendingPathComponent("work")
+        let session = UUID().uuidString.lowercased()
+        let sessions = root.appendingPathComponent("sessions")
+        try FileManager.default.createDirectory(at: sessions, withIntermediateDirectories: true)
+        // Another worker's earlier attempt of the turn, still running after its lease lapsed: it
+        // holds the workspace's lock for 4 s.
+        let holder = try WorkerProcess(
+            ["-x", sessions.appendingPathComponent("\(session).lock").path, "sleep", "4"], environment: [:], directory: folder.url,
+            executable: URL(fileURLWithPath: "/usr/bin/flock"))
+        defer { holder.kill9() }
+        try await Task.sleep(for: .milliseconds(200))
+        let port = try freePort()
+        let environment = [
+            "JOB_COMMAND": script.path, "JOB_WORKSPACE": "session", "JOB_GIT_CHANGES": "false", "JOB_WORKDIR_ROOT": root.path,
+            "LEASE_DURATION_MS": "1000", "RETRY_BACKOFF_BASE_MS": "50", "RETRY_BACKOFF_MAX_MS": "100", "HEALTH_CHECK_PORT": "\(port)",
+            "LOG_FORMAT": "json",
+        ]
+        let worker = try WorkerProcess(environment: environment, directory: folder.url)
+        defer { worker.kill9() }
+        let enqueued = try await WorkerProcess.command(
+            ["enqueue", "--prompt", "turn", "--session-id", session, "--max-attempts", "1"], environment: environment, directory: folder.url)
+        try #require(enqueued.status == 0, "\(enqueued.stderr)")
+        let id = enqueued.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        func job() async throws -> [String: Any]? {
+            jsonObject(try await WorkerProcess.command(["jobs", "show", id, "--json"], environment: environment, directory: folder.url).stdout)
+        }
+        #expect(try await eventually("waiting for the workspace") { (try await job()?["last_error"] as? String)?.contains("in use") == true })
+        #expect(try await job()?["status"] as? String == "pending", "not failed: its one attempt is not used up")
+        #expect(try await eventually("completed once the workspace is free", timeout: .seconds(20)) { try await job()?["status"] as? String == "completed" })
+        #expect(try await job()?["attempts"] as? Int == 1)
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+    }
+
     @Test("a worker killed with kill -9 mid-turn: the turn's next attempt first stops the command it left running in the workspace")
     func orphanedCommandStopped() async throws {
         let folder = try TemporaryDirectory()
