@@ -29,13 +29,17 @@ public final class FileLock: Sendable {
     /// The note the previous holder left in the file, read before this holder replaced it:
     /// who last held the lock (``OrphanedCommand`` reads what that holder left running).
     public let previousNote: String
+    /// When the file was last written before this holder wrote its note (its previous holder's
+    /// last write: a turn's end touches it), read under the lock.
+    public let previousModification: Date
     /// The descriptor while held; -1 once released.
     private let descriptor: Mutex<Int32>
 
-    private init(path: String, descriptor: Int32, previousNote: String) {
+    private init(path: String, descriptor: Int32, previousNote: String, previousModification: Date) {
         self.path = path
         self.descriptor = Mutex(descriptor)
         self.previousNote = previousNote
+        self.previousModification = previousModification
     }
 
     deinit { release() }
@@ -70,8 +74,9 @@ public final class FileLock: Sendable {
                 continue
             }
             let previous = readNote(fd)
+            let modified = Date(timeIntervalSince1970: Double(opened.st_mtim.tv_sec) + Double(opened.st_mtim.tv_nsec) / 1e9)
             write(note: holder, to: fd)
-            return FileLock(path: path, descriptor: fd, previousNote: previous)
+            return FileLock(path: path, descriptor: fd, previousNote: previous, previousModification: modified)
         }
         throw .system(path: path, operation: "lock (it kept being replaced)", errno: EAGAIN)
     }

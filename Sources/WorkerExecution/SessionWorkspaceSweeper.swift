@@ -81,6 +81,11 @@ public struct SessionWorkspaceSweeper: Sendable {
         for start in stride(from: 0, to: idle.count, by: 500) {
             busy.formUnion(try await store.sessionsWithUnfinishedTurns(among: Array(idle[start..<min(start + 500, idle.count)])))
         }
+        // Renamed workspaces, deleted once the round has decided about every session: deleting a
+        // large tree takes a while, and each decision is made under the workspace's lock, with
+        // the store asked again then (a turn enqueued meanwhile keeps its workspace).
+        var trash: [String] = []
+        defer { for path in trash { try? FileManager.default.removeItem(atPath: path) } }
         for session in idle {
             if Task.isCancelled { break }
             if busy.contains(session) {
@@ -89,10 +94,13 @@ public struct SessionWorkspaceSweeper: Sendable {
             }
             let workspace = SessionWorkspace(root: root, sessionID: session)
             switch await remove(workspace, idleSince: now.addingTimeInterval(-retention.inSeconds)) {
-            case .removed:
+            case .removed(let renamed):
                 report.removed.append(session)
+                if let renamed { trash.append(renamed) }
             case .locked:
                 report.keptLocked.append(session)
+            case .busy:
+                report.keptBusy.append(session)
             case .usedMeanwhile:
                 break
             case .failed(let reason):
@@ -109,13 +117,13 @@ public struct SessionWorkspaceSweeper: Sendable {
     }
 
     private enum Removal {
-        case removed, locked, usedMeanwhile
+        /// Removed: renamed to this trash folder (`nil`: there was no folder, only a lock file).
+        case removed(String?)
+        case locked, busy, usedMeanwhile
         case failed(String)
     }
 
     private func remove(_ workspace: SessionWorkspace, idleSince threshold: Date) async -> Removal {
-        // Seen before locking: taking the lock rewrites the file and so its time.
-        let lastUse = Self.lastUse(of: workspace)
         let lock: FileLock
         do {
             lock = try await FileLock.acquire(path: workspace.lockFile, holder: "\(holder) (removing the idle workspace)", patience: .milliseconds(200))
@@ -124,8 +132,16 @@ public struct SessionWorkspaceSweeper: Sendable {
             return .failed(error.description)
         }
         defer { lock.release() }
-        // A turn that started and ended since the idle check touched the lock file.
-        guard let lastUse, lastUse <= threshold else { return .usedMeanwhile }
+        // A turn that started and ended since the idle check touched the lock file (its time as
+        // the lock was taken: read before, a turn ending in between went unseen).
+        guard lock.previousModification <= threshold else { return .usedMeanwhile }
+        // Asked again under the lock: a turn enqueued since the round asked waits for this
+        // workspace (its worker blocks on the lock, and finds the folder gone if this goes on).
+        do {
+            if try await !store.sessionsWithUnfinishedTurns(among: [workspace.sessionID]).isEmpty { return .busy }
+        } catch {
+            return .failed("the store could not say whether the session has turns waiting: \(error)")
+        }
         let trash = URL(fileURLWithPath: workspace.directory).deletingLastPathComponent()
             .appendingPathComponent("\(Self.trashPrefix)\(workspace.sessionID.lowercasedText)-\(UUID().uuidString.prefix(8))").path
         if FileManager.default.fileExists(atPath: workspace.directory) {
@@ -139,8 +155,7 @@ public struct SessionWorkspaceSweeper: Sendable {
         // creates a new lock file (``FileLock`` checks it locked the file that is linked).
         unlink(workspace.lockFile)
         lock.release()
-        try? FileManager.default.removeItem(atPath: trash)
-        return .removed
+        return .removed(FileManager.default.fileExists(atPath: trash) ? trash : nil)
     }
 
     /// The sessions that have a directory or a lock file in `entries`.

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 import Testing
 import WorkerCore
 import WorkerSQLite
@@ -55,6 +56,40 @@ struct SessionWorkspaceSweeperTests {
                 #expect(next.removed == [busy.sessionID])
                 #expect(!FileManager.default.fileExists(atPath: busy.directory))
             }
+        }
+    }
+
+    @Test("a turn enqueued after the round found its session idle keeps the workspace: the store is asked again under the workspace's lock")
+    func turnEnqueuedDuringTheRound() async throws {
+        try await withTemporarySQLiteStore { sqlite in
+            try await WorkspaceFixture.with { fixture in
+                let first = try await Self.makeWorkspace(fixture, session: UUID(), age: 7200)
+                let second = try await Self.makeWorkspace(fixture, session: UUID(), age: 7200)
+                let enqueued = Mutex(false)
+                // Right after the round's first question (both idle), a turn of the second arrives.
+                let store = InstrumentedJobStore(sqlite, afterUnfinishedTurns: { sessions, _ in
+                    let first = enqueued.withLock { done in
+                        defer { done = true }
+                        return !done
+                    }
+                    guard sessions.count == 2, first else { return }
+                    _ = try await sqlite.enqueue([NewJob(prompt: "late turn", sessionID: second.sessionID)])
+                })
+                let report = try await Self.sweeper(fixture, store: store).sweep()
+                #expect(report.removed == [first.sessionID])
+                #expect(report.keptBusy == [second.sessionID])
+                #expect(FileManager.default.fileExists(atPath: second.directory + "/file.txt"), "the late turn's workspace was removed")
+            }
+        }
+    }
+
+    @Test("a lock says when its file was last written before it was taken (a turn's end), read under the lock")
+    func previousModification() async throws {
+        try await WorkspaceFixture.with { fixture in
+            let workspace = try await Self.makeWorkspace(fixture, session: UUID(), age: 7200)
+            let lock = try FileLock.acquire(path: workspace.lockFile, holder: "sweeper")
+            defer { lock.release() }
+            #expect(abs(lock.previousModification.timeIntervalSinceNow + 7200) < 5)
         }
     }
 

@@ -11,6 +11,7 @@ public final class InstrumentedJobStore: JobStore {
     private let beforeRecord: @Sendable () async throws -> Void
     private let beforeRenew: @Sendable () async throws -> Void
     private let aroundPing: @Sendable (_ ping: @Sendable () async throws -> Void) async throws -> Void
+    private let afterUnfinishedTurns: @Sendable (_ sessions: [UUID], _ unfinished: Set<UUID>) async throws -> Void
 
     /// - Parameter aroundPing: runs each ping; it calls `ping` (or not) and may wait or count around it.
     public init(
@@ -19,7 +20,8 @@ public final class InstrumentedJobStore: JobStore {
         afterClaim: @escaping @Sendable (_ claimed: [ClaimedJob]) -> Void = { _ in },
         beforeRecord: @escaping @Sendable () async throws -> Void = {},
         beforeRenew: @escaping @Sendable () async throws -> Void = {},
-        aroundPing: @escaping @Sendable (_ ping: @Sendable () async throws -> Void) async throws -> Void = { try await $0() }
+        aroundPing: @escaping @Sendable (_ ping: @Sendable () async throws -> Void) async throws -> Void = { try await $0() },
+        afterUnfinishedTurns: @escaping @Sendable (_ sessions: [UUID], _ unfinished: Set<UUID>) async throws -> Void = { _, _ in }
     ) {
         self.base = base
         self.beforeClaim = beforeClaim
@@ -27,6 +29,7 @@ public final class InstrumentedJobStore: JobStore {
         self.beforeRecord = beforeRecord
         self.beforeRenew = beforeRenew
         self.aroundPing = aroundPing
+        self.afterUnfinishedTurns = afterUnfinishedTurns
     }
 
     public func claim(queues: [String], limit: Int, workerID: String, leaseDuration: Duration) async throws -> [ClaimedJob] {
@@ -60,7 +63,9 @@ public final class InstrumentedJobStore: JobStore {
     public func job(id: UUID) async throws -> Job? { try await base.job(id: id) }
     public func jobs(matching filter: JobFilter) async throws -> [Job] { try await base.jobs(matching: filter) }
     public func sessionsWithUnfinishedTurns(among sessions: [UUID]) async throws -> Set<UUID> {
-        try await base.sessionsWithUnfinishedTurns(among: sessions)
+        let unfinished = try await base.sessionsWithUnfinishedTurns(among: sessions)
+        try await afterUnfinishedTurns(sessions, unfinished)
+        return unfinished
     }
     public func cancel(id: UUID) async throws -> Job { try await base.cancel(id: id) }
     public func retry(id: UUID) async throws -> Job { try await base.retry(id: id) }
