@@ -70,6 +70,17 @@ public final class SQLiteJobStore: BenchmarkJobStore {
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw SQLiteJobStoreError.cannotOpen(path: path, reason: "the folder \(directory) does not exist")
         }
+        // SQLite keeps its write-ahead log beside the file and needs to write it even to read:
+        // without this check a read-only folder gave "readonlyDirectory: attempt to write a
+        // readonly database" to a read-only command, or "cantOpen" with no word of permissions.
+        let name = URL(fileURLWithPath: path).lastPathComponent
+        let fix = "run it where this user can write, or point DATABASE_URL at a folder it can (sqlite:/path/to/\(name))"
+        if access(directory, W_OK) != 0 {
+            throw SQLiteJobStoreError.cannotOpen(path: path, reason: "this user (uid \(getuid())) cannot write in the folder \(directory), where SQLite keeps \(name) and its write-ahead log (\(name)-wal, \(name)-shm), also to read it; \(fix)")
+        }
+        if FileManager.default.fileExists(atPath: path), access(path, R_OK | W_OK) != 0 {
+            throw SQLiteJobStoreError.cannotOpen(path: path, reason: "this user (uid \(getuid())) cannot read and write the file; \(fix), or give it the file")
+        }
         let connection: SQLiteConnection
         do {
             connection = try await SQLiteConnection.open(

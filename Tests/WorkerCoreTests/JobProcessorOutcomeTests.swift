@@ -56,10 +56,11 @@ struct JobProcessorOutcomeTests {
             let store = InstrumentedJobStore(sqlite, beforeRecord: {
                 if !cancelledOnce.exchange(true, ordering: .relaxed) { _ = try await sqlite.cancel(id: ids[0]) }
             })
-            // A 30 s lease: before, the job stayed held until it ran out and the rescue came.
-            let processor = JobProcessor(store: store, handler: Instant(), configuration: Self.configuration(lease: .seconds(30)), logger: Logger(label: "test"))
+            // A 60 s lease: before, the job stayed held until it ran out and the rescue came. (The
+            // wait is long for a loaded machine: in-process SQLite tests share one thread pool.)
+            let processor = JobProcessor(store: store, handler: Instant(), configuration: Self.configuration(lease: .seconds(60)), logger: Logger(label: "test"))
             try await whileRunning(processor) {
-                try await waitUntil(timeout: .seconds(5)) { try await sqlite.job(id: ids[1])?.status == .completed }
+                try await waitUntil(timeout: .seconds(30)) { try await sqlite.job(id: ids[1])?.status == .completed }
                 let first = try #require(try await sqlite.job(id: ids[0]))
                 #expect(first.status == .cancelled && first.leaseExpiresAt == nil)
                 #expect(try await sqlite.retry(id: ids[0]).status == .pending)

@@ -159,22 +159,26 @@ struct CommandHandlerTests {
 
     /// Runs `graceful-stop.sh` (which saves its work on SIGTERM), stopping it with `stop`;
     /// returns whether its work was saved by the time the handler returned.
-    static func stoppedGracefully(timeout: Duration = .seconds(30), stop: (Task<String, any Error>) async throws -> Void) async throws -> Bool {
+    static func stoppedGracefully(timeout: Duration = .seconds(30), stop: (_ task: Task<String, any Error>, _ ready: String) async throws -> Void) async throws -> Bool {
         let marker = FileManager.default.temporaryDirectory.appendingPathComponent("saved-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: marker) }
+        defer {
+            try? FileManager.default.removeItem(atPath: marker)
+            try? FileManager.default.removeItem(atPath: marker + ".ready")
+        }
         var environment = ProcessInfo.processInfo.environment
         environment["MARKER_FILE"] = marker
         let handler = try Self.handler("graceful-stop.sh", timeout: timeout, killGrace: .seconds(20), passthrough: ["MARKER_FILE"], environment: environment)
         let task = Task { try await handler.handle(Self.claimed(), context: Self.context) }
-        try await stop(task)
+        try await stop(task, marker + ".ready")
         _ = await task.result
         return FileManager.default.fileExists(atPath: marker)
     }
 
     @Test("cancellation sends SIGTERM first: a command that saves its work on it gets the time to (JOB_KILL_GRACE_MS)")
     func cancellationIsGraceful() async throws {
-        let saved = try await Self.stoppedGracefully { task in
-            try await Task.sleep(for: .milliseconds(500))
+        let saved = try await Self.stoppedGracefully { task, ready in
+            // Once its SIGTERM trap is set (a loaded machine takes a while to start a shell).
+            for _ in 0..<500 where !FileManager.default.fileExists(atPath: ready) { try await Task.sleep(for: .milliseconds(20)) }
             task.cancel()
         }
         #expect(saved, "the command was killed before its SIGTERM trap finished")
@@ -182,7 +186,8 @@ struct CommandHandlerTests {
 
     @Test("a timeout sends SIGTERM first: a command that saves its work on it gets the time to (JOB_KILL_GRACE_MS)")
     func timeoutIsGraceful() async throws {
-        let saved = try await Self.stoppedGracefully(timeout: .milliseconds(700)) { _ in }
+        // Long enough for the shell to set its trap on a loaded machine.
+        let saved = try await Self.stoppedGracefully(timeout: .seconds(3)) { _, _ in }
         #expect(saved, "the command was killed before its SIGTERM trap finished")
     }
 

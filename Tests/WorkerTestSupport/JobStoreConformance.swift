@@ -348,12 +348,12 @@ public enum JobStoreConformance {
         let first = try await claimOne(store)
         #expect(first.job.id == ids[0] && first.job.attempts == 1)
         let reason = "the workspace of session \(session.lowercasedText) is in use"
-        #expect(try await store.record([JobCompletion(lease: first.lease, outcome: .deferred(reason: reason, delay: .milliseconds(600)))]) == [true])
+        #expect(try await store.record([JobCompletion(lease: first.lease, outcome: .deferred(reason: reason, delay: .seconds(3)))]) == [true])
         let waiting = try #require(try await store.job(id: ids[0]))
         #expect(waiting.status == .pending && waiting.attempts == 0 && waiting.lastError == reason && waiting.lockedBy == nil)
         #expect(try await store.claim(queues: ["default"], limit: 5, workerID: worker, leaseDuration: .seconds(30)).isEmpty,
                 "neither it (its delay) nor the session's next turn (it holds the session)")
-        try await Task.sleep(for: .milliseconds(700))
+        try await Task.sleep(for: .milliseconds(3100))
         let again = try await claimOne(store)
         #expect(again.job.id == ids[0] && again.job.attempts == 1, "its one attempt is still there")
         #expect(try await store.record([JobCompletion(lease: again.lease, outcome: .completed(result: "{}"))]) == [true])

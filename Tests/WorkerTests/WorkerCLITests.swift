@@ -182,6 +182,22 @@ struct WorkerCLIMessageTests {
         #expect(try await WorkerProcess.command(["stats"], environment: [:], directory: folder.url).status == 0)
     }
 
+    @Test("a folder this user cannot write: SQLite commands say so, naming the folder and the write-ahead log SQLite keeps there")
+    func unwritableFolder() async throws {
+        let folder = try TemporaryDirectory()
+        #expect(try await WorkerProcess.command(["enqueue", "--prompt", "p"], environment: [:], directory: folder.url).status == 0)
+        let empty = folder.url.appendingPathComponent("empty")
+        try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: false)
+        // As `nobody`: the folders and the file are root's (755, 644).
+        for (command, directory) in [(["jobs", "list"], folder.url), (["stats"], folder.url), (["migrate"], empty)] {
+            let result = try await WorkerProcess.command(
+                ["--reuid=65534", "--regid=65534", "--clear-groups", WorkerProcess.binary.path] + command, environment: [:], directory: directory,
+                executable: URL(fileURLWithPath: "/usr/bin/setpriv"))
+            #expect(result.status == 1, "\(command): \(result.stderr)")
+            #expect(result.stderr.contains("cannot write in the folder") && result.stderr.contains("worker.sqlite-wal"), "\(command): \(result.stderr)")
+        }
+    }
+
     @Test("commands that only read or change jobs never upgrade the schema: behind this worker's, they exit 1 naming worker migrate, and the version stays")
     func readOnlyCommandsNeverMigrate() async throws {
         let folder = try TemporaryDirectory()

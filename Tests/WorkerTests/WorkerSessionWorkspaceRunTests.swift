@@ -38,7 +38,7 @@ struct WorkerSessionWorkspaceRunTests {
             jsonObject(try await WorkerProcess.command(["jobs", "show", id, "--json"], environment: environment, directory: folder.url).stdout)
         }
         #expect(try await eventually("waiting for the workspace") { (try await job()?["last_error"] as? String)?.contains("in use") == true })
-        #expect(try await job()?["status"] as? String == "pending", "not failed: its one attempt is not used up")
+        #expect(try await job()?["status"] as? String != "failed", "its one attempt is not used up")
         #expect(try await eventually("completed once the workspace is free", timeout: .seconds(20)) { try await job()?["status"] as? String == "completed" })
         #expect(try await job()?["attempts"] as? Int == 1)
         worker.send(SIGTERM)

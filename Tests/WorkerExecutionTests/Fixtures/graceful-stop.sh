@@ -4,5 +4,6 @@
 cat >/dev/null
 trap 'echo got-term; sleep 0.3; echo saved; echo saved > "$MARKER_FILE"; exit 0' TERM
 echo ready
+: > "$MARKER_FILE.ready"
 sleep 300 &
 wait
