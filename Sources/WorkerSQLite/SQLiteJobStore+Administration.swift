@@ -189,18 +189,46 @@ extension SQLiteJobStore {
         }
     }
 
+    /// Deletes the jobs' events first, at most ``retentionEventsPerStatement`` a statement, then
+    /// the jobs. One statement deleting a thousand jobs with their events (millions of rows at
+    /// `JOB_EVENTS_LIMIT`, through the delete trigger) held the file's write lock for seconds,
+    /// and every process's renewals and outcome writes on the file waited behind it.
     public func deleteFinished(status: JobStatus, olderThan: Duration, limit: Int) async throws -> Int? {
         let cutoff = Self.milliseconds(Date()) - Int(olderThan.inMilliseconds)
+        let candidates = try await lock.withLock {
+            try await connection.query(
+                "SELECT id FROM \"\(table)\" WHERE status = ?1 AND completed_at < ?2 LIMIT ?3",
+                [.text(status.rawValue), .integer(cutoff), .integer(limit)]
+            )
+        }.compactMap { $0.column("id")?.string }
+        guard !candidates.isEmpty else { return 0 }
+        let ids = String(decoding: try JSONEncoder().encode(candidates), as: UTF8.self)
+        let events = JobEvent.tableName(forJobsTable: table)
+        while !Task.isCancelled {
+            let deleted = try await lock.withLock {
+                _ = try await connection.query(
+                    """
+                    DELETE FROM "\(events)" WHERE (job_id, seq) IN (
+                        SELECT job_id, seq FROM "\(events)" WHERE job_id IN (SELECT value FROM json_each(?1)) LIMIT ?2)
+                    """,
+                    [.text(ids), .integer(Self.retentionEventsPerStatement)]
+                )
+                return try await connection.query("SELECT changes() AS n", []).first?.column("n")?.integer ?? 0
+            }
+            if deleted < Self.retentionEventsPerStatement { break }
+        }
         let rows = try await lock.withLock {
             try await connection.query(
                 """
-                DELETE FROM "\(table)" WHERE id IN (
-                    SELECT id FROM "\(table)" WHERE status = ?1 AND completed_at < ?2 LIMIT ?3
-                ) RETURNING id
+                DELETE FROM "\(table)" WHERE id IN (SELECT value FROM json_each(?1)) AND status = ?2 AND completed_at < ?3
+                RETURNING id
                 """,
-                [.text(status.rawValue), .integer(cutoff), .integer(limit)]
+                [.text(ids), .text(status.rawValue), .integer(cutoff)]
             )
         }
         return rows.count
     }
+
+    /// The most events one retention statement deletes (a few milliseconds of the write lock).
+    static let retentionEventsPerStatement = 5_000
 }

@@ -266,6 +266,27 @@ struct SQLiteJobStoreTests {
         }
     }
 
+    @Test("retention deletes a finished job with more events than one statement deletes, every one of them, and nothing else")
+    func retentionOfManyEvents() async throws {
+        try await withTemporarySQLiteStore { store in
+            let ids = try await store.enqueue([NewJob(prompt: "chatty"), NewJob(prompt: "recent")])
+            let claimed = try await store.claim(queues: ["default"], limit: 2, workerID: "w", leaseDuration: .seconds(30))
+            #expect(try await store.record(claimed.map { JobCompletion(lease: $0.lease, outcome: .completed(result: "{}")) }) == [true, true])
+            let old = ids[0].lowercasedText
+            try await store.rawExecute("""
+                WITH RECURSIVE n(i) AS (SELECT 1000 UNION ALL SELECT i + 1 FROM n WHERE i < 13000)
+                INSERT INTO coding_job_events (job_id, seq, attempt, kind, data) SELECT '\(old)', i, 1, 'output', '{}' FROM n
+                """)
+            try await store.rawExecute("UPDATE coding_jobs SET completed_at = completed_at - 864000000 WHERE id = '\(old)'")
+            let recentEvents = try await store.events(jobID: ids[1], after: 0, limit: 100).count
+            #expect(try await store.deleteFinished(status: .completed, olderThan: .seconds(7 * 86_400), limit: 1_000) == 1)
+            #expect(try await store.job(id: ids[0]) == nil)
+            #expect(try await store.events(jobID: ids[0], after: 0, limit: 10).isEmpty)
+            #expect(try await store.job(id: ids[1]) != nil)
+            #expect(try await store.events(jobID: ids[1], after: 0, limit: 100).count == recentEvents)
+        }
+    }
+
     @Test("a call cancelled inside its transaction (given up on by the worker) rolls it back, and the store's next writes work")
     func cancelledInsideTransaction() async throws {
         try await withTemporarySQLiteStore { store in
