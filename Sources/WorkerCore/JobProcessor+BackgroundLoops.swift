@@ -9,6 +9,7 @@ extension JobProcessor {
         var failures = 0
         while !Task.isCancelled {
             let progress = WatchProgress()
+            let started = ContinuousClock.now
             do {
                 try await store.watch(queues: configuration.queues) { event in
                     progress.heard.store(true, ordering: .relaxed)
@@ -22,10 +23,12 @@ extension JobProcessor {
                 return
             } catch {
                 if Task.isCancelled { return }
-                // A watch that heard anything was listening: its failure starts the count
-                // again. (Counted over the worker's life, every drop after the tenth, days
-                // apart, waited the full 30 s before listening again.)
-                failures = progress.heard.load(ordering: .relaxed) ? 1 : failures + 1
+                // A watch that listened for a while was up: its failure starts the count again.
+                // (Counted over the worker's life, every drop after the tenth, days apart,
+                // waited the full 30 s before listening again.) One dropped as soon as it
+                // listened (a proxy that ends every connection) still backs off.
+                let wasUp = progress.heard.load(ordering: .relaxed) && started.duration(to: .now) >= Self.watchUpAfter
+                failures = wasUp ? 1 : failures + 1
                 metrics.notificationReconnect()
                 let delay = Self.backoff(failures: failures, cap: .seconds(30))
                 logger.warning(
@@ -93,6 +96,11 @@ extension JobProcessor {
             do { try await Task.sleep(for: configuration.rescueInterval) } catch { return }
         }
     }
+}
+
+extension JobProcessor {
+    /// How long a watch must have listened for its failure to count as the first of a new run.
+    static let watchUpAfter = Duration.seconds(1)
 }
 
 /// Whether one watch of the store got as far as listening: a store reports jobs as soon as it

@@ -13,8 +13,13 @@ extension JobProcessor {
         var lostRaces = 0
         var wokenByNotification = false
         while !Task.isCancelled {
-            let (phase, free) = state.withLock { ($0.phase, claimableSlots($0)) }
+            let (phase, free, stopped) = state.withLock { ($0.phase, claimableSlots($0), $0.claimsStopped) }
             guard phase == .running else { return }
+            if stopped {
+                // Until the processor's own shutdown (which wakes this) drains the jobs.
+                await jobsAvailable.wait()
+                continue
+            }
             if free <= 0 {
                 await slotFreed.wait()
                 // Jobs tend to finish in bursts: gather a few more free slots so that one claim
@@ -117,7 +122,13 @@ extension JobProcessor {
                     "Failed to claim jobs",
                     metadata: ["error": "\(error)", "retryInMs": .stringConvertible(delay.inMilliseconds)]
                 )
-                await jobsAvailable.wait(timeout: delay)
+                // The whole delay, whatever arrives meanwhile: woken by every insert's
+                // notification, a claim that fails at once (a privilege taken away, too many
+                // connections) was tried again for each one, on a database already in trouble.
+                let deadline = ContinuousClock.now + delay
+                while state.withLock({ $0.phase == .running && !$0.claimsStopped }), ContinuousClock.now < deadline {
+                    _ = await jobsAvailable.wait(timeout: deadline - .now)
+                }
             }
         }
     }

@@ -48,6 +48,8 @@ public final class JobProcessor: Service, Sendable {
         /// Running jobs whose handler has not returned: the slots in use.
         var busy = 0
         var skipShutdownWait = false
+        /// No more claims: the first shutdown signal came (``stopClaiming()``).
+        var claimsStopped = false
         /// When retries this worker scheduled fall due, so it wakes for them between polls.
         var retryDues: [ContinuousClock.Instant] = []
         /// A write of this worker let a session's next turn through: the claim that follows is
@@ -189,7 +191,7 @@ public final class JobProcessor: Service, Sendable {
     }
 
     /// `true` while the processor claims new jobs (started and not shutting down).
-    public var isClaiming: Bool { state.withLock { $0.phase == .running } }
+    public var isClaiming: Bool { state.withLock { $0.phase == .running && !$0.claimsStopped } }
 
     /// How many claims in a row have failed (0: the last one did not): a worker whose claims keep
     /// failing (a lock held for longer than the store timeout, a privilege taken away) while
@@ -214,6 +216,14 @@ public final class JobProcessor: Service, Sendable {
 
     /// Wakes the claim loop at once, e.g. after this process enqueued a job.
     public func notifyJobsAvailable() {
+        jobsAvailable.signal()
+    }
+
+    /// Claims nothing more from now on (the first shutdown signal). The service group stops
+    /// its services one at a time, and the processor's turn, when its jobs are drained, may
+    /// come a while later: it went on claiming meanwhile, jobs it then had to give back.
+    public func stopClaiming() {
+        state.withLock { $0.claimsStopped = true }
         jobsAvailable.signal()
     }
 

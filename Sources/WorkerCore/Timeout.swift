@@ -48,63 +48,79 @@ public enum StoreDeadline {
 /// still waiting for a connection gives up (PostgresNIO's pool and the drivers check for it),
 /// while a statement already on the server ends by the server's own bound (``StoreDeadline``).
 /// The operation sees its deadline as ``StoreDeadline/current``.
+///
+/// A caller cancelled meanwhile (a service told to stop) gets `CancellationError` at once, and
+/// the operation is cancelled too: before, the caller waited out the whole timeout (a queue
+/// statistics call held up the worker's shutdown for up to 30 s while it went on claiming).
 public func withTimeout<T: Sendable>(
     _ timeout: Duration,
     operation name: String,
     _ operation: @escaping @Sendable () async throws -> T
 ) async throws -> T {
     let deadline = ContinuousClock.now + timeout
-    return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-        let once = ResumeOnce(continuation)
-        let timer = Task {
-            try await Task.sleep(until: deadline)
-            once.timeOut(TimeoutError(operation: name, timeout: timeout))
-        }
-        once.register(Task {
-            let result: Result<T, any Error>
-            do {
-                result = .success(try await StoreDeadline.$current.withValue(deadline) { try await operation() })
-            } catch {
-                result = .failure(error)
+    let once = ResumeOnce<T>()
+    return try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            once.attach(continuation)
+            let timer = Task {
+                try await Task.sleep(until: deadline)
+                once.fail(TimeoutError(operation: name, timeout: timeout))
             }
-            timer.cancel()
-            once.resume(with: result)
-        })
+            once.register(Task {
+                let result: Result<T, any Error>
+                do {
+                    result = .success(try await StoreDeadline.$current.withValue(deadline) { try await operation() })
+                } catch {
+                    result = .failure(error)
+                }
+                timer.cancel()
+                once.resume(with: result)
+            })
+        }
+    } onCancel: {
+        once.fail(CancellationError())
     }
 }
 
-/// Resumes a continuation with whichever result comes first; a time-out also cancels the work.
+/// Resumes a continuation with whichever result comes first; a time-out (or the caller's
+/// cancellation) also cancels the work.
 private final class ResumeOnce<T: Sendable>: Sendable {
     private struct State {
         var continuation: CheckedContinuation<T, any Error>?
         var work: Task<Void, Never>?
-        var timedOut = false
+        /// Why the call ended before its result, if it did (also before the continuation came).
+        var failure: (any Error)?
     }
 
-    private let state: Mutex<State>
+    private let state = Mutex(State())
 
-    init(_ continuation: CheckedContinuation<T, any Error>) {
-        state = Mutex(State(continuation: continuation))
+    /// The caller's continuation; resumed at once if the call has failed already.
+    func attach(_ continuation: CheckedContinuation<T, any Error>) {
+        let failure = state.withLock { state -> (any Error)? in
+            if state.failure == nil { state.continuation = continuation }
+            return state.failure
+        }
+        if let failure { continuation.resume(throwing: failure) }
     }
 
-    /// The task doing the work, cancelled if the time-out came first (also before this call).
+    /// The task doing the work, cancelled if the call failed first (also before this call).
     func register(_ work: Task<Void, Never>) {
         let cancel = state.withLock { state -> Bool in
             state.work = work
-            return state.timedOut
+            return state.failure != nil
         }
         if cancel { work.cancel() }
     }
 
-    func timeOut(_ error: TimeoutError) {
-        let (continuation, work) = state.withLock { state in
-            state.timedOut = true
+    func fail(_ error: any Error) {
+        let (continuation, work) = state.withLock { state -> (CheckedContinuation<T, any Error>?, Task<Void, Never>?) in
+            guard state.failure == nil else { return (nil, nil) }
+            state.failure = error
             defer { state.continuation = nil }
             return (state.continuation, state.work)
         }
-        guard let continuation else { return }
         work?.cancel()
-        continuation.resume(throwing: error)
+        continuation?.resume(throwing: error)
     }
 
     func resume(with result: Result<T, any Error>) {

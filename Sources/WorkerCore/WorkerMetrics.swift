@@ -1,4 +1,5 @@
 import CoreMetrics
+import Foundation
 import Synchronization
 
 /// The processor's and monitor's metrics, through the swift-metrics API (a no-op until the
@@ -19,7 +20,7 @@ final class WorkerMetrics: Sendable {
         let completed: Counter
         let retried: Counter
         let rescued: Counter
-        let duration: Timer
+        let duration: CoreMetrics.Timer
         let failed: [JobFailureReason: Counter]
 
         init(queue: String) {
@@ -28,7 +29,7 @@ final class WorkerMetrics: Sendable {
             completed = Counter(label: "worker_jobs_completed_total", dimensions: labels)
             retried = Counter(label: "worker_jobs_retried_total", dimensions: labels)
             rescued = Counter(label: "worker_jobs_rescued_total", dimensions: labels)
-            duration = Timer(label: "worker_job_duration_seconds", dimensions: labels, preferredDisplayUnit: .seconds)
+            duration = CoreMetrics.Timer(label: "worker_job_duration_seconds", dimensions: labels, preferredDisplayUnit: .seconds)
             var failed: [JobFailureReason: Counter] = [:]
             for reason in JobFailureReason.allCases {
                 failed[reason] = Counter(label: "worker_jobs_failed_total", dimensions: labels + [("reason", reason.rawValue)])
@@ -222,6 +223,9 @@ final class WorkerMetrics: Sendable {
         gauge("worker_sessions_blocked", []).record(stats.sessions.blocked)
         gauge("worker_session_waiting_turns", []).record(stats.sessions.waitingTurns)
         gauge("worker_session_turn_wait_seconds", []).record(stats.sessions.oldestWaitSeconds ?? 0)
+        // The gauges above keep their last values while the statistics cannot be read (a queue
+        // growing in an outage still shows what it was): this says how old they are.
+        gauge("worker_queue_stats_timestamp_seconds", []).record(Date().timeIntervalSince1970)
     }
 }
 

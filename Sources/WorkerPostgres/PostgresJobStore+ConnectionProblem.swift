@@ -28,7 +28,13 @@ extension PostgresJobStore {
             let configuration = PostgresConnection.Configuration(
                 host: url.host, port: url.port, username: url.username, password: url.password, database: url.database, tls: tls)
             let connection = try await withTimeout(timeout, operation: "connecting") {
-                try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
+                let connection = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
+                // Given up on meanwhile (the time-out cancels this): nobody else would close it.
+                if Task.isCancelled {
+                    try? await connection.close()
+                    throw CancellationError()
+                }
+                return connection
             }
             try? await connection.close()
             return nil

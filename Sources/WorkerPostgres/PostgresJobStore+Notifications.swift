@@ -13,8 +13,9 @@ extension PostgresJobStore {
                 )
                 return
             }
-            try await listen(on: schema.channel) {
-                logger.debug("Listening for job notifications", metadata: ["channel": .string(schema.channel)])
+            let (logger, channel) = (logger, schema.channel)
+            try await listen(on: channel) {
+                logger.debug("Listening for job notifications", metadata: ["channel": .string(channel)])
                 // Jobs may have arrived while we were not listening.
                 onEvent(.jobsAvailable)
             } onNotification: { payload in
@@ -46,42 +47,44 @@ extension PostgresJobStore {
     /// not answer within another heartbeat is closed and the error says so, so the caller
     /// listens again on a new connection. (The pool's own keep-alive skips it: it is leased for
     /// as long as it listens.) The query also keeps such idle flows from being dropped at all.
+    ///
+    /// The heartbeat starts with the `LISTEN` itself, which a dead connection leaves unanswered too.
     func listen(
-        on channel: String, onListening: () -> Void, onNotification: @escaping @Sendable (String) -> Void
+        on channel: String, onListening: @escaping @Sendable () -> Void, onNotification: @escaping @Sendable (String) -> Void
     ) async throws {
         let heartbeat = notificationHeartbeat
         let logger = logger
         try await client.withConnection { connection in
-            try await connection.listen(on: channel) { notifications in
-                onListening()
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    try await connection.listen(on: channel) { notifications in
+                        onListening()
                         for try await notification in notifications { onNotification(notification.payload) }
-                        throw PostgresJobStoreError.notificationsEnded
                     }
-                    group.addTask {
-                        while true {
-                            try await Task.sleep(for: heartbeat)
-                            do {
-                                try await withTimeout(heartbeat, operation: "notification heartbeat") {
-                                    _ = try await connection.query("SELECT 1 AS listen_heartbeat", logger: logger).collect()
-                                }
-                            } catch let error as TimeoutError {
-                                throw PostgresJobStoreError.notificationsStalled(error.timeout)
+                    throw PostgresJobStoreError.notificationsEnded
+                }
+                group.addTask {
+                    while true {
+                        try await Task.sleep(for: heartbeat)
+                        do {
+                            try await withTimeout(heartbeat, operation: "notification heartbeat") {
+                                _ = try await connection.query("SELECT 1 AS listen_heartbeat", logger: logger).collect()
                             }
+                        } catch let error as TimeoutError {
+                            throw PostgresJobStoreError.notificationsStalled(error.timeout)
                         }
                     }
-                    // Whichever ends first (the notifications with the connection, or a heartbeat
-                    // without an answer) ends both.
-                    do {
-                        try await group.next()
-                    } catch {
-                        group.cancelAll()
-                        // Closed, so that the pool does not lend it again and the heartbeat's
-                        // query, still waiting, ends.
-                        if case PostgresJobStoreError.notificationsStalled = error { try? await connection.close() }
-                        throw error
-                    }
+                }
+                // Whichever ends first (the notifications with the connection, or a heartbeat
+                // without an answer) ends both.
+                do {
+                    try await group.next()
+                } catch {
+                    group.cancelAll()
+                    // Closed, so that the pool does not lend it again and the heartbeat's
+                    // query, still waiting, ends.
+                    if case PostgresJobStoreError.notificationsStalled = error { try? await connection.close() }
+                    throw error
                 }
             }
         }

@@ -28,7 +28,7 @@ public final class PostgresJobStore: BenchmarkJobStore {
     let schema: PostgresSchema
     let logger: Logger
     /// Suffix of the prepared statements' names; a failed preparation moves on to the next one (see ``rows(of:_:)``).
-    private let preparedGeneration = Atomic<Int>(0)
+    let preparedGeneration = Atomic<Int>(0)
     /// The server's bound on each statement (`statement_timeout`), so that a call the worker
     /// gave up on cannot take effect later (``StoreDeadline``); `nil`: the server's default.
     public let statementTimeout: Duration?
@@ -162,9 +162,15 @@ public final class PostgresJobStore: BenchmarkJobStore {
     /// Whether `error` may come from a preparation: anything but a value the server refused
     /// (SQLSTATE classes 22 and 54) or a row that broke a constraint (class 23: an ending event
     /// stored already, see ``recordCompletions(_:)``), which only an execution sees.
+    ///
+    /// Nor an error without a server's SQLSTATE (a connection lost, or closed as its call was
+    /// abandoned: it is not lent again, and a statement's name belongs to its connection), a
+    /// call never sent (its deadline too near), or a deadlock or serialization failure (row
+    /// locks: an execution's). Each new name is prepared again on every connection and the old
+    /// ones stay on the server, so bumping it on every outage's errors grew every backend.
     static func mayBreakPreparedStatement(_ error: any Error) -> Bool {
-        guard let state = sqlState(of: error) else { return true }
-        return !(state.hasPrefix("22") || state.hasPrefix("23") || state.hasPrefix("54"))
+        guard let state = sqlState(of: error) else { return false }
+        return !(state.hasPrefix("22") || state.hasPrefix("23") || state.hasPrefix("54") || state == "40P01" || state == "40001")
     }
 
     /// Whether `error` is a unique violation (SQLSTATE 23505): for the hot statements, events
@@ -186,28 +192,46 @@ public final class PostgresJobStore: BenchmarkJobStore {
     /// already gave up on (or would give up on before the server's answer) is never sent.
     /// Behind a transaction pooler the bound is set for one transaction around `body`; with
     /// `inTransaction`, `body` runs in a transaction of its own everywhere.
-    func bounded<T>(
+    func bounded<T: Sendable>(
         _ operation: String, inTransaction: Bool = false, on pool: PostgresClient? = nil, _ body: (PostgresConnection) async throws -> T
     ) async throws -> T {
         let client = pool ?? self.client
         if url.isTransactionPooler, let statementTimeout {
             return try await client.withTransaction(logger: logger) { connection in
                 try StoreDeadline.ensureTime(for: statementTimeout, operation: operation)
-                _ = try await connection.query(
-                    PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(statementTimeout.inMilliseconds)"), logger: logger)
-                return try await body(connection)
+                return try await withTaskCancellationHandler {
+                    _ = try await connection.query(
+                        PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(statementTimeout.inMilliseconds)"), logger: logger)
+                    return try await body(connection)
+                } onCancel: {
+                    Self.abandon(connection)
+                }
             }
         }
         if inTransaction {
             return try await client.withTransaction(logger: logger) { connection in
                 try StoreDeadline.ensureTime(for: statementTimeout ?? .zero, operation: operation)
-                return try await body(connection)
+                return try await withTaskCancellationHandler { try await body(connection) } onCancel: { Self.abandon(connection) }
             }
         }
         return try await client.withConnection { connection in
             try StoreDeadline.ensureTime(for: statementTimeout ?? .zero, operation: operation)
-            return try await body(connection)
+            return try await withTaskCancellationHandler { try await body(connection) } onCancel: { Self.abandon(connection) }
         }
+    }
+
+    /// Closes `connection`, whose call was abandoned: ``bounded(_:inTransaction:on:_:)`` calls it
+    /// should the calling task be cancelled meanwhile (``withTimeout(_:operation:_:)`` cancels a
+    /// call its caller gave up on).
+    ///
+    /// PostgresNIO cannot cancel a statement, and a connection that died without a reset (a
+    /// failover that moved the server's address, a partition) answers nothing, ever: the
+    /// statement bound cannot end a statement on a server that is gone. The call then held its
+    /// connection for the life of the process, and on the lease client, which has one, every
+    /// renewal after it timed out while other workers' rescues ran this worker's jobs again.
+    /// Closed, the statement fails at once and the pool opens a new connection.
+    static func abandon(_ connection: PostgresConnection) {
+        let _: EventLoopFuture<Void> = connection.close()
     }
 
     // MARK: - Producing
@@ -287,7 +311,14 @@ public final class PostgresJobStore: BenchmarkJobStore {
                 do {
                     claimed.append(try Self.decodeClaimed(row, workerID: workerID))
                 } catch {
-                    try await failUndecodable(row: row, error: error)
+                    // The claim has committed: the rows that could be read run whatever becomes
+                    // of this one (a failure here lost the whole batch to the rescue, each job
+                    // with an attempt used).
+                    do {
+                        try await failUndecodable(row: row, error: error)
+                    } catch {
+                        logger.error("Could not mark an unreadable claimed row failed; it returns when its lease runs out", metadata: ["error": "\(error)"])
+                    }
                 }
             }
             claimed.sortIntoClaimOrder()

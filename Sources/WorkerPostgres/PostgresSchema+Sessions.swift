@@ -270,7 +270,10 @@ extension PostgresSchema {
                     OR (NEW.session_id IS NULL AND OLD.session_id IS NOT NULL))
                 EXECUTE FUNCTION "\(schemaName)"."\(tableName)_session_hold"()
             """,
-            "UPDATE \(table) SET held_by_session = false, blocks_session = false WHERE session_id IS NULL AND (held_by_session OR blocks_session)",
+            // Through the index of waiting turns (its predicate), not a scan of the whole table
+            // under the migration's lock; a failed row's blocks_session holds no session once
+            // it has none.
+            "UPDATE \(table) SET held_by_session = false WHERE status = 'pending' AND held_by_session AND session_id IS NULL",
             """
             CREATE OR REPLACE FUNCTION "\(schemaName)"."\(tableName)_session_delete_check"() RETURNS trigger
             LANGUAGE plpgsql AS $$

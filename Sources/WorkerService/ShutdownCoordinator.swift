@@ -86,6 +86,8 @@ final class ShutdownCoordinator: Sendable {
                     return (state.group, state.waiters)
                 }
                 for waiter in waiters { waiter.resume() }
+                // At once: the group stops its services one at a time, the processor after others.
+                state.withLock { $0.processor }?.stopClaiming()
                 await group?.triggerGracefulShutdown()
             } else {
                 logger.warning("Received second shutdown signal: giving running jobs back now", metadata: ["signal": .string(signal.description)])

@@ -135,3 +135,49 @@ extension JobProcessorOutcomeTests {
         }
     }
 }
+
+extension JobProcessorOutcomeTests {
+    struct Refused: Error, CustomStringConvertible { var description: String { "permission denied for table coding_jobs" } }
+
+    @Test("a claim that keeps failing waits its backoff, however many jobs are enqueued meanwhile (each one's notification woke it)")
+    func failingClaimsBackOff() async throws {
+        try await withTemporarySQLiteStore { sqlite in
+            let claims = Atomic<Int>(0)
+            let store = InstrumentedJobStore(sqlite, beforeClaim: {
+                claims.add(1, ordering: .relaxed)
+                throw Refused()
+            })
+            var configuration = Self.configuration(lease: .seconds(30))
+            configuration.pollInterval = .seconds(5)
+            let processor = JobProcessor(store: store, handler: Instant(), configuration: configuration, logger: Logger(label: "test"))
+            try await whileRunning(processor) {
+                try await waitUntil { claims.load(ordering: .relaxed) >= 1 }
+                // 40 enqueues over a second, each waking the claim loop.
+                for index in 0..<40 {
+                    _ = try await store.enqueue([NewJob(prompt: "job \(index)")])
+                    processor.notifyJobsAvailable()
+                    try await Task.sleep(for: .milliseconds(25))
+                }
+            }
+            // Backoff 100, 200, 400, 800 ms...: a handful of claims in that second, not one per job.
+            let count = claims.load(ordering: .relaxed)
+            #expect(count <= 8, "\(count) claims")
+        }
+    }
+
+    @Test("once told to stop claiming (the first shutdown signal), the processor claims nothing more and is not claiming")
+    func stopsClaiming() async throws {
+        try await withTemporarySQLiteStore { store in
+            let processor = JobProcessor(store: store, handler: Instant(), configuration: Self.configuration(lease: .seconds(30)), logger: Logger(label: "test"))
+            try await whileRunning(processor) {
+                try await waitUntil { processor.isClaiming }
+                processor.stopClaiming()
+                #expect(!processor.isClaiming)
+                let id = try await store.enqueue([NewJob(prompt: "late")])[0]
+                processor.notifyJobsAvailable()
+                try await Task.sleep(for: .milliseconds(600))
+                #expect(try await store.job(id: id)?.status == .pending)
+            }
+        }
+    }
+}

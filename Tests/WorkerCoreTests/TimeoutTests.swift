@@ -55,3 +55,24 @@ struct TimeoutTests {
         }
     }
 }
+
+extension TimeoutTests {
+    @Test("a caller cancelled while it waits gets CancellationError at once, and the operation is cancelled too")
+    func callerCancelled() async throws {
+        let operationCancelled = Atomic<Bool>(false)
+        let clock = ContinuousClock()
+        let start = clock.now
+        let caller = Task {
+            try await withTimeout(.seconds(30), operation: "statistics") {
+                do { try await Task.sleep(for: .seconds(30)) } catch { operationCancelled.store(true, ordering: .relaxed) }
+            }
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        caller.cancel()
+        await #expect(throws: CancellationError.self) { try await caller.value }
+        #expect(clock.now - start < .seconds(5), "the caller waited out the timeout")
+        for _ in 0..<100 where !operationCancelled.load(ordering: .relaxed) { try await Task.sleep(for: .milliseconds(10)) }
+        let cancelled = operationCancelled.load(ordering: .relaxed)
+        #expect(cancelled)
+    }
+}

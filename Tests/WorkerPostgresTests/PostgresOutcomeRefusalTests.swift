@@ -95,6 +95,27 @@ struct PostgresOutcomeRefusalTests {
         }
     }
 
+    @Test("errors that cannot come from a statement's preparation keep its prepared name: a call never sent, a connection lost or abandoned, a deadlock")
+    func preparedNameKept() async throws {
+        #expect(!PostgresJobStore.mayBreakPreparedStatement(TimeoutError(operation: "claim", timeout: .seconds(1))))
+        #expect(!PostgresJobStore.mayBreakPreparedStatement(CancellationError()))
+        // Calls given up on before they were sent make nothing prepare again.
+        try await TestDatabase.withStore { store in
+            _ = try await store.enqueue([NewJob(prompt: "p")])
+            for _ in 0..<3 {
+                await #expect(throws: (any Error).self) {
+                    try await withTimeout(.seconds(6), operation: "claim") {
+                        try await StoreDeadline.$current.withValue(ContinuousClock.now + .milliseconds(10)) {
+                            _ = try await store.claim(queues: ["default"], limit: 1, workerID: "w", leaseDuration: .seconds(30))
+                        }
+                    }
+                }
+            }
+            #expect(try await store.claim(queues: ["default"], limit: 1, workerID: "w", leaseDuration: .seconds(30)).count == 1)
+            #expect(store.preparedGeneration.load(ordering: .relaxed) == 0)
+        }
+    }
+
     /// The completion statement stores its ending events without `ON CONFLICT` (its cost); an
     /// ending event whose number is taken already (written by hand) makes it fail, and the batch
     /// is then written by the general statement, which skips that event.

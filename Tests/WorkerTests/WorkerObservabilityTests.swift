@@ -93,18 +93,30 @@ struct WorkerObservabilityTests {
 
 @Suite("worker observability on PostgreSQL", .serialized, .enabled(if: TestPostgres.isAvailable, "needs TEST_DATABASE_URL: run scripts/test"))
 struct WorkerPostgresObservabilityTests {
-    @Test("/ready flips to 503 when PostgreSQL stops and back to 200 when it returns")
+    /// `worker_queue_stats_timestamp_seconds` from `/metrics`.
+    static func statsTimestamp(port: Int) async throws -> Double? {
+        let body = try await http(port: port, path: "/metrics").body
+        guard let line = body.split(separator: "\n").first(where: { $0.hasPrefix("worker_queue_stats_timestamp_seconds ") }) else { return nil }
+        return Double(line.split(separator: " ")[1])
+    }
+
+    @Test("/ready flips to 503 when PostgreSQL stops and back to 200 when it returns; the queue gauges' age says they are stale meanwhile")
     func readyFollowsDatabase() async throws {
         let folder = try TemporaryDirectory()
         let postgres = try await PrivatePostgres.make()
         defer { postgres.destroy() }
         let port = try freePort()
-        let environment = ["DATABASE_URL": postgres.url, "JOB_HANDLER": "echo", "HEALTH_CHECK_PORT": "\(port)"]
+        let environment = ["DATABASE_URL": postgres.url, "JOB_HANDLER": "echo", "HEALTH_CHECK_PORT": "\(port)", "MONITOR_INTERVAL_MS": "300"]
         let worker = try WorkerProcess(environment: environment, directory: folder.url)
         defer { worker.kill9() }
         #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
+        #expect(try await eventually("statistics read") { try await Self.statsTimestamp(port: port) != nil })
         try await postgres.stop(mode: "immediate")
         #expect(try await eventually("not ready", timeout: .seconds(15)) { try await http(port: port, path: "/ready").status == 503 })
+        let lastRead = try #require(try await Self.statsTimestamp(port: port))
+        try await Task.sleep(for: .seconds(2))
+        #expect(try await Self.statsTimestamp(port: port) == lastRead, "no statistics read while the database is down")
+        #expect(Date().timeIntervalSince1970 - lastRead > 1.5)
         let body = try await http(port: port, path: "/ready").body
         // The check is named, the database's error (host, user, driver text) is not: it goes to the log.
         let generic = ["failing: the database is unavailable (the worker logs why)", "failing: the database did not answer within 1 s"]
@@ -114,6 +126,7 @@ struct WorkerPostgresObservabilityTests {
         #expect(try await http(port: port, path: "/health").status == 200)
         try await postgres.start()
         #expect(try await eventually("ready again", timeout: .seconds(60)) { try await http(port: port, path: "/ready").status == 200 })
+        #expect(try await eventually("statistics read again") { (try await Self.statsTimestamp(port: port) ?? 0) > lastRead })
         worker.send(SIGTERM)
         #expect(await worker.waitForExit(timeout: .seconds(20)) == 0)
     }

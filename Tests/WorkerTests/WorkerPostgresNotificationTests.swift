@@ -1,9 +1,10 @@
 import Foundation
 import Testing
 
-/// The LISTEN connection of a real `worker run`: replaced when it dies without a word, and
-/// listened on again at once after each of many drops.
-@Suite("worker run: the LISTEN connection", .serialized, .enabled(if: TestPostgres.isAvailable, "needs TEST_DATABASE_URL: run scripts/test"))
+/// Connections of a real `worker run` that stop answering: the LISTEN connection replaced when
+/// it dies without a word, and listened on again at once after each of many drops; the lease
+/// connection replaced when a renewal on it never answers.
+@Suite("worker run: connections that stop answering", .serialized, .enabled(if: TestPostgres.isAvailable, "needs TEST_DATABASE_URL: run scripts/test"))
 struct WorkerPostgresNotificationTests {
     static let proxyScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/freezing-proxy.py")
 
@@ -90,7 +91,60 @@ struct WorkerPostgresNotificationTests {
         try await TestPostgres.sql("DROP TABLE public.\(table) CASCADE")
     }
 
-    @Test("after each of eight dropped LISTEN connections the worker listens again within a second")
+    /// Starts the freezing proxy in `folder`; returns it and its (proxy, control) ports.
+    static func startProxy(in folder: URL) async throws -> (WorkerProcess, [Int]) {
+        let upstream = URLComponents(string: TestPostgres.url!)!
+        let proxy = try WorkerProcess(
+            [Self.proxyScript.path, upstream.host ?? "127.0.0.1", "\(upstream.port ?? 5432)"], environment: [:], directory: folder,
+            executable: URL(fileURLWithPath: "/usr/bin/python3"))
+        _ = try await eventually("proxy started") { proxy.stdout.contains("\n") }
+        return (proxy, proxy.stdout.split(separator: "\n").first.map { $0.split(separator: " ").compactMap { Int($0) } } ?? [])
+    }
+
+    /// Freezes the proxied connection whose upstream side has local port `port`.
+    static func freeze(_ port: Int, control: Int, in folder: URL) async throws -> Bool {
+        let result = try await WorkerProcess.command(
+            ["-c", "exec 3<>/dev/tcp/127.0.0.1/\(control); echo 'freeze \(port)' >&3; cat <&3"], environment: [:], directory: folder,
+            executable: URL(fileURLWithPath: "/bin/bash"))
+        return result.stdout.contains("frozen")
+    }
+
+    @Test("a lease renewal that never answers (its connection dropped without a reset) is given up and the next renews on a new connection: the lease is kept")
+    func silentlyDeadLeaseConnection() async throws {
+        let folder = try TemporaryDirectory()
+        let table = TestPostgres.freshTable()
+        let application = "lease_\(table)"
+        let (proxy, ports) = try await Self.startProxy(in: folder.url)
+        defer { proxy.kill9() }
+        try #require(ports.count == 2, "proxy output: \(proxy.stdout) \(proxy.stderr)")
+        let port = try freePort()
+        // Renewals every second; a call given up after 5 s.
+        var environment = WorkerPostgresRunTests.environment(table: table, port: port, ["LEASE_DURATION_MS": "3000"])
+        environment["DATABASE_URL"] = Self.url(application: application, proxyPort: ports[0])
+        let worker = try WorkerProcess(environment: environment, directory: folder.url)
+        defer { worker.kill9() }
+        #expect(try await eventually("ready", timeout: .seconds(60)) { try await http(port: port, path: "/ready").status == 200 })
+        try await TestPostgres.sql(#"INSERT INTO public.\#(table) (prompt, payload) VALUES ('long', '{"sleepMs": 25000}')"#)
+        var leasePort: Int?
+        #expect(try await eventually("renewing") {
+            leasePort = Int(try await TestPostgres.sql(
+                "SELECT client_port FROM pg_stat_activity WHERE application_name = '\(application)' AND query LIKE '%lockable%' LIMIT 1"))
+            return leasePort != nil
+        })
+        let frozen = try #require(leasePort)
+        #expect(try await Self.freeze(frozen, control: ports[1], in: folder.url))
+        let frozenAt = Date()
+        try await Task.sleep(for: .seconds(12))
+        let expires = try await TestPostgres.sql("SELECT extract(epoch FROM lease_expires_at) FROM public.\(table) WHERE prompt = 'long'")
+        let expiry = Double(expires) ?? 0
+        #expect(expiry > frozenAt.timeIntervalSince1970 + 6, "renewed after the freeze (expires \(expires), frozen at \(frozenAt.timeIntervalSince1970))")
+        #expect(try await eventually("completed", timeout: .seconds(30)) { try await WorkerPostgresRunTests.count(table, "status = 'completed' AND attempts = 1") == 1 })
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(20)) == 0)
+        try await TestPostgres.sql("DROP TABLE public.\(table) CASCADE")
+    }
+
+    @Test("after each of eight dropped LISTEN connections (each up for a second) the worker listens again within a second")
     func manyDrops() async throws {
         let folder = try TemporaryDirectory()
         let table = TestPostgres.freshTable()
@@ -111,6 +165,8 @@ struct WorkerPostgresNotificationTests {
                 return pid != nil
             }
             try #require(listening, "no LISTEN connection before drop \(drop); worker output: \(worker.stdout.suffix(2000))")
+            // Up for a while (one dropped at once still backs off: a proxy ending every connection).
+            try await Task.sleep(for: .milliseconds(1200))
             dropped.insert(pid!)
             _ = try await TestPostgres.sql("SELECT pg_terminate_backend(\(pid!))")
         }
