@@ -42,20 +42,26 @@ extension JobProcessor {
 
     func renewLeases() async {
         let interval = configuration.leaseDuration / 3
+        var failures = 0
         while !Task.isCancelled {
-            do { try await Task.sleep(for: interval) } catch { return }
+            // After a failure, again soon (and sooner than a lease runs out): the next try is on
+            // a new connection if that one stopped answering.
+            let pause = failures == 0 ? interval : min(interval, Self.backoff(failures: failures, cap: interval) * 5)
+            do { try await Task.sleep(for: pause) } catch { return }
             let now = ContinuousClock.now
             let running = state.withLock { $0.running }.filter { !isGivenUp($0.value, now: now) }
             guard !running.isEmpty else { continue }
             do {
                 let leases = running.values.map(\.lease)
-                let states = try await withTimeout(storeTimeout, operation: "lease renewal") { [store, configuration] in
+                let states = try await withTimeout(configuration.renewalTimeout, operation: "lease renewal") { [store, configuration] in
                     try await store.renew(leases, duration: configuration.leaseDuration)
                 }
+                failures = 0
                 for (id, leaseState) in states where leaseState != .held {
                     running[id]?.stop.trigger(leaseState == .cancelled ? .cancelled : .leaseLost)
                 }
             } catch {
+                failures += 1
                 metrics.storeError(operation: "renew")
                 logger.warning("Lease renewal failed", metadata: ["error": "\(error)", "runningJobs": .stringConvertible(running.count)])
             }

@@ -75,6 +75,8 @@ extension JobProcessor {
                 guard state.withLock({ $0.phase }) == .running else { return }
                 limit = 1
             }
+            // Told to stop claiming while this loop waited.
+            if state.withLock({ $0.claimsStopped }) { continue }
             do {
                 let claimed = try await withTimeout(storeTimeout, operation: "claim") { [store, configuration, limit] in
                     try await store.claim(

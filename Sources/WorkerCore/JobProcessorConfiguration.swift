@@ -42,6 +42,12 @@ public struct JobProcessorConfiguration: Sendable {
     /// connection and for the answer's way back.
     public var serverStatementTimeout: Duration { storeTimeout / 2 }
 
+    /// The longest a lease renewal may take: as short as the server's bound allows
+    /// (``StoreDeadline``), so that a renewal that never answers (its connection dropped without
+    /// a reset) is given up with time left for another on a new connection before the leases
+    /// run out. (At ``storeTimeout``, a whole lease, a hung renewal outlived every lease it held.)
+    public var renewalTimeout: Duration { min(storeTimeout, serverStatementTimeout + StoreDeadline.margin * 2) }
+
     public init(
         workerID: String,
         queues: [String] = [NewJob.defaultQueue],

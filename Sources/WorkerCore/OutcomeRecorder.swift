@@ -152,7 +152,21 @@ final class OutcomeRecorder: Sendable {
     /// lease until the command stopped, which it has (its handler returned). Without this the
     /// lease, no longer renewed, held the job (no retry) and its session (no next turn) until it
     /// ran out and the rescue came: up to a lease and a rescue interval, 45 s by default.
-    private func release(_ leases: [Lease]) async {
+    ///
+    /// First, in the place of each attempt's refused ending event, a `cancelled` one (the lease
+    /// still holds): the attempt's events end with how it ended, as every attempt's do.
+    private func release(_ completions: [JobCompletion]) async {
+        let leases = completions.map(\.lease)
+        let endings = completions.compactMap { completion in
+            completion.event.map {
+                NewJobEvent(
+                    lease: completion.lease, sequence: $0.sequence, kind: .status,
+                    data: JobEventStream.statusData("cancelled", ["refusedOutcome": JSONText.quoted(completion.outcome.name)]))
+            }
+        }
+        if !endings.isEmpty {
+            _ = try? await withTimeout(timeout, operation: "cancellation events") { [store] in try await store.appendEvents(endings) }
+        }
         do {
             try await withTimeout(timeout, operation: "cancellation release") { [store] in
                 try await store.releaseCancelled(leases)
@@ -185,11 +199,11 @@ final class OutcomeRecorder: Sendable {
                     try await store.record(chunk)
                 }
                 progress.written += chunk
-                var cancelled: [Lease] = []
+                var cancelled: [JobCompletion] = []
                 for (index, completion) in chunk.enumerated() {
                     let wasApplied = index < applied.count && applied[index]
                     let write = wasApplied ? OutcomeWrite.applied : await explain(completion)
-                    if write == .cancelled { cancelled.append(completion.lease) }
+                    if write == .cancelled { cancelled.append(completion) }
                     progress.writes.append(write)
                 }
                 if !cancelled.isEmpty { await release(cancelled) }

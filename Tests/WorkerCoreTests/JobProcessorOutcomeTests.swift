@@ -63,6 +63,9 @@ struct JobProcessorOutcomeTests {
                 try await waitUntil(timeout: .seconds(30)) { try await sqlite.job(id: ids[1])?.status == .completed }
                 let first = try #require(try await sqlite.job(id: ids[0]))
                 #expect(first.status == .cancelled && first.leaseExpiresAt == nil)
+                // Its events end with how the attempt ended, as every attempt's do.
+                let last = try #require(try await sqlite.events(jobID: ids[0], after: 0, limit: 100).last)
+                #expect(last.kind == .status && last.data.contains(#""status":"cancelled""#) && last.data.contains(#""refusedOutcome":"completed""#), "\(last.data)")
                 #expect(try await sqlite.retry(id: ids[0]).status == .pending)
             }
         }
@@ -125,7 +128,8 @@ extension JobProcessorOutcomeTests {
             let handler = NotYet(deferrals: 3)
             let processor = JobProcessor(store: store, handler: handler, configuration: Self.configuration(lease: .seconds(30)), logger: Logger(label: "test"))
             try await whileRunning(processor) {
-                try await waitUntil(timeout: .seconds(10)) { try await store.job(id: id)?.status == .completed }
+                // Long for a loaded machine: in-process SQLite tests share one thread pool.
+                try await waitUntil(timeout: .seconds(40)) { try await store.job(id: id)?.status == .completed }
             }
             let job = try #require(try await store.job(id: id))
             #expect(job.status == .completed && job.attempts == 1, "one attempt of one allowed, after three deferrals")
@@ -167,16 +171,23 @@ extension JobProcessorOutcomeTests {
 
     @Test("once told to stop claiming (the first shutdown signal), the processor claims nothing more and is not claiming")
     func stopsClaiming() async throws {
-        try await withTemporarySQLiteStore { store in
+        try await withTemporarySQLiteStore { sqlite in
+            let claims = Atomic<Int>(0)
+            let store = InstrumentedJobStore(sqlite, afterClaim: { _ in claims.add(1, ordering: .relaxed) })
             let processor = JobProcessor(store: store, handler: Instant(), configuration: Self.configuration(lease: .seconds(30)), logger: Logger(label: "test"))
             try await whileRunning(processor) {
-                try await waitUntil { processor.isClaiming }
+                try await waitUntil { processor.isClaiming && claims.load(ordering: .relaxed) > 0 }
                 processor.stopClaiming()
                 #expect(!processor.isClaiming)
-                let id = try await store.enqueue([NewJob(prompt: "late")])[0]
+                // A claim already on its way when told may still end; none starts after it.
+                try await Task.sleep(for: .milliseconds(500))
+                let before = claims.load(ordering: .relaxed)
+                let id = try await sqlite.enqueue([NewJob(prompt: "late")])[0]
                 processor.notifyJobsAvailable()
-                try await Task.sleep(for: .milliseconds(600))
-                #expect(try await store.job(id: id)?.status == .pending)
+                try await Task.sleep(for: .milliseconds(800))
+                let after = claims.load(ordering: .relaxed)
+                #expect(after == before, "claims after being told to stop")
+                #expect(try await sqlite.job(id: id)?.status == .pending)
             }
         }
     }
