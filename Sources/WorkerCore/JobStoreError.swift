@@ -21,6 +21,10 @@ public enum JobStoreError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The database user lacks a privilege the request needs (SQLSTATE 42501), or an object the
     /// worker needs is missing while it may not create it (`AUTO_MIGRATE=false`).
     case notPermitted(String)
+    /// An enqueue whose commit was sent and never answered (the connection was lost), and whose
+    /// jobs the store could not then look for: they may be stored. Enqueuing them again may
+    /// make them twice; look for the first first.
+    case enqueueOutcomeUnknown(firstID: UUID, count: Int, reason: String)
 
     public var description: String {
         switch self {
@@ -40,6 +44,9 @@ public enum JobStoreError: Error, Sendable, Hashable, CustomStringConvertible {
             "the database refused a value: \(message)"
         case .notPermitted(let message):
             message
+        case .enqueueOutcomeUnknown(let first, let count, let reason):
+            "the database did not answer the commit of \(count) jobs (\(reason)), nor could they be looked for afterwards: they may have been stored."
+                + " Look for job \(first.lowercasedText) (worker jobs show) before enqueuing them again"
         }
     }
 }

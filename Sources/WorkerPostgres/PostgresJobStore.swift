@@ -266,11 +266,63 @@ public final class PostgresJobStore: BenchmarkJobStore {
             // server that stopped in that instant) handed out ids of jobs that did not exist,
             // and in about a third of such failures the call, or the next on that connection,
             // was never answered. A `COMMIT` answered means the jobs are stored.
-            try await Self.retryingDeadlocks {
-                _ = try await rows(of: schema.enqueueStatement, bindings, inTransaction: true)
+            do {
+                try await Self.retryingDeadlocks {
+                    _ = try await rows(of: schema.enqueueStatement, bindings, inTransaction: true)
+                }
+            } catch let error as PostgresTransactionError where error.commitError != nil && Self.sqlState(of: error) == nil {
+                // The `COMMIT` was sent and its answer lost with the connection: stored or not,
+                // only the table can say. (Reported as not written, a caller enqueued the jobs
+                // again, and they ran twice.)
+                return try await idsAfterLostCommit(ids, error: error)
             }
             return ids
         }
+    }
+
+    /// Whether job `id` is stored, once a transaction still inserting it has ended (the server may
+    /// still be committing the enqueue whose answer was lost: a plain read would not see it yet):
+    /// an insert of the same id waits on the primary key for that transaction, then conflicts
+    /// if it committed. The probe's transaction is rolled back, its row never kept.
+    private func isStored(_ id: UUID) async throws -> Bool {
+        struct Probed: Error { let conflicted: Bool }
+        do {
+            _ = try await bounded("enqueue check", inTransaction: true) { connection -> Bool in
+                let rows = try await connection.query(
+                    "INSERT INTO \(unescaped: table) (id, prompt) VALUES (\(id), '') ON CONFLICT (id) DO NOTHING RETURNING id", logger: logger
+                ).collect()
+                throw Probed(conflicted: rows.isEmpty)
+            }
+        } catch let error as PostgresTransactionError {
+            if let probed = error.closureError as? Probed { return probed.conflicted }
+            throw error
+        } catch let probed as Probed {
+            return probed.conflicted
+        }
+        return false
+    }
+
+    /// The answer to an enqueue whose commit's answer was lost: `ids` when the jobs are stored,
+    /// the commit's error when none is, ``JobStoreError/enqueueOutcomeUnknown(firstID:count:reason:)``
+    /// when the table cannot be asked.
+    private func idsAfterLostCommit(_ ids: [UUID], error: PostgresTransactionError) async throws -> [UUID] {
+        let reason = Self.describe(error)
+        let stored: Bool
+        do {
+            // The jobs went in in one transaction: all of them are stored, or none.
+            stored = try await withTimeout(.seconds(30), operation: "looking for the enqueued jobs") { [self] in
+                try await self.isStored(ids[0])
+            }
+        } catch {
+            throw JobStoreError.enqueueOutcomeUnknown(firstID: ids[0], count: ids.count, reason: reason)
+        }
+        if stored {
+            logger.warning("The commit of an enqueue was not answered, but its jobs are stored", metadata: [
+                "jobs": .stringConvertible(ids.count), "error": .string(reason),
+            ])
+            return ids
+        }
+        throw error
     }
 
     /// Runs `body` again (up to twice) when PostgreSQL broke a deadlock by aborting it: the

@@ -115,6 +115,11 @@ struct EnqueueCommand: AsyncParsableCommand {
             while !batch.isEmpty {
                 do {
                     written += try await store.enqueue(batch).count
+                } catch let error as JobStoreError {
+                    if case .enqueueOutcomeUnknown = error {
+                        throw EnqueueError.batchMaybeWritten(firstLine: batchStart + 1, written: written, reason: "\(error)")
+                    }
+                    throw EnqueueError.batchNotWritten(firstLine: batchStart + 1, written: written, reason: "\(error)")
                 } catch {
                     // Earlier batches are committed: say how far the input got, so that it can be
                     // resumed (`tail -n +LINE`) without enqueuing anything twice.
@@ -133,6 +138,7 @@ struct EnqueueCommand: AsyncParsableCommand {
 enum EnqueueError: Error, CustomStringConvertible {
     case badLine(number: Int, reason: String, written: Int)
     case batchNotWritten(firstLine: Int, written: Int, reason: String)
+    case batchMaybeWritten(firstLine: Int, written: Int, reason: String)
 
     var description: String {
         switch self {
@@ -141,6 +147,8 @@ enum EnqueueError: Error, CustomStringConvertible {
         case .batchNotWritten(let firstLine, let written, let reason):
             "the batch from line \(firstLine) was not written: \(reason). \(written) jobs from earlier lines were enqueued;"
                 + " to go on, enqueue the input from line \(firstLine) (tail -n +\(firstLine))"
+        case .batchMaybeWritten(let firstLine, let written, let reason):
+            "the batch from line \(firstLine) may or may not have been written: \(reason). \(written) jobs from earlier lines were enqueued"
         }
     }
 }

@@ -150,6 +150,43 @@ struct WorkerPostgresNotificationTests {
         try await TestPostgres.sql("DROP TABLE public.\(table) CASCADE")
     }
 
+    @Test("an enqueue whose commit's answer is lost with its connection: the jobs are looked for, found stored, and reported enqueued (not 'not written', which made callers enqueue them twice)")
+    func lostCommitAnswer() async throws {
+        let folder = try TemporaryDirectory()
+        let table = TestPostgres.freshTable()
+        let application = "commit_\(table)"
+        let (proxy, ports) = try await Self.startProxy(in: folder.url)
+        defer { proxy.kill9() }
+        try #require(ports.count == 2, "proxy output: \(proxy.stdout) \(proxy.stderr)")
+        var environment = WorkerPostgresRunTests.environment(table: table, port: try freePort())
+        #expect(try await WorkerProcess.command(["migrate"], environment: environment, directory: folder.url).status == 0)
+        // Commits of this table take two seconds (a deferred trigger of the app's): time to drop
+        // the client's side of the connection while the server commits.
+        try await TestPostgres.sql("""
+            CREATE FUNCTION public.\(table)_slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(2); RETURN NULL; END $$;
+            CREATE CONSTRAINT TRIGGER \(table)_slow_commit AFTER INSERT ON public.\(table) DEFERRABLE INITIALLY DEFERRED
+                FOR EACH ROW EXECUTE FUNCTION public.\(table)_slow_commit()
+            """)
+        environment["DATABASE_URL"] = Self.url(application: application, proxyPort: ports[0])
+        let enqueue = try WorkerProcess(["enqueue", "--prompt", "once"], environment: environment, directory: folder.url)
+        defer { enqueue.kill9() }
+        var committing: Int?
+        #expect(try await eventually("committing") {
+            committing = Int(try await TestPostgres.sql(
+                "SELECT client_port FROM pg_stat_activity WHERE application_name = '\(application)' AND query LIKE 'COMMIT%' AND state = 'active' LIMIT 1"))
+            return committing != nil
+        })
+        let dropped = try await WorkerProcess.command(
+            ["-c", "exec 3<>/dev/tcp/127.0.0.1/\(ports[1]); echo 'drop \(try #require(committing))' >&3; cat <&3"], environment: [:],
+            directory: folder.url, executable: URL(fileURLWithPath: "/bin/bash"))
+        #expect(dropped.stdout.contains("dropped"))
+        let status = await enqueue.waitForExit(timeout: .seconds(30))
+        #expect(try await eventually("committed") { try await WorkerPostgresRunTests.count(table, "prompt = 'once'") == 1 })
+        #expect(status == 0, "stdout: \(enqueue.stdout) stderr: \(enqueue.stderr)")
+        #expect(enqueue.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == (try await TestPostgres.sql("SELECT id FROM public.\(table) WHERE prompt = 'once'")))
+        try await TestPostgres.sql("DROP TABLE public.\(table) CASCADE; DROP FUNCTION public.\(table)_slow_commit()")
+    }
+
     @Test("after each of eight dropped LISTEN connections (each up for a second) the worker listens again within a second")
     func manyDrops() async throws {
         let folder = try TemporaryDirectory()

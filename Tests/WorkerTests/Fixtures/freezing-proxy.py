@@ -7,7 +7,9 @@ does (no reset ever reaches either end).
 
 Prints "<proxy port> <control port>" on its first line. A line "freeze PORT" sent to the control
 port freezes the connection whose upstream side has local port PORT (PostgreSQL's
-pg_stat_activity.client_port) and answers "frozen" or "unknown".
+pg_stat_activity.client_port) and answers "frozen" or "unknown". A line "drop PORT" resets that
+connection's client side only (the server goes on, and what it answers is lost), answering
+"dropped" or "unknown".
 """
 import asyncio
 import sys
@@ -15,6 +17,7 @@ import sys
 UPSTREAM_HOST, UPSTREAM_PORT = sys.argv[1], int(sys.argv[2])
 frozen_ports = set()
 by_port = {}
+clients = {}
 
 
 async def pipe(reader, writer, port):
@@ -42,6 +45,7 @@ async def client(reader, writer):
         return
     port = up_writer.get_extra_info("sockname")[1]
     by_port[port] = True
+    clients[port] = writer
     await asyncio.gather(pipe(reader, up_writer, port), pipe(up_reader, writer, port))
 
 
@@ -50,6 +54,10 @@ async def control(reader, writer):
     if len(line) == 2 and line[0] == "freeze" and int(line[1]) in by_port:
         frozen_ports.add(int(line[1]))
         writer.write(b"frozen\n")
+    elif len(line) == 2 and line[0] == "drop" and int(line[1]) in clients:
+        frozen_ports.add(int(line[1]))  # nothing more forwarded to the client
+        clients[int(line[1])].transport.abort()
+        writer.write(b"dropped\n")
     else:
         writer.write(b"unknown\n")
     await writer.drain()
