@@ -116,38 +116,10 @@ enum SQLiteSchema {
                 CREATE INDEX IF NOT EXISTS "\(table)_session_wait" ON "\(table)" (session_id, created_at, id)
                     WHERE status = 'pending' AND held_by_session = 1
                 """,
-                """
-                CREATE TRIGGER IF NOT EXISTS "\(table)_session_insert" AFTER INSERT ON "\(table)"
-                WHEN NEW.session_id IS NOT NULL
-                BEGIN
-                    UPDATE "\(table)" SET held_by_session = 1, blocks_session = 0 WHERE rowid = NEW.rowid AND status = 'pending';
-                    \(advance(table: table, session: "lower(NEW.session_id)"));
-                END
-                """,
-                // Fires when a turn starts waiting (inserted, retried, rescued, given back) or
-                // stops being its session's active turn; not for a claim or a renewal.
-                """
-                CREATE TRIGGER IF NOT EXISTS "\(table)_session_update" AFTER UPDATE ON "\(table)"
-                WHEN (OLD.session_id IS NOT NULL OR NEW.session_id IS NOT NULL) AND (
-                    OLD.session_id IS NOT NEW.session_id
-                    OR (NEW.status = 'pending' AND OLD.status <> 'pending')
-                    OR (\(activeTurn("OLD")) AND NOT \(activeTurn("NEW")))
-                    OR (NEW.status = 'pending' AND NEW.held_by_session = 1 AND NOT (OLD.status = 'pending' AND OLD.held_by_session = 1)))
-                BEGIN
-                    UPDATE "\(table)" SET held_by_session = 1, blocks_session = 0
-                    WHERE rowid = NEW.rowid AND session_id IS NOT NULL AND status = 'pending'
-                        AND (OLD.status <> 'pending' OR OLD.session_id IS NOT NEW.session_id);
-                    \(advance(table: table, session: "lower(OLD.session_id)"));
-                    \(advance(table: table, session: "lower(NEW.session_id)"));
-                END
-                """,
-                """
-                CREATE TRIGGER IF NOT EXISTS "\(table)_session_delete" AFTER DELETE ON "\(table)"
-                WHEN OLD.session_id IS NOT NULL AND \(activeTurn("OLD"))
-                BEGIN
-                    \(advance(table: table, session: "lower(OLD.session_id)"));
-                END
-                """,
+                // The triggers as version 7 makes them again (a new file gets them here, then again there).
+                sessionInsertTrigger(table: table),
+                sessionUpdateTrigger(table: table),
+                sessionDeleteTrigger(table: table),
             ],
             // Live job events (docs/WORKER_SERVICE.md, "Job events"): numbered per job, deleted
             // with their job (a trigger: foreign keys need a pragma on every connection).

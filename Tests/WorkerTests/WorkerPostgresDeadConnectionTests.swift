@@ -5,7 +5,7 @@ import Testing
 /// it dies without a word, and listened on again at once after each of many drops; the lease
 /// connection replaced when a renewal on it never answers.
 @Suite("worker run: connections that stop answering", .serialized, .enabled(if: TestPostgres.isAvailable, "needs TEST_DATABASE_URL: run scripts/test"))
-struct WorkerPostgresNotificationTests {
+struct WorkerPostgresDeadConnectionTests {
     static let proxyScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/freezing-proxy.py")
 
     /// `TestPostgres.url` with its own `application_name` (so that this test finds its worker's
@@ -47,13 +47,8 @@ struct WorkerPostgresNotificationTests {
         let folder = try TemporaryDirectory()
         let table = TestPostgres.freshTable()
         let application = "listen_\(table)"
-        let upstream = URLComponents(string: TestPostgres.url!)!
-        let proxy = try WorkerProcess(
-            [Self.proxyScript.path, upstream.host ?? "127.0.0.1", "\(upstream.port ?? 5432)"], environment: [:], directory: folder.url,
-            executable: URL(fileURLWithPath: "/usr/bin/python3"))
+        let (proxy, ports) = try await Self.startProxy(in: folder.url)
         defer { proxy.kill9() }
-        #expect(try await eventually("proxy started") { proxy.stdout.contains("\n") })
-        let ports = proxy.stdout.split(separator: "\n")[0].split(separator: " ").compactMap { Int($0) }
         try #require(ports.count == 2, "proxy output: \(proxy.stdout) \(proxy.stderr)")
 
         let port = try freePort()
@@ -73,10 +68,7 @@ struct WorkerPostgresNotificationTests {
 
         // The flow is dropped: nothing passes either way, and neither end hears of it.
         let frozen = try #require(listener)
-        let control = try await WorkerProcess.command(
-            ["-c", "exec 3<>/dev/tcp/127.0.0.1/\(ports[1]); echo 'freeze \(frozen)' >&3; cat <&3"], environment: [:], directory: folder.url,
-            executable: URL(fileURLWithPath: "/bin/bash"))
-        #expect(control.stdout.contains("frozen"), "control: \(control.stdout) \(control.stderr)")
+        #expect(try await Self.control("freeze \(frozen)", port: ports[1], in: folder.url) == "frozen")
 
         let replaced = try await eventually("listening on a new connection", timeout: .seconds(10)) {
             try await Self.listeners(application: application).contains { $0.clientPort != frozen }
@@ -101,12 +93,12 @@ struct WorkerPostgresNotificationTests {
         return (proxy, proxy.stdout.split(separator: "\n").first.map { $0.split(separator: " ").compactMap { Int($0) } } ?? [])
     }
 
-    /// Freezes the proxied connection whose upstream side has local port `port`.
-    static func freeze(_ port: Int, control: Int, in folder: URL) async throws -> Bool {
+    /// Sends `command` (`freeze PORT`, `drop PORT`) to the proxy's control port; returns its answer.
+    static func control(_ command: String, port: Int, in folder: URL) async throws -> String {
         let result = try await WorkerProcess.command(
-            ["-c", "exec 3<>/dev/tcp/127.0.0.1/\(control); echo 'freeze \(port)' >&3; cat <&3"], environment: [:], directory: folder,
+            ["-c", "exec 3<>/dev/tcp/127.0.0.1/\(port); echo '\(command)' >&3; cat <&3"], environment: [:], directory: folder,
             executable: URL(fileURLWithPath: "/bin/bash"))
-        return result.stdout.contains("frozen")
+        return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     @Test("a lease renewal that never answers (its connection dropped without a reset) is given up in time for the next, on a new connection, to keep the lease")
@@ -133,7 +125,7 @@ struct WorkerPostgresNotificationTests {
             return leasePort != nil
         })
         let frozen = try #require(leasePort)
-        #expect(try await Self.freeze(frozen, control: ports[1], in: folder.url))
+        #expect(try await Self.control("freeze \(frozen)", port: ports[1], in: folder.url) == "frozen")
         // Through the hung renewal, its time-out and the next one: the lease never runs out.
         var lapsed: [String] = []
         let until = ContinuousClock.now + .seconds(32)
@@ -150,7 +142,7 @@ struct WorkerPostgresNotificationTests {
         try await TestPostgres.sql("DROP TABLE public.\(table) CASCADE")
     }
 
-    @Test("an enqueue whose commit's answer is lost with its connection: the jobs are looked for, found stored, and reported enqueued (not 'not written', which made callers enqueue them twice)")
+    @Test("an enqueue whose commit's answer is lost with its connection: the jobs are looked for and reported enqueued (or maybe stored), never 'not written', which made callers enqueue them twice")
     func lostCommitAnswer() async throws {
         let folder = try TemporaryDirectory()
         let table = TestPostgres.freshTable()
@@ -176,14 +168,16 @@ struct WorkerPostgresNotificationTests {
                 "SELECT client_port FROM pg_stat_activity WHERE application_name = '\(application)' AND query LIKE 'COMMIT%' AND state = 'active' LIMIT 1"))
             return committing != nil
         })
-        let dropped = try await WorkerProcess.command(
-            ["-c", "exec 3<>/dev/tcp/127.0.0.1/\(ports[1]); echo 'drop \(try #require(committing))' >&3; cat <&3"], environment: [:],
-            directory: folder.url, executable: URL(fileURLWithPath: "/bin/bash"))
-        #expect(dropped.stdout.contains("dropped"))
-        let status = await enqueue.waitForExit(timeout: .seconds(30))
+        #expect(try await Self.control("drop \(try #require(committing))", port: ports[1], in: folder.url) == "dropped")
+        let status = await enqueue.waitForExit(timeout: .seconds(45))
         #expect(try await eventually("committed") { try await WorkerPostgresRunTests.count(table, "prompt = 'once'") == 1 })
-        #expect(status == 0, "stdout: \(enqueue.stdout) stderr: \(enqueue.stderr)")
-        #expect(enqueue.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == (try await TestPostgres.sql("SELECT id FROM public.\(table) WHERE prompt = 'once'")))
+        #expect(!enqueue.stderr.contains("not written"), "reported not written, though stored: \(enqueue.stderr)")
+        if status == 0 {
+            #expect(enqueue.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == (try await TestPostgres.sql("SELECT id FROM public.\(table) WHERE prompt = 'once'")))
+        } else {
+            // The table could not be asked in time (seen once in a few runs on a loaded machine).
+            #expect(enqueue.stderr.contains("may have been stored"), "stdout: \(enqueue.stdout) stderr: \(enqueue.stderr)")
+        }
         try await TestPostgres.sql("DROP TABLE public.\(table) CASCADE; DROP FUNCTION public.\(table)_slow_commit()")
     }
 
