@@ -35,10 +35,13 @@ extension PostgresJobStore {
                     logger: logger
                 )
             } }
-            try await client.withTransaction(logger: logger) { connection in
+            try await waitingForTableLocks { try await client.withTransaction(logger: logger) { connection in
                 // A migration may rewrite or validate a big table: no statement bound for it.
                 _ = try await connection.query("SET LOCAL statement_timeout = 0", logger: logger)
                 _ = try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\(schema.tableLockKey)))", logger: logger)
+                // Its DDL waits at most this long for a lock (see `waitingForTableLocks`).
+                _ = try await connection.query(
+                    PostgresQuery(unsafeSQL: "SET LOCAL lock_timeout = \(Self.migrationLockWait.inMilliseconds)"), logger: logger)
                 // Again under the lock: another worker may have migrated meanwhile.
                 let rows = try await connection.query(
                     "SELECT coalesce(max(version), 0) FROM \(unescaped: schema.migrationsTable) WHERE table_name = \(schema.tableName)",
@@ -59,8 +62,37 @@ extension PostgresJobStore {
                     )
                     logger.info("Applied schema migration", metadata: ["version": .stringConvertible(version), "table": .string(table)])
                 }
-            }
+            } }
             try await warnAboutUnvalidatedChecks()
+        }
+    }
+
+    /// How long a migration's statement waits for a table lock before the migration is rolled
+    /// back and tried again (``waitingForTableLocks(_:)``).
+    static let migrationLockWait = Duration.seconds(3)
+    /// How long a migration keeps trying before it gives up, naming what holds the lock.
+    static let migrationLockPatience = Duration.seconds(300)
+
+    /// Runs a migration, again while its DDL cannot get a table lock in ``migrationLockWait``.
+    ///
+    /// DDL waits behind any open transaction on the table (a producer's, a long report), and
+    /// while it waits every claim, renewal and outcome write queues behind it: during a rolling
+    /// upgrade a migration behind a long transaction stopped every worker on the table, past
+    /// their leases. Now it gives way within a few seconds (`lock_timeout`, SQLSTATE 55P03),
+    /// the others go on, and it tries again shortly.
+    func waitingForTableLocks(_ migration: () async throws -> Void) async throws {
+        let deadline = ContinuousClock.now + Self.migrationLockPatience
+        var tries = 0
+        while true {
+            do {
+                return try await migration()
+            } catch where Self.sqlState(of: error) == "55P03" && ContinuousClock.now < deadline {
+                tries += 1
+                logger.warning(
+                    "Schema migration waits for a lock another transaction holds on the jobs table; giving way to the workers and trying again",
+                    metadata: ["table": .string(table), "tries": .stringConvertible(tries), "error": .string(Self.describe(error))])
+                try await Task.sleep(for: .seconds(2))
+            }
         }
     }
 

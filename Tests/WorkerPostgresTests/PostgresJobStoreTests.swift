@@ -137,6 +137,46 @@ struct PostgresJobStoreTests {
         }
     }
 
+    @Test("migration behind a long transaction on the table gives way: claims go on meanwhile, and it completes once the transaction ends")
+    func migrationGivesWay() async throws {
+        try await TestDatabase.withStore(statementTimeout: .seconds(20)) { store in
+            let table = "public.\(store.schema.tableName)"
+            _ = try await store.enqueue([NewJob(prompt: "p")])
+            // Version 9 to apply again (its statements are idempotent; its DDL locks the table).
+            _ = try await TestDatabase.execute(
+                "DELETE FROM public.worker_schema_migrations WHERE table_name = '\(store.schema.tableName)' AND version = 9", on: store)
+            try await store.client.withConnection { holder in
+                // A long transaction that read the table (a report, a producer's open transaction).
+                _ = try await holder.query("BEGIN", logger: Logger(label: "test"))
+                _ = try await holder.query(PostgresQuery(unsafeSQL: "SELECT count(*) FROM \(table)"), logger: Logger(label: "test")).collect()
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await store.migrate() }
+                    try await Task.sleep(for: .milliseconds(500))
+                    // Before, the claim queued behind the migration's waiting DDL until the long
+                    // transaction ended (or its statement bound, 20 s, ran out).
+                    let clock = ContinuousClock(), start = clock.now
+                    var claimed: [ClaimedJob] = []
+                    do {
+                        claimed = try await withTimeout(.seconds(25), operation: "claim") {
+                            try await store.claim(queues: ["default"], limit: 1, workerID: "w", leaseDuration: .seconds(30))
+                        }
+                    } catch {
+                        Issue.record("the claim did not answer: \(error)")
+                    }
+                    #expect(claimed.count == 1)
+                    #expect(clock.now - start < .seconds(8), "the claim waited \(clock.now - start)")
+                    // Whatever happened above, the long transaction ends (or the migration waits for good).
+                    if clock.now - start < .seconds(9) { try await Task.sleep(for: .seconds(9) - (clock.now - start)) }
+                    _ = try await holder.query("COMMIT", logger: Logger(label: "test"))
+                    try await group.waitForAll()
+                }
+            }
+            let versions = try await TestDatabase.execute(
+                "SELECT max(version) FROM public.worker_schema_migrations WHERE table_name = '\(store.schema.tableName)'", on: store)
+            #expect(try versions.first?.decode(Int.self) == PostgresSchema.version)
+        }
+    }
+
     @Test("migration: many workers migrating at once is safe")
     func concurrentMigrations() async throws {
         try await TestDatabase.withStore(migrate: false) { store in
