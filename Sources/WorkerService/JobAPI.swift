@@ -229,9 +229,9 @@ public struct JobAPI: Sendable {
         if !events.isEmpty { return .events(events) }
         guard let job = try await store.job(id: id) else { return .end }
         guard job.status.isFinal else { return .wait }
-        // Events stored between the read above and this look at the job.
-        if !(try await store.events(jobID: id, after: after, limit: 1)).isEmpty { return .again }
-        return job.status == .cancelled && job.leaseExpiresAt != nil ? .wait : .end
+        if try await store.eventsEnded(for: job, after: after) { return .end }
+        // Still being stopped, or events stored between the read above and this look at the job.
+        return job.isBeingStopped ? .wait : .again
     }
 
     /// The first page of a stream's events, and the most in any page.

@@ -131,7 +131,7 @@ struct JobsCommand: AsyncParsableCommand {
                 // more read has them all. A running job that was cancelled is the exception: it
                 // keeps its lease until its worker has stopped the command and reported it (or,
                 // that worker dead, until the rescue clears it).
-                while !(job.status.isFinal && (ended || !(job.status == .cancelled && job.leaseExpiresAt != nil))) {
+                while !(job.status.isFinal && (ended || !job.isBeingStopped)) {
                     try await Task.sleep(for: .milliseconds(200))
                     guard let current = try await store.job(id: id) else { throw JobStoreError.jobNotFound(id) }
                     job = current
