@@ -16,9 +16,9 @@ struct WorkerSessionWorkspaceRunTests {
         let sessions = root.appendingPathComponent("sessions")
         try FileManager.default.createDirectory(at: sessions, withIntermediateDirectories: true)
         // Another worker's earlier attempt of the turn, still running after its lease lapsed: it
-        // holds the workspace's lock for 4 s.
+        // holds the workspace's lock until the test has seen the turn wait (then it is killed).
         let holder = try WorkerProcess(
-            ["-x", sessions.appendingPathComponent("\(session).lock").path, "sleep", "4"], environment: [:], directory: folder.url,
+            ["-x", "-o", sessions.appendingPathComponent("\(session).lock").path, "sleep", "120"], environment: [:], directory: folder.url,
             executable: URL(fileURLWithPath: "/usr/bin/flock"))
         defer { holder.kill9() }
         try await Task.sleep(for: .milliseconds(200))
@@ -39,6 +39,7 @@ struct WorkerSessionWorkspaceRunTests {
         }
         #expect(try await eventually("waiting for the workspace") { (try await job()?["last_error"] as? String)?.contains("in use") == true })
         #expect(try await job()?["status"] as? String != "failed", "its one attempt is not used up")
+        holder.kill9()
         #expect(try await eventually("completed once the workspace is free", timeout: .seconds(20)) { try await job()?["status"] as? String == "completed" })
         #expect(try await job()?["attempts"] as? Int == 1)
         worker.send(SIGTERM)
