@@ -41,8 +41,13 @@ struct WorkerCLITests {
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let port = try freePort()
         address.sin_port = UInt16(port).bigEndian
-        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        listen(fd, 1)
+        // SO_REUSEADDR: the port is held (not listening) by the test process, as every port
+        // freePort hands out; a server binds it this way, and it is this listener that the
+        // worker must find in its way.
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        #expect(withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0)
+        #expect(listen(fd, 1) == 0)
         let result = try await WorkerProcess.command(["run"], environment: ["HEALTH_CHECK_PORT": "\(port)"], directory: folder.url)
         #expect(result.status == 1)
         #expect(result.stderr.contains("HEALTH_CHECK_PORT \(port)"))
