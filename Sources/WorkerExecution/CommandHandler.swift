@@ -102,9 +102,20 @@ public struct CommandHandler: JobHandler {
         var tracker: WorkspaceChangeTracker?
         if let sessionWorkspace, configuration.gitChanges {
             if let git {
+                // A folder of git's own, not the attempt's: git runs what the repository names (a
+                // filter) with its scratch writable, and the attempt's folder holds what the
+                // sandbox binds next (payload.json, tmp, home), which bwrap resolves on the host:
+                // a symlink put there by a filter would mount any host path into the job.
+                let gitScratch = attemptDirectory.appendingPathComponent("git").path
+                do {
+                    try FileManager.default.createDirectory(atPath: gitScratch, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+                    try configuration.user?.own(gitScratch)
+                } catch {
+                    throw CommandFailure.workdir(path: gitScratch, reason: "\(error)")
+                }
                 tracker = await WorkspaceChangeTracker.begin(
                     directory: sessionWorkspace.directory, git: git, environment: baseEnvironment,
-                    timeout: configuration.gitTimeout, scratch: attemptDirectory.path, sandbox: configuration.sandbox, user: configuration.user,
+                    timeout: configuration.gitTimeout, scratch: gitScratch, sandbox: configuration.sandbox, user: configuration.user,
                     launcher: configuration.launcher ?? configuration.limits.launcher, limits: configuration.limits, logger: context.logger)
             } else {
                 context.logger.warning("JOB_GIT_CHANGES is on but git is not in PATH: no change summary")

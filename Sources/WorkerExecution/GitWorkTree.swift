@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Subprocess
 import SystemPackage
 import WorkerCore
@@ -70,17 +73,66 @@ struct GitWorkTree: Sendable {
         let indexPath = String(decoding: try await run(["rev-parse", "--git-path", "index"]), as: UTF8.self)
             .trimmingCharacters(in: .whitespacesAndNewlines)
         let source = indexPath.hasPrefix("/") ? indexPath : URL(fileURLWithPath: directory).appendingPathComponent(indexPath).path
-        try? FileManager.default.copyItem(atPath: source, toPath: indexFile)
+        Self.copyIndex(from: source, inside: directory, to: indexFile)
         let withIndex = ["GIT_INDEX_FILE": indexFile]
         _ = try await run(["add", "--all", "--", "."], extra: withIndex)
         let tree = String(decoding: try await run(["write-tree"], extra: withIndex), as: UTF8.self)
         return tree.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// Copies the repository's index file `source` to `destination` if it is a regular file of
+    /// the work tree at `directory`; otherwise leaves `destination` absent (git then starts
+    /// from an empty index: slower, the same answer).
+    ///
+    /// The worker copies it itself (perhaps as root), and the command chose what is there: a
+    /// FIFO would block `open` for good (no time-out covers this call), a symlink or a `.git`
+    /// pointing elsewhere would have the worker read a file the command may not. Hence no
+    /// following of a last symlink, no blocking open, regular files only, a bounded size, and
+    /// a resolved path inside the work tree.
+    static func copyIndex(from source: String, inside directory: String, to destination: String) {
+        let root = URL(fileURLWithPath: directory).resolvingSymlinksInPath().path
+        let resolved = URL(fileURLWithPath: source).resolvingSymlinksInPath().path
+        guard resolved.hasPrefix(root + "/") else { return }
+        let input = Glibc.open(resolved, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard input >= 0 else { return }
+        defer { close(input) }
+        var status = stat()
+        guard fstat(input, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG, status.st_size <= Self.indexCopyLimit else { return }
+        let output = Glibc.open(destination, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        guard output >= 0 else { return }
+        var complete = false
+        defer {
+            close(output)
+            if !complete { unlink(destination) }
+        }
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        var copied = 0
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
+            if count == 0 { break }
+            guard count > 0, copied + count <= Self.indexCopyLimit else { return }
+            var written = 0
+            while written < count {
+                let result = buffer.withUnsafeBytes { write(output, $0.baseAddress! + written, count - written) }
+                guard result > 0 else { return }
+                written += result
+            }
+            copied += count
+        }
+        complete = true
+    }
+
+    /// The largest index file copied (a repository of about a million files).
+    static let indexCopyLimit = 512 << 20
+
     /// What changed from tree `before` to tree `after`, renames detected.
-    func changes(from before: String, to after: String) async throws(GitFailure) -> WorkspaceChanges {
-        let names = try await run(["diff-tree", "-r", "-z", "-M", "--no-commit-id", "--name-status", before, after])
-        let counts = try await run(["diff-tree", "-r", "-z", "-M", "--no-commit-id", "--numstat", before, after])
+    ///
+    /// With the private `indexFile`: `diff-tree` opens the index, and the repository's own is
+    /// the command's to replace (a FIFO there would hold each call for its whole time-out).
+    func changes(from before: String, to after: String, indexFile: String) async throws(GitFailure) -> WorkspaceChanges {
+        let withIndex = ["GIT_INDEX_FILE": indexFile]
+        let names = try await run(["diff-tree", "-r", "-z", "-M", "--no-commit-id", "--name-status", before, after], extra: withIndex)
+        let counts = try await run(["diff-tree", "-r", "-z", "-M", "--no-commit-id", "--numstat", before, after], extra: withIndex)
         return WorkspaceChanges(nameStatus: names, numstat: counts)
     }
 

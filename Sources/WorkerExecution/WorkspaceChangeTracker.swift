@@ -40,7 +40,7 @@ struct WorkspaceChangeTracker: Sendable {
         defer { try? FileManager.default.removeItem(atPath: indexFile) }
         do {
             let after = try await tree.snapshot(indexFile: indexFile)
-            return try await tree.changes(from: before, to: after)
+            return try await tree.changes(from: before, to: after, indexFile: indexFile)
         } catch {
             logger.warning("Could not compare the workspace with its state before the job: its result gets no change summary", metadata: ["error": "\(error)"])
             return nil

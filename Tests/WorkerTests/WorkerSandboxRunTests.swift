@@ -172,6 +172,46 @@ extension ChaosTests {
             }
         }
 
+        @Test("a filter of the repository cannot swap what the sandbox mounts next (payload.json beside git's index) for a host file")
+        func changeSummaryScratchIsGitsOwn() async throws {
+            let worker = try SandboxedWorker(["JOB_SANDBOX": "bubblewrap", "JOB_WORKSPACE": "session", "JOB_GIT_CHANGES": "true"])
+            #expect(try await eventually("health") { try await http(port: worker.port, path: "/health").status == 200 })
+            // A host file outside every mount of the sandbox, readable by the worker.
+            let token = "host-only-\(UUID().uuidString)"
+            let secretFile = worker.folder.appendingPathComponent("host-secret").path
+            try token.write(toFile: secretFile, atomically: true, encoding: .utf8)
+            let session = UUID()
+            let first = try await worker.run("gitswap \(secretFile)", session: session)
+            #expect(first["status"] as? String == "completed", "\(first)")
+            let second = try await worker.run("payload \(token)", session: session)
+            #expect(second["status"] as? String == "completed", "\(second)")
+            #expect((second["result"] as? [String: Any])?["leaked"] as? Bool == false, "the job read a host file as its payload: \(second)")
+            worker.process.send(SIGTERM)
+            #expect(await worker.process.waitForExit(timeout: .seconds(10)) == 0)
+        }
+
+        @Test("a repository whose index is a FIFO: the change summary is left out and the turns end, instead of the worker waiting on the FIFO for good")
+        func changeSummaryIndexFIFO() async throws {
+            for sandbox in ["bubblewrap", "none"] {
+                let worker = try SandboxedWorker(["JOB_SANDBOX": sandbox, "JOB_WORKSPACE": "session", "JOB_GIT_CHANGES": "true"])
+                #expect(try await eventually("health") { try await http(port: worker.port, path: "/health").status == 200 })
+                let session = UUID()
+                let first = try await worker.run("gitfifo", session: session, timeout: .seconds(20))
+                #expect(first["status"] as? String == "completed", "JOB_SANDBOX=\(sandbox): \(first)")
+                let second = try await worker.run("stdin", session: session, timeout: .seconds(20))
+                #expect(second["status"] as? String == "completed", "JOB_SANDBOX=\(sandbox): \(second)")
+                worker.process.send(SIGTERM)
+                #expect(await worker.process.waitForExit(timeout: .seconds(10)) == 0)
+                // Whatever waits on the FIFO (the old worker did) is opened and let go.
+                for fifo in (try? FileManager.default.subpathsOfDirectory(atPath: worker.folder.path)) ?? [] where fifo.hasSuffix(".git/index") {
+                    let path = worker.folder.appendingPathComponent(fifo).path
+                    let fd = open(path, O_WRONLY | O_NONBLOCK)
+                    if fd >= 0 { close(fd) }
+                }
+                worker.process.kill9()
+            }
+        }
+
         @Test("with limits, the change summary's git runs in a control group of its own: a program the repository names is bounded, and what it leaves running is stopped")
         func changeSummaryGitWithinLimits() async throws {
             // Unconfined, where nothing else would stop what git's filter leaves behind.

@@ -9,6 +9,11 @@
 #                                              `touch MARKER` when git stages a file
 #   gitleak TOKEN MARKER                       as gitpwn, with a filter that writes its control groups
 #                                              to MARKER and leaves `sleep 300.TOKEN` running
+#   gitswap FILE                               makes the workspace a repository whose clean filter
+#                                              replaces payload.json beside git's private index
+#                                              with a symlink to FILE
+#   payload TEXT                               prints whether its payload file holds TEXT
+#   gitfifo                                    makes the repository's index file a FIFO
 #   hog                                        allocates memory without end
 #   bomb                                       forks without end
 #   fill                                       writes one file in its workspace without end
@@ -70,6 +75,23 @@ gitpwn)
 gitleak)
     git init -q . && echo '* filter=leak' > .gitattributes && echo hi > file.txt &&
         git config filter.leak.clean "cat /proc/self/cgroup > $b; setsid sleep 300.$a > /dev/null 2>&1 < /dev/null & cat"
+    printf '{"repository":true}\n'
+    ;;
+gitswap)
+    # The filter runs in git's sandbox during the next turn's "before" snapshot, with the folder
+    # of git's private index writable: if that were the attempt's folder, bwrap would then mount
+    # FILE (a host path) as that turn's /job/payload.json.
+    git init -q . && echo '* filter=swap' > .gitattributes && echo hi > file.txt &&
+        git config filter.swap.clean "ln -sfn $a \"\$(dirname \"\$GIT_INDEX_FILE\")/payload.json\"; cat"
+    printf '{"repository":true}\n'
+    ;;
+payload)
+    if grep -q -- "$a" "$JOB_PAYLOAD_FILE" 2> /dev/null; then printf '{"leaked":true}\n'; else printf '{"leaked":false}\n'; fi
+    ;;
+gitfifo)
+    # The worker copies the repository's index before each snapshot: opening a FIFO would wait
+    # for a writer that never comes.
+    git init -q . && echo hi > file.txt && rm -f .git/index && mkfifo .git/index
     printf '{"repository":true}\n'
     ;;
 hog)
