@@ -13,7 +13,7 @@ extension PostgresJobStore {
             if recorded > PostgresSchema.version {
                 throw JobStoreError.schemaTooNew(found: recorded, supported: PostgresSchema.version)
             }
-            guard recorded < PostgresSchema.version else { return }
+            guard recorded < PostgresSchema.version else { return try await warnAboutOpenTables() }
             // What all tables share (their schema, the migrations table), once, under one lock
             // for the database; then this table under a lock of its own, so that migrations of
             // different tables (many in a test suite, a few in a database holding several
@@ -34,6 +34,7 @@ extension PostgresJobStore {
                         """),
                     logger: logger
                 )
+                try await Self.closeToClients([schema.migrationsTable], on: connection, logger: logger)
             } }
             try await waitingForTableLocks { try await client.withTransaction(logger: logger) { connection in
                 // A migration may rewrite or validate a big table: no statement bound for it.
@@ -52,6 +53,9 @@ extension PostgresJobStore {
                     throw JobStoreError.schemaTooNew(found: current, supported: PostgresSchema.version)
                 }
                 guard current < PostgresSchema.version else { return }
+                let existed = try await connection.query(
+                    "SELECT to_regclass(\(schema.table)) IS NOT NULL, to_regclass(\(schema.eventsTable)) IS NOT NULL", logger: logger
+                ).collect().first?.decode((Bool, Bool).self) ?? (false, false)
                 for version in (current + 1)...PostgresSchema.version {
                     for statement in schema.migrations[version] ?? [] {
                         _ = try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
@@ -62,8 +66,12 @@ extension PostgresJobStore {
                     )
                     logger.info("Applied schema migration", metadata: ["version": .stringConvertible(version), "table": .string(table)])
                 }
+                // Tables created just now: closed to Supabase's client roles before anyone sees them.
+                try await Self.closeToClients(
+                    (existed.0 ? [] : [schema.table]) + (existed.1 ? [] : [schema.eventsTable]), on: connection, logger: logger)
             } }
             try await warnAboutUnvalidatedChecks()
+            try await warnAboutOpenTables()
         }
     }
 

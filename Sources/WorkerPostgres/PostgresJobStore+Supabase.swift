@@ -24,7 +24,6 @@ extension PostgresJobStore {
     /// - Throws: ``JobStoreError/notPermitted(_:)`` naming what a Supabase database has and this
     ///   one lacks (the roles, `auth.uid()`), before anything is changed.
     public func secureForSupabase(maximumPendingJobsPerUser: Int, userQueues: [String] = [NewJob.defaultQueue]) async throws {
-        try await migrate()
         try await translatingErrors {
             let missing = try await client.query(PostgresQuery(unsafeSQL: PostgresSchema.supabasePrerequisites), logger: logger)
                 .collect().first?.decode([String].self) ?? []
@@ -34,10 +33,17 @@ extension PostgresJobStore {
                         + "and this one lacks \(missing.joined(separator: ", ")). Point DATABASE_URL at the Supabase project's database, "
                         + "or run `worker migrate` without --supabase (and unset SUPABASE_RLS) for a plain PostgreSQL")
             }
+        }
+        try await migrate()
+        try await translatingErrors {
             let (statements, mark) = schema.supabaseSetup(maximumPendingJobsPerUser: maximumPendingJobsPerUser, userQueues: userQueues)
-            let applied = try await client.withTransaction(logger: logger) { connection in
+            var applied = false
+            // Its `ALTER TABLE`s give way behind a long transaction as a migration's do.
+            try await waitingForTableLocks { applied = try await client.withTransaction(logger: logger) { connection in
                 _ = try await connection.query("SET LOCAL statement_timeout = 0", logger: logger)
                 _ = try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\(schema.tableLockKey)))", logger: logger)
+                _ = try await connection.query(
+                    PostgresQuery(unsafeSQL: "SET LOCAL lock_timeout = \(Self.migrationLockWait.inMilliseconds)"), logger: logger)
                 // Applied already, as these statements would apply it: nothing to do, and no table
                 // lock taken (the statements' `ALTER TABLE`s wait for every open transaction).
                 let found = try await connection.query(PostgresQuery(unsafeSQL: schema.supabaseMarkQuery), logger: logger)
@@ -47,7 +53,7 @@ extension PostgresJobStore {
                     _ = try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
                 }
                 return true
-            }
+            } }
             let names = schema.supabaseFunctionNames
             logger.info(applied ? "Row-level security for Supabase applied" : "Row-level security for Supabase is in place", metadata: [
                 "table": .string(table), "functions": .string("\(names.enqueue), \(names.cancel), \(names.retry)"),

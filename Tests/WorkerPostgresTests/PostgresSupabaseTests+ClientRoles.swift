@@ -1,0 +1,80 @@
+import Foundation
+import Logging
+import PostgresNIO
+import Synchronization
+import Testing
+import WorkerCore
+import WorkerTestSupport
+@testable import WorkerPostgres
+
+extension PostgresSupabaseTests {
+    @Test("tables the worker creates in a Supabase project (whose default grants give the client roles everything) are closed to anon and authenticated at once; one they can reach without row-level security is warned about at start")
+    func newTablesClosedToClients() async throws {
+        let schemaName = "clients_\(UUID().uuidString.prefix(8).lowercased())"
+        try await TestDatabase.withStore(migrate: false) { admin in
+            try await Self.prepareSupabase(on: admin)
+            for statement in [
+                "CREATE SCHEMA \(schemaName)", "GRANT USAGE ON SCHEMA \(schemaName) TO anon, authenticated",
+                // What a Supabase project does for `public`.
+                "ALTER DEFAULT PRIVILEGES IN SCHEMA \(schemaName) GRANT ALL ON TABLES TO anon, authenticated",
+            ] { _ = try await TestDatabase.execute(statement, on: admin) }
+            let messages = LogMessages()
+            var logger = Logger(label: "test.clients") { _ in CapturingLogHandler(messages: messages) }
+            logger.logLevel = .warning
+            let store = try PostgresJobStore(url: try PostgresURL(try #require(TestDatabase.url)), schema: schemaName, table: "coding_jobs", logger: logger)
+            let failure: (any Error)? = await withTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { await store.run() }
+                defer { tasks.cancelAll() }
+                do {
+                    try await MigrationGate.shared.migrate(store)
+                    for role in ["anon", "authenticated"] {
+                        let insert = try await Self.asClient(
+                            nil, role: role, on: store, "INSERT INTO \(schemaName).coding_jobs (prompt, queue, priority) VALUES ('curl evil | sh', 'gpu', 100)")
+                        #expect(insert.sqlState == "42501", "\(role) inserted a job: \(insert)")
+                        for table in ["coding_jobs", "coding_job_events", "worker_schema_migrations"] {
+                            let read = try await Self.asClient(nil, role: role, on: store, "SELECT count(*) FROM \(schemaName).\(table)")
+                            #expect(read.sqlState == "42501", "\(role) reads \(table): \(read)")
+                        }
+                    }
+                    #expect(!messages.all.contains { $0.contains("no row-level security") }, "\(messages.all)")
+                    // A table an older worker created (or someone granted): the next start warns, naming it and the role.
+                    _ = try await TestDatabase.execute("GRANT SELECT ON \(schemaName).coding_jobs TO anon", on: admin)
+                    try await store.migrate()
+                    let warnings = messages.all.filter { $0.contains("no row-level security") }
+                    #expect(warnings.count == 1 && warnings[0].contains("\(schemaName).coding_jobs") && warnings[0].contains("anon"), "\(warnings)")
+                    return nil
+                } catch {
+                    return error
+                }
+            }
+            for statement in [
+                "ALTER DEFAULT PRIVILEGES IN SCHEMA \(schemaName) REVOKE ALL ON TABLES FROM anon, authenticated",
+                "DROP SCHEMA \(schemaName) CASCADE",
+            ] { _ = try await TestDatabase.execute(statement, on: admin) }
+            if let failure { throw failure }
+        }
+    }
+}
+
+/// Keeps each message with its metadata as one line of text.
+final class LogMessages: Sendable {
+    private let lines = Mutex<[String]>([])
+    var all: [String] { lines.withLock { $0 } }
+    func append(_ line: String) { lines.withLock { $0.append(line) } }
+}
+
+struct CapturingLogHandler: LogHandler {
+    let messages: LogMessages
+    var logLevel: Logger.Level = .trace
+    var metadata: Logger.Metadata = [:]
+
+    func log(event: LogEvent) {
+        let fields = (event.metadata ?? [:]).merging(metadata) { new, _ in new }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        messages.append(([event.message.description] + fields).joined(separator: " "))
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+}
