@@ -11,8 +11,9 @@ import Hummingbird
 ///   cookie `worker run` set), and a new token ends every session.
 /// - Without it, only this machine (a loopback peer) is answered, as the job API does.
 /// - Every POST carries a CSRF token: the HMAC of the browser's CSRF cookie (random, SameSite=
-///   Strict) under a key of this process. Another site can neither read the page that holds the
-///   token nor send the cookie with its request.
+///   Strict) under a key derived from the token (without one: random for this process). Another
+///   site can neither read the page that holds the CSRF token nor send the cookie with its
+///   request; every replica behind a load balancer accepts what another's page holds.
 struct DashboardAccess: Sendable {
     static let sessionCookie = "mobvibe_dashboard"
     static let csrfCookie = "mobvibe_csrf"
@@ -22,13 +23,17 @@ struct DashboardAccess: Sendable {
     let token: String?
     /// Whether this machine's requests are let in while `token` is `nil`.
     let loopback: LoopbackAccess
-    /// The key of CSRF tokens: random for each process (a token outlives no restart, which only
-    /// means a form open across one is posted again).
-    private let csrfKey = SymmetricKey(size: .bits256)
+    /// The key of CSRF tokens. With `API_TOKEN`, derived from it: a key of each process made
+    /// every action fail whenever the page came from one replica and the post went to another
+    /// (two times in three with three). Without it (this machine only), random for the process.
+    private let csrfKey: SymmetricKey
 
     init(token: String?, loopback: LoopbackAccess = .open) {
         self.token = token.flatMap { $0.isEmpty ? nil : $0 }
         self.loopback = loopback
+        csrfKey = self.token.map { token in
+            SymmetricKey(data: HMAC<SHA256>.authenticationCode(for: Array("mobvibe-dashboard-csrf-key".utf8), using: SymmetricKey(data: Array(token.utf8))))
+        } ?? SymmetricKey(size: .bits256)
     }
 
     // MARK: - Sessions

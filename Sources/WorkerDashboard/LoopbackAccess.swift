@@ -10,7 +10,13 @@ import Hummingbird
 /// rebinding: the request names that site in `Host`). And a job's command that shares this
 /// machine's network (`JOB_NETWORK=host`, or no sandbox in production) is a loopback peer as
 /// well: it could enqueue, read every user's jobs and cancel them. Then nobody is let in without
-/// the token (the worker decides when: `WorkerApplication.commandsShareNetwork(sandbox:)`).
+/// the token (the worker decides when: `WorkerApplication.commandsShareNetwork(_:sandboxed:)`).
+///
+/// Nor is a request that came through a proxy: a reverse proxy on this machine (nginx's plain
+/// `proxy_pass http://127.0.0.1:8080`, which also sends that as `Host`) is a loopback peer that
+/// passes on every visitor's request. One that says it forwarded (`Forwarded`, `X-Forwarded-*`,
+/// `X-Real-IP`, `Via`) is refused; one that says nothing cannot be told apart, which the guide
+/// says (set `API_TOKEN` behind any proxy).
 public struct LoopbackAccess: Sendable {
     /// Why requests of this machine need the token too (`nil`: they do not).
     public let refusal: String?
@@ -28,14 +34,19 @@ public struct LoopbackAccess: Sendable {
         guard refusal == nil, context.isLoopbackPeer else { return false }
         if let authority = request.head.authority, !Self.namesThisMachine(authority) { return false }
         if let origin = request.headers[.origin], !Self.isThisMachine(origin: origin) { return false }
+        if Self.forwardingFields.contains(where: { request.headers[$0] != nil }) { return false }
         return true
     }
+
+    /// The header fields by which proxies say that they forwarded a request.
+    static let forwardingFields: [HTTPField.Name] = ["Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-IP", "Via"]
+        .compactMap { HTTPField.Name($0) }
 
     /// What a refused request is told.
     public func refusalMessage(for what: String) -> String {
         if let refusal { return "\(what) needs API_TOKEN here: \(refusal). Set API_TOKEN and send it as a bearer token" }
         return "\(what) answers only on this machine while API_TOKEN is unset (requests to localhost, 127.0.0.1 or [::1], "
-            + "and from no other site's page): set API_TOKEN and send it as a bearer token"
+            + "from no other site's page, and not through a proxy): set API_TOKEN and send it as a bearer token"
     }
 
     /// Whether `authority` (a `Host` header: a name or address, maybe a port) is this machine's

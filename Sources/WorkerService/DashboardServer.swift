@@ -18,8 +18,13 @@ public enum DashboardServer {
         let api = JobAPI(
             store: store, feed: feed, token: configuration.apiToken, defaultMaxAttempts: configuration.jobMaxAttempts, logger: logger,
             enqueued: {})
+        // As `worker run` on this machine would decide: its job commands, sharing the network,
+        // must not reach this dashboard without the token either (JOB_SANDBOX=automatic is
+        // taken as sandboxed, as it is wherever bubblewrap works).
+        let refusal = WorkerApplication.commandsShareNetwork(configuration, sandboxed: configuration.sandbox.request != .none)
         let dashboard = try Dashboard(
-            store: store, token: configuration.apiToken, allowsActions: allowActions, eventStream: api.eventStream, logger: logger)
+            store: store, token: configuration.apiToken, loopback: LoopbackAccess(refusal: refusal), allowsActions: allowActions,
+            eventStream: api.eventStream, logger: logger)
         let router = Router(context: WorkerRequestContext.self)
         router.get("/") { _, _ in Response(status: .seeOther, headers: [.location: "/ui"]) }
         dashboard.addRoutes(to: router)
@@ -32,7 +37,9 @@ public enum DashboardServer {
                 let bound = channel.localAddress?.port ?? port
                 logger.info("Dashboard at http://\(host):\(bound)/ui", metadata: [
                     "actions": .string(allowActions ? "allowed" : "read-only (--allow-actions to retry and cancel)"),
-                    "access": .string(configuration.apiToken == nil ? "this machine only (API_TOKEN is unset)" : "sign in with API_TOKEN"),
+                    "access": .string(
+                        configuration.apiToken != nil ? "sign in with API_TOKEN"
+                            : refusal.map { "nobody until API_TOKEN is set (\($0))" } ?? "this machine only (API_TOKEN is unset)"),
                 ])
             },
             logger: serverLogger

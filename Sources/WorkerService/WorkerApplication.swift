@@ -94,7 +94,7 @@ public struct WorkerApplication: Sendable {
         let monitor = QueueMonitor(
             store: store, interval: configuration.monitorInterval, servedQueues: configuration.processorConfiguration.queues, logger: logger)
         let feed = JobEventFeed(store: store, logger: logger)
-        let loopback = LoopbackAccess(refusal: commandsShareNetwork(sandbox: sandbox))
+        let loopback = LoopbackAccess(refusal: Self.commandsShareNetwork(configuration, sandboxed: sandbox != nil))
         if configuration.apiToken == nil {
             if let refusal = loopback.refusal {
                 logger.warning("API_TOKEN is unset and \(refusal): the job API (/jobs) and the dashboard refuse every request until API_TOKEN is set")
@@ -173,10 +173,12 @@ public struct WorkerApplication: Sendable {
     ///   be the way in. Unconfined in development, a command can read what the worker's user
     ///   can (a `.env`, the SQLite file) anyway, and the start-up log says so.
     /// `nil`: no command, or none that this would protect from.
-    func commandsShareNetwork(sandbox: JobSandbox?) -> String? {
+    /// (`worker dashboard` asks too: the commands of a `worker run` on its machine, configured
+    /// as it is, reach it the same way.)
+    static func commandsShareNetwork(_ configuration: WorkerConfiguration, sandboxed: Bool) -> String? {
         guard configuration.handler == .command, configuration.command != nil else { return nil }
-        if sandbox != nil, configuration.sandbox.network == .host { return "job commands share this machine's network (JOB_NETWORK=host)" }
-        if sandbox == nil, configuration.environment == .production {
+        if sandboxed, configuration.sandbox.network == .host { return "job commands share this machine's network (JOB_NETWORK=host)" }
+        if !sandboxed, configuration.environment == .production {
             return "job commands run unconfined (JOB_SANDBOX=none) and share this machine's network"
         }
         return nil

@@ -81,6 +81,20 @@ struct WorkerDashboardRunTests {
         let after = try await browser.send("GET", cancel.headers["location"] ?? "/")
         #expect(after.body.contains(#"id="job-status">cancelled<"#) && after.body.contains("Cancelled: the job is cancelled."))
 
+        // Another replica (`worker dashboard` on the same database, the same API_TOKEN) takes
+        // the session and the CSRF token of a page the first one served.
+        let second = try await Self.enqueue("for the other replica", environment, folder.url, extra: ["--run-at", Self.later])
+        let replicaPort = try freePort()
+        let replica = try WorkerProcess(["dashboard", "--port", "\(replicaPort)", "--allow-actions"], environment: environment, directory: folder.url)
+        defer { replica.kill9() }
+        #expect(try await eventually("the other replica") { try await http(port: replicaPort, path: "/ui/login").status == 200 })
+        var elsewhere = DashboardHTTP(port: replicaPort, folder: folder.url)
+        elsewhere.cookies = browser.cookies
+        let across = try await elsewhere.send("POST", "/ui/jobs/\(second)/cancel", form: [("csrf", csrf)])
+        #expect(across.status == 303, "a page of one replica posted to another: \(across.status) \(across.body.prefix(200))")
+        replica.send(SIGTERM)
+        #expect(await replica.waitForExit(timeout: .seconds(15)) == 0)
+
         // Signing out ends the session in this browser.
         #expect(try await browser.send("POST", "/ui/logout", form: [("csrf", csrf)]).status == 303)
         #expect(try await browser.send("GET", "/ui").status == 303)
@@ -130,6 +144,20 @@ struct WorkerDashboardRunTests {
         #expect(jsonObject(show.stdout)?["status"] as? String == "pending")
         actions.send(SIGTERM)
         #expect(await actions.waitForExit(timeout: .seconds(15)) == 0)
+
+        // On a machine whose job commands share its network (as `worker run` configured so would
+        // run them), this machine's requests are no proof either: nobody without API_TOKEN.
+        let sharedPort = try freePort()
+        let shared = try WorkerProcess(
+            ["dashboard", "--port", "\(sharedPort)", "--allow-actions"],
+            environment: environment.merging(["JOB_HANDLER": "command", "JOB_COMMAND": "/bin/cat", "JOB_SANDBOX": "bubblewrap", "JOB_NETWORK": "host"]) { $1 },
+            directory: folder.url)
+        defer { shared.kill9() }
+        #expect(try await eventually("dashboard") { try await http(port: sharedPort, path: "/ui/login").status != 0 })
+        let blocked = try await http(port: sharedPort, path: "/ui")
+        #expect(blocked.status == 403 && blocked.body.contains("JOB_NETWORK=host"), "\(blocked.status) \(blocked.body.prefix(300))")
+        shared.send(SIGTERM)
+        #expect(await shared.waitForExit(timeout: .seconds(15)) == 0)
     }
 
     /// An IPv4 address of this machine other than loopback, if it has one.

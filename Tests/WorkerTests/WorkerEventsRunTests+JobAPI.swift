@@ -155,7 +155,7 @@ extension WorkerEventsRunTests {
             return Int(result.stdout) ?? 0
         }
 
-        @Test("without API_TOKEN: this machine's requests only, not another site's page posting to 127.0.0.1 (Origin) nor one whose name resolved to it (Host); none at all when job commands share the network")
+        @Test("without API_TOKEN: this machine's requests only, not another site's page posting to 127.0.0.1 (Origin) nor one whose name resolved to it (Host) nor a proxy's (X-Forwarded-For, ...); none at all when job commands share the network")
         func loopbackWithoutToken() async throws {
             let folder = try TemporaryDirectory()
             let (worker, environment, port) = try Self.start(folder.url, ["API_TOKEN": ""])
@@ -167,6 +167,15 @@ extension WorkerEventsRunTests {
             // DNS rebinding: the page's own name in Host.
             #expect(try await Self.curl("GET", port: port, path: unknown, headers: ["Host: attacker.example:\(port)"], directory: folder.url) == 403)
             #expect(try await Self.curl("GET", port: port, path: "/ui", headers: ["Host: attacker.example"], directory: folder.url) == 403)
+            // A reverse proxy on this machine passing on a visitor's request (nginx sends its
+            // upstream, 127.0.0.1:port, as Host): refused once it says that it forwarded.
+            for header in ["X-Forwarded-For: 203.0.113.9", "X-Real-IP: 203.0.113.9", "Forwarded: for=203.0.113.9", "Via: 1.1 proxy"] {
+                #expect(try await Self.curl("GET", port: port, path: unknown, headers: [header], directory: folder.url) == 403, "\(header)")
+                #expect(try await Self.curl("GET", port: port, path: "/ui", headers: [header], directory: folder.url) == 403, "\(header)")
+                #expect(try await Self.curl(
+                    "POST", port: port, path: "/jobs", headers: [header, "Content-Type: application/json"],
+                    body: #"{"prompt":"through a proxy"}"#, directory: folder.url) == 403, "\(header)")
+            }
             // Another site's page posting a job (a "simple" request, which a browser sends without asking).
             let forged = try await Self.curl(
                 "POST", port: port, path: "/jobs", headers: ["Origin: https://attacker.example", "Content-Type: text/plain"],
@@ -177,7 +186,7 @@ extension WorkerEventsRunTests {
                 "POST", port: port, path: "/jobs", headers: ["Origin: http://127.0.0.1:\(port)", "Content-Type: application/json"],
                 body: #"{"prompt":"from this machine"}"#, directory: folder.url) == 201)
             let listed = try await WorkerProcess.command(["jobs", "list", "--json"], environment: environment, directory: folder.url)
-            #expect(listed.stdout.contains("from this machine") && !listed.stdout.contains("from another site"), "\(listed.stdout)")
+            #expect(listed.stdout.contains("from this machine") && !listed.stdout.contains("from another site") && !listed.stdout.contains("through a proxy"), "\(listed.stdout)")
             worker.send(SIGTERM)
             #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
 
