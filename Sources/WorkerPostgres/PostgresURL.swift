@@ -190,13 +190,33 @@ public struct PostgresURL: Sendable, Hashable {
     }
 
     /// `text` with the password replaced by `***` (for messages about a URL that may not parse).
-    /// Without a well-formed location, everything up to the last `@` counts as credentials.
+    /// Without a well-formed location, everything up to the last `@` counts as credentials; a
+    /// `password` in the query is hidden too. A value that is no URL at all (a JDBC URL, libpq's
+    /// `host=... password=...`) is not shown past its scheme: where its password is cannot be told.
     public static func redacting(_ text: String) -> String {
-        guard let schemeEnd = text.range(of: "://") else { return text }
+        guard let schemeEnd = text.range(of: "://") else { return withheld(text) }
         let (credentials, location) = splitCredentials(text[schemeEnd.upperBound...])
-        guard let credentials else { return text }
-        let user = credentials.firstIndex(of: ":").map { String(credentials[..<$0]) + ":***" } ?? String(credentials)
-        return String(text[..<schemeEnd.upperBound]) + user + "@" + String(location)
+        let user = credentials.map { credentials in
+            (credentials.firstIndex(of: ":").map { String(credentials[..<$0]) + ":***" } ?? String(credentials)) + "@"
+        } ?? ""
+        return String(text[..<schemeEnd.upperBound]) + user + hidingQueryPasswords(location)
+    }
+
+    /// `location` with the values of `password` and `sslpassword` in its query replaced by `***`.
+    private static func hidingQueryPasswords(_ location: Substring) -> String {
+        guard let mark = location.firstIndex(of: "?") else { return String(location) }
+        let items = location[location.index(after: mark)...].split(separator: "&", omittingEmptySubsequences: false).map { item -> String in
+            let key = item.split(separator: "=", maxSplits: 1).first.map { $0.lowercased() } ?? ""
+            return ["password", "sslpassword"].contains(key) ? key + "=***" : String(item)
+        }
+        return String(location[...mark]) + items.joined(separator: "&")
+    }
+
+    /// What a message shows of a value that is no URL: its scheme, if it has one, and its length.
+    private static func withheld(_ text: String) -> String {
+        let scheme = text.prefix { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "+" || $0 == "-" || $0 == ".") }
+        let shown = !scheme.isEmpty && scheme.count <= 20 && text.dropFirst(scheme.count).first == ":" ? "\(scheme):..." : ""
+        return "\(shown)(\(text.count) characters, the rest not shown: it may hold a password)"
     }
 
     /// The URL with the password replaced by `***`.

@@ -12,8 +12,10 @@ struct ConfigValues {
     /// The value, or `nil` when unset or empty.
     func raw(_ name: String) -> String? {
         let value = reader.string(forKey: ConfigKey(name), isSecret: WorkerConfiguration.secretVariables.contains(name))
-        guard let value, !value.trimmingCharacters(in: .whitespaces).isEmpty else { return nil }
-        return value.trimmingCharacters(in: .whitespaces)
+        // Line breaks too: a secret mounted from a file (`kubectl create secret --from-file`)
+        // ends with one, and an API_TOKEN ending in "\n" matched no client's token.
+        guard let value, !value.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { return nil }
+        return value.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     func integer(_ name: String, default defaultValue: Int, range: ClosedRange<Int>) throws -> Int {

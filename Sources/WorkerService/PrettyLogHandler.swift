@@ -3,6 +3,11 @@ import Logging
 
 /// Human-readable log lines for development: `06:33:02.123 INFO  message key=value ...`,
 /// coloured by level when writing to a terminal.
+///
+/// Messages and values carry text of jobs (a command's standard error in a failure, a prompt in
+/// an error): their control characters are shown as escapes (``TerminalText``), so a command
+/// cannot print a line break and a forged line, or sequences that clear or retitle the
+/// operator's terminal; a value with a space, `=` or `"` is quoted.
 public struct PrettyLogHandler: LogHandler {
     public var logLevel: Logger.Level
     public var metadata: Logger.Metadata = [:]
@@ -26,7 +31,7 @@ public struct PrettyLogHandler: LogHandler {
 
     public func log(event: LogEvent) {
         let level = event.level.rawValue.uppercased().padding(toLength: 8, withPad: " ", startingAt: 0)
-        var line = LogTimestamp.clock(Date()) + " " + paint(level, Self.colourCode(event.level)) + event.message.description
+        var line = LogTimestamp.clock(Date()) + " " + paint(level, Self.colourCode(event.level)) + TerminalText.escaped(event.message.description)
         for (key, value) in sortedMetadata(event) {
             line += " " + paint(key + "=", "2") + Self.render(value)
         }
@@ -51,13 +56,19 @@ public struct PrettyLogHandler: LogHandler {
     static func render(_ value: Logger.MetadataValue) -> String {
         switch value {
         case .string(let text):
-            text.contains(" ") || text.isEmpty ? "\"\(text)\"" : text
+            quoted(TerminalText.escaped(text))
         case .stringConvertible(let convertible):
-            convertible.description
+            quoted(TerminalText.escaped(convertible.description))
         case .array(let values):
             "[" + values.map(render).joined(separator: ", ") + "]"
         case .dictionary(let dictionary):
-            "{" + dictionary.keys.sorted().map { "\($0)=\(render(dictionary[$0]!))" }.joined(separator: ", ") + "}"
+            "{" + dictionary.keys.sorted().map { "\(TerminalText.escaped($0))=\(render(dictionary[$0]!))" }.joined(separator: ", ") + "}"
         }
+    }
+
+    /// `text` in double quotes (its own written `\"`) when it is empty or holds a space, `=` or `"`.
+    private static func quoted(_ text: String) -> String {
+        guard text.isEmpty || text.contains(where: { $0 == " " || $0 == "=" || $0 == "\"" }) else { return text }
+        return "\"" + text.replacingOccurrences(of: "\"", with: "\\\"") + "\""
     }
 }

@@ -119,3 +119,39 @@ struct WorkerCommandRunTests {
         #expect(check.stdout.contains("JOB_HANDLER") && check.stdout.contains("command"))
     }
 }
+
+extension WorkerCommandRunTests {
+    @Test("pretty logs: a command's standard error in a failure cannot forge a log line or send escape sequences to the operator's terminal; an API_TOKEN read with a final line break still matches")
+    func prettyLogsAndTokenLineBreak() async throws {
+        let folder = try TemporaryDirectory()
+        let script = folder.url.appendingPathComponent("forge.sh")
+        // A failure whose standard error holds a line break, a forged line, and ESC sequences.
+        try "#!/bin/sh\nprintf 'oops\\n06:00:00.000 INFO     Job completed jobId=forged\\n\\033[2J\\033]0;owned\\007' >&2\nexit 3\n"
+            .write(to: script, atomically: true, encoding: .utf8)
+        chmod(script.path, 0o755)
+        let port = try freePort()
+        let token = "0123456789abcdef0123"
+        let environment = [
+            "JOB_COMMAND": script.path, "HEALTH_CHECK_PORT": "\(port)", "LOG_FORMAT": "pretty", "JOB_MAX_ATTEMPTS": "1",
+            "JOB_WORKDIR_ROOT": folder.url.appendingPathComponent("jobs").path, "API_TOKEN": token + "\n",
+        ]
+        let worker = try WorkerProcess(environment: environment, directory: folder.url)
+        defer { worker.kill9() }
+        #expect(try await eventually("health") { try await http(port: port, path: "/health").status == 200 })
+        let id = try await WorkerProcess.command(["enqueue", "--prompt", "forge"], environment: environment, directory: folder.url)
+            .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try await eventually("failed") {
+            jsonObject(try await WorkerProcess.command(["jobs", "show", id, "--json"], environment: environment, directory: folder.url).stdout)?["status"] as? String == "failed"
+        })
+        // The token as a client sends it (no line break) is the API_TOKEN.
+        let answer = try await http(port: port, path: "/jobs/\(id)", headers: ["Authorization": "Bearer \(token)"])
+        #expect(answer.status == 200, "\(answer.status) \(answer.body.prefix(200))")
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+        let output = worker.stdout + worker.stderr
+        #expect(output.contains("Job failed") || output.contains("failed"), "\(output.suffix(2000))")
+        #expect(!output.unicodeScalars.contains("\u{1B}"), "an escape sequence reached the log")
+        #expect(!output.split(separator: "\n").contains { $0.hasPrefix("06:00:00.000") }, "a forged line: \(output.suffix(2000))")
+        #expect(output.contains("06:00:00.000 INFO"), "the text is still there, escaped: \(output.suffix(2000))")
+    }
+}
