@@ -82,7 +82,12 @@ public struct Dashboard: Sendable {
             guard let id = context.parameters.get("id").flatMap(UUID.init(uuidString:)), var page = try await pages.job(id) else {
                 return render("message", Self.message("No such job", "There is no job with that id."), request: request, status: .notFound)
             }
-            if let notice = request.uri.queryParameters.get("notice"), !notice.isEmpty { page["notice"] = notice }
+            // Only a notice the dashboard itself signed: a link of anyone's making showed its own
+            // text ("session expired, sign in at ...") in the dashboard's notice box.
+            if let notice = request.uri.queryParameters.get("notice"), !notice.isEmpty,
+               let signature = request.uri.queryParameters.get("signed"), access.isSigned(notice: String(notice), String(signature)) {
+                page["notice"] = notice
+            }
             return render("job", page, request: request)
         }
         ui.get("jobs/:id/events") { request, context -> Response in
@@ -129,7 +134,8 @@ public struct Dashboard: Sendable {
             } catch let error as JobStoreError {
                 notice = "Not done: \(error)"
             }
-            return Self.redirect("/ui/jobs/\(id.lowercasedText)?notice=\(DashboardPages.queryValue(notice))")
+            return Self.redirect(
+                "/ui/jobs/\(id.lowercasedText)?notice=\(DashboardPages.queryValue(notice))&signed=\(access.signature(notice: notice))")
         }
         ui.post("jobs/bulk") { request, _ -> Response in
             let form = try await Self.form(request)

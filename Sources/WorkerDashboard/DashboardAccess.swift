@@ -86,6 +86,18 @@ struct DashboardAccess: Sendable {
         return Self.equal(given, csrfToken(cookie: cookie))
     }
 
+    // MARK: - Notices
+
+    /// The signature of a notice the dashboard shows after an action (the redirect carries both).
+    func signature(notice: String) -> String {
+        HMAC<SHA256>.authenticationCode(for: Array("notice:\(notice)".utf8), using: csrfKey).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Whether `signature` is the dashboard's for `notice`.
+    func isSigned(notice: String, _ signature: String) -> Bool {
+        Self.equal(signature, self.signature(notice: notice))
+    }
+
     /// Whether `a` equals `b`, in time that depends only on their lengths (as the job API's token check).
     static func equal(_ a: String, _ b: String) -> Bool {
         let x = Array(a.utf8), y = Array(b.utf8)

@@ -9,6 +9,14 @@ struct DashboardPages: Sendable {
     static let pageSize = 50
     /// Events the job page shows before following the rest live.
     static let eventsShown = 2_000
+    /// Stored bytes of events the job page reads at most before following the rest live: 2,000
+    /// events of up to `JOB_EVENT_MAX_BYTES` (1 MiB) each made one page gigabytes, built in the
+    /// worker's memory (the shipped manifests give it 512 MiB) and then in the browser's.
+    static let eventBytesRead = 2 << 20
+    /// The most of one event's text, of the result and of the payload a page shows; the rest is
+    /// said to be there (`worker jobs logs ID --json`, `worker jobs show ID --json`).
+    static let textShown = 8 << 10
+    static let resultShown = 256 << 10
 
     // MARK: - Overview
 
@@ -79,18 +87,18 @@ struct DashboardPages: Sendable {
         }
 
         /// The query string of the page after this one.
+        ///
+        /// Every value percent-encoded but letters and digits: `URLComponents` leaves `+` as it
+        /// is, which the query's reading takes for a space (a filter `c++` came back as `c`).
         func next(after id: UUID) -> String {
-            var items: [URLQueryItem] = []
-            if let status { items.append(URLQueryItem(name: "status", value: status.rawValue)) }
-            if let queue { items.append(URLQueryItem(name: "queue", value: queue)) }
-            if let session { items.append(URLQueryItem(name: "session", value: session.lowercasedText)) }
-            if let user { items.append(URLQueryItem(name: "user", value: user.lowercasedText)) }
-            if let text { items.append(URLQueryItem(name: "q", value: text)) }
-            items.append(URLQueryItem(name: "before", value: id.lowercasedText))
-            var components = URLComponents()
-            components.path = "/ui/jobs"
-            components.queryItems = items
-            return components.string ?? "/ui/jobs"
+            var items: [(String, String)] = []
+            if let status { items.append(("status", status.rawValue)) }
+            if let queue { items.append(("queue", queue)) }
+            if let session { items.append(("session", session.lowercasedText)) }
+            if let user { items.append(("user", user.lowercasedText)) }
+            if let text { items.append(("q", text)) }
+            items.append(("before", id.lowercasedText))
+            return "/ui/jobs?" + items.map { "\($0.0)=\(DashboardPages.queryValue($0.1))" }.joined(separator: "&")
         }
     }
 
@@ -121,8 +129,7 @@ struct DashboardPages: Sendable {
 
     func job(_ id: UUID) async throws -> [String: Any]? {
         guard let job = try await store.job(id: id) else { return nil }
-        let events = try await store.events(jobID: id, after: 0, limit: Self.eventsShown + 1)
-        let shown = events.prefix(Self.eventsShown)
+        let (shown, moreEvents) = try await firstEvents(of: id)
         var fields: [[String: Any]] = [
             ["name": "Status", "value": job.status.rawValue],
             ["name": "Queue", "value": job.queue, "link": "/ui/jobs?queue=\(Self.queryValue(job.queue))"],
@@ -145,7 +152,7 @@ struct DashboardPages: Sendable {
         let spent = "\(usage.inputTokens) input tokens, \(usage.outputTokens) output tokens, $\(String(format: "%.4f", usage.costUSD)), "
             + "\(String(format: "%.2f", usage.runSeconds)) s run, \(String(format: "%.2f", usage.cpuSeconds)) s CPU"
         fields.append(["name": "Spent", "value": spent])
-        let attemptErrors = events.compactMap { event -> [String: Any]? in
+        let attemptErrors = shown.compactMap { event -> [String: Any]? in
             guard event.kind == .status, let object = Self.object(event.data), let error = object["error"] as? String else { return nil }
             return ["attempt": event.attempt, "error": error]
         }
@@ -156,14 +163,55 @@ struct DashboardPages: Sendable {
             "retryable": job.status == .failed || job.status == .cancelled,
             "fields": fields.map { Self.present($0) },
             "prompt": job.prompt,
-            "payload": Self.pretty(job.payload),
-            "result": job.result.map(Self.pretty) ?? "",
+            "payload": Self.cut(Self.pretty(job.payload), to: Self.resultShown, rest: "worker jobs show ID --json"),
+            "result": job.result.map { Self.cut(Self.pretty($0), to: Self.resultShown, rest: "worker jobs show ID --json") } ?? "",
             "lastError": job.lastError ?? "",
             "hasAttemptErrors": !attemptErrors.isEmpty, "attemptErrors": attemptErrors,
-            "events": shown.map { ["seq": $0.sequence, "kind": $0.kind.rawValue, "text": Self.describe($0)] as [String: Any] },
-            "lastSequence": events.count > Self.eventsShown ? shown.last!.sequence : (events.last?.sequence ?? 0),
-            "moreEvents": events.count > Self.eventsShown, "shown": Self.eventsShown,
+            "events": shown.map {
+                ["seq": $0.sequence, "kind": $0.kind.rawValue, "text": Self.cut(Self.describe($0), to: Self.textShown, rest: "worker jobs logs ID --json")] as [String: Any]
+            },
+            "lastSequence": shown.last?.sequence ?? 0,
+            "moreEvents": moreEvents, "shown": shown.count,
         ])
+    }
+
+    /// The job's first events, at most ``eventsShown`` and about ``eventBytesRead`` bytes, read in
+    /// pages sized by the bytes of the last (as the event stream reads), and whether more follow.
+    private func firstEvents(of id: UUID) async throws -> (events: [JobEvent], more: Bool) {
+        var shown: [JobEvent] = []
+        var bytes = 0
+        var pageSize = 32
+        var after: Int64 = 0
+        while true {
+            let page = try await store.events(jobID: id, after: after, limit: pageSize)
+            var pageBytes = 0
+            for event in page {
+                if shown.count == Self.eventsShown || bytes >= Self.eventBytesRead { return (shown, true) }
+                shown.append(event)
+                bytes += event.data.utf8.count
+                pageBytes += event.data.utf8.count
+            }
+            guard page.count == pageSize, let last = page.last else { return (shown, false) }
+            after = last.sequence
+            pageSize = min(500, max(1, (1 << 20) / max(1, pageBytes / page.count)))
+        }
+    }
+
+    /// `text`, or its first `limit` bytes and a note of how many more there are and where.
+    static func cut(_ text: String, to limit: Int, rest: String) -> String {
+        let count = text.utf8.count
+        guard count > limit else { return text }
+        var used = 0
+        var end = text.unicodeScalars.endIndex
+        for index in text.unicodeScalars.indices {
+            let width = UTF8.width(text.unicodeScalars[index])
+            if used + width > limit {
+                end = index
+                break
+            }
+            used += width
+        }
+        return String(text.unicodeScalars[..<end]) + " … (\(count - used) bytes more: \(rest))"
     }
 
     // MARK: - Session

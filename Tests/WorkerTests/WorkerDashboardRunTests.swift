@@ -80,6 +80,9 @@ struct WorkerDashboardRunTests {
         #expect(cancel.status == 303 && cancel.headers["location"]?.hasPrefix("/ui/jobs/\(hostile)?notice=") == true)
         let after = try await browser.send("GET", cancel.headers["location"] ?? "/")
         #expect(after.body.contains(#"id="job-status">cancelled<"#) && after.body.contains("Cancelled: the job is cancelled."))
+        // A notice of anyone's making (a link) is not shown; the dashboard's own (signed) is.
+        #expect(!(try await browser.send("GET", "/ui/jobs/\(hostile)?notice=Session%20expired").body.contains("Session expired")))
+        #expect(!(try await browser.send("GET", "/ui/jobs/\(hostile)?notice=Session%20expired&signed=\(String(repeating: "0", count: 64))").body.contains("Session expired")))
 
         // Another replica (`worker dashboard` on the same database, the same API_TOKEN) takes
         // the session and the CSRF token of a page the first one served.
@@ -173,5 +176,58 @@ struct WorkerDashboardRunTests {
             if !text.hasPrefix("127.") { return text }
         }
         return nil
+    }
+}
+
+extension WorkerDashboardRunTests {
+    @Test("a job of many long lines: its page stays small (events read to about 2 MiB, each text cut with a note), and says that more follow")
+    func jobPageOfLongLines() async throws {
+        let folder = try TemporaryDirectory()
+        let script = folder.url.appendingPathComponent("long-lines.sh")
+        // 300 lines of 60,000 characters: 18 MB of events.
+        try "#!/bin/sh\nline=$(head -c 60000 /dev/zero | tr '\\0' x)\ni=0\nwhile [ $i -lt 300 ]; do echo \"$line\"; i=$((i+1)); done\n"
+            .write(to: script, atomically: true, encoding: .utf8)
+        chmod(script.path, 0o755)
+        let port = try freePort()
+        let environment = ["JOB_COMMAND": script.path, "HEALTH_CHECK_PORT": "\(port)", "JOB_WORKDIR_ROOT": folder.url.appendingPathComponent("jobs").path]
+        let worker = try WorkerProcess(environment: environment, directory: folder.url)
+        defer { worker.kill9() }
+        #expect(try await eventually("health") { try await http(port: port, path: "/health").status == 200 })
+        let id = try await Self.enqueue("long lines", environment, folder.url)
+        #expect(try await eventually("completed", timeout: .seconds(60)) {
+            jsonObject(try await WorkerProcess.command(["jobs", "show", id, "--json"], environment: environment, directory: folder.url).stdout)?["status"] as? String == "completed"
+        })
+        var browser = DashboardHTTP(port: port, folder: folder.url)
+        let page = try await browser.send("GET", "/ui/jobs/\(id)")
+        #expect(page.status == 200)
+        #expect(page.body.utf8.count < 1_000_000, "the page is \(page.body.utf8.count) bytes")
+        #expect(page.body.contains("bytes more: worker jobs logs ID --json"))
+        #expect(page.body.contains("worker jobs logs \(id)</code> prints them all"), "the page says that more follow")
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+    }
+}
+
+extension WorkerDashboardRunTests {
+    @Test("the list's next page keeps a text filter holding + and & as it was typed")
+    func nextPageKeepsFilter() async throws {
+        let folder = try TemporaryDirectory()
+        let environment: [String: String] = ["JOB_HANDLER": "echo"]
+        let lines = (0..<55).map { #"{"prompt":"c++ & co \#($0)","runAt":"\#(Self.later)"}"# }.joined(separator: "\n")
+        #expect(try await WorkerProcess.command(["enqueue", "--jsonl", "-"], environment: environment, directory: folder.url, stdin: Data(lines.utf8)).status == 0)
+        let port = try freePort()
+        let dashboard = try WorkerProcess(["dashboard", "--port", "\(port)"], environment: environment, directory: folder.url)
+        defer { dashboard.kill9() }
+        #expect(try await eventually("dashboard") { try await http(port: port, path: "/ui/login").status == 200 })
+        var browser = DashboardHTTP(port: port, folder: folder.url)
+        let first = try await browser.send("GET", "/ui/jobs?q=c%2B%2B%20%26%20co")
+        #expect(first.status == 200 && first.body.contains(#"value="c++ &amp; co""#), "\(first.body.prefix(400))")
+        let href = try #require(first.body.range(of: #"<a href="([^"]*)" id="next-page">"#, options: .regularExpression).map { String(first.body[$0]) })
+        let next = String(href.dropFirst(#"<a href=""#.count).prefix { $0 != "\"" }).replacingOccurrences(of: "&amp;", with: "&")
+        let second = try await browser.send("GET", next)
+        #expect(second.status == 200 && second.body.contains(#"value="c++ &amp; co""#), "next page \(next): \(second.body.prefix(400))")
+        #expect(second.body.contains("c++ &amp; co 4"), "the older jobs of the same filter")
+        dashboard.send(SIGTERM)
+        #expect(await dashboard.waitForExit(timeout: .seconds(15)) == 0)
     }
 }
