@@ -245,10 +245,14 @@ extension PostgresSchema {
             names.cancel, set: Self.cancelAssignments, where: Self.cancellable, missing: "pending or running",
             notify: "'cancel:' || changed::text"))
         // Retry: the caller's own failed job, pending again with one more attempt allowed, within
-        // the same pending cap as an enqueue (else failed jobs, retried together, went past it).
+        // the same pending cap as an enqueue (else failed jobs, retried together, went past it),
+        // and only one an enqueue of theirs could have made: a job a backend put in another queue
+        // or at a higher priority for them was theirs to retry over and over, in that queue, ahead
+        // of everyone (the backend retries it).
+        let userQueueList = "ARRAY[\(userQueues.map(literal).joined(separator: ", "))]::text[]"
         statements.append(ownJobFunction(
-            names.retry, set: Self.retryAssignments, where: "j.status = 'failed'", missing: "failed", notify: "'jobs'",
-            before: pendingCap(names.retry)))
+            names.retry, set: Self.retryAssignments, where: "j.status = 'failed' AND j.queue = ANY(\(userQueueList)) AND j.priority <= 0",
+            missing: "failed", notify: "'jobs'", before: pendingCap(names.retry)))
         for (name, signature) in [(names.enqueue, "(text, uuid, jsonb, text, integer)"), (names.cancel, "(uuid)"), (names.retry, "(uuid)")] {
             statements.append("REVOKE ALL ON FUNCTION \(function(name))\(signature) FROM PUBLIC, anon")
             statements.append("GRANT EXECUTE ON FUNCTION \(function(name))\(signature) TO authenticated, service_role")

@@ -85,6 +85,32 @@ extension PostgresSupabaseTests {
         }
     }
 
+    @Test("a user retries only a job an enqueue of theirs could have made: not one a backend put in another queue or at a higher priority for them")
+    func retryWithinUserRules() async throws {
+        try await Self.withSecuredStore { store in
+            let names = store.schema.supabaseFunctionNames
+            let alice = UUID()
+            var failed: [String: UUID] = [:]
+            for (name, job) in [
+                ("gpu", NewJob(prompt: "privileged", queue: "gpu", maxAttempts: 1, userID: alice)),
+                ("urgent", NewJob(prompt: "ahead", priority: 10, maxAttempts: 1, userID: alice)),
+                ("plain", NewJob(prompt: "plain", maxAttempts: 1, userID: alice)),
+            ] {
+                let id = try await store.enqueue([job])[0]
+                let claimed = try await store.claim(queues: [job.queue], limit: 1, workerID: "w", leaseDuration: .seconds(30))
+                _ = try await store.record(claimed.map { JobCompletion(lease: $0.lease, outcome: .failed(error: "no")) })
+                #expect(try await store.job(id: id)?.status == .failed)
+                failed[name] = id
+            }
+            for name in ["gpu", "urgent"] {
+                let answer = try await Self.asClient(alice, on: store, "SELECT id FROM public.\(names.retry)('\(failed[name]!)')")
+                #expect(answer.sqlState == "P0002", "\(name): \(answer)")
+                #expect(try await store.job(id: failed[name]!)?.status == .failed, "\(name)")
+            }
+            #expect(try await Self.asClient(alice, on: store, "SELECT status FROM public.\(names.retry)('\(failed["plain"]!)')").rows.first?.decode(String.self) == "pending")
+        }
+    }
+
     @Test("applied again (each start with SUPABASE_RLS=true): no table lock while a transaction is open, and the app's objects that use the row type survive; a new cap still applies")
     func appliedAgainInPlace() async throws {
         try await Self.withSecuredStore { store in
