@@ -56,9 +56,13 @@ public struct JobCgroups: Sendable, Hashable {
         }
         // memory and cpuacct bound and measure; pids and cpu only bound.
         let memory = makeGroup("\(root)/memory/\(name)")
-        let cpuacct = makeGroup("\(root)/cpuacct/\(name)")
+        var cpuacct = makeGroup("\(root)/cpuacct/\(name)")
         let pids = limits.pids == nil ? nil : makeGroup("\(root)/pids/\(name)")
         let cpu = limits.cpuCores == nil ? nil : makeGroup("\(root)/cpu/\(name)")
+        // systemd's v1 layout mounts cpu and cpuacct as one hierarchy (`cpu,cpuacct`, both names
+        // symlinks to it): one group there serves both, else each attempt's second directory
+        // already existed and every job failed to start.
+        if let cpu, let found = cpuacct, Self.realPath(found) == Self.realPath(cpu) { cpuacct = cpu }
         var missing: [String] = []
         if memory == nil { missing.append("memory") }
         if limits.pids != nil, pids == nil { missing.append("pids") }
@@ -67,6 +71,11 @@ public struct JobCgroups: Sendable, Hashable {
             return .failure(JobCgroupsUnavailable("cannot create a group in the cgroup v1 \(missing.joined(separator: ", ")) hierarchy under \(root) (run as root)"))
         }
         return .success(JobCgroups(layout: .v1(memory: memory, pids: pids, cpu: cpu, cpuacct: cpuacct), limits: limits))
+    }
+
+    /// `path` with every symlink resolved.
+    static func realPath(_ path: String) -> String {
+        URL(fileURLWithPath: path).resolvingSymlinksInPath().path
     }
 
     /// The control group version, as the start-up line says it.
@@ -130,7 +139,7 @@ public struct JobCgroups: Sendable, Hashable {
             switch layout {
             case .v1(let memoryParent, let pidsParent, let cpuParent, let cpuacctParent):
                 let memory = try make(memoryParent), pids = try make(pidsParent), cpu = try make(cpuParent)
-                let cpuacct = try make(cpuacctParent)
+                let cpuacct = cpuacctParent != nil && cpuacctParent == cpuParent ? cpu : try make(cpuacctParent)
                 if let memory, let bytes = limits.memoryBytes {
                     try Self.set(String(bytes), "\(memory)/memory.limit_in_bytes")
                     // Without swap accounting this file is absent: the limit above is then the whole bound.

@@ -30,4 +30,24 @@ struct JobCgroupsTests {
         second.remove()
         for directory in second.directories { #expect(!FileManager.default.fileExists(atPath: directory)) }
     }
+
+    @Test("systemd's v1 layout, cpu and cpuacct one hierarchy (both names symlinks to it): an attempt's group with a CPU limit is made once there, and removed")
+    func cpuAndCpuacctMountedTogether() throws {
+        guard FileManager.default.fileExists(atPath: JobCgroups.mountPoint + "/memory") else { return }  // v1 only
+        // A root of symlinks: cpu and cpuacct name the same hierarchy, as `cpu,cpuacct` does.
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("cgroup-root-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        for (link, target) in [("memory", "memory"), ("cpu", "cpu"), ("cpuacct", "cpu")] {
+            try FileManager.default.createSymbolicLink(atPath: "\(root)/\(link)", withDestinationPath: "\(JobCgroups.mountPoint)/\(target)")
+        }
+        let name = "mobvibe-worker-test-\(UUID().uuidString.prefix(8).lowercased())"
+        let cgroups = try JobCgroups.prepare(limits: JobLimits(memoryBytes: 64 << 20, cpuCores: 1), name: name, root: root).get()
+        defer { for parent in ["/memory", "/cpu"] { rmdir("\(JobCgroups.mountPoint)\(parent)/\(name)") } }
+        let group = try cgroups.group(named: "job-together")
+        #expect(group.directories.count == 2, "\(group.directories)")
+        #expect(group.cpuacct != nil)
+        group.remove()
+        for directory in group.directories { #expect(!FileManager.default.fileExists(atPath: directory)) }
+    }
 }
