@@ -146,6 +146,7 @@ public struct JobSandbox: Sendable, Hashable {
         // those read-only (`-try`: a kernel may lack one).
         arguments += ["--cap-drop", "ALL", "--proc", "/proc"]
         for entry in Self.coveredProcEntries { arguments += ["--ro-bind-try", entry, entry] }
+        for entry in Self.maskedProcEntries { arguments += ["--ro-bind", "/dev/null", entry] }
         // bwrap's /dev is a tmpfs of half the machine's memory that the command could fill (past
         // JOB_SANDBOX_TMP_MB, and past an rlimit's bound: files are no process's memory): read-only
         // but its devices, with a /dev/shm of the /tmp's bound.
@@ -156,7 +157,18 @@ public struct JobSandbox: Sendable, Hashable {
 
     /// The parts of `/proc` through which a process of uid 0 with no capabilities can still
     /// change the host (bwrap covers them only when it is set-uid): read-only in the sandbox.
-    static let coveredProcEntries = ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"]
+    /// Docker's list: besides the four bwrap knows, `/proc/scsi` (`scsi remove-single-device`
+    /// checks no capability: it detaches a host disk), `/proc/fs`, `/proc/acpi`, `/proc/asound`,
+    /// `/proc/driver` and `/proc/mtrr`.
+    static let coveredProcEntries = [
+        "/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus",
+        "/proc/scsi", "/proc/fs", "/proc/acpi", "/proc/asound", "/proc/driver", "/proc/mtrr",
+    ]
+    /// What Docker hides as well (the kernel's memory image, every key's description, timers and
+    /// the scheduler's state of the whole host): empty in the sandbox.
+    /// (Those this kernel has: bwrap cannot mount over a missing one, and `-try` is about the source.)
+    static let maskedProcEntries = ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/latency_stats"]
+        .filter { FileManager.default.fileExists(atPath: $0) }
 
     /// Whether `path` is inside the system directories mounted for every command.
     static func isSystemPath(_ path: String) -> Bool {

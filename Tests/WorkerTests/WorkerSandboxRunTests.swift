@@ -103,6 +103,12 @@ extension ChaosTests {
                     #expect(result["remountUsr"] as? Bool == false, "\(label)")
                     #expect(result["writeProcSys"] as? Bool == false, "\(label)")
                     #expect(result["writeSysrq"] as? Bool == false, "\(label)")
+                    // Docker's read-only /proc entries, where this kernel has them, and its masks.
+                    let readOnly = Set(((result["procReadOnly"] as? String) ?? "").split(separator: " ").map(String.init))
+                    for entry in ["/proc/fs", "/proc/acpi", "/proc/driver", "/proc/scsi", "/proc/mtrr"] where FileManager.default.fileExists(atPath: entry) {
+                        #expect(readOnly.contains(entry), "\(entry) writable: \(label)")
+                    }
+                    #expect(result["keysBytes"] as? Int == 0, "\(label)")
                     // /dev holds its devices only (a tmpfs of half the memory before); /dev/shm works.
                     #expect(result["writeDev"] as? Bool == false && result["writeShm"] as? Bool == true, "\(label)")
                     #expect(result["writeWorkspace"] as? Bool == true, "\(label)")

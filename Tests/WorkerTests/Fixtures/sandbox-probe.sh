@@ -51,6 +51,9 @@ escape)
     if [ "$PWD" = /workspace ] && mount -o remount,bind,rw /usr 2> /dev/null; then remount=true; fi
     procsys=false; [ -w /proc/sys/kernel/core_pattern ] && procsys=true
     sysrq=false; [ -w /proc/sysrq-trigger ] && sysrq=true
+    # The /proc entries mounted read-only (mountinfo's fifth field, its options the sixth).
+    procro=$(awk '$5 ~ /^\/proc\/./ && $6 ~ /(^|,)ro(,|$)/ { printf "%s ", $5 }' /proc/self/mountinfo)
+    keys=$(wc -c < /proc/keys 2> /dev/null || echo 0)
     dev=false; touch /dev/sandbox-probe 2> /dev/null && dev=true && rm -f /dev/sandbox-probe
     shm=false; echo probe > /dev/shm/sandbox-probe 2> /dev/null && shm=true && rm -f /dev/shm/sandbox-probe
     workspace=false; touch ./probe 2> /dev/null && workspace=true
@@ -59,8 +62,8 @@ escape)
     for port in $rest; do
         if (exec 3<> "/dev/tcp/127.0.0.1/$port") 2> /dev/null; then ports="$ports,\"$port\":true"; else ports="$ports,\"$port\":false"; fi
     done
-    printf '{"envLeak":%s,"parentEnvLeak":%s,"dotenv":%s,"database":%s,"otherWorkspace":%s,"writeUsr":%s,"writeRoot":%s,"remountUsr":%s,"writeProcSys":%s,"writeSysrq":%s,"writeDev":%s,"writeShm":%s,"writeWorkspace":%s,"writeTmp":%s,"pwd":"%s","ports":{%s}}\n' \
-        "$leak" "$parent" "$dotenv" "$database" "$other" "$usr" "$root" "$remount" "$procsys" "$sysrq" "$dev" "$shm" "$workspace" "$tmp" "$PWD" "${ports#,}"
+    printf '{"envLeak":%s,"parentEnvLeak":%s,"dotenv":%s,"database":%s,"otherWorkspace":%s,"writeUsr":%s,"writeRoot":%s,"remountUsr":%s,"writeProcSys":%s,"writeSysrq":%s,"procReadOnly":"%s","keysBytes":%s,"writeDev":%s,"writeShm":%s,"writeWorkspace":%s,"writeTmp":%s,"pwd":"%s","ports":{%s}}\n' \
+        "$leak" "$parent" "$dotenv" "$database" "$other" "$usr" "$root" "$remount" "$procsys" "$sysrq" "$procro" "$keys" "$dev" "$shm" "$workspace" "$tmp" "$PWD" "${ports#,}"
     ;;
 stdin)
     sum=$(sha256sum < "$prompt")
