@@ -64,7 +64,8 @@ public struct Dashboard: Sendable {
             }
             var response = Self.redirect("/ui")
             response.headers.append(HTTPField(
-                name: .setCookie, value: DashboardAccess.setCookie(DashboardAccess.sessionCookie, access.newSession(), maxAge: Int(DashboardAccess.sessionLifetime))))
+                name: .setCookie, value: DashboardAccess.setCookie(
+                    DashboardAccess.sessionCookie, access.newSession(), maxAge: Int(DashboardAccess.sessionLifetime), secure: DashboardAccess.cameOverHTTPS(request))))
             return response
         }
 
@@ -116,7 +117,7 @@ public struct Dashboard: Sendable {
             let form = try await Self.form(request)
             guard access.acceptsCSRF(Self.value("csrf", in: form), of: request) else { return Self.csrfRefused() }
             var response = Self.redirect(access.token == nil ? "/ui" : "/ui/login")
-            response.headers.append(HTTPField(name: .setCookie, value: DashboardAccess.setCookie(DashboardAccess.sessionCookie, "", maxAge: 0)))
+            response.headers.append(HTTPField(name: .setCookie, value: DashboardAccess.setCookie(DashboardAccess.sessionCookie, "", maxAge: 0, secure: DashboardAccess.cameOverHTTPS(request))))
             return response
         }
         ui.post("jobs/:id/:action") { request, context -> Response in
@@ -194,7 +195,7 @@ public struct Dashboard: Sendable {
         let html = templates.render(values, withTemplate: template) ?? "template \(template) is missing"
         var response = Response(status: status, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: html)))
         if isNew {
-            response.headers.append(HTTPField(name: .setCookie, value: DashboardAccess.setCookie(DashboardAccess.csrfCookie, cookie, maxAge: 30 * 86_400)))
+            response.headers.append(HTTPField(name: .setCookie, value: DashboardAccess.setCookie(DashboardAccess.csrfCookie, cookie, maxAge: 30 * 86_400, secure: DashboardAccess.cameOverHTTPS(request))))
         }
         return response
     }

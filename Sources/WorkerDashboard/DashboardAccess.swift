@@ -109,7 +109,25 @@ struct DashboardAccess: Sendable {
     }
 
     /// `Set-Cookie` for a cookie of the dashboard's paths.
-    static func setCookie(_ name: String, _ value: String, maxAge: Int) -> String {
-        "\(name)=\(value); Path=/ui; Max-Age=\(maxAge); HttpOnly; SameSite=Strict"
+    ///
+    /// `Secure` when the request came over HTTPS (a TLS-terminating proxy says so): the browser
+    /// then never sends the 12-hour session over plain HTTP (a link to `http://` the worker's name).
+    /// Not otherwise: a browser keeps no `Secure` cookie set over plain HTTP to another host.
+    static func setCookie(_ name: String, _ value: String, maxAge: Int, secure: Bool = false) -> String {
+        "\(name)=\(value); Path=/ui; Max-Age=\(maxAge); HttpOnly; SameSite=Strict" + (secure ? "; Secure" : "")
+    }
+
+    /// Whether a proxy in front says the browser's request came over HTTPS
+    /// (`X-Forwarded-Proto: https`, or `proto=https` in `Forwarded`).
+    static func cameOverHTTPS(_ request: Request) -> Bool {
+        if let proto = HTTPField.Name("X-Forwarded-Proto").flatMap({ request.headers[$0] }),
+           proto.split(separator: ",").first?.trimmingCharacters(in: .whitespaces).lowercased() == "https" {
+            return true
+        }
+        if let forwarded = HTTPField.Name("Forwarded").flatMap({ request.headers[$0] }) {
+            return forwarded.lowercased().split(whereSeparator: { $0 == ";" || $0 == "," })
+                .contains { $0.trimmingCharacters(in: .whitespaces) == "proto=https" }
+        }
+        return false
     }
 }

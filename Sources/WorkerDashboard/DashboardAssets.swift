@@ -101,11 +101,16 @@ enum DashboardAssets {
             ['status', 'output', 'log', 'message', 'truncated'].forEach(function (kind) { source.addEventListener(kind, add); });
           }
 
-          // Pages marked data-refresh reload their #live part in place, unless a row is selected.
+          // Pages marked data-refresh reload their #live part in place, unless a row is selected,
+          // the tab is hidden, or the last reload has not answered yet (on a big table a slow
+          // page's reloads piled up, each a query of the worker's pool).
           var every = parseInt(document.body.dataset.refresh || '0', 10);
+          var reloading = false;
           if (every > 0 && window.fetch) {
             setInterval(function () {
+              if (reloading || document.hidden) { return; }
               if (document.querySelector('#live input[type=checkbox]:checked')) { return; }
+              reloading = true;
               fetch(window.location.href, { credentials: 'same-origin', headers: { 'Accept': 'text/html' } })
                 .then(function (response) { return response.ok ? response.text() : null; })
                 .then(function (html) {
@@ -114,7 +119,8 @@ enum DashboardAssets {
                   var mine = document.getElementById('live');
                   if (fresh && mine) { mine.replaceWith(document.importNode(fresh, true)); }
                 })
-                .catch(function () {});
+                .catch(function () {})
+                .then(function () { reloading = false; });
             }, every * 1000);
           }
 

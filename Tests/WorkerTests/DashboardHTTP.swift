@@ -27,8 +27,9 @@ struct DashboardHTTP {
     }
 
     /// Sends a request; with `form`, an urlencoded POST. Keeps the cookies it is given.
-    mutating func send(_ method: String = "GET", _ path: String, form: [(String, String)]? = nil) async throws -> Answer {
+    mutating func send(_ method: String = "GET", _ path: String, form: [(String, String)]? = nil, headers: [String: String] = [:]) async throws -> Answer {
         var arguments = ["-sS", "-i", "--max-time", "15", "-X", method]
+        for (name, value) in headers { arguments += ["-H", "\(name): \(value)"] }
         if !cookies.isEmpty {
             arguments += ["-H", "Cookie: " + cookies.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "; ")]
         }

@@ -53,6 +53,12 @@ struct WorkerDashboardRunTests {
         #expect(signIn.status == 303 && signIn.headers["location"] == "/ui")
         let sessionCookie = try #require(signIn.setCookies.first { $0.hasPrefix("mobvibe_dashboard=") })
         #expect(sessionCookie.contains("HttpOnly") && sessionCookie.contains("SameSite=Strict") && sessionCookie.contains("Path=/ui"))
+        #expect(!sessionCookie.contains("Secure"), "plain HTTP: a Secure cookie would not be kept")
+        // Behind a TLS-terminating proxy: the session never travels over plain HTTP.
+        var proxied = DashboardHTTP(port: port, folder: folder.url)
+        _ = try await proxied.send("GET", "/ui/login")
+        let overTLS = try await proxied.send("POST", "/ui/login", form: [("token", Self.token)], headers: ["X-Forwarded-Proto": "https"])
+        #expect(overTLS.setCookies.contains { $0.hasPrefix("mobvibe_dashboard=") && $0.hasSuffix("; Secure") }, "\(overTLS.setCookies)")
 
         let overview = try await browser.send("GET", "/ui")
         #expect(overview.status == 200 && overview.body.contains(#"id="count-pending">1<"#), "\(overview.body.prefix(600))")

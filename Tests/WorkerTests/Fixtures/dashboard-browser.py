@@ -139,6 +139,24 @@ def main():
             wait(driver, lambda d: d.find_element(By.ID, "chart").is_displayed(), message="no chart")
             shot(driver, "overview")
 
+        def refresh_waits_for_its_answer():
+            driver.get(URL + "/ui")
+            wait(driver, EC.presence_of_element_located((By.ID, "count-total")), message="no overview")
+            # Every reload answered only after 12 s, as a slow page on a big table would: the
+            # overview (every 5 s) starts no second reload while the first is out.
+            driver.execute_script("""
+                window.__reloads = 0;
+                var real = window.fetch;
+                window.fetch = function () {
+                    var args = arguments;
+                    window.__reloads += 1;
+                    return new Promise(function (resolve) { setTimeout(function () { resolve(real.apply(window, args)); }, 12000); });
+                };
+            """)
+            time.sleep(11.5)
+            started = driver.execute_script("return window.__reloads")
+            check(started == 1, f"{started} reloads started in 11.5 s while the first was unanswered")
+
         def filters():
             driver.get(URL + "/ui/jobs?status=failed")
             rows = listed(driver)
@@ -242,6 +260,7 @@ def main():
 
         case("login form, a wrong token, then the right one", login_form)
         case("overview numbers match worker stats --json", overview_matches_stats)
+        case("the overview's refresh waits for its last answer", refresh_waits_for_its_answer)
         case("filter by status and by text", filters)
         case("open a job; a <script> prompt shown as text", open_job_and_script_as_text)
         case("a line printed by a running job appears in under a second", live_line)
