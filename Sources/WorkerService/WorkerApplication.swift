@@ -46,7 +46,10 @@ public struct WorkerApplication: Sendable {
         var sandbox: JobSandbox?
         var limits = JobLimitEnforcement.none
         var launcher: JobLauncher?
-        if configuration.handler == .command, configuration.command != nil {
+        if configuration.handler == .command, let command = configuration.command {
+            if let problem = WorkdirRoot.problem(at: command.workdirRoot) {
+                throw ConfigurationError(variable: "JOB_WORKDIR_ROOT", value: command.workdirRoot, expected: "a directory of the worker's own user that no other user may write; it \(problem)")
+            }
             limits = try configuration.sandbox.prepareLimits()
             logger.info("Job limits: \(limits.limits.isEmpty ? "none (no JOB_*_LIMIT set); attempts' CPU time and peak memory not measured" : limits.summary)")
             if let user = configuration.sandbox.user {

@@ -155,3 +155,54 @@ extension WorkerCommandRunTests {
         #expect(output.contains("06:00:00.000 INFO"), "the text is still there, escaped: \(output.suffix(2000))")
     }
 }
+
+extension WorkerCommandRunTests {
+    @Test("JOB_WORKDIR_ROOT that another user made (the default is in /tmp), a symlink, or writable by others stops start-up naming it; a fresh one is made and the worker runs")
+    func workdirRootChecked() async throws {
+        let folder = try TemporaryDirectory()
+        func start(_ root: String) async throws -> (status: Int32?, output: String) {
+            let environment = [
+                "JOB_COMMAND": "/bin/cat", "HEALTH_CHECK_PORT": "\(try freePort())", "JOB_WORKDIR_ROOT": root, "LOG_FORMAT": "json",
+            ]
+            let worker = try WorkerProcess(environment: environment, directory: folder.url)
+            defer { worker.kill9() }
+            let status = await worker.waitForExit(timeout: .seconds(3))
+            return (status, worker.stdout + worker.stderr)
+        }
+        let foreign = folder.url.appendingPathComponent("foreign").path
+        try FileManager.default.createDirectory(atPath: foreign, withIntermediateDirectories: false)
+        if getuid() == 0 {
+            #expect(chown(foreign, 65534, 65534) == 0)
+            let answer = try await start(foreign)
+            #expect(answer.status == 1 && answer.output.contains("JOB_WORKDIR_ROOT") && answer.output.contains("belongs to uid 65534"), "\(answer.output.suffix(800))")
+        }
+        let open = folder.url.appendingPathComponent("open").path
+        try FileManager.default.createDirectory(atPath: open, withIntermediateDirectories: false)
+        #expect(chmod(open, 0o777) == 0)
+        let openAnswer = try await start(open)
+        #expect(openAnswer.status == 1 && openAnswer.output.contains("may be written by every user"), "\(openAnswer.output.suffix(800))")
+        if getuid() == 0 {
+            // Written by a group not the worker's: refused; by the worker's own group (a
+            // Kubernetes volume with fsGroup: root's, mode 2775): fine.
+            let grouped = folder.url.appendingPathComponent("grouped").path
+            try FileManager.default.createDirectory(atPath: grouped, withIntermediateDirectories: false)
+            #expect(chown(grouped, 0, 65534) == 0 && chmod(grouped, 0o2775) == 0)
+            let groupAnswer = try await start(grouped)
+            #expect(groupAnswer.status == 1 && groupAnswer.output.contains("may be written by group 65534"), "\(groupAnswer.output.suffix(800))")
+            #expect(chown(grouped, 0, getegid()) == 0 && chmod(grouped, 0o2775) == 0)
+            #expect(try await start(grouped).status == nil, "a volume of the worker's group")
+        }
+        let link = folder.url.appendingPathComponent("link").path
+        let real = folder.url.appendingPathComponent("real").path
+        try FileManager.default.createDirectory(atPath: real, withIntermediateDirectories: false)
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: real)
+        let linkAnswer = try await start(link)
+        #expect(linkAnswer.status == 1 && linkAnswer.output.contains("is a symlink"), "\(linkAnswer.output.suffix(800))")
+        // A folder that does not exist yet: made, and the worker runs (still running after 3 s).
+        let fresh = folder.url.appendingPathComponent("fresh/jobs").path
+        let freshAnswer = try await start(fresh)
+        #expect(freshAnswer.status == nil, "\(freshAnswer.output.suffix(800))")
+        var status = stat()
+        #expect(stat(fresh, &status) == 0 && status.st_uid == geteuid() && status.st_mode & 0o022 == 0)
+    }
+}
