@@ -154,8 +154,12 @@ extension CommandHandler {
                     while true {
                         do { try await Task.sleep(for: interval) } catch { return .cancelled }
                         let clock = ContinuousClock(), start = clock.now
-                        if await Self.diskUsage(written) > disk { return .limitReached(.diskLimit) }
-                        interval = max(JobLimitEnforcement.diskCheckInterval, (clock.now - start) * 20)
+                        // With the files its processes deleted but keep open.
+                        let members = group?.members ?? collected.processGroup.withLock { $0 }.map(DiskUsage.processGroupMembers) ?? []
+                        if await Self.diskUsage(written, openBy: members) > disk { return .limitReached(.diskLimit) }
+                        // A slow walk (many files) is made less often, but at least every 10 s:
+                        // else a million empty files put the next check minutes away.
+                        interval = min(max(JobLimitEnforcement.diskCheckInterval, (clock.now - start) * 20), .seconds(10))
                     }
                 }
             }
@@ -246,9 +250,13 @@ extension CommandHandler {
 
     /// ``DiskUsage`` of `paths`, walked on a Dispatch thread: a large workspace takes a while,
     /// which must not hold one of the few cooperative threads every job shares.
-    private static func diskUsage(_ paths: [String]) async -> Int64 {
+    private static func diskUsage(_ paths: [String], openBy pids: [pid_t] = []) async -> Int64 {
         await withCheckedContinuation { continuation in
-            DispatchQueue.global(qos: .utility).async { continuation.resume(returning: DiskUsage.allocatedBytes(under: paths)) }
+            DispatchQueue.global(qos: .utility).async {
+                let walked = DiskUsage.allocatedBytes(under: paths)
+                let held = pids.isEmpty ? 0 : DiskUsage.deletedOpenBytes(of: pids, onFileSystemsOf: paths)
+                continuation.resume(returning: walked.addingReportingOverflow(held).overflow ? .max : walked + held)
+            }
         }
     }
 

@@ -202,6 +202,12 @@ struct JobCgroup: Sendable {
     /// The `cgroup.procs` files the command's first process writes its pid into.
     var processFiles: [String] { directories.map { "\($0)/cgroup.procs" } }
 
+    /// The processes in the group now.
+    var members: [pid_t] {
+        guard let file = processFiles.first, let text = try? String(contentsOfFile: file, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { pid_t($0) }
+    }
+
     /// How many times the OOM killer stopped a process of the group.
     var oomKills: Int {
         if let unified { return Self.counter("oom_kill", in: "\(unified)/memory.events") }

@@ -338,6 +338,37 @@ extension ChaosTests {
             #expect(await worker.process.waitForExit(timeout: .seconds(10)) == 0)
         }
 
+        @Test("disk: files hidden in a folder made unreadable, or deleted while held open, still count against JOB_DISK_LIMIT_MB (a worker that is not root, commands of its own user)")
+        func diskLimitNotHidden() async throws {
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("worker-disk-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
+            defer { try? FileManager.default.removeItem(at: folder) }
+            let port = try freePort()
+            let environment = [
+                "JOB_COMMAND": Self.probe, "HEALTH_CHECK_PORT": "\(port)", "LOG_FORMAT": "json", "JOB_SANDBOX": "none",
+                "JOB_WORKDIR_ROOT": folder.appendingPathComponent("jobs").path, "DATABASE_URL": "sqlite:\(folder.path)/jobs.sqlite",
+                "HOME": folder.path, "JOB_DISK_LIMIT_MB": "8", "JOB_MAX_ATTEMPTS": "1", "JOB_TIMEOUT_MS": "30000",
+            ]
+            let asNobody = ["--reuid=65534", "--regid=65534", "--clear-groups"]
+            let worker = try WorkerProcess(
+                asNobody + [WorkerProcess.binary.path, "run"], environment: environment, directory: folder, executable: URL(fileURLWithPath: "/usr/bin/setpriv"))
+            defer { worker.kill9() }
+            #expect(try await eventually("health") { try await http(port: port, path: "/health").status == 200 })
+            for prompt in ["hide d", "unlinked"] {
+                let id = try await WorkerProcess.command(["enqueue", "--prompt", prompt], environment: environment, directory: folder)
+                    .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+                var job: [String: Any] = [:]
+                _ = try await eventually("job \(id) finished", timeout: .seconds(30)) {
+                    job = jsonObject(try await http(port: port, path: "/jobs/\(id)").body) ?? [:]
+                    return ["completed", "failed"].contains(job["status"] as? String ?? "")
+                }
+                let error = job["lastError"] as? String ?? job["last_error"] as? String ?? ""
+                #expect(job["status"] as? String == "failed" && error.hasPrefix("disk_limit"), "\(prompt): \(job)")
+            }
+            worker.send(SIGTERM)
+            #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+        }
+
         @Test("limits without control groups (a worker that is not root): memory and processes are bounded with rlimits, said at start-up; a CPU limit stops start-up")
         func rlimitFallback() async throws {
             let folder = FileManager.default.temporaryDirectory.appendingPathComponent("worker-rlimits-\(UUID().uuidString)")

@@ -19,6 +19,10 @@
 #   fill                                       writes one file in its workspace without end
 #   spray DIR                                  writes 1 MiB files into DIR (relative: in the
 #                                              workspace) without end, 100 MiB/s
+#   hide DIR                                   writes 40 files of 1 MiB into DIR, makes DIR
+#                                              unreadable (chmod 000), then waits 6 s
+#   unlinked                                   holds 5 files of 3 MiB open after deleting them,
+#                                              for 6 s
 #   whoami                                     prints its user and group ids and HOME, and whether
 #                                              it can write its workspace and /tmp
 #   orphan TOKEN                               leaves a grandchild in a new session that ignores
@@ -111,6 +115,18 @@ fill)
 spray)
     mkdir -p "$a" && i=0
     while :; do head -c 1048576 /dev/zero > "$a/part$i" || exit 1; i=$((i + 1)); sleep 0.01; done
+    ;;
+hide)
+    mkdir -p "$a" && for i in $(seq 1 40); do head -c 1048576 /dev/zero > "$a/part$i" || exit 1; done
+    chmod 000 "$a" && sleep 6
+    printf '{"hidden":true}\n'
+    ;;
+unlinked)
+    for fd in 3 4 5 6 7; do
+        eval "exec $fd> ./held$fd" && head -c 3145728 /dev/zero >&$fd && rm -f "./held$fd" || exit 1
+    done
+    sleep 6
+    printf '{"held":true}\n'
     ;;
 whoami)
     workspace=false; touch ./probe 2> /dev/null && workspace=true
