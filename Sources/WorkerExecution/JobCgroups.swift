@@ -13,7 +13,7 @@ public struct JobCgroups: Sendable, Hashable {
     enum Layout: Sendable, Hashable {
         /// Per controller, the worker's group directory (`nil`: the controller is not available,
         /// or not needed).
-        case v1(memory: String?, pids: String?, cpu: String?, cpuacct: String?)
+        case v1(memory: String?, pids: String?, cpu: String?, cpuacct: String?, freezer: String?)
         /// The worker's group directory in the unified hierarchy.
         case v2(String)
     }
@@ -30,7 +30,7 @@ public struct JobCgroups: Sendable, Hashable {
     /// - Parameter name: the worker's group name, `mobvibe-worker-<pid>`.
     public static func prepare(limits: JobLimits, name: String, root: String = mountPoint) -> Result<JobCgroups, JobCgroupsUnavailable> {
         let files = FileManager.default
-        for hierarchy in [root, "\(root)/memory", "\(root)/pids", "\(root)/cpu", "\(root)/cpuacct"] { removeAbandoned(in: hierarchy) }
+        for hierarchy in [root, "\(root)/memory", "\(root)/pids", "\(root)/cpu", "\(root)/cpuacct", "\(root)/freezer"] { removeAbandoned(in: hierarchy) }
         func makeGroup(_ path: String) -> String? {
             do {
                 if !files.fileExists(atPath: path) { try files.createDirectory(atPath: path, withIntermediateDirectories: false) }
@@ -63,6 +63,8 @@ public struct JobCgroups: Sendable, Hashable {
         // symlinks to it): one group there serves both, else each attempt's second directory
         // already existed and every job failed to start.
         if let cpu, let found = cpuacct, Self.realPath(found) == Self.realPath(cpu) { cpuacct = cpu }
+        // The freezer, where there is one, only to stop a group's processes all at once.
+        let freezer = files.fileExists(atPath: "\(root)/freezer") ? makeGroup("\(root)/freezer/\(name)") : nil
         var missing: [String] = []
         if memory == nil { missing.append("memory") }
         if limits.pids != nil, pids == nil { missing.append("pids") }
@@ -70,7 +72,7 @@ public struct JobCgroups: Sendable, Hashable {
         guard missing.isEmpty else {
             return .failure(JobCgroupsUnavailable("cannot create a group in the cgroup v1 \(missing.joined(separator: ", ")) hierarchy under \(root) (run as root)"))
         }
-        return .success(JobCgroups(layout: .v1(memory: memory, pids: pids, cpu: cpu, cpuacct: cpuacct), limits: limits))
+        return .success(JobCgroups(layout: .v1(memory: memory, pids: pids, cpu: cpu, cpuacct: cpuacct, freezer: freezer), limits: limits))
     }
 
     /// `path` with every symlink resolved.
@@ -95,14 +97,17 @@ public struct JobCgroups: Sendable, Hashable {
         return "\(parts.joined(separator: ", ")) per attempt, enforced with \(version)"
     }
 
-    /// Removes the groups of workers no longer running (`mobvibe-worker-<pid>`), and their
-    /// attempts' groups, where empty.
+    /// Removes the groups of workers no longer running (`mobvibe-worker-<pid>`) and their
+    /// attempts' and git's groups, stopping what still runs in them: a worker killed with
+    /// SIGKILL left its unsandboxed commands running (nothing else stops them, and their jobs
+    /// run again elsewhere), and their groups for good.
     static func removeAbandoned(in hierarchy: String) {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: hierarchy) else { return }
         for name in names where name.hasPrefix("mobvibe-worker-") {
             guard let pid = pid_t(name.dropFirst("mobvibe-worker-".count)), kill(pid, 0) == -1, errno == ESRCH else { continue }
             let group = "\(hierarchy)/\(name)"
-            for child in (try? FileManager.default.contentsOfDirectory(atPath: group)) ?? [] where child.hasPrefix("job-") {
+            for child in (try? FileManager.default.contentsOfDirectory(atPath: group)) ?? [] where child.hasPrefix("job-") || child.hasPrefix("git-") {
+                JobCgroup.stopProcesses(in: "\(group)/\(child)", rounds: 50)
                 rmdir("\(group)/\(child)")
             }
             rmdir(group)
@@ -137,9 +142,10 @@ public struct JobCgroups: Sendable, Hashable {
         }
         do {
             switch layout {
-            case .v1(let memoryParent, let pidsParent, let cpuParent, let cpuacctParent):
+            case .v1(let memoryParent, let pidsParent, let cpuParent, let cpuacctParent, let freezerParent):
                 let memory = try make(memoryParent), pids = try make(pidsParent), cpu = try make(cpuParent)
                 let cpuacct = cpuacctParent != nil && cpuacctParent == cpuParent ? cpu : try make(cpuacctParent)
+                let freezer = try make(freezerParent)
                 if let memory, let bytes = limits.memoryBytes {
                     try Self.set(String(bytes), "\(memory)/memory.limit_in_bytes")
                     // Without swap accounting this file is absent: the limit above is then the whole bound.
@@ -150,7 +156,7 @@ public struct JobCgroups: Sendable, Hashable {
                     try Self.set("100000", "\(cpu)/cpu.cfs_period_us")
                     try Self.set(String(Int(cores * 100_000)), "\(cpu)/cpu.cfs_quota_us")
                 }
-                return JobCgroup(directories: directories, memory: memory, pids: pids, cpuacct: cpuacct, unified: nil)
+                return JobCgroup(directories: directories, memory: memory, pids: pids, cpuacct: cpuacct, freezer: freezer, unified: nil)
             case .v2(let parent):
                 let group = try make(parent)!
                 if let bytes = limits.memoryBytes {
@@ -159,10 +165,10 @@ public struct JobCgroups: Sendable, Hashable {
                 }
                 if let count = limits.pids { try Self.set(String(count), "\(group)/pids.max") }
                 if let cores = limits.cpuCores { try Self.set("\(Int(cores * 100_000)) 100000", "\(group)/cpu.max") }
-                return JobCgroup(directories: directories, memory: nil, pids: nil, cpuacct: nil, unified: group)
+                return JobCgroup(directories: directories, memory: nil, pids: nil, cpuacct: nil, freezer: nil, unified: group)
             }
         } catch {
-            JobCgroup(directories: directories, memory: nil, pids: nil, cpuacct: nil, unified: nil).remove()
+            JobCgroup(directories: directories, memory: nil, pids: nil, cpuacct: nil, freezer: nil, unified: nil).remove()
             throw error
         }
     }
@@ -188,81 +194,4 @@ public struct JobCgroups: Sendable, Hashable {
 public struct JobCgroupsUnavailable: Error, CustomStringConvertible {
     public let description: String
     init(_ description: String) { self.description = description }
-}
-
-/// One attempt's control group (a directory per v1 controller, or one in v2).
-struct JobCgroup: Sendable {
-    let directories: [String]
-    let memory: String?
-    let pids: String?
-    let cpuacct: String?
-    /// The v2 group.
-    let unified: String?
-
-    /// The `cgroup.procs` files the command's first process writes its pid into.
-    var processFiles: [String] { directories.map { "\($0)/cgroup.procs" } }
-
-    /// The processes in the group now.
-    var members: [pid_t] {
-        guard let file = processFiles.first, let text = try? String(contentsOfFile: file, encoding: .utf8) else { return [] }
-        return text.split(separator: "\n").compactMap { pid_t($0) }
-    }
-
-    /// How many times the OOM killer stopped a process of the group.
-    var oomKills: Int {
-        if let unified { return Self.counter("oom_kill", in: "\(unified)/memory.events") }
-        guard let memory else { return 0 }
-        return Self.counter("oom_kill", in: "\(memory)/memory.oom_control")
-    }
-
-    /// The CPU time the group's processes used (user and system), in seconds.
-    var cpuSeconds: Double {
-        if let unified { return Double(Self.counter("usage_usec", in: "\(unified)/cpu.stat")) / 1e6 }
-        guard let cpuacct, let text = try? String(contentsOfFile: "\(cpuacct)/cpuacct.usage", encoding: .utf8) else { return 0 }
-        return Double(Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) / 1e9
-    }
-
-    /// The most memory the group held at once, in bytes (0 where the kernel does not say).
-    var peakMemoryBytes: Int64 {
-        let file = unified.map { "\($0)/memory.peak" } ?? memory.map { "\($0)/memory.max_usage_in_bytes" }
-        guard let file, let text = try? String(contentsOfFile: file, encoding: .utf8) else { return 0 }
-        return Int64(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
-    }
-
-    /// How many times a fork failed at the pids limit.
-    var pidsLimitHits: Int {
-        if let unified { return Self.counter("max", in: "\(unified)/pids.events") }
-        guard let pids else { return 0 }
-        return Self.counter("max", in: "\(pids)/pids.events")
-    }
-
-    /// Stops whatever is left in the group (a command run without the sandbox may leave
-    /// processes) and removes it. Blocks for at most about 10 ms (killed processes take a moment
-    /// to leave); a group still busy then is tried again before the next attempt's group is made
-    /// (``JobCgroups/leftovers``).
-    func remove() {
-        for directory in directories.reversed() {
-            var removed = false
-            for _ in 0..<5 {
-                let pids = ((try? String(contentsOfFile: "\(directory)/cgroup.procs", encoding: .utf8)) ?? "")
-                    .split(separator: "\n").compactMap { pid_t($0) }
-                for pid in pids { kill(pid, SIGKILL) }
-                if rmdir(directory) == 0 || errno == ENOENT {
-                    removed = true
-                    break
-                }
-                usleep(2_000)
-            }
-            if !removed { _ = JobCgroups.leftovers.withLock { $0.insert(directory) } }
-        }
-    }
-
-    private static func counter(_ name: String, in file: String) -> Int {
-        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return 0 }
-        for line in text.split(separator: "\n") {
-            let parts = line.split(separator: " ")
-            if parts.count == 2, parts[0] == name { return Int(parts[1]) ?? 0 }
-        }
-        return 0
-    }
 }

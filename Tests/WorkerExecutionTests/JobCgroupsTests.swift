@@ -13,7 +13,7 @@ struct JobCgroupsTests {
         let cgroups = try JobCgroups.prepare(limits: JobLimits(memoryBytes: 64 << 20), name: name).get()
         defer {
             // The worker's own group, in each hierarchy it was made in.
-            for parent in ["", "/memory", "/cpuacct", "/pids", "/cpu"] { rmdir("\(JobCgroups.mountPoint)\(parent)/\(name)") }
+            for parent in ["", "/memory", "/cpuacct", "/pids", "/cpu", "/freezer"] { rmdir("\(JobCgroups.mountPoint)\(parent)/\(name)") }
         }
         let first = try cgroups.group(named: "job-first")
         let busy = try #require(first.directories.first)
@@ -43,7 +43,7 @@ struct JobCgroupsTests {
         }
         let name = "mobvibe-worker-test-\(UUID().uuidString.prefix(8).lowercased())"
         let cgroups = try JobCgroups.prepare(limits: JobLimits(memoryBytes: 64 << 20, cpuCores: 1), name: name, root: root).get()
-        defer { for parent in ["/memory", "/cpu"] { rmdir("\(JobCgroups.mountPoint)\(parent)/\(name)") } }
+        defer { for parent in ["/memory", "/cpu", "/freezer"] { rmdir("\(JobCgroups.mountPoint)\(parent)/\(name)") } }
         let group = try cgroups.group(named: "job-together")
         #expect(group.directories.count == 2, "\(group.directories)")
         #expect(group.cpuacct != nil)

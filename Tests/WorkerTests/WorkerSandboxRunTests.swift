@@ -369,6 +369,32 @@ extension ChaosTests {
             #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
         }
 
+        @Test("a worker killed with SIGKILL left an unsandboxed command running in its control group: the next worker's start stops it and removes the group")
+        func abandonedGroupsStopped() async throws {
+            let token = String(Int.random(in: 100_000...999_999))
+            let extra = ["JOB_SANDBOX": "none", "JOB_PIDS_LIMIT": "64", "JOB_TIMEOUT_MS": "600000"]
+            let first = try SandboxedWorker(extra)
+            #expect(try await eventually("health") { try await http(port: first.port, path: "/health").status == 200 })
+            let pgrep = URL(fileURLWithPath: "/usr/bin/pgrep")
+            func leftover() async throws -> Bool {
+                try await WorkerProcess.command(["-f", "sleep 300.\(token)"], environment: [:], directory: first.folder, executable: pgrep).status == 0
+            }
+            _ = try await WorkerProcess.command(["enqueue", "--prompt", "orphan \(token)"], environment: first.environment, directory: first.folder)
+            #expect(try await eventually("the command's grandchild running") { try await leftover() })
+            let group = "\(JobCgroups.mountPoint)/memory/mobvibe-worker-\(first.process.pid)"
+            first.process.kill9()
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await leftover(), "the grandchild outlived its worker")
+            // The next worker on this machine (its own folder and port).
+            let second = try SandboxedWorker(extra)
+            defer { second.process.kill9() }
+            #expect(try await eventually("health") { try await http(port: second.port, path: "/health").status == 200 })
+            #expect(try await eventually("the left-over command stopped", timeout: .seconds(5)) { try await !leftover() })
+            #expect(!FileManager.default.fileExists(atPath: group), "the dead worker's group removed")
+            second.process.send(SIGTERM)
+            #expect(await second.process.waitForExit(timeout: .seconds(10)) == 0)
+        }
+
         @Test("limits without control groups (a worker that is not root): memory and processes are bounded with rlimits, said at start-up; a CPU limit stops start-up")
         func rlimitFallback() async throws {
             let folder = FileManager.default.temporaryDirectory.appendingPathComponent("worker-rlimits-\(UUID().uuidString)")
