@@ -9,7 +9,11 @@ extension JobSandbox {
     ///
     /// A distroless image has no `true`: there `worker-launch --version` (in `/usr/local/bin`,
     /// inside the system directories every command sees) stands in for it.
-    public func trial(launcher: JobLauncher? = JobLauncher.locate()) async -> String? {
+    ///
+    /// With `user` (`JOB_USER`), as that user through `worker-launch`, as commands start: run as
+    /// the worker, a trial passed where the user could not start bwrap at all (no user
+    /// namespaces for them, a bwrap only root may run), and then every job failed.
+    public func trial(launcher: JobLauncher? = JobLauncher.locate(), user: JobUser? = nil) async -> String? {
         let candidates = [["/usr/bin/true"], ["/bin/true"]] + (launcher.map { [[$0.path, "--version"]] } ?? [])
         guard let program = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0[0]) && Self.isSystemPath($0[0]) }) else {
             return "no `true` program in /usr/bin or /bin (nor worker-launch in /usr) to try the sandbox with"
@@ -21,17 +25,28 @@ extension JobSandbox {
             return "could not create a scratch directory for the trial: \(error)"
         }
         defer { try? FileManager.default.removeItem(at: scratch) }
+        var commandLine = [bwrap] + arguments(workdir: scratch.path, payloadFile: nil, program: nil, home: nil) + program
+        if let user {
+            guard let launcher else { return "JOB_USER needs worker-launch, which was not found" }
+            do {
+                try user.own(scratch.path)
+            } catch {
+                return "could not hand the trial's directory to JOB_USER \(user.name): \(error)"
+            }
+            commandLine = launcher.commandLine(join: [], rlimits: JobRlimits(), user: user, argv: commandLine)
+        }
         do {
             let result = try await Subprocess.run(
-                .path(FilePath(bwrap)),
-                arguments: Arguments(arguments(workdir: scratch.path, payloadFile: nil, program: nil, home: nil) + program),
+                .path(FilePath(commandLine[0])),
+                arguments: Arguments(Array(commandLine.dropFirst())),
                 environment: .custom([:]),
                 output: .discarded,
                 error: .string(limit: 1 << 16)
             )
             if case .exited(0) = result.terminationStatus { return nil }
             let message = (result.standardError ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
-            return "\(bwrap) \(result.terminationStatus)\(message.isEmpty ? "" : ": \(message)")"
+            let who = user.map { " as JOB_USER \($0.name)" } ?? ""
+            return "\(bwrap)\(who) \(result.terminationStatus)\(message.isEmpty ? "" : ": \(message)")"
         } catch {
             return "could not run \(bwrap): \(error)"
         }

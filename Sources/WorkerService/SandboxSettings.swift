@@ -116,7 +116,7 @@ public struct SandboxSettings: Sendable, Hashable {
         let problem: String
         if let bwrap = JobSandbox.locate(path: path) {
             let sandbox = JobSandbox(bwrap: bwrap, network: network, readOnlyPaths: readOnlyPaths, writablePaths: writablePaths, tmpBytes: tmpBytes)
-            guard let failure = await sandbox.trial() else {
+            guard let failure = await sandbox.trial(user: user) else {
                 return Decision(sandbox: sandbox, summary: "bubblewrap (\(bwrap), trial run ok; network \(network.rawValue))")
             }
             problem = "the trial run failed: \(failure)"

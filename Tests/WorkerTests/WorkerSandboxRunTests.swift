@@ -395,6 +395,24 @@ extension ChaosTests {
             #expect(await second.process.waitForExit(timeout: .seconds(10)) == 0)
         }
 
+        @Test("JOB_USER with a bubblewrap only root may run: the start-up trial, run as that user as commands are, stops start-up instead of every job failing")
+        func trialAsJobUser() async throws {
+            try #require(getuid() == 0, "JOB_USER needs a root worker; this suite runs as root on its machines")
+            let bin = FileManager.default.temporaryDirectory.appendingPathComponent("worker-bwrap-\(UUID().uuidString.prefix(8))")
+            try FileManager.default.createDirectory(at: bin, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+            defer { try? FileManager.default.removeItem(at: bin) }
+            let bwrap = try #require(JobSandbox.locate(), "bwrap is installed")
+            try FileManager.default.copyItem(atPath: bwrap, toPath: bin.appendingPathComponent("bwrap").path)
+            #expect(chmod(bin.appendingPathComponent("bwrap").path, 0o700) == 0)
+            let worker = try SandboxedWorker([
+                "JOB_SANDBOX": "bubblewrap", "JOB_USER": "nobody", "PATH": "\(bin.path):/usr/local/bin:/usr/bin:/bin",
+            ])
+            let status = await worker.process.waitForExit(timeout: .seconds(20))
+            let output = worker.process.stdout + worker.process.stderr
+            #expect(status == 1, "\(output.suffix(1500))")
+            #expect(output.contains("JOB_SANDBOX") && output.contains("as JOB_USER nobody"), "\(output.suffix(1500))")
+        }
+
         @Test("limits without control groups (a worker that is not root): memory and processes are bounded with rlimits, said at start-up; a CPU limit stops start-up")
         func rlimitFallback() async throws {
             let folder = FileManager.default.temporaryDirectory.appendingPathComponent("worker-rlimits-\(UUID().uuidString)")
