@@ -39,7 +39,9 @@ public struct JobAPI: Sendable {
     /// The most event streams one user (an access token's subject) may have open at once; more
     /// answer 429. A phone follows a job or a few.
     static let streamsPerUser = 8
-    let userStreams = UserStreamCount(limit: JobAPI.streamsPerUser)
+    /// The most users' streams a process serves at once (backends' are not counted).
+    static let userStreamsInAll = 1_000
+    let userStreams = UserStreamCount(limit: JobAPI.streamsPerUser, totalLimit: JobAPI.userStreamsInAll)
 
     public init(
         store: any JobStore, feed: JobEventFeed, token: String?, loopback: LoopbackAccess = .open, users: UserTokenVerifier? = nil,
@@ -83,13 +85,20 @@ public struct JobAPI: Sendable {
             if (try? await store.eventsEnded(for: job, after: after)) == true { return Response(status: .noContent) }
             let slot: UserStreamCount.Slot?
             if case .user(let user) = context.caller {
-                guard let reserved = userStreams.reserve(for: user) else {
+                switch userStreams.reserve(for: user) {
+                case .success(let reserved):
+                    slot = reserved
+                case .failure(.userFull):
                     var response = Self.error(
                         .tooManyRequests, "this user has \(Self.streamsPerUser) event streams open, the most allowed: close one first")
                     response.headers[.retryAfter] = "5"
                     return response
+                case .failure(.allFull):
+                    var response = Self.error(
+                        .serviceUnavailable, "this worker serves \(Self.userStreamsInAll) users' event streams, the most it takes: try again shortly")
+                    response.headers[.retryAfter] = "5"
+                    return response
                 }
-                slot = reserved
             } else {
                 slot = nil
             }
