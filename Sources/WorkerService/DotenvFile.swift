@@ -73,13 +73,24 @@ public struct DotenvFile: Sendable, Hashable {
             if line.hasPrefix("export"), let next = line.dropFirst("export".count).first, next == " " || next == "\t" {
                 line = line.dropFirst("export".count).drop { $0 == " " || $0 == "\t" }
             }
-            guard let equals = line.firstIndex(of: "=") else { continue }
-            let name = line[..<equals].trimmingCharacters(in: .whitespaces)
-            guard !name.isEmpty, name.unicodeScalars.allSatisfy(isNameScalar) else { continue }
-            let afterEquals = line[line.index(after: equals)...]
+            // `NAME=value`, or `NAME: value` (a colon and a space), which Node's dotenv reads too.
+            let nameEnd = line.firstIndex { !isNameScalar($0.unicodeScalars.first!) && $0 != " " && $0 != "\t" } ?? line.endIndex
+            guard nameEnd < line.endIndex else { continue }
+            let separator = line[nameEnd]
+            let afterSeparator = line.index(after: nameEnd)
+            if separator == ":" {
+                guard afterSeparator < line.endIndex, line[afterSeparator] == " " || line[afterSeparator] == "\t" else { continue }
+            } else if separator != "=" {
+                continue
+            }
+            let name = line[..<nameEnd].trimmingCharacters(in: .whitespaces)
+            guard !name.isEmpty, !name.contains(" "), !name.contains("\t") else { continue }
+            let afterEquals = line[afterSeparator...]
             let rest = afterEquals.drop { $0 == " " || $0 == "\t" }
             // A quoted value may run over several lines: the closing quote is looked for in the rest of the file.
-            if let quote = rest.first, "'\"`".contains(quote), let found = quoted(opening: rest) {
+            // Where no closing quote follows once `\"` counts as an escape, the first quote closes
+            // (Node's dotenv backtracks so: `"abc\"` is `abc\`, a Windows path's final backslash).
+            if let quote = rest.first, "'\"`".contains(quote), let found = quoted(opening: rest, escapes: true) ?? quoted(opening: rest, escapes: false) {
                 values[name] = quote == "\"" ? expandEscapes(found.value) : found.value
                 source = found.remainder
                 continue
@@ -93,7 +104,7 @@ public struct DotenvFile: Sendable, Hashable {
     /// later line of the file (`opening` is a slice of the whole file's text); `nil` when the quote is
     /// not closed, or something other than a comment follows the closing quote. `remainder` is the
     /// rest of the file after the line that holds the closing quote.
-    private static func quoted(opening: Substring) -> (value: String, remainder: Substring)? {
+    private static func quoted(opening: Substring, escapes: Bool) -> (value: String, remainder: Substring)? {
         let text = opening.base
         let quote = opening[opening.startIndex]
         let valueStart = text.index(after: opening.startIndex)
@@ -103,7 +114,7 @@ public struct DotenvFile: Sendable, Hashable {
             let character = text[index]
             if escaped {
                 escaped = false
-            } else if character == "\\" {
+            } else if character == "\\", escapes {
                 escaped = true
             } else if character == quote {
                 let after = text[text.index(after: index)...]

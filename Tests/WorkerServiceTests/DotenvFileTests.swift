@@ -54,6 +54,11 @@ struct DotenvFileTests {
         ("export\tA=tab", "tab"),
         ("A=a=b=c", "a=b=c"),
         ("A=pässwörd ✓", "pässwörd ✓"),
+        // As Node's dotenv: a final backslash before the closing quote is the value's own.
+        ("A=\"abc\\\"", "abc\\"),
+        ("A='C:\\tmp\\'", "C:\\tmp\\"),
+        ("A: colon form", "colon form"),
+        ("export A: exported colon", "exported colon"),
     ])
     func line(text: String, value: String) {
         #expect(DotenvFile(parsing: text + "\n").values["A"] == value)
@@ -62,7 +67,7 @@ struct DotenvFileTests {
 
     @Test("comments, blank lines, lines without = and bad names are skipped; CRLF and a BOM are fine")
     func skipped() {
-        let file = DotenvFile(parsing: "\u{FEFF}# c\r\n\r\n   # indented comment\r\nnot a pair\r\nBAD NAME=1\r\nexport=yes\r\nB=2\r\n")
+        let file = DotenvFile(parsing: "\u{FEFF}# c\r\n\r\n   # indented comment\r\nnot a pair\r\nBAD NAME=1\r\nexport=yes\r\nC:no-space\r\nB=2\r\n")
         #expect(file.values == ["export": "yes", "B": "2"])
     }
 
