@@ -124,11 +124,9 @@ extension WorkerCommandRunTests {
     @Test("pretty logs: a command's standard error in a failure cannot forge a log line or send escape sequences to the operator's terminal; an API_TOKEN read with a final line break still matches")
     func prettyLogsAndTokenLineBreak() async throws {
         let folder = try TemporaryDirectory()
-        let script = folder.url.appendingPathComponent("forge.sh")
         // A failure whose standard error holds a line break, a forged line, and ESC sequences.
-        try "#!/bin/sh\nprintf 'oops\\n06:00:00.000 INFO     Job completed jobId=forged\\n\\033[2J\\033]0;owned\\007' >&2\nexit 3\n"
-            .write(to: script, atomically: true, encoding: .utf8)
-        chmod(script.path, 0o755)
+        let script = try folder.script(
+            "forge.sh", "#!/bin/sh\nprintf 'oops\\n06:00:00.000 INFO     Job completed jobId=forged\\n\\033[2J\\033]0;owned\\007' >&2\nexit 3\n")
         let port = try freePort()
         let token = "0123456789abcdef0123"
         let environment = [

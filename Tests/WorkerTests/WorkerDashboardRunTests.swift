@@ -189,11 +189,9 @@ extension WorkerDashboardRunTests {
     @Test("a job of many long lines: its page stays small (events read to about 2 MiB, each text cut with a note), and says that more follow")
     func jobPageOfLongLines() async throws {
         let folder = try TemporaryDirectory()
-        let script = folder.url.appendingPathComponent("long-lines.sh")
         // 300 lines of 60,000 characters: 18 MB of events.
-        try "#!/bin/sh\nline=$(head -c 60000 /dev/zero | tr '\\0' x)\ni=0\nwhile [ $i -lt 300 ]; do echo \"$line\"; i=$((i+1)); done\n"
-            .write(to: script, atomically: true, encoding: .utf8)
-        chmod(script.path, 0o755)
+        let script = try folder.script(
+            "long-lines.sh", "#!/bin/sh\nline=$(head -c 60000 /dev/zero | tr '\\0' x)\ni=0\nwhile [ $i -lt 300 ]; do echo \"$line\"; i=$((i+1)); done\n")
         let port = try freePort()
         let environment = ["JOB_COMMAND": script.path, "HEALTH_CHECK_PORT": "\(port)", "JOB_WORKDIR_ROOT": folder.url.appendingPathComponent("jobs").path]
         let worker = try WorkerProcess(environment: environment, directory: folder.url)

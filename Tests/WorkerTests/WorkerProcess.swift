@@ -131,6 +131,16 @@ struct TemporaryDirectory: ~Copyable {
     }
 }
 
+extension TemporaryDirectory {
+    /// An executable script `name` in this folder holding `text`.
+    func script(_ name: String, _ text: String) throws -> URL {
+        let script = url.appendingPathComponent(name)
+        try text.write(to: script, atomically: true, encoding: .utf8)
+        chmod(script.path, 0o755)
+        return script
+    }
+}
+
 /// A TCP port on 127.0.0.1 that nothing listens on right now.
 func freePort() throws -> Int {
     try freeLocalPort()
