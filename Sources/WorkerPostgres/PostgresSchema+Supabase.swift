@@ -33,9 +33,6 @@ extension PostgresSchema {
         return ("enqueue_\(singular)", "cancel_\(singular)", "retry_\(singular)", "\(singular)_row")
     }
 
-    /// The events' policy's function: the caller's job ids (`coding_jobs` gives `coding_jobs_own_job_ids`).
-    var ownJobIDsFunction: String { "\(tableName)_own_job_ids" }
-
     /// What the functions return: a job as its user may see it, without the worker's own fields
     /// (lease, worker id, session bookkeeping).
     private static let publicColumns: [(name: String, type: String)] = [
@@ -101,23 +98,10 @@ extension PostgresSchema {
             CREATE POLICY "\(tableName)_own_jobs" ON \(table) FOR SELECT TO authenticated
                 USING (user_id = (SELECT auth.uid()))
             """,
-            // A user's events: those of their job ids, an array the policy's index condition
-            // takes (the events' primary key). The former `EXISTS` on the jobs table is a
-            // subplan no plan turns into a join: every read without a job filter (a client's
-            // `select` of the whole table) scanned every user's events, a denial of service on
-            // the database for any signed-in user.
-            """
-            CREATE OR REPLACE FUNCTION \(function(ownJobIDsFunction))() RETURNS uuid[]
-            LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $function$
-                SELECT coalesce(array_agg(j.id), '{}') FROM \(table) AS j WHERE j.user_id = (SELECT auth.uid())
-            $function$
-            """,
-            "REVOKE ALL ON FUNCTION \(function(ownJobIDsFunction))() FROM PUBLIC, anon",
-            "GRANT EXECUTE ON FUNCTION \(function(ownJobIDsFunction))() TO authenticated, service_role",
             "DROP POLICY IF EXISTS \"\(eventsTableName)_own_events\" ON \(eventsTable)",
             """
             CREATE POLICY "\(eventsTableName)_own_events" ON \(eventsTable) FOR SELECT TO authenticated
-                USING (job_id = ANY (\(function(ownJobIDsFunction))()))
+                USING (EXISTS (SELECT 1 FROM \(table) AS j WHERE j.id = job_id AND j.user_id = (SELECT auth.uid())))
             """,
             "REVOKE ALL ON \(table), \(eventsTable) FROM anon, PUBLIC",
             "REVOKE ALL ON \(table), \(eventsTable) FROM authenticated",

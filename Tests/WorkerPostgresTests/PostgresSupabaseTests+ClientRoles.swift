@@ -56,35 +56,6 @@ extension PostgresSupabaseTests {
     }
 }
 
-extension PostgresSupabaseTests {
-    @Test("a user's read of the events table without a job filter reads through the index: another user's many events are not scanned")
-    func eventsReadThroughTheIndex() async throws {
-        try await Self.withSecuredStore { store in
-            let (alice, bob) = (UUID(), UUID())
-            let jobs = store.schema.table, events = store.schema.eventsTable
-            // Bob: 400 jobs of 100 events each; Alice: one job of two.
-            _ = try await TestDatabase.execute(
-                """
-                WITH made AS (INSERT INTO \(jobs) (prompt, user_id) SELECT 'bob ' || n, '\(bob.uuidString.lowercased())' FROM generate_series(1, 400) AS n RETURNING id)
-                INSERT INTO \(events) (job_id, seq, attempt, kind, data) SELECT id, s, 1, 'output', '{"text":"x"}' FROM made, generate_series(1, 100) AS s
-                """, on: store)
-            let mine = try await store.enqueue([NewJob(prompt: "alice", userID: alice)])[0]
-            _ = try await TestDatabase.execute(
-                "INSERT INTO \(events) (job_id, seq, attempt, kind, data) VALUES ('\(mine.lowercasedText)', 1, 1, 'output', '{}'), ('\(mine.lowercasedText)', 2, 1, 'output', '{}')",
-                on: store)
-            _ = try await TestDatabase.execute("ANALYZE \(jobs)", on: store)
-            _ = try await TestDatabase.execute("ANALYZE \(events)", on: store)
-            let seen = try await Self.asClient(alice, on: store, "SELECT count(*)::int FROM \(events)")
-            #expect(try seen.rows.first?.decode(Int.self) == 2, "\(seen)")
-            let plan = try await Self.asClient(alice, on: store, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT seq FROM \(events)")
-            let text = try plan.rows.first?.decode(String.self) ?? ""
-            let buffers = (try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]])?.first?["Plan"] as? [String: Any]
-            let read = ((buffers?["Shared Hit Blocks"] as? Int) ?? 0) + ((buffers?["Shared Read Blocks"] as? Int) ?? 0)
-            #expect(read > 0 && read < 60, "blocks read for Alice's two events: \(read) in \(text.prefix(1500))")
-        }
-    }
-}
-
 /// Keeps each message with its metadata as one line of text.
 final class LogMessages: Sendable {
     private let lines = Mutex<[String]>([])

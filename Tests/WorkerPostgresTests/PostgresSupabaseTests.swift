@@ -81,7 +81,6 @@ struct PostgresSupabaseTests {
     static func dropFunctions(of store: PostgresJobStore) async throws {
         let names = store.schema.supabaseFunctionNames
         _ = try await TestDatabase.execute("DROP TYPE IF EXISTS public.\"\(names.row)\" CASCADE", on: store)
-        _ = try await TestDatabase.execute("DROP FUNCTION IF EXISTS public.\"\(store.schema.ownJobIDsFunction)\"() CASCADE", on: store)
     }
 
     /// What a client of `role` gets for `sql`, as PostgREST runs it: the rows, or the SQLSTATE.
