@@ -180,7 +180,9 @@ struct DashboardPages: Sendable {
     private func firstEvents(of id: UUID) async throws -> (events: [JobEvent], more: Bool) {
         var shown: [JobEvent] = []
         var bytes = 0
-        var pageSize = 32
+        // Few at first: an event may be up to JOB_EVENT_MAX_BYTES (1 MiB); then as many as fit a
+        // MiB at the size seen.
+        var pageSize = 4
         var after: Int64 = 0
         while true {
             let page = try await store.events(jobID: id, after: after, limit: pageSize)

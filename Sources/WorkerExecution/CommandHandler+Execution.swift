@@ -154,12 +154,17 @@ extension CommandHandler {
                     while true {
                         do { try await Task.sleep(for: interval) } catch { return .cancelled }
                         let clock = ContinuousClock(), start = clock.now
-                        // With the files its processes deleted but keep open.
-                        let members = group?.members ?? collected.processGroup.withLock { $0 }.map(DiskUsage.processGroupMembers) ?? []
-                        if await Self.diskUsage(written, openBy: members) > disk { return .limitReached(.diskLimit) }
-                        // A slow walk (many files) is made less often, but at least every 10 s:
-                        // else a million empty files put the next check minutes away.
-                        interval = min(max(JobLimitEnforcement.diskCheckInterval, (clock.now - start) * 20), .seconds(10))
+                        // With the files its processes deleted but keep open (found on the
+                        // walk's thread: listing /proc takes a while too).
+                        let launched = collected.processGroup.withLock { $0 }
+                        let processes: @Sendable () -> [pid_t] = { group?.members ?? launched.map(DiskUsage.commandProcesses) ?? [] }
+                        if await Self.diskUsage(written, openBy: processes) > disk { return .limitReached(.diskLimit) }
+                        // A slow walk (many files) is made less often: at twenty times its
+                        // length, but at least every max(10 s, five walks), so that a million
+                        // empty files do not put the next check minutes away, nor walks take
+                        // more than a fifth of the time.
+                        let walk = clock.now - start
+                        interval = min(max(JobLimitEnforcement.diskCheckInterval, walk * 20), max(.seconds(10), walk * 5))
                     }
                 }
             }
@@ -250,10 +255,11 @@ extension CommandHandler {
 
     /// ``DiskUsage`` of `paths`, walked on a Dispatch thread: a large workspace takes a while,
     /// which must not hold one of the few cooperative threads every job shares.
-    private static func diskUsage(_ paths: [String], openBy pids: [pid_t] = []) async -> Int64 {
+    private static func diskUsage(_ paths: [String], openBy processes: @escaping @Sendable () -> [pid_t] = { [] }) async -> Int64 {
         await withCheckedContinuation { continuation in
             DispatchQueue.global(qos: .utility).async {
                 let walked = DiskUsage.allocatedBytes(under: paths)
+                let pids = walked == .max ? [] : processes()
                 let held = pids.isEmpty ? 0 : DiskUsage.deletedOpenBytes(of: pids, onFileSystemsOf: paths)
                 continuation.resume(returning: walked.addingReportingOverflow(held).overflow ? .max : walked + held)
             }

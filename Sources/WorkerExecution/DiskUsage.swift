@@ -7,51 +7,107 @@ enum DiskUsage {
     /// The bytes allocated to the files under `paths` (blocks, so a sparse file counts what it
     /// holds), not following symbolic links and not crossing into other file systems. A file
     /// with several links under the paths counts each time: an over-estimate, never an under-one.
+    ///
+    /// Walked by descriptor (each folder opened relative to its parent's, `O_NOFOLLOW`): the
+    /// tree is the command's, and a process of it still running may swap a folder for a symlink
+    /// between two steps of a walk by path. `Int64.max` (over any limit) when the tree cannot be
+    /// measured: a folder that stays unreadable, a workspace that is gone or is a symlink now,
+    /// or more than ``maximumDepth`` folders deep.
     static func allocatedBytes(under paths: [String]) -> Int64 {
         var total: Int64 = 0
         for root in paths {
-            var stack = [root]
-            var rootDevice: dev_t?
-            while let directory = stack.popLast() {
-                guard let handle = openDirectory(directory) else {
-                    // A folder the command made unreadable to the worker (`chmod 000`, same user)
-                    // and that stays so: whatever it holds cannot be measured, so it is over.
-                    if errno == EACCES { return .max }
-                    continue
-                }
-                defer { closedir(handle) }
-                var info = stat()
-                if lstat(directory, &info) == 0 {
-                    if rootDevice == nil { rootDevice = info.st_dev }
-                    total += Int64(info.st_blocks) * 512
-                }
-                while let entry = readdir(handle) {
-                    let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-                    if name == "." || name == ".." { continue }
-                    let path = directory + "/" + name
-                    guard lstat(path, &info) == 0 else { continue }
-                    if (info.st_mode & S_IFMT) == S_IFDIR {
-                        if info.st_dev == rootDevice { stack.append(path) }
-                    } else {
-                        total += Int64(info.st_blocks) * 512
-                    }
-                }
+            // Each root exists for the whole attempt: one missing, or a symlink now, is one the
+            // command moved away (its data then unmeasured) or replaced.
+            let descriptor = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard descriptor >= 0 else { return .max }
+            var info = stat()
+            guard fstat(descriptor, &info) == 0 else {
+                close(descriptor)
+                return .max
             }
+            total += Int64(info.st_blocks) * 512
+            guard let measured = walk(descriptor, device: info.st_dev) else { return .max }
+            total += measured
         }
         return total
     }
 
-    /// `opendir`, again after giving the owner read and search rights back when the folder is
-    /// the worker's user's (a command of that user took them away to hide what it wrote).
-    private static func openDirectory(_ path: String) -> OpaquePointer? {
-        if let handle = opendir(path) { return handle }
-        guard errno == EACCES else { return nil }
-        var info = stat()
-        guard lstat(path, &info) == 0, info.st_uid == geteuid(), chmod(path, (info.st_mode & 0o7777) | 0o500) == 0 else {
-            errno = EACCES
+    /// How deep a tree is walked; a deeper one counts as over the limit (one descriptor a level).
+    static let maximumDepth = 256
+
+    /// The blocks below the folder `root` (closed on return), depth first, one open descriptor
+    /// per level; `nil` when part of it cannot be read.
+    private static func walk(_ root: Int32, device: dev_t) -> Int64? {
+        var total: Int64 = 0
+        var frames: [(descriptor: Int32, folders: [String])] = []
+        defer { for frame in frames { close(frame.descriptor) } }
+        guard let first = scan(root, device: device, total: &total) else {
+            close(root)
             return nil
         }
-        return opendir(path)
+        frames.append((root, first))
+        while let top = frames.indices.last {
+            guard let name = frames[top].folders.popLast() else {
+                close(frames[top].descriptor)
+                frames.removeLast()
+                continue
+            }
+            guard frames.count < maximumDepth else { return nil }
+            var child = openat(frames[top].descriptor, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            if child < 0, errno == EACCES { child = reopenAfterGrantingOwner(name, in: frames[top].descriptor) }
+            if child < 0 {
+                // Gone, or swapped for a symlink or a file since the scan: nothing to follow.
+                if errno == ENOENT || errno == ELOOP || errno == ENOTDIR { continue }
+                return nil
+            }
+            guard let folders = scan(child, device: device, total: &total) else {
+                close(child)
+                return nil
+            }
+            frames.append((child, folders))
+        }
+        return total
+    }
+
+    /// Adds the blocks of the entries of the folder `descriptor` (files, and folders' own) to
+    /// `total`; returns the names of its folders on `device` (`nil`: it cannot be listed).
+    private static func scan(_ descriptor: Int32, device: dev_t, total: inout Int64) -> [String]? {
+        let copy = dup(descriptor)
+        guard copy >= 0 else { return nil }
+        guard let handle = fdopendir(copy) else {
+            close(copy)
+            return nil
+        }
+        defer { closedir(handle) }
+        var folders: [String] = []
+        var info = stat()
+        while let entry = readdir(handle) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name == "." || name == ".." { continue }
+            guard fstatat(descriptor, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
+            total += Int64(info.st_blocks) * 512
+            if (info.st_mode & S_IFMT) == S_IFDIR, info.st_dev == device { folders.append(name) }
+        }
+        return folders
+    }
+
+    /// Linux's `O_PATH` (Glibc's module does not export it): a descriptor that only names a file.
+    private static let openPath: Int32 = 0o10000000
+
+    /// Opens the folder `name` after giving its owner read and search rights back, when it is the
+    /// worker's user's (a command of that user took them away, `chmod 000`, to hide what it
+    /// wrote). Through a descriptor of that very folder (`O_PATH`, not followed if a symlink):
+    /// no path is resolved again, so a swapped name changes no other file's mode.
+    private static func reopenAfterGrantingOwner(_ name: String, in parent: Int32) -> Int32 {
+        let handle = openat(parent, name, openPath | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard handle >= 0 else { return -1 }
+        defer { close(handle) }
+        var info = stat()
+        guard fstat(handle, &info) == 0, info.st_uid == geteuid(), chmod("/proc/self/fd/\(handle)", (info.st_mode & 0o7777) | 0o500) == 0 else {
+            errno = EACCES
+            return -1
+        }
+        return openat(handle, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     }
 
     /// The bytes of files that `pids` hold open after deleting them, on the file systems of
@@ -78,16 +134,30 @@ enum DiskUsage {
         return total
     }
 
-    /// The processes of process group `group` (a command run without control groups).
-    static func processGroupMembers(_ group: pid_t) -> [pid_t] {
+    /// The processes of a command run without control groups: `pid` and its descendants (in the
+    /// sandbox, bwrap's new session puts the command in a process group of its own), and the
+    /// members of process group `pid` (a daemon that left the tree but not the group).
+    static func commandProcesses(_ pid: pid_t) -> [pid_t] {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
-        return names.compactMap { name -> pid_t? in
-            guard let pid = pid_t(name), let stat = try? String(contentsOfFile: "/proc/\(name)/stat", encoding: .utf8),
-                  let end = stat.lastIndex(of: ")")
-            else { return nil }
-            // After "pid (comm) ": state, ppid, pgrp.
-            let fields = stat[stat.index(after: end)...].split(separator: " ")
-            return fields.count > 2 && pid_t(fields[2]) == group ? pid : nil
+        var children: [pid_t: [pid_t]] = [:]
+        var found = Set([pid])
+        for name in names {
+            guard let process = pid_t(name), let fields = statFields(of: name), fields.count > 2,
+                  let parent = pid_t(fields[1]), let group = pid_t(fields[2])
+            else { continue }
+            children[parent, default: []].append(process)
+            if group == pid { found.insert(process) }
         }
+        var queue = Array(found)
+        while let next = queue.popLast() {
+            for child in children[next] ?? [] where found.insert(child).inserted { queue.append(child) }
+        }
+        return Array(found)
+    }
+
+    /// The fields of `/proc/<pid>/stat` after "pid (comm) ": state, ppid, pgrp, ...
+    private static func statFields(of pid: String) -> [Substring]? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let end = stat.lastIndex(of: ")") else { return nil }
+        return stat[stat.index(after: end)...].split(separator: " ")
     }
 }

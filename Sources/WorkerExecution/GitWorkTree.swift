@@ -70,29 +70,33 @@ struct GitWorkTree: Sendable {
     /// skip re-reading unchanged files; without one it starts empty (slower, same answer).
     func snapshot(indexFile: String) async throws(GitFailure) -> String {
         try? FileManager.default.removeItem(atPath: indexFile)
-        let indexPath = String(decoding: try await run(["rev-parse", "--git-path", "index"]), as: UTF8.self)
-            .trimmingCharacters(in: .whitespacesAndNewlines)
-        let source = indexPath.hasPrefix("/") ? indexPath : URL(fileURLWithPath: directory).appendingPathComponent(indexPath).path
-        Self.copyIndex(from: source, inside: directory, to: indexFile)
+        // The git directory may be outside the work tree (`--separate-git-dir`, a linked worktree):
+        // its index is as much the repository's.
+        let lines = String(decoding: try await run(["rev-parse", "--absolute-git-dir", "--git-path", "index"]), as: UTF8.self)
+            .split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        if lines.count == 2 {
+            let source = lines[1].hasPrefix("/") ? lines[1] : URL(fileURLWithPath: directory).appendingPathComponent(lines[1]).path
+            Self.copyIndex(from: source, inside: [directory, lines[0]], to: indexFile)
+        }
         let withIndex = ["GIT_INDEX_FILE": indexFile]
         _ = try await run(["add", "--all", "--", "."], extra: withIndex)
         let tree = String(decoding: try await run(["write-tree"], extra: withIndex), as: UTF8.self)
         return tree.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    /// Copies the repository's index file `source` to `destination` if it is a regular file of
-    /// the work tree at `directory`; otherwise leaves `destination` absent (git then starts
-    /// from an empty index: slower, the same answer).
+    /// Copies the repository's index file `source` to `destination` if it is a regular file in
+    /// one of `folders` (the work tree, the git directory git named); otherwise leaves
+    /// `destination` absent (git then starts from an empty index: slower, and a tracked file
+    /// that `.gitignore` matches is left out of both snapshots).
     ///
     /// The worker copies it itself (perhaps as root), and the command chose what is there: a
     /// FIFO would block `open` for good (no time-out covers this call), a symlink or a `.git`
     /// pointing elsewhere would have the worker read a file the command may not. Hence no
     /// following of a last symlink, no blocking open, regular files only, a bounded size, and
     /// a resolved path inside the work tree.
-    static func copyIndex(from source: String, inside directory: String, to destination: String) {
-        let root = URL(fileURLWithPath: directory).resolvingSymlinksInPath().path
+    static func copyIndex(from source: String, inside folders: [String], to destination: String) {
         let resolved = URL(fileURLWithPath: source).resolvingSymlinksInPath().path
-        guard resolved.hasPrefix(root + "/") else { return }
+        guard folders.contains(where: { resolved.hasPrefix(URL(fileURLWithPath: $0).resolvingSymlinksInPath().path + "/") }) else { return }
         let input = Glibc.open(resolved, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         guard input >= 0 else { return }
         defer { close(input) }

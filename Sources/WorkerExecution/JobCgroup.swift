@@ -79,7 +79,10 @@ struct JobCgroup: Sendable {
     /// Freezes the v1 freezer group `directory`, kills every process in it, and thaws it (the
     /// kill takes effect as they thaw).
     static func freezeAndKill(_ directory: String) {
-        guard JobCgroups.write("FROZEN", to: "\(directory)/freezer.state") else { return }
+        guard JobCgroups.write("FROZEN", to: "\(directory)/freezer.state") else {
+            stopProcesses(in: directory, rounds: 5)
+            return
+        }
         for _ in 0..<50 {
             let state = (try? String(contentsOfFile: "\(directory)/freezer.state", encoding: .utf8)) ?? ""
             if state.hasPrefix("FROZEN") { break }
@@ -96,7 +99,8 @@ struct JobCgroup: Sendable {
             let pids = ((try? String(contentsOfFile: "\(directory)/cgroup.procs", encoding: .utf8)) ?? "")
                 .split(separator: "\n").compactMap { pid_t($0) }
             if pids.isEmpty { return }
-            for pid in pids { kill(pid, SIGKILL) }
+            // 0: a process of another PID namespace, as v2 lists it; kill(0) would be our own group.
+            for pid in pids where pid > 0 { kill(pid, SIGKILL) }
             if round + 1 < rounds { usleep(2_000) }
         }
     }

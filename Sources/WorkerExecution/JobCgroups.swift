@@ -30,7 +30,8 @@ public struct JobCgroups: Sendable, Hashable {
     /// - Parameter name: the worker's group name, `mobvibe-worker-<pid>`.
     public static func prepare(limits: JobLimits, name: String, root: String = mountPoint) -> Result<JobCgroups, JobCgroupsUnavailable> {
         let files = FileManager.default
-        for hierarchy in [root, "\(root)/memory", "\(root)/pids", "\(root)/cpu", "\(root)/cpuacct", "\(root)/freezer"] { removeAbandoned(in: hierarchy) }
+        // The freezer first: it stops a dead worker's processes all at once (and thaws any it left frozen).
+        for hierarchy in ["\(root)/freezer", root, "\(root)/memory", "\(root)/pids", "\(root)/cpu", "\(root)/cpuacct"] { removeAbandoned(in: hierarchy) }
         func makeGroup(_ path: String) -> String? {
             do {
                 if !files.fileExists(atPath: path) { try files.createDirectory(atPath: path, withIntermediateDirectories: false) }
@@ -107,8 +108,14 @@ public struct JobCgroups: Sendable, Hashable {
             guard let pid = pid_t(name.dropFirst("mobvibe-worker-".count)), kill(pid, 0) == -1, errno == ESRCH else { continue }
             let group = "\(hierarchy)/\(name)"
             for child in (try? FileManager.default.contentsOfDirectory(atPath: group)) ?? [] where child.hasPrefix("job-") || child.hasPrefix("git-") {
-                JobCgroup.stopProcesses(in: "\(group)/\(child)", rounds: 50)
-                rmdir("\(group)/\(child)")
+                let directory = "\(group)/\(child)"
+                if FileManager.default.fileExists(atPath: "\(directory)/freezer.state") {
+                    JobCgroup.freezeAndKill(directory)
+                } else {
+                    _ = write("1", to: "\(directory)/cgroup.kill")
+                }
+                JobCgroup.stopProcesses(in: directory, rounds: 50)
+                rmdir(directory)
             }
             rmdir(group)
         }

@@ -146,7 +146,11 @@ public struct JobSandbox: Sendable, Hashable {
         // those read-only (`-try`: a kernel may lack one).
         arguments += ["--cap-drop", "ALL", "--proc", "/proc"]
         for entry in Self.coveredProcEntries { arguments += ["--ro-bind-try", entry, entry] }
-        for entry in Self.maskedProcEntries { arguments += ["--ro-bind", "/dev/null", entry] }
+        // Masked with an empty regular file of the /etc copy: /dev/null bound there is a device
+        // on a mount without devices, and reading it failed with EACCES instead of being empty.
+        if let etcCopy {
+            for entry in Self.maskedProcEntries { arguments += ["--ro-bind", "\(etcCopy)/\(SandboxEtc.emptyFileName)", entry] }
+        }
         // bwrap's /dev is a tmpfs of half the machine's memory that the command could fill (past
         // JOB_SANDBOX_TMP_MB, and past an rlimit's bound: files are no process's memory): read-only
         // but its devices, with a /dev/shm of the /tmp's bound.
@@ -165,7 +169,7 @@ public struct JobSandbox: Sendable, Hashable {
         "/proc/scsi", "/proc/fs", "/proc/acpi", "/proc/asound", "/proc/driver", "/proc/mtrr",
     ]
     /// What Docker hides as well (the kernel's memory image, every key's description, timers and
-    /// the scheduler's state of the whole host): empty in the sandbox.
+    /// the scheduler's state of the whole host): empty in the sandbox (where the /etc copy exists).
     /// (Those this kernel has: bwrap cannot mount over a missing one, and `-try` is about the source.)
     static let maskedProcEntries = ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/latency_stats"]
         .filter { FileManager.default.fileExists(atPath: $0) }

@@ -10,6 +10,9 @@ import Foundation
 /// The copy is what the entries held at the worker's start (a `resolv.conf` changed later is not
 /// seen until the next start).
 enum SandboxEtc {
+    /// The empty file in the copy (its /etc/.mobvibe-empty) mounted over masked /proc entries.
+    static let emptyFileName = ".mobvibe-empty"
+
     /// The copy of this process (`nil`: it could not be made; then the entries are bound one by one).
     static let staged: String? = stage(entries: JobSandbox.etcEntries, from: "/etc", into: FileManager.default.temporaryDirectory.path)
 
@@ -30,6 +33,10 @@ enum SandboxEtc {
             // An entry that is a link (resolv.conf into /run, on systemd hosts) is copied as what it
             // points to, which the sandbox may not have; links inside directories stay links.
             for entry in entries { try copy("\(source)/\(entry)", to: "\(target)/\(entry)", followingLink: true) }
+            // An empty file to mount over the /proc entries the sandbox masks.
+            guard files.createFile(atPath: "\(target)/\(emptyFileName)", contents: Data(), attributes: [.posixPermissions: 0o444]) else {
+                throw CocoaError(.fileWriteUnknown)
+            }
             return target
         } catch {
             try? files.removeItem(atPath: target)

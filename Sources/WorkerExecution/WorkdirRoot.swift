@@ -6,20 +6,24 @@ import Foundation
 /// The worker (often root) creates, chowns, writes and deletes inside it by path. Its default is
 /// in `/tmp`, where any local user can create `/tmp/mobvibe-worker-jobs` first: whoever owns it, or
 /// may write it, can swap its entries for symlinks between the worker's steps and have the worker
-/// chown, write or delete files of their choosing. So it must be a real directory (no symlink
+/// chown, write or delete files of their choosing. So it should be a real directory (no symlink
 /// in its last part) of the worker's user or root, that no other user may write: group-writable
 /// only for a group of the worker's (a Kubernetes volume with `fsGroup` is root's, mode 2775).
+/// The worker refuses the default folder otherwise, and warns about one the operator chose.
 public enum WorkdirRoot {
     /// Creates `path` (and its parents) if missing; returns what is wrong with it, or `nil`.
-    public static func problem(at path: String) -> String? {
+    /// - Parameter followingSymlink: judge what a symlink at `path` names (a folder the operator
+    ///   chose) instead of refusing it.
+    public static func problem(at path: String, followingSymlink: Bool = false) -> String? {
         var status = stat()
-        if lstat(path, &status) != 0 {
+        let look = { (status: inout stat) in followingSymlink ? stat(path, &status) : lstat(path, &status) }
+        if look(&status) != 0 {
             do {
                 try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
             } catch {
                 return "cannot be created: \(error.localizedDescription)"
             }
-            guard lstat(path, &status) == 0 else { return "cannot be read after creating it (\(String(cString: strerror(errno))))" }
+            guard look(&status) == 0 else { return "cannot be read after creating it (\(String(cString: strerror(errno))))" }
         }
         if (status.st_mode & S_IFMT) == S_IFLNK {
             return "is a symlink: name the directory it points to (a symlink there can be replaced by whoever may write its folder)"

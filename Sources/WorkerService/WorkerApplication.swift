@@ -47,8 +47,17 @@ public struct WorkerApplication: Sendable {
         var limits = JobLimitEnforcement.none
         var launcher: JobLauncher?
         if configuration.handler == .command, let command = configuration.command {
-            if let problem = WorkdirRoot.problem(at: command.workdirRoot) {
-                throw ConfigurationError(variable: "JOB_WORKDIR_ROOT", value: command.workdirRoot, expected: "a directory of the worker's own user that no other user may write; it \(problem)")
+            // The default, in the shared /tmp, must be the worker's own: anyone may make it first.
+            // A folder the operator chose (a Kubernetes emptyDir is mode 2777, a network volume
+            // may belong to another uid) is theirs to judge: a warning.
+            let isDefault = command.workdirRoot == CommandHandlerConfiguration.defaultWorkdirRoot
+            if let problem = WorkdirRoot.problem(at: command.workdirRoot, followingSymlink: !isDefault) {
+                if isDefault {
+                    throw ConfigurationError(
+                        variable: "JOB_WORKDIR_ROOT", value: "(unset: \(command.workdirRoot))",
+                        expected: "the default folder to be the worker's own, which no other user may write; it \(problem). Remove it, or set JOB_WORKDIR_ROOT to a folder of the worker's")
+                }
+                logger.warning("JOB_WORKDIR_ROOT \(problem): another user of this machine could redirect the worker's file operations there", metadata: ["path": .string(command.workdirRoot)])
             }
             limits = try configuration.sandbox.prepareLimits()
             logger.info("Job limits: \(limits.limits.isEmpty ? "none (no JOB_*_LIMIT set); attempts' CPU time and peak memory not measured" : limits.summary)")

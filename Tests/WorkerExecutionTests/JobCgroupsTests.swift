@@ -50,4 +50,36 @@ struct JobCgroupsTests {
         group.remove()
         for directory in group.directories { #expect(!FileManager.default.fileExists(atPath: directory)) }
     }
+
+    @Test("a dead worker's group left with a frozen process (SIGKILLed between freezing and thawing it) is stopped and removed at the next start")
+    func frozenLeftoverRemoved() async throws {
+        let freezerRoot = JobCgroups.mountPoint + "/freezer"
+        guard FileManager.default.fileExists(atPath: freezerRoot) else { return }  // v1 only
+        // A pid no process has now: a child that has exited.
+        let gone = Process()
+        gone.executableURL = URL(fileURLWithPath: "/bin/true")
+        try gone.run()
+        gone.waitUntilExit()
+        let worker = "\(freezerRoot)/mobvibe-worker-\(gone.processIdentifier)"
+        let group = "\(worker)/job-left"
+        try FileManager.default.createDirectory(atPath: group, withIntermediateDirectories: true)
+        defer { rmdir(group); rmdir(worker) }
+        let sleeper = Process()
+        sleeper.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        sleeper.arguments = ["300"]
+        try sleeper.run()
+        defer { kill(sleeper.processIdentifier, SIGKILL) }
+        #expect(JobCgroups.write(String(sleeper.processIdentifier), to: "\(group)/cgroup.procs"))
+        #expect(JobCgroups.write("FROZEN", to: "\(group)/freezer.state"))
+        let name = "mobvibe-worker-test-\(UUID().uuidString.prefix(8).lowercased())"
+        _ = try JobCgroups.prepare(limits: JobLimits(memoryBytes: 64 << 20), name: name).get()
+        defer { for parent in ["", "/memory", "/cpuacct", "/pids", "/cpu", "/freezer"] { rmdir("\(JobCgroups.mountPoint)\(parent)/\(name)") } }
+        var stopped = false
+        for _ in 0..<100 where !stopped {
+            stopped = !sleeper.isRunning
+            if !stopped { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        #expect(stopped, "the frozen process still runs")
+        #expect(!FileManager.default.fileExists(atPath: worker), "the dead worker's group is gone")
+    }
 }

@@ -97,4 +97,19 @@ struct JobLimitEnforcementTests {
             #expect(DiskUsage.allocatedBytes(under: ["\(folder)/a"]) < 3 << 20)
         }
     }
+
+    @Test("DiskUsage of a workspace the command replaced: by a symlink, or moved away, is over any limit (not the symlink's target, not nothing)")
+    func diskUsageOfReplacedWorkspace() async throws {
+        try await Self.withFolder { folder in
+            let files = FileManager.default
+            try files.createDirectory(atPath: "\(folder)/small", withIntermediateDirectories: true)
+            try files.createDirectory(atPath: "\(folder)/hidden", withIntermediateDirectories: true)
+            try Data(repeating: 7, count: 4 << 20).write(to: URL(fileURLWithPath: "\(folder)/hidden/data"))
+            // The workspace moved away (its data now unmeasured) and a symlink to a small folder in its place.
+            try files.createSymbolicLink(atPath: "\(folder)/work", withDestinationPath: "\(folder)/small")
+            #expect(DiskUsage.allocatedBytes(under: ["\(folder)/work"]) == .max)
+            #expect(DiskUsage.allocatedBytes(under: ["\(folder)/gone"]) == .max)
+            #expect(DiskUsage.allocatedBytes(under: ["\(folder)/hidden"]) >= 4 << 20)
+        }
+    }
 }

@@ -155,52 +155,61 @@ extension WorkerCommandRunTests {
 }
 
 extension WorkerCommandRunTests {
-    @Test("JOB_WORKDIR_ROOT that another user made (the default is in /tmp), a symlink, or writable by others stops start-up naming it; a fresh one is made and the worker runs")
+    @Test("the default JOB_WORKDIR_ROOT (in the shared temporary folder) that another user made, a symlink, or writable by others stops start-up naming it; a folder the operator chose with such a mode (a Kubernetes emptyDir, 2777) is warned about; a fresh one is made")
     func workdirRootChecked() async throws {
         let folder = try TemporaryDirectory()
-        func start(_ root: String) async throws -> (status: Int32?, output: String) {
-            let environment = [
-                "JOB_COMMAND": "/bin/cat", "HEALTH_CHECK_PORT": "\(try freePort())", "JOB_WORKDIR_ROOT": root, "LOG_FORMAT": "json",
-            ]
+        // The worker's temporary folder, where its default JOB_WORKDIR_ROOT lives.
+        let temporary = folder.url.appendingPathComponent("tmp").path
+        try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: false)
+        #expect(chmod(temporary, 0o1777) == 0)
+        let defaultRoot = "\(temporary)/mobvibe-worker-jobs"
+        func start(_ root: String?) async throws -> (status: Int32?, output: String) {
+            var environment = ["JOB_COMMAND": "/bin/cat", "HEALTH_CHECK_PORT": "\(try freePort())", "LOG_FORMAT": "json", "TMPDIR": temporary]
+            if let root { environment["JOB_WORKDIR_ROOT"] = root }
             let worker = try WorkerProcess(environment: environment, directory: folder.url)
             defer { worker.kill9() }
             let status = await worker.waitForExit(timeout: .seconds(3))
             return (status, worker.stdout + worker.stderr)
         }
-        let foreign = folder.url.appendingPathComponent("foreign").path
-        try FileManager.default.createDirectory(atPath: foreign, withIntermediateDirectories: false)
+        func reset() { try? FileManager.default.removeItem(atPath: defaultRoot) }
         if getuid() == 0 {
-            #expect(chown(foreign, 65534, 65534) == 0)
-            let answer = try await start(foreign)
+            // Another user made the default folder first.
+            try FileManager.default.createDirectory(atPath: defaultRoot, withIntermediateDirectories: false)
+            #expect(chown(defaultRoot, 65534, 65534) == 0)
+            let answer = try await start(nil)
             #expect(answer.status == 1 && answer.output.contains("JOB_WORKDIR_ROOT") && answer.output.contains("belongs to uid 65534"), "\(answer.output.suffix(800))")
+            reset()
         }
-        let open = folder.url.appendingPathComponent("open").path
-        try FileManager.default.createDirectory(atPath: open, withIntermediateDirectories: false)
-        #expect(chmod(open, 0o777) == 0)
-        let openAnswer = try await start(open)
-        #expect(openAnswer.status == 1 && openAnswer.output.contains("may be written by every user"), "\(openAnswer.output.suffix(800))")
+        try FileManager.default.createDirectory(atPath: defaultRoot, withIntermediateDirectories: false)
+        #expect(chmod(defaultRoot, 0o777) == 0)
+        let open = try await start(nil)
+        #expect(open.status == 1 && open.output.contains("may be written by every user"), "\(open.output.suffix(800))")
+        reset()
+        let elsewhere = folder.url.appendingPathComponent("elsewhere").path
+        try FileManager.default.createDirectory(atPath: elsewhere, withIntermediateDirectories: false)
+        try FileManager.default.createSymbolicLink(atPath: defaultRoot, withDestinationPath: elsewhere)
+        let link = try await start(nil)
+        #expect(link.status == 1 && link.output.contains("is a symlink"), "\(link.output.suffix(800))")
+        reset()
+        // A folder the operator chose, as Kubernetes makes an emptyDir with fsGroup: it runs, with a warning.
+        let chosen = folder.url.appendingPathComponent("volume").path
+        try FileManager.default.createDirectory(atPath: chosen, withIntermediateDirectories: false)
+        #expect(chmod(chosen, 0o2777) == 0)
+        let volume = try await start(chosen)
+        #expect(volume.status == nil && volume.output.contains("JOB_WORKDIR_ROOT may be written by every user"), "\(volume.output.suffix(800))")
         if getuid() == 0 {
-            // Written by a group not the worker's: refused; by the worker's own group (a
-            // Kubernetes volume with fsGroup: root's, mode 2775): fine.
-            let grouped = folder.url.appendingPathComponent("grouped").path
-            try FileManager.default.createDirectory(atPath: grouped, withIntermediateDirectories: false)
-            #expect(chown(grouped, 0, 65534) == 0 && chmod(grouped, 0o2775) == 0)
-            let groupAnswer = try await start(grouped)
-            #expect(groupAnswer.status == 1 && groupAnswer.output.contains("may be written by group 65534"), "\(groupAnswer.output.suffix(800))")
-            #expect(chown(grouped, 0, getegid()) == 0 && chmod(grouped, 0o2775) == 0)
-            #expect(try await start(grouped).status == nil, "a volume of the worker's group")
+            // Written by a group not the worker's: a warning; by the worker's own group (fsGroup, 2775): none.
+            #expect(chown(chosen, 0, 65534) == 0 && chmod(chosen, 0o2775) == 0)
+            let grouped = try await start(chosen)
+            #expect(grouped.status == nil && grouped.output.contains("may be written by group 65534"), "\(grouped.output.suffix(800))")
+            #expect(chown(chosen, 0, getegid()) == 0 && chmod(chosen, 0o2775) == 0)
+            let own = try await start(chosen)
+            #expect(own.status == nil && !own.output.contains("could redirect the worker's file operations"), "\(own.output.suffix(800))")
         }
-        let link = folder.url.appendingPathComponent("link").path
-        let real = folder.url.appendingPathComponent("real").path
-        try FileManager.default.createDirectory(atPath: real, withIntermediateDirectories: false)
-        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: real)
-        let linkAnswer = try await start(link)
-        #expect(linkAnswer.status == 1 && linkAnswer.output.contains("is a symlink"), "\(linkAnswer.output.suffix(800))")
-        // A folder that does not exist yet: made, and the worker runs (still running after 3 s).
-        let fresh = folder.url.appendingPathComponent("fresh/jobs").path
-        let freshAnswer = try await start(fresh)
-        #expect(freshAnswer.status == nil, "\(freshAnswer.output.suffix(800))")
+        // The default folder, missing: made, and the worker runs.
+        let fresh = try await start(nil)
+        #expect(fresh.status == nil, "\(fresh.output.suffix(800))")
         var status = stat()
-        #expect(stat(fresh, &status) == 0 && status.st_uid == geteuid() && status.st_mode & 0o022 == 0)
+        #expect(lstat(defaultRoot, &status) == 0 && status.st_uid == geteuid() && status.st_mode & 0o022 == 0)
     }
 }

@@ -355,6 +355,25 @@ extension ChaosTests {
             defer { worker.kill9() }
             #expect(try await eventually("health") { try await http(port: port, path: "/health").status == 200 })
             for prompt in ["hide d", "unlinked"] {
+                try await runProbe(prompt, environment: environment)
+            }
+            worker.send(SIGTERM)
+            #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+            // In the sandbox too (bwrap's new session: the command is not in the process group the
+            // worker started), with no control group (no memory or process limit).
+            var sandboxed = environment
+            sandboxed["JOB_SANDBOX"] = "bubblewrap"
+            sandboxed["HEALTH_CHECK_PORT"] = "\(try freePort())"
+            let second = try WorkerProcess(
+                asNobody + [WorkerProcess.binary.path, "run"], environment: sandboxed, directory: folder, executable: URL(fileURLWithPath: "/usr/bin/setpriv"))
+            defer { second.kill9() }
+            #expect(try await eventually("health") { try await http(port: Int(sandboxed["HEALTH_CHECK_PORT"]!)!, path: "/health").status == 200 })
+            try await runProbe("unlinked", environment: sandboxed)
+            second.send(SIGTERM)
+            #expect(await second.waitForExit(timeout: .seconds(10)) == 0)
+
+            func runProbe(_ prompt: String, environment: [String: String]) async throws {
+                let port = Int(environment["HEALTH_CHECK_PORT"]!)!
                 let id = try await WorkerProcess.command(["enqueue", "--prompt", prompt], environment: environment, directory: folder)
                     .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
                 var job: [String: Any] = [:]
@@ -363,10 +382,8 @@ extension ChaosTests {
                     return ["completed", "failed"].contains(job["status"] as? String ?? "")
                 }
                 let error = job["lastError"] as? String ?? job["last_error"] as? String ?? ""
-                #expect(job["status"] as? String == "failed" && error.hasPrefix("disk_limit"), "\(prompt): \(job)")
+                #expect(job["status"] as? String == "failed" && error.hasPrefix("disk_limit"), "JOB_SANDBOX=\(environment["JOB_SANDBOX"]!) \(prompt): \(job)")
             }
-            worker.send(SIGTERM)
-            #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
         }
 
         @Test("a worker killed with SIGKILL left an unsandboxed command running in its control group: the next worker's start stops it and removes the group")

@@ -57,7 +57,7 @@ escape)
     sysrq=false; [ -w /proc/sysrq-trigger ] && sysrq=true
     # The /proc entries mounted read-only (mountinfo's fifth field, its options the sixth).
     procro=$(awk '$5 ~ /^\/proc\/./ && $6 ~ /(^|,)ro(,|$)/ { printf "%s ", $5 }' /proc/self/mountinfo)
-    keys=$(wc -c < /proc/keys 2> /dev/null || echo 0)
+    keys=$(cat /proc/keys 2> /dev/null | wc -c; exit "${PIPESTATUS[0]}") || keys=-1
     dev=false; touch /dev/sandbox-probe 2> /dev/null && dev=true && rm -f /dev/sandbox-probe
     shm=false; echo probe > /dev/shm/sandbox-probe 2> /dev/null && shm=true && rm -f /dev/shm/sandbox-probe
     workspace=false; touch ./probe 2> /dev/null && workspace=true
