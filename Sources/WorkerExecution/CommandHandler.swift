@@ -92,6 +92,7 @@ public struct CommandHandler: JobHandler {
             lock?.touch()
             lock?.release()
         }
+        try sessionWorkspace?.admit(user: job.userID)
         if let user = configuration.user, let sessionWorkspace {
             Self.allowSearch(SessionWorkspace.sessionsDirectory(root: configuration.workdirRoot))
             try user.own(sessionWorkspace.directory)

@@ -15,6 +15,12 @@ public struct SessionWorkspace: Sendable, Hashable {
     public let directory: String
     /// The lock file beside it (outside the directory, so the command never sees or removes it).
     public let lockFile: String
+    /// Whose turns the workspace holds, beside it: the user id of the session's first turn, or
+    /// ``backendOwner``. The store's rows say the same only until retention deletes them, and
+    /// the workspace outlives them (`WORKSPACE_RETENTION_HOURS`).
+    public let ownerFile: String
+    /// The owner of a workspace whose first turn had no user (a backend's).
+    public static let backendOwner = "backend"
 
     /// `<root>/sessions`: every session workspace and lock file, and the sweeper's lock.
     public static func sessionsDirectory(root: String) -> String {
@@ -27,6 +33,23 @@ public struct SessionWorkspace: Sendable, Hashable {
         let name = sessionID.lowercasedText
         directory = sessions.appendingPathComponent(name).path
         lockFile = sessions.appendingPathComponent("\(name).lock").path
+        ownerFile = sessions.appendingPathComponent("\(name).owner").path
+    }
+
+    /// Records `user` as the workspace's owner on its first turn, or checks that a user's turn
+    /// is the owner's: a turn of another user never runs in it, nor a user's in a backend's. A
+    /// backend's turn (`user` nil) may run in any. Call it holding the workspace's lock.
+    public func admit(user: UUID?) throws(SessionWorkspaceError) {
+        let recorded = (try? String(contentsOfFile: ownerFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let recorded, !recorded.isEmpty else {
+            do {
+                try (user?.lowercasedText ?? Self.backendOwner).write(toFile: ownerFile, atomically: true, encoding: .utf8)
+            } catch {
+                throw .unusable(path: ownerFile, reason: "\(error)")
+            }
+            return
+        }
+        if let user, recorded != user.lowercasedText { throw .ownedByAnotherUser(sessionID: sessionID, owner: recorded) }
     }
 
     /// Locks the workspace for one turn, creating it on the session's first turn.

@@ -153,6 +153,7 @@ public struct SessionWorkspaceSweeper: Sendable {
         }
         // Unlinked while held: a turn waiting on this file fails (it is held) and a later one
         // creates a new lock file (``FileLock`` checks it locked the file that is linked).
+        unlink(workspace.ownerFile)
         unlink(workspace.lockFile)
         lock.release()
         return .removed(FileManager.default.fileExists(atPath: trash) ? trash : nil)

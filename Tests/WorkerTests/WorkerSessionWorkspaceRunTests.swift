@@ -108,4 +108,45 @@ struct WorkerSessionWorkspaceRunTests {
         else { return false }
         return stat[close.upperBound...].split(separator: " ").first != "Z"
     }
+
+    @Test("a session's workspace is its first turn's user's: another user's turn fails for good, whatever the store's rows say; a backend's turn runs in any; a user's never in a backend's")
+    func workspaceKeepsItsOwner() async throws {
+        let folder = try TemporaryDirectory()
+        let port = try freePort()
+        let environment = [
+            "JOB_COMMAND": "/bin/cat", "JOB_WORKSPACE": "session", "JOB_GIT_CHANGES": "false",
+            "JOB_WORKDIR_ROOT": folder.url.appendingPathComponent("work").path, "HEALTH_CHECK_PORT": "\(port)", "LOG_FORMAT": "json",
+        ]
+        let worker = try WorkerProcess(environment: environment, directory: folder.url)
+        defer { worker.kill9() }
+        #expect(try await eventually("health") { try await http(port: port, path: "/health").status == 200 })
+        func turn(_ session: String, user: UUID?) async throws -> [String: Any] {
+            let arguments = ["enqueue", "--prompt", "turn", "--session-id", session] + (user.map { ["--user-id", $0.uuidString.lowercased()] } ?? [])
+            let id = try await WorkerProcess.command(arguments, environment: environment, directory: folder.url).stdout
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            var job: [String: Any] = [:]
+            _ = try await eventually("turn \(id) finished") {
+                job = jsonObject(try await WorkerProcess.command(["jobs", "show", id, "--json"], environment: environment, directory: folder.url).stdout) ?? [:]
+                return ["completed", "failed"].contains(job["status"] as? String ?? "")
+            }
+            return job
+        }
+        let (alice, bob) = (UUID(), UUID())
+        let session = UUID().uuidString.lowercased()
+        #expect(try await turn(session, user: alice)["status"] as? String == "completed")
+        // (The store lets it in: a plain database has no owner rule, and on Supabase the enqueue
+        // function's rule rests on rows that retention deletes before the workspace goes.)
+        let taken = try await turn(session, user: bob)
+        let error = taken["lastError"] as? String ?? taken["last_error"] as? String ?? ""
+        #expect(taken["status"] as? String == "failed" && error.contains("belongs to another user"), "\(taken)")
+        #expect((taken["attempts"] as? Int) == 1, "failed for good, not retried: \(taken)")
+        #expect(try await turn(session, user: alice)["status"] as? String == "completed", "the owner's next turn")
+        #expect(try await turn(session, user: nil)["status"] as? String == "completed", "a backend's turn")
+        let backendSession = UUID().uuidString.lowercased()
+        #expect(try await turn(backendSession, user: nil)["status"] as? String == "completed")
+        let intoBackend = try await turn(backendSession, user: alice)
+        #expect(intoBackend["status"] as? String == "failed" && (intoBackend["lastError"] as? String ?? intoBackend["last_error"] as? String ?? "").contains("a backend's turns"), "\(intoBackend)")
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+    }
 }
