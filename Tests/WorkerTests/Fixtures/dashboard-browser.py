@@ -15,7 +15,7 @@ import sys
 import time
 
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, TimeoutException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -49,10 +49,19 @@ def check(condition, message):
 
 def wait(driver, condition, timeout=10, message="timed out"):
     # A page that updates itself live replaces elements between finding one and reading it:
-    # such a stale element is looked up again, as a missing one is.
+    # such a stale element is looked up again, as a missing one is. Chromium reports the same
+    # race on a click as an unknown error ("Node with given id does not belong to the
+    # document"), the node resolved before the click was dispatched: tried again too.
+    def tolerant(d):
+        try:
+            return condition(d)
+        except WebDriverException as error:
+            if "does not belong to the document" in str(error):
+                return False
+            raise
     try:
         return WebDriverWait(driver, timeout, poll_frequency=0.05,
-                             ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(condition)
+                             ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(tolerant)
     except TimeoutException:
         raise AssertionError(message)
 
