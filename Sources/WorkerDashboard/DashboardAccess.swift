@@ -62,7 +62,7 @@ struct DashboardAccess: Sendable {
 
     private func signature(of message: String) -> String {
         let key = SymmetricKey(data: Array((token ?? "").utf8))
-        return HMAC<SHA256>.authenticationCode(for: Array(message.utf8), using: key).map { String(format: "%02x", $0) }.joined()
+        return Self.mac(message, key: key)
     }
 
     // MARK: - CSRF
@@ -77,7 +77,7 @@ struct DashboardAccess: Sendable {
 
     /// The token forms carry for the browser whose CSRF cookie is `cookie`.
     func csrfToken(cookie: String) -> String {
-        HMAC<SHA256>.authenticationCode(for: Array("csrf:\(cookie)".utf8), using: csrfKey).map { String(format: "%02x", $0) }.joined()
+        Self.mac("csrf:\(cookie)", key: csrfKey)
     }
 
     /// Whether a posted form's `csrf` field matches the request's CSRF cookie.
@@ -90,12 +90,18 @@ struct DashboardAccess: Sendable {
 
     /// The signature of a notice the dashboard shows after an action (the redirect carries both).
     func signature(notice: String) -> String {
-        HMAC<SHA256>.authenticationCode(for: Array("notice:\(notice)".utf8), using: csrfKey).map { String(format: "%02x", $0) }.joined()
+        Self.mac("notice:\(notice)", key: csrfKey)
     }
 
     /// Whether `signature` is the dashboard's for `notice`.
     func isSigned(notice: String, _ signature: String) -> Bool {
         Self.equal(signature, self.signature(notice: notice))
+    }
+
+    /// HMAC-SHA256 of `message` under `key`, in hex: sessions, CSRF tokens and notices are each
+    /// signed so, with a prefix of their own in the message.
+    private static func mac(_ message: String, key: SymmetricKey) -> String {
+        HMAC<SHA256>.authenticationCode(for: Array(message.utf8), using: key).map { String(format: "%02x", $0) }.joined()
     }
 
     /// Whether `a` equals `b`, in time that depends only on their lengths (as the job API's token check).

@@ -195,7 +195,7 @@ struct DashboardPages: Sendable {
             }
             guard page.count == pageSize, let last = page.last else { return (shown, false) }
             after = last.sequence
-            pageSize = min(500, max(1, (1 << 20) / max(1, pageBytes / page.count)))
+            pageSize = JobEventPaging.nextPageSize(events: page.count, bytes: pageBytes)
         }
     }
 

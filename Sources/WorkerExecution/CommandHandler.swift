@@ -61,10 +61,16 @@ public struct CommandHandler: JobHandler {
         let scratch = configuration.sandbox != nil && configuration.limits.limits.diskBytes != nil
             ? (tmp: attemptDirectory.appendingPathComponent("tmp").path, home: attemptDirectory.appendingPathComponent("home").path)
             : nil
+        // The change summary's git gets a folder of its own, not the attempt's: git runs what the
+        // repository names (a filter) with its scratch writable, and the attempt's folder holds
+        // what the sandbox binds next (payload.json, tmp, home), which bwrap resolves on the
+        // host: a symlink put there by a filter would mount any host path into the job.
+        let gitScratch = sessionWorkspace != nil && configuration.gitChanges && git != nil ? attemptDirectory.appendingPathComponent("git").path : nil
+        let ownFolders = [scratch?.tmp, scratch?.home, gitScratch].compactMap { $0 }
         do {
             let created = sessionWorkspace == nil ? workdir : attemptDirectory
             try FileManager.default.createDirectory(at: created, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-            for directory in [scratch?.tmp, scratch?.home].compactMap({ $0 }) {
+            for directory in ownFolders {
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
             }
             try Data(job.payload.utf8).write(to: payloadFile)
@@ -72,8 +78,7 @@ public struct CommandHandler: JobHandler {
                 // The command's user makes its way to its own directories (the parents: search
                 // only) and owns them; it cannot list the other jobs' directories.
                 Self.allowSearch(configuration.workdirRoot)
-                for path in [attemptDirectory.path, payloadFile.path] + (sessionWorkspace == nil ? [workdir.path] : [])
-                    + [scratch?.tmp, scratch?.home].compactMap({ $0 }) {
+                for path in [attemptDirectory.path, payloadFile.path] + (sessionWorkspace == nil ? [workdir.path] : []) + ownFolders {
                     try user.own(path)
                 }
             }
@@ -102,18 +107,7 @@ public struct CommandHandler: JobHandler {
         }
         var tracker: WorkspaceChangeTracker?
         if let sessionWorkspace, configuration.gitChanges {
-            if let git {
-                // A folder of git's own, not the attempt's: git runs what the repository names (a
-                // filter) with its scratch writable, and the attempt's folder holds what the
-                // sandbox binds next (payload.json, tmp, home), which bwrap resolves on the host:
-                // a symlink put there by a filter would mount any host path into the job.
-                let gitScratch = attemptDirectory.appendingPathComponent("git").path
-                do {
-                    try FileManager.default.createDirectory(atPath: gitScratch, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
-                    try configuration.user?.own(gitScratch)
-                } catch {
-                    throw CommandFailure.workdir(path: gitScratch, reason: "\(error)")
-                }
+            if let git, let gitScratch {
                 tracker = await WorkspaceChangeTracker.begin(
                     directory: sessionWorkspace.directory, git: git, environment: baseEnvironment,
                     timeout: configuration.gitTimeout, scratch: gitScratch, sandbox: configuration.sandbox, user: configuration.user,

@@ -142,22 +142,14 @@ enum DiskUsage {
         var children: [pid_t: [pid_t]] = [:]
         var found = Set([pid])
         for name in names {
-            guard let process = pid_t(name), let fields = statFields(of: name), fields.count > 2,
-                  let parent = pid_t(fields[1]), let group = pid_t(fields[2])
-            else { continue }
-            children[parent, default: []].append(process)
-            if group == pid { found.insert(process) }
+            guard let process = pid_t(name), let stat = ProcessStat(pid: process) else { continue }
+            children[stat.parent, default: []].append(process)
+            if stat.group == pid { found.insert(process) }
         }
         var queue = Array(found)
         while let next = queue.popLast() {
             for child in children[next] ?? [] where found.insert(child).inserted { queue.append(child) }
         }
         return Array(found)
-    }
-
-    /// The fields of `/proc/<pid>/stat` after "pid (comm) ": state, ppid, pgrp, ...
-    private static func statFields(of pid: String) -> [Substring]? {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let end = stat.lastIndex(of: ")") else { return nil }
-        return stat[stat.index(after: end)...].split(separator: " ")
     }
 }

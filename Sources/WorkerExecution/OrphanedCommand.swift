@@ -86,13 +86,8 @@ public struct OrphanedCommand: Sendable, Equatable {
         return found
     }
 
-    /// Field 5 of `/proc/PID/stat` (after the command name, which may hold spaces and parentheses).
+    /// The process group of `pid` (``ProcessStat``).
     static func processGroup(of pid: pid_t) -> pid_t? {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.range(of: ")", options: .backwards)
-        else { return nil }
-        let fields = stat[close.upperBound...].split(separator: " ")
-        // state, ppid, pgrp
-        return fields.count > 2 ? pid_t(fields[2]) : nil
+        ProcessStat(pid: pid)?.group
     }
 }

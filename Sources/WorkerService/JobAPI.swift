@@ -202,7 +202,7 @@ public struct JobAPI: Sendable {
                 // What one stream holds is bounded in bytes, not events: pages of large events
                 // are read fewer at a time.
                 let full = events.count == pageSize
-                pageSize = Self.nextPageSize(events: events.count, bytes: bytes)
+                pageSize = JobEventPaging.nextPageSize(events: events.count, bytes: bytes)
                 if full { continue reading }
             case .end:
                 break reading
@@ -243,18 +243,8 @@ public struct JobAPI: Sendable {
         return job.isBeingStopped ? .wait : .again
     }
 
-    /// The first page of a stream's events, and the most in any page.
+    /// The first page of a stream's events (the next ones: ``JobEventPaging``).
     static let firstPageSize = 64
-    static let maximumPageSize = 500
-    /// About how many bytes of events one page holds (then once more as the bytes written).
-    static let pageBytes = 1 << 20
-
-    /// The events to read next after a page of `events` events of `bytes` bytes: as many as fit
-    /// ``pageBytes`` at that page's size per event.
-    static func nextPageSize(events: Int, bytes: Int) -> Int {
-        let perEvent = max(1, bytes / max(events, 1))
-        return min(maximumPageSize, max(1, pageBytes / perEvent))
-    }
 
     static let lastEventID = HTTPField.Name("Last-Event-ID")!
 
