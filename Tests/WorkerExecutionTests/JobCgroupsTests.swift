@@ -55,28 +55,42 @@ struct JobCgroupsTests {
     func frozenLeftoverRemoved() async throws {
         let freezerRoot = JobCgroups.mountPoint + "/freezer"
         guard FileManager.default.fileExists(atPath: freezerRoot) else { return }  // v1 only
-        // A pid no process has now: a child that has exited.
-        let gone = Process()
-        gone.executableURL = URL(fileURLWithPath: "/bin/true")
-        try gone.run()
-        gone.waitUntilExit()
-        let worker = "\(freezerRoot)/mobvibe-worker-\(gone.processIdentifier)"
+        // A pid no process can have (above pid_max): a dead worker's. (Not a child that has
+        // exited: Process.waitUntilExit can hold a thread of the cooperative pool for long in a
+        // process that also starts children with swift-subprocess.)
+        let maximum = Int((try? String(contentsOfFile: "/proc/sys/kernel/pid_max", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 4_194_304
+        let worker = "\(freezerRoot)/mobvibe-worker-\(maximum + Int.random(in: 1...100_000))"
         let group = "\(worker)/job-left"
-        try FileManager.default.createDirectory(atPath: group, withIntermediateDirectories: true)
-        defer { rmdir(group); rmdir(worker) }
         let sleeper = Process()
         sleeper.executableURL = URL(fileURLWithPath: "/bin/sleep")
         sleeper.arguments = ["300"]
         try sleeper.run()
-        defer { kill(sleeper.processIdentifier, SIGKILL) }
-        #expect(JobCgroups.write(String(sleeper.processIdentifier), to: "\(group)/cgroup.procs"))
-        #expect(JobCgroups.write("FROZEN", to: "\(group)/freezer.state"))
+        let pid = sleeper.processIdentifier
+        defer {
+            kill(pid, SIGKILL)
+            JobCgroups.write("THAWED", to: "\(group)/freezer.state")
+            rmdir(group)
+            rmdir(worker)
+        }
+        // Another worker starting meanwhile (this suite runs beside others) removes a dead
+        // worker's group as this test's start does: made again until it holds the frozen process.
+        var frozen = false
+        for _ in 0..<5 where !frozen {
+            try? FileManager.default.createDirectory(atPath: group, withIntermediateDirectories: true)
+            frozen = JobCgroups.write(String(pid), to: "\(group)/cgroup.procs") && JobCgroups.write("FROZEN", to: "\(group)/freezer.state")
+        }
+        #expect(frozen)
         let name = "mobvibe-worker-test-\(UUID().uuidString.prefix(8).lowercased())"
         _ = try JobCgroups.prepare(limits: JobLimits(memoryBytes: 64 << 20), name: name).get()
         defer { for parent in ["", "/memory", "/cpuacct", "/pids", "/cpu", "/freezer"] { rmdir("\(JobCgroups.mountPoint)\(parent)/\(name)") } }
+        // Dead: gone, or a zombie (the kill done, not yet reaped).
+        func alive() -> Bool {
+            guard kill(pid, 0) == 0 else { return false }
+            return !((try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? "").contains(") Z ")
+        }
         var stopped = false
         for _ in 0..<100 where !stopped {
-            stopped = !sleeper.isRunning
+            stopped = !alive()
             if !stopped { try await Task.sleep(for: .milliseconds(20)) }
         }
         #expect(stopped, "the frozen process still runs")
