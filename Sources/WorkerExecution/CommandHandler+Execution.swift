@@ -25,6 +25,8 @@ extension CommandHandler {
         let stdout: Mutex<CappedOutput>
         let stderr: Mutex<CappedOutput>
         let processGroup = Mutex<pid_t?>(nil)
+        /// Whether worker-launch said the command itself starts (``CommandStart``).
+        let reached = Mutex(false)
         /// The last non-blank line of standard output, when it is a JSON object (`nil` otherwise).
         let lastObject = Mutex<String?>(nil)
 
@@ -55,11 +57,24 @@ extension CommandHandler {
         let collected = Collected(limit: configuration.outputLimitBytes)
         // What starts: the command itself, or bwrap with the command inside.
         var commandLine: [String]
+        let launcher = configuration.launcher ?? limits.launcher
+        // Whether worker-launch, last before the command, says when the command starts: a run
+        // that ends without saying so failed in what starts it (``CommandStart``).
+        var announces = false
         if let sandbox = configuration.sandbox {
             // bwrap starts the program inside, where the host's relative paths mean nothing.
             let inside = configuration.argv[0].contains("/") ? (program ?? configuration.argv[0]) : configuration.argv[0]
-            commandLine = [sandbox.bwrap] + sandbox.arguments(workdir: workdir, payloadFile: payloadFile, program: program, home: environment["HOME"], scratch: scratch)
-                + [inside] + configuration.argv.dropFirst()
+            var insideLine = [inside] + configuration.argv.dropFirst()
+            if let launcher {
+                // Through worker-launch inside as well (a static program): it announces that the
+                // sandbox is up and the program there.
+                insideLine = [launcher.path, "--announce", "--"] + insideLine
+                announces = true
+            }
+            commandLine = [sandbox.bwrap]
+                + sandbox.arguments(
+                    workdir: workdir, payloadFile: payloadFile, program: program, home: environment["HOME"], scratch: scratch, launcher: launcher?.path)
+                + insideLine
         } else {
             commandLine = configuration.argv
         }
@@ -78,13 +93,17 @@ extension CommandHandler {
             // Not swift-subprocess's own user change: it runs in a raw clone of the worker, where
             // glibc's setuid can wait forever on a lock another worker thread held at the clone
             // (a job stuck before its command ever started). worker-launch is a new process.
-            guard let launcher = configuration.launcher ?? limits.launcher else {
+            guard let launcher else {
                 throw CommandFailure.cannotStart(program: configuration.argv[0], reason: "its limits or JOB_USER need worker-launch, which was not found")
             }
             if !commandLine[0].contains("/") { commandLine[0] = program ?? commandLine[0] }
-            commandLine = launcher.commandLine(join: group?.processFiles ?? [], rlimits: limits.rlimits, user: configuration.user, argv: commandLine)
+            // In a sandbox, the one inside announces.
+            commandLine = launcher.commandLine(
+                join: group?.processFiles ?? [], rlimits: limits.rlimits, user: configuration.user, announce: !announces, argv: commandLine)
+            announces = true
         }
         let options = platformOptions
+        let announced = announces
         // What the disk limit measures: the workspace, and the sandbox's /tmp and home.
         let written = [workdir] + (scratch.map { [$0.tmp, $0.home] } ?? [])
         let executable: Executable = commandLine[0].contains("/") ? .path(FilePath(commandLine[0])) : .name(commandLine[0])
@@ -122,7 +141,7 @@ extension CommandHandler {
                 collected.processGroup.withLock { $0 = execution.processIdentifier.value }
                 started(execution.processIdentifier.value)
                 await events?.status("started", ["pid": String(execution.processIdentifier.value)])
-                try await Self.pump(execution, input: input, into: collected, events: events, logger: logger)
+                try await Self.pump(execution, input: input, into: collected, announced: announced, events: events, logger: logger)
             }.terminationStatus
         }
         let outcome = await withTaskGroup(of: RaceResult.self) { race in
@@ -195,6 +214,14 @@ extension CommandHandler {
         switch outcome {
         case .finished:
             guard let finished = finishedStatus else { throw CancellationError() }
+            if announced, !collected.reached.withLock({ $0 }) {
+                // Never reached: worker-launch or bwrap failed (its message is the tail).
+                let tail = collected.stderr.withLock { $0.tailText }
+                throw CommandFailure.cannotStart(
+                    program: configuration.argv[0],
+                    reason: "\(configuration.sandbox == nil ? "worker-launch" : "the sandbox (bwrap, worker-launch)") failed before the command started ("
+                        + { if case .exited(let code) = finished { "status \(code)" } else { "\(finished)" } }() + ")" + (tail.isEmpty ? "" : ": \(tail)"))
+            }
             status = finished
             // A limit reached just before the end (the OOM killer stopped the command itself).
             if let group, finished != .exited(0) {
@@ -273,6 +300,7 @@ extension CommandHandler {
         _ execution: Execution<CustomWriteInput, SequenceOutput, SequenceOutput>,
         input: [UInt8],
         into collected: Collected,
+        announced: Bool,
         events: JobEventStream?,
         logger: Logger
     ) async throws {
@@ -308,16 +336,28 @@ extension CommandHandler {
             group.addTask {
                 var lines = OutputLines(maximumBytes: lineBytes)
                 let debug = logger.logLevel <= .debug
+                // Until worker-launch's line comes: it is taken out of what is kept.
+                var start = announced ? CommandStart() : nil
                 func emit(_ line: OutputLines.Line) async {
                     if debug { logger.debug("Command stderr", metadata: ["line": .string(String(decoding: line.bytes, as: UTF8.self))]) }
                     if let events { await CommandOutputLine.emitStandardError(line, to: events) }
                 }
+                func keep(_ bytes: UnsafeRawBufferPointer) -> [OutputLines.Line] {
+                    collected.stderr.withLock { $0.append(bytes) }
+                    return events == nil && !debug ? [] : lines.append(bytes)
+                }
                 for try await chunk in execution.standardError {
                     let complete = chunk.withUnsafeBytes { bytes in
-                        collected.stderr.withLock { $0.append(bytes) }
-                        return events == nil && !debug ? [] : lines.append(bytes)
+                        if let filtered = start?.filter(bytes) {
+                            if start?.reached == true { collected.reached.withLock { $0 = true } }
+                            return filtered.withUnsafeBytes(keep)
+                        }
+                        return keep(bytes)
                     }
                     for line in complete { await emit(line) }
+                }
+                if let rest = start?.finish(), !rest.isEmpty {
+                    for line in rest.withUnsafeBytes(keep) { await emit(line) }
                 }
                 if let line = lines.finish() { await emit(line) }
             }

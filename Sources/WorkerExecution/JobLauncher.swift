@@ -29,13 +29,20 @@ public struct JobLauncher: Sendable, Hashable {
         return nil
     }
 
+    /// The line `--announce` writes on standard error just before the command starts (the C
+    /// program's `START_MARKER`): what the worker reads as "the command was reached"
+    /// (``CommandStart``).
+    static let startMarker = Array("\u{1}mobvibe-worker-launch: the command starts".utf8)
+
     /// The command line that starts `argv` (its first element a path) after joining the
-    /// `cgroup.procs` files in `join`, setting `rlimits`, and becoming `user`.
-    func commandLine(join: [String], rlimits: JobRlimits, user: JobUser?, argv: [String]) -> [String] {
+    /// `cgroup.procs` files in `join`, setting `rlimits`, and becoming `user`; with `announce`,
+    /// ``startMarker`` on standard error once all that has passed and the program is found.
+    func commandLine(join: [String], rlimits: JobRlimits, user: JobUser?, announce: Bool = false, argv: [String]) -> [String] {
         var line = [path]
         for file in join { line += ["--join", file] }
         line += rlimits.launcherArguments
         if let user { line += ["--user", user.launcherArgument] }
+        if announce { line.append("--announce") }
         return line + ["--"] + argv
     }
 }

@@ -25,7 +25,10 @@ extension JobSandbox {
             return "could not create a scratch directory for the trial: \(error)"
         }
         defer { try? FileManager.default.removeItem(at: scratch) }
-        var commandLine = [bwrap] + arguments(workdir: scratch.path, payloadFile: nil, program: nil, home: nil) + program
+        // Started inside as commands are, through worker-launch when there is one (it must be
+        // able to run in here, as JOB_USER too, or every command would fail to start).
+        let inside = launcher.map { [$0.path, "--announce", "--"] } ?? []
+        var commandLine = [bwrap] + arguments(workdir: scratch.path, payloadFile: nil, program: nil, home: nil, launcher: launcher?.path) + inside + program
         if let user {
             guard let launcher else { return "JOB_USER needs worker-launch, which was not found" }
             do {
@@ -44,7 +47,8 @@ extension JobSandbox {
                 error: .string(limit: 1 << 16)
             )
             if case .exited(0) = result.terminationStatus { return nil }
-            let message = (result.standardError ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+            let message = (result.standardError ?? "").replacingOccurrences(of: String(decoding: JobLauncher.startMarker, as: UTF8.self), with: "")
+                .trimmingCharacters(in: .whitespacesAndNewlines)
             let who = user.map { " as JOB_USER \($0.name)" } ?? ""
             return "\(bwrap)\(who) \(result.terminationStatus)\(message.isEmpty ? "" : ": \(message)")"
         } catch {

@@ -80,7 +80,11 @@ public struct JobSandbox: Sendable, Hashable {
     ///   - home: the command's `HOME`: an empty private directory inside.
     ///   - scratch: host directories for `/tmp` and home, when what the command writes there
     ///     counts towards its disk limit (`JOB_DISK_LIMIT_MB`); else each is a size-bounded tmpfs.
-    public func arguments(workdir: String, payloadFile: String?, program: String?, home: String?, scratch: (tmp: String, home: String)? = nil) -> [String] {
+    ///   - launcher: the host path of `worker-launch`, which starts the command inside and says
+    ///     when it does (``CommandStart``): mounted read-only at the same path, as `program` is.
+    public func arguments(
+        workdir: String, payloadFile: String?, program: String?, home: String?, scratch: (tmp: String, home: String)? = nil, launcher: String? = nil
+    ) -> [String] {
         var arguments = baseArguments(network: network, tmp: scratch?.tmp)
         if let home, home.hasPrefix("/"), home != "/", !Self.isSystemPath(home), home != "/tmp" {
             if let scratch {
@@ -89,8 +93,8 @@ public struct JobSandbox: Sendable, Hashable {
                 arguments += ["--size", String(tmpBytes), "--tmpfs", home]
             }
         }
-        if let program, program.hasPrefix("/"), !Self.isSystemPath(program),
-           !(readOnlyPaths + writablePaths).contains(where: { Self.path(program, isWithin: $0) }) {
+        for program in [program, launcher].compactMap({ $0 }) where program.hasPrefix("/") && !Self.isSystemPath(program)
+            && !(readOnlyPaths + writablePaths).contains(where: { Self.path(program, isWithin: $0) }) {
             arguments += ["--ro-bind", program, program]
         }
         for path in readOnlyPaths { arguments += ["--ro-bind", path, path] }

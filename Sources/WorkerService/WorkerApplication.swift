@@ -72,6 +72,14 @@ public struct WorkerApplication: Sendable {
             }
             let decision = try await configuration.sandbox.decide(environment: configuration.environment)
             sandbox = decision.sandbox
+            if sandbox != nil, launcher == nil {
+                // Inside the sandbox, worker-launch tells a sandbox that failed to start from a
+                // command that failed (the trial ran it there).
+                launcher = limits.launcher ?? JobLauncher.locate()
+                if launcher == nil {
+                    logger.warning("worker-launch was not found: a sandbox that fails to start a command will count as the job's failure, not this worker's (swift build --product worker-launch)")
+                }
+            }
             if let warning = decision.warning {
                 logger.warning("\(warning)")
             } else if decision.sandbox == nil {

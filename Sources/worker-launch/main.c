@@ -1,6 +1,6 @@
 // worker-launch: starts one attempt of a job's command inside its limits, then becomes it.
 //
-//   worker-launch [--join FILE]... [--rlimit fsize|data|nproc=N]... [--user UID:GID[:G1,G2...]] -- PROGRAM ARGS...
+//   worker-launch [--join FILE]... [--rlimit fsize|data|nproc=N]... [--user UID:GID[:G1,G2...]] [--announce] -- PROGRAM ARGS...
 //   worker-launch --version
 //
 // In this order: writes its own pid into each FILE (the attempt's control groups' cgroup.procs,
@@ -13,13 +13,25 @@
 // The worker starts it (CommandHandler, JobLauncher.swift) rather than a shell, which a
 // distroless image does not have and whose `ulimit` units vary. A step that fails ends it with
 // status 125 and one line on standard error saying which, before the command ever starts.
+//
+// --announce: once every step has passed and PROGRAM is found executable, the line of
+// START_MARKER goes to standard error, then the exec. The worker (CommandHandler) reads it as
+// "the command itself was reached": a run that ends without it failed in what starts the command
+// (this program, or bubblewrap setting up the sandbox around it), which is the worker's fault,
+// not the job's. Nothing the command does can take the line back, so a command cannot pass its
+// own failure off as the worker's. (Run inside the sandbox, as bwrap's program, it announces
+// that the sandbox is up.)
 #include <errno.h>
 #include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+// JobLauncher.startMarker in the worker: a line no program prints by chance.
+#define START_MARKER "\001mobvibe-worker-launch: the command starts\n"
 
 static int fail(const char *what, const char *detail) {
     fprintf(stderr, "worker-launch: %s%s%s%s%s\n", what, detail ? " " : "", detail ? detail : "",
@@ -81,6 +93,36 @@ static int become(const char *user) {
     return 0;
 }
 
+// Whether `program` names an executable regular file, as execvp would look it up (PATH when it
+// has no '/'): checked before --announce, so that a program missing from the sandbox is the
+// worker's fault (no marker) rather than the job's.
+static int executable(const char *program) {
+    struct stat info;
+    if (strchr(program, '/')) {
+        if (access(program, X_OK) != 0 || stat(program, &info) != 0) return 0;
+        if (!S_ISREG(info.st_mode)) { errno = EACCES; return 0; }
+        return 1;
+    }
+    const char *path = getenv("PATH");
+    if (!path || !*path) path = "/usr/local/bin:/bin:/usr/bin";
+    char candidate[4096];
+    while (*path) {
+        const char *end = strchr(path, ':');
+        size_t length = end ? (size_t)(end - path) : strlen(path);
+        int written = length == 0
+            ? snprintf(candidate, sizeof candidate, "%s", program)
+            : snprintf(candidate, sizeof candidate, "%.*s/%s", (int)length, path, program);
+        if (written > 0 && (size_t)written < sizeof candidate && access(candidate, X_OK) == 0
+            && stat(candidate, &info) == 0 && S_ISREG(info.st_mode)) {
+            return 1;
+        }
+        if (!end) break;
+        path = end + 1;
+    }
+    errno = ENOENT;
+    return 0;
+}
+
 int main(int argc, char **argv) {
     // What the sandbox's start-up trial runs where the system has no `true` (a distroless image).
     if (argc == 2 && strcmp(argv[1], "--version") == 0) {
@@ -89,9 +131,11 @@ int main(int argc, char **argv) {
     }
     int index = 1;
     const char *user = NULL;
+    int announce = 0;
     for (; index < argc; index++) {
         const char *option = argv[index];
         if (strcmp(option, "--") == 0) { index++; break; }
+        if (strcmp(option, "--announce") == 0) { announce = 1; continue; }
         if (index + 1 >= argc) { errno = EINVAL; return fail("option without a value:", option); }
         const char *value = argv[++index];
         errno = 0;
@@ -109,6 +153,19 @@ int main(int argc, char **argv) {
     if (index >= argc) { errno = EINVAL; return fail("no program after --", NULL); }
     errno = 0;
     if (user && become(user) != 0) return fail("cannot become the user", user);
+    if (announce) {
+        errno = 0;
+        if (!executable(argv[index])) {
+            int status = errno == ENOENT ? 127 : 126;
+            fail("cannot start", argv[index]);
+            return status;
+        }
+        const char marker[] = START_MARKER;
+        if (write(STDERR_FILENO, marker, sizeof marker - 1) != (ssize_t)(sizeof marker - 1)) {
+            return fail("cannot announce the command's start on standard error", NULL);
+        }
+    }
+    errno = 0;
     execvp(argv[index], &argv[index]);
     int status = errno == ENOENT ? 127 : 126;
     fail("cannot start", argv[index]);

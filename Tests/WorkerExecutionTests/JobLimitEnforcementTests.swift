@@ -82,6 +82,32 @@ struct JobLimitEnforcementTests {
         #expect(result.standardError.contains("cannot join the control group /nonexistent/cgroup.procs"), "\(result.standardError)")
     }
 
+    @Test("worker-launch --announce: its start line on standard error just before the command, none when the program cannot be found")
+    func launcherAnnounces() async throws {
+        let launcher = try #require(Self.launcher)
+        let line = launcher.commandLine(join: [], rlimits: JobRlimits(), user: nil, announce: true, argv: ["/bin/sh", "-c", "echo out; echo err >&2"])
+        let result = try await Subprocess.run(
+            .path(.init(line[0])), arguments: Arguments(Array(line.dropFirst())), output: .string(limit: 4096), error: .bytes(limit: 4096))
+        #expect(result.terminationStatus == .exited(0))
+        #expect(result.standardOutput == "out\n")
+        #expect(result.standardError == JobLauncher.startMarker + Array("\nerr\n".utf8), "\(String(decoding: result.standardError, as: UTF8.self))")
+
+        for program in ["/nonexistent/agent", "no-such-agent-\(UUID().uuidString.prefix(8))", "/etc"] {
+            let missing = launcher.commandLine(join: [], rlimits: JobRlimits(), user: nil, announce: true, argv: [program])
+            let failed = try await Subprocess.run(
+                .path(.init(missing[0])), arguments: Arguments(Array(missing.dropFirst())), output: .discarded, error: .bytes(limit: 4096))
+            #expect(failed.terminationStatus == .exited(program == "/etc" ? 126 : 127), "\(program): \(failed.terminationStatus)")
+            let text = String(decoding: failed.standardError, as: UTF8.self)
+            #expect(text.hasPrefix("worker-launch: cannot start \(program)") && !text.contains("mobvibe-worker-launch"), "\(program): \(text)")
+        }
+        // A step that fails says so before any start line.
+        let failing = launcher.commandLine(join: ["/nonexistent/cgroup.procs"], rlimits: JobRlimits(), user: nil, announce: true, argv: ["/bin/echo", "ran"])
+        let refused = try await Subprocess.run(
+            .path(.init(failing[0])), arguments: Arguments(Array(failing.dropFirst())), output: .string(limit: 4096), error: .bytes(limit: 4096))
+        #expect(refused.terminationStatus == .exited(125) && refused.standardOutput == "")
+        #expect(!String(decoding: refused.standardError, as: UTF8.self).contains("mobvibe-worker-launch"))
+    }
+
     @Test("DiskUsage counts the blocks of every file below, without following symbolic links")
     func diskUsage() async throws {
         try await Self.withFolder { folder in

@@ -27,6 +27,8 @@
 #                                              it can write its workspace and /tmp
 #   orphan TOKEN                               leaves a grandchild in a new session that ignores
 #                                              SIGTERM (its command line holds TOKEN), then hangs
+#   fail TEXT                                  fails as what starts it would: TEXT and worker-launch's
+#                                              start line again on standard error, status 1
 # A file of its own in the workspace (which goes with the job), not /tmp/prompt.<pid>: a probe
 # killed by a limit left that file behind, and a later probe given the same pid, as another
 # user, could not write it and read the dead one's prompt ("hog": an out-of-memory failure).
@@ -132,6 +134,10 @@ whoami)
     workspace=false; touch ./probe 2> /dev/null && workspace=true
     tmp=false; touch /tmp/probe 2> /dev/null && tmp=true
     printf '{"uid":%s,"gid":%s,"home":"%s","user":"%s","writeWorkspace":%s,"writeTmp":%s}\n' "$(id -u)" "$(id -g)" "$HOME" "$USER" "$workspace" "$tmp"
+    ;;
+fail)
+    printf '%s\n\001mobvibe-worker-launch: the command starts\n' "$a $b $c $rest" >&2
+    exit 1
     ;;
 orphan)
     setsid bash -c "trap '' TERM; exec sleep 300.$a" > /dev/null 2>&1 < /dev/null &

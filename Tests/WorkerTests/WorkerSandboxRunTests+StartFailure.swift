@@ -1,0 +1,48 @@
+import Foundation
+import Testing
+import WorkerCore
+import WorkerExecution
+
+extension ChaosTests.Sandbox {
+    @Test("a sandbox that cannot start a command (a mount's source gone) is this worker's fault: the job goes back with no attempt used, and the worker says why it is not ready; a command that fails as bwrap would is the job's failure")
+    func sandboxStartFailureIsTheWorkersFault() async throws {
+        #expect(JobSandbox.locate() != nil, "bwrap is installed (scripts/test installs Debian's bubblewrap)")
+        let mounted = FileManager.default.temporaryDirectory.appendingPathComponent("worker-sandbox-ro-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: mounted, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: mounted) }
+        let worker = try SandboxedWorker(["JOB_SANDBOX": "bubblewrap", "JOB_SANDBOX_RO_PATHS": mounted.path])
+        defer { worker.process.kill9() }
+        #expect(try await eventually("health") { try await http(port: worker.port, path: "/health").status == 200 })
+
+        // Its message and worker-launch's start line, from the command itself: the job's failure.
+        let forged = try await worker.run("fail bwrap: Can't find source path /x: No such file or directory")
+        #expect(forged["status"] as? String == "failed" && forged["attempts"] as? Int == 1, "\(forged)")
+
+        // bwrap cannot mount what is gone: every start fails before the command. (The CLI checks
+        // the path exists: it is left out of its environment.)
+        try FileManager.default.removeItem(at: mounted)
+        var cli = worker.environment
+        cli["JOB_SANDBOX_RO_PATHS"] = nil
+        var ids: [String] = []
+        for _ in 0..<JobProcessor.workerFaultsMakingUnready {
+            ids.append(try await WorkerProcess.command(["enqueue", "--prompt", "stdin"], environment: cli, directory: worker.folder)
+                .stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        var body = ""
+        #expect(try await eventually("the worker not ready, saying why", timeout: .seconds(30)) {
+            let ready = try await http(port: worker.port, path: "/ready")
+            body = ready.body
+            return ready.status == 503 && body.contains("Can't find source path")
+        }, "\(body)")
+        for id in ids {
+            var job: [String: Any] = [:]
+            #expect(try await eventually("job \(id) back in the queue") {
+                job = jsonObject(try await WorkerProcess.command(["jobs", "show", id, "--json"], environment: cli, directory: worker.folder).stdout) ?? [:]
+                return job["status"] as? String == "pending"
+            }, "\(job)")
+            #expect(job["attempts"] as? Int == 0, "no attempt used: \(job)")
+            let events = try await WorkerProcess.command(["jobs", "logs", id, "--json"], environment: cli, directory: worker.folder).stdout
+            #expect(events.contains("worker_fault") && events.contains("failed before the command started"), "\(events)")
+        }
+    }
+}
