@@ -5,7 +5,8 @@ import WorkerExecution
 
 /// `worker bench sandbox`: what the sandbox adds to starting a command. Runs `/bin/true` the way
 /// the command handler starts a program (swift-subprocess, a new session), alternately as it is
-/// and under bubblewrap with the arguments a job gets (``JobSandbox/arguments(workdir:payloadFile:program:home:)``),
+/// and under bubblewrap with the arguments a job gets (``JobSandbox/arguments(workdir:payloadFile:program:home:scratch:launcher:)``),
+/// started inside through `worker-launch --announce` as a job's command is (when it is found),
 /// and reports both start-to-exit times.
 public struct SandboxBenchmark: Sendable {
     public struct Result: Sendable {
@@ -37,7 +38,9 @@ public struct SandboxBenchmark: Sendable {
         let workdir = FileManager.default.temporaryDirectory.appendingPathComponent("mobvibe-bench-sandbox-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: workdir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: workdir) }
-        let arguments = sandbox.arguments(workdir: workdir.path, payloadFile: nil, program: nil, home: "/tmp")
+        let launcher = JobLauncher.locate()
+        let arguments = sandbox.arguments(workdir: workdir.path, payloadFile: nil, program: nil, home: "/tmp", launcher: launcher?.path)
+            + (launcher.map { [$0.path, "--announce", "--"] } ?? [])
         var options = PlatformOptions()
         options.createSession = true
         let clock = ContinuousClock()
@@ -62,6 +65,7 @@ public struct SandboxBenchmark: Sendable {
                 if confined { sandboxed.append(milliseconds) } else { unconfined.append(milliseconds) }
             }
         }
-        return Result(unconfined: unconfined.sorted(), sandboxed: sandboxed.sorted(), description: decision.summary)
+        let how = launcher == nil ? "without worker-launch" : "through worker-launch inside"
+        return Result(unconfined: unconfined.sorted(), sandboxed: sandboxed.sorted(), description: "\(decision.summary), \(how)")
     }
 }
