@@ -47,7 +47,7 @@ extension JobSandbox {
                 error: .string(limit: 1 << 16)
             )
             if case .exited(0) = result.terminationStatus { return nil }
-            let message = (result.standardError ?? "").replacingOccurrences(of: String(decoding: JobLauncher.startMarker, as: UTF8.self), with: "")
+            let message = result.standardError.replacingOccurrences(of: String(decoding: JobLauncher.startMarker, as: UTF8.self), with: "")
                 .trimmingCharacters(in: .whitespacesAndNewlines)
             let who = user.map { " as JOB_USER \($0.name)" } ?? ""
             return "\(bwrap)\(who) \(result.terminationStatus)\(message.isEmpty ? "" : ": \(message)")"

@@ -6,6 +6,15 @@ import WorkerCore
 /// Creating, upgrading and checking the schema of the jobs table.
 extension PostgresJobStore {
     public func migrate() async throws {
+        try await migrateTables()
+        try await translatingErrors { try await warnAboutOpenTables() }
+    }
+
+    /// ``migrate()`` without its warning about tables open to Supabase's client roles: for
+    /// ``secureForSupabase(maximumPendingJobsPerUser:userQueues:)``, which closes them next (the
+    /// warning, just before the tables it names were secured, told the operator to do what the
+    /// command was doing).
+    func migrateTables() async throws {
         try await translatingErrors {
             // Most starts find the schema current: one read and no DDL, so a role with only
             // SELECT, INSERT, UPDATE and DELETE on a migrated table starts fine.
@@ -13,7 +22,7 @@ extension PostgresJobStore {
             if recorded > PostgresSchema.version {
                 throw JobStoreError.schemaTooNew(found: recorded, supported: PostgresSchema.version)
             }
-            guard recorded < PostgresSchema.version else { return try await warnAboutOpenTables() }
+            guard recorded < PostgresSchema.version else { return }
             // What all tables share (their schema, the migrations table), once, under one lock
             // for the database; then this table under a lock of its own, so that migrations of
             // different tables (many in a test suite, a few in a database holding several
@@ -71,7 +80,6 @@ extension PostgresJobStore {
                     (existed.0 ? [] : [schema.table]) + (existed.1 ? [] : [schema.eventsTable]), on: connection, logger: logger)
             } }
             try await warnAboutUnvalidatedChecks()
-            try await warnAboutOpenTables()
         }
     }
 

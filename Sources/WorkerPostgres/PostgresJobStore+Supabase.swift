@@ -34,7 +34,7 @@ extension PostgresJobStore {
                         + "or run `worker migrate` without --supabase (and unset SUPABASE_RLS) for a plain PostgreSQL")
             }
         }
-        try await migrate()
+        try await migrateTables()
         try await translatingErrors {
             let (statements, mark) = schema.supabaseSetup(maximumPendingJobsPerUser: maximumPendingJobsPerUser, userQueues: userQueues)
             var applied = false
