@@ -70,14 +70,16 @@ extension PostgresSchema {
                     LIMIT $2::bigint
                 ))
                 -- The job's last event, for this attempt's to number on from (one probe of the
-                -- events' primary key).
-                RETURNING \(Self.claimColumns), (SELECT coalesce(max(e.seq), 0) FROM \(eventsTable) AS e WHERE e.job_id = j.id) AS last_seq
+                -- events' primary key); the job's user, for its events (read after the columns
+                -- the worker decodes, and not by it).
+                RETURNING \(Self.claimColumns), (SELECT coalesce(max(e.seq), 0) FROM \(eventsTable) AS e WHERE e.job_id = j.id) AS last_seq,
+                    j.user_id
                 ), noted AS (
                     -- Each job's `claimed` event, in the claim's own statement (no round trip, no
                     -- lock of its own: the claim holds the rows).
-                    INSERT INTO \(eventsTable) (job_id, seq, attempt, kind, data)
+                    INSERT INTO \(eventsTable) (job_id, seq, attempt, kind, data, user_id)
                     SELECT c.id, c.last_seq + 1, c.attempts, 'status',
-                        jsonb_build_object('status', 'claimed', 'workerId', $3::text, 'attempt', c.attempts)
+                        jsonb_build_object('status', 'claimed', 'workerId', $3::text, 'attempt', c.attempts), c.user_id
                     FROM claimed AS c\(Self.skippingStoredEvents(skippingStored))
                 )
                 SELECT * FROM claimed
@@ -113,7 +115,7 @@ extension PostgresSchema {
                     -- key) is at least the one these events follow. Events are written in order,
                     -- each batch only after the one before it, so this holds exactly when every
                     -- earlier event is stored.
-                    SELECT l.n::int AS n, j.id,
+                    SELECT l.n::int AS n, j.id, j.user_id,
                         (SELECT coalesce(max(e.seq), 0) FROM \(eventsTable) AS e WHERE e.job_id = j.id) >= l.previous AS follows
                     FROM \(table) AS j
                     JOIN unnest($1::uuid[], $2::text[], $3::bigint[], $8::bigint[]) WITH ORDINALITY AS l(job_id, worker, attempt, previous, n)
@@ -123,10 +125,11 @@ extension PostgresSchema {
                     FOR SHARE OF j
                 ), inserted AS (
                     -- (Not referenced: a data-modifying CTE runs to completion all the same.)
-                    INSERT INTO \(eventsTable) (job_id, seq, attempt, kind, data)
-                    SELECT ($1::uuid[])[v.lease], v.seq, ($3::bigint[])[v.lease], v.kind, v.data::jsonb
+                    INSERT INTO \(eventsTable) (job_id, seq, attempt, kind, data, user_id)
+                    SELECT ($1::uuid[])[v.lease], v.seq, ($3::bigint[])[v.lease], v.kind, v.data::jsonb, h.user_id
                     FROM unnest($4::int4[], $5::bigint[], $6::text[], $7::text[]) AS v(lease, seq, kind, data)
-                    WHERE v.lease = ANY(ARRAY(SELECT n FROM held WHERE follows))\(Self.skippingStoredEvents(skippingStored))
+                    JOIN held AS h ON h.n = v.lease
+                    WHERE h.follows\(Self.skippingStoredEvents(skippingStored))
                 ), notified AS (
                     -- Readers following these jobs: their ids, 100 to a notification (a payload
                     -- holds at most 8,000 bytes).
@@ -177,7 +180,7 @@ extension PostgresSchema {
                 -- its dead entries, instead of looking each job up by id.
                 WHERE j.id = v.id AND j.status = $8::text AND j.locked_by = v.worker AND j.attempts = v.attempt
                     AND \(Self.endingEventFollows(eventsTable: eventsTable))
-                RETURNING j.id, v.attempt, v.event_seq, v.event_data
+                RETURNING j.id, v.attempt, v.event_seq, v.event_data, j.user_id
                 )\(endingEvents(eventsTable: eventsTable, channel: channel, skippingStored: true))
                 """
         )
@@ -212,7 +215,7 @@ extension PostgresSchema {
                          follows)
                 WHERE j.id = v.id AND j.status = $5::text AND j.locked_by = $4::text AND j.attempts = v.attempt
                     AND \(Self.endingEventFollows(eventsTable: eventsTable))
-                RETURNING j.id, v.attempt, v.event_seq, v.event_data
+                RETURNING j.id, v.attempt, v.event_seq, v.event_data, j.user_id
                 )\(endingEvents(eventsTable: eventsTable, channel: channel, skippingStored: false))
                 """
         )
@@ -241,8 +244,8 @@ extension PostgresSchema {
     static func endingEvents(eventsTable: String, channel: String, skippingStored: Bool) -> String {
         """
         , noted AS (
-            INSERT INTO \(eventsTable) (job_id, seq, attempt, kind, data)
-            SELECT d.id, d.event_seq, d.attempt, 'status', d.event_data::jsonb FROM done AS d WHERE d.event_seq > 0\(Self.skippingStoredEvents(skippingStored))
+            INSERT INTO \(eventsTable) (job_id, seq, attempt, kind, data, user_id)
+            SELECT d.id, d.event_seq, d.attempt, 'status', d.event_data::jsonb, d.user_id FROM done AS d WHERE d.event_seq > 0\(Self.skippingStoredEvents(skippingStored))
             RETURNING job_id
         ), notified AS (
             SELECT pg_notify('\(channel)', string_agg(c.job_id::text, ',')) FROM (

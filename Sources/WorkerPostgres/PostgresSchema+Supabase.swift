@@ -101,8 +101,9 @@ extension PostgresSchema {
             "DROP POLICY IF EXISTS \"\(eventsTableName)_own_events\" ON \(eventsTable)",
             """
             CREATE POLICY "\(eventsTableName)_own_events" ON \(eventsTable) FOR SELECT TO authenticated
-                USING (EXISTS (SELECT 1 FROM \(table) AS j WHERE j.id = job_id AND j.user_id = (SELECT auth.uid())))
+                USING (user_id = (SELECT auth.uid()))
             """,
+        ] + supabaseEventUserStatements + [
             "REVOKE ALL ON \(table), \(eventsTable) FROM anon, PUBLIC",
             "REVOKE ALL ON \(table), \(eventsTable) FROM authenticated",
             "GRANT SELECT ON \(table), \(eventsTable) TO authenticated",
