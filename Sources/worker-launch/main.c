@@ -104,9 +104,11 @@ static int executable(const char *program) {
         return 1;
     }
     const char *path = getenv("PATH");
-    if (!path || !*path) path = "/usr/local/bin:/bin:/usr/bin";
+    // What execvp searches when PATH is unset (glibc: confstr(_CS_PATH)).
+    if (!path) path = "/bin:/usr/bin";
     char candidate[4096];
-    while (*path) {
+    // An empty entry (an empty PATH too) is the current directory, as for execvp.
+    for (;;) {
         const char *end = strchr(path, ':');
         size_t length = end ? (size_t)(end - path) : strlen(path);
         int written = length == 0
