@@ -238,6 +238,12 @@ extension CommandHandler {
                 }
             }
         case .timedOut:
+            if announced, !collected.reached.withLock({ $0 }) {
+                // Stuck in what starts it (bwrap, worker-launch): the command never ran.
+                throw CommandFailure.cannotStart(
+                    program: configuration.argv[0],
+                    reason: "what starts it (bwrap, worker-launch) had not started it after JOB_TIMEOUT_MS=\(timeout.inMilliseconds)")
+            }
             logger.warning("Command timed out; its process group was stopped", metadata: ["timeoutMs": .stringConvertible(timeout.inMilliseconds)])
             status = .signaled(SIGKILL)
         case .limitReached(let reason):

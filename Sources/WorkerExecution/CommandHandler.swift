@@ -98,6 +98,14 @@ public struct CommandHandler: JobHandler {
             lock?.release()
         }
         try sessionWorkspace?.admit(user: job.userID)
+        if let sessionWorkspace {
+            // As made (0700): an earlier turn's `chmod 000 /workspace` would otherwise make bwrap
+            // (run as JOB_USER) fail to enter it before the command starts, every later turn a
+            // worker fault, released and claimed again without end.
+            guard chmod(sessionWorkspace.directory, 0o700) == 0 else {
+                throw CommandFailure.workdir(path: sessionWorkspace.directory, reason: "cannot restore its mode: \(String(cString: strerror(errno)))")
+            }
+        }
         if let user = configuration.user, let sessionWorkspace {
             Self.allowSearch(SessionWorkspace.sessionsDirectory(root: configuration.workdirRoot))
             try user.own(sessionWorkspace.directory)

@@ -50,6 +50,15 @@ extension PostgresSchema {
                 FOR EACH ROW WHEN (NEW.user_id IS NULL)
                 EXECUTE FUNCTION "\(schemaName)"."\(eventsTableName)_user"()
             """,
+            // What workers of an earlier version stored between version 10's fill-in and the
+            // trigger (their inserts waited behind the migration, then went in without a user):
+            // filled in now, under the trigger's lock, so that no event of a user's job stays
+            // hidden from them.
+            """
+            UPDATE \(eventsTable) AS e SET user_id = j.user_id
+            FROM \(table) AS j
+            WHERE j.user_id IS NOT NULL AND e.job_id = j.id AND e.user_id IS DISTINCT FROM j.user_id
+            """,
         ]
     }
 }

@@ -45,4 +45,15 @@ extension ChaosTests.Sandbox {
             #expect(events.contains("worker_fault") && events.contains("failed before the command started"), "\(events)")
         }
     }
+
+    @Test("a turn that makes its session workspace unreadable (chmod 000 /workspace) does not stop the session's next turn from starting (as JOB_USER, bwrap could not enter it: a worker fault on every turn after)")
+    func unreadableWorkspaceNextTurnStarts() async throws {
+        let worker = try SandboxedWorker(["JOB_SANDBOX": "bubblewrap", "JOB_USER": "nobody", "JOB_WORKSPACE": "session"])
+        defer { worker.process.kill9() }
+        #expect(try await eventually("health") { try await http(port: worker.port, path: "/health").status == 200 })
+        let session = UUID()
+        _ = try await worker.run("hide .", session: session)
+        let next = try await worker.run("stdin", session: session, timeout: .seconds(20))
+        #expect(next["status"] as? String == "completed" && next["attempts"] as? Int == 1, "\(next)")
+    }
 }
