@@ -65,7 +65,8 @@ extension CommandHandler {
             // bwrap starts the program inside, where the host's relative paths mean nothing.
             let inside = configuration.argv[0].contains("/") ? (program ?? configuration.argv[0]) : configuration.argv[0]
             var insideLine = [inside] + configuration.argv.dropFirst()
-            if let launcher {
+            let insideLauncher = sandbox.startsThroughLauncher ? launcher : nil
+            if let launcher = insideLauncher {
                 // Through worker-launch inside as well (a static program): it announces that the
                 // sandbox is up and the program there.
                 insideLine = [launcher.path, "--announce", "--"] + insideLine
@@ -73,7 +74,7 @@ extension CommandHandler {
             }
             commandLine = [sandbox.bwrap]
                 + sandbox.arguments(
-                    workdir: workdir, payloadFile: payloadFile, program: program, home: environment["HOME"], scratch: scratch, launcher: launcher?.path)
+                    workdir: workdir, payloadFile: payloadFile, program: program, home: environment["HOME"], scratch: scratch, launcher: insideLauncher?.path)
                 + insideLine
         } else {
             commandLine = configuration.argv

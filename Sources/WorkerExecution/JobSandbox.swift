@@ -46,6 +46,9 @@ public struct JobSandbox: Sendable, Hashable {
     public var writablePaths: [String]
     /// The size bound of the private `/tmp` and of the home directory, each.
     public var tmpBytes: Int
+    /// Whether commands start through `worker-launch` inside (``CommandStart``); off when the
+    /// start-up trial found it cannot run there.
+    public var startsThroughLauncher = true
     /// The ``etcEntries`` this host has (looked up once, not per command), bound one by one
     /// where their copy (``SandboxEtc``) could not be made.
     private var etcPresent: [String]

@@ -115,9 +115,18 @@ public struct SandboxSettings: Sendable, Hashable {
         }
         let problem: String
         if let bwrap = JobSandbox.locate(path: path) {
-            let sandbox = JobSandbox(bwrap: bwrap, network: network, readOnlyPaths: readOnlyPaths, writablePaths: writablePaths, tmpBytes: tmpBytes)
+            var sandbox = JobSandbox(bwrap: bwrap, network: network, readOnlyPaths: readOnlyPaths, writablePaths: writablePaths, tmpBytes: tmpBytes)
             guard let failure = await sandbox.trial(user: user) else {
                 return Decision(sandbox: sandbox, summary: "bubblewrap (\(bwrap), trial run ok; network \(network.rawValue))")
+            }
+            // worker-launch inside may be what failed (JOB_USER cannot read it where it lies):
+            // the sandbox without it still confines, only its start failures then count as
+            // the jobs'.
+            sandbox.startsThroughLauncher = false
+            if await sandbox.trial(user: user) == nil {
+                return Decision(
+                    sandbox: sandbox, summary: "bubblewrap (\(bwrap), trial run ok without worker-launch inside; network \(network.rawValue))",
+                    warning: "worker-launch cannot start commands inside the sandbox (\(failure)): commands start without it, and a sandbox that fails to start one counts as the job's failure, not this worker's. Put worker-launch where JOB_USER can read it (the image has it in /usr/local/bin)")
             }
             problem = "the trial run failed: \(failure)"
         } else {

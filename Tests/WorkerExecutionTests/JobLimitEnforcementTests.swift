@@ -108,6 +108,24 @@ struct JobLimitEnforcementTests {
         #expect(!String(decoding: refused.standardError, as: UTF8.self).contains("mobvibe-worker-launch"))
     }
 
+    @Test("a worker-launch JOB_USER cannot read fails the sandbox's trial; without it inside, the sandbox still starts commands")
+    func trialWithoutLauncherInside() async throws {
+        let launcher = try #require(Self.launcher)
+        guard getuid() == 0, let bwrap = JobSandbox.locate(), let nobody = JobUser.resolve("nobody") else { return }
+        try await Self.withFolder { folder in
+            // Where only root may look (a build under /root, say).
+            let hidden = "\(folder)/private"
+            try FileManager.default.createDirectory(atPath: hidden, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+            try FileManager.default.copyItem(atPath: launcher.path, toPath: "\(hidden)/worker-launch")
+            let unreadable = JobLauncher(path: "\(hidden)/worker-launch")
+            var sandbox = JobSandbox(bwrap: bwrap)
+            let failure = await sandbox.trial(launcher: unreadable, user: nobody)
+            #expect(failure != nil)
+            sandbox.startsThroughLauncher = false
+            #expect(await sandbox.trial(launcher: unreadable, user: nobody) == nil)
+        }
+    }
+
     @Test("DiskUsage counts the blocks of every file below, without following symbolic links")
     func diskUsage() async throws {
         try await Self.withFolder { folder in
