@@ -40,8 +40,10 @@ extension JobProcessorTests {
             struct Late: Error {}
             // Renewals fail while `renewing` is off: the worker is late, as under load.
             let store = InstrumentedJobStore(sqlite, beforeRenew: { if !renewing.load(ordering: .relaxed) { throw Late() } })
-            let lease = Duration.milliseconds(1500)
-            let probe = ReclaimProbe(secondRun: lease * 3)
+            // Long enough that a renewal is not missed on a loaded machine (at 1.5 s, a full run's
+            // load once let attempt 2's lease lapse, and a third attempt ran).
+            let lease = Duration.seconds(3)
+            let probe = ReclaimProbe(secondRun: lease * 2 + .milliseconds(500))
             let processor = JobProcessor(
                 store: store, handler: probe, configuration: Self.configuration(maxConcurrent: 2, lease: lease, poll: .milliseconds(50)),
                 logger: Logger(label: "test"))

@@ -34,6 +34,9 @@ extension ChaosTests.Sandbox {
             body = ready.body
             return ready.status == 503 && body.contains("Can't find source path")
         }, "\(body)")
+        // (The three faults may come from two of the jobs, one claimed twice: the third then
+        // waits, never claimed, for the pause to end.)
+        var faulted = 0
         for id in ids {
             var job: [String: Any] = [:]
             #expect(try await eventually("job \(id) back in the queue") {
@@ -42,8 +45,12 @@ extension ChaosTests.Sandbox {
             }, "\(job)")
             #expect(job["attempts"] as? Int == 0, "no attempt used: \(job)")
             let events = try await WorkerProcess.command(["jobs", "logs", id, "--json"], environment: cli, directory: worker.folder).stdout
-            #expect(events.contains("worker_fault") && events.contains("failed before the command started"), "\(events)")
+            if events.contains("claimed") {
+                #expect(events.contains("worker_fault") && events.contains("failed before the command started"), "\(events)")
+                faulted += 1
+            }
         }
+        #expect(faulted >= 2, "the faults are the jobs'")
     }
 
     @Test("a turn that makes its session workspace unreadable (chmod 000 /workspace) does not stop the session's next turn from starting (as JOB_USER, bwrap could not enter it: a worker fault on every turn after)")
