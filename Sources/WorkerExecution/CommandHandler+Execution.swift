@@ -66,10 +66,10 @@ extension CommandHandler {
             let inside = configuration.argv[0].contains("/") ? (program ?? configuration.argv[0]) : configuration.argv[0]
             var insideLine = [inside] + configuration.argv.dropFirst()
             let insideLauncher = sandbox.startsThroughLauncher ? launcher : nil
-            if let launcher = insideLauncher {
+            if let insideLauncher {
                 // Through worker-launch inside as well (a static program): it announces that the
                 // sandbox is up and the program there.
-                insideLine = [launcher.path, "--announce", "--"] + insideLine
+                insideLine = insideLauncher.commandLine(announce: true, argv: insideLine)
                 announces = true
             }
             commandLine = [sandbox.bwrap]
@@ -210,13 +210,15 @@ extension CommandHandler {
             // What the attempt's processes used, before the group goes.
             events?.addUsage(JobUsage(cpuSeconds: group.cpuSeconds, peakMemoryBytes: group.peakMemoryBytes))
         }
+        // The start line never came: the command itself never ran.
+        let neverStarted = announced && !collected.reached.withLock { $0 }
         let status: TerminationStatus
         var limit: JobFailureReason?
         switch outcome {
         case .finished:
             guard let finished = finishedStatus else { throw CancellationError() }
-            if announced, !collected.reached.withLock({ $0 }) {
-                // Never reached: worker-launch or bwrap failed (its message is the tail).
+            if neverStarted {
+                // worker-launch or bwrap failed (its message is the tail).
                 let tail = collected.stderr.withLock { $0.tailText }
                 throw CommandFailure.cannotStart(
                     program: configuration.argv[0],
@@ -239,8 +241,8 @@ extension CommandHandler {
                 }
             }
         case .timedOut:
-            if announced, !collected.reached.withLock({ $0 }) {
-                // Stuck in what starts it (bwrap, worker-launch): the command never ran.
+            if neverStarted {
+                // Stuck in what starts it (bwrap, worker-launch).
                 throw CommandFailure.cannotStart(
                     program: configuration.argv[0],
                     reason: "what starts it (bwrap, worker-launch) had not started it after JOB_TIMEOUT_MS=\(timeout.inMilliseconds)")

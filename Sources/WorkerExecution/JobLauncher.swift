@@ -37,7 +37,7 @@ public struct JobLauncher: Sendable, Hashable {
     /// The command line that starts `argv` (its first element a path) after joining the
     /// `cgroup.procs` files in `join`, setting `rlimits`, and becoming `user`; with `announce`,
     /// ``startMarker`` on standard error once all that has passed and the program is found.
-    func commandLine(join: [String], rlimits: JobRlimits, user: JobUser?, announce: Bool = false, argv: [String]) -> [String] {
+    public func commandLine(join: [String] = [], rlimits: JobRlimits = JobRlimits(), user: JobUser? = nil, announce: Bool = false, argv: [String]) -> [String] {
         var line = [path]
         for file in join { line += ["--join", file] }
         line += rlimits.launcherArguments

@@ -28,8 +28,8 @@ extension JobSandbox {
         // Started inside as commands are, through worker-launch when there is one (it must be
         // able to run in here, as JOB_USER too, or every command would fail to start).
         let insideLauncher = startsThroughLauncher ? launcher : nil
-        let inside = insideLauncher.map { [$0.path, "--announce", "--"] } ?? []
-        var commandLine = [bwrap] + arguments(workdir: scratch.path, payloadFile: nil, program: nil, home: nil, launcher: insideLauncher?.path) + inside + program
+        var commandLine = [bwrap] + arguments(workdir: scratch.path, payloadFile: nil, program: nil, home: nil, launcher: insideLauncher?.path)
+            + (insideLauncher?.commandLine(announce: true, argv: program) ?? program)
         if let user {
             guard let launcher else { return "JOB_USER needs worker-launch, which was not found" }
             do {

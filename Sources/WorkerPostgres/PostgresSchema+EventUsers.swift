@@ -14,14 +14,18 @@ extension PostgresSchema {
     var eventUserMigration: [String] {
         [
             "ALTER TABLE \(eventsTable) ADD COLUMN IF NOT EXISTS user_id uuid",
-            // Through the jobs' user index and the events' primary key: only the events of jobs
-            // that have a user are read.
-            """
-            UPDATE \(eventsTable) AS e SET user_id = j.user_id
-            FROM \(table) AS j
-            WHERE j.user_id IS NOT NULL AND e.job_id = j.id AND e.user_id IS DISTINCT FROM j.user_id
-            """,
+            eventUserFillIn,
         ]
+    }
+
+    /// Gives each event of a job that has a user that user: through the jobs' user index and
+    /// the events' primary key, so only the events of jobs that have a user are read.
+    var eventUserFillIn: String {
+        """
+        UPDATE \(eventsTable) AS e SET user_id = j.user_id
+        FROM \(table) AS j
+        WHERE j.user_id IS NOT NULL AND e.job_id = j.id AND e.user_id IS DISTINCT FROM j.user_id
+        """
     }
 
     /// With row-level security (``supabaseSetup(maximumPendingJobsPerUser:userQueues:)``): the
@@ -54,11 +58,7 @@ extension PostgresSchema {
             // trigger (their inserts waited behind the migration, then went in without a user):
             // filled in now, under the trigger's lock, so that no event of a user's job stays
             // hidden from them.
-            """
-            UPDATE \(eventsTable) AS e SET user_id = j.user_id
-            FROM \(table) AS j
-            WHERE j.user_id IS NOT NULL AND e.job_id = j.id AND e.user_id IS DISTINCT FROM j.user_id
-            """,
+            eventUserFillIn,
         ]
     }
 }

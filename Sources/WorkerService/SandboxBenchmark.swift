@@ -40,7 +40,6 @@ public struct SandboxBenchmark: Sendable {
         defer { try? FileManager.default.removeItem(at: workdir) }
         let launcher = JobLauncher.locate()
         let arguments = sandbox.arguments(workdir: workdir.path, payloadFile: nil, program: nil, home: "/tmp", launcher: launcher?.path)
-            + (launcher.map { [$0.path, "--announce", "--"] } ?? [])
         var options = PlatformOptions()
         options.createSession = true
         let clock = ContinuousClock()
@@ -50,7 +49,7 @@ public struct SandboxBenchmark: Sendable {
                 let start = clock.now
                 let result = try await Subprocess.run(
                     .path(FilePath(confined ? sandbox.bwrap : program)),
-                    arguments: Arguments(confined ? arguments + [program] : []),
+                    arguments: Arguments(confined ? arguments + (launcher?.commandLine(announce: true, argv: [program]) ?? [program]) : []),
                     environment: .custom(["PATH": "/usr/bin:/bin"]),
                     workingDirectory: FilePath(workdir.path),
                     platformOptions: options,
