@@ -122,7 +122,8 @@ struct JobLimitEnforcementTests {
             let failure = await sandbox.trial(launcher: unreadable, user: nobody)
             #expect(failure != nil)
             sandbox.startsThroughLauncher = false
-            #expect(await sandbox.trial(launcher: unreadable, user: nobody) == nil)
+            let without = await sandbox.trial(launcher: unreadable, user: nobody)
+            #expect(without == nil, "\(without ?? "")")
         }
     }
 
