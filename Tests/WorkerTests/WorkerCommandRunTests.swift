@@ -94,7 +94,8 @@ struct WorkerCommandRunTests {
             .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(try await eventually("started") { Self.pids(pidsFile).count == 2 })
         worker.send(SIGTERM)
-        #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+        let status = await worker.waitForExit(timeout: .seconds(10))
+        #expect(status == 0, "the worker's log: \(worker.stderr.suffix(4000)) \(worker.stdout.suffix(4000))")
         for pid in Self.pids(pidsFile) { #expect(!Self.isAlive(pid), "process \(pid) survived the worker") }
         let job = jsonObject(try await WorkerProcess.command(["jobs", "show", id, "--json"], environment: environment, directory: folder.url).stdout)
         #expect(job?["status"] as? String == "pending")

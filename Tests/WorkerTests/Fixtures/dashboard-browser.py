@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+import traceback
 
 from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, TimeoutException, WebDriverException
@@ -51,12 +52,13 @@ def wait(driver, condition, timeout=10, message="timed out"):
     # A page that updates itself live replaces elements between finding one and reading it:
     # such a stale element is looked up again, as a missing one is. Chromium reports the same
     # race on a click as an unknown error ("Node with given id does not belong to the
-    # document"), the node resolved before the click was dispatched: tried again too.
+    # document"), the node resolved before the click was dispatched, and a command that ran
+    # while a form's answer replaced the page as "aborted by navigation": tried again too.
     def tolerant(d):
         try:
             return condition(d)
         except WebDriverException as error:
-            if "does not belong to the document" in str(error):
+            if "does not belong to the document" in str(error) or "aborted by navigation" in str(error):
                 return False
             raise
     try:
@@ -69,6 +71,13 @@ def wait(driver, condition, timeout=10, message="timed out"):
 def click(driver, element_id):
     """Clicks the element, found again if the page replaced it in between (live pages)."""
     wait(driver, lambda d: d.find_element(By.ID, element_id).click() or True, message=f"#{element_id} could not be clicked")
+
+
+def type_into(driver, element_id, text):
+    """Types into the element once the page that holds it has loaded (a form's answer may
+    still be replacing the page when the element is first found)."""
+    wait(driver, lambda d: d.execute_script("return document.readyState") == "complete", message="the page never loaded")
+    wait(driver, lambda d: d.find_element(By.ID, element_id).send_keys(text) or True, message=f"#{element_id} could not be typed into")
 
 
 def shot(driver, name):
@@ -123,12 +132,12 @@ def main():
             wait(driver, EC.presence_of_element_located((By.ID, "login")), message="no login form at /ui")
             check(driver.current_url.endswith("/ui/login"), f"not sent to the login form: {driver.current_url}")
             shot(driver, "login")
-            driver.find_element(By.ID, "token").send_keys("wrong-token")
-            driver.find_element(By.ID, "sign-in").click()
+            type_into(driver, "token", "wrong-token")
+            click(driver, "sign-in")
             error = wait(driver, EC.presence_of_element_located((By.ID, "login-error")), message="no error for a wrong token")
             check("not the API token" in error.text, f"wrong token message: {error.text}")
-            driver.find_element(By.ID, "token").send_keys(TOKEN)
-            driver.find_element(By.ID, "sign-in").click()
+            type_into(driver, "token", TOKEN)
+            click(driver, "sign-in")
             wait(driver, EC.presence_of_element_located((By.ID, "count-total")), message="not signed in with the right token")
             cookie = driver.get_cookie("mobvibe_dashboard")
             check(cookie is not None and cookie.get("httpOnly") and cookie.get("sameSite") == "Strict", f"session cookie: {cookie}")
@@ -280,7 +289,9 @@ def main():
         case("usable at a phone's width, in dark mode", phone_and_dark)
     except Exception as error:  # an assertion, or selenium's own (an element not found)
         shot(driver, "failure")
+        where = traceback.extract_tb(error.__traceback__)
         print(f"FAIL {type(error).__name__}: {error}", flush=True)
+        print("at " + " <- ".join(f"line {frame.lineno} ({frame.name})" for frame in reversed(where)), flush=True)
         return 1
     finally:
         driver.quit()
