@@ -141,7 +141,10 @@ extension CommandHandler {
             ) { execution in
                 collected.processGroup.withLock { $0 = execution.processIdentifier.value }
                 started(execution.processIdentifier.value)
-                await events?.status("started", ["pid": String(execution.processIdentifier.value)])
+                // Started through worker-launch's announcement, the command has started only once
+                // its line comes (the pump says so then); until then it may still be bwrap
+                // failing to set the sandbox up.
+                if !announced { await events?.status("started", ["pid": String(execution.processIdentifier.value)]) }
                 try await Self.pump(execution, input: input, into: collected, announced: announced, events: events, logger: logger)
             }.terminationStatus
         }
@@ -314,6 +317,13 @@ extension CommandHandler {
         logger: Logger
     ) async throws {
         let lineBytes = events?.limits.maximumEventBytes ?? 4096
+        let pid = String(execution.processIdentifier.value)
+        // Announced, the `started` event comes with worker-launch's line on standard error, and
+        // the command's standard output waits for it, so that its lines follow `started` as
+        // they followed the start; a run that ends without the line opens the way at its end.
+        // (A one-shot signal: ``CommandCompletion``'s end here is the start's.)
+        let startSeen = CommandCompletion()
+        if !announced { startSeen.end() }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 // A child that does not read its input (or closes it early) is fine: SIGPIPE is ignored.
@@ -333,6 +343,7 @@ extension CommandHandler {
                     }
                 }
                 for try await chunk in execution.standardOutput {
+                    await startSeen.wait()
                     let complete = chunk.withUnsafeBytes { bytes in
                         collected.stdout.withLock { $0.append(bytes) }
                         return lines.append(bytes)
@@ -356,19 +367,30 @@ extension CommandHandler {
                     return events == nil && !debug ? [] : lines.append(bytes)
                 }
                 for try await chunk in execution.standardError {
-                    let complete = chunk.withUnsafeBytes { bytes in
-                        if let filtered = start?.filter(bytes) {
-                            if start?.reached == true { collected.reached.withLock { $0 = true } }
-                            return filtered.withUnsafeBytes(keep)
-                        }
-                        return keep(bytes)
+                    guard var seen = start, !seen.reached else {
+                        for line in chunk.withUnsafeBytes(keep) { await emit(line) }
+                        continue
                     }
-                    for line in complete { await emit(line) }
+                    let filtered = chunk.withUnsafeBytes { seen.filter($0) } ?? []
+                    start = seen
+                    guard seen.reached else {
+                        for line in filtered.withUnsafeBytes(keep) { await emit(line) }
+                        continue
+                    }
+                    // What starts the command said before its line (whole lines), `started`,
+                    // then what the command said.
+                    let before = filtered.prefix(seen.keptBeforeMarker), after = filtered.dropFirst(seen.keptBeforeMarker)
+                    for line in before.withUnsafeBytes(keep) { await emit(line) }
+                    collected.reached.withLock { $0 = true }
+                    await events?.status("started", ["pid": pid])
+                    startSeen.end()
+                    for line in after.withUnsafeBytes(keep) { await emit(line) }
                 }
                 if let rest = start?.finish(), !rest.isEmpty {
                     for line in rest.withUnsafeBytes(keep) { await emit(line) }
                 }
                 if let line = lines.finish() { await emit(line) }
+                startSeen.end()
             }
             try await group.waitForAll()
         }

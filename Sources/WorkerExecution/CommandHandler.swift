@@ -32,6 +32,11 @@ public struct CommandHandler: JobHandler {
     /// - Parameter environment: the worker's environment, from which the safe base and the
     ///   passthrough names are taken.
     public init(configuration: CommandHandlerConfiguration, environment: [String: String] = ProcessInfo.processInfo.environment) {
+        // The prompt is written to the command's standard input, and a command that exits or
+        // closes it before reading everything makes that write raise SIGPIPE, whose default
+        // action ends the process: the worker, or any other program (a test run) that runs
+        // commands. Writes then fail with EPIPE instead, which the handler expects.
+        signal(SIGPIPE, SIG_IGN)
         self.configuration = configuration
         var base: [String: String] = [:]
         for name in CommandHandlerConfiguration.safeBaseEnvironment + configuration.environmentPassthrough {

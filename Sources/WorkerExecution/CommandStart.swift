@@ -13,6 +13,9 @@
 struct CommandStart {
     /// Whether the marker line came.
     private(set) var reached = false
+    /// Once it came: how many of the bytes the chunk that held it kept (``filter(_:)``) came
+    /// before it (the lines of what starts the command), the rest being the command's own.
+    private(set) var keptBeforeMarker = 0
     /// The line so far, while it may still be the marker.
     private var held: [UInt8] = []
     /// The line so far is not the marker (it went through as it came).
@@ -29,6 +32,7 @@ struct CommandStart {
                 if !passingLine && held == marker {
                     reached = true
                     held = []
+                    keptBeforeMarker = kept.count
                     kept.append(contentsOf: chunk[(offset + 1)...])
                     return kept
                 }

@@ -58,6 +58,17 @@ struct CommandHandlerTests {
         #expect(try Self.stdout(of: try await handler.handle(Self.claimed(prompt: large), context: Self.context)) == large)
     }
 
+    @Test("a command that exits without reading a prompt larger than a pipe completes: the handler ignores SIGPIPE itself, whatever program runs it")
+    func commandThatIgnoresItsPrompt() async throws {
+        // The disposition as a program that never set it has it, only while the handler is made.
+        let saved = signal(SIGPIPE, SIG_DFL)
+        let handler = try Self.handler("ignores-prompt.sh")
+        let during = signal(SIGPIPE, saved)
+        #expect(unsafeBitCast(during, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self), "SIGPIPE is ignored once a handler exists")
+        let prompt = String(repeating: "x", count: 1 << 20)
+        #expect(try Self.stdout(of: try await handler.handle(Self.claimed(prompt: prompt), context: Self.context)) == "did not read it\n")
+    }
+
     @Test("exit 0 with JSON output: the result is that JSON, and the job's variables are set")
     func jsonResult() async throws {
         let job = Self.claimed(payload: #"{"repo":"demo"}"#, attempt: 2)

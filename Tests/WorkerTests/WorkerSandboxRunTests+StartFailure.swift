@@ -4,7 +4,7 @@ import WorkerCore
 import WorkerExecution
 
 extension ChaosTests.Sandbox {
-    @Test("a sandbox that cannot start a command (a mount's source gone) is this worker's fault: the job goes back with no attempt used, and the worker says why it is not ready; a command that fails as bwrap would is the job's failure")
+    @Test("a sandbox that cannot start a command (a mount's source gone) is this worker's fault: the job goes back with no attempt used, its events with no `started`, and the worker says why it is not ready; a command that fails as bwrap would is the job's failure, its lines after `started`")
     func sandboxStartFailureIsTheWorkersFault() async throws {
         #expect(JobSandbox.locate() != nil, "bwrap is installed (scripts/test installs Debian's bubblewrap)")
         let mounted = FileManager.default.temporaryDirectory.appendingPathComponent("worker-sandbox-ro-\(UUID().uuidString.prefix(8))")
@@ -17,6 +17,18 @@ extension ChaosTests.Sandbox {
         // Its message and worker-launch's start line, from the command itself: the job's failure.
         let forged = try await worker.run("fail bwrap: Can't find source path /x: No such file or directory")
         #expect(forged["status"] as? String == "failed" && forged["attempts"] as? Int == 1, "\(forged)")
+        // `started` once the sandbox started the command, before anything the command said; a
+        // `stdin` run's output after it too (standard output waits for the start line).
+        func kinds(_ id: String) async throws -> [String] {
+            try await WorkerProcess.command(["jobs", "logs", id, "--json"], environment: worker.environment, directory: worker.folder)
+                .stdout.split(separator: "\n").compactMap { jsonObject(String($0)) }
+                .map { WorkerEventsRunTests.status(of: $0) ?? ($0["kind"] as? String ?? "?") }
+        }
+        let forgedKinds = try await kinds(forged["id"] as? String ?? "")
+        #expect(Array(forgedKinds.prefix(3)) == ["claimed", "started", "log"] && forgedKinds.last == "failed", "\(forgedKinds)")
+        let hashed = try await worker.run("stdin")
+        let hashedKinds = try await kinds(hashed["id"] as? String ?? "")
+        #expect(hashedKinds == ["claimed", "started", "message", "completed"], "\(hashedKinds)")
 
         // bwrap cannot mount what is gone: every start fails before the command. (The CLI checks
         // the path exists: it is left out of its environment.)
@@ -47,6 +59,7 @@ extension ChaosTests.Sandbox {
             let events = try await WorkerProcess.command(["jobs", "logs", id, "--json"], environment: cli, directory: worker.folder).stdout
             if events.contains("claimed") {
                 #expect(events.contains("worker_fault") && events.contains("failed before the command started"), "\(events)")
+                #expect(!events.contains(#""started""#), "the command never started: \(events)")
                 faulted += 1
             }
         }
