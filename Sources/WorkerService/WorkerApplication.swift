@@ -80,6 +80,11 @@ public struct WorkerApplication: Sendable {
                     logger.warning("worker-launch was not found: a sandbox that fails to start a command will count as the job's failure, not this worker's (swift build --product worker-launch)")
                 }
             }
+            // Whatever starts commands through worker-launch outside the sandbox (limits,
+            // JOB_USER, a sandbox started without it inside) needs its `--announce`.
+            for outer in Set([launcher, limits.launcher].compactMap { $0 }) {
+                if let problem = await outer.check() { throw JobLauncherError(path: outer.path, problem: problem) }
+            }
             if let warning = decision.warning {
                 logger.warning("\(warning)")
             } else if decision.sandbox == nil {

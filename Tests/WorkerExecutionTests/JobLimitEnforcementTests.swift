@@ -15,6 +15,17 @@ struct JobLimitEnforcementTests {
 
     static let launcher = JobLauncher.locate()
 
+    @Test("worker-launch's start-up check: the one built here passes; one from before --announce is refused, with what it said")
+    func launcherCheck() async throws {
+        let launcher = try #require(Self.launcher)
+        #expect(await launcher.check() == nil)
+        let old = JobLauncher(path: CommandHandlerTests.fixture("launcher-old.sh"))
+        let problem = try #require(await old.check())
+        #expect(problem.contains("unknown option --announce") && problem.contains("125"), "\(problem)")
+        let error = "\(JobLauncherError(path: old.path, problem: problem))"
+        #expect(error.contains(old.path) && error.contains("older release"), "\(error)")
+    }
+
     @Test("worker-launch is found beside the running executable (where swift build puts both)")
     func launcherIsFound() throws {
         let launcher = try #require(Self.launcher)

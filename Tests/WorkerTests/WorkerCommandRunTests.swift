@@ -102,6 +102,29 @@ struct WorkerCommandRunTests {
         #expect(job?["attempts"] as? Int == 0)
     }
 
+    @Test("a worker-launch from before --announce beside the worker stops start-up naming it (it would have failed every command's start)")
+    func oldLauncherStopsStartUp() async throws {
+        guard getuid() == 0 else { return }
+        let folder = try TemporaryDirectory()
+        // The worker as an image that copied only its binary would hold it: beside an old launcher.
+        let binary = folder.url.appendingPathComponent("worker").path
+        guard link(WorkerProcess.binary.path, binary) == 0 else {
+            Issue.record("cannot link the worker binary into \(folder.url.path): \(String(cString: strerror(errno)))")
+            return
+        }
+        try FileManager.default.copyItem(
+            atPath: Self.fixtures.appendingPathComponent("launcher-old.sh").path, toPath: folder.url.appendingPathComponent("worker-launch").path)
+        let worker = try WorkerProcess(
+            environment: ["JOB_COMMAND": "cat", "JOB_USER": "nobody", "HEALTH_CHECK_PORT": "\(try freePort())",
+                          "JOB_WORKDIR_ROOT": folder.url.appendingPathComponent("jobs").path],
+            directory: folder.url, executable: URL(fileURLWithPath: binary))
+        defer { worker.kill9() }
+        #expect(await worker.waitForExit(timeout: .seconds(30)) == 1)
+        let output = worker.stdout + worker.stderr
+        #expect(output.contains("worker-launch at \(folder.url.appendingPathComponent("worker-launch").path)")
+            && output.contains("unknown option --announce") && output.contains("older release"), "\(output.suffix(3000))")
+    }
+
     @Test("configuration: a missing command stops production start-up; command needs JOB_COMMAND; secrets cannot pass through")
     func commandConfiguration() async throws {
         let folder = try TemporaryDirectory()
