@@ -29,9 +29,10 @@ extension PostgresSchema {
     }
 
     /// With row-level security (``supabaseSetup(maximumPendingJobsPerUser:userQueues:)``): the
-    /// index the policy reads, and a trigger that fills in the user of an event stored without
+    /// index the policy reads, a trigger that fills in the user of an event stored without
     /// one (by a worker of an earlier version during a rolling upgrade, or by hand), so that no
-    /// event of a user's job is hidden from them. The worker's own writes carry the user and
+    /// event of a user's job is hidden from them, and one that moves a job's events with the job
+    /// when its user is changed. The worker's own writes carry the user and
     /// never call it, but for jobs without one (a lookup each).
     var supabaseEventUserStatements: [String] {
         [
@@ -53,6 +54,24 @@ extension PostgresSchema {
             CREATE TRIGGER "\(eventsTableName)_user" BEFORE INSERT ON \(eventsTable)
                 FOR EACH ROW WHEN (NEW.user_id IS NULL)
                 EXECUTE FUNCTION "\(schemaName)"."\(eventsTableName)_user"()
+            """,
+            // A job given to another user (or taken from its user) by hand: its events follow,
+            // so that the one it was taken from no longer reads them. Only an UPDATE that sets
+            // `user_id` is looked at: the worker's own never do.
+            """
+            CREATE OR REPLACE FUNCTION "\(schemaName)"."\(eventsTableName)_job_user"() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                UPDATE \(eventsTable) SET user_id = NEW.user_id WHERE job_id = NEW.id AND user_id IS DISTINCT FROM NEW.user_id;
+                RETURN NULL;
+            END
+            $$
+            """,
+            "DROP TRIGGER IF EXISTS \"\(tableName)_events_user\" ON \(table)",
+            """
+            CREATE TRIGGER "\(tableName)_events_user" AFTER UPDATE OF user_id ON \(table)
+                FOR EACH ROW WHEN (OLD.user_id IS DISTINCT FROM NEW.user_id)
+                EXECUTE FUNCTION "\(schemaName)"."\(eventsTableName)_job_user"()
             """,
             // What workers of an earlier version stored between version 10's fill-in and the
             // trigger (their inserts waited behind the migration, then went in without a user):

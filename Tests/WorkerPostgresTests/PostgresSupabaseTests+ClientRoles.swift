@@ -57,7 +57,8 @@ extension PostgresSupabaseTests {
                 "ALTER DEFAULT PRIVILEGES IN SCHEMA \(schemaName) REVOKE ALL ON TABLES FROM anon, authenticated",
                 "DROP SCHEMA \(schemaName) CASCADE",
             ] { _ = try await TestDatabase.execute(statement, on: admin) }
-            if let failure { throw failure }
+            // (PSQLError's own description hides the server's message: it failed once so.)
+            if let failure { Issue.record("\(String(reflecting: failure))") }
         }
     }
 }

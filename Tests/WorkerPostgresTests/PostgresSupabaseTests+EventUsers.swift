@@ -46,6 +46,35 @@ extension PostgresSupabaseTests {
         }
     }
 
+    @Test("a job given to another user by hand takes its events along: the one it was taken from no longer reads them")
+    func eventsFollowTheirJobsUser() async throws {
+        try await Self.withSecuredStore { store in
+            let names = store.schema.supabaseFunctionNames
+            let alice = UUID(), bob = UUID()
+            let job = try #require(try Self.ids(try await Self.asClient(alice, on: store, "SELECT id FROM public.\(names.enqueue)('moved')")).first)
+            let claimed = try await store.claim(queues: ["default"], limit: 1, workerID: "w", leaseDuration: .seconds(30))
+            #expect(claimed.map(\.job.id) == [job])
+            let events = store.schema.eventsTable, id = job.uuidString.lowercased()
+            func visible(to user: UUID) async throws -> Int {
+                try await Self.asClient(user, on: store, "SELECT count(*) FROM \(events) WHERE job_id = '\(id)'").rows.first?.decode(Int.self) ?? -1
+            }
+            #expect(try await visible(to: alice) == 1, "the claimed event")
+            _ = try await TestDatabase.execute("UPDATE \(store.schema.table) SET user_id = '\(bob.uuidString.lowercased())' WHERE id = '\(id)'", on: store)
+            #expect(try await visible(to: alice) == 0)
+            #expect(try await visible(to: bob) == 1)
+            // Events the job writes from then on are the new user's too.
+            let written = try await store.record(claimed.map {
+                JobCompletion(lease: $0.lease, outcome: .completed(result: "{}"), event: .init(sequence: $0.lastEventSequence + 1, data: #"{"status":"completed"}"#))
+            })
+            #expect(written == [true])
+            #expect(try await visible(to: alice) == 0)
+            #expect(try await visible(to: bob) == 2)
+            // Taken from every user (a backend's job now): nobody reads them.
+            _ = try await TestDatabase.execute("UPDATE \(store.schema.table) SET user_id = NULL WHERE id = '\(id)'", on: store)
+            #expect(try await visible(to: bob) == 0)
+        }
+    }
+
     @Test("a user's read of the events with no job named goes through the index of their own events, not a scan of everyone's; an event stored without its user (by hand, an older worker) is given it")
     func unfilteredEventReadsUseTheIndex() async throws {
         try await Self.withSecuredStore { store in
