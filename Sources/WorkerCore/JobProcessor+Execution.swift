@@ -149,9 +149,16 @@ extension JobProcessor {
             // frees the job.)
             if case .stopped(.cancelled) = finish {
                 do {
-                    try await withTimeout(storeTimeout, operation: "cancellation release") { [store] in
-                        try await store.releaseCancelled([claimed.lease])
-                    }
+                    // In a task of its own: this one was cancelled by the cancel itself, and
+                    // `withTimeout` (the drivers too) gives up at once in a cancelled task, so
+                    // the release never reached the store and the session's next turn waited
+                    // for the lease to run out and the rescue (45 s by default).
+                    let store = self.store
+                    let storeTimeout = self.storeTimeout
+                    let lease = claimed.lease
+                    try await Task {
+                        try await withTimeout(storeTimeout, operation: "cancellation release") { try await store.releaseCancelled([lease]) }
+                    }.value
                     jobsAvailable.signal()
                 } catch {
                     logger.warning(

@@ -15,10 +15,13 @@ struct JobProcessorTests {
         struct Counts { var running = 0, peak = 0, calls = 0 }
         let counts = Mutex(Counts())
         let sleep: Duration
+        /// The prompt of the only jobs that sleep, if not all.
+        let only: String?
         let fail: @Sendable (ClaimedJob) -> Bool
 
-        init(sleep: Duration, fail: @escaping @Sendable (ClaimedJob) -> Bool = { _ in false }) {
+        init(sleep: Duration, only: String? = nil, fail: @escaping @Sendable (ClaimedJob) -> Bool = { _ in false }) {
             self.sleep = sleep
+            self.only = only
             self.fail = fail
         }
 
@@ -29,7 +32,7 @@ struct JobProcessorTests {
                 $0.peak = max($0.peak, $0.running)
             }
             defer { counts.withLock { $0.running -= 1 } }
-            try await Task.sleep(for: sleep)
+            if only == nil || job.job.prompt == only { try await Task.sleep(for: sleep) }
             if fail(job) { throw ProbeError.planned(job.lease.attempt) }
             return #"{"ok":true}"#
         }
@@ -252,9 +255,35 @@ struct JobProcessorTests {
                 // Within a few lease renewals, and the write of its `cancelled` event; loosely
                 // bounded, as the whole suite runs beside it on two cores (alone: 0.3 s).
                 try await Self.waitUntil(timeout: .seconds(10)) { processor.runningJobCount == 0 }
+                // Its lease is ended once the handler returned (before: the release ran in the
+                // job's cancelled task and never reached the store, so the lease, no longer
+                // renewed, held a retry and the session's next turn until the rescue).
+                try await Self.waitUntil(timeout: .seconds(10)) { try await store.job(id: id)?.lockedBy == nil }
             }
-            #expect(try await store.job(id: id)?.status == .cancelled)
+            let job = try #require(try await store.job(id: id))
+            #expect(job.status == .cancelled)
+            #expect(job.leaseExpiresAt == nil)
             #expect(probe.counts.withLock { $0.running } == 0)
+        }
+    }
+
+    @Test("cancelling a session's running turn ends its lease when its handler returns: the next turn starts then, not after the lease")
+    func cancelRunningTurn() async throws {
+        try await withTemporarySQLiteStore { store in
+            let session = UUID()
+            let ids = try await store.enqueue([NewJob(prompt: "turn 1", sessionID: session), NewJob(prompt: "turn 2", sessionID: session)])
+            // The first turn sleeps; the second is quick. A 60 s lease (renewed every 20 s):
+            // before, the next turn waited for it to run out and for the rescue.
+            let probe = Probe(sleep: .seconds(60), only: "turn 1")
+            let processor = JobProcessor(store: store, handler: probe, configuration: Self.configuration(lease: .seconds(60)), logger: Logger(label: "test"))
+            try await Self.running(processor) {
+                try await Self.waitUntil { try await store.job(id: ids[0])?.status == .processing }
+                _ = try await store.cancel(id: ids[0])
+                try await Self.waitUntil(timeout: .seconds(15)) { try await store.job(id: ids[1])?.status == .completed }
+            }
+            let cancelled = try #require(try await store.job(id: ids[0]))
+            #expect(cancelled.status == .cancelled)
+            #expect(cancelled.lockedBy == nil && cancelled.leaseExpiresAt == nil)
         }
     }
 
