@@ -31,7 +31,8 @@ struct APIToken: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
-        let bearer = request.headers[.authorization].flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil }
+        // The scheme's name is case-insensitive (RFC 9110, 11.1): "bearer" is "Bearer".
+        let bearer = request.headers[.authorization].flatMap { $0.prefix(7).lowercased() == "bearer " ? String($0.dropFirst(7)) : nil }
         if let token, let bearer, Self.equal(Array(bearer.utf8), token) {
             context.caller = .backend
             return try await next(request, context)

@@ -122,7 +122,17 @@ public struct JobAPI: Sendable {
             } catch let error as JobInput.Invalid {
                 return Self.error(.badRequest, error.description)
             }
-            let id = try await store.enqueue([job])[0]
+            let id: UUID
+            do {
+                id = try await store.enqueue([job])[0]
+            } catch let error as JobStoreError {
+                // A value the database cannot store (PostgreSQL's text holds no NUL character, nor
+                // its jsonb a \u0000) is the request's fault: 400, not a 500 a backend retries.
+                switch error {
+                case .valueRejected, .invalidJob: return Self.error(.badRequest, error.description)
+                default: throw error
+                }
+            }
             enqueued()
             var response = Self.json(.created, #"{"id":"\#(id.lowercasedText)"}"#)
             response.headers[.location] = "/jobs/\(id.lowercasedText)"
@@ -136,7 +146,11 @@ public struct JobAPI: Sendable {
             } catch JobStoreError.jobNotFound {
                 return Self.notFound()
             } catch let error as JobStoreError {
-                return Self.error(.conflict, error.description)
+                // Only a job whose state allows no cancel is a conflict; the database refusing the
+                // write (a privilege, a constraint, a row it cannot read) is the server's fault.
+                if case .invalidTransition = error { return Self.error(.conflict, error.description) }
+                logger.error("Could not cancel a job", metadata: ["jobId": .string(id.lowercasedText), "error": "\(error)"])
+                return Self.error(.internalServerError, error.description)
             }
         }
     }
@@ -198,7 +212,10 @@ public struct JobAPI: Sendable {
                 try await writer.write(buffer)
                 last = events[events.count - 1].sequence
                 lastWrite = .now
-                if ended { break reading }
+                // An ending event read from the past (a job failed, then retried) ends only an
+                // attempt: the stream goes on while the job itself has not ended. (Before, a
+                // stream opened on a retried job closed at its earlier attempt's `failed`.)
+                if ended, try await jobHasEnded(id) { break reading }
                 // What one stream holds is bounded in bytes, not events: pages of large events
                 // are read fewer at a time.
                 let full = events.count == pageSize
@@ -241,6 +258,14 @@ public struct JobAPI: Sendable {
         if try await store.eventsEnded(for: job, after: after) { return .end }
         // Still being stopped, or events stored between the read above and this look at the job.
         return job.isBeingStopped ? .wait : .again
+    }
+
+    /// Whether the job has ended, asked when an ending event was the last one read (a job's
+    /// ending event is its last). A job gone from the table has ended; a database failing here
+    /// ends the stream (the client reconnects and reads on from its last event).
+    func jobHasEnded(_ id: UUID) async throws -> Bool {
+        guard let job = try await store.job(id: id) else { return true }
+        return job.status.isFinal && !job.isBeingStopped
     }
 
     /// The first page of a stream's events (the next ones: ``JobEventPaging``).

@@ -32,11 +32,12 @@ extension WorkerEventsRunTests {
 
         /// Follows the job's event stream with the Python client: `(status, events, how it ended)`.
         static func follow(
-            port: Int, job: String, token: String = Self.token, lastEventID: String = "", limit: Int = 0, directory: URL
+            port: Int, job: String, token: String = Self.token, lastEventID: String = "", limit: Int = 0, quietSeconds: Double? = nil,
+            directory: URL
         ) async throws -> (status: Int, events: [[String: String]], end: String) {
             // The test's own PATH: python3 where the suite found it.
             let result = try await WorkerProcess.command(
-                ["python3", client, "http://127.0.0.1:\(port)/jobs/\(job)/events", token, lastEventID, "\(limit)"],
+                ["python3", client, "http://127.0.0.1:\(port)/jobs/\(job)/events", token, lastEventID, "\(limit)"] + (quietSeconds.map { ["\($0)"] } ?? []),
                 environment: ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"], directory: directory,
                 executable: URL(fileURLWithPath: "/usr/bin/env"))
             let lines = result.stdout.split(separator: "\n").map(String.init)
@@ -87,6 +88,71 @@ extension WorkerEventsRunTests {
             #expect(try await Self.request("POST", port: port, path: "/jobs/\(id)/cancel").status == 409)
             worker.send(SIGTERM)
             #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+        }
+
+        @Test(
+            "on PostgreSQL: a value the database cannot store (NUL in the prompt or the payload) is 400 naming why, not 500; a lower-case bearer scheme is the token; a cancel's store fault is not 409",
+            .enabled(if: TestPostgres.isAvailable, "needs TEST_DATABASE_URL: run scripts/test"))
+        func refusedValues() async throws {
+            let folder = try TemporaryDirectory()
+            let table = TestPostgres.freshTable()
+            let (worker, _, port) = try Self.start(folder.url, ["DATABASE_URL": TestPostgres.url!, "JOBS_TABLE": table, "MAX_CONCURRENT_JOBS": "1"])
+            defer { worker.kill9() }
+            #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
+            // Before: 500 (a backend retries a 5xx; this input never goes in).
+            for body in [#"{"prompt":"a\u0000b"}"#, #"{"prompt":"p","payload":{"k":"\u0000"}}"#] {
+                let refused = try await Self.request("POST", port: port, path: "/jobs", body: body)
+                #expect(refused.status == 400, "\(body): \(refused.status) \(refused.body)")
+                #expect(jsonObject(refused.body)?["error"] is String, "\(refused.body)")
+            }
+            #expect(try await TestPostgres.sql("SELECT count(*) FROM public.\(table)") == "0")
+            // The scheme of an Authorization header is case-insensitive (RFC 9110, 11.1).
+            var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/jobs")!)
+            request.httpMethod = "POST"
+            request.httpBody = Data(#"{"prompt":"lower-case scheme"}"#.utf8)
+            request.setValue("bearer \(Self.token)", forHTTPHeaderField: "Authorization")
+            let (_, response) = try await URLSession.shared.data(for: request)
+            #expect((response as? HTTPURLResponse)?.statusCode == 201)
+            // A cancel the database refuses for lack of a privilege is the server's fault (500),
+            // not a conflict with the job's state (409, which says "it has ended").
+            let created = try await Self.request("POST", port: port, path: "/jobs", body: #"{"prompt":"p","runAt":"2100-01-01T00:00:00Z"}"#)
+            let id = try #require(jsonObject(created.body)?["id"] as? String, "\(created.body)")
+            try await TestPostgres.sql("ALTER TABLE public.\(table) ADD CONSTRAINT no_cancel CHECK (status <> 'cancelled') NOT VALID")
+            let refusedCancel = try await Self.request("POST", port: port, path: "/jobs/\(id)/cancel")
+            #expect(refusedCancel.status == 500, "\(refusedCancel.status) \(refusedCancel.body)")
+            try await TestPostgres.sql("ALTER TABLE public.\(table) DROP CONSTRAINT no_cancel")
+            #expect(try await Self.request("POST", port: port, path: "/jobs/\(id)/cancel").status == 200)
+            #expect(try await Self.request("POST", port: port, path: "/jobs/\(id)/cancel").status == 409)
+            worker.send(SIGTERM)
+            #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+            try await TestPostgres.sql("DROP TABLE public.\(table) CASCADE")
+        }
+
+        @Test("a stream opened on a job retried after it failed goes past the failed attempt's ending event: it stays open while the job waits")
+        func retriedJobStream() async throws {
+            let folder = try TemporaryDirectory()
+            let (worker, environment, port) = try Self.start(folder.url)
+            defer { worker.kill9() }
+            #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
+            let created = try await Self.request("POST", port: port, path: "/jobs", body: #"{"prompt":"p","maxAttempts":1,"payload":{"failTimes":1}}"#)
+            let id = try #require(jsonObject(created.body)?["id"] as? String)
+            #expect(try await eventually("failed") {
+                jsonObject(try await Self.request("GET", port: port, path: "/jobs/\(id)").body)?["status"] as? String == "failed"
+            })
+            worker.send(SIGTERM)
+            #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+            // Retried with no worker of its queue: it waits, pending.
+            #expect(try await WorkerProcess.command(["jobs", "retry", id], environment: environment, directory: folder.url).status == 0)
+            let (other, _, otherPort) = try Self.start(folder.url, ["WORKER_QUEUES": "elsewhere"])
+            defer { other.kill9() }
+            #expect(try await eventually("ready") { try await http(port: otherPort, path: "/ready").status == 200 })
+            let stream = try await Self.follow(port: otherPort, job: id, quietSeconds: 2, directory: folder.url)
+            #expect(stream.status == 200)
+            #expect(stream.events.last?["data"]?.contains("failed") == true, "\(stream.events)")
+            // Before: "END", the stream closed at the first attempt's `failed`.
+            #expect(stream.end == "OPEN", "\(stream.end)")
+            other.send(SIGTERM)
+            #expect(await other.waitForExit(timeout: .seconds(10)) == 0)
         }
 
         @Test("resume: a client reads part of the stream, hangs up, and goes on from Last-Event-ID: the union is the whole stream, once; the stream closes after the job's end")

@@ -1,20 +1,23 @@
 #!/usr/bin/env python3
 """A minimal Server-Sent Events client for the job API tests.
 
-  sse-client.py URL TOKEN LAST_EVENT_ID MAX_EVENTS
+  sse-client.py URL TOKEN LAST_EVENT_ID MAX_EVENTS [QUIET_SECONDS]
 
 Prints one JSON object a line for each event received ({"id", "event", "data"}), then
 "END" when the server closed the stream, or "STOP" after MAX_EVENTS (0: no limit) events,
-when it hangs up itself. The first line is "STATUS <code>".
+when it hangs up itself, or "OPEN" when the stream stayed open and said nothing for
+QUIET_SECONDS (when given). The first line is "STATUS <code>".
 """
+import socket
 import http.client
 import json
 import sys
 import urllib.parse
 
 url, token, last, limit = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+quiet = float(sys.argv[5]) if len(sys.argv) > 5 else None
 parts = urllib.parse.urlsplit(url)
-connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=quiet or 30)
 headers = {"Accept": "text/event-stream"}
 if token:
     headers["Authorization"] = f"Bearer {token}"
@@ -29,7 +32,13 @@ if response.status != 200:
 count = 0
 event = {}
 while True:
-    line = response.readline()
+    try:
+        line = response.readline()
+    except (socket.timeout, TimeoutError):
+        if quiet is None:
+            raise
+        print("OPEN", flush=True)
+        break
     if not line:
         print("END", flush=True)
         break
