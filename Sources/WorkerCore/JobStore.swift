@@ -66,8 +66,10 @@ public protocol JobStore: Sendable {
     /// theirs was stored.
     func appendEvents(_ events: [NewJobEvent]) async throws -> RefusedEvents
 
-    /// Up to `limit` events of a job with a sequence number above `after`, in order.
-    func events(jobID: UUID, after: Int64, limit: Int) async throws -> [JobEvent]
+    /// Up to `limit` events of a job with a sequence number above `after`, in order, ending
+    /// before the first event that starts at or past `maxBytes` bytes of `data` (so a page holds
+    /// at most `maxBytes` plus one event, and never nothing while events follow).
+    func events(jobID: UUID, after: Int64, limit: Int, maxBytes: Int) async throws -> [JobEvent]
 
     /// The job with this id, or `nil`.
     func job(id: UUID) async throws -> Job?
@@ -138,6 +140,12 @@ public enum StoreEvent: Sendable, Hashable {
 }
 
 extension JobStore {
+    /// Up to `limit` events of a job with a sequence number above `after`, in order, whatever
+    /// their size (readers that hold pages in memory bound them: ``JobEventPaging``).
+    public func events(jobID: UUID, after: Int64, limit: Int) async throws -> [JobEvent] {
+        try await events(jobID: jobID, after: after, limit: limit, maxBytes: .max)
+    }
+
     /// Returns every job with an expired lease to `pending` (or `failed` when no attempts remain).
     public func rescueExpiredLeases() async throws -> [RescuedJob] {
         try await rescueExpiredLeases(sparing: [])

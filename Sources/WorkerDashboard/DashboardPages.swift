@@ -176,26 +176,23 @@ struct DashboardPages: Sendable {
     }
 
     /// The job's first events, at most ``eventsShown`` and about ``eventBytesRead`` bytes, read in
-    /// pages sized by the bytes of the last (as the event stream reads), and whether more follow.
+    /// pages bounded in bytes (``JobEventPaging``, as the event stream reads), and whether more
+    /// follow.
     private func firstEvents(of id: UUID) async throws -> (events: [JobEvent], more: Bool) {
         var shown: [JobEvent] = []
         var bytes = 0
-        // Few at first: an event may be up to JOB_EVENT_MAX_BYTES (1 MiB); then as many as fit a
-        // MiB at the size seen.
-        var pageSize = 4
         var after: Int64 = 0
         while true {
-            let page = try await store.events(jobID: id, after: after, limit: pageSize)
-            var pageBytes = 0
+            let limit = min(JobEventPaging.maximumPageSize, Self.eventsShown - shown.count + 1)
+            let maxBytes = min(JobEventPaging.pageBytes, max(1, Self.eventBytesRead - bytes + 1))
+            let page = try await store.events(jobID: id, after: after, limit: limit, maxBytes: maxBytes)
             for event in page {
                 if shown.count == Self.eventsShown || bytes >= Self.eventBytesRead { return (shown, true) }
                 shown.append(event)
                 bytes += event.data.utf8.count
-                pageBytes += event.data.utf8.count
             }
-            guard page.count == pageSize, let last = page.last else { return (shown, false) }
+            guard JobEventPaging.mayHaveMore(page, limit: limit, maxBytes: maxBytes), let last = page.last else { return (shown, false) }
             after = last.sequence
-            pageSize = JobEventPaging.nextPageSize(events: page.count, bytes: pageBytes)
         }
     }
 

@@ -107,14 +107,20 @@ extension SQLiteJobStore {
     /// No notifications on a file: readers poll (cheap on a local file).
     public func watchEvents(onJobs: @escaping @Sendable ([UUID]) -> Void) async throws {}
 
-    public func events(jobID: UUID, after: Int64, limit: Int) async throws -> [JobEvent] {
+    public func events(jobID: UUID, after: Int64, limit: Int, maxBytes: Int) async throws -> [JobEvent] {
         let rows = try await lock.withLock {
+            // The inner LIMIT bounds what is read; the running sum keeps each event that starts
+            // under `maxBytes` (the first one always does), so the page ends at the bound.
             try await connection.query(
                 """
-                SELECT seq, attempt, created_at, kind, data FROM \(eventsTable)
-                WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3
+                SELECT seq, attempt, created_at, kind, data FROM (
+                    SELECT seq, attempt, created_at, kind, data,
+                           sum(length(CAST(data AS BLOB))) OVER (ORDER BY seq) - length(CAST(data AS BLOB)) AS before
+                    FROM \(eventsTable)
+                    WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3
+                ) WHERE before < ?4 ORDER BY seq
                 """,
-                [.text(jobID.lowercasedText), .integer(Int(after)), .integer(max(0, limit))]
+                [.text(jobID.lowercasedText), .integer(Int(after)), .integer(max(0, limit)), .integer(max(1, maxBytes))]
             )
         }
         return try rows.map { row in

@@ -174,14 +174,13 @@ public struct JobAPI: Sendable {
         defer { subscription.cancel() }
         var last = after
         var lastWrite = ContinuousClock.now
-        var pageSize = Self.firstPageSize
         var storeFailing = false
         // Reconnect after a second when the connection drops (EventSource does, with Last-Event-ID).
         try await writer.write(ByteBuffer(string: "retry: 1000\n\n"))
         reading: while !Task.isCancelled, !Task.isShuttingDownGracefully {
             let step: StreamStep
             do {
-                step = try await next(id, after: last, pageSize: pageSize)
+                step = try await next(id, after: last)
                 if storeFailing {
                     storeFailing = false
                     logger.info("Event stream reading the database again", metadata: ["jobId": .string(id.lowercasedText)])
@@ -201,12 +200,10 @@ public struct JobAPI: Sendable {
             case .events(let events):
                 var buffer = ByteBuffer()
                 var ended = false
-                var bytes = 0
                 for event in events {
                     buffer.writeString("id: \(event.sequence)\nevent: \(event.kind.rawValue)\ndata: ")
                     buffer.writeString(JobEventPresentation.jsonLine(event))
                     buffer.writeString("\n\n")
-                    bytes += event.data.utf8.count
                     ended = JobEventPresentation.endsJob(event)
                 }
                 try await writer.write(buffer)
@@ -216,11 +213,10 @@ public struct JobAPI: Sendable {
                 // attempt: the stream goes on while the job itself has not ended. (Before, a
                 // stream opened on a retried job closed at its earlier attempt's `failed`.)
                 if ended, try await jobHasEnded(id) { break reading }
-                // What one stream holds is bounded in bytes, not events: pages of large events
-                // are read fewer at a time.
-                let full = events.count == pageSize
-                pageSize = JobEventPaging.nextPageSize(events: events.count, bytes: bytes)
-                if full { continue reading }
+                // What one stream holds is bounded in bytes as well as events (the store ends a
+                // page at ``JobEventPaging/pageBytes``): a page that stopped at a bound is followed
+                // at once.
+                if JobEventPaging.mayHaveMore(events, limit: JobEventPaging.maximumPageSize) { continue reading }
             case .end:
                 break reading
             case .again:
@@ -250,8 +246,9 @@ public struct JobAPI: Sendable {
     }
 
     /// Reads what follows `after` for ``stream(_:after:to:)``.
-    func next(_ id: UUID, after: Int64, pageSize: Int) async throws -> StreamStep {
-        let events = try await store.events(jobID: id, after: after, limit: pageSize)
+    func next(_ id: UUID, after: Int64) async throws -> StreamStep {
+        let events = try await store.events(
+            jobID: id, after: after, limit: JobEventPaging.maximumPageSize, maxBytes: JobEventPaging.pageBytes)
         if !events.isEmpty { return .events(events) }
         guard let job = try await store.job(id: id) else { return .end }
         guard job.status.isFinal else { return .wait }
@@ -267,9 +264,6 @@ public struct JobAPI: Sendable {
         guard let job = try await store.job(id: id) else { return true }
         return job.status.isFinal && !job.isBeingStopped
     }
-
-    /// The first page of a stream's events (the next ones: ``JobEventPaging``).
-    static let firstPageSize = 64
 
     static let lastEventID = HTTPField.Name("Last-Event-ID")!
 

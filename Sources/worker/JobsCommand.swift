@@ -114,7 +114,9 @@ struct JobsCommand: AsyncParsableCommand {
                 /// Prints every event after `last` (up to `left`).
                 func drain() async throws {
                     while left > 0 {
-                        let events = try await store.events(jobID: id, after: last, limit: min(1_000, left))
+                        // Pages bounded in bytes as well (an event may be a MiB).
+                        let pageLimit = min(JobEventPaging.maximumPageSize, left)
+                        let events = try await store.events(jobID: id, after: last, limit: pageLimit, maxBytes: JobEventPaging.pageBytes)
                         left -= events.count
                         for event in events {
                             output(json ? JobEventPresentation.jsonLine(event) : JobEventPresentation.textLine(event))
@@ -122,7 +124,7 @@ struct JobsCommand: AsyncParsableCommand {
                         }
                         guard let end = events.last else { return }
                         last = end.sequence
-                        if events.count < min(1_000, left + events.count) { return }
+                        if !JobEventPaging.mayHaveMore(events, limit: pageLimit) { return }
                     }
                 }
                 try await drain()

@@ -9,6 +9,7 @@ extension JobStoreConformance {
     public static let eventCases: [ConformanceCase] = [
         ConformanceCase(name: "a claim stores each job's claimed event; an outcome stores its ending event with it", body: eventsOfClaimAndOutcome),
         ConformanceCase(name: "events are stored in order and read back from any sequence number", body: eventsInOrder),
+        ConformanceCase(name: "a page of events ends at a byte bound as well as a count: at most the bound plus one event, never empty while events follow", body: eventsPagedByBytes),
         ConformanceCase(name: "an event written again (a repeated write) is stored once", body: eventsIdempotent),
         ConformanceCase(name: "a lost lease stores nothing; the next attempt numbers its events on from the last", body: eventsFollowTheLease),
         ConformanceCase(name: "a given-back job's next run numbers on from its last event", body: eventsAfterRelease),
@@ -88,6 +89,47 @@ extension JobStoreConformance {
         #expect(try await store.events(jobID: a.job.id, after: 6, limit: 10).isEmpty)
         #expect(try await store.events(jobID: b.job.id, after: 0, limit: 10).map(\.sequence) == [1, 2, 3])
         #expect(try await store.events(jobID: UUID(), after: 0, limit: 10).isEmpty)
+    }
+
+    static func eventsPagedByBytes(_ store: any JobStore) async throws {
+        _ = try await store.enqueue([NewJob(prompt: "a")])
+        let job = try await claimOne(store)
+        // Small events, then large ones (the case that made a page of 500 large events: pages
+        // were sized by the last page's events), then small again.
+        let large = String(repeating: "x", count: 10_000)
+        let sizes = Array(repeating: 10, count: 5) + Array(repeating: 10_000, count: 6) + Array(repeating: 10, count: 3)
+        let written = sizes.enumerated().map { index, size in
+            event(job, Int64(index + 1), .output, #"{"text":"\#(size == 10 ? "small" : large)"}"#)
+        }
+        #expect(try await store.appendEvents(written).isEmpty)
+        let all = try await store.events(jobID: job.job.id, after: 0, limit: 100)
+        #expect(all.count == sizes.count + 1)
+        let bytes = all.map(\.data.utf8.count)
+        let maxBytes = 25_000
+        var pages: [[JobEvent]] = []
+        var after: Int64 = 0
+        while pages.count < 50 {
+            let page = try await store.events(jobID: job.job.id, after: after, limit: 4, maxBytes: maxBytes)
+            guard let last = page.last else { break }
+            pages.append(page)
+            after = last.sequence
+        }
+        // Read whole, in order, once.
+        #expect(pages.flatMap { $0 }.map(\.sequence) == all.map(\.sequence))
+        for page in pages {
+            let pageBytes = page.map(\.data.utf8.count)
+            // Each event starts within the bound: the bytes before the last one are under it.
+            #expect(pageBytes.dropLast().reduce(0, +) < maxBytes, "\(pageBytes)")
+            #expect(page.count <= 4)
+            // A page ends short of both bounds only at the end of the events.
+            if !JobEventPaging.mayHaveMore(page, limit: 4, maxBytes: maxBytes) { #expect(page.last?.sequence == all.last?.sequence) }
+        }
+        // The bound holds at the large events: two whole and the start of a third (3 x ~10 KB).
+        #expect(pages.contains { $0.map(\.data.utf8.count).filter { $0 > 9_000 }.count == 3 })
+        // One event over the bound alone still comes.
+        let one = try await store.events(jobID: job.job.id, after: 6, limit: 4, maxBytes: 1)
+        #expect(one.map(\.sequence) == [7])
+        #expect(bytes.reduce(0, +) > maxBytes)
     }
 
     static func eventsIdempotent(_ store: any JobStore) async throws {

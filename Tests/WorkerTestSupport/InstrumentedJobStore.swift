@@ -56,8 +56,8 @@ public final class InstrumentedJobStore: JobStore {
     }
     public func releaseCancelled(_ leases: [Lease]) async throws { try await base.releaseCancelled(leases) }
     public func appendEvents(_ events: [NewJobEvent]) async throws -> RefusedEvents { try await base.appendEvents(events) }
-    public func events(jobID: UUID, after: Int64, limit: Int) async throws -> [JobEvent] {
-        try await base.events(jobID: jobID, after: after, limit: limit)
+    public func events(jobID: UUID, after: Int64, limit: Int, maxBytes: Int) async throws -> [JobEvent] {
+        try await base.events(jobID: jobID, after: after, limit: limit, maxBytes: maxBytes)
     }
     public func watchEvents(onJobs: @escaping @Sendable ([UUID]) -> Void) async throws { try await base.watchEvents(onJobs: onJobs) }
     public func job(id: UUID) async throws -> Job? { try await base.job(id: id) }

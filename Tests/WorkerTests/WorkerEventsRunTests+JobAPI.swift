@@ -155,6 +155,62 @@ extension WorkerEventsRunTests {
             #expect(await other.waitForExit(timeout: .seconds(10)) == 0)
         }
 
+        @Test("a client that stops reading holds the worker to a page of about a MiB, however large the events after small ones")
+        func slowClientMemory() async throws {
+            let folder = try TemporaryDirectory()
+            let (worker, _, port) = try Self.start(folder.url)
+            defer { worker.kill9() }
+            #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
+            let created = try await Self.request("POST", port: port, path: "/jobs", body: #"{"prompt":"p"}"#)
+            let id = try #require(jsonObject(created.body)?["id"] as? String)
+            #expect(try await eventually("completed") {
+                jsonObject(try await Self.request("GET", port: port, path: "/jobs/\(id)").body)?["status"] as? String == "completed"
+            })
+            // Its events replaced by 64 small ones, then 400 of 65,000 bytes (as a command's output
+            // lines may be, up to JOB_EVENT_MAX_BYTES), then its end. Before, the page after the
+            // small ones was sized by them: 400 large events (26 MB, and as much again as SSE
+            // text) held at once for a client that does not read.
+            let sql = """
+                DELETE FROM coding_job_events WHERE job_id = '\(id)';
+                WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 464)
+                INSERT INTO coding_job_events (job_id, seq, attempt, created_at, kind, data)
+                SELECT '\(id)', i, 1, strftime('%s', 'now') * 1000, 'output', CASE WHEN i <= 64 THEN '{"text":"small"}' ELSE json_object('text', printf('%.65000c', 'x')) END FROM n;
+                INSERT INTO coding_job_events (job_id, seq, attempt, created_at, kind, data)
+                VALUES ('\(id)', 465, 1, strftime('%s', 'now') * 1000, 'status', '{"status":"completed"}');
+                """
+            let inserted = try await WorkerProcess.command(
+                ["sqlite3", folder.url.appendingPathComponent("worker.sqlite").path, sql],
+                environment: ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"], directory: folder.url,
+                executable: URL(fileURLWithPath: "/usr/bin/env"))
+            #expect(inserted.status == 0, "\(inserted.stderr)")
+            func peakRSSKiB() throws -> Int {
+                let status = try String(contentsOfFile: "/proc/\(worker.pid)/status", encoding: .utf8)
+                let line = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") } ?? ""
+                return Int(line.split(separator: " ").dropFirst().first ?? "") ?? -1
+            }
+            let before = try peakRSSKiB()
+            // A client that reads the answer's head, then nothing for three seconds.
+            let script = """
+                import http.client, sys, time
+                c = http.client.HTTPConnection("127.0.0.1", \(port), timeout=30)
+                c.request("GET", "/jobs/\(id)/events", headers={"Authorization": "Bearer \(Self.token)"})
+                r = c.getresponse()
+                print(r.status, flush=True)
+                time.sleep(3)
+                """
+            let client = try await WorkerProcess.command(
+                ["python3", "-c", script], environment: ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"],
+                directory: folder.url, executable: URL(fileURLWithPath: "/usr/bin/env"))
+            #expect(client.stdout.hasPrefix("200"), "\(client.stdout) \(client.stderr)")
+            let grown = try peakRSSKiB() - before
+            #expect(before > 0)
+            // A page of about a MiB, twice over (events and their SSE text), and what the socket
+            // took: well under 20 MB. Before: over 50 MB.
+            #expect(grown < 20_000, "the worker's peak RSS grew by \(grown) KiB")
+            worker.send(SIGTERM)
+            #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+        }
+
         @Test("resume: a client reads part of the stream, hangs up, and goes on from Last-Event-ID: the union is the whole stream, once; the stream closes after the job's end")
         func resume() async throws {
             let folder = try TemporaryDirectory()
