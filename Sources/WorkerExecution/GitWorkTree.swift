@@ -79,7 +79,10 @@ struct GitWorkTree: Sendable {
             Self.copyIndex(from: source, inside: [directory, lines[0]], to: indexFile)
         }
         let withIndex = ["GIT_INDEX_FILE": indexFile]
-        _ = try await run(["add", "--all", "--", "."], extra: withIndex)
+        // `--ignore-errors`: what git cannot add (a folder holding a repository without a commit,
+        // as an agent's `git init` in a subfolder leaves; an unreadable file) is left out, and the
+        // rest is summed up; git then exits 1. Without it, one such folder lost the whole summary.
+        _ = try await run(["add", "--all", "--ignore-errors", "--", "."], extra: withIndex, accepting: [0, 1])
         let tree = String(decoding: try await run(["write-tree"], extra: withIndex), as: UTF8.self)
         return tree.trimmingCharacters(in: .whitespacesAndNewlines)
     }
@@ -140,8 +143,9 @@ struct GitWorkTree: Sendable {
         return WorkspaceChanges(nameStatus: names, numstat: counts)
     }
 
-    /// Runs `git -C directory arguments`, returning standard output.
-    func run(_ arguments: [String], extra: [String: String] = [:]) async throws(GitFailure) -> [UInt8] {
+    /// Runs `git -C directory arguments`, returning standard output when git exits with one of
+    /// `accepting`.
+    func run(_ arguments: [String], extra: [String: String] = [:], accepting: Set<Int32> = [0]) async throws(GitFailure) -> [UInt8] {
         // Settings that would run other programs or prompt are turned off for these commands.
         var fullArguments = ["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-C", directory] + arguments
         var variables: [Environment.Key: String] = [:]
@@ -205,7 +209,7 @@ struct GitWorkTree: Sendable {
         switch outcome {
         case .timedOut:
             throw .timedOut(arguments: arguments, after: timeout)
-        case .finished(.exited(0), let output, _):
+        case .finished(.exited(let code), let output, _) where accepting.contains(code):
             return output
         case .finished(let status, _, let stderr):
             throw .exited(arguments: arguments, status: "\(status)", stderr: stderr.trimmingCharacters(in: .whitespacesAndNewlines))

@@ -83,6 +83,20 @@ struct WorkspaceChangesTests {
         }
     }
 
+    @Test("a folder holding a repository without commits (an agent's `git init` in a subfolder) is left out; the rest is summed up")
+    func nestedRepositoryWithoutCommits() async throws {
+        try await WorkspaceFixture.with { fixture in
+            let session = UUID()
+            let workspace = fixture.workspace(session)
+            try await Self.makeRepository(workspace)
+            // Before: `git add --all` refused the whole work tree ("'tool/' does not have a commit
+            // checked out") and the summary was left out.
+            let handler = try fixture.handler(#"mkdir tool && git -C tool init -q && echo x > tool/x.txt && echo new >> edit.txt && echo '{}'"#)
+            let result = try await handler.handle(WorkspaceFixture.claimed(session: session), context: WorkspaceFixture.context())
+            #expect(result == #"{"changes":{"added":[],"deleted":[],"deletions":0,"filesChanged":1,"insertions":1,"modified":["edit.txt"],"renamed":[]}}"#)
+        }
+    }
+
     @Test("no summary outside a git work tree, with JOB_GIT_CHANGES=false, or when git fails; the job still completes")
     func noSummary() async throws {
         try await WorkspaceFixture.with { fixture in
