@@ -233,8 +233,8 @@ public struct CommandHandler: JobHandler {
         }
         if keep {
             logger.info("Kept the job's working directory", metadata: ["workdir": .string(directory.path)])
-        } else {
-            try? FileManager.default.removeItem(at: directory)
+        } else if let error = TreeRemoval.remove(directory.path) {
+            logger.warning("Could not remove the job's working directory", metadata: ["workdir": .string(directory.path), "error": "\(error)"])
         }
     }
 }

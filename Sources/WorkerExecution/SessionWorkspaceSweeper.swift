@@ -66,7 +66,7 @@ public struct SessionWorkspaceSweeper: Sendable {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: sessions)) ?? []
         // A round that stopped between renaming and deleting left its trash: finish it.
         for entry in entries where entry.hasPrefix(Self.trashPrefix) {
-            try? FileManager.default.removeItem(atPath: "\(sessions)/\(entry)")
+            TreeRemoval.remove("\(sessions)/\(entry)")
         }
         var idle: [UUID] = []
         for session in Self.sessionIDs(in: entries) {
@@ -85,7 +85,15 @@ public struct SessionWorkspaceSweeper: Sendable {
         // large tree takes a while, and each decision is made under the workspace's lock, with
         // the store asked again then (a turn enqueued meanwhile keeps its workspace).
         var trash: [String] = []
-        defer { for path in trash { try? FileManager.default.removeItem(atPath: path) } }
+        defer {
+            for path in trash {
+                if let error = TreeRemoval.remove(path) {
+                    logger.warning("Could not remove an idle session workspace's files; the next round tries again", metadata: [
+                        "path": .string(path), "error": "\(error)",
+                    ])
+                }
+            }
+        }
         for session in idle {
             if Task.isCancelled { break }
             if busy.contains(session) {

@@ -237,3 +237,54 @@ extension WorkerCommandRunTests {
         #expect(lstat(defaultRoot, &status) == 0 && status.st_uid == geteuid() && status.st_mode & 0o022 == 0)
     }
 }
+
+extension WorkerCommandRunTests {
+    @Test("a worker that is not root removes a job's folder after the command made folders in it read-only (Go's module cache), and itself")
+    func readOnlyFoldersRemoved() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("worker-readonly-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
+        defer {
+            // As root, whatever is left.
+            try? FileManager.default.removeItem(at: folder)
+        }
+        let jobs = folder.appendingPathComponent("jobs")
+        let port = try freePort()
+        let environment = [
+            // Folders without write rights, one also without read rights, a link to a folder
+            // outside (never followed: the outside folder keeps its mode), the job's own folder
+            // read-only last.
+            "JOB_COMMAND": "/bin/sh -c 'cat > /dev/null; mkdir -p mod/a/b mod/c; echo x > mod/a/b/f; ln -s \(folder.path)/outside mod/link; chmod -R a-w mod; chmod 311 mod/c; chmod 555 .; echo {}'",
+            "HEALTH_CHECK_PORT": "\(port)", "LOG_FORMAT": "json", "JOB_SANDBOX": "none", "JOB_WORKDIR_ROOT": jobs.path,
+            "DATABASE_URL": "sqlite:\(folder.path)/jobs.sqlite", "HOME": folder.path, "JOB_MAX_ATTEMPTS": "1",
+        ]
+        let outside = folder.appendingPathComponent("outside")
+        try FileManager.default.createDirectory(at: outside, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o755])
+        try FileManager.default.setAttributes([.ownerAccountID: 65534], ofItemAtPath: outside.path)
+        #expect(chmod(outside.path, 0o500) == 0)
+        let asNobody = ["--reuid=65534", "--regid=65534", "--clear-groups"]
+        let worker = try WorkerProcess(
+            asNobody + [WorkerProcess.binary.path, "run"], environment: environment, directory: folder, executable: URL(fileURLWithPath: "/usr/bin/setpriv"))
+        defer { worker.kill9() }
+        #expect(try await eventually("health") { try await http(port: port, path: "/health").status == 200 })
+        let enqueued = try await WorkerProcess.command(["enqueue", "--prompt", "p"], environment: environment, directory: folder)
+        let id = enqueued.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        var status = ""
+        _ = try await eventually("job \(id) finished", timeout: .seconds(30)) {
+            status = jsonObject(try await WorkerProcess.command(["jobs", "show", id, "--json"], environment: environment, directory: folder).stdout)?["status"] as? String ?? ""
+            return status == "completed" || status == "failed"
+        }
+        #expect(status == "completed", "\(worker.stdout)")
+        // The job's folder is removed once its outcome is written: give it a moment.
+        var left: [String] = []
+        _ = try? await eventually("the job's folder removed", timeout: .seconds(5)) {
+            left = ((try? FileManager.default.subpathsOfDirectory(atPath: jobs.path)) ?? []).filter { $0.contains("mod") }
+            return left.isEmpty
+        }
+        #expect(left.isEmpty, "left behind: \(left.prefix(5))")
+        var outsideStatus = stat()
+        #expect(lstat(outside.path, &outsideStatus) == 0 && outsideStatus.st_mode & 0o777 == 0o500, "the link's target keeps its mode")
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+        #expect(!worker.stdout.contains("Could not remove the job's working directory"), "\(worker.stdout.suffix(2_000))")
+    }
+}
