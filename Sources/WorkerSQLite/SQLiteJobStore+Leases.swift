@@ -7,9 +7,11 @@ import WorkerCore
 extension SQLiteJobStore {
     public func renew(_ leases: [Lease], duration: Duration) async throws -> [UUID: LeaseState] {
         guard !leases.isEmpty else { return [:] }
-        let expires = Self.milliseconds(Date()) + Int(duration.inMilliseconds)
         return try await lock.withLock {
             try await boundBusyWait("lease renewal")
+            // Counted from now, not from before the wait for the lock: a renewal that waited
+            // behind a long write still gives its whole duration.
+            let expires = Self.milliseconds(Date()) + Int(duration.inMilliseconds)
             var states: [UUID: LeaseState] = [:]
             for lease in leases {
                 let rows = try await connection.query(
