@@ -193,13 +193,19 @@ extension PostgresJobStore {
                     logger: logger
                 ).collect().first?.decode(Bool.self) ?? false
                 guard locked else { return nil }
+                // The conditions stand on the DELETE itself as well: a row changed after the
+                // statement's snapshot (a retry, then a claim) is checked again on its new version
+                // by the DELETE's own WHERE only, and a subquery's alone let a job retried (even
+                // running again) meanwhile be deleted. Rows another transaction holds are skipped.
                 let rows = try await connection.query(
                     """
                     DELETE FROM \(unescaped: table) WHERE id IN (
                         SELECT id FROM \(unescaped: table)
                         WHERE status = \(status.rawValue) AND completed_at < now() - \(olderThan.inMilliseconds) * interval '1 millisecond'
                         LIMIT \(limit)
-                    ) RETURNING id
+                        FOR UPDATE SKIP LOCKED
+                    ) AND status = \(status.rawValue) AND completed_at < now() - \(olderThan.inMilliseconds) * interval '1 millisecond'
+                    RETURNING id
                     """,
                     logger: logger
                 ).collect()

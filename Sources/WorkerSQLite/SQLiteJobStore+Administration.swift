@@ -209,9 +209,13 @@ extension SQLiteJobStore {
                 _ = try await connection.query(
                     """
                     DELETE FROM "\(events)" WHERE (job_id, seq) IN (
-                        SELECT job_id, seq FROM "\(events)" WHERE job_id IN (SELECT value FROM json_each(?1)) LIMIT ?2)
+                        SELECT job_id, seq FROM "\(events)" WHERE job_id IN (
+                            -- Only of jobs still to delete: one retried since the candidates were
+                            -- read keeps its events (and its next attempt's).
+                            SELECT id FROM "\(table)" WHERE id IN (SELECT value FROM json_each(?1)) AND status = ?3 AND completed_at < ?4)
+                        LIMIT ?2)
                     """,
-                    [.text(ids), .integer(Self.retentionEventsPerStatement)]
+                    [.text(ids), .integer(Self.retentionEventsPerStatement), .text(status.rawValue), .integer(cutoff)]
                 )
                 return try await connection.query("SELECT changes() AS n", []).first?.column("n")?.integer ?? 0
             }
