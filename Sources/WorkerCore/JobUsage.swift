@@ -29,10 +29,14 @@ public struct JobUsage: Sendable, Hashable {
         inputTokens == 0 && outputTokens == 0 && costUSD == 0 && cpuSeconds == 0 && peakMemoryBytes == 0 && runSeconds == 0
     }
 
-    /// Sums, but for the peak memory: the larger.
+    /// Sums, but for the peak memory: the larger. Counts stop at `Int64.max` rather than trap.
     public static func + (a: JobUsage, b: JobUsage) -> JobUsage {
-        JobUsage(
-            inputTokens: a.inputTokens + b.inputTokens, outputTokens: a.outputTokens + b.outputTokens, costUSD: a.costUSD + b.costUSD,
+        func sum(_ x: Int64, _ y: Int64) -> Int64 {
+            let (result, overflow) = x.addingReportingOverflow(y)
+            return overflow ? (y > 0 ? .max : .min) : result
+        }
+        return JobUsage(
+            inputTokens: sum(a.inputTokens, b.inputTokens), outputTokens: sum(a.outputTokens, b.outputTokens), costUSD: a.costUSD + b.costUSD,
             cpuSeconds: a.cpuSeconds + b.cpuSeconds, peakMemoryBytes: max(a.peakMemoryBytes, b.peakMemoryBytes),
             runSeconds: a.runSeconds + b.runSeconds)
     }

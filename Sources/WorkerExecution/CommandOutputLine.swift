@@ -65,19 +65,34 @@ enum CommandOutputLine {
     /// `total_cost_usd`), or Codex's `turn.completed` (`usage`: its `input_tokens` already include
     /// the cached ones). Other messages report nothing (Claude's per-message usage repeats in its
     /// result; counting both would count twice).
+    ///
+    /// The command prints these numbers, so each is taken only within sense: negative ones and
+    /// others that are no count (a string, `1e300`) count as 0 and each count is at most
+    /// ``maximumTokens``, a cost at most ``maximumCostUSD`` (before, `Int64(1e300)` stopped the
+    /// whole worker, and large counts overflowed the job's sums).
     static func usage(in object: [String: Any]) -> JobUsage? {
-        func number(_ value: Any?) -> Double { (value as? NSNumber)?.doubleValue ?? 0 }
+        func number(_ value: Any?, max limit: Double) -> Double {
+            guard let value = (value as? NSNumber)?.doubleValue, value.isFinite, value > 0 else { return 0 }
+            return min(value, limit)
+        }
+        func tokens(_ value: Any?) -> Double { number(value, max: Double(maximumTokens)) }
         let usage = object["usage"] as? [String: Any] ?? [:]
         switch object["type"] as? String {
         case "result":
-            let input = number(usage["input_tokens"]) + number(usage["cache_creation_input_tokens"]) + number(usage["cache_read_input_tokens"])
-            return JobUsage(inputTokens: Int64(input), outputTokens: Int64(number(usage["output_tokens"])), costUSD: number(object["total_cost_usd"]))
+            let input = min(tokens(usage["input_tokens"]) + tokens(usage["cache_creation_input_tokens"]) + tokens(usage["cache_read_input_tokens"]), Double(maximumTokens))
+            return JobUsage(
+                inputTokens: Int64(input), outputTokens: Int64(tokens(usage["output_tokens"])), costUSD: number(object["total_cost_usd"], max: maximumCostUSD))
         case "turn.completed":
-            return JobUsage(inputTokens: Int64(number(usage["input_tokens"])), outputTokens: Int64(number(usage["output_tokens"])), costUSD: 0)
+            return JobUsage(inputTokens: Int64(tokens(usage["input_tokens"])), outputTokens: Int64(tokens(usage["output_tokens"])), costUSD: 0)
         default:
             return nil
         }
     }
+
+    /// The most tokens one message may report (2^40, about a trillion).
+    static let maximumTokens: Int64 = 1 << 40
+    /// The most one message may report spent, in US dollars.
+    static let maximumCostUSD = 1_000_000.0
 
     private static func isSpace(_ byte: UInt8) -> Bool {
         byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") || byte == UInt8(ascii: "\r")
