@@ -16,9 +16,12 @@ public struct UserTokenVerifier: Sendable {
         var sub: SubjectClaim
         var exp: ExpirationClaim
         var aud: AudienceClaim
+        /// Supabase issues none today; a token that has one is refused before its time.
+        var nbf: NotBeforeClaim?
 
         func verify(using algorithm: some JWTAlgorithm) async throws {
             try exp.verifyNotExpired()
+            try nbf?.verifyNotBefore()
         }
     }
 

@@ -132,6 +132,27 @@ public struct WorkerConfiguration: Sendable {
     /// Names whose values are never printed or logged.
     public static let secretVariables: Set<String> = Set(variables.filter(\.secret).map(\.name))
 
+    /// Whether the JWKS may be fetched from `text`: HTTPS, or plain HTTP to this machine only,
+    /// judged on the parsed host (a prefix test let `http://localhost@attacker.example/` and
+    /// `http://localhost.attacker.example/` through, keys that sign any user's token fetched in
+    /// the clear from elsewhere), and never with a user name.
+    static func isTrustedKeysURL(_ text: String) -> Bool {
+        guard let url = URLComponents(string: text), let scheme = url.scheme?.lowercased(),
+              let host = url.host?.lowercased(), !host.isEmpty, url.user == nil, url.password == nil
+        else { return false }
+        switch scheme {
+        case "https":
+            return true
+        case "http":
+            let bare = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+            if bare == "localhost" || bare == "::1" { return true }
+            let parts = bare.split(separator: ".", omittingEmptySubsequences: false)
+            return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { part in UInt8(part).map { String($0) == part } ?? false }
+        default:
+            return false
+        }
+    }
+
     /// Reads and validates the configuration.
     ///
     /// Two swift-configuration providers, the first with a value wins: the process environment,
@@ -180,8 +201,10 @@ public struct WorkerConfiguration: Sendable {
             throw ConfigurationError(variable: "SUPABASE_JWKS_FILE", value: file, expected: "a readable file holding the project's JWKS (https://<project>.supabase.co/auth/v1/.well-known/jwks.json)")
         }
         supabaseJWKSURL = values.raw("SUPABASE_JWKS_URL")
-        if let url = supabaseJWKSURL, !(url.hasPrefix("https://") || url.hasPrefix("http://127.0.0.1") || url.hasPrefix("http://localhost")) {
-            throw ConfigurationError(variable: "SUPABASE_JWKS_URL", value: url, expected: "an https:// URL (https://<project>.supabase.co/auth/v1/.well-known/jwks.json)")
+        if let url = supabaseJWKSURL, !Self.isTrustedKeysURL(url) {
+            throw ConfigurationError(
+                variable: "SUPABASE_JWKS_URL", value: url.contains("@") ? "(a URL with a user name, not shown)" : url,
+                expected: "an https:// URL without a user name (https://<project>.supabase.co/auth/v1/.well-known/jwks.json); http:// only to this machine (localhost, 127.x.x.x, [::1])")
         }
         supabaseJWTAudience = values.raw("SUPABASE_JWT_AUDIENCE") ?? "authenticated"
         databaseMaxConnections = try values.integer("DATABASE_MAX_CONNECTIONS", default: 10, range: 8...500)

@@ -49,6 +49,21 @@ struct WorkerConfigurationTests {
         ("JOBS_TABLE", "1jobs"), ("JOBS_TABLE", String(repeating: "t", count: 64)),
     ]
 
+    @Test("SUPABASE_JWKS_URL: https, or http to this machine judged by the URL's host: a user name or a lookalike host is refused")
+    func keysURL() async throws {
+        for url in ["https://abc.supabase.co/auth/v1/.well-known/jwks.json", "http://127.0.0.1:9999/jwks.json", "http://localhost/jwks.json", "http://[::1]:80/k"] {
+            #expect(try await Self.load(["SUPABASE_JWKS_URL": url]).supabaseJWKSURL == url)
+        }
+        // Before: each passed a prefix test, and the first fetched from attacker.example.
+        for url in [
+            "http://localhost@attacker.example/jwks.json", "http://localhost.attacker.example/jwks.json", "http://127.0.0.1.nip.io/jwks.json",
+            "https://user:pass@abc.supabase.co/jwks.json", "http://example.com/jwks.json", "ftp://localhost/jwks.json", "localhost/jwks.json",
+        ] {
+            let error = try await #require(throws: ConfigurationError.self, "\(url)") { _ = try await Self.load(["SUPABASE_JWKS_URL": url]) }
+            #expect(error.variable == "SUPABASE_JWKS_URL")
+        }
+    }
+
     @Test("a malformed or out-of-range value names the variable, the value and what is expected", arguments: badValues)
     func rejects(variable: String, value: String) async throws {
         let error = try await #require(throws: ConfigurationError.self) { _ = try await Self.load([variable: value]) }

@@ -10,6 +10,7 @@ extension WorkerEventsRunTests.JobAPI {
         var exp: ExpirationClaim
         var aud: AudienceClaim
         var role: String
+        var nbf: NotBeforeClaim? = nil
 
         func verify(using algorithm: some JWTAlgorithm) async throws {}
     }
@@ -81,6 +82,11 @@ extension WorkerEventsRunTests.JobAPI {
         parts[1] = forgedPayload
         let refused: [(String, String)] = [
             ("expired", try await hmac.sign(Self.claims(alice, expiresIn: -60))),
+            ("not valid before an hour from now (nbf)", try await hmac.sign({
+                var claims = Self.claims(alice)
+                claims.nbf = NotBeforeClaim(value: Date(timeIntervalSinceNow: 3600))
+                return claims
+            }())),
             ("wrong audience", try await hmac.sign(Self.claims(alice, audience: "anon"))),
             ("tampered (Bob's claims under Alice's signature)", parts.joined(separator: ".")),
             ("another secret", try await otherKeys.sign(Self.claims(alice))),
