@@ -33,6 +33,11 @@ public final class JobEventFeed: Service, Sendable {
             await signal.wait(timeout: feed.pollInterval)
         }
 
+        /// Ends the current ``wait()`` at once (its reader has something else to look at).
+        public func wake() {
+            signal.signal()
+        }
+
         /// Ends the subscription.
         public func cancel() {
             feed.remove(self)

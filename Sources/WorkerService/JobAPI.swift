@@ -102,13 +102,14 @@ public struct JobAPI: Sendable {
             } else {
                 slot = nil
             }
+            let channel = context.channel
             return Response(
                 status: .ok,
                 headers: [.contentType: "text/event-stream", .cacheControl: "no-store", .init("X-Accel-Buffering")!: "no"],
                 body: ResponseBody { writer in
                     // The stream's place, kept until the body is done with (see `UserStreamCount.Slot`).
                     defer { withExtendedLifetime(slot) {} }
-                    try await stream(id, after: after, to: &writer)
+                    try await stream(id, after: after, client: channel, to: &writer)
                 }
             )
         }
@@ -169,15 +170,20 @@ public struct JobAPI: Sendable {
     /// (its lease is cleared then, after the `cancelled` event is stored; by the rescue if that
     /// worker died). A job deleted meanwhile ends the stream too. The database failing meanwhile
     /// does not: the stream waits and reads again, as a reconnecting client would.
-    func stream(_ id: UUID, after: Int64, to writer: inout any ResponseBodyWriter) async throws {
+    ///
+    /// - Parameter client: the request's connection, watched for the client's going
+    ///   (``ClientHangUp``): the stream then ends at once, giving back its user's place.
+    func stream(_ id: UUID, after: Int64, client: (any Channel)? = nil, to writer: inout any ResponseBodyWriter) async throws {
         let subscription = feed.subscribe(to: id)
         defer { subscription.cancel() }
+        let hangUp: ClientHangUp? = if let client { await ClientHangUp.watch(client) { subscription.wake() } } else { nil }
+        defer { hangUp?.stop() }
         var last = after
         var lastWrite = ContinuousClock.now
         var storeFailing = false
         // Reconnect after a second when the connection drops (EventSource does, with Last-Event-ID).
         try await writer.write(ByteBuffer(string: "retry: 1000\n\n"))
-        reading: while !Task.isCancelled, !Task.isShuttingDownGracefully {
+        reading: while !Task.isCancelled, !Task.isShuttingDownGracefully, hangUp?.happened != true {
             let step: StreamStep
             do {
                 step = try await next(id, after: last)

@@ -7,11 +7,15 @@ import NIOCore
 public struct WorkerRequestContext: RequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
     public let remoteAddress: SocketAddress?
+    /// The request's connection: an event stream watches it for its client's going
+    /// (``ClientHangUp``).
+    let channel: any Channel
     /// Who is calling the job API (set by ``APIToken``).
     var caller: APICaller?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         remoteAddress = source.channel.remoteAddress
+        channel = source.channel
     }
 }

@@ -128,13 +128,43 @@ extension WorkerEventsRunTests.JobAPI {
                 ["-sN", "-H", "Authorization: Bearer \(token)", "http://127.0.0.1:\(port)\(path)"], environment: [:], directory: folder.url,
                 executable: URL(fileURLWithPath: "/usr/bin/curl")))
         }
-        #expect(try await eventually("eight streams open") { try await another(token) == 429 })
+        // All eight answered before a ninth is tried (a ninth first took a place from one of them).
+        #expect(try await eventually("eight streams answered") { followers.allSatisfy { $0.stdout.hasPrefix("retry: 1000") } })
+        #expect(try await another(token) == 429)
         // The backend's token is not counted.
         #expect(try await another(Self.token) == 200)
         // One closes: a new one is let in.
         followers.removeLast().kill9()
         #expect(try await eventually("a place freed") { try await another(token) == 200 })
         #expect(try await Self.request("POST", port: port, path: "/jobs/\(job)/cancel").status == 200)
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(15)) == 0)
+    }
+
+    @Test("a stream whose client has gone gives its user's place back at once, even while its job is quiet: reconnecting ten times in a row is never refused")
+    func closedStreamsFreePlaces() async throws {
+        let folder = try TemporaryDirectory()
+        let (worker, _, port) = try Self.start(folder.url, ["SUPABASE_JWT_SECRET": Self.secret])
+        defer { worker.kill9() }
+        #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
+        let alice = UUID()
+        // Not due for years: the stream has nothing to write, not even a keep-alive (15 s).
+        let created = try await Self.request(
+            "POST", port: port, path: "/jobs", body: #"{"prompt":"later","userId":"\#(alice.uuidString.lowercased())","runAt":"2030-01-01T00:00:00Z"}"#)
+        let job = try #require(jsonObject(created.body)?["id"] as? String, "\(created)")
+        let keys = JWTKeyCollection()
+        await keys.add(hmac: HMACKey(from: Self.secret), digestAlgorithm: .sha256)
+        let token = try await keys.sign(Self.claims(alice))
+        // A phone reconnecting (a page reloaded, a network change): one stream at a time, each
+        // closed by its client after half a second. Before, each closed stream kept its place
+        // until its second keep-alive failed (15-30 s): the 9th was answered 429.
+        var statuses: [Int] = []
+        for _ in 0..<10 {
+            statuses.append(try await Self.curl(
+                "GET", port: port, path: "/jobs/\(job)/events", headers: ["Authorization: Bearer \(token)"], extra: ["--max-time", "0.5"],
+                directory: folder.url))
+        }
+        #expect(statuses == Array(repeating: 200, count: 10))
         worker.send(SIGTERM)
         #expect(await worker.waitForExit(timeout: .seconds(15)) == 0)
     }
