@@ -73,6 +73,9 @@ struct PostgresSchema: Sendable {
                 "ALTER TABLE \(table) ALTER COLUMN id SET DEFAULT gen_random_uuid()",
                 "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS queue text NOT NULL DEFAULT 'default'",
                 "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS session_id uuid",
+                // The plan's table has `session_id uuid NOT NULL`: kept, every job without a
+                // session (a backend's, a hand-written `INSERT (prompt)`) was refused.
+                "ALTER TABLE \(table) ALTER COLUMN session_id DROP NOT NULL",
                 "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS payload jsonb NOT NULL DEFAULT '{}'::jsonb",
                 "ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS status text NOT NULL DEFAULT 'pending'",
                 "ALTER TABLE \(table) ALTER COLUMN status SET DEFAULT 'pending'",

@@ -218,6 +218,12 @@ struct PostgresJobStoreTests {
             #expect(jobs.contains { $0.prompt == "old done" && $0.status == .completed })
             let claimed = try await store.claim(queues: ["default"], limit: 5, workerID: "w", leaseDuration: .seconds(5))
             #expect(claimed.map(\.job.prompt) == ["old pending"])
+            // Jobs without a session, the worker's and one written by hand (before: the plan's
+            // NOT NULL refused both).
+            _ = try await store.enqueue([NewJob(prompt: "no session")])
+            _ = try await TestDatabase.execute("INSERT INTO public.\(table) (prompt) VALUES ('by hand')", on: store)
+            let sessionless = try await store.jobs(matching: JobFilter()).filter { $0.sessionID == nil }.map(\.prompt).sorted()
+            #expect(sessionless == ["by hand", "no session"])
         }
     }
 
