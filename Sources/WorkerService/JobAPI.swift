@@ -117,9 +117,14 @@ public struct JobAPI: Sendable {
         let jobs = router.group("jobs").add(middleware: APIToken(token, loopback: loopback))
         jobs.post { request, _ -> Response in
             let body = try await request.body.collect(upTo: Self.maximumBodyBytes)
+            // Refused, not repaired: decoded loosely, bytes that are not UTF-8 became U+FFFD and
+            // a prompt other than the one sent was enqueued.
+            guard let text = String(validating: body.readableBytesView, as: UTF8.self) else {
+                return Self.error(.badRequest, "the body is not UTF-8 text (JSON must be)")
+            }
             let job: NewJob
             do {
-                job = try JobInput.job(fromJSONLine: Substring(String(buffer: body)), defaultMaxAttempts: defaultMaxAttempts)
+                job = try JobInput.job(fromJSONLine: Substring(text), defaultMaxAttempts: defaultMaxAttempts)
             } catch let error as JobInput.Invalid {
                 return Self.error(.badRequest, error.description)
             }

@@ -92,8 +92,11 @@ struct EnqueueCommand: AsyncParsableCommand {
         func nextBatch(written: Int) throws -> [NewJob] {
             var batch: [NewJob] = []
             batchStart = lineNumber
-            while batch.count < batchSize, let line = try reader.next() {
+            while batch.count < batchSize, let bytes = try reader.next() {
                 lineNumber += 1
+                guard let line = String(validating: bytes, as: UTF8.self) else {
+                    throw EnqueueError.badLine(number: lineNumber, reason: "not UTF-8 text (JSON must be)", written: written)
+                }
                 if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
                 do {
                     batch.append(try JobInput.job(fromJSONLine: Substring(line), defaultMaxAttempts: defaultMaxAttempts))

@@ -10,18 +10,21 @@ struct LineReader {
         self.handle = handle
     }
 
-    /// The next line without its terminator, or `nil` at the end of input.
-    mutating func next() throws -> String? {
+    /// The next line without its terminator (a final `\r` included), or `nil` at the end of
+    /// input. Its bytes as they are: the caller decides what a line that is not UTF-8 is (before,
+    /// such bytes became U+FFFD, and a prompt other than the one written was enqueued).
+    mutating func next() throws -> Data? {
         while true {
             if let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = buffer[buffer.startIndex..<newline]
+                var line = Data(buffer[buffer.startIndex..<newline])
                 buffer.removeSubrange(buffer.startIndex...newline)
-                return String(decoding: line, as: UTF8.self).trimmingCharacters(in: CharacterSet(charactersIn: "\r"))
+                if line.last == UInt8(ascii: "\r") { line.removeLast() }
+                return line
             }
             if finished {
                 guard !buffer.isEmpty else { return nil }
                 defer { buffer.removeAll() }
-                return String(decoding: buffer, as: UTF8.self)
+                return buffer
             }
             let chunk = try handle.read(upToCount: 65_536) ?? Data()
             if chunk.isEmpty { finished = true } else { buffer.append(chunk) }

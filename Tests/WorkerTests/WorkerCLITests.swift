@@ -137,6 +137,20 @@ struct WorkerCLITests {
         #expect(jsonObject(stats.stdout)?["pending"] as? Int == 0)
     }
 
+    @Test("a JSONL line that is not UTF-8 is refused by number, not enqueued with U+FFFD in place of its bytes; CRLF lines still read")
+    func jsonlNotUTF8() async throws {
+        let folder = try TemporaryDirectory()
+        var input = Data(#"{"prompt":"fine"}"#.utf8) + Data("\r\n".utf8)
+        input += Data(#"{"prompt":"bad "#.utf8) + Data([0xC3, 0x28]) + Data(#" bytes"}"#.utf8) + Data("\n".utf8)
+        let result = try await WorkerProcess.command(["enqueue", "--jsonl", "-"], environment: [:], directory: folder.url, stdin: input)
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("line 2") && result.stderr.contains("UTF-8"), "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: folder.url.appendingPathComponent("worker.sqlite").path), "nothing of the batch written")
+        let good = try await WorkerProcess.command(
+            ["enqueue", "--jsonl", "-"], environment: [:], directory: folder.url, stdin: Data(#"{"prompt":"one"}"#.utf8) + Data("\r\n".utf8))
+        #expect(good.status == 0 && good.stdout.contains("Enqueued 1"), "\(good.stdout) \(good.stderr)")
+    }
+
     @Test("migrate is idempotent; healthcheck fails when nothing answers")
     func migrateAndHealthcheck() async throws {
         let folder = try TemporaryDirectory()

@@ -155,6 +155,25 @@ extension WorkerEventsRunTests {
             #expect(await other.waitForExit(timeout: .seconds(10)) == 0)
         }
 
+        @Test("a body that is not UTF-8 is refused with 400, not enqueued with U+FFFD in place of its bytes")
+        func bodyNotUTF8() async throws {
+            let folder = try TemporaryDirectory()
+            let (worker, _, port) = try Self.start(folder.url, ["MAX_CONCURRENT_JOBS": "1"])
+            defer { worker.kill9() }
+            #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
+            let body = folder.url.appendingPathComponent("body.json")
+            try (Data(#"{"prompt":""#.utf8) + Data([0xFF, 0xFE]) + Data(#""}"#.utf8)).write(to: body)
+            let status = try await Self.curl(
+                "POST", port: port, path: "/jobs", headers: ["Authorization: Bearer \(Self.token)", "Content-Type: application/json"],
+                extra: ["--max-time", "10", "--data-binary", "@\(body.path)"], directory: folder.url)
+            #expect(status == 400)
+            let listed = try await WorkerProcess.command(["jobs", "list", "--json"], environment: [:], directory: folder.url)
+            let jobs = try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [Any]
+            #expect(jobs?.count == 0, "nothing enqueued: \(listed.stdout) \(listed.stderr)")
+            worker.send(SIGTERM)
+            #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+        }
+
         @Test("a client that stops reading holds the worker to a page of about a MiB, however large the events after small ones")
         func slowClientMemory() async throws {
             let folder = try TemporaryDirectory()
