@@ -107,8 +107,12 @@ final class JobEventRecorder: Sendable {
 
     /// Writes batches until cancelled; then gives up on what is left. `onBrokenStreams` hears of
     /// attempts whose earlier events the store does not have (their later events, and their
-    /// outcome, would leave a gap): the processor gives them up.
-    func run(onBrokenStreams: @escaping @Sendable (Set<Lease>) -> Void = { _ in }) async {
+    /// outcome, would leave a gap): the processor gives them up. `onLostLeases` hears of attempts
+    /// whose lease the store says is no longer theirs (rescued and perhaps running elsewhere):
+    /// the processor stops them, as it does when a renewal says so.
+    func run(
+        onBrokenStreams: @escaping @Sendable (Set<Lease>) -> Void = { _ in }, onLostLeases: @escaping @Sendable (Set<Lease>) -> Void = { _ in }
+    ) async {
         defer { abandon() }
         var failures = 0
         while !Task.isCancelled {
@@ -118,7 +122,7 @@ final class JobEventRecorder: Sendable {
                 continue
             }
             do {
-                try await write(batch, onBrokenStreams: onBrokenStreams)
+                try await write(batch, onBrokenStreams: onBrokenStreams, onLostLeases: onLostLeases)
                 failures = 0
                 finish(batch)
             } catch {
@@ -141,7 +145,9 @@ final class JobEventRecorder: Sendable {
 
     /// Writes `batch`; an event the database refuses for its value is stored as a note saying
     /// so instead (it never holds the others back). Throws on any other failure (an outage).
-    private func write(_ batch: [NewJobEvent], onBrokenStreams: @Sendable (Set<Lease>) -> Void) async throws {
+    private func write(
+        _ batch: [NewJobEvent], onBrokenStreams: @Sendable (Set<Lease>) -> Void, onLostLeases: @Sendable (Set<Lease>) -> Void
+    ) async throws {
         // The events of attempts already given up are dropped (they would be refused).
         let broken = state.withLock { $0.broken }
         let kept = broken.isEmpty ? batch : batch.filter { !broken.contains($0.lease) }
@@ -173,6 +179,9 @@ final class JobEventRecorder: Sendable {
                         "sequences": .string(chunk.filter { $0.lease == lease }.map { String($0.sequence) }.joined(separator: ",")),
                     ])
                 }
+                // Proof the lease is gone (while renewals fail, the only one): before, the
+                // attempt ran on beside the one another worker had claimed.
+                if !refused.lostLeases.isEmpty { onLostLeases(refused.lostLeases) }
             } catch JobStoreError.valueRejected(let reason) where !isNote {
                 if chunk.count > 1 {
                     let half = chunk.count / 2

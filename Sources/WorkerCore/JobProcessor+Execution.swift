@@ -274,6 +274,17 @@ extension JobProcessor {
         for stop in stops { stop.trigger(.eventsLost) }
     }
 
+    /// Stops the attempts whose events the store refused because their lease is no longer held
+    /// (``RefusedEvents/lostLeases``): the job was rescued, and may run on another worker. A
+    /// renewal that answers says the same; this one also holds while renewals fail (their own
+    /// connection gone), which before left the attempt running beside the new one.
+    func stop(lostLeases: Set<Lease>) {
+        let stops = state.withLock { state in
+            lostLeases.compactMap { lease in state.running[lease.jobID].flatMap { $0.lease == lease ? $0.stop : nil } }
+        }
+        for stop in stops { stop.trigger(.leaseLost) }
+    }
+
     /// Frees the entry of a job that ends without an outcome to write.
     func finished(_ lease: Lease) {
         let lastJobEnded = state.withLock { state in

@@ -250,7 +250,9 @@ public final class JobProcessor: Service, Sendable {
         )
         await withDiscardingTaskGroup { background in
             background.addTask { await self.recorder.run(onRecorded: self.recorded) }
-            background.addTask { await self.eventRecorder.run(onBrokenStreams: { self.giveUp(brokenStreams: $0) }) }
+            background.addTask {
+                await self.eventRecorder.run(onBrokenStreams: { self.giveUp(brokenStreams: $0) }, onLostLeases: { self.stop(lostLeases: $0) })
+            }
             background.addTask { await self.watchStore() }
             background.addTask { await self.renewLeases() }
             background.addTask { await self.rescueExpiredLeases() }

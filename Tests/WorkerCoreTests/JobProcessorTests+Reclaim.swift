@@ -81,3 +81,54 @@ extension JobProcessorTests {
         }
     }
 }
+
+extension JobProcessorTests {
+    /// Prints a line every 100 ms until stopped, and says whether it was.
+    final class ChattyProbe: JobHandler {
+        let stopped = Atomic<Bool>(false)
+        let started = Atomic<Bool>(false)
+
+        func handle(_ job: ClaimedJob, context: JobContext) async throws -> String {
+            started.store(true, ordering: .relaxed)
+            do {
+                for step in 0..<300 {
+                    await context.emit(.output, text: "step \(step)")
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+            } catch {
+                stopped.store(true, ordering: .relaxed)
+                throw error
+            }
+            return "{}"
+        }
+    }
+
+    @Test("renewals failing for good, the job rescued and claimed by another worker: the store's refusal of the attempt's events stops it within moments")
+    func lostLeaseSeenByEvents() async throws {
+        try await withTemporarySQLiteStore { sqlite in
+            struct Down: Error {}
+            // The renewals' own connection is gone; the others work.
+            let store = InstrumentedJobStore(sqlite, beforeRenew: { throw Down() })
+            let lease = Duration.seconds(2)
+            let probe = ChattyProbe()
+            let processor = JobProcessor(
+                store: store, handler: probe, configuration: Self.configuration(maxConcurrent: 1, lease: lease, poll: .milliseconds(50)),
+                logger: Logger(label: "test"))
+            let id = try await sqlite.enqueue([NewJob(prompt: "turn", maxAttempts: 5)])[0]
+            try await Self.running(processor) {
+                try await Self.waitUntil { probe.started.load(ordering: .relaxed) }
+                try await Task.sleep(for: lease + .milliseconds(300))
+                // Another worker: its rescue sweep, then its claim.
+                #expect(try await sqlite.rescueExpiredLeases(sparing: []).map(\.id) == [id])
+                let other = try await sqlite.claim(queues: ["default"], limit: 1, workerID: "other-worker", leaseDuration: .seconds(60))
+                #expect(other.map(\.job.id) == [id])
+                // Before: the attempt ran on for its whole 30 s beside the other worker's.
+                try await Self.waitUntil(timeout: .seconds(3)) { probe.stopped.load(ordering: .relaxed) }
+                try await Self.waitUntil(timeout: .seconds(5)) { processor.runningJobCount == 0 }
+            }
+            let stopped = probe.stopped.load(ordering: .relaxed)
+            #expect(stopped)
+            #expect(try await sqlite.job(id: id)?.lockedBy == "other-worker", "the other worker's attempt untouched")
+        }
+    }
+}
