@@ -200,13 +200,23 @@ final class OutcomeRecorder: Sendable {
                 }
                 progress.written += chunk
                 var cancelled: [JobCompletion] = []
+                var unexplained: [Lease] = []
                 for (index, completion) in chunk.enumerated() {
-                    let wasApplied = index < applied.count && applied[index]
-                    let write = wasApplied ? OutcomeWrite.applied : await explain(completion)
+                    let write: OutcomeWrite
+                    if index < applied.count && applied[index] {
+                        write = .applied
+                    } else if let explained = await explain(completion) {
+                        write = explained
+                    } else {
+                        // Unknown: said as a lost lease, as the write changed nothing.
+                        write = .leaseLost
+                        unexplained.append(completion.lease)
+                    }
                     if write == .cancelled { cancelled.append(completion) }
                     progress.writes.append(write)
                 }
                 if !cancelled.isEmpty { await release(cancelled) }
+                if !unexplained.isEmpty { await endLeasesIfCancelled(unexplained) }
             } catch JobStoreError.valueRejected(let reason) {
                 if chunk.count > 1 {
                     let half = chunk.count / 2
@@ -252,11 +262,49 @@ final class OutcomeRecorder: Sendable {
     }
 
     /// Why an outcome was not applied, from the job as it is now (a rare path: a cancel, a
-    /// rescue, or a write whose answer was lost).
-    private func explain(_ completion: JobCompletion) async -> OutcomeWrite {
-        let job = try? await withTimeout(timeout, operation: "reading a job") { [store] in
-            try await store.job(id: completion.lease.jobID)
+    /// rescue, or a write whose answer was lost); `nil` when the job could not be read.
+    ///
+    /// The read is tried a few times: it comes right after a write, often in the same trouble
+    /// (a connection reset, a slow database). Before, one failed read counted as the job being
+    /// gone: a cancelled session turn's lease was not ended (its session's next turn waited for
+    /// the lease to run out and the rescue), and an outcome a lost answer had applied was
+    /// logged as discarded.
+    private func explain(_ completion: JobCompletion) async -> OutcomeWrite? {
+        for attempt in 1...Self.explainAttempts {
+            do {
+                let job = try await withTimeout(timeout, operation: "reading a job") { [store] in
+                    try await store.job(id: completion.lease.jobID)
+                }
+                return OutcomeWrite(explaining: completion, current: job)
+            } catch {
+                guard attempt < Self.explainAttempts else {
+                    logger.warning(
+                        "Could not read a job whose outcome was not applied; if it was cancelled, its lease is ended all the same",
+                        metadata: JobContext.metadata(jobID: completion.lease.jobID, sessionID: nil, attempt: completion.lease.attempt)
+                            .merging(["error": "\(error)"]) { $1 })
+                    return nil
+                }
+                try? await Task.sleep(for: .milliseconds(100 << (attempt - 1)))
+            }
         }
-        return OutcomeWrite(explaining: completion, current: job ?? nil)
+        return nil
+    }
+
+    /// How many times ``explain(_:)`` reads the job (over about 1.5 s).
+    static let explainAttempts = 5
+
+    /// Ends the leases of those of `leases` whose job was cancelled, not knowing which were
+    /// (``JobStore/releaseCancelled(_:)`` changes only a cancelled job still under that lease).
+    private func endLeasesIfCancelled(_ leases: [Lease]) async {
+        do {
+            try await withTimeout(timeout, operation: "cancellation release") { [store] in
+                try await store.releaseCancelled(leases)
+            }
+        } catch {
+            logger.warning(
+                "Could not tell the store that cancelled jobs stopped; they are free when their leases run out",
+                metadata: ["jobs": .stringConvertible(leases.count), "error": "\(error)"]
+            )
+        }
     }
 }

@@ -71,6 +71,41 @@ struct JobProcessorOutcomeTests {
         }
     }
 
+    @Test(
+        "the same when the job cannot be read right after the write: the read is tried again (2 failures), or the lease of a cancelled job is ended without knowing (every read fails)",
+        arguments: [2, 1_000])
+    func cancelledWhileRecordingUnreadable(failures: Int) async throws {
+        try await withTemporarySQLiteStore { sqlite in
+            let session = UUID()
+            let ids = try await sqlite.enqueue([NewJob(prompt: "first", sessionID: session), NewJob(prompt: "second", sessionID: session)])
+            let cancelledOnce = Atomic<Bool>(false)
+            let readFailures = Atomic<Int>(0)
+            struct Reset: Error {}
+            let store = InstrumentedJobStore(
+                sqlite,
+                beforeRecord: {
+                    if !cancelledOnce.exchange(true, ordering: .relaxed) { _ = try await sqlite.cancel(id: ids[0]) }
+                },
+                // The read that explains the refused write fails twice (a connection reset).
+                beforeJob: {
+                    if cancelledOnce.load(ordering: .relaxed), readFailures.add(1, ordering: .relaxed).newValue <= failures { throw Reset() }
+                })
+            let processor = JobProcessor(store: store, handler: Instant(), configuration: Self.configuration(lease: .seconds(60)), logger: Logger(label: "test"))
+            try await whileRunning(processor) {
+                // Before: the failed read counted as a lost lease, the lease was not ended, and the
+                // next turn waited for the 60 s lease and the rescue.
+                try await waitUntil(timeout: .seconds(30)) { try await sqlite.job(id: ids[1])?.status == .completed }
+                let first = try #require(try await sqlite.job(id: ids[0]))
+                #expect(first.status == .cancelled && first.leaseExpiresAt == nil)
+                if failures < 5 {
+                    // Known to be cancelled: its events end with it.
+                    let last = try #require(try await sqlite.events(jobID: ids[0], after: 0, limit: 100).last)
+                    #expect(last.kind == .status && last.data.contains(#""status":"cancelled""#), "\(last.data)")
+                }
+            }
+        }
+    }
+
     @Test("a payload the echo handler cannot read fails the job at once, without retries")
     func permanentFailure() async throws {
         try await withTemporarySQLiteStore { store in

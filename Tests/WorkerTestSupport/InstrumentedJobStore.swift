@@ -12,6 +12,7 @@ public final class InstrumentedJobStore: JobStore {
     private let beforeRenew: @Sendable () async throws -> Void
     private let aroundPing: @Sendable (_ ping: @Sendable () async throws -> Void) async throws -> Void
     private let afterUnfinishedTurns: @Sendable (_ sessions: [UUID], _ unfinished: Set<UUID>) async throws -> Void
+    private let beforeJob: @Sendable () async throws -> Void
 
     /// - Parameter aroundPing: runs each ping; it calls `ping` (or not) and may wait or count around it.
     public init(
@@ -21,7 +22,8 @@ public final class InstrumentedJobStore: JobStore {
         beforeRecord: @escaping @Sendable () async throws -> Void = {},
         beforeRenew: @escaping @Sendable () async throws -> Void = {},
         aroundPing: @escaping @Sendable (_ ping: @Sendable () async throws -> Void) async throws -> Void = { try await $0() },
-        afterUnfinishedTurns: @escaping @Sendable (_ sessions: [UUID], _ unfinished: Set<UUID>) async throws -> Void = { _, _ in }
+        afterUnfinishedTurns: @escaping @Sendable (_ sessions: [UUID], _ unfinished: Set<UUID>) async throws -> Void = { _, _ in },
+        beforeJob: @escaping @Sendable () async throws -> Void = {}
     ) {
         self.base = base
         self.beforeClaim = beforeClaim
@@ -30,6 +32,7 @@ public final class InstrumentedJobStore: JobStore {
         self.beforeRenew = beforeRenew
         self.aroundPing = aroundPing
         self.afterUnfinishedTurns = afterUnfinishedTurns
+        self.beforeJob = beforeJob
     }
 
     public func claim(queues: [String], limit: Int, workerID: String, leaseDuration: Duration) async throws -> [ClaimedJob] {
@@ -60,7 +63,10 @@ public final class InstrumentedJobStore: JobStore {
         try await base.events(jobID: jobID, after: after, limit: limit, maxBytes: maxBytes)
     }
     public func watchEvents(onJobs: @escaping @Sendable ([UUID]) -> Void) async throws { try await base.watchEvents(onJobs: onJobs) }
-    public func job(id: UUID) async throws -> Job? { try await base.job(id: id) }
+    public func job(id: UUID) async throws -> Job? {
+        try await beforeJob()
+        return try await base.job(id: id)
+    }
     public func jobs(matching filter: JobFilter) async throws -> [Job] { try await base.jobs(matching: filter) }
     public func sessionsWithUnfinishedTurns(among sessions: [UUID]) async throws -> Set<UUID> {
         let unfinished = try await base.sessionsWithUnfinishedTurns(among: sessions)
