@@ -22,6 +22,12 @@ extension NewJob {
         }
     }
 
+    /// The most attempts a job may have (PostgreSQL's `integer`).
+    public static let maximumMaxAttempts = Int(Int32.max)
+
+    /// When a job may be due: from 1970 to the end of 9999.
+    public static let runAtRange = Date(timeIntervalSince1970: 0)...Date(timeIntervalSince1970: 253_402_300_799)
+
     /// Checks what every driver requires of a job before inserting it.
     /// - Throws: ``JobStoreError/invalidJob(_:)`` naming the field.
     public func validate() throws {
@@ -31,6 +37,15 @@ extension NewJob {
                 "queue \"\(queue.prefix(80))\" is not a valid queue name; use 1 to 64 of the characters A-Z a-z 0-9 _ . : -")
         }
         if maxAttempts < 1 { throw JobStoreError.invalidJob("maxAttempts must be at least 1, got \(maxAttempts)") }
+        // PostgreSQL's `integer`: past it, PostgreSQL refused the job and SQLite stored it.
+        if maxAttempts > Self.maximumMaxAttempts {
+            throw JobStoreError.invalidJob("maxAttempts must be at most \(Self.maximumMaxAttempts), got \(maxAttempts)")
+        }
+        // Times a job is shown and stored with exactly (before, a year past 9999 was stored as
+        // another time, and one before 1582 read back days off).
+        if let runAt, !Self.runAtRange.contains(runAt) {
+            throw JobStoreError.invalidJob("runAt must be between 1970-01-01 and 9999-12-31, got \(runAt.timeIntervalSince1970) s since 1970")
+        }
         if !Self.priorityRange.contains(priority) {
             throw JobStoreError.invalidJob(
                 "priority must be between \(Self.priorityRange.lowerBound) and \(Self.priorityRange.upperBound), got \(priority)")

@@ -24,6 +24,9 @@ struct JobInputTests {
         "not json", "[1]", #"{"queue":"q"}"#, #"{"prompt":1}"#, #"{"prompt":"p","payload":[1]}"#,
         #"{"prompt":"p","sessionId":"nope"}"#, #"{"prompt":"p","runAt":"tomorrow"}"#, #"{"prompt":"p","priority":"high"}"#,
         #"{"prompt":"p","maxAttempts":0}"#, #"{"prompt":"p","colour":"red"}"#, #"{"prompt":"p","priority":true}"#,
+        // Out of what the tables hold exactly (before: stored as another time, or refused by PostgreSQL alone).
+        #"{"prompt":"p","runAt":"99999-01-01T00:00:00Z"}"#, #"{"prompt":"p","runAt":"0001-01-01T00:00:00Z"}"#,
+        #"{"prompt":"p","maxAttempts":3000000000}"#,
     ])
     func badLines(line: String) {
         #expect(throws: JobInput.Invalid.self) { _ = try JobInput.job(fromJSONLine: Substring(line), defaultMaxAttempts: 3) }
