@@ -233,11 +233,13 @@ public struct Dashboard: Sendable {
     }
 
     /// The fields of `application/x-www-form-urlencoded` text (a form's body, or its query
-    /// string when it is sent with GET).
+    /// string when it is sent with GET). A part with a broken escape (`%FF`, `%`) is kept as it
+    /// was sent: decoded to nothing, a filter was dropped and the page listed every job.
     static func fields(_ text: String) -> [(String, String)] {
         text.split(separator: "&").map { pair in
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map {
-                $0.replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? ""
+                let spaced = $0.replacingOccurrences(of: "+", with: " ")
+                return spaced.removingPercentEncoding ?? spaced
             }
             return (parts[0], parts.count > 1 ? parts[1] : "")
         }

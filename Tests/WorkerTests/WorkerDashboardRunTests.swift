@@ -231,6 +231,10 @@ extension WorkerDashboardRunTests {
         let second = try await browser.send("GET", next)
         #expect(second.status == 200 && second.body.contains(#"value="c++ &amp; co""#), "next page \(next): \(second.body.prefix(400))")
         #expect(second.body.contains("c++ &amp; co 4"), "the older jobs of the same filter")
+        // A filter with a broken escape is searched for as typed: it matches nothing here
+        // (before, it was dropped, and every job was listed).
+        let broken = try await browser.send("GET", "/ui/jobs?q=%FF")
+        #expect(broken.status == 200 && !broken.body.contains("c++ &amp; co"), "\(broken.body.prefix(400))")
         dashboard.send(SIGTERM)
         #expect(await dashboard.waitForExit(timeout: .seconds(15)) == 0)
     }
