@@ -62,6 +62,9 @@ extension JobProcessor {
             if freed { state.busy -= 1 }
         }
         slotFreed.signal()
+        // Said now, not when the outcome is written: while the writes fail the handler is no
+        // longer running (before, the gauges stayed at their last value through an outage).
+        updateSlotGauges()
 
         let outcome: JobOutcome?
         var workerFault: String?

@@ -58,6 +58,36 @@ struct WorkerObservabilityTests {
         #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
     }
 
+    @Test("a handler that has returned no longer counts in worker_jobs_in_flight, even while its outcome cannot be written (another process holds the database's write lock)")
+    func inFlightWhileOutcomesWait() async throws {
+        let folder = try TemporaryDirectory()
+        let port = try freePort()
+        let environment = ["JOB_HANDLER": "echo", "HEALTH_CHECK_PORT": "\(port)", "MAX_CONCURRENT_JOBS": "2"]
+        let worker = try WorkerProcess(environment: environment, directory: folder.url)
+        defer { worker.kill9() }
+        #expect(try await eventually("health") { try await http(port: port, path: "/health").status == 200 })
+        let enqueued = try await WorkerProcess.command(
+            ["enqueue", "--prompt", "short", "--payload", #"{"sleepMs":1500}"#], environment: environment, directory: folder.url)
+        try #require(enqueued.status == 0, "\(enqueued.stderr)")
+        func inFlight() async throws -> Double? {
+            try await Self.parsePrometheus(try await http(port: port, path: "/metrics").body)[#"worker_jobs_in_flight{queue="default"}"#]
+        }
+        #expect(try await eventually("running") { try await inFlight() == 1 })
+        // Another process takes the file's write lock for 8 s, past the handler's end.
+        let database = folder.url.appendingPathComponent("worker.sqlite").path
+        let locker = try WorkerProcess(
+            ["python3", "-c", "import sqlite3, time; c = sqlite3.connect('\(database)', isolation_level=None); c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(8); c.execute('COMMIT')"],
+            environment: ["PATH": "/usr/bin:/bin"], directory: folder.url, executable: URL(fileURLWithPath: "/usr/bin/env"))
+        defer { locker.kill9() }
+        #expect(try await eventually("locked") { locker.stdout.contains("locked") })
+        // The handler returns 1.5 s after it started; its outcome waits for the lock. Before: the
+        // gauge said 1 until the outcome was written.
+        #expect(try await eventually("the handler's end counted", timeout: .seconds(5)) { try await inFlight() == 0 })
+        locker.kill9()
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(20)) == 0)
+    }
+
     @Test("during a graceful shutdown /ready answers 503 while /health stays 200")
     func readyDuringShutdown() async throws {
         let folder = try TemporaryDirectory()
