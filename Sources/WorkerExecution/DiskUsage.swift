@@ -39,7 +39,7 @@ enum DiskUsage {
     /// per level; `nil` when part of it cannot be read.
     private static func walk(_ root: Int32, device: dev_t) -> Int64? {
         var total: Int64 = 0
-        var frames: [(descriptor: Int32, folders: [String])] = []
+        var frames: [(descriptor: Int32, folders: [[CChar]])] = []
         defer { for frame in frames { close(frame.descriptor) } }
         guard let first = scan(root, device: device, total: &total) else {
             close(root)
@@ -70,8 +70,15 @@ enum DiskUsage {
     }
 
     /// Adds the blocks of the entries of the folder `descriptor` (files, and folders' own) to
-    /// `total`; returns the names of its folders on `device` (`nil`: it cannot be listed).
-    private static func scan(_ descriptor: Int32, device: dev_t, total: inout Int64) -> [String]? {
+    /// `total`; returns the names of its folders on `device` (`nil`: it cannot be listed, or an
+    /// entry cannot be looked at).
+    ///
+    /// Names are kept as the bytes they are (NUL-terminated): decoded as UTF-8, a name that is
+    /// not (`hide\xFF`) became another name, its look-up failed, and what it held went uncounted.
+    /// A folder that may be listed but not searched (`chmod 0400`: every look-up inside it
+    /// fails) gets its owner's search right back when it is the worker's user's; otherwise it
+    /// cannot be measured. Before, both were skipped without a word, under any limit.
+    private static func scan(_ descriptor: Int32, device: dev_t, total: inout Int64) -> [[CChar]]? {
         let copy = dup(descriptor)
         guard copy >= 0 else { return nil }
         guard let handle = fdopendir(copy) else {
@@ -79,16 +86,48 @@ enum DiskUsage {
             return nil
         }
         defer { closedir(handle) }
-        var folders: [String] = []
+        var folders: [[CChar]] = []
         var info = stat()
+        var searchGranted = false
         while let entry = readdir(handle) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name == "." || name == ".." { continue }
-            guard fstatat(descriptor, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
+            let name = Self.name(of: entry)
+            if Self.isDotOrDotDot(name) { continue }
+            var looked = fstatat(descriptor, name, &info, AT_SYMLINK_NOFOLLOW) == 0
+            if !looked, errno == EACCES, !searchGranted {
+                searchGranted = true
+                guard grantOwnerSearch(descriptor) else { return nil }
+                looked = fstatat(descriptor, name, &info, AT_SYMLINK_NOFOLLOW) == 0
+            }
+            if !looked {
+                // Deleted since it was listed: nothing to count.
+                if errno == ENOENT { continue }
+                return nil
+            }
             total += Int64(info.st_blocks) * 512
             if (info.st_mode & S_IFMT) == S_IFDIR, info.st_dev == device { folders.append(name) }
         }
         return folders
+    }
+
+    /// The name of a directory entry, NUL-terminated, byte for byte.
+    static func name(of entry: UnsafeMutablePointer<dirent>) -> [CChar] {
+        withUnsafeBytes(of: entry.pointee.d_name) { raw in
+            raw.prefix { $0 != 0 }.map { CChar(bitPattern: $0) } + [0]
+        }
+    }
+
+    /// Whether `name` (NUL-terminated) is `.` or `..`.
+    static func isDotOrDotDot(_ name: [CChar]) -> Bool {
+        let dot = CChar(bitPattern: UInt8(ascii: "."))
+        return (name.count == 2 && name[0] == dot) || (name.count == 3 && name[0] == dot && name[1] == dot)
+    }
+
+    /// Gives the owner of the open folder `descriptor` its search right back when that is the
+    /// worker's user; whether the folder may now be searched.
+    private static func grantOwnerSearch(_ descriptor: Int32) -> Bool {
+        var info = stat()
+        guard fstat(descriptor, &info) == 0, info.st_uid == geteuid() else { return false }
+        return fchmod(descriptor, (info.st_mode & 0o7777) | 0o500) == 0
     }
 
     /// Linux's `O_PATH` (Glibc's module does not export it): a descriptor that only names a file.
@@ -98,7 +137,7 @@ enum DiskUsage {
     /// worker's user's (a command of that user took them away, `chmod 000`, to hide what it
     /// wrote). Through a descriptor of that very folder (`O_PATH`, not followed if a symlink):
     /// no path is resolved again, so a swapped name changes no other file's mode.
-    private static func reopenAfterGrantingOwner(_ name: String, in parent: Int32) -> Int32 {
+    static func reopenAfterGrantingOwner(_ name: [CChar], in parent: Int32) -> Int32 {
         let handle = openat(parent, name, openPath | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard handle >= 0 else { return -1 }
         defer { close(handle) }

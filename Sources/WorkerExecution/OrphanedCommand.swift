@@ -72,9 +72,19 @@ public struct OrphanedCommand: Sendable, Equatable {
 
     /// The processes of `group` whose working directory is `directory` or below (from `/proc`;
     /// zombies have none and are left out: they run nothing).
+    ///
+    /// `/proc/<pid>/cwd` names the real path, so `directory` is compared with symbolic links
+    /// resolved: under a `JOB_WORKDIR_ROOT` reached through one (`/data` a link), no process
+    /// matched, and a dead worker's command ran on beside the next turn.
     static func members(of group: pid_t, workingIn directory: String) -> [pid_t] {
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
-        let root = URL(fileURLWithPath: directory).standardizedFileURL.path
+        let root: String
+        if let resolved = realpath(directory, nil) {
+            root = String(cString: resolved)
+            free(resolved)
+        } else {
+            root = URL(fileURLWithPath: directory).standardizedFileURL.path
+        }
         var found: [pid_t] = []
         for entry in entries {
             guard let pid = pid_t(entry), processGroup(of: pid) == group,

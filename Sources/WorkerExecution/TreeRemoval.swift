@@ -4,76 +4,82 @@ import Glibc
 #endif
 
 /// Removes a folder a job's command wrote (its working directory, an idle session workspace),
-/// including folders the command made read-only.
+/// including folders the command made read-only or named with bytes that are not UTF-8.
 ///
-/// Tools do make them: Go's module cache is read-only folders (`go mod download`), and so is
-/// anything a `chmod -R a-w` left. Root removes them anyway; a worker that is not root (the
-/// Docker image's `nonroot`) cannot remove a file in a folder it may not write, so before, such
-/// a folder stayed on disk for good, one per job. When the first removal fails, the folders
-/// the worker owns are given back their owner's rights and the removal is tried once more.
+/// Tools do make read-only folders: Go's module cache is read-only folders (`go mod download`),
+/// and so is anything a `chmod -R a-w` left. Root removes them anyway; a worker that is not root
+/// (the Docker image's `nonroot`) cannot remove a file in a folder it may not write, so before,
+/// such a folder stayed on disk for good, one per job. Here each folder the worker's user owns
+/// is given its owner's rights back before its entries are removed.
+///
+/// The walk goes by descriptor, each folder opened relative to its parent without following a
+/// symbolic link (a link the command left is removed, never followed), and names stay the bytes
+/// they are: a name decoded as UTF-8 (`ro\xFF`) would be another name, and its folder stayed.
 enum TreeRemoval {
-    /// Removes `path` and everything below it. Returns the error of the last try when something
-    /// is left.
-    @discardableResult
-    static func remove(_ path: String) -> (any Error)? {
-        do {
-            try FileManager.default.removeItem(atPath: path)
-            return nil
-        } catch {
-            guard FileManager.default.fileExists(atPath: path) else { return nil }
-        }
-        makeOwnerWritable(path, depth: 0)
-        do {
-            try FileManager.default.removeItem(atPath: path)
-            return nil
-        } catch {
-            return FileManager.default.fileExists(atPath: path) ? error : nil
-        }
+    /// Why something under the folder was left.
+    struct Failure: Error, CustomStringConvertible {
+        let operation: String
+        let code: Int32
+
+        var description: String { "could not \(operation): \(String(cString: strerror(code)))" }
     }
 
-    /// Deeper folders than this are left as they are (a bound on the recursion).
+    /// Removes `path` and everything below it; the first failure when something is left.
+    @discardableResult
+    static func remove(_ path: String) -> Failure? {
+        let url = URL(fileURLWithPath: path)
+        let parent = open(url.deletingLastPathComponent().path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard parent >= 0 else { return errno == ENOENT ? nil : Failure(operation: "open the folder holding \(path)", code: errno) }
+        defer { close(parent) }
+        return removeEntry(Array(url.lastPathComponent.utf8CString), in: parent, depth: 0)
+    }
+
+    /// Deeper folders than this are left (a bound on the recursion and on open descriptors).
     static let maximumDepth = 512
 
-    /// Adds `u+rwx` to the folder at `path` and to every folder below it, through descriptors
-    /// opened without following a symlink: a link the command left is never followed to a
-    /// folder elsewhere.
-    private static func makeOwnerWritable(_ path: String, depth: Int) {
-        guard depth <= maximumDepth else { return }
-        let folder = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        if folder < 0 {
-            // Perhaps not readable yet: a folder without `r` (or `x`) cannot be opened for
-            // reading; `O_PATH` gives a descriptor fchmod cannot use, so try the mode by path,
-            // after checking by lstat that it is a folder and not a link.
-            var status = stat()
-            guard lstat(path, &status) == 0, (status.st_mode & S_IFMT) == S_IFDIR, status.st_uid == geteuid() else { return }
-            guard chmod(path, (status.st_mode & 0o7777) | 0o700) == 0 else { return }
-            let reopened = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-            guard reopened >= 0 else { return }
-            walk(reopened, path: path, depth: depth)
-            return
+    /// Removes the entry `name` (NUL-terminated) of the open folder `parent`, and what it holds.
+    private static func removeEntry(_ name: [CChar], in parent: Int32, depth: Int) -> Failure? {
+        var info = stat()
+        guard fstatat(parent, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else {
+            return errno == ENOENT ? nil : Failure(operation: "look at an entry", code: errno)
         }
+        guard (info.st_mode & S_IFMT) == S_IFDIR else {
+            return unlinkat(parent, name, 0) == 0 || errno == ENOENT ? nil : Failure(operation: "remove a file", code: errno)
+        }
+        guard depth < maximumDepth else { return Failure(operation: "go deeper than \(maximumDepth) folders", code: ELOOP) }
+        var folder = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        if folder < 0, errno == EACCES { folder = DiskUsage.reopenAfterGrantingOwner(name, in: parent) }
+        guard folder >= 0 else { return errno == ENOENT ? nil : Failure(operation: "open a folder", code: errno) }
+        var failure: Failure?
         var status = stat()
+        // Write and search rights, to remove its entries (the worker's own folders only).
         if fstat(folder, &status) == 0, status.st_uid == geteuid(), status.st_mode & 0o700 != 0o700 {
             _ = fchmod(folder, (status.st_mode & 0o7777) | 0o700)
         }
-        walk(folder, path: path, depth: depth)
+        for entry in entries(of: folder) {
+            if let failed = removeEntry(entry, in: folder, depth: depth + 1), failure == nil { failure = failed }
+        }
+        close(folder)
+        if unlinkat(parent, name, AT_REMOVEDIR) != 0, errno != ENOENT, failure == nil {
+            failure = Failure(operation: "remove a folder", code: errno)
+        }
+        return failure
     }
 
-    /// Goes on into the folders below the open folder `folder` (closed here).
-    private static func walk(_ folder: Int32, path: String, depth: Int) {
-        guard let stream = fdopendir(folder) else {
-            close(folder)
-            return
+    /// The names in the open folder `folder` (all read before any is removed).
+    private static func entries(of folder: Int32) -> [[CChar]] {
+        let copy = dup(folder)
+        guard copy >= 0 else { return [] }
+        guard let stream = fdopendir(copy) else {
+            close(copy)
+            return []
         }
         defer { closedir(stream) }
+        var names: [[CChar]] = []
         while let entry = readdir(stream) {
-            let name = withUnsafePointer(to: entry.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: Int(NAME_MAX) + 1) { String(cString: $0) }
-            }
-            guard name != ".", name != ".." else { continue }
-            var status = stat()
-            guard fstatat(folder, name, &status, AT_SYMLINK_NOFOLLOW) == 0, (status.st_mode & S_IFMT) == S_IFDIR else { continue }
-            makeOwnerWritable("\(path)/\(name)", depth: depth + 1)
+            let name = DiskUsage.name(of: entry)
+            if !DiskUsage.isDotOrDotDot(name) { names.append(name) }
         }
+        return names
     }
 }

@@ -154,6 +154,23 @@ struct JobLimitEnforcementTests {
         }
     }
 
+    @Test("DiskUsage counts what a folder whose name is not UTF-8 holds; TreeRemoval removes it")
+    func diskUsageOfOddNames() async throws {
+        try await Self.withFolder { folder in
+            // mkdir of bytes the Swift String API cannot name: through the shell.
+            let made = try await Subprocess.run(
+                .path("/bin/sh"),
+                arguments: ["-c", #"d="$1/$(printf 'x\377')" && mkdir -p "$d/y" && head -c 4194304 /dev/zero > "$d/y/f""#, "sh", folder],
+                output: .discarded)
+            #expect(made.terminationStatus == .exited(0))
+            // Before: the name decoded as UTF-8 was another name, and its 4 MiB went uncounted.
+            let used = DiskUsage.allocatedBytes(under: [folder])
+            #expect(used >= 4 << 20, "\(used)")
+            #expect(TreeRemoval.remove(folder) == nil)
+            #expect(!FileManager.default.fileExists(atPath: folder))
+        }
+    }
+
     @Test("DiskUsage of a workspace the command replaced: by a symlink, or moved away, is over any limit (not the symlink's target, not nothing)")
     func diskUsageOfReplacedWorkspace() async throws {
         try await Self.withFolder { folder in

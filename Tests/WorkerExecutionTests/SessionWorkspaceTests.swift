@@ -1,4 +1,5 @@
 import Foundation
+import Subprocess
 import Testing
 import WorkerCore
 @testable import WorkerExecution
@@ -141,6 +142,32 @@ struct SessionWorkspaceTests {
             lock.release()
             #expect(!lock.closesOnExec, "released")
         }
+    }
+
+    @Test("a dead worker's command is found in its workspace when JOB_WORKDIR_ROOT is reached through a symbolic link")
+    func orphanThroughSymlink() async throws {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("orphan-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: "\(base)/real/workspace", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: "\(base)/link", withDestinationPath: "\(base)/real")
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        // A process in a session and group of its own (setsid, started from a shell's
+        // background so that it need not fork), working in the workspace; the shell prints its pid.
+        // (Foundation's Process waited for the sleep too: Subprocess does not.)
+        _ = try await Subprocess.run(
+            .path("/bin/sh"), arguments: ["-c", "cd \(base)/real/workspace || exit 1; setsid sleep 30 > /dev/null 2>&1 < /dev/null & echo $! > \(base)/pid"],
+            output: .discarded, error: .discarded)
+        let pid = try #require(pid_t(try String(contentsOfFile: "\(base)/pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        defer { kill(pid, SIGKILL) }
+        var group: pid_t?
+        for _ in 0..<100 {
+            group = OrphanedCommand.processGroup(of: pid)
+            if group == pid { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        try #require(group == pid, "setsid made a group of its own")
+        #expect(OrphanedCommand.members(of: pid, workingIn: "\(base)/real/workspace") == [pid])
+        // Before: /proc's real path never matched the path through the link.
+        #expect(OrphanedCommand.members(of: pid, workingIn: "\(base)/link/workspace") == [pid])
     }
 
     @Test("the lock's note names the running command's process group; a note without one names no orphan")

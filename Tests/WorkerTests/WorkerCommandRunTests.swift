@@ -249,11 +249,22 @@ extension WorkerCommandRunTests {
         }
         let jobs = folder.appendingPathComponent("jobs")
         let port = try freePort()
+        // Folders without write rights, one also without read rights, one whose name is not
+        // UTF-8, a link to a folder outside (never followed: the outside folder keeps its mode),
+        // the job's own folder read-only last.
+        let script = folder.appendingPathComponent("read-only.sh")
+        try """
+            #!/bin/sh
+            cat > /dev/null
+            mkdir -p mod/a/b mod/c && echo x > mod/a/b/f
+            odd=$(printf 'mod/ro\\377') && mkdir -p "$odd/x" && echo y > "$odd/x/f"
+            ln -s \(folder.path)/outside mod/link
+            chmod -R a-w mod && chmod 311 mod/c && chmod 555 .
+            echo '{}'
+            """.write(to: script, atomically: true, encoding: .utf8)
+        #expect(chmod(script.path, 0o755) == 0)
         let environment = [
-            // Folders without write rights, one also without read rights, a link to a folder
-            // outside (never followed: the outside folder keeps its mode), the job's own folder
-            // read-only last.
-            "JOB_COMMAND": "/bin/sh -c 'cat > /dev/null; mkdir -p mod/a/b mod/c; echo x > mod/a/b/f; ln -s \(folder.path)/outside mod/link; chmod -R a-w mod; chmod 311 mod/c; chmod 555 .; echo {}'",
+            "JOB_COMMAND": script.path,
             "HEALTH_CHECK_PORT": "\(port)", "LOG_FORMAT": "json", "JOB_SANDBOX": "none", "JOB_WORKDIR_ROOT": jobs.path,
             "DATABASE_URL": "sqlite:\(folder.path)/jobs.sqlite", "HOME": folder.path, "JOB_MAX_ATTEMPTS": "1",
         ]
@@ -277,7 +288,7 @@ extension WorkerCommandRunTests {
         // The job's folder is removed once its outcome is written: give it a moment.
         var left: [String] = []
         _ = try? await eventually("the job's folder removed", timeout: .seconds(5)) {
-            left = ((try? FileManager.default.subpathsOfDirectory(atPath: jobs.path)) ?? []).filter { $0.contains("mod") }
+            left = ((try? FileManager.default.subpathsOfDirectory(atPath: jobs.path)) ?? []).filter { $0.contains("/work") }
             return left.isEmpty
         }
         #expect(left.isEmpty, "left behind: \(left.prefix(5))")

@@ -338,7 +338,7 @@ extension ChaosTests {
             #expect(await worker.process.waitForExit(timeout: .seconds(10)) == 0)
         }
 
-        @Test("disk: files hidden in a folder made unreadable, or deleted while held open, still count against JOB_DISK_LIMIT_MB (a worker that is not root, commands of its own user)")
+        @Test("disk: files hidden in a folder made unreadable or unsearchable, or named with bytes that are not UTF-8, or deleted while held open, still count against JOB_DISK_LIMIT_MB (a worker that is not root, commands of its own user)")
         func diskLimitNotHidden() async throws {
             let folder = FileManager.default.temporaryDirectory.appendingPathComponent("worker-disk-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
@@ -354,7 +354,9 @@ extension ChaosTests {
                 asNobody + [WorkerProcess.binary.path, "run"], environment: environment, directory: folder, executable: URL(fileURLWithPath: "/usr/bin/setpriv"))
             defer { worker.kill9() }
             #expect(try await eventually("health") { try await http(port: port, path: "/health").status == 200 })
-            for prompt in ["hide d", "unlinked"] {
+            // (Before: a folder that may be listed but not searched, and one whose name is not
+            // UTF-8, hid what they held.)
+            for prompt in ["hide d", "hide r 400", "hidename", "unlinked"] {
                 try await runProbe(prompt, environment: environment)
             }
             worker.send(SIGTERM)
@@ -368,7 +370,9 @@ extension ChaosTests {
                 asNobody + [WorkerProcess.binary.path, "run"], environment: sandboxed, directory: folder, executable: URL(fileURLWithPath: "/usr/bin/setpriv"))
             defer { second.kill9() }
             #expect(try await eventually("health") { try await http(port: Int(sandboxed["HEALTH_CHECK_PORT"]!)!, path: "/health").status == 200 })
-            try await runProbe("unlinked", environment: sandboxed)
+            for prompt in ["unlinked", "hide r 400", "hidename"] {
+                try await runProbe(prompt, environment: sandboxed)
+            }
             second.send(SIGTERM)
             #expect(await second.waitForExit(timeout: .seconds(10)) == 0)
 

@@ -19,8 +19,11 @@
 #   fill                                       writes one file in its workspace without end
 #   spray DIR                                  writes 1 MiB files into DIR (relative: in the
 #                                              workspace) without end, 100 MiB/s
-#   hide DIR                                   writes 40 files of 1 MiB into DIR, makes DIR
-#                                              unreadable (chmod 000), then waits 6 s
+#   hide DIR [MODE]                            writes 40 files of 1 MiB into DIR, makes DIR
+#                                              unreadable (chmod MODE, 000 by default: 400 may
+#                                              be listed, not searched), then waits 6 s
+#   hidename                                   the same into a folder whose name is not UTF-8
+#                                              (hide\377), readable
 #   unlinked                                   holds 5 files of 3 MiB open after deleting them,
 #                                              for 6 s
 #   whoami                                     prints its user and group ids and HOME, and whether
@@ -120,7 +123,13 @@ spray)
     ;;
 hide)
     mkdir -p "$a" && for i in $(seq 1 40); do head -c 1048576 /dev/zero > "$a/part$i" || exit 1; done
-    chmod 000 "$a" && sleep 6
+    chmod "${b:-000}" "$a" && sleep 6
+    printf '{"hidden":true}\n'
+    ;;
+hidename)
+    dir=$(printf 'hide\377')
+    mkdir -p "$dir" && for i in $(seq 1 40); do head -c 1048576 /dev/zero > "$dir/part$i" || exit 1; done
+    sleep 6
     printf '{"hidden":true}\n'
     ;;
 unlinked)
