@@ -35,6 +35,9 @@ public struct QueueMonitor: Service {
             }
             WorkerMetrics.shared.queueStats(stats, servedQueues: servedQueues)
             logger.info("Queue statistics", metadata: stats.monitorMetadata)
+        } catch where Task.isCancelled {
+            // Shutdown: nothing failed.
+            return
         } catch {
             WorkerMetrics.shared.storeError(operation: "stats")
             logger.warning("Could not read queue statistics", metadata: ["error": "\(error)"])

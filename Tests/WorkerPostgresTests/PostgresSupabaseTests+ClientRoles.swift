@@ -62,26 +62,3 @@ extension PostgresSupabaseTests {
         }
     }
 }
-
-/// Keeps each message with its metadata as one line of text.
-final class LogMessages: Sendable {
-    private let lines = Mutex<[String]>([])
-    var all: [String] { lines.withLock { $0 } }
-    func append(_ line: String) { lines.withLock { $0.append(line) } }
-}
-
-struct CapturingLogHandler: LogHandler {
-    let messages: LogMessages
-    var logLevel: Logger.Level = .trace
-    var metadata: Logger.Metadata = [:]
-
-    func log(event: LogEvent) {
-        let fields = (event.metadata ?? [:]).merging(metadata) { new, _ in new }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-        messages.append(([event.message.description] + fields).joined(separator: " "))
-    }
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-}
