@@ -26,15 +26,18 @@ extension PostgresJobStore {
             PostgresQuery(unsafeSQL: "REVOKE ALL ON TABLE \(tables.joined(separator: ", ")) FROM \(grantees)"), logger: logger)
     }
 
-    /// Warns when a client role can read or change the jobs or events table with no row-level
-    /// security in the way: created by an older worker, granted by hand, or row-level security
-    /// turned off after `worker migrate --supabase` (the table editor's switch).
+    /// Warns when a client role can read or change the jobs, events or migrations table with no
+    /// row-level security in the way: created by an older worker, granted by hand, or row-level
+    /// security turned off after `worker migrate --supabase` (the table editor's switch). (The
+    /// migrations table: a row naming a newer version, added through the REST API, stops every
+    /// worker's start.)
     func warnAboutOpenTables() async throws {
         let rows = try await client.query(
             """
             SELECT c.relname::text, r.rolname::text
             FROM pg_class AS c CROSS JOIN pg_roles AS r
-            WHERE c.oid IN (to_regclass(\(schema.table)), to_regclass(\(schema.eventsTable))) AND NOT c.relrowsecurity
+            WHERE c.oid IN (to_regclass(\(schema.table)), to_regclass(\(schema.eventsTable)), to_regclass(\(schema.migrationsTable)))
+              AND NOT c.relrowsecurity
               AND r.rolname IN ('anon', 'authenticated')
               AND has_table_privilege(r.oid, c.oid, 'SELECT, INSERT, UPDATE, DELETE')
             ORDER BY 1, 2

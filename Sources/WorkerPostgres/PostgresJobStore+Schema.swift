@@ -33,6 +33,13 @@ extension PostgresJobStore {
             if !sharedExist { try await client.withTransaction(logger: logger) { connection in
                 _ = try await connection.query("SET LOCAL statement_timeout = 0", logger: logger)
                 _ = try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\(schema.lockKey)))", logger: logger)
+                // Again under the lock: workers starting together all found it missing, and each
+                // then revoked the client roles' rights on the table the first had made, at the
+                // same time as whatever else changed them ("tuple concurrently updated").
+                let madeMeanwhile = try await connection.query(
+                    "SELECT to_regclass(\(schema.migrationsTable)) IS NOT NULL", logger: logger
+                ).collect().first?.decode(Bool.self) ?? false
+                guard !madeMeanwhile else { return }
                 _ = try await connection.query(
                     PostgresQuery(unsafeSQL: "CREATE SCHEMA IF NOT EXISTS \"\(schema.schemaName)\""), logger: logger)
                 _ = try await connection.query(

@@ -103,6 +103,19 @@ extension PostgresSchema {
             CREATE POLICY "\(eventsTableName)_own_events" ON \(eventsTable) FOR SELECT TO authenticated
                 USING (user_id = (SELECT auth.uid()))
             """,
+            // Whatever other policies the tables have (a project's own, a dashboard template's
+            // "Enable read access for all users"): PostgreSQL ORs permissive policies, so before,
+            // one of them let every user read every job. A restrictive one is ANDed with them.
+            "DROP POLICY IF EXISTS \"\(tableName)_only_own_jobs\" ON \(table)",
+            """
+            CREATE POLICY "\(tableName)_only_own_jobs" ON \(table) AS RESTRICTIVE FOR ALL TO anon, authenticated
+                USING (user_id = (SELECT auth.uid())) WITH CHECK (user_id = (SELECT auth.uid()))
+            """,
+            "DROP POLICY IF EXISTS \"\(eventsTableName)_only_own_events\" ON \(eventsTable)",
+            """
+            CREATE POLICY "\(eventsTableName)_only_own_events" ON \(eventsTable) AS RESTRICTIVE FOR ALL TO anon, authenticated
+                USING (user_id = (SELECT auth.uid())) WITH CHECK (user_id = (SELECT auth.uid()))
+            """,
         ] + supabaseEventUserStatements + [
             "REVOKE ALL ON \(table), \(eventsTable) FROM anon, PUBLIC",
             "REVOKE ALL ON \(table), \(eventsTable) FROM authenticated",
@@ -155,7 +168,7 @@ extension PostgresSchema {
             """
             CREATE OR REPLACE FUNCTION \(function(names.enqueue))(
                 prompt text, session_id uuid DEFAULT NULL, payload jsonb DEFAULT '{}'::jsonb,
-                queue text DEFAULT 'default', priority integer DEFAULT 0
+                queue text DEFAULT \(literal(userQueues.first ?? NewJob.defaultQueue)), priority integer DEFAULT 0
             ) RETURNS \(returns)
             \(header)
             DECLARE
@@ -182,7 +195,7 @@ extension PostgresSchema {
                 -- A user's job goes where the operator lets users' jobs go (a queue served with more
                 -- than the default sandbox is for backends), and never ahead of other users' and
                 -- the backend's jobs: a priority above the default is for backends too.
-                queue := coalesce(queue, 'default');
+                queue := coalesce(queue, \(literal(userQueues.first ?? NewJob.defaultQueue)));
                 IF queue <> ALL (ARRAY[\(userQueues.map(literal).joined(separator: ", "))]::text[]) THEN
                     RAISE EXCEPTION '\(names.enqueue): queue must be one of \(userQueues.joined(separator: ", ").replacingOccurrences(of: "'", with: "''")) (SUPABASE_USER_QUEUES)'
                         USING ERRCODE = '22023';
@@ -295,9 +308,24 @@ extension PostgresSchema {
     }
 
     /// The query answering the mark on `enqueue_…` (NULL when the function is missing).
+    ///
+    /// Only while what the statements set still holds: row-level security on the three tables
+    /// and the worker's policies in place. Before, the mark alone counted, so row-level security
+    /// switched off afterwards (the table editor's switch) was never switched on again, nor
+    /// warned about, and every user read every job.
     var supabaseMarkQuery: String {
         let names = supabaseFunctionNames
-        let signature = "\"\(schemaName)\".\"\(names.enqueue)\"(text, uuid, jsonb, text, integer)".replacingOccurrences(of: "'", with: "''")
-        return "SELECT obj_description(to_regprocedure('\(signature)'), 'pg_proc')"
+        let quoted = { (text: String) in "'" + text.replacingOccurrences(of: "'", with: "''") + "'" }
+        let signature = quoted("\"\(schemaName)\".\"\(names.enqueue)\"(text, uuid, jsonb, text, integer)")
+        let policies = ["\(tableName)_own_jobs", "\(tableName)_only_own_jobs", "\(eventsTableName)_own_events", "\(eventsTableName)_only_own_events"]
+        return """
+            SELECT CASE WHEN
+                (SELECT count(*) FROM pg_class WHERE relrowsecurity
+                    AND oid IN (to_regclass(\(quoted(table))), to_regclass(\(quoted(eventsTable))), to_regclass(\(quoted(migrationsTable))))) = 3
+                AND (SELECT count(*) FROM pg_policy
+                    WHERE polrelid IN (to_regclass(\(quoted(table))), to_regclass(\(quoted(eventsTable))))
+                      AND polname IN (\(policies.map(quoted).joined(separator: ", ")))) = \(policies.count)
+            THEN obj_description(to_regprocedure(\(signature)), 'pg_proc') END
+            """
     }
 }
