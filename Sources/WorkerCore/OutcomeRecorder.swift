@@ -167,16 +167,7 @@ final class OutcomeRecorder: Sendable {
         if !endings.isEmpty {
             _ = try? await withTimeout(timeout, operation: "cancellation events") { [store] in try await store.appendEvents(endings) }
         }
-        do {
-            try await withTimeout(timeout, operation: "cancellation release") { [store] in
-                try await store.releaseCancelled(leases)
-            }
-        } catch {
-            logger.warning(
-                "Could not tell the store that cancelled jobs stopped; they are free when their leases run out",
-                metadata: ["jobs": .stringConvertible(leases.count), "error": "\(error)"]
-            )
-        }
+        await endLeasesIfCancelled(leases)
     }
 
     /// Writes `batch`, isolating outcomes the store refuses for their values; stops at the
