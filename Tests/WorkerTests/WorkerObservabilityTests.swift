@@ -67,22 +67,26 @@ struct WorkerObservabilityTests {
         defer { worker.kill9() }
         #expect(try await eventually("health") { try await http(port: port, path: "/health").status == 200 })
         let enqueued = try await WorkerProcess.command(
-            ["enqueue", "--prompt", "short", "--payload", #"{"sleepMs":1500}"#], environment: environment, directory: folder.url)
+            ["enqueue", "--prompt", "short", "--payload", #"{"sleepMs":5000}"#], environment: environment, directory: folder.url)
         try #require(enqueued.status == 0, "\(enqueued.stderr)")
+        // Read here, not through the Prometheus parser (a process each time: on a loaded machine
+        // it took longer than the job ran).
         func inFlight() async throws -> Double? {
-            try await Self.parsePrometheus(try await http(port: port, path: "/metrics").body)[#"worker_jobs_in_flight{queue="default"}"#]
+            let body = try await http(port: port, path: "/metrics").body
+            let line = body.split(separator: "\n").first { $0.hasPrefix(#"worker_jobs_in_flight{queue="default"} "#) }
+            return line.flatMap { Double($0.split(separator: " ").last ?? "") }
         }
         #expect(try await eventually("running") { try await inFlight() == 1 })
-        // Another process takes the file's write lock for 8 s, past the handler's end.
+        // Another process takes the file's write lock for 30 s, past the handler's end.
         let database = folder.url.appendingPathComponent("worker.sqlite").path
         let locker = try WorkerProcess(
-            ["python3", "-c", "import sqlite3, time; c = sqlite3.connect('\(database)', isolation_level=None); c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(8); c.execute('COMMIT')"],
+            ["python3", "-c", "import sqlite3, time; c = sqlite3.connect('\(database)', isolation_level=None); c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(30); c.execute('COMMIT')"],
             environment: ["PATH": "/usr/bin:/bin"], directory: folder.url, executable: URL(fileURLWithPath: "/usr/bin/env"))
         defer { locker.kill9() }
         #expect(try await eventually("locked") { locker.stdout.contains("locked") })
-        // The handler returns 1.5 s after it started; its outcome waits for the lock. Before: the
-        // gauge said 1 until the outcome was written.
-        #expect(try await eventually("the handler's end counted", timeout: .seconds(5)) { try await inFlight() == 0 })
+        // The handler returns 5 s after it started; its outcome waits for the lock. Before: the
+        // gauge said 1 until the outcome was written, after the lock.
+        #expect(try await eventually("the handler's end counted", timeout: .seconds(12)) { try await inFlight() == 0 })
         locker.kill9()
         worker.send(SIGTERM)
         #expect(await worker.waitForExit(timeout: .seconds(20)) == 0)
