@@ -275,7 +275,7 @@ final class OutcomeRecorder: Sendable {
                             .merging(["error": "\(error)"]) { $1 })
                     return nil
                 }
-                try? await Task.sleep(for: .milliseconds(100 << (attempt - 1)))
+                try? await Task.sleep(for: JobProcessor.backoff(failures: attempt, cap: .seconds(1)))
             }
         }
         return nil

@@ -78,16 +78,17 @@ extension PostgresJobStore {
 
     public func events(jobID: UUID, after: Int64, limit: Int, maxBytes: Int) async throws -> [JobEvent] {
         try await translatingErrors {
-            // The inner LIMIT bounds what is read; the running sum keeps each event that starts
-            // under `maxBytes` (the first one always does), so the page ends at the bound.
+            // The innermost LIMIT bounds what is read, each event's text made once; the running
+            // sum keeps each event that starts under `maxBytes` (the first one always does), so
+            // the page ends at the bound.
             let rows = try await client.query(
                 """
                 SELECT seq, attempt, created_at, kind, data FROM (
-                    SELECT seq, attempt, created_at, kind, data::text AS data,
-                           sum(octet_length(data::text)) OVER (ORDER BY seq) - octet_length(data::text) AS before
-                    FROM \(unescaped: schema.eventsTable)
-                    WHERE job_id = \(jobID) AND seq > \(after) ORDER BY seq LIMIT \(max(0, limit))
-                ) page WHERE before < \(max(1, maxBytes)) ORDER BY seq
+                    SELECT *, sum(octet_length(data)) OVER (ORDER BY seq) - octet_length(data) AS before FROM (
+                        SELECT seq, attempt, created_at, kind, data::text AS data FROM \(unescaped: schema.eventsTable)
+                        WHERE job_id = \(jobID) AND seq > \(after) ORDER BY seq LIMIT \(max(0, limit))
+                    ) AS read
+                ) AS page WHERE before < \(max(1, maxBytes)) ORDER BY seq
                 """,
                 logger: logger
             ).collect()
