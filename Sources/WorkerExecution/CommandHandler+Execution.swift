@@ -78,6 +78,9 @@ extension CommandHandler {
                 + insideLine
         } else {
             commandLine = configuration.argv
+            // The command starts in the job's directory: a relative path (`./agent.sh`) is the
+            // one checked at start-up, from the worker's own directory.
+            if commandLine[0].contains("/"), let program { commandLine[0] = program }
         }
         // With limits, it starts in a control group of its own and with its rlimits, through
         // worker-launch, which joins the group, sets them, drops to JOB_USER and then becomes the
@@ -124,8 +127,9 @@ extension CommandHandler {
         // The command runs in a task of its own, not a child of this one: a job cancelled (or
         // stopped at shutdown) cancels this task, and had that reached the run, swift-subprocess
         // would have stopped reading its output and killed it at once. Stopping it is
-        // `stop(_:_:)`'s instead, for a cancel as for a timeout or a limit: SIGTERM to its group,
-        // its output still read and recorded, SIGKILL after JOB_KILL_GRACE_MS.
+        // `stop(_:_:group:grace:logger:)`'s instead, for a cancel as for a timeout or a limit:
+        // SIGTERM to its group, its output still read and recorded, SIGKILL after
+        // JOB_KILL_GRACE_MS (at once past the disk limit).
         let completion = CommandCompletion()
         let command = Task {
             defer { completion.end() }
@@ -196,7 +200,11 @@ extension CommandHandler {
             return first
         }
         if case .finished = outcome {} else {
-            await stop(command, completion, group: collected.processGroup.withLock { $0 }, logger: logger)
+            // Past its disk limit, a command gets no grace: what it wrote in the grace period
+            // (a command that ignores SIGTERM, for JOB_KILL_GRACE_MS) would pass the limit many
+            // times over, where the guide promises no more than what it writes between two checks.
+            let grace: Duration = if case .limitReached(.diskLimit) = outcome { .zero } else { configuration.killGrace }
+            await stop(command, completion, group: collected.processGroup.withLock { $0 }, grace: grace, logger: logger)
         }
         if case .cancelled = outcome { throw CancellationError() }
         var finishedStatus: TerminationStatus?
@@ -269,23 +277,25 @@ extension CommandHandler {
         )
     }
 
-    /// Stops a command that is still running: SIGTERM to its process group, then up to
-    /// JOB_KILL_GRACE_MS for it to end (its output still read and recorded: an agent that saves
+    /// Stops a command that is still running: SIGTERM to its process group, then up to `grace`
+    /// (JOB_KILL_GRACE_MS, or none) for it to end (its output still read and recorded: an agent that saves
     /// its work and says so on SIGTERM gets both in), then SIGKILL to the group. Should its run
     /// still not end (a process that left the group holds its output open), the run's reading is
     /// cancelled after a few more seconds.
-    private func stop(_ command: Task<TerminationStatus, any Error>, _ completion: CommandCompletion, group: pid_t?, logger: Logger) async {
+    private func stop(_ command: Task<TerminationStatus, any Error>, _ completion: CommandCompletion, group: pid_t?, grace: Duration, logger: Logger) async {
         guard let group else {
             // Not started yet: nothing to signal.
             command.cancel()
             _ = await command.result
             return
         }
-        kill(-group, SIGTERM)
-        if await completion.wait(atMost: configuration.killGrace) { return }
-        logger.debug("Command still running after its grace period; killing its process group", metadata: [
-            "killGraceMs": .stringConvertible(configuration.killGrace.inMilliseconds),
-        ])
+        if grace > .zero {
+            kill(-group, SIGTERM)
+            if await completion.wait(atMost: grace) { return }
+            logger.debug("Command still running after its grace period; killing its process group", metadata: [
+                "killGraceMs": .stringConvertible(grace.inMilliseconds),
+            ])
+        }
         kill(-group, SIGKILL)
         if await completion.wait(atMost: .seconds(5)) { return }
         command.cancel()

@@ -41,4 +41,19 @@ extension CommandHandlerTests {
             #expect(!tail.contains("mobvibe-worker-launch"), "the start line is no part of the command's standard error: \(tail)")
         }
     }
+
+    @Test("a relative JOB_COMMAND (`./agent.sh`) is the program found from the worker's directory, though the command starts in the job's")
+    func relativeProgram() async throws {
+        // The fixture's path from this process's directory, as `dir/agent.sh` is from a worker's.
+        let here = FileManager.default.currentDirectoryPath.split(separator: "/").count
+        let relative = String(repeating: "../", count: here) + String(Self.fixture("json-result.sh").dropFirst())
+        #expect(!relative.hasPrefix("/") && FileManager.default.isExecutableFile(atPath: relative))
+        let configuration = try CommandHandlerConfiguration(
+            command: "'\(relative)'",
+            workdirRoot: FileManager.default.temporaryDirectory.appendingPathComponent("cmd-tests-\(UUID().uuidString.prefix(8))").path)
+        // Before: the child looked it up from the job's directory, and every job failed with
+        // "Executable ... is not found", the worker's fault, so no job ever ran.
+        let result = try await CommandHandler(configuration: configuration).handle(Self.claimed(attempt: 2), context: Self.context)
+        #expect(result.contains(#""attempt":2"#), "\(result)")
+    }
 }

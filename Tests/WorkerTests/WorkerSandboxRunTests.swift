@@ -269,15 +269,17 @@ extension ChaosTests {
             }
         }
 
-        @Test("disk: one file without end, and many files each below the limit, fail with disk_limit within seconds, in and out of the sandbox; /health answers and the next job runs")
+        @Test("disk: one file without end, many files each below the limit, and a writer that ignores SIGTERM fail with disk_limit within seconds, in and out of the sandbox; /health answers and the next job runs")
         func diskLimitStopsWriters() async throws {
             for sandbox in ["bubblewrap", "none"] {
-                let worker = try SandboxedWorker(["JOB_SANDBOX": sandbox, "JOB_DISK_LIMIT_MB": "32", "JOB_TIMEOUT_MS": "60000"])
+                // A long grace, which a command past its disk limit does not get: before, the
+                // stubborn writer went on for all of it (30 s, 100 MiB/s) outside the sandbox.
+                let worker = try SandboxedWorker(["JOB_SANDBOX": sandbox, "JOB_DISK_LIMIT_MB": "32", "JOB_TIMEOUT_MS": "60000", "JOB_KILL_GRACE_MS": "30000"])
                 #expect(try await eventually("health") { try await http(port: worker.port, path: "/health").status == 200 })
                 #expect(worker.process.stdout.contains("Job limits: disk 32 MiB per attempt"), "\(worker.process.stdout)")
                 let clock = ContinuousClock()
                 // In the sandbox /tmp counts too (it is then on disk, beside the workspace).
-                for prompt in ["fill", sandbox == "bubblewrap" ? "spray /tmp/parts" : "spray parts"] {
+                for prompt in ["fill", sandbox == "bubblewrap" ? "spray /tmp/parts" : "spray parts", "stubborn parts"] {
                     let start = clock.now
                     let job = try await worker.run(prompt, timeout: .seconds(40))
                     let error = job["lastError"] as? String ?? job["last_error"] as? String ?? ""

@@ -19,6 +19,7 @@
 #   fill                                       writes one file in its workspace without end
 #   spray DIR                                  writes 1 MiB files into DIR (relative: in the
 #                                              workspace) without end, 100 MiB/s
+#   stubborn DIR                               spray DIR, ignoring SIGTERM
 #   hide DIR [MODE]                            writes 40 files of 1 MiB into DIR, makes DIR
 #                                              unreadable (chmod MODE, 000 by default: 400 may
 #                                              be listed, not searched), then waits 6 s
@@ -117,7 +118,8 @@ bomb)
 fill)
     cat /dev/zero > big
     ;;
-spray)
+spray|stubborn)
+    [ "$mode" = stubborn ] && trap '' TERM
     mkdir -p "$a" && i=0
     while :; do head -c 1048576 /dev/zero > "$a/part$i" || exit 1; i=$((i + 1)); sleep 0.01; done
     ;;
