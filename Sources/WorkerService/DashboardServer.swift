@@ -26,6 +26,7 @@ public enum DashboardServer {
             store: store, token: configuration.apiToken, loopback: LoopbackAccess(refusal: refusal), allowsActions: allowActions,
             eventStream: api.eventStream, logger: logger)
         let router = Router(context: WorkerRequestContext.self)
+        router.add(middleware: UnexpectedErrorAnswer(logger: logger))
         router.get("/") { _, _ in Response(status: .seeOther, headers: [.location: "/ui"]) }
         dashboard.addRoutes(to: router)
         var serverLogger = logger

@@ -39,6 +39,7 @@ public struct HealthServer: Service {
     public func run() async throws {
         let router = Router(context: WorkerRequestContext.self, options: .autoGenerateHeadEndpoints)
         let logger = self.logger
+        router.add(middleware: UnexpectedErrorAnswer(logger: logger))
         router.get("/health") { _, _ -> Response in
             logger.trace("Health check requested")
             return Self.json(.ok, Self.healthBody())

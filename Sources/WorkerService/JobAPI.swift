@@ -135,8 +135,17 @@ public struct JobAPI: Sendable {
                 // A value the database cannot store (PostgreSQL's text holds no NUL character, nor
                 // its jsonb a \u0000) is the request's fault: 400, not a 500 a backend retries.
                 switch error {
-                case .valueRejected, .invalidJob: return Self.error(.badRequest, error.description)
-                default: throw error
+                case .valueRejected, .invalidJob:
+                    return Self.error(.badRequest, error.description)
+                case .enqueueOutcomeUnknown(let first, _, _):
+                    // Its id, so that a backend looks for it (GET /jobs/{id}) before sending the
+                    // job again: a bare 500, retried, enqueued it twice.
+                    logger.error("Enqueue's outcome unknown", metadata: ["jobId": .string(first.lowercasedText), "error": "\(error)"])
+                    return Self.json(
+                        .internalServerError,
+                        #"{"error":"# + JSONText.quoted(error.description) + #","id":"\#(first.lowercasedText)","mayBeStored":true}"#)
+                default:
+                    throw error
                 }
             }
             enqueued()

@@ -91,7 +91,7 @@ extension WorkerEventsRunTests {
         }
 
         @Test(
-            "on PostgreSQL: a value the database cannot store (NUL in the prompt or the payload) is 400 naming why, not 500; a lower-case bearer scheme is the token; a cancel's store fault is not 409",
+            "on PostgreSQL: a value the database cannot store (NUL in the prompt or the payload) is 400 naming why, not 500; a lower-case bearer scheme is the token; a cancel's store fault is not 409; a failed read is a 500 that says so, logged",
             .enabled(if: TestPostgres.isAvailable, "needs TEST_DATABASE_URL: run scripts/test"))
         func refusedValues() async throws {
             let folder = try TemporaryDirectory()
@@ -123,6 +123,16 @@ extension WorkerEventsRunTests {
             try await TestPostgres.sql("ALTER TABLE public.\(table) DROP CONSTRAINT no_cancel")
             #expect(try await Self.request("POST", port: port, path: "/jobs/\(id)/cancel").status == 200)
             #expect(try await Self.request("POST", port: port, path: "/jobs/\(id)/cancel").status == 409)
+            // A read the database fails (here a column gone) is a 500 that says so, and a line in
+            // the log: before, an empty 500 and no line at any LOG_LEVEL.
+            try await TestPostgres.sql("ALTER TABLE public.\(table) RENAME COLUMN prompt TO prompt_gone")
+            let failed = try await Self.request("GET", port: port, path: "/jobs/\(id)")
+            #expect(failed.status == 500 && jsonObject(failed.body)?["error"] is String, "\(failed.status) \(failed.body)")
+            #expect(!failed.body.contains("prompt"), "a driver's error stays in the log: \(failed.body)")
+            #expect(try await eventually("logged") {
+                worker.stdout.contains("Request failed") && worker.stdout.contains("/jobs/\(id)") && worker.stdout.contains("prompt")
+            }, "\(worker.stdout)")
+            try await TestPostgres.sql("ALTER TABLE public.\(table) RENAME COLUMN prompt_gone TO prompt")
             worker.send(SIGTERM)
             #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
             try await TestPostgres.sql("DROP TABLE public.\(table) CASCADE")
