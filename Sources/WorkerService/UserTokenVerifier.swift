@@ -51,7 +51,8 @@ public struct UserTokenVerifier: Sendable {
                 break
             } catch {
                 failure = "\(error)"
-                // A key the published set did not have when it was fetched: fetch it again, once.
+                // A key the published set did not have when it was fetched: fetch it again, once
+                // (or wait for the fetch another token started).
                 guard attempt == 0, await keys.mayRefresh else { break }
             }
         }
@@ -84,6 +85,11 @@ public struct UserTokenVerifier: Sendable {
         private var collection: JWTKeyCollection
         private var fetchedAt: ContinuousClock.Instant?
         private var attemptedAt: ContinuousClock.Instant?
+        /// The fetch under way, which every token checked meanwhile waits for. Before, the actor
+        /// let them in while the first one fetched, and they were checked against the keys there
+        /// were: at start-up none, so every phone's stream but one was refused (401, after which
+        /// a browser's `EventSource` never reconnects), and at a rotation every token of the new key.
+        private var fetching: Task<Void, Never>?
 
         init(secret: String?, jwks: String?, url: String?) async throws {
             self.secret = secret
@@ -92,18 +98,33 @@ public struct UserTokenVerifier: Sendable {
             self.collection = try await Self.collection(secret: secret, documents: [jwks].compactMap { $0 })
         }
 
-        /// Whether a fetch of the published keys may be made now.
+        /// Whether a fetch of the published keys may be made now, or is under way.
         var mayRefresh: Bool {
             guard url != nil else { return false }
-            return attemptedAt.map { ContinuousClock.now - $0 >= Self.retryInterval } ?? true
+            return fetching != nil || attemptedAt.map { ContinuousClock.now - $0 >= Self.retryInterval } ?? true
         }
 
-        /// The keys to check with, the published ones fetched first when due (or `refreshing`).
+        /// The keys to check with, the published ones fetched first when due (or `refreshing`),
+        /// or once the fetch under way has ended.
         func current(refreshing: Bool) async -> JWTKeyCollection {
             guard let url else { return collection }
+            if let fetching {
+                await fetching.value
+                return collection
+            }
             let due = fetchedAt.map { ContinuousClock.now - $0 >= Self.refreshInterval } ?? true
             guard (due || refreshing), mayRefresh else { return collection }
             attemptedAt = .now
+            // A task of its own, not the caller's: the others wait for it, and a caller that
+            // goes (its client hung up) does not end it for them.
+            let fetch = Task { await self.refresh(from: url) }
+            fetching = fetch
+            await fetch.value
+            fetching = nil
+            return collection
+        }
+
+        private func refresh(from url: String) async {
             do {
                 let published = try await Self.fetch(url)
                 collection = try await Self.collection(secret: secret, documents: [file, published].compactMap { $0 })
@@ -111,7 +132,6 @@ public struct UserTokenVerifier: Sendable {
             } catch {
                 // Keep the keys there are; the next token tries again after the retry interval.
             }
-            return collection
         }
 
         static func collection(secret: String?, documents: [String]) async throws -> JWTKeyCollection {

@@ -214,4 +214,44 @@ extension WorkerEventsRunTests.JobAPI {
         worker.send(SIGTERM)
         #expect(await worker.waitForExit(timeout: .seconds(15)) == 0)
     }
+
+    @Test("SUPABASE_JWKS_URL: tokens checked while the first fetch of the keys is under way wait for it, and are accepted")
+    func tokensDuringTheFirstFetch() async throws {
+        let folder = try TemporaryDirectory()
+        let key = ES256PrivateKey()
+        try Self.jwks([("only", key)]).write(to: folder.url.appendingPathComponent("jwks.json"), atomically: true, encoding: .utf8)
+        // A key server that takes 2 s to answer, as a distant one may.
+        let serverPort = try freePort()
+        let server = try WorkerProcess(
+            ["python3", "-c", """
+            import functools, http.server, sys, time
+            class Slow(http.server.SimpleHTTPRequestHandler):
+                def do_GET(self):
+                    time.sleep(2)
+                    super().do_GET()
+            http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), functools.partial(Slow, directory=sys.argv[2])).serve_forever()
+            """, "\(serverPort)", folder.url.path],
+            environment: ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"], directory: folder.url,
+            executable: URL(fileURLWithPath: "/usr/bin/env"))
+        defer { server.kill9() }
+        #expect(try await eventually("the key server") { try await http(port: serverPort, path: "/jwks.json").status == 200 })
+        let (worker, _, port) = try Self.start(folder.url, ["SUPABASE_JWKS_URL": "http://127.0.0.1:\(serverPort)/jwks.json"])
+        defer { worker.kill9() }
+        #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
+        let user = UUID()
+        let created = try await Self.request("POST", port: port, path: "/jobs", body: #"{"prompt":"p","userId":"\#(user.uuidString.lowercased())"}"#)
+        let job = try #require(jsonObject(created.body)?["id"] as? String, "\(created)")
+        let keys = JWTKeyCollection()
+        await keys.add(ecdsa: key, kid: JWKIdentifier(string: "only"))
+        let token = try await keys.sign(Self.claims(user), kid: JWKIdentifier(string: "only"))
+        // Five phones at once, before the worker has the keys: before, only the one whose token
+        // started the fetch was let in, the others answered 401.
+        let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<5 { group.addTask { try await Self.request("GET", port: port, path: "/jobs/\(job)", token: token).status } }
+            return try await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+        #expect(statuses == Array(repeating: 200, count: 5), "\(statuses)")
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(15)) == 0)
+    }
 }
