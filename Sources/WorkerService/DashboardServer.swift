@@ -56,7 +56,7 @@ public enum DashboardServer {
         do {
             try await group.run()
         } catch let error as IOError where error.errnoCode == EADDRINUSE {
-            throw WorkerServiceError.portInUse(host: host, port: port)
+            throw WorkerServiceError.dashboardPortInUse(host: host, port: port)
         }
     }
 }

@@ -20,9 +20,9 @@ public enum LogOutput: Sendable {
         }
     }
 
-    /// `true` when the stream is a terminal and `NO_COLOR` is unset.
-    var supportsColour: Bool {
-        isatty(fileDescriptor) == 1 && getenv("NO_COLOR") == nil
+    /// Whether the stream is a terminal (where pretty lines are coloured).
+    var isTerminal: Bool {
+        isatty(fileDescriptor) == 1
     }
 
     /// Writes a whole line with unbuffered `write(2)` calls, so lines from concurrent tasks

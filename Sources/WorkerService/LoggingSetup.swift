@@ -2,12 +2,14 @@ import Logging
 
 /// Installs the worker's log handler for the whole process, once, before any logger exists.
 public enum LoggingSetup {
-    /// Bootstraps swift-log with the JSON or pretty handler at `level`.
-    public static func bootstrap(format: LogFormat, level: Logger.Level, output: LogOutput) {
+    /// Bootstraps swift-log with the JSON or pretty handler at `level` (pretty lines in colour
+    /// on a terminal, unless `noColour`: `NO_COLOR`, which `.env` may set as well).
+    public static func bootstrap(format: LogFormat, level: Logger.Level, output: LogOutput, noColour: Bool = false) {
+        let colour = !noColour && output.isTerminal
         LoggingSystem.bootstrap { label in
             switch format {
             case .json: JSONLogHandler(label: label, level: level, output: output)
-            case .pretty: PrettyLogHandler(label: label, level: level, output: output)
+            case .pretty: PrettyLogHandler(label: label, level: level, output: output, colour: colour)
             }
         }
     }

@@ -16,11 +16,15 @@ public struct PrettyLogHandler: LogHandler {
     private let output: LogOutput
     private let colour: Bool
 
-    public init(label: String, level: Logger.Level, output: LogOutput = .standardOutput, metadataProvider: Logger.MetadataProvider? = nil) {
+    /// - Parameter colour: whether lines are coloured (`nil`: when `output` is a terminal and
+    ///   the process's `NO_COLOR` is unset or empty).
+    public init(
+        label: String, level: Logger.Level, output: LogOutput = .standardOutput, colour: Bool? = nil, metadataProvider: Logger.MetadataProvider? = nil
+    ) {
         self.label = label
         self.logLevel = level
         self.output = output
-        self.colour = output.supportsColour
+        self.colour = colour ?? (output.isTerminal && (getenv("NO_COLOR").map { $0.pointee == 0 } ?? true))
         self.metadataProvider = metadataProvider
     }
 

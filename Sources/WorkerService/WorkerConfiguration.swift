@@ -19,6 +19,8 @@ public struct WorkerConfiguration: Sendable {
     public var healthCheckPort: Int
     public var logLevel: Logger.Level
     public var logFormat: LogFormat
+    /// `NO_COLOR` set to any value (from the environment or `.env`): pretty logs without colours.
+    public var noColour: Bool
     public var monitorInterval: Duration
     public var jobMaxAttempts: Int
     public var leaseDuration: Duration
@@ -246,6 +248,8 @@ public struct WorkerConfiguration: Sendable {
         monitorInterval = .milliseconds(try values.integer("MONITOR_INTERVAL_MS", default: 30_000, range: 100...86_400_000))
         logLevel = try values.logLevel("LOG_LEVEL", default: .info)
         logFormat = try values.choice("LOG_FORMAT", default: environment == .production ? .json : .pretty)
+        // no-color.org: present and not empty.
+        noColour = values.raw("NO_COLOR").map { !$0.isEmpty } ?? false
         if retryMax < retryBase {
             throw ConfigurationError(
                 variable: "RETRY_BACKOFF_MAX_MS",

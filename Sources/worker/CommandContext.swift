@@ -14,7 +14,7 @@ struct CommandContext {
         ProcessClock.markStart()
         let configuration = try await WorkerConfiguration.load()
         let level = minimumLevel.map { max($0, configuration.logLevel) } ?? configuration.logLevel
-        LoggingSetup.bootstrap(format: configuration.logFormat, level: level, output: logOutput)
+        LoggingSetup.bootstrap(format: configuration.logFormat, level: level, output: logOutput, noColour: configuration.noColour)
         return CommandContext(configuration: configuration, logger: Logger(label: "worker"))
     }
 

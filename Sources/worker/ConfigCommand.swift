@@ -17,6 +17,8 @@ struct ConfigCommand: AsyncParsableCommand {
         func run() async throws {
             let configuration = try await WorkerConfiguration.load()
             try configuration.validateForRun()
+            // The Supabase keys as `run` reads them (a JWKS file that is not one fails here too).
+            _ = try await configuration.userTokenVerifier()
             var summary = configuration.redactedSummary + configuration.commandSummary
             if configuration.handler == .command, configuration.command != nil {
                 // The same trial run as `run` makes: a sandbox that cannot start fails here too.

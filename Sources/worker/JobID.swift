@@ -18,11 +18,11 @@ enum JobID {
         return id
     }
 
-    /// A session id given to `option`.
-    /// - Throws: `ValidationError` saying what a session id is.
-    static func parse(_ text: String, option: String) throws -> UUID {
+    /// A session's or a user's id (`kind`) given to `option`.
+    /// - Throws: `ValidationError` saying what such an id is.
+    static func parse(_ text: String, option: String, kind: String = "session id") throws -> UUID {
         guard let id = UUID(uuidString: text.trimmingCharacters(in: .whitespaces)) else {
-            throw ValidationError("\(option): \(TerminalText.escaped(text)) is not a session id: a session id is a UUID such as 0193a5c2-7d4e-7b1a-9f3e-2c6d8e4f1a2b")
+            throw ValidationError("\(option): \(TerminalText.escaped(text)) is not a \(kind): a \(kind) is a UUID such as 0193a5c2-7d4e-7b1a-9f3e-2c6d8e4f1a2b")
         }
         return id
     }

@@ -23,13 +23,13 @@ struct JobsCommand: AsyncParsableCommand {
         func validate() throws {
             if !(1...100_000).contains(limit) { throw ValidationError("--limit must be from 1 to 100000") }
             if let session { _ = try JobID.parse(session, option: "--session") }
-            if let user { _ = try JobID.parse(user, option: "--user") }
+            if let user { _ = try JobID.parse(user, option: "--user", kind: "user id") }
         }
 
         func run() async throws {
             let context = try await CommandContext.load()
             let sessionID = try session.map { try JobID.parse($0, option: "--session") }
-            let userID = try user.map { try JobID.parse($0, option: "--user") }
+            let userID = try user.map { try JobID.parse($0, option: "--user", kind: "user id") }
             let jobs = try await context.withStore(existingOnly: true) {
                 try await $0.jobs(matching: JobFilter(status: status, queue: queue, session: sessionID, user: userID, limit: limit, summary: !json))
             }

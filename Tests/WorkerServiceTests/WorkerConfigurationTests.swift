@@ -12,6 +12,15 @@ struct WorkerConfigurationTests {
         return try await WorkerConfiguration.load(environment: environment, environmentFile: path)
     }
 
+    @Test("NO_COLOR from the environment or .env turns colours off; unset or empty leaves them")
+    func noColour() async throws {
+        #expect(try await Self.load([:]).noColour == false)
+        #expect(try await Self.load(["NO_COLOR": ""]).noColour == false)
+        #expect(try await Self.load(["NO_COLOR": "1"]).noColour == true)
+        // Before: read with getenv only, so .env's (as .env.example shows it) was ignored.
+        #expect(try await Self.load([:], file: "NO_COLOR=1\n").noColour == true)
+    }
+
     @Test("defaults match the plan")
     func defaults() async throws {
         let configuration = try await Self.load([:])

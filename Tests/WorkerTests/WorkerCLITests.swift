@@ -21,6 +21,20 @@ struct WorkerCLITests {
         }
     }
 
+    @Test("a SUPABASE_JWKS_FILE that is no key set stops config check as it stops run")
+    func badKeySet() async throws {
+        let folder = try TemporaryDirectory()
+        let file = folder.url.appendingPathComponent("jwks.json")
+        // A key without its id: readable, and refused only when read as a key set.
+        try #"{"keys":[{"kty":"EC","crv":"P-256","alg":"ES256","x":"AA","y":"AA"}]}"#.write(to: file, atomically: true, encoding: .utf8)
+        let environment = ["HEALTH_CHECK_PORT": "\(try freePort())", "SUPABASE_JWKS_FILE": file.path]
+        for command in [["config", "check"], ["run"]] {
+            let result = try await WorkerProcess.command(command, environment: environment, directory: folder.url)
+            // Before: config check said "Configuration is valid", and run then exited 1.
+            #expect(result.status == 1 && result.stderr.contains("SUPABASE_JWKS_FILE"), "\(command): \(result)")
+        }
+    }
+
     @Test(".env is read and the environment wins over it")
     func dotEnv() async throws {
         let folder = try TemporaryDirectory()
@@ -358,5 +372,8 @@ struct WorkerBenchTests {
         #expect(text.stdout.contains("sessions waiting   1 (2 turns)"), "\(text.stdout)")
         let bad = try await WorkerProcess.command(["jobs", "list", "--session", "nope"], environment: [:], directory: folder.url)
         #expect(bad.status != 0 && bad.stderr.contains("not a session id"))
+        // A user's id is not called a session's.
+        let badUser = try await WorkerProcess.command(["jobs", "list", "--user", "nope"], environment: [:], directory: folder.url)
+        #expect(badUser.status != 0 && badUser.stderr.contains("--user: nope is not a user id"), "\(badUser.stderr)")
     }
 }

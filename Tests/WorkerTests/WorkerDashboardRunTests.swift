@@ -124,6 +124,9 @@ struct WorkerDashboardRunTests {
         }
         let (readOnly, port) = try await start(["--host", "0.0.0.0"])
         defer { readOnly.kill9() }
+        // A second one on its port names the option that moves it (before: HEALTH_CHECK_PORT).
+        let taken = try await WorkerProcess.command(["dashboard", "--port", "\(port)"], environment: environment, directory: folder.url)
+        #expect(taken.status == 1 && taken.stderr.contains("--port") && !taken.stderr.contains("HEALTH_CHECK_PORT"), "\(taken)")
         var browser = DashboardHTTP(port: port, folder: folder.url)
         let list = try await browser.send("GET", "/ui/jobs")
         #expect(list.status == 200 && list.body.contains(failed) && !list.body.contains("bulk-retry") && !list.body.contains(#"name="id""#))
