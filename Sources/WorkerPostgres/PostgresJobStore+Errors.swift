@@ -31,7 +31,8 @@ extension PostgresJobStore {
             break
         }
         let message = describe(error)
-        if let state = sqlState(of: error) {
+        let state = sqlState(of: error)
+        if let state {
             if state.hasPrefix("22") || state.hasPrefix("54") || state == "23514" { return JobStoreError.valueRejected(message) }
             if state == "42501" {
                 return JobStoreError.notPermitted(
@@ -39,7 +40,7 @@ extension PostgresJobStore {
                 )
             }
         }
-        return PostgresJobStoreError.database(message)
+        return PostgresJobStoreError.database(message, sqlState: state)
     }
 
     /// `text` without NUL characters, which a PostgreSQL `text` value cannot hold.

@@ -24,12 +24,16 @@ struct SchemaMigrator: Service {
         try await cancelWhenGracefulShutdown {
             var failures = 0
             while !Task.isCancelled {
+                // Whether the database answered this round: its refusal of the migration itself
+                // is then not an outage.
+                var reached = false
                 do {
                     // Reachable first, within a bound; then the migration as long as it takes: it
                     // may wait for the migration lock while other workers migrate (a burst of them
                     // takes longer than any fixed bound), and an attempt given up on would lose
                     // its place and roll back, again and again.
                     try await withTimeout(.seconds(6), operation: "the database") { [store] in try await store.ping() }
+                    reached = true
                     try await whileReportingSlowness {
                         if enabled, let supabase, let postgres = store as? PostgresJobStore {
                             try await postgres.secureForSupabase(
@@ -47,6 +51,11 @@ struct SchemaMigrator: Service {
                 } catch let error as JobStoreError {
                     // Not an outage: a schema this worker cannot use, or a missing privilege.
                     throw error
+                } catch let error as PostgresJobStoreError where reached && error.isLastingRefusal {
+                    // Nor is a statement of the migration refused for what it is (a function of
+                    // that name returning another type, a view on a column it changes): retried,
+                    // it was "Database unreachable" forever, and the worker never ready.
+                    throw WorkerServiceError.migrationRefused(error.description)
                 } catch {
                     failures += 1
                     let delay = min(Duration.milliseconds(500) * (1 << min(failures - 1, 6)), .seconds(30))

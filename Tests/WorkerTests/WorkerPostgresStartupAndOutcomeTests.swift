@@ -63,6 +63,23 @@ struct WorkerPostgresStartupAndOutcomeTests {
         }
     }
 
+    @Test("a migration the database refuses for what it is (a function of the table's name returning another type): exit 1 with PostgreSQL's error, no retry loop")
+    func refusedMigration() async throws {
+        let folder = try TemporaryDirectory()
+        let table = TestPostgres.freshTable()
+        try await TestPostgres.sql("CREATE FUNCTION public.\(table)_notify() RETURNS integer LANGUAGE sql AS 'SELECT 1'")
+        let environment = WorkerPostgresRunTests.environment(table: table, port: try freePort(), [:])
+        let worker = try WorkerProcess(environment: environment, directory: folder.url)
+        defer { worker.kill9() }
+        // Before: "Database unreachable at start-up, retrying" with backoff, for ever.
+        let status = await worker.waitForExit(timeout: .seconds(30))
+        #expect(status == 1, "exit \(String(describing: status)); \(worker.stdout.suffix(800))")
+        let output = worker.stdout + worker.stderr
+        #expect(output.contains("schema migration was refused") && output.contains("42P13"), "\(output.suffix(800))")
+        #expect(!output.contains("Database unreachable"))
+        try await TestPostgres.sql("DROP TABLE IF EXISTS public.\(table) CASCADE; DROP FUNCTION public.\(table)_notify()")
+    }
+
     @Test("a refused connection is reported as refused, with host and port, and the worker is not \"ready\"")
     func refusedConnection() async throws {
         let folder = try TemporaryDirectory()
