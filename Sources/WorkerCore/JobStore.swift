@@ -45,6 +45,9 @@ public protocol JobStore: Sendable {
     /// Returns jobs with expired leases to `pending` (or `failed` when no attempts remain),
     /// except those in `running`: the calling worker is alive and runs them, so their lease ran
     /// out only because a renewal came late (a loaded machine), and the next renewal revives it.
+    /// A `processing` job with no lease at all (left by the original plan's worker in a table
+    /// upgraded in place, or set by hand) counts as expired: no worker can hold it, and it held
+    /// its session's later turns for ever.
     func rescueExpiredLeases(sparing running: [UUID]) async throws -> [RescuedJob]
 
     /// Says that the commands of these cancelled jobs have stopped. A running job that an

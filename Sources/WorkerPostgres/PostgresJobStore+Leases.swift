@@ -92,7 +92,8 @@ extension PostgresJobStore {
                     locked_by = NULL, lease_expires_at = NULL
                 FROM (
                     SELECT id, locked_by, attempts, max_attempts FROM \(unescaped: table)
-                    WHERE status = 'processing' AND lease_expires_at < now() AND NOT (id = ANY(\(running)::uuid[]))
+                    WHERE status = 'processing' AND (lease_expires_at < now() OR lease_expires_at IS NULL)
+                        AND NOT (id = ANY(\(running)::uuid[]))
                     FOR UPDATE SKIP LOCKED
                 ) AS e
                 WHERE j.id = e.id

@@ -48,7 +48,7 @@ extension SQLiteJobStore {
                 let expired = try await connection.query(
                     """
                     SELECT id, queue, session_id, locked_by, attempts, max_attempts FROM "\(table)"
-                    WHERE status = 'processing' AND lease_expires_at < ?1
+                    WHERE status = 'processing' AND (lease_expires_at < ?1 OR lease_expires_at IS NULL)
                     """,
                     [.integer(now)]
                 )
@@ -65,7 +65,7 @@ extension SQLiteJobStore {
                         UPDATE "\(table)" SET status = ?2, last_error = ?3, locked_by = NULL, lease_expires_at = NULL,
                             completed_at = CASE WHEN ?2 = 'failed' THEN ?4 ELSE NULL END,
                             blocks_session = (?2 = 'failed' AND session_id IS NOT NULL AND ?5)
-                        WHERE id = ?1 AND status = 'processing' AND lease_expires_at < ?4
+                        WHERE id = ?1 AND status = 'processing' AND (lease_expires_at < ?4 OR lease_expires_at IS NULL)
                         """,
                         [.text(idText), .text(newStatus.rawValue), .text(error), .integer(now), .integer(sessionOnFailure == .block ? 1 : 0)]
                     )

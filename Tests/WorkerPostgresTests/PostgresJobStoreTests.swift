@@ -227,6 +227,39 @@ struct PostgresJobStoreTests {
         }
     }
 
+    @Test("migration: a plan-style table's row left `processing` (no lease) is rescued, and its session's next turn then runs")
+    func legacyProcessingRow() async throws {
+        let table = "jobs_legacy_\(UUID().uuidString.prefix(6).lowercased())"
+        try await TestDatabase.withStore(table: table, migrate: false) { store in
+            _ = try await TestDatabase.execute(
+                """
+                CREATE TABLE public.\(table) (
+                    id uuid PRIMARY KEY DEFAULT gen_random_uuid(), session_id uuid NOT NULL, prompt text NOT NULL,
+                    status text NOT NULL DEFAULT 'pending', created_at timestamptz DEFAULT now())
+                """,
+                on: store
+            )
+            let session = UUID()
+            _ = try await TestDatabase.execute(
+                """
+                INSERT INTO public.\(table) (session_id, prompt, status, created_at) VALUES
+                    ('\(session)', 'was running', 'processing', now() - interval '2 hours'),
+                    ('\(session)', 'next turn', 'pending', now() - interval '1 hour')
+                """,
+                on: store
+            )
+            try await store.migrate()
+            // Before: never rescued (no lease to run out), and the next turn held for ever.
+            let rescued = try await store.rescueExpiredLeases(sparing: [])
+            #expect(rescued.count == 1 && rescued.first?.newStatus == .pending, "\(rescued)")
+            let first = try await store.claim(queues: ["default"], limit: 5, workerID: "w", leaseDuration: .seconds(5))
+            #expect(first.map(\.job.prompt) == ["was running"])
+            #expect(try await store.record([JobCompletion(lease: try #require(first.first).lease, outcome: .completed(result: "{}"))]) == [true])
+            let second = try await store.claim(queues: ["default"], limit: 5, workerID: "w", leaseDuration: .seconds(5))
+            #expect(second.map(\.job.prompt) == ["next turn"])
+        }
+    }
+
     @Test("a row inserted with nothing but a prompt is a valid pending job, and its NOTIFY wakes a watcher")
     func minimalInsertNotifies() async throws {
         try await TestDatabase.withStore { store in

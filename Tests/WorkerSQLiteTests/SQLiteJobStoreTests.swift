@@ -28,6 +28,24 @@ struct SQLiteJobStoreTests {
         }
     }
 
+    @Test("a row set `processing` by hand, with no lease, is rescued, and its session's next turn then runs")
+    func processingRowWithoutLease() async throws {
+        try await withTemporarySQLiteStore { store in
+            try await store.migrate()
+            let session = UUID().lowercasedText
+            try await store.rawExecute("INSERT INTO coding_jobs (prompt, session_id, status) VALUES ('was running', '\(session)', 'processing')")
+            try await store.rawExecute("INSERT INTO coding_jobs (prompt, session_id) VALUES ('next turn', '\(session)')")
+            // Before: never rescued (no lease to run out), and the next turn held for ever.
+            let rescued = try await store.rescueExpiredLeases(sparing: [])
+            #expect(rescued.count == 1 && rescued.first?.newStatus == .pending, "\(rescued)")
+            let first = try await store.claim(queues: ["default"], limit: 5, workerID: "w", leaseDuration: .seconds(5))
+            #expect(first.map(\.job.prompt) == ["was running"])
+            #expect(try await store.record([JobCompletion(lease: try #require(first.first).lease, outcome: .completed(result: "{}"))]) == [true])
+            let second = try await store.claim(queues: ["default"], limit: 5, workerID: "w", leaseDuration: .seconds(5))
+            #expect(second.map(\.job.prompt) == ["next turn"])
+        }
+    }
+
     @Test("a row that cannot be read is failed at claim time, and the claim goes on")
     func undecodableRowIsFailed() async throws {
         try await withTemporarySQLiteStore { store in
