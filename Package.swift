@@ -134,7 +134,9 @@ let package = Package(
             name: "WorkerPostgresTests",
             dependencies: ["WorkerPostgres", "WorkerCore", "WorkerTestSupport", .product(name: "PostgresNIO", package: "postgres-nio")]
         ),
-        .testTarget(name: "WorkerSQLiteTests", dependencies: ["WorkerSQLite", "WorkerCore", "WorkerTestSupport"]),
+        .testTarget(
+            name: "WorkerSQLiteTests",
+            dependencies: ["WorkerSQLite", "WorkerCore", "WorkerTestSupport", .product(name: "NIOPosix", package: "swift-nio")]),
         // The fixtures (job scripts, .env files) are read from the source tree by path (#filePath),
         // so they are excluded rather than copied as resources.
         .testTarget(

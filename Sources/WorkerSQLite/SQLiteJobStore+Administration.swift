@@ -41,7 +41,6 @@ extension SQLiteJobStore {
     }
 
     public func cancel(id: UUID) async throws -> Job {
-        let now = Self.milliseconds(Date())
         let job = try await transition(
             id: id,
             action: "cancel",
@@ -50,15 +49,13 @@ extension SQLiteJobStore {
                     lease_expires_at = CASE WHEN status = 'processing' THEN lease_expires_at END
                 WHERE id = ?1 AND (status IN ('pending', 'processing') OR (status = 'failed' AND blocks_session = 1))
                 RETURNING \(SQLiteSchema.columns)
-                """,
-            binds: [.integer(now)]
+                """
         )
         notify(.jobCancelled(id))
         return job
     }
 
     public func retry(id: UUID) async throws -> Job {
-        let now = Self.milliseconds(Date())
         let job = try await transition(
             id: id,
             action: "retry",
@@ -67,17 +64,22 @@ extension SQLiteJobStore {
                     lease_expires_at = NULL, max_attempts = MAX(max_attempts, attempts + 1)
                 WHERE id = ?1 AND status IN ('failed', 'cancelled', 'completed') AND NOT (status = 'cancelled' AND lease_expires_at IS NOT NULL)
                 RETURNING \(SQLiteSchema.columns)
-                """,
-            binds: [.integer(now)]
+                """
         )
         notify(.jobsAvailable)
         return job
     }
 
-    /// Runs a conditional state change; explains why when no row changed.
-    private func transition(id: UUID, action: String, sql: String, binds: [SQLiteData]) async throws -> Job {
+    /// Runs a conditional state change (`?1` the job's id, `?2` the time); explains why when no
+    /// row changed. The time is read once the file's write lock is held (see
+    /// ``inTransaction(_:)``): a cancel stamped before a wait for it was older than another
+    /// process's watcher looks back for, and its command ran on until a renewal.
+    private func transition(id: UUID, action: String, sql: String) async throws -> Job {
         let rows = try await lock.withLock {
-            try await connection.query(sql, [.text(id.lowercasedText)] + binds)
+            try await boundBusyWait(action)
+            return try await inTransaction {
+                try await connection.query(sql, [.text(id.lowercasedText), .integer(Self.milliseconds(Date()))])
+            }
         }
         if let row = rows.first { return try Self.decode(row) }
         guard let current = try await job(id: id) else { throw JobStoreError.jobNotFound(id) }
@@ -206,6 +208,7 @@ extension SQLiteJobStore {
         let events = JobEvent.tableName(forJobsTable: table)
         while !Task.isCancelled {
             let deleted = try await lock.withLock {
+                try await boundBusyWait("retention")
                 _ = try await connection.query(
                     """
                     DELETE FROM "\(events)" WHERE (job_id, seq) IN (
@@ -222,7 +225,8 @@ extension SQLiteJobStore {
             if deleted < Self.retentionEventsPerStatement { break }
         }
         let rows = try await lock.withLock {
-            try await connection.query(
+            try await boundBusyWait("retention")
+            return try await connection.query(
                 """
                 DELETE FROM "\(table)" WHERE id IN (SELECT value FROM json_each(?1)) AND status = ?2 AND completed_at < ?3
                 RETURNING id

@@ -8,7 +8,6 @@ extension SQLiteJobStore {
 
     public func appendEvents(_ events: [NewJobEvent]) async throws -> RefusedEvents {
         guard !events.isEmpty else { return RefusedEvents() }
-        let now = Self.milliseconds(Date())
         // By lease, not by job: an earlier attempt's late events may share a batch with the
         // current attempt's (this worker claimed the job again), and only the current ones hold.
         // Each lease's events follow the event before its first in the batch.
@@ -19,6 +18,8 @@ extension SQLiteJobStore {
             try await boundBusyWait("writing job events")
             do {
                 return try await inTransaction {
+                    // The time once the file's write lock is held (see ``inTransaction(_:)``).
+                    let now = Self.milliseconds(Date())
                     // Whose lease holds, with the job's last stored event, in one statement;
                     // then the events of those jobs that follow it (no gap: see JobStore).
                     var held: [UUID: (attempt: Int, lastSequence: Int64)] = [:]

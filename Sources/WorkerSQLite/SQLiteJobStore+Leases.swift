@@ -40,11 +40,12 @@ extension SQLiteJobStore {
     }
 
     public func rescueExpiredLeases(sparing running: [UUID]) async throws -> [RescuedJob] {
-        let now = Self.milliseconds(Date())
         let spared = Set(running.map { $0.lowercasedText })
         return try await lock.withLock {
             try await boundBusyWait("rescue")
             let rescued = try await inTransaction {
+                // The time once the file's write lock is held (see ``inTransaction(_:)``).
+                let now = Self.milliseconds(Date())
                 let expired = try await connection.query(
                     """
                     SELECT id, queue, session_id, locked_by, attempts, max_attempts FROM "\(table)"

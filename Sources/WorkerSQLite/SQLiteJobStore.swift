@@ -125,7 +125,10 @@ public final class SQLiteJobStore: BenchmarkJobStore {
     /// statement that changes jobs: ``busyTimeout``, or less when less time is left, so that the
     /// statement answers (done, or `SQLITE_BUSY`) before the caller gives up on it. Throws
     /// ``TimeoutError`` when the caller has given up, or less than ``StoreDeadline/margin`` is
-    /// left. Called with this process's lock held, so the setting is this call's alone.
+    /// left. Called with this process's lock held, so the setting is this call's alone; every
+    /// write calls it, those with no deadline too: the setting stays on the shared connection,
+    /// and a write that set none got what the last bounded call left (0 s after a late renewal,
+    /// "database is locked" at once for an enqueue, a cancel, the retention).
     func boundBusyWait(_ operation: String) async throws {
         // The bound itself leaves the margin, so the check asks for no more than that.
         try StoreDeadline.ensureTime(for: .zero, operation: operation)
@@ -143,6 +146,13 @@ public final class SQLiteJobStore: BenchmarkJobStore {
 
     /// Runs `body` in one write transaction (`BEGIN IMMEDIATE`): committed when it returns,
     /// rolled back when anything throws. Called with ``lock`` held.
+    ///
+    /// `body` reads the clock for what it writes (a lease's expiry, a start, an end, an event's
+    /// time), not its caller: this process's lock and then the file's write lock may each have
+    /// been waited for (another process holds it for up to the busy timeout), and a time read
+    /// before both was behind by that wait: a claimed lease shorter than `LEASE_DURATION_MS`
+    /// (lost while the job ran, and the job run twice), a cancel older than another process's
+    /// watcher looks back for (its command stopped a renewal later, not at once).
     ///
     /// The rollback runs whatever happened to the calling task. sqlite-nio sends each statement
     /// through NIO's thread pool, which drops the work of a cancelled task; a store call the
@@ -178,12 +188,14 @@ public final class SQLiteJobStore: BenchmarkJobStore {
     public func enqueue(_ jobs: [NewJob]) async throws -> [UUID] {
         guard !jobs.isEmpty else { return [] }
         for job in jobs { try job.validate() }
-        let now = Self.milliseconds(Date())
         let ids = UUID.timeOrdered(count: jobs.count)
         // One multi-row INSERT per chunk, all chunks in one transaction: all or nothing.
         let chunkSize = 500
         try await lock.withLock {
+            try await boundBusyWait("enqueue")
             try await inTransaction {
+                // The time once the file's write lock is held (see ``inTransaction(_:)``).
+                let now = Self.milliseconds(Date())
                 for start in stride(from: 0, to: jobs.count, by: chunkSize) {
                     let end = min(start + chunkSize, jobs.count)
                     var binds: [SQLiteData] = []
@@ -228,12 +240,14 @@ public final class SQLiteJobStore: BenchmarkJobStore {
 
     public func claim(queues: [String], limit: Int, workerID: String, leaseDuration: Duration) async throws -> [ClaimedJob] {
         guard limit > 0, !queues.isEmpty else { return [] }
-        let now = Self.milliseconds(Date())
-        let expires = now + Int(leaseDuration.inMilliseconds)
         let queueList = queues.indices.map { "?\($0 + 5)" }.joined(separator: ",")
-        let rows = try await lock.withLock {
+        let (rows, expires) = try await lock.withLock {
             try await boundBusyWait("claim")
-            return try await inTransaction { () -> [SQLiteRow] in
+            return try await inTransaction { () -> ([SQLiteRow], Int) in
+            // The time once the file's write lock is held (see ``inTransaction(_:)``): taken before
+            // the wait, a lease was shortened, and its start backdated, by however long that was.
+            let now = Self.milliseconds(Date())
+            let expires = now + Int(leaseDuration.inMilliseconds)
             let rows = try await connection.query(
                 """
                 UPDATE "\(table)" SET status = 'processing', attempts = attempts + 1, locked_by = ?1,
@@ -251,7 +265,7 @@ public final class SQLiteJobStore: BenchmarkJobStore {
             )
             // Each job's `claimed` event, numbered after its last one, in the claim's transaction.
             try await insertClaimedEvents(rows, workerID: workerID, now: now)
-            return rows
+            return (rows, expires)
             }
         }
         var claimed: [ClaimedJob] = []
@@ -276,6 +290,7 @@ public final class SQLiteJobStore: BenchmarkJobStore {
         let message = "\(error)"
         logger.error("Job row cannot be read; marking it failed", metadata: ["jobId": .string(id), "error": .string(message)])
         try await lock.withLock {
+            try await boundBusyWait("failing an unreadable row")
             _ = try await connection.query(
                 """
                 UPDATE "\(table)" SET status = 'failed', last_error = ?2, completed_at = ?3, locked_by = NULL, lease_expires_at = NULL
@@ -288,11 +303,12 @@ public final class SQLiteJobStore: BenchmarkJobStore {
 
     public func record(_ completions: [JobCompletion]) async throws -> [Bool] {
         guard !completions.isEmpty else { return [] }
-        let now = Self.milliseconds(Date())
         return try await lock.withLock {
             try await boundBusyWait("recording outcomes")
             do {
                 return try await inTransaction {
+                    // The time once the file's write lock is held (see ``inTransaction(_:)``).
+                    let now = Self.milliseconds(Date())
                     var applied: [Bool] = []
                     applied.reserveCapacity(completions.count)
                     for completion in completions {

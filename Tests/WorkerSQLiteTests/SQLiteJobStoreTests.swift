@@ -1,4 +1,5 @@
 import Foundation
+import NIOPosix
 import Testing
 import WorkerCore
 import WorkerTestSupport
@@ -153,6 +154,101 @@ struct SQLiteJobStoreTests {
         }
         try await waiter.close()
         try await holder.close()
+    }
+
+    @Test("times written after a wait for another process's write lock are read after it: a claim's lease is whole, a cancel is stamped when it is made")
+    func timesAfterTheWriteLock() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sqlite-clock-\(UUID())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let path = folder.appendingPathComponent("jobs.sqlite").path
+        // Another process, played by a connection with threads of its own: on the shared pool,
+        // its COMMIT could wait behind the very calls that wait for it (each holds a thread
+        // while SQLite waits for the lock).
+        let threads = NIOThreadPool(numberOfThreads: 1)
+        threads.start()
+        let holder = try await SQLiteJobStore.open(path: path, threadPool: threads)
+        let store = try await SQLiteJobStore.open(path: path, busyTimeout: .seconds(5))
+        do {
+            try await store.migrate()
+            let ids = try await store.enqueue([NewJob(prompt: "claimed"), NewJob(prompt: "cancelled", runAt: Date().addingTimeInterval(3600))])
+            // Another process holds the write lock for 1.5 s while each call waits for it.
+            func afterAWait<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+                try await holder.rawExecute("BEGIN IMMEDIATE")
+                return try await withThrowingTaskGroup(of: T?.self) { group in
+                    group.addTask { try await body() }
+                    group.addTask {
+                        try await Task.sleep(for: .milliseconds(1500))
+                        try await holder.rawExecute("COMMIT")
+                        return nil
+                    }
+                    var result: T?
+                    for try await value in group { if let value { result = value } }
+                    return try #require(result)
+                }
+            }
+            let claimed = try await afterAWait {
+                try await store.claim(queues: ["default"], limit: 1, workerID: "w", leaseDuration: .seconds(10))
+            }
+            // Before: the lease ran from before the wait, 1.5 s of it gone at the claim's return.
+            let lease = try #require(claimed.first).lease
+            #expect(lease.expiresAt.timeIntervalSinceNow > 9.5, "\(lease.expiresAt.timeIntervalSinceNow) s left of a 10 s lease")
+            let cancelled = try await afterAWait { try await store.cancel(id: ids[1]) }
+            #expect(abs(try #require(cancelled.completedAt).timeIntervalSinceNow) < 0.5, "\(String(describing: cancelled.completedAt))")
+        } catch {
+            try? await store.close()
+            try? await holder.close()
+            try? await threads.shutdownGracefully()
+            throw error
+        }
+        try await store.close()
+        try await holder.close()
+        try await threads.shutdownGracefully()
+    }
+
+    @Test("a write with no deadline waits the whole busy timeout, whatever a deadline-bound call left on the connection")
+    func busyTimeoutRestored() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sqlite-busy-\(UUID())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let path = folder.appendingPathComponent("jobs.sqlite").path
+        // Another process, played by a connection with threads of its own: on the shared pool,
+        // its COMMIT could wait behind the very calls that wait for it (each holds a thread
+        // while SQLite waits for the lock).
+        let threads = NIOThreadPool(numberOfThreads: 1)
+        threads.start()
+        let holder = try await SQLiteJobStore.open(path: path, threadPool: threads)
+        let store = try await SQLiteJobStore.open(path: path, busyTimeout: .seconds(5))
+        do {
+            try await store.migrate()
+            let id = try #require(try await store.enqueue([NewJob(prompt: "p")]).first)
+            let lease = try #require(try await store.claim(queues: ["default"], limit: 1, workerID: "w", leaseDuration: .seconds(10)).first).lease
+            // A renewal with 1.5 s left of its caller's time leaves the connection a busy
+            // timeout of 0 s (whole seconds below what is left after the margin).
+            _ = try await StoreDeadline.$current.withValue(.now + .milliseconds(1500)) {
+                try await store.renew([lease], duration: .seconds(10))
+            }
+            try await holder.rawExecute("BEGIN IMMEDIATE")
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    try await Task.sleep(for: .milliseconds(500))
+                    try await holder.rawExecute("COMMIT")
+                }
+                // Before: "database is locked" at once.
+                _ = try await store.enqueue([NewJob(prompt: "while locked")])
+                _ = try await store.cancel(id: id)
+                try await group.waitForAll()
+            }
+            #expect(try await store.stats().pending == 1)
+        } catch {
+            try? await store.close()
+            try? await holder.close()
+            try? await threads.shutdownGracefully()
+            throw error
+        }
+        try await store.close()
+        try await holder.close()
+        try await threads.shutdownGracefully()
     }
 
     @Test("opening a file in a missing folder names the folder")
