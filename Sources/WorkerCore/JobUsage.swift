@@ -29,11 +29,23 @@ public struct JobUsage: Sendable, Hashable {
         inputTokens == 0 && outputTokens == 0 && costUSD == 0 && cpuSeconds == 0 && peakMemoryBytes == 0 && runSeconds == 0
     }
 
-    /// Sums, but for the peak memory: the larger. Counts stop at `Int64.max` rather than trap.
+    /// The most tokens of a kind an attempt, or a job over all its attempts, counts: 2^53 - 1,
+    /// the largest integer JavaScript holds exactly (an app reads the columns with supabase-js),
+    /// and far enough below `Int64.max` that a store adds two of them without overflowing (the
+    /// job's sum was `Int64.max` after one attempt that saturated it, and the next attempt's
+    /// outcome failed with "bigint out of range" on PostgreSQL, and made the row unreadable on
+    /// SQLite, where the sum became a float).
+    public static let maximumTokens: Int64 = (1 << 53) - 1
+
+    /// This usage with its token counts within 0 and ``maximumTokens``: what a store adds to the
+    /// job's (a handler may report any `Int64`).
+    public var bounded: JobUsage { .zero + self }
+
+    /// Sums, but for the peak memory: the larger. Token counts stay within 0 and
+    /// ``maximumTokens``, rather than trap or go negative.
     public static func + (a: JobUsage, b: JobUsage) -> JobUsage {
         func sum(_ x: Int64, _ y: Int64) -> Int64 {
-            let (result, overflow) = x.addingReportingOverflow(y)
-            return overflow ? (y > 0 ? .max : .min) : result
+            min(min(max(x, 0), maximumTokens) + min(max(y, 0), maximumTokens), maximumTokens)
         }
         return JobUsage(
             inputTokens: sum(a.inputTokens, b.inputTokens), outputTokens: sum(a.outputTokens, b.outputTokens), costUSD: a.costUSD + b.costUSD,

@@ -167,7 +167,7 @@ extension PostgresSchema {
                     attempts = CASE WHEN v.kind IN ('released', 'deferred') THEN j.attempts - 1 ELSE j.attempts END,
                     completed_at = CASE WHEN v.kind IN ('completed', 'failed') THEN now() ELSE NULL END,
                     blocks_session = (v.kind = 'failed' AND j.session_id IS NOT NULL AND \(failureBlocksSession)),
-                    input_tokens = j.input_tokens + v.input_tokens, output_tokens = j.output_tokens + v.output_tokens,
+                    input_tokens = \(Self.tokenSum("input_tokens")), output_tokens = \(Self.tokenSum("output_tokens")),
                     cost_usd = j.cost_usd + v.cost_usd, cpu_seconds = j.cpu_seconds + v.cpu_seconds,
                     peak_memory_bytes = greatest(j.peak_memory_bytes, v.peak_memory_bytes), run_seconds = j.run_seconds + v.run_seconds,
                     locked_by = NULL, lease_expires_at = NULL
@@ -205,7 +205,7 @@ extension PostgresSchema {
                 WITH done AS (
                 UPDATE \(table) AS j SET
                     status = 'completed', result = v.result::jsonb, completed_at = now(),
-                    input_tokens = j.input_tokens + v.input_tokens, output_tokens = j.output_tokens + v.output_tokens,
+                    input_tokens = \(Self.tokenSum("input_tokens")), output_tokens = \(Self.tokenSum("output_tokens")),
                     cost_usd = j.cost_usd + v.cost_usd, cpu_seconds = j.cpu_seconds + v.cpu_seconds,
                     peak_memory_bytes = greatest(j.peak_memory_bytes, v.peak_memory_bytes), run_seconds = j.run_seconds + v.run_seconds,
                     locked_by = NULL, lease_expires_at = NULL
@@ -219,6 +219,12 @@ extension PostgresSchema {
                 )\(endingEvents(eventsTable: eventsTable, channel: channel, skippingStored: false))
                 """
         )
+    }
+
+    /// The job's `column` plus the attempt's (`v.column`), at most ``JobUsage/maximumTokens``:
+    /// the job's own value is bounded first, so a value written by hand cannot make it overflow.
+    static func tokenSum(_ column: String) -> String {
+        "least(least(j.\(column), \(JobUsage.maximumTokens)) + v.\(column), \(JobUsage.maximumTokens))"
     }
 
     /// The condition of an outcome statement (`v` the outcome, `j` the job) that its ending event

@@ -8,8 +8,9 @@ struct UsageColumns {
     private var cpuSeconds: [Double] = [], peakMemoryBytes: [Int64] = [], runSeconds: [Double] = []
 
     mutating func append(_ usage: JobUsage) {
-        inputTokens.append(usage.inputTokens)
-        outputTokens.append(usage.outputTokens)
+        let tokens = usage.bounded
+        inputTokens.append(tokens.inputTokens)
+        outputTokens.append(tokens.outputTokens)
         costs.append(usage.costUSD)
         cpuSeconds.append(usage.cpuSeconds)
         peakMemoryBytes.append(usage.peakMemoryBytes)

@@ -319,7 +319,8 @@ public final class SQLiteJobStore: BenchmarkJobStore {
                         let rows = try await connection.query(
                             """
                             UPDATE "\(table)" SET \(assignments), locked_by = NULL, lease_expires_at = NULL,
-                                input_tokens = input_tokens + ?4, output_tokens = output_tokens + ?5, cost_usd = cost_usd + ?6,
+                                input_tokens = min(min(input_tokens, \(JobUsage.maximumTokens)) + ?4, \(JobUsage.maximumTokens)),
+                                output_tokens = min(min(output_tokens, \(JobUsage.maximumTokens)) + ?5, \(JobUsage.maximumTokens)), cost_usd = cost_usd + ?6,
                                 cpu_seconds = cpu_seconds + ?\(measured + 1), peak_memory_bytes = max(peak_memory_bytes, ?\(measured + 2)),
                                 run_seconds = run_seconds + ?\(measured + 3)
                             WHERE id = ?1 AND status = 'processing' AND locked_by = ?2 AND attempts = ?3
@@ -328,7 +329,7 @@ public final class SQLiteJobStore: BenchmarkJobStore {
                             """,
                             [
                                 .text(lease.jobID.lowercasedText), .text(lease.workerID), .integer(lease.attempt),
-                                .integer(Int(completion.usage.inputTokens)), .integer(Int(completion.usage.outputTokens)),
+                                .integer(Int(completion.usage.bounded.inputTokens)), .integer(Int(completion.usage.bounded.outputTokens)),
                                 .float(completion.usage.costUSD),
                             ] + binds + [
                                 .float(completion.usage.cpuSeconds), .integer(Int(completion.usage.peakMemoryBytes)), .float(completion.usage.runSeconds),

@@ -17,6 +17,7 @@ extension JobStoreConformance {
         ConformanceCase(name: "data that is not a JSON object is refused as a value", body: eventsRefuseNonObjects),
         ConformanceCase(name: "events or an outcome after a lost event are refused (no gap ever), and the next attempt numbers on from the last stored", body: eventsNeverLeaveAGap),
         ConformanceCase(name: "each outcome adds its attempt's tokens, cost, CPU and run time to the job's (the peak memory the larger), only when it applies", body: usageSummed),
+        ConformanceCase(name: "token counts stop at 2^53 - 1 (JavaScript's exact integers): an attempt at the top, then another, leave the job readable at the top", body: usageBounded),
     ]
 
     /// The event numbered `offset` after the claim's own `claimed` event.
@@ -266,5 +267,27 @@ extension JobStoreConformance {
         let job = try #require(try await store.job(id: id))
         #expect(job.usage == JobUsage(inputTokens: 1_500, outputTokens: 250, costUSD: 0.375, cpuSeconds: 2, peakMemoryBytes: 300 << 20, runSeconds: 3.25))
         #expect(try await store.jobs(matching: JobFilter(limit: 10, summary: true)).first?.usage == job.usage)
+    }
+
+    static func usageBounded(_ store: any JobStore) async throws {
+        let id = try await store.enqueue([NewJob(prompt: "a", maxAttempts: 3)])[0]
+        // What a handler may report; before, Int64.max was stored as it was, and the next
+        // attempt's outcome overflowed (PostgreSQL refused it, SQLite stored a float that no
+        // listing could read).
+        let first = try await claimOne(store)
+        let huge = JobUsage(inputTokens: .max, outputTokens: .max)
+        #expect(try await store.record([JobCompletion(lease: first.lease, outcome: .retry(error: "x", delay: .zero), usage: huge)]) == [true])
+        #expect(try await store.job(id: id)?.usage.inputTokens == JobUsage.maximumTokens)
+        let second = try await claimOne(store)
+        #expect(try await store.record([
+            JobCompletion(lease: second.lease, outcome: .completed(result: "{}"), usage: JobUsage(inputTokens: 5, outputTokens: 7)),
+        ]) == [true])
+        let job = try #require(try await store.job(id: id))
+        #expect(job.status == .completed)
+        #expect(job.usage.inputTokens == JobUsage.maximumTokens && job.usage.outputTokens == JobUsage.maximumTokens)
+        #expect(try await store.jobs(matching: JobFilter(limit: 10)).map(\.id) == [id])
+        // Sums in the worker stop there too, and never go below zero.
+        #expect((huge + huge).inputTokens == JobUsage.maximumTokens)
+        #expect((JobUsage(inputTokens: -5) + JobUsage(inputTokens: 3)).inputTokens == 3)
     }
 }
