@@ -22,7 +22,7 @@ extension PostgresSchema {
                     WHERE j.session_id = ANY(ARRAY(SELECT DISTINCT s::uuid FROM unnest($3::text[]) AS s WHERE s <> ''))
                       AND \(activeTurn("j"))
                     ORDER BY j.id
-                    FOR UPDATE
+                    FOR NO KEY UPDATE
                 )
                 INSERT INTO \(table) (id, queue, session_id, prompt, payload, priority, run_at, max_attempts, status, user_id)
                 SELECT id, queue, NULLIF(session_id, '')::uuid, prompt, payload::jsonb, priority::integer,
@@ -107,10 +107,13 @@ extension PostgresSchema {
             name: skippingStored ? "mobvibe_append_events_again" : "mobvibe_append_events",
             sql: """
                 WITH held AS (
-                    -- The leases that hold, their jobs share-locked (in id order, as outcome writes
-                    -- lock them) until the events are in: a rescue or a new claim of the job
-                    -- waits, so the next attempt numbers its events after these (its claim reads
-                    -- the last).
+                    -- The leases that hold, their jobs key-share-locked (in id order, as outcome
+                    -- writes lock them) until the events are in: a rescue or a new claim of the
+                    -- job (FOR UPDATE) waits, so the next attempt numbers its events after these
+                    -- (its claim reads the last). The weakest lock that does so: FOR SHARE also
+                    -- waited for a session's admission of a new turn (FOR NO KEY UPDATE on the
+                    -- running turn, held by a producer's transaction until it commits), and this
+                    -- one statement, every running job's events with it.
                     -- `follows`: the job's last stored event (one probe of the events' primary
                     -- key) is at least the one these events follow. Events are written in order,
                     -- each batch only after the one before it, so this holds exactly when every
@@ -122,7 +125,7 @@ extension PostgresSchema {
                         ON j.id = l.job_id AND j.locked_by = l.worker AND j.attempts = l.attempt
                     WHERE j.status IN ('processing', 'cancelled')
                     ORDER BY j.id
-                    FOR SHARE OF j
+                    FOR KEY SHARE OF j
                 ), inserted AS (
                     -- (Not referenced: a data-modifying CTE runs to completion all the same.)
                     INSERT INTO \(eventsTable) (job_id, seq, attempt, kind, data, user_id)

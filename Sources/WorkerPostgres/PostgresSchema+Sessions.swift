@@ -116,22 +116,7 @@ extension PostgresSchema {
             END
             $$
             """,
-            """
-            CREATE OR REPLACE FUNCTION "\(schemaName)"."\(tableName)_session_admit"(turn_session uuid) RETURNS void
-            LANGUAGE plpgsql AS $$
-            BEGIN
-                PERFORM pg_advisory_xact_lock(\(Self.sessionLockClass(tableName)), hashtext(turn_session::text));
-                PERFORM 1 FROM \(table) AS t WHERE t.session_id = turn_session AND \(Self.activeTurn("t")) FOR UPDATE;
-                IF EXISTS (SELECT 1 FROM \(table) AS t WHERE t.session_id = turn_session AND \(Self.activeTurn("t"))) THEN
-                    -- The turn waits: its session's active turn must let it through when it ends.
-                    UPDATE \(table) AS t SET session_has_waiting = true
-                    WHERE t.session_id = turn_session AND \(Self.activeTurn("t")) AND NOT t.session_has_waiting;
-                ELSE
-                    PERFORM "\(schemaName)"."\(tableName)_session_let_through"(ARRAY[turn_session]);
-                END IF;
-            END
-            $$
-            """,
+            sessionAdmitFunction,
             // At the end of each UPDATE or DELETE statement: the sessions whose active turn it
             // released move on, together.
             """
@@ -238,6 +223,37 @@ extension PostgresSchema {
                 FOR EACH STATEMENT EXECUTE FUNCTION "\(schemaName)"."\(tableName)_session_release"()
             """,
         ]
+    }
+
+    /// Admits a turn inserted (or made pending by hand) into its session, under the session's
+    /// advisory lock: it waits for whoever changes the session's active turn (a row lock), and
+    /// then waits behind it or is let through. The lock on the active turn is `FOR NO KEY
+    /// UPDATE`, the lock an update of it takes: strong enough to wait for that update, and one
+    /// a worker's batch of events (`FOR KEY SHARE`) does not wait for. With `FOR UPDATE` a
+    /// producer's transaction left open after inserting a turn held every running job's events
+    /// of the worker running that session (and their outcomes behind them) until it committed.
+    var sessionAdmitFunction: String {
+        """
+        CREATE OR REPLACE FUNCTION "\(schemaName)"."\(tableName)_session_admit"(turn_session uuid) RETURNS void
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_advisory_xact_lock(\(Self.sessionLockClass(tableName)), hashtext(turn_session::text));
+            PERFORM 1 FROM \(table) AS t WHERE t.session_id = turn_session AND \(Self.activeTurn("t")) FOR NO KEY UPDATE;
+            IF EXISTS (SELECT 1 FROM \(table) AS t WHERE t.session_id = turn_session AND \(Self.activeTurn("t"))) THEN
+                -- The turn waits: its session's active turn must let it through when it ends.
+                UPDATE \(table) AS t SET session_has_waiting = true
+                WHERE t.session_id = turn_session AND \(Self.activeTurn("t")) AND NOT t.session_has_waiting;
+            ELSE
+                PERFORM "\(schemaName)"."\(tableName)_session_let_through"(ARRAY[turn_session]);
+            END IF;
+        END
+        $$
+        """
+    }
+
+    /// Version 11: ``sessionAdmitFunction`` with its weaker lock.
+    var sessionAdmitLockMigration: [String] {
+        [sessionAdmitFunction]
     }
 
     /// Version 9: two writes by hand that left a session wrong. A turn whose `session_id` is set

@@ -7,7 +7,7 @@ import WorkerCore
 /// `id` and `prompt`, then every other column is added if missing: a `coding_jobs` table from
 /// the original plan (id, session_id, prompt, status, created_at) is upgraded in place.
 struct PostgresSchema: Sendable {
-    static let version = 10
+    static let version = 11
 
     /// Schema-qualified, quoted table name, e.g. `"public"."coding_jobs"`.
     let table: String
@@ -165,6 +165,7 @@ struct PostgresSchema: Sendable {
             8: valueDomainMigration,
             9: sessionRepairMigration,
             10: eventUserMigration,
+            11: sessionAdmitLockMigration,
         ]
     }
 

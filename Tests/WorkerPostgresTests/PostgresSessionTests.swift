@@ -168,6 +168,45 @@ struct PostgresSessionTests {
         }
     }
 
+    @Test("a producer's open transaction that inserted a turn holds its session's running turn, not the worker's events: a batch of them is written at once")
+    func openProducerTransactionLeavesEventsAlone() async throws {
+        try await TestDatabase.withStore(statementTimeout: .seconds(5)) { store in
+            let table = "public.\(store.schema.tableName)"
+            let session = UUID()
+            _ = try await store.enqueue([NewJob(prompt: "running turn", sessionID: session), NewJob(prompt: "no session")])
+            let running = try await store.claim(queues: ["default"], limit: 10, workerID: "w", leaseDuration: .seconds(30))
+            try #require(running.count == 2)
+            let logger = Logger(label: "test.producer")
+            try await store.client.withConnection { producer in
+                // A backend's transaction, still open: its turn waits for the running one, whose
+                // row its admission locked.
+                _ = try await producer.query("BEGIN", logger: logger)
+                do {
+                    _ = try await producer.query(
+                        PostgresQuery(unsafeSQL: "INSERT INTO \(table) (prompt, session_id) VALUES ('next turn', '\(session)')"), logger: logger)
+                    // Both running jobs' events in one batch, as a worker writes them. Before: the
+                    // batch waited for the running turn's row until the producer committed (here
+                    // until the 5 s statement bound), and every job of the worker with it.
+                    let clock = ContinuousClock()
+                    let start = clock.now
+                    let refused = try await store.appendEvents(running.map { NewJobEvent(lease: $0.lease, sequence: $0.lastEventSequence + 1, kind: .output, data: #"{"text":"x"}"#) })
+                    #expect(refused.isEmpty)
+                    #expect(clock.now - start < .seconds(2), "\(clock.now - start)")
+                    _ = try await producer.query("COMMIT", logger: logger)
+                } catch {
+                    _ = try? await producer.query("ROLLBACK", logger: logger)
+                    throw error
+                }
+            }
+            // The session's order holds: the next turn runs once the running one has ended.
+            let turn = try #require(running.first { $0.job.sessionID == session })
+            #expect(try await store.claim(queues: ["default"], limit: 10, workerID: "w", leaseDuration: .seconds(30)).isEmpty)
+            #expect(try await store.record([JobCompletion(lease: turn.lease, outcome: .completed(result: "{}"))]) == [true])
+            let next = try await store.claim(queues: ["default"], limit: 10, workerID: "w", leaseDuration: .seconds(30))
+            #expect(next.map(\.job.prompt) == ["next turn"])
+        }
+    }
+
     /// Polls `condition` every 20 ms for up to 10 s.
     static func eventually(_ condition: () async -> Bool) async -> Bool {
         for _ in 0..<500 {
