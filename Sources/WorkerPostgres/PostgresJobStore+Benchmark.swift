@@ -21,16 +21,27 @@ extension PostgresJobStore {
         try await translatingErrors {
             _ = try await client.query(PostgresQuery(unsafeSQL: "DROP TABLE IF EXISTS \(schema.eventsTable)"), logger: logger).collect()
             _ = try await client.query(PostgresQuery(unsafeSQL: "DROP TABLE IF EXISTS \(table) CASCADE"), logger: logger).collect()
+            // Every function and domain the migrations made for the table, by the names they
+            // share (the table's and its events table's, then `_`): naming them one by one left
+            // the session functions and the value domains behind, eight objects a run.
+            let prefixes = [schema.tableName + "_", JobEvent.tableName(forJobsTable: schema.tableName) + "_"]
             _ = try await client.query(
-                PostgresQuery(unsafeSQL: "DROP FUNCTION IF EXISTS \"\(schema.schemaName)\".\"\(schema.tableName)_notify\"() CASCADE"),
-                logger: logger
-            ).collect()
-            _ = try await client.query(
-                PostgresQuery(unsafeSQL: "DROP FUNCTION IF EXISTS \"\(schema.schemaName)\".\"\(schema.tableName)_delete_events\"() CASCADE"),
-                logger: logger
-            ).collect()
-            _ = try await client.query(
-                PostgresQuery(unsafeSQL: "DROP FUNCTION IF EXISTS \"\(schema.schemaName)\".\"\(schema.tableName)_new_id\"() CASCADE"),
+                PostgresQuery(unsafeSQL: """
+                    DO $$ DECLARE made record; BEGIN
+                        FOR made IN SELECT p.oid::regprocedure AS name FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace
+                            WHERE n.nspname = \(PostgresSchema.literal(schema.schemaName))
+                                AND (starts_with(p.proname, \(PostgresSchema.literal(prefixes[0]))) OR starts_with(p.proname, \(PostgresSchema.literal(prefixes[1]))))
+                        LOOP
+                            EXECUTE 'DROP FUNCTION IF EXISTS ' || made.name || ' CASCADE';
+                        END LOOP;
+                        FOR made IN SELECT t.oid::regtype AS name FROM pg_type AS t JOIN pg_namespace AS n ON n.oid = t.typnamespace
+                            WHERE n.nspname = \(PostgresSchema.literal(schema.schemaName)) AND t.typtype = 'd'
+                                AND starts_with(t.typname, \(PostgresSchema.literal(prefixes[0])))
+                        LOOP
+                            EXECUTE 'DROP DOMAIN IF EXISTS ' || made.name || ' CASCADE';
+                        END LOOP;
+                    END $$
+                    """),
                 logger: logger
             ).collect()
             _ = try await client.query(

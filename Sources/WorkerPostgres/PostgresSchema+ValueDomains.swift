@@ -24,7 +24,8 @@ extension PostgresSchema {
     }
 
     private func quoted(_ name: String) -> String { "\"\(schemaName)\".\"\(name)\"" }
-    private static func literal(_ text: String) -> String { "'" + text.replacingOccurrences(of: "'", with: "''") + "'" }
+    /// `text` as an SQL string literal.
+    static func literal(_ text: String) -> String { "'" + text.replacingOccurrences(of: "'", with: "''") + "'" }
 
     var valueDomainMigration: [String] {
         valueDomains.flatMap { domain -> [String] in
