@@ -132,7 +132,10 @@ let package = Package(
         ),
         .testTarget(
             name: "WorkerPostgresTests",
-            dependencies: ["WorkerPostgres", "WorkerCore", "WorkerTestSupport", .product(name: "PostgresNIO", package: "postgres-nio")]
+            dependencies: [
+                "WorkerPostgres", "WorkerCore", "WorkerTestSupport", .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
         ),
         .testTarget(
             name: "WorkerSQLiteTests",

@@ -16,14 +16,11 @@ extension PostgresJobStore {
         let logger = self.logger
         do {
             let tls: PostgresConnection.Configuration.TLS
-            switch url.sslMode {
-            case .disable:
-                tls = .disable
-            case .prefer, .require, .verifyFull:
-                var configuration = TLSConfiguration.makeClientConfiguration()
-                if url.sslMode != .verifyFull { configuration.certificateVerification = .none }
+            if let configuration = Self.tlsConfiguration(for: url) {
                 let context = try NIOSSLContext(configuration: configuration)
                 tls = url.sslMode == .prefer ? .prefer(context) : .require(context)
+            } else {
+                tls = .disable
             }
             let configuration = PostgresConnection.Configuration(
                 host: url.host, port: url.port, username: url.username, password: url.password, database: url.database, tls: tls)

@@ -63,13 +63,19 @@ public final class PostgresJobStore: BenchmarkJobStore {
         self.sessionOnFailure = sessionOnFailure
         self.notificationHeartbeat = max(notificationHeartbeat, .milliseconds(100))
         self.logger = logger
+        let unused = url.parameters.keys.filter { !PostgresURL.usedParameters.contains($0) }.sorted()
+        if !unused.isEmpty {
+            logger.warning("DATABASE_URL has parameters the worker does not use; they are ignored", metadata: [
+                "parameters": .string(unused.joined(separator: ", ")),
+            ])
+        }
         var configuration = PostgresClient.Configuration(
             host: url.host,
             port: url.port,
             username: url.username,
             password: url.password,
             database: url.database,
-            tls: Self.tls(for: url.sslMode)
+            tls: Self.tls(for: url)
         )
         configuration.options.maximumConnections = maximumConnections
         configuration.options.minimumConnections = 0
@@ -99,15 +105,31 @@ public final class PostgresJobStore: BenchmarkJobStore {
         }
     }
 
-    static func tls(for mode: PostgresURL.SSLMode) -> PostgresClient.Configuration.TLS {
-        var unverified = TLSConfiguration.makeClientConfiguration()
-        unverified.certificateVerification = .none
-        switch mode {
-        case .disable: return .disable
-        case .prefer: return .prefer(unverified)
-        case .require: return .require(unverified)
-        case .verifyFull: return .require(.makeClientConfiguration())
+    static func tls(for url: PostgresURL) -> PostgresClient.Configuration.TLS {
+        guard let configuration = tlsConfiguration(for: url) else { return .disable }
+        return url.sslMode == .prefer ? .prefer(configuration) : .require(configuration)
+    }
+
+    /// TLS as libpq's `sslmode` and `sslrootcert` ask for it (`nil`: none). Before, `sslrootcert`
+    /// was read by nothing: a provider's `sslmode=require&sslrootcert=ca.crt`, which libpq
+    /// verifies against that authority, connected with no verification at all, and
+    /// `verify-full` checked the system's roots, where a private authority is not.
+    static func tlsConfiguration(for url: PostgresURL) -> TLSConfiguration? {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        if let file = url.sslRootCertificate, file != "system" { configuration.trustRoots = .file(file) }
+        switch url.sslMode {
+        case .disable:
+            return nil
+        case .prefer:
+            configuration.certificateVerification = .none
+        case .require:
+            configuration.certificateVerification = url.sslRootCertificate == nil ? .none : .noHostnameVerification
+        case .verifyCA:
+            configuration.certificateVerification = .noHostnameVerification
+        case .verifyFull:
+            configuration.certificateVerification = .fullVerification
         }
+        return configuration
     }
 
     /// The longest jobs table name: PostgreSQL cuts names at 63 bytes, and the longest name made

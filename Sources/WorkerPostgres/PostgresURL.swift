@@ -5,6 +5,11 @@ import Foundation
 /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE?sslmode=MODE`: user, password and database are
 /// percent-decoded (write `@` as `%40`, `:` as `%3A`, `%` as `%25`). Unencoded `?`, `/`, `#`, `@`
 /// and `:` in the password work too (``splitCredentials(_:)``); an unencoded `%` does not.
+///
+/// As libpq's URIs, the query may also give `user`, `password`, `dbname`, `host` and `port`
+/// (they win over the parts before it) and `sslrootcert`, the certificate authorities to verify
+/// the server with. Client certificates (`sslcert`, `sslkey`) are refused: the worker cannot
+/// present one, and a server that asks for it would refuse it at every connection.
 public struct PostgresURL: Sendable, Hashable {
     /// How to use TLS, as libpq's `sslmode` (the subset that matters here).
     public enum SSLMode: String, Sendable, CaseIterable {
@@ -12,9 +17,14 @@ public struct PostgresURL: Sendable, Hashable {
         case disable
         /// TLS when the server offers it, without verifying its certificate (libpq's default).
         case prefer
-        /// TLS always, without verifying the certificate (libpq semantics).
+        /// TLS always, without verifying the certificate (libpq semantics), unless `sslrootcert`
+        /// names the authorities to verify it with: then as `verify-ca` (libpq does the same).
         case require
-        /// TLS always, with the certificate verified against the system roots and the host name.
+        /// TLS always, the certificate verified against `sslrootcert` (the system roots without
+        /// it), not the host name.
+        case verifyCA = "verify-ca"
+        /// TLS always, with the certificate verified against `sslrootcert` (the system roots
+        /// without it) and the host name.
         case verifyFull = "verify-full"
     }
 
@@ -24,8 +34,14 @@ public struct PostgresURL: Sendable, Hashable {
     public var password: String?
     public var database: String
     public var sslMode: SSLMode
+    /// `sslrootcert`: a file of PEM certificates of the authorities that sign the server's
+    /// certificate (Supabase and RDS publish theirs), or `system` for the system's own.
+    public var sslRootCertificate: String?
     /// Other query parameters, e.g. `application_name`.
     public var parameters: [String: String]
+
+    /// The query parameters the worker reads; others are named in a warning at start-up.
+    public static let usedParameters: Set<String> = ["application_name", "pgbouncer"]
 
     /// `true` for a transaction-mode pooler (Supavisor or PgBouncer on port 6543, or `pgbouncer=true`):
     /// no LISTEN/NOTIFY and no named prepared statements there.
@@ -90,6 +106,34 @@ public struct PostgresURL: Sendable, Hashable {
             let pieces = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             let key = try Self.decode(pieces[0], part: "query parameter")
             parameters[key] = pieces.count > 1 ? try Self.decode(pieces[1], part: "query parameter \(key)") : ""
+        }
+        // libpq's connection parameters in the query win over the URL's own parts.
+        if let user = parameters.removeValue(forKey: "user") {
+            guard !user.isEmpty else { throw PostgresURLError(part: "user name", problem: "is empty") }
+            username = user
+            if decodedPath.isEmpty { database = user }
+        }
+        if let secret = parameters.removeValue(forKey: "password") { password = secret }
+        if let name = parameters.removeValue(forKey: "dbname") {
+            guard !name.isEmpty, !name.contains("/") else { throw PostgresURLError(part: "database", problem: "(dbname) is empty or contains /") }
+            database = name
+        }
+        if let name = parameters.removeValue(forKey: "host") {
+            guard !name.isEmpty, Self.isHostName(name[...]) else { throw PostgresURLError(part: "host", problem: "(host) is not a host name or IP address") }
+            host = name
+        }
+        if let number = parameters.removeValue(forKey: "port") { port = try Self.port(number[...]) }
+        for refused in ["sslcert", "sslkey", "sslpassword"] where parameters[refused] != nil {
+            throw PostgresURLError(
+                part: refused, problem: "is not supported: the worker cannot present a client certificate; sign in with a password instead")
+        }
+        if let file = parameters.removeValue(forKey: "sslrootcert") {
+            guard file == "system" || FileManager.default.isReadableFile(atPath: file) else {
+                throw PostgresURLError(part: "sslrootcert", problem: "names a file that cannot be read: \(file)")
+            }
+            sslRootCertificate = file
+        } else {
+            sslRootCertificate = nil
         }
         let mode = parameters.removeValue(forKey: "sslmode") ?? SSLMode.prefer.rawValue
         guard let sslMode = SSLMode(rawValue: mode) else {
@@ -224,6 +268,7 @@ public struct PostgresURL: Sendable, Hashable {
         let credentials = password == nil ? username : "\(username):***"
         let hostPart = host.contains(":") ? "[\(host)]" : host
         return "postgres://\(credentials)@\(hostPart):\(port)/\(database)?sslmode=\(sslMode.rawValue)"
+            + (sslRootCertificate.map { "&sslrootcert=\($0)" } ?? "")
     }
 }
 

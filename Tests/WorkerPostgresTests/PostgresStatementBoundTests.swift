@@ -39,7 +39,7 @@ struct PostgresStatementBoundTests {
             let url = try PostgresURL(try #require(TestDatabase.url))
             let locker = PostgresClient(configuration: .init(
                 host: url.host, port: url.port, username: url.username, password: url.password, database: url.database,
-                tls: PostgresJobStore.tls(for: url.sslMode)))
+                tls: PostgresJobStore.tls(for: url)))
             let logger = Logger(label: "test")
             try await withThrowingTaskGroup(of: Void.self) { tasks in
                 tasks.addTask { await locker.run() }

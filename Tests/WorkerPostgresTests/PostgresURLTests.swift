@@ -1,3 +1,5 @@
+import Foundation
+import NIOSSL
 import Testing
 @testable import WorkerPostgres
 
@@ -40,6 +42,40 @@ struct PostgresURLTests {
         #expect(try PostgresURL("postgres://u:p@h:5432/d?pgbouncer=true").isTransactionPooler)
     }
 
+    @Test("sslrootcert: with require it verifies as verify-ca does (libpq's rule), verify-ca and verify-full trust it; an unreadable file is named")
+    func rootCertificate() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("ca-\(UUID()).crt")
+        try "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        func tls(_ query: String) throws -> TLSConfiguration? {
+            PostgresJobStore.tlsConfiguration(for: try PostgresURL("postgres://u:p@h/d?\(query)"))
+        }
+        // Before: sslrootcert was ignored, and require connected with no verification at all.
+        let required = try #require(try tls("sslmode=require&sslrootcert=\(file.path)"))
+        #expect(required.certificateVerification == .noHostnameVerification && required.trustRoots == .file(file.path))
+        #expect(try tls("sslmode=require")?.certificateVerification == CertificateVerification.none)
+        #expect(try tls("sslmode=verify-ca")?.certificateVerification == .noHostnameVerification)
+        let full = try #require(try tls("sslmode=verify-full&sslrootcert=\(file.path)"))
+        #expect(full.certificateVerification == .fullVerification && full.trustRoots == .file(file.path))
+        #expect(try tls("sslmode=verify-full&sslrootcert=system")?.trustRoots == .default)
+        #expect(try tls("sslmode=disable") == nil)
+        #expect(try PostgresURL("postgres://u@h/d?sslmode=verify-ca&sslrootcert=\(file.path)").redacted.contains("sslrootcert=\(file.path)"))
+        let missing = try #require(throws: PostgresURLError.self) { _ = try PostgresURL("postgres://u:p@h/d?sslrootcert=/nonexistent/ca.crt") }
+        #expect(missing.part == "sslrootcert" && missing.description.contains("/nonexistent/ca.crt"))
+        // A client certificate cannot be presented: refused, not ignored.
+        #expect(throws: PostgresURLError.self) { _ = try PostgresURL("postgres://u:p@h/d?sslcert=c.crt&sslkey=c.key") }
+    }
+
+    @Test("user, password, dbname, host and port in the query are used, as libpq uses them (before: ignored, the worker signed in as postgres)")
+    func connectionParametersInTheQuery() throws {
+        let url = try PostgresURL("postgresql://localhost:1/db?user=u&password=s%40cret&host=db.example.com&port=6000&dbname=jobs&application_name=w")
+        #expect(url.username == "u" && url.password == "s@cret" && url.host == "db.example.com" && url.port == 6000 && url.database == "jobs")
+        #expect(url.parameters == ["application_name": "w"])
+        #expect(!url.redacted.contains("s@cret"))
+        #expect(try PostgresURL("postgresql://h?user=bob").database == "bob")
+        #expect(throws: PostgresURLError.self) { _ = try PostgresURL("postgresql://h/d?port=99999") }
+    }
+
     @Test("IPv6 hosts")
     func ipv6() throws {
         let url = try PostgresURL("postgres://u:p@[::1]:5439/d")
@@ -48,7 +84,7 @@ struct PostgresURLTests {
 
     @Test("malformed URLs name the part that is wrong", arguments: [
         ("mysql://u@h/d", "scheme"), ("postgres://u:p@:5432/d", "host"), ("postgres://u:p@h:99999/d", "port"),
-        ("postgres://u:p@h:abc/d", "port"), ("postgres://u:p@h/d?sslmode=verify-ca", "sslmode"),
+        ("postgres://u:p@h:abc/d", "port"), ("postgres://u:p@h/d?sslmode=allow", "sslmode"),
         ("postgres://u:p%zz@h/d", "password"), ("postgres://:p@h/d", "user name"), ("postgres://u:p@[::1/d", "host"),
     ])
     func malformed(text: String, part: String) {
