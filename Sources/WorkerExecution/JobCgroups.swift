@@ -71,7 +71,8 @@ public struct JobCgroups: Sendable, Hashable {
         if limits.pids != nil, pids == nil { missing.append("pids") }
         if limits.cpuCores != nil, cpu == nil { missing.append("cpu") }
         guard missing.isEmpty else {
-            return .failure(JobCgroupsUnavailable("cannot create a group in the cgroup v1 \(missing.joined(separator: ", ")) hierarchy under \(root) (run as root)"))
+            let hint = getuid() == 0 ? "read-only, or not delegated to this container" : "run as root"
+            return .failure(JobCgroupsUnavailable("cannot create a group in the cgroup v1 \(missing.joined(separator: ", ")) hierarchy under \(root) (\(hint))"))
         }
         return .success(JobCgroups(layout: .v1(memory: memory, pids: pids, cpu: cpu, cpuacct: cpuacct, freezer: freezer), limits: limits))
     }

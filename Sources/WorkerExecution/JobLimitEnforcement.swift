@@ -25,9 +25,12 @@ public struct JobLimitEnforcement: Sendable, Hashable {
     /// - Parameters:
     ///   - name: the worker's control group, `mobvibe-worker-<pid>`.
     ///   - launcher: `worker-launch` (``JobLauncher/locate(path:)``).
+    ///   - commandUserID: the user the commands run as (`JOB_USER`'s, else the worker's).
     /// - Throws: ``JobLimitsUnavailable`` naming the variable when a limit asked for cannot be
     ///   enforced here (a limit is never silently dropped).
-    public static func prepare(limits: JobLimits, name: String, launcher: JobLauncher?, cgroupRoot: String = JobCgroups.mountPoint) throws(JobLimitsUnavailable) -> JobLimitEnforcement {
+    public static func prepare(
+        limits: JobLimits, name: String, launcher: JobLauncher?, cgroupRoot: String = JobCgroups.mountPoint, commandUserID: uid_t = getuid()
+    ) throws(JobLimitsUnavailable) -> JobLimitEnforcement {
         guard !limits.isEmpty else { return .none }
         guard let launcher else {
             throw JobLimitsUnavailable(
@@ -49,6 +52,14 @@ public struct JobLimitEnforcement: Sendable, Hashable {
                 // says so, and a CPU share has none at all.
                 if limits.cpuCores != nil {
                     throw JobLimitsUnavailable(variable: "JOB_CPU_LIMIT", reason: "a CPU limit needs control groups, and \(reason.description)")
+                }
+                // The kernel does not apply RLIMIT_NPROC to root: the fallback would be a limit
+                // on paper only (a root worker in a container with read-only cgroups, commands
+                // without JOB_USER, ran 65 processes under JOB_PIDS_LIMIT=20).
+                if limits.pids != nil, commandUserID == 0 {
+                    throw JobLimitsUnavailable(
+                        variable: "JOB_PIDS_LIMIT",
+                        reason: "without control groups it falls back to RLIMIT_NPROC, which does not bind root, and the commands run as root (\(reason.description)); set JOB_USER to a user of their own, or give the worker a writable cgroup hierarchy")
                 }
                 rlimits.dataBytes = limits.memoryBytes
                 rlimits.processes = limits.pids

@@ -83,7 +83,8 @@ public struct SandboxSettings: Sendable, Hashable {
     ///   asked for is never silently dropped).
     public func prepareLimits(launcher: JobLauncher? = JobLauncher.locate()) throws -> JobLimitEnforcement {
         do {
-            return try JobLimitEnforcement.prepare(limits: limits, name: "mobvibe-worker-\(getpid())", launcher: launcher)
+            return try JobLimitEnforcement.prepare(
+                limits: limits, name: "mobvibe-worker-\(getpid())", launcher: launcher, commandUserID: user?.uid ?? getuid())
         } catch {
             throw ConfigurationError(
                 variable: error.variable, value: "(set)",

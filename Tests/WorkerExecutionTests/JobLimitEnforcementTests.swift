@@ -36,13 +36,30 @@ struct JobLimitEnforcementTests {
     func rlimitFallback() async throws {
         try await Self.withFolder { folder in
             let limits = JobLimits(memoryBytes: 64 << 20, pids: 50, diskBytes: 8 << 20)
-            let enforcement = try JobLimitEnforcement.prepare(limits: limits, name: "mobvibe-worker-test", launcher: Self.launcher, cgroupRoot: folder)
+            let enforcement = try JobLimitEnforcement.prepare(
+                limits: limits, name: "mobvibe-worker-test", launcher: Self.launcher, cgroupRoot: folder, commandUserID: 1000)
             #expect(enforcement.cgroups == nil)
             #expect(enforcement.rlimits == JobRlimits(fileBytes: 8 << 20, dataBytes: 64 << 20, processes: 50))
             #expect(enforcement.summary.contains("memory 64 MiB per process with RLIMIT_DATA"), "\(enforcement.summary)")
             #expect(enforcement.summary.contains("50 processes of the commands' user with RLIMIT_NPROC"), "\(enforcement.summary)")
             #expect(enforcement.summary.contains("no control groups: cannot create"), "\(enforcement.summary)")
             #expect(enforcement.summary.contains("disk 8 MiB per attempt"), "\(enforcement.summary)")
+        }
+    }
+
+    @Test("RLIMIT_NPROC does not bind root: without control groups, a process limit for commands that run as root stops start-up, naming JOB_PIDS_LIMIT and JOB_USER")
+    func pidsFallbackNotForRoot() async throws {
+        try await Self.withFolder { folder in
+            // Before: accepted, and reported as enforced, while root's commands forked freely.
+            let error = #expect(throws: JobLimitsUnavailable.self) {
+                try JobLimitEnforcement.prepare(
+                    limits: JobLimits(pids: 20), name: "mobvibe-worker-test", launcher: Self.launcher, cgroupRoot: folder, commandUserID: 0)
+            }
+            #expect(error?.variable == "JOB_PIDS_LIMIT" && error?.reason.contains("JOB_USER") == true, "\(String(describing: error))")
+            // Memory alone still falls back (RLIMIT_DATA binds root too).
+            let memory = try JobLimitEnforcement.prepare(
+                limits: JobLimits(memoryBytes: 64 << 20), name: "mobvibe-worker-test", launcher: Self.launcher, cgroupRoot: folder, commandUserID: 0)
+            #expect(memory.rlimits.dataBytes == 64 << 20)
         }
     }
 
