@@ -81,9 +81,16 @@ public struct CommandHandler: JobHandler {
             try Data(job.payload.utf8).write(to: payloadFile)
             if let user = configuration.user {
                 // The command's user makes its way to its own directories (the parents: search
-                // only) and owns them; it cannot list the other jobs' directories.
+                // only) and owns them; it cannot list the other jobs' directories. The attempt's
+                // folder stays the worker's, search only for others: the worker writes in git's
+                // scratch by path after the command, and a command that owned the folder
+                // replaced that scratch with a symlink, so that root wrote (and deleted) a file
+                // in any directory it named.
                 Self.allowSearch(configuration.workdirRoot)
-                for path in [attemptDirectory.path, payloadFile.path] + (sessionWorkspace == nil ? [workdir.path] : []) + ownFolders {
+                guard chmod(attemptDirectory.path, 0o711) == 0, chmod(payloadFile.path, 0o600) == 0 else {
+                    throw CommandFailure.workdir(path: attemptDirectory.path, reason: "cannot set its mode: \(String(cString: strerror(errno)))")
+                }
+                for path in [payloadFile.path] + (sessionWorkspace == nil ? [workdir.path] : []) + ownFolders {
                     try user.own(path)
                 }
             }

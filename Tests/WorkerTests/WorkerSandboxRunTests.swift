@@ -196,6 +196,23 @@ extension ChaosTests {
             #expect(await worker.process.waitForExit(timeout: .seconds(10)) == 0)
         }
 
+        @Test("JOB_USER without the sandbox: the command cannot swap the folder of git's private index, which the worker writes as root after it, for a symlink")
+        func changeSummaryScratchNotTheCommands() async throws {
+            try #require(getuid() == 0, "JOB_USER needs a root worker; this suite runs as root on its machines")
+            let worker = try SandboxedWorker(["JOB_SANDBOX": "none", "JOB_USER": "nobody", "JOB_WORKSPACE": "session", "JOB_GIT_CHANGES": "true"])
+            #expect(try await eventually("health") { try await http(port: worker.port, path: "/health").status == 200 })
+            // A folder only root may write: the worker's index copy must never land there.
+            let target = worker.folder.appendingPathComponent("root-only")
+            try FileManager.default.createDirectory(at: target, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+            let job = try await worker.run("gitdirswap \(target.path)", session: UUID())
+            #expect(job["status"] as? String == "completed", "\(job)")
+            // Before: the attempt's folder was the command's, and the swap succeeded.
+            #expect((job["result"] as? [String: Any])?["swapped"] as? Bool == false, "\(job)")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: target.path).isEmpty)
+            worker.process.send(SIGTERM)
+            #expect(await worker.process.waitForExit(timeout: .seconds(10)) == 0)
+        }
+
         @Test("a repository whose index is a FIFO: the change summary is left out and the turns end, instead of the worker waiting on the FIFO for good")
         func changeSummaryIndexFIFO() async throws {
             for sandbox in ["bubblewrap", "none"] {

@@ -13,6 +13,10 @@
 #                                              replaces payload.json beside git's private index
 #                                              with a symlink to FILE
 #   payload TEXT                               prints whether its payload file holds TEXT
+#   gitdirswap DIR                             makes the workspace a repository, then tries to
+#                                              replace the folder of git's private index (beside
+#                                              its payload file) with a symlink to DIR; prints
+#                                              whether it could
 #   gitfifo                                    makes the repository's index file a FIFO
 #   hog                                        allocates memory without end
 #   bomb                                       forks without end
@@ -97,6 +101,15 @@ gitswap)
     git init -q . && echo '* filter=swap' > .gitattributes && echo hi > file.txt &&
         git config filter.swap.clean "ln -sfn $a \"\$(dirname \"\$GIT_INDEX_FILE\")/payload.json\"; cat"
     printf '{"repository":true}\n'
+    ;;
+gitdirswap)
+    git init -q . && echo hi > file.txt
+    d=$(dirname "$JOB_PAYLOAD_FILE")
+    if mv "$d/git" "$d/git-moved" 2> /dev/null && ln -s "$a" "$d/git" 2> /dev/null; then
+        printf '{"swapped":true}\n'
+    else
+        printf '{"swapped":false}\n'
+    fi
     ;;
 payload)
     if grep -q -- "$a" "$JOB_PAYLOAD_FILE" 2> /dev/null; then printf '{"leaked":true}\n'; else printf '{"leaked":false}\n'; fi
