@@ -119,6 +119,7 @@ extension CommandHandler {
         let childEnvironment = Environment.custom(variables)
         let input = Array(prompt.utf8)
         let timeout = configuration.timeout
+        let outputLimit = configuration.outputLimitBytes
 
         defer {
             // The leader may be gone while grandchildren that ignored SIGTERM live on: finish the group.
@@ -149,7 +150,8 @@ extension CommandHandler {
                 // its line comes (the pump says so then); until then it may still be bwrap
                 // failing to set the sandbox up.
                 if !announced { await events?.status("started", ["pid": String(execution.processIdentifier.value)]) }
-                try await Self.pump(execution, input: input, into: collected, announced: announced, events: events, logger: logger)
+                try await Self.pump(
+                    execution, input: input, into: collected, announced: announced, events: events, resultLineBytes: outputLimit, logger: logger)
             }.terminationStatus
         }
         let outcome = await withTaskGroup(of: RaceResult.self) { race in
@@ -324,9 +326,16 @@ extension CommandHandler {
         into collected: Collected,
         announced: Bool,
         events: JobEventStream?,
+        resultLineBytes: Int,
         logger: Logger
     ) async throws {
         let lineBytes = events?.limits.maximumEventBytes ?? 4096
+        // A line of standard output is kept whole up to the output limit (JOB_OUTPUT_LIMIT_BYTES),
+        // not the event's bound: its event is cut all the same, but the last line is the result
+        // and may report usage, and Claude Code's final `result` message holds the agent's whole
+        // answer. Cut at 64 KiB, a long answer was no JSON: the result fell back to the raw
+        // output, and the tokens and cost it reported were lost.
+        let stdoutLineBytes = max(lineBytes, resultLineBytes)
         let pid = String(execution.processIdentifier.value)
         // Announced, the `started` event comes with worker-launch's line on standard error, and
         // the command's standard output waits for it, so that its lines follow `started` as
@@ -341,7 +350,7 @@ extension CommandHandler {
                 try? await execution.standardInputWriter.finish()
             }
             group.addTask {
-                var lines = OutputLines(maximumBytes: lineBytes)
+                var lines = OutputLines(maximumBytes: stdoutLineBytes)
                 var lastObject: String?
                 func emit(_ line: OutputLines.Line) async {
                     // The last line that says anything decides the result.

@@ -108,6 +108,33 @@ struct WorkerEventsRunTests {
         #expect(metrics.contains("worker_job_cost_usd_total 0.0318945"))
     }
 
+    @Test("a final result message longer than an event (a long answer) is still the job's result, with its tokens and cost; its event is cut")
+    func longResultMessage() async throws {
+        let folder = try TemporaryDirectory()
+        let script = try Self.script("long-result.sh", in: folder.url, """
+            #!/bin/sh
+            cat > /dev/null
+            answer=$(head -c 70000 /dev/zero | tr '\\0' 'a')
+            printf '{"type":"result","result":"%s","total_cost_usd":1.25,"usage":{"input_tokens":10,"output_tokens":20}}\\n' "$answer"
+            """)
+        let (worker, environment, port) = try Self.start(folder.url, ["JOB_COMMAND": script])
+        defer { worker.kill9() }
+        #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
+        let id = try await Self.enqueue(["--prompt", "write a long answer"], environment, folder.url)
+        #expect(try await Self.waitForStatus(id, "completed", port: port))
+        let job = jsonObject(try await WorkerProcess.command(["jobs", "show", id, "--json"], environment: environment, directory: folder.url).stdout) ?? [:]
+        // Before: the line was cut at the event's 64 KiB, so no JSON: the result was the raw
+        // output and the tokens and cost were 0.
+        let result = try #require(job["result"] as? [String: Any], "\(job.keys)")
+        #expect(result["type"] as? String == "result" && (result["result"] as? String)?.count == 70_000)
+        #expect(job["input_tokens"] as? Int == 10 && job["output_tokens"] as? Int == 20 && job["cost_usd"] as? Double == 1.25, "\(job)")
+        let events = try await Self.events(id, environment, folder.url)
+        let cut = events.compactMap { ($0["data"] as? [String: Any])?["text"] as? String }.first { $0.hasPrefix(#"{"type":"result""#) }
+        #expect(cut?.contains("[cut: ") == true && (cut?.utf8.count ?? .max) <= 65_536)
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
+    }
+
     @Test("a recorded Codex exec --json session: each line an event in order, the last line the job's result, its usage on the job")
     func codexJSONL() async throws {
         let (events, job, metrics) = try await Self.replay("codex.jsonl")
