@@ -152,21 +152,45 @@ enum JSONSyntax {
         }
 
         /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
+        /// A number, as JSON writes it and PostgreSQL's `numeric` (a `jsonb` number) holds it: at
+        /// most 131,072 digits before the point and 16,383 after it, once the exponent is
+        /// applied. `1e999999` is valid JSON, and its line was refused by the database whole
+        /// (an event of `{"refused": ...}` instead of its text).
         mutating func number() -> Bool {
             _ = consume(UInt8(ascii: "-"))
             guard let first = peek, isDigit(first) else { return false }
+            let integerStart = index
             index += 1
             if first != UInt8(ascii: "0") { digits() }
+            let integerDigits = first == UInt8(ascii: "0") ? 0 : index - integerStart
+            var fractionDigits = 0, leadingFractionZeros = 0, fractionIsZero = true
             if consume(UInt8(ascii: ".")) {
                 guard let byte = peek, isDigit(byte) else { return false }
-                digits()
+                let start = index
+                while let byte = peek, isDigit(byte) {
+                    if fractionIsZero {
+                        if byte == UInt8(ascii: "0") { leadingFractionZeros += 1 } else { fractionIsZero = false }
+                    }
+                    index += 1
+                }
+                fractionDigits = index - start
             }
+            var exponent = 0
             if consume(UInt8(ascii: "e")) || consume(UInt8(ascii: "E")) {
-                if !consume(UInt8(ascii: "+")) { _ = consume(UInt8(ascii: "-")) }
+                var negative = false
+                if !consume(UInt8(ascii: "+")) { negative = consume(UInt8(ascii: "-")) }
                 guard let byte = peek, isDigit(byte) else { return false }
-                digits()
+                while let byte = peek, isDigit(byte) {
+                    exponent = min(exponent * 10 + Int(byte - UInt8(ascii: "0")), 1 << 40)
+                    index += 1
+                }
+                if negative { exponent = -exponent }
             }
-            return true
+            // PostgreSQL's own bounds (numeric.c): the exponent, the scale, and for a number that
+            // is not zero its weight (its leading digit's place).
+            guard abs(exponent) < Int(Int32.max) / 2, fractionDigits - exponent <= 16_383 else { return false }
+            if integerDigits == 0, fractionIsZero { return true }
+            return (integerDigits > 0 ? integerDigits : -leadingFractionZeros) + exponent <= 131_072
         }
 
         mutating func digits() {

@@ -47,6 +47,18 @@ struct JSONSyntaxTests {
         }
     }
 
+    @Test("numbers as PostgreSQL's numeric holds them: 131,072 digits before the point, 16,383 after, once the exponent is applied")
+    func numbersPostgresHolds() {
+        // Each as PostgreSQL 15 answered it (`SELECT '{"a":...}'::jsonb`). Before, every valid
+        // number passed, and a line holding `1e999999` was refused by the database whole.
+        let held = ["1e131071", "5e131071", "1.5e131071", "0.001e131074", "1e-16383", "0e999999", "-2.5e-3",
+                    "1" + String(repeating: "0", count: 131_071), "0." + String(repeating: "0", count: 16_382) + "1"]
+        let refused = ["1e131072", "10e131071", "0.001e131075", "1e-16384", "1.000e-16381", "0e-20000", "1e999999", "1e9999999999999",
+                       "1" + String(repeating: "0", count: 131_072), "0." + String(repeating: "0", count: 16_384)]
+        for number in held { #expect(Self.isObject(#"{"a":\#(number)}"#), "\(number.prefix(40))") }
+        for number in refused { #expect(!Self.isObject(#"{"a":\#(number)}"#), "\(number.prefix(40))") }
+    }
+
     @Test("bounds the nesting depth")
     func boundsDepth() {
         let deep = String(repeating: #"{"a":"#, count: 600) + "1" + String(repeating: "}", count: 600)
