@@ -31,14 +31,18 @@ enum TreeRemoval {
         let parent = open(url.deletingLastPathComponent().path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard parent >= 0 else { return errno == ENOENT ? nil : Failure(operation: "open the folder holding \(path)", code: errno) }
         defer { close(parent) }
-        return removeEntry(Array(url.lastPathComponent.utf8CString), in: parent, depth: 0)
+        return removeEntry(Array(url.lastPathComponent.utf8CString), in: parent, depth: 0, top: nil)
     }
 
-    /// Deeper folders than this are left (a bound on the recursion and on open descriptors).
+    /// Folders deeper than this are moved up to the top folder, and removed from there (a bound
+    /// on the recursion and on open descriptors, never on what is removed: `mkdir d && cd d`
+    /// 600 times, which `rm -rf` removes, was left for good, one such folder a job, and a session
+    /// workspace's sweep failed on it every round).
     static let maximumDepth = 512
 
-    /// Removes the entry `name` (NUL-terminated) of the open folder `parent`, and what it holds.
-    private static func removeEntry(_ name: [CChar], in parent: Int32, depth: Int) -> Failure? {
+    /// Removes the entry `name` (NUL-terminated) of the open folder `parent`, and what it holds;
+    /// `top` is the folder being removed (`nil` for that folder itself).
+    private static func removeEntry(_ name: [CChar], in parent: Int32, depth: Int, top: Int32?) -> Failure? {
         var info = stat()
         guard fstatat(parent, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else {
             return errno == ENOENT ? nil : Failure(operation: "look at an entry", code: errno)
@@ -46,7 +50,11 @@ enum TreeRemoval {
         guard (info.st_mode & S_IFMT) == S_IFDIR else {
             return unlinkat(parent, name, 0) == 0 || errno == ENOENT ? nil : Failure(operation: "remove a file", code: errno)
         }
-        guard depth < maximumDepth else { return Failure(operation: "go deeper than \(maximumDepth) folders", code: ELOOP) }
+        if depth >= maximumDepth, let top {
+            // Up to the top folder, whose walk takes it next.
+            let moved = Array(".mobvibe-deep-\(UUID().uuidString)".utf8CString)
+            return renameat(parent, name, top, moved) == 0 ? nil : Failure(operation: "move a folder \(maximumDepth) deep up", code: errno)
+        }
         var folder = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         if folder < 0, errno == EACCES { folder = DiskUsage.reopenAfterGrantingOwner(name, in: parent) }
         guard folder >= 0 else { return errno == ENOENT ? nil : Failure(operation: "open a folder", code: errno) }
@@ -56,9 +64,16 @@ enum TreeRemoval {
         if fstat(folder, &status) == 0, status.st_uid == geteuid(), status.st_mode & 0o700 != 0o700 {
             _ = fchmod(folder, (status.st_mode & 0o7777) | 0o700)
         }
-        for entry in entries(of: folder) {
-            if let failed = removeEntry(entry, in: folder, depth: depth + 1), failure == nil { failure = failed }
-        }
+        // The top folder is walked again while folders moved up from below land in it.
+        var rounds = 0
+        repeat {
+            let found = entries(of: folder)
+            if found.isEmpty { break }
+            for entry in found {
+                if let failed = removeEntry(entry, in: folder, depth: depth + 1, top: top ?? folder), failure == nil { failure = failed }
+            }
+            rounds += 1
+        } while top == nil && failure == nil && rounds < 100_000
         close(folder)
         if unlinkat(parent, name, AT_REMOVEDIR) != 0, errno != ENOENT, failure == nil {
             failure = Failure(operation: "remove a folder", code: errno)
@@ -75,6 +90,8 @@ enum TreeRemoval {
             return []
         }
         defer { closedir(stream) }
+        // From the start: the copy shares the folder's offset, at the end after an earlier walk.
+        rewinddir(stream)
         var names: [[CChar]] = []
         while let entry = readdir(stream) {
             let name = DiskUsage.name(of: entry)

@@ -171,6 +171,30 @@ struct JobLimitEnforcementTests {
         }
     }
 
+    @Test("TreeRemoval removes folders deeper than its walk goes at once (1,300 levels, a file at the bottom), as rm -rf does")
+    func treeRemovalOfDeepFolders() async throws {
+        try await Self.withFolder { folder in
+            // `mkdir d && cd d`, 1,300 times, by descriptor (the path outgrows PATH_MAX).
+            var current = open(folder, O_RDONLY | O_DIRECTORY)
+            try #require(current >= 0)
+            for _ in 0..<1_300 {
+                try #require(mkdirat(current, "d", 0o755) == 0)
+                let next = openat(current, "d", O_RDONLY | O_DIRECTORY)
+                close(current)
+                current = next
+                try #require(current >= 0)
+            }
+            let file = openat(current, "bottom", O_CREAT | O_WRONLY, 0o644)
+            #expect(file >= 0)
+            close(file)
+            close(current)
+            // Before: "could not go deeper than 512 folders", and the folder stayed for good.
+            let failure = TreeRemoval.remove(folder)
+            #expect(failure == nil, "\(String(describing: failure))")
+            #expect(!FileManager.default.fileExists(atPath: folder))
+        }
+    }
+
     @Test("DiskUsage counts what a folder whose name is not UTF-8 holds; TreeRemoval removes it")
     func diskUsageOfOddNames() async throws {
         try await Self.withFolder { folder in
