@@ -203,12 +203,15 @@ extension WorkerConfigurationTests {
         // Forms that are no postgres:// URL, or hold the password in the query: never shown.
         for bad in [
             "jdbc:postgresql://db:5432/app?user=app&password=S3cr3tQ", "host=db user=app password=S3cr3tQ dbname=app",
-            "postgres://app@db/app?password=S3cr3tQ&sslmode=verify-ca", "postgres://app@db/app?sslmode=bogus&PASSWORD=S3cr3tQ",
+            "postgres://app@db/app?password=S3cr3tQ&sslmode=allow", "postgres://app@db/app?sslmode=bogus&PASSWORD=S3cr3tQ",
         ] {
             let error = try await #require(throws: ConfigurationError.self) { _ = try await Self.load(["DATABASE_URL": bad]) }
             #expect(!error.description.contains("S3cr3t"), "\(error)")
             #expect(error.description.contains("DATABASE_URL"), "\(error)")
         }
+        // The password given in the query (libpq's form) is used, and shown as no other.
+        let queried = try await Self.load(["DATABASE_URL": "postgres://app@db/app?password=S3cr3tQ&sslmode=verify-ca"])
+        #expect(queried.store.description == "postgres://app:***@db:5432/app?sslmode=verify-ca", "\(queried.store.description)")
         #expect(StoreLocation.redact("jdbc:postgresql://db/app?password=S3cr3tQ") == "jdbc:postgresql://db/app?password=***")
         #expect(StoreLocation.redact("host=db password=S3cr3tQ") == "(24 characters, the rest not shown: it may hold a password)")
         #expect(StoreLocation.redact("mysql:whatever") == "mysql:...(14 characters, the rest not shown: it may hold a password)")
