@@ -30,10 +30,17 @@ struct UnexpectedErrorAnswer<Context: RequestContext>: RouterMiddleware {
         }
     }
 
-    /// What the client is told: the store's own explanation when it is one (meant for users),
-    /// otherwise only that the worker failed (a driver's error may name hosts and tables).
+    /// What the client is told: the store's explanation when it says nothing of the database
+    /// (a job's state, the request's own fault), otherwise only that the worker failed: the
+    /// others carry the database's own text (a refused privilege names its table and role, an
+    /// unreadable row its values), which a user's token must not read.
     static func message(for error: any Error) -> String {
-        if let error = error as? JobStoreError { return error.description }
+        if let error = error as? JobStoreError {
+            switch error {
+            case .invalidTransition, .invalidJob, .jobNotFound: return error.description
+            default: break
+            }
+        }
         return "the worker could not answer this request (the database failed or did not answer); its log says why"
     }
 }
