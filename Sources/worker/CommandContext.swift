@@ -52,6 +52,10 @@ struct CommandContext {
                 }
             } else if autoMigrate {
                 try await store.migrate()
+            } else {
+                // AUTO_MIGRATE=false: checked, as `run` checks it (before, `enqueue` went ahead
+                // and failed with "no such table", naming nothing to do).
+                try await store.verifySchema()
             }
             return try await body(store)
         }

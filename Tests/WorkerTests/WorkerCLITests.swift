@@ -35,6 +35,16 @@ struct WorkerCLITests {
         }
     }
 
+    @Test("AUTO_MIGRATE=false: enqueue on a database without the schema exits 1 naming worker migrate, and creates no table")
+    func enqueueWithoutSchema() async throws {
+        let folder = try TemporaryDirectory()
+        let result = try await WorkerProcess.command(["enqueue", "--prompt", "hi"], environment: ["AUTO_MIGRATE": "false"], directory: folder.url)
+        // Before: "no such table: coding_jobs", naming nothing to do.
+        #expect(result.status == 1 && result.stderr.contains("worker migrate"), "\(result)")
+        #expect(try await WorkerProcess.command(["migrate"], environment: [:], directory: folder.url).status == 0)
+        #expect(try await WorkerProcess.command(["enqueue", "--prompt", "hi"], environment: ["AUTO_MIGRATE": "false"], directory: folder.url).status == 0)
+    }
+
     @Test(".env is read and the environment wins over it")
     func dotEnv() async throws {
         let folder = try TemporaryDirectory()
