@@ -47,54 +47,9 @@ public struct WorkerApplication: Sendable {
         var limits = JobLimitEnforcement.none
         var launcher: JobLauncher?
         if configuration.handler == .command, let command = configuration.command {
-            // The default, in the shared /tmp, must be the worker's own: anyone may make it first.
-            // A folder the operator chose (a Kubernetes emptyDir is mode 2777, a network volume
-            // may belong to another uid) is theirs to judge: a warning.
-            let isDefault = command.workdirRoot == CommandHandlerConfiguration.defaultWorkdirRoot
-            if let problem = WorkdirRoot.problem(at: command.workdirRoot, followingSymlink: !isDefault) {
-                if isDefault {
-                    throw ConfigurationError(
-                        variable: "JOB_WORKDIR_ROOT", value: "(unset: \(command.workdirRoot))",
-                        expected: "the default folder to be the worker's own, which no other user may write; it \(problem). Remove it, or set JOB_WORKDIR_ROOT to a folder of the worker's")
-                }
-                logger.warning("JOB_WORKDIR_ROOT \(problem): another user of this machine could redirect the worker's file operations there", metadata: ["path": .string(command.workdirRoot)])
-            }
-            limits = try configuration.sandbox.prepareLimits()
-            logger.info("Job limits: \(limits.limits.isEmpty ? "none (no JOB_*_LIMIT set); attempts' CPU time and peak memory not measured" : limits.summary)")
-            if let user = configuration.sandbox.user {
-                launcher = limits.launcher ?? JobLauncher.locate()
-                guard launcher != nil else {
-                    throw ConfigurationError(
-                        variable: "JOB_USER", value: user.name,
-                        expected: "unset, or worker-launch beside the worker binary or in PATH (it becomes the user before the command starts; swift build --product worker-launch)")
-                }
-                logger.info("Job user: commands run as \(user.name) (uid \(user.uid), gid \(user.gid))")
-            }
-            let decision = try await configuration.sandbox.decide(environment: configuration.environment)
-            sandbox = decision.sandbox
-            if sandbox != nil, launcher == nil {
-                // Inside the sandbox, worker-launch tells a sandbox that failed to start from a
-                // command that failed (the trial ran it there).
-                launcher = limits.launcher ?? JobLauncher.locate()
-                if launcher == nil {
-                    logger.warning("worker-launch was not found: a sandbox that fails to start a command will count as the job's failure, not this worker's (swift build --product worker-launch)")
-                }
-            }
-            // Whatever starts commands through worker-launch outside the sandbox (limits,
-            // JOB_USER, a sandbox started without it inside) needs its `--announce`.
-            for outer in Set([launcher, limits.launcher].compactMap { $0 }) {
-                if let problem = await outer.check() { throw JobLauncherError(path: outer.path, problem: problem) }
-            }
-            if let warning = decision.warning {
-                logger.warning("\(warning)")
-            } else if decision.sandbox == nil {
-                logger.warning("Job sandbox: \(decision.summary)")
-            } else {
-                logger.info("Job sandbox: \(decision.summary)")
-            }
-            if decision.sandbox == nil, getuid() == 0, configuration.sandbox.user == nil {
-                logger.warning("Commands run as root with no sandbox: a job's command can read and change everything on this machine")
-            }
+            let setup = try await CommandExecutionSetup.prepare(configuration, command: command)
+            (sandbox, limits, launcher) = (setup.sandbox, setup.limits, setup.launcher)
+            for note in setup.notes { logger.log(level: note.level, "\(note.message)") }
         }
 
         let shutdown = ShutdownCoordinator(logger: logger)

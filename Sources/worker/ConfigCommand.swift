@@ -20,20 +20,15 @@ struct ConfigCommand: AsyncParsableCommand {
             // The Supabase keys as `run` reads them (a JWKS file that is not one fails here too).
             _ = try await configuration.userTokenVerifier()
             var summary = configuration.redactedSummary + configuration.commandSummary
-            if configuration.handler == .command, configuration.command != nil {
-                // The same trial run as `run` makes: a sandbox that cannot start fails here too.
-                let decision = try await configuration.sandbox.decide(environment: configuration.environment)
-                summary.append(("  sandbox", decision.summary))
-                // The same decision as `run` makes (the control group it creates for this short
-                // process is removed by the next start's sweep of dead workers' groups).
-                let limits = configuration.sandbox.limits
-                if limits.isEmpty {
-                    summary.append(("  limits", "none"))
-                } else {
-                    summary.append(("  limits", try configuration.sandbox.prepareLimits().summary))
-                }
-                if decision.sandbox == nil, getuid() == 0, configuration.sandbox.user == nil {
-                    summary.append(("  WARNING", "commands would run as root with no sandbox: a job's command could read and change everything on this machine"))
+            if configuration.handler == .command, let command = configuration.command {
+                // What `run` decides, the same way (the sandbox's trial run included): what it
+                // would refuse fails here too. (The control group it creates for this short
+                // process is removed by the next start's sweep of dead workers' groups.)
+                let setup = try await CommandExecutionSetup.prepare(configuration, command: command)
+                summary.append(("  sandbox", setup.sandboxSummary))
+                summary.append(("  limits", setup.limits.limits.isEmpty ? "none" : setup.limits.summary))
+                for note in setup.notes where note.level >= .warning {
+                    summary.append(("  WARNING", note.message))
                 }
             }
             let width = summary.map(\.name.count).max() ?? 0

@@ -208,6 +208,10 @@ extension WorkerCommandRunTests {
         #expect(chmod(defaultRoot, 0o777) == 0)
         let open = try await start(nil)
         #expect(open.status == 1 && open.output.contains("may be written by every user"), "\(open.output.suffix(800))")
+        // config check refuses it as run does (before: "Configuration is valid").
+        let check = try await WorkerProcess.command(
+            ["config", "check"], environment: ["JOB_COMMAND": "/bin/cat", "TMPDIR": temporary], directory: folder.url)
+        #expect(check.status == 1 && check.stderr.contains("JOB_WORKDIR_ROOT"), "\(check)")
         reset()
         let elsewhere = folder.url.appendingPathComponent("elsewhere").path
         try FileManager.default.createDirectory(atPath: elsewhere, withIntermediateDirectories: false)
