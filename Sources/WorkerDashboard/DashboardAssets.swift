@@ -91,14 +91,19 @@ enum DashboardAssets {
               item.append(seq, ' ', kind, ' ', text);
               list.appendChild(item);
               list.scrollTop = list.scrollHeight;
+              // An attempt's end is not the job's (a retry goes on in the same stream): the
+              // stream stays open, and the server ends it when the job has ended.
               if (event.kind === 'status' && ['completed', 'failed', 'cancelled'].indexOf(event.data.status) >= 0) {
-                source.close();
-                if (state) { state.textContent = 'The job has ended (' + event.data.status + '). Reload for its result.'; }
                 var badge = document.getElementById('job-status');
                 if (badge) { badge.textContent = event.data.status; badge.className = 'badge ' + event.data.status; }
               }
             };
             ['status', 'output', 'log', 'message', 'truncated'].forEach(function (kind) { source.addEventListener(kind, add); });
+            // Ended by the server for good (its answer to the reconnection is 204): the job has
+            // ended, whether or not an event said so (a pending job cancelled stores none).
+            source.addEventListener('error', function () {
+              if (source.readyState === EventSource.CLOSED && state) { state.textContent = 'The job has ended. Reload for its result.'; }
+            });
           }
 
           // Pages marked data-refresh reload their #live part in place, unless a row is selected,

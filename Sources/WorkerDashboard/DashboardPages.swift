@@ -78,8 +78,15 @@ struct DashboardPages: Sendable {
             if let text = value("status") {
                 if let status = JobStatus(rawValue: text) { self.status = status } else { problems.append("unknown status \(text)") }
             }
-            queue = value("queue")
-            text = value("q")
+            // No control characters: PostgreSQL's text holds no NUL, and `?q=%00` was a 500.
+            for (name, keyPath) in [("queue", \ListQuery.queue), ("q", \ListQuery.text)] {
+                guard let text = value(name) else { continue }
+                if text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+                    problems.append("\(name == "q" ? "the search" : name) holds a control character; it was left out")
+                } else {
+                    self[keyPath: keyPath] = text
+                }
+            }
             for (name, keyPath) in [("session", \ListQuery.session), ("user", \ListQuery.user), ("before", \ListQuery.before)] {
                 guard let text = value(name) else { continue }
                 if let id = UUID(uuidString: text) { self[keyPath: keyPath] = id } else { problems.append("\(name) is not a UUID: \(text)") }
@@ -158,7 +165,10 @@ struct DashboardPages: Sendable {
         }
         return Self.present([
             "title": "Job \(Self.short(id))",
-            "id": id.lowercasedText, "status": job.status.rawValue, "final": job.status.isFinal,
+            "id": id.lowercasedText, "status": job.status.rawValue,
+            // Still followed while its command is being stopped: its last lines and the
+            // `cancelled` event are yet to come (a page opened by its own Cancel missed them).
+            "final": job.status.isFinal && !job.isBeingStopped,
             "cancellable": job.status == .pending || job.status == .processing || (job.status == .failed && job.blocksSession),
             "retryable": job.status == .failed || job.status == .cancelled,
             "fields": fields.map { Self.present($0) },
@@ -253,10 +263,13 @@ struct DashboardPages: Sendable {
         return line.count > 120 ? String(line.prefix(120)) + "…" : line
     }
 
+    /// `2026-12-02 04:15:02 UTC`: the zone said, as the CLI's `Z` says it (the format makes
+    /// none, and times read as local ones).
     static func time(_ date: Date) -> String {
         var text = date.formatted(.iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: false).timeSeparator(.colon))
         text = text.replacingOccurrences(of: "T", with: " ")
-        return text.hasSuffix("Z") ? String(text.dropLast()) + " UTC" : text
+        if text.hasSuffix("Z") { text.removeLast() }
+        return text + " UTC"
     }
 
     static func age(_ seconds: Double?) -> String {

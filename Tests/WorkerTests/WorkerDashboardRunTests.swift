@@ -216,7 +216,7 @@ extension WorkerDashboardRunTests {
 }
 
 extension WorkerDashboardRunTests {
-    @Test("the list's next page keeps a text filter holding + and & as it was typed")
+    @Test("the list's next page keeps a text filter holding + and & as it was typed; a control character in a filter is left out, said so; times say UTC")
     func nextPageKeepsFilter() async throws {
         let folder = try TemporaryDirectory()
         let environment: [String: String] = ["JOB_HANDLER": "echo"]
@@ -238,6 +238,11 @@ extension WorkerDashboardRunTests {
         // (before, it was dropped, and every job was listed).
         let broken = try await browser.send("GET", "/ui/jobs?q=%FF")
         #expect(broken.status == 200 && !broken.body.contains("c++ &amp; co"), "\(broken.body.prefix(400))")
+        // A control character is said to be left out (on PostgreSQL, whose text holds no NUL,
+        // `?q=%00` was a 500), and times say their zone.
+        let control = try await browser.send("GET", "/ui/jobs?q=a%00b")
+        #expect(control.status == 200 && control.body.contains("holds a control character"), "\(control.body.prefix(600))")
+        #expect(first.body.contains(" UTC"), "times without their zone: \(first.body.prefix(600))")
         dashboard.send(SIGTERM)
         #expect(await dashboard.waitForExit(timeout: .seconds(15)) == 0)
     }

@@ -86,6 +86,21 @@ def shot(driver, name):
     return path
 
 
+def events_hold(driver, text):
+    """Whether a line of the job page's events holds `text` (in the page: a job of 2,000 lines
+    asked element by element took a WebDriver round trip each)."""
+    return driver.execute_script(
+        "var t = arguments[0]; return Array.from(document.querySelectorAll('#events li')).some(function (li) { return li.textContent.replace(/\\s+/g, ' ').indexOf(t) >= 0; });",
+        text)
+
+
+def events_end_with(driver, text):
+    """Whether a line of the job page's events ends with `text`."""
+    return driver.execute_script(
+        "var t = arguments[0]; return Array.from(document.querySelectorAll('#events li')).some(function (li) { var s = li.textContent.replace(/\\s+/g, ' ').trim(); return s.slice(-t.length - 1) === ' ' + t; });",
+        text)
+
+
 def listed(driver):
     """The jobs list's rows as (id, status), read in one script: the list refreshes itself in
     place, and an element found before a refresh is gone after it."""
@@ -217,6 +232,47 @@ def main():
             wait(driver, lambda d: d.find_element(By.ID, "job-status").text == "completed", timeout=15, message="the page never showed completed")
             shot(driver, "job-live")
 
+        def retried_job_followed():
+            # Its page shows the first 2,000 events and streams the rest, the first attempt's
+            # `failed` among them: before, the page stopped there, said "failed", and never
+            # showed the retry's lines.
+            retry_trigger = TRIGGER + ".retry"
+            if os.path.exists(retry_trigger):
+                os.remove(retry_trigger)
+            job = enqueue("long first attempt", "--max-attempts", "1")
+            deadline = time.time() + 30
+            while json.loads(worker("jobs", "show", job, "--json"))["status"] != "failed":
+                check(time.time() < deadline, "the long first attempt did not fail in time")
+                time.sleep(0.2)
+            worker("jobs", "retry", job)
+            driver.get(URL + f"/ui/jobs/{job}")
+            wait(driver, lambda d: events_hold(d, "status failed "), timeout=15, message="the first attempt's end never streamed in")
+            open(retry_trigger, "w").close()
+            wait(driver, lambda d: events_hold(d, "second attempt line"), timeout=20,
+                 message="the retry's line never appeared: the page stopped at the first attempt's end")
+            wait(driver, lambda d: "has ended" in d.find_element(By.ID, "events-state").text, timeout=20,
+                 message="the page never said the job had ended")
+
+        def pending_cancelled_elsewhere():
+            # A pending job stores no event when cancelled: the page learns it from the stream's end.
+            job = enqueue("cancelled elsewhere", "--run-at", later)
+            driver.get(URL + f"/ui/jobs/{job}")
+            wait(driver, lambda d: d.find_element(By.ID, "job-status").text == "pending", message="not pending")
+            worker("jobs", "cancel", job)
+            wait(driver, lambda d: "has ended" in d.find_element(By.ID, "events-state").text, timeout=20,
+                 message="the page went on following a job cancelled elsewhere")
+
+        def cancel_running_from_its_page():
+            # The page the Cancel button leads to follows the job until its command has stopped:
+            # its last lines and the `cancelled` event come after the click.
+            job = enqueue("slow to stop")
+            driver.get(URL + f"/ui/jobs/{job}")
+            wait(driver, lambda d: events_hold(d, "running until stopped"), timeout=20, message="the slow job never started")
+            click(driver, "cancel")
+            wait(driver, lambda d: events_end_with(d, "stopped"), timeout=20,
+                 message="the command's last line, printed after the cancel, never appeared")
+            wait(driver, lambda d: events_hold(d, "status cancelled"), timeout=20, message="the cancelled event never appeared")
+
         def enqueued_job_appears():
             driver.get(URL + "/ui/jobs")
             marker = enqueue("appears while the page is open", "--run-at", later)
@@ -284,6 +340,9 @@ def main():
         case("a line printed by a running job appears in under a second", live_line)
         case("a job enqueued while the page is open appears", enqueued_job_appears)
         case("cancel a pending job and see it cancelled", cancel_pending)
+        case("a retried job's page follows the retry past its first attempt's end", retried_job_followed)
+        case("a pending job cancelled elsewhere: its open page says it has ended", pending_cancelled_elsewhere)
+        case("cancel a running job from its page: its last lines and its cancelled event follow", cancel_running_from_its_page)
         case("bulk retry of 50 failed jobs", bulk_retry)
         case("a session's turns in order", session_page)
         case("usable at a phone's width, in dark mode", phone_and_dark)
