@@ -190,18 +190,23 @@ struct PostgresJobStoreTests {
         }
     }
 
+    /// The original plan's `coding_jobs` table (id, session_id, prompt, status, created_at).
+    static func createPlanTable(_ table: String, on store: PostgresJobStore) async throws {
+        _ = try await TestDatabase.execute(
+            """
+            CREATE TABLE public.\(table) (
+                id uuid PRIMARY KEY DEFAULT gen_random_uuid(), session_id uuid NOT NULL, prompt text NOT NULL,
+                status text NOT NULL DEFAULT 'pending', created_at timestamptz DEFAULT now())
+            """,
+            on: store
+        )
+    }
+
     @Test("migration: a plan-style coding_jobs table with rows is upgraded in place, rows intact")
     func legacyUpgrade() async throws {
         let table = "jobs_legacy_\(UUID().uuidString.prefix(6).lowercased())"
         try await TestDatabase.withStore(table: table, migrate: false) { store in
-            _ = try await TestDatabase.execute(
-                """
-                CREATE TABLE public.\(table) (
-                    id uuid PRIMARY KEY DEFAULT gen_random_uuid(), session_id uuid NOT NULL, prompt text NOT NULL,
-                    status text NOT NULL DEFAULT 'pending', created_at timestamptz DEFAULT now())
-                """,
-                on: store
-            )
+            try await Self.createPlanTable(table, on: store)
             let session = UUID()
             _ = try await TestDatabase.execute(
                 """
@@ -233,14 +238,7 @@ struct PostgresJobStoreTests {
     func legacyProcessingRow() async throws {
         let table = "jobs_legacy_\(UUID().uuidString.prefix(6).lowercased())"
         try await TestDatabase.withStore(table: table, migrate: false) { store in
-            _ = try await TestDatabase.execute(
-                """
-                CREATE TABLE public.\(table) (
-                    id uuid PRIMARY KEY DEFAULT gen_random_uuid(), session_id uuid NOT NULL, prompt text NOT NULL,
-                    status text NOT NULL DEFAULT 'pending', created_at timestamptz DEFAULT now())
-                """,
-                on: store
-            )
+            try await Self.createPlanTable(table, on: store)
             let session = UUID()
             _ = try await TestDatabase.execute(
                 """

@@ -156,20 +156,34 @@ struct SQLiteJobStoreTests {
         try await holder.close()
     }
 
-    @Test("times written after a wait for another process's write lock are read after it: a claim's lease is whole, a cancel is stamped when it is made")
-    func timesAfterTheWriteLock() async throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sqlite-clock-\(UUID())")
+    /// A store on a new file (5 s busy timeout) and `holder`, another connection to the file
+    /// that plays another process: its own thread, since on the shared pool its COMMIT could
+    /// wait behind the very calls that wait for it (each holds a thread while SQLite waits).
+    static func withLockHolder(_ body: (_ holder: SQLiteJobStore, _ store: SQLiteJobStore) async throws -> Void) async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sqlite-holder-\(UUID())")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
         let path = folder.appendingPathComponent("jobs.sqlite").path
-        // Another process, played by a connection with threads of its own: on the shared pool,
-        // its COMMIT could wait behind the very calls that wait for it (each holds a thread
-        // while SQLite waits for the lock).
         let threads = NIOThreadPool(numberOfThreads: 1)
         threads.start()
         let holder = try await SQLiteJobStore.open(path: path, threadPool: threads)
         let store = try await SQLiteJobStore.open(path: path, busyTimeout: .seconds(5))
         do {
+            try await body(holder, store)
+        } catch {
+            try? await store.close()
+            try? await holder.close()
+            try? await threads.shutdownGracefully()
+            throw error
+        }
+        try await store.close()
+        try await holder.close()
+        try await threads.shutdownGracefully()
+    }
+
+    @Test("times written after a wait for another process's write lock are read after it: a claim's lease is whole, a cancel is stamped when it is made")
+    func timesAfterTheWriteLock() async throws {
+        try await Self.withLockHolder { holder, store in
             try await store.migrate()
             let ids = try await store.enqueue([NewJob(prompt: "claimed"), NewJob(prompt: "cancelled", runAt: Date().addingTimeInterval(3600))])
             // Another process holds the write lock for 1.5 s while each call waits for it.
@@ -195,31 +209,12 @@ struct SQLiteJobStoreTests {
             #expect(lease.expiresAt.timeIntervalSinceNow > 9.5, "\(lease.expiresAt.timeIntervalSinceNow) s left of a 10 s lease")
             let cancelled = try await afterAWait { try await store.cancel(id: ids[1]) }
             #expect(abs(try #require(cancelled.completedAt).timeIntervalSinceNow) < 0.5, "\(String(describing: cancelled.completedAt))")
-        } catch {
-            try? await store.close()
-            try? await holder.close()
-            try? await threads.shutdownGracefully()
-            throw error
         }
-        try await store.close()
-        try await holder.close()
-        try await threads.shutdownGracefully()
     }
 
     @Test("a write with no deadline waits the whole busy timeout, whatever a deadline-bound call left on the connection")
     func busyTimeoutRestored() async throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sqlite-busy-\(UUID())")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let path = folder.appendingPathComponent("jobs.sqlite").path
-        // Another process, played by a connection with threads of its own: on the shared pool,
-        // its COMMIT could wait behind the very calls that wait for it (each holds a thread
-        // while SQLite waits for the lock).
-        let threads = NIOThreadPool(numberOfThreads: 1)
-        threads.start()
-        let holder = try await SQLiteJobStore.open(path: path, threadPool: threads)
-        let store = try await SQLiteJobStore.open(path: path, busyTimeout: .seconds(5))
-        do {
+        try await Self.withLockHolder { holder, store in
             try await store.migrate()
             let id = try #require(try await store.enqueue([NewJob(prompt: "p")]).first)
             let lease = try #require(try await store.claim(queues: ["default"], limit: 1, workerID: "w", leaseDuration: .seconds(10)).first).lease
@@ -240,15 +235,7 @@ struct SQLiteJobStoreTests {
                 try await group.waitForAll()
             }
             #expect(try await store.stats().pending == 1)
-        } catch {
-            try? await store.close()
-            try? await holder.close()
-            try? await threads.shutdownGracefully()
-            throw error
         }
-        try await store.close()
-        try await holder.close()
-        try await threads.shutdownGracefully()
     }
 
     @Test("opening a file in a missing folder names the folder")
