@@ -313,6 +313,23 @@ extension ChaosTests {
             }
         }
 
+        @Test("a timed-out command gets SIGTERM and its JOB_KILL_GRACE_MS to save its work, in the sandbox as out of it; its last lines are kept")
+        func gracefulStopInTheSandbox() async throws {
+            for sandbox in ["bubblewrap", "none"] {
+                let worker = try SandboxedWorker(["JOB_SANDBOX": sandbox, "JOB_TIMEOUT_MS": "1500", "JOB_KILL_GRACE_MS": "5000"])
+                #expect(try await eventually("health") { try await http(port: worker.port, path: "/health").status == 200 })
+                let job = try await worker.run("graceful", timeout: .seconds(30))
+                let id = try #require(job["id"] as? String, "\(job)")
+                #expect(job["status"] as? String == "failed", "JOB_SANDBOX=\(sandbox): \(job)")
+                let logs = try await WorkerProcess.command(["jobs", "logs", id], environment: worker.environment, directory: worker.folder)
+                // Before, in the sandbox: SIGTERM went to bwrap, whose end ended the namespace at
+                // once; the trap never ran.
+                #expect(logs.stdout.contains("got-term") && logs.stdout.contains("saved"), "JOB_SANDBOX=\(sandbox): \(logs.stdout.suffix(600))")
+                worker.process.send(SIGTERM)
+                #expect(await worker.process.waitForExit(timeout: .seconds(15)) == 0)
+            }
+        }
+
         @Test("JOB_USER: a root worker runs commands as that user, in and out of the sandbox, with and without limits (worker-launch)")
         func commandsRunAsJobUser() async throws {
             try #require(getuid() == 0, "JOB_USER needs a root worker; this suite runs as root on its machines")

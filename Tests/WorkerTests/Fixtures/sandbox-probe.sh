@@ -24,6 +24,8 @@
 #   spray DIR                                  writes 1 MiB files into DIR (relative: in the
 #                                              workspace) without end, 100 MiB/s
 #   stubborn DIR                               spray DIR, ignoring SIGTERM
+#   graceful                                   runs until SIGTERM, then prints "got-term", and
+#                                              "saved" a second later, and exits 0
 #   hide DIR [MODE]                            writes 40 files of 1 MiB into DIR, makes DIR
 #                                              unreadable (chmod MODE, 000 by default: 400 may
 #                                              be listed, not searched), then waits 6 s
@@ -130,6 +132,11 @@ bomb)
     ;;
 fill)
     cat /dev/zero > big
+    ;;
+graceful)
+    trap 'echo got-term; sleep 1; echo saved; exit 0' TERM
+    echo running
+    for _ in $(seq 1 600); do sleep 0.1; done
     ;;
 spray|stubborn)
     [ "$mode" = stubborn ] && trap '' TERM
