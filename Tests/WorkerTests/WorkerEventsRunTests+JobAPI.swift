@@ -208,7 +208,8 @@ extension WorkerEventsRunTests {
                 VALUES ('\(id)', 465, 1, strftime('%s', 'now') * 1000, 'status', '{"status":"completed"}');
                 """
             let inserted = try await WorkerProcess.command(
-                ["sqlite3", folder.url.appendingPathComponent("worker.sqlite").path, sql],
+                // Waiting for the running worker's own writes (its rescue sweep), as it waits for others'.
+                ["sqlite3", "-cmd", ".timeout 10000", folder.url.appendingPathComponent("worker.sqlite").path, sql],
                 environment: ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"], directory: folder.url,
                 executable: URL(fileURLWithPath: "/usr/bin/env"))
             #expect(inserted.status == 0, "\(inserted.stderr)")
