@@ -80,11 +80,11 @@ struct DashboardPages: Sendable {
             }
             // No control characters: PostgreSQL's text holds no NUL, and `?q=%00` was a 500.
             for (name, keyPath) in [("queue", \ListQuery.queue), ("q", \ListQuery.text)] {
-                guard let text = value(name) else { continue }
-                if text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+                guard let given = value(name) else { continue }
+                if given.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
                     problems.append("\(name == "q" ? "the search" : name) holds a control character; it was left out")
                 } else {
-                    self[keyPath: keyPath] = text
+                    self[keyPath: keyPath] = given
                 }
             }
             for (name, keyPath) in [("session", \ListQuery.session), ("user", \ListQuery.user), ("before", \ListQuery.before)] {

@@ -280,9 +280,9 @@ extension CommandHandler {
     }
 
     /// Stops a command that is still running: SIGTERM to its process group (in the sandbox, to
-    /// the processes inside it), then up to `grace`
-    /// (JOB_KILL_GRACE_MS, or none) for it to end (its output still read and recorded: an agent that saves
-    /// its work and says so on SIGTERM gets both in), then SIGKILL to the group. Should its run
+    /// the processes inside it), then up to `grace` (JOB_KILL_GRACE_MS, or none) for it to end
+    /// (its output still read and recorded: an agent that saves its work and says so on SIGTERM
+    /// gets both in), then SIGKILL to the group. Should its run
     /// still not end (a process that left the group holds its output open), the run's reading is
     /// cancelled after a few more seconds.
     private func stop(_ command: Task<TerminationStatus, any Error>, _ completion: CommandCompletion, group: pid_t?, grace: Duration, logger: Logger) async {
@@ -297,7 +297,7 @@ extension CommandHandler {
                 // Not bwrap's group: bwrap dies of SIGTERM, and with it (--die-with-parent) the
                 // namespace and every process in it at once. The command's own processes get it
                 // (the sandbox's descendants but bwrap itself, which exits when the command does).
-                for process in DiskUsage.commandProcesses(group) where Self.programName(of: process) != "bwrap" {
+                for process in DiskUsage.commandProcesses(group) where ProcessStat(pid: process)?.name != "bwrap" {
                     kill(process, SIGTERM)
                 }
             } else {
@@ -312,11 +312,6 @@ extension CommandHandler {
         if await completion.wait(atMost: .seconds(5)) { return }
         command.cancel()
         _ = await command.result
-    }
-
-    /// The name the kernel gives `process` (`/proc/<pid>/comm`), `nil` when it is gone.
-    static func programName(of process: pid_t) -> String? {
-        (try? String(contentsOfFile: "/proc/\(process)/comm", encoding: .utf8))?.trimmingCharacters(in: .newlines)
     }
 
     /// ``DiskUsage`` of `paths`, walked on a Dispatch thread: a large workspace takes a while,

@@ -312,6 +312,7 @@ public final class SQLiteJobStore: BenchmarkJobStore {
                     var applied: [Bool] = []
                     applied.reserveCapacity(completions.count)
                     for completion in completions {
+                        let tokens = completion.usage.bounded
                         let (assignments, binds) = Self.assignments(for: completion.outcome, now: now, failureBlocksSession: sessionOnFailure == .block)
                         let lease = completion.lease
                         // The measured figures follow the outcome's own values.
@@ -329,7 +330,7 @@ public final class SQLiteJobStore: BenchmarkJobStore {
                             """,
                             [
                                 .text(lease.jobID.lowercasedText), .text(lease.workerID), .integer(lease.attempt),
-                                .integer(Int(completion.usage.bounded.inputTokens)), .integer(Int(completion.usage.bounded.outputTokens)),
+                                .integer(Int(tokens.inputTokens)), .integer(Int(tokens.outputTokens)),
                                 .float(completion.usage.costUSD),
                             ] + binds + [
                                 .float(completion.usage.cpuSeconds), .integer(Int(completion.usage.peakMemoryBytes)), .float(completion.usage.runSeconds),

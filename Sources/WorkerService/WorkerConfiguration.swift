@@ -19,7 +19,7 @@ public struct WorkerConfiguration: Sendable {
     public var healthCheckPort: Int
     public var logLevel: Logger.Level
     public var logFormat: LogFormat
-    /// `NO_COLOR` set to any value (from the environment or `.env`): pretty logs without colours.
+    /// `NO_COLOR` set and not empty (in the environment or `.env`): pretty logs without colours.
     public var noColour: Bool
     public var monitorInterval: Duration
     public var jobMaxAttempts: Int
