@@ -110,6 +110,8 @@ public protocol JobStore: Sendable {
 
     /// Runs until cancelled, calling `onEvent` when jobs may be waiting in `queues`
     /// (an insert by this or another process) or when a job was cancelled.
+    /// Calls it with ``StoreEvent/jobsAvailable`` once as soon as it watches: jobs may have
+    /// arrived before, and a caller knows from then on that no insert goes unannounced.
     /// Drivers without a notification mechanism return at once; the processor then relies on polling.
     func watch(queues: [String], onEvent: @escaping @Sendable (StoreEvent) -> Void) async throws
 

@@ -69,7 +69,10 @@ struct GitWorkTree: Sendable {
     /// The private index starts as a copy of the repository's own, whose file stamps let git
     /// skip re-reading unchanged files; without one it starts empty (slower, same answer).
     func snapshot(indexFile: String) async throws(GitFailure) -> String {
-        try? FileManager.default.removeItem(atPath: indexFile)
+        // Not FileManager's removal: the index's folder may be the command's (`JOB_USER`), and
+        // FileManager removes a tree by path, which a process swapping a folder for a symlink
+        // meanwhile turns into the removal of root's files elsewhere.
+        TreeRemoval.remove(indexFile)
         // The git directory may be outside the work tree (`--separate-git-dir`, a linked worktree):
         // its index is as much the repository's.
         let lines = String(decoding: try await run(["rev-parse", "--absolute-git-dir", "--git-path", "index"]), as: UTF8.self)
@@ -78,13 +81,45 @@ struct GitWorkTree: Sendable {
             let source = lines[1].hasPrefix("/") ? lines[1] : URL(fileURLWithPath: directory).appendingPathComponent(lines[1]).path
             Self.copyIndex(from: source, inside: [directory, lines[0]], to: indexFile)
         }
-        let withIndex = ["GIT_INDEX_FILE": indexFile]
+        let withIndex = try await filtersOff().merging(["GIT_INDEX_FILE": indexFile]) { $1 }
         // `--ignore-errors`: what git cannot add (a folder holding a repository without a commit,
         // as an agent's `git init` in a subfolder leaves; an unreadable file) is left out, and the
         // rest is summed up; git then exits 1. Without it, one such folder lost the whole summary.
         _ = try await run(["add", "--all", "--ignore-errors", "--", "."], extra: withIndex, accepting: [0, 1])
         let tree = String(decoding: try await run(["write-tree"], extra: withIndex), as: UTF8.self)
         return tree.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Settings (as `GIT_CONFIG_*` variables, which hold any name a driver may have, `=` too)
+    /// that turn off every filter driver the repository's configuration defines, for `git add`.
+    ///
+    /// A filter driver is a program the repository names, and `git add` runs it on every file
+    /// its attributes match: the command of one turn could have git run anything during the next
+    /// turn's "before" snapshot, outside the command's time and disk limits (a filter that wrote
+    /// hundreds of MiB into the workspace passed `JOB_DISK_LIMIT_MB`), and, unconfined, as the
+    /// worker. Off, each file is staged as the bytes it holds: both snapshots alike, so the
+    /// summary still says what the turn changed (for a Git LFS file, its content rather than its
+    /// pointer). Core programs (`core.fsmonitor`, hooks) are off in ``run(_:extra:accepting:)``.
+    func filtersOff() async throws(GitFailure) -> [String: String] {
+        let listed = try await run(["config", "-z", "--name-only", "--get-regexp", #"^filter\."#], accepting: [0, 1])
+        var drivers = Set<String>()
+        for entry in listed.split(separator: 0) {
+            // `filter.<driver>.<setting>`; the driver's name may hold dots.
+            let name = String(decoding: entry, as: UTF8.self)
+            guard name.hasPrefix("filter."), let dot = name.lastIndex(of: "."), name.distance(from: name.startIndex, to: dot) > 7 else { continue }
+            drivers.insert(String(name[name.index(name.startIndex, offsetBy: 7)..<dot]))
+        }
+        var variables: [String: String] = [:]
+        var count = 0
+        for driver in drivers.sorted() {
+            for (setting, value) in [("clean", ""), ("smudge", ""), ("process", ""), ("required", "false")] {
+                variables["GIT_CONFIG_KEY_\(count)"] = "filter.\(driver).\(setting)"
+                variables["GIT_CONFIG_VALUE_\(count)"] = value
+                count += 1
+            }
+        }
+        if count > 0 { variables["GIT_CONFIG_COUNT"] = "\(count)" }
+        return variables
     }
 
     /// Copies the repository's index file `source` to `destination` if it is a regular file in

@@ -24,7 +24,8 @@ extension JobSandbox {
         } catch {
             return "could not create a scratch directory for the trial: \(error)"
         }
-        defer { try? FileManager.default.removeItem(at: scratch) }
+        // By descriptor (``TreeRemoval``): run as JOB_USER, the trial's folder is that user's.
+        defer { TreeRemoval.remove(scratch.path) }
         // Started inside as commands are, through worker-launch when there is one (it must be
         // able to run in here, as JOB_USER too, or every command would fail to start).
         let insideLauncher = startsThroughLauncher ? launcher : nil

@@ -22,10 +22,15 @@ enum SandboxEtc {
     static func stage(entries: [String], from source: String, into parent: String) -> String? {
         let files = FileManager.default
         for name in (try? files.contentsOfDirectory(atPath: parent)) ?? [] where name.hasPrefix("mobvibe-sandbox-etc-") {
+            // Only this user's own copies, and by descriptor (``TreeRemoval``): anyone may make
+            // a folder of that name in /tmp, and FileManager's removal by path, racing a swap of
+            // a folder for a symlink, removed what the link pointed to with the worker's rights.
+            var status = stat()
             guard let pid = pid_t(name.dropFirst("mobvibe-sandbox-etc-".count).prefix { $0 != "-" }),
-                  kill(pid, 0) == -1, errno == ESRCH
+                  kill(pid, 0) == -1, errno == ESRCH,
+                  lstat("\(parent)/\(name)", &status) == 0, status.st_uid == geteuid(), (status.st_mode & S_IFMT) == S_IFDIR
             else { continue }
-            try? files.removeItem(atPath: "\(parent)/\(name)")
+            TreeRemoval.remove("\(parent)/\(name)")
         }
         let target = "\(parent)/mobvibe-sandbox-etc-\(getpid())-\(UUID().uuidString.prefix(8).lowercased())"
         do {

@@ -37,7 +37,8 @@ struct WorkspaceChangeTracker: Sendable {
 
     /// Takes the "after" snapshot and compares.
     func finish(logger: Logger) async -> WorkspaceChanges? {
-        defer { try? FileManager.default.removeItem(atPath: indexFile) }
+        // By descriptor (``TreeRemoval``): the index's folder may be the command's (``GitWorkTree/snapshot(indexFile:)``).
+        defer { TreeRemoval.remove(indexFile) }
         do {
             let after = try await tree.snapshot(indexFile: indexFile)
             return try await tree.changes(from: before, to: after, indexFile: indexFile)

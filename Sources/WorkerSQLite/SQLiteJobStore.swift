@@ -388,13 +388,19 @@ public final class SQLiteJobStore: BenchmarkJobStore {
         watchers.withLock { $0[token] = onEvent }
         defer { _ = watchers.withLock { $0.removeValue(forKey: token) } }
         var lastVersion: Int?
+        var watching = false
         var cancelledSince = Self.milliseconds(Date())
         while !Task.isCancelled {
             // `data_version` changes when another connection (process) commits to the file.
             let version = try await lock.withLock {
                 try await connection.query("PRAGMA data_version", []).first?.columns.first?.data.integer
             }
-            if let lastVersion, version != lastVersion {
+            if !watching {
+                watching = true
+                // Watching from here on (in this process since the watcher was registered, in
+                // others since the version just read): what came before is announced once.
+                onEvent(.jobsAvailable)
+            } else if version != lastVersion {
                 onEvent(.jobsAvailable)
                 // Another process (the CLI) may have cancelled a job this one runs.
                 let now = Self.milliseconds(Date())

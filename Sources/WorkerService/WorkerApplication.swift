@@ -151,7 +151,9 @@ public struct WorkerApplication: Sendable {
     /// - unconfined in production (`JOB_SANDBOX=none`), where the secrets are out of the
     ///   command's reach (not in its environment, the worker not dumpable) and the job API would
     ///   be the way in. Unconfined in development, a command can read what the worker's user
-    ///   can (a `.env`, the SQLite file) anyway, and the start-up log says so.
+    ///   can (a `.env`, the SQLite file) anyway, and the start-up log says so;
+    /// - unconfined as another user (`JOB_USER`), in any environment: that user is there to keep
+    ///   the command from what the worker's user can read, and the job API would undo it.
     /// `nil`: no command, or none that this would protect from.
     /// (`worker dashboard` asks too: the commands of a `worker run` on its machine, configured
     /// as it is, reach it the same way.)
@@ -160,6 +162,9 @@ public struct WorkerApplication: Sendable {
         if sandboxed, configuration.sandbox.network == .host { return "job commands share this machine's network (JOB_NETWORK=host)" }
         if !sandboxed, configuration.environment == .production {
             return "job commands run unconfined (JOB_SANDBOX=none) and share this machine's network"
+        }
+        if !sandboxed, configuration.sandbox.user != nil {
+            return "job commands run unconfined as JOB_USER (JOB_SANDBOX=none) and share this machine's network"
         }
         return nil
     }

@@ -71,7 +71,7 @@ extension JobProcessorTests {
             #expect(job.result == #"{"attempt":2}"#)
             #expect(probe.seen.withLock { $0.started } == [1, 2])
             let events = try await sqlite.events(jobID: id, after: 0, limit: 100)
-            #expect(events.map(\.sequence) == Array(1...Int64(events.count)), "one sequence, no gap")
+            #expect(events.map(\.sequence) == Array(1..<Int64(events.count) + 1), "one sequence, no gap")
             let texts = events.compactMap { event -> String? in
                 guard event.kind == .output, let object = try? JSONSerialization.jsonObject(with: Data(event.data.utf8)) as? [String: Any] else { return nil }
                 return object["text"] as? String

@@ -88,7 +88,22 @@ struct PostgresSupabaseTests {
         case rows([PostgresRow])
         case error(sqlState: String, message: String)
 
-        var rows: [PostgresRow] { if case .rows(let rows) = self { rows } else { [] } }
+        /// The rows; an error throws, so that a statement that failed (a typo, a missing
+        /// privilege) is never read as a client seeing no rows.
+        var rows: [PostgresRow] {
+            get throws {
+                switch self {
+                case .rows(let rows): return rows
+                case .error(let state, let message): throw ClientError(sqlState: state, message: message)
+                }
+            }
+        }
+
+        struct ClientError: Error, CustomStringConvertible {
+            let sqlState: String
+            let message: String
+            var description: String { "the client's statement failed (\(sqlState)): \(message)" }
+        }
         var sqlState: String? { if case .error(let state, _) = self { state } else { nil } }
     }
 
@@ -249,28 +264,32 @@ struct PostgresSupabaseTests {
 
     @Test("a database without Supabase's auth.uid() gets an error naming what is missing, and nothing changes")
     func missingPrerequisites() async throws {
-        // auth.uid() out of the way for a moment (the suite runs one test at a time; nothing else
-        // uses it). A database of its own was a burst of I/O that stalled the suite's timing tests.
+        // auth.uid() out of the way for a moment, inside the suite's schema-change gate: this
+        // suite runs one test at a time, but another suite's stores secure themselves meanwhile
+        // (PostgresPrivilegeTests), always through the gate, and each securing checks auth.uid().
+        // A database of its own was a burst of I/O that stalled the rest of the suite.
         let hidden = "auth_hidden_\(UUID().uuidString.prefix(8).lowercased())"
         try await TestDatabase.withStore(migrate: false) { store in
             try await Self.prepareSupabase(on: store)
-            _ = try await TestDatabase.execute("ALTER SCHEMA auth RENAME TO \(hidden)", on: store)
-            do {
+            try await MigrationGate.shared.run {
+                _ = try await TestDatabase.execute("ALTER SCHEMA auth RENAME TO \(hidden)", on: store)
                 do {
-                    try await store.secureForSupabase(maximumPendingJobsPerUser: 10)
-                    Issue.record("secured a database without auth.uid()")
-                } catch JobStoreError.notPermitted(let message) {
-                    #expect(message.contains("auth.uid()") && message.contains("without --supabase"), "\(message)")
+                    do {
+                        try await store.secureForSupabase(maximumPendingJobsPerUser: 10)
+                        Issue.record("secured a database without auth.uid()")
+                    } catch JobStoreError.notPermitted(let message) {
+                        #expect(message.contains("auth.uid()") && message.contains("without --supabase"), "\(message)")
+                    }
+                    // Not even the schema's migration ran: the tables it would create, open to the
+                    // client roles until secured, do not exist.
+                    let created = try await TestDatabase.execute("SELECT to_regclass('\(store.schema.table)') IS NOT NULL", on: store)
+                    #expect(try created.first?.decode(Bool.self) == false)
+                } catch {
+                    _ = try? await TestDatabase.execute("ALTER SCHEMA \(hidden) RENAME TO auth", on: store)
+                    throw error
                 }
-                // Not even the schema's migration ran: the tables it would create, open to the
-                // client roles until secured, do not exist.
-                let created = try await TestDatabase.execute("SELECT to_regclass('\(store.schema.table)') IS NOT NULL", on: store)
-                #expect(try created.first?.decode(Bool.self) == false)
-            } catch {
-                _ = try? await TestDatabase.execute("ALTER SCHEMA \(hidden) RENAME TO auth", on: store)
-                throw error
+                _ = try await TestDatabase.execute("ALTER SCHEMA \(hidden) RENAME TO auth", on: store)
             }
-            _ = try await TestDatabase.execute("ALTER SCHEMA \(hidden) RENAME TO auth", on: store)
         }
     }
 

@@ -67,14 +67,16 @@ struct SQLiteJobStoreTests {
             let (events, continuation) = AsyncStream.makeStream(of: StoreEvent.self)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await store.watch(queues: ["default"]) { continuation.yield($0) } }
-                try await Task.sleep(for: .milliseconds(400))
-                _ = try await other.enqueue([NewJob(prompt: "from elsewhere")])
-                var woke = false
-                for await event in events where event == .jobsAvailable {
-                    woke = true
-                    break
+                // A watcher that never speaks ends the stream (and fails the case) rather than hang the suite.
+                group.addTask {
+                    try? await Task.sleep(for: .seconds(20))
+                    continuation.finish()
                 }
-                #expect(woke)
+                var iterator = events.makeAsyncIterator()
+                // The watch's first event says that it watches; only the next one is the other connection's commit.
+                #expect(await iterator.next() == .jobsAvailable)
+                _ = try await other.enqueue([NewJob(prompt: "from elsewhere")])
+                #expect(await iterator.next() == .jobsAvailable)
                 group.cancelAll()
             }
         }

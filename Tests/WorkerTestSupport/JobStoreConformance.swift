@@ -53,7 +53,7 @@ public enum JobStoreConformance {
         ConformanceCase(name: "a job keeps the user it is for; listing filters by user", body: userOwnership),
         ConformanceCase(name: "listing pages back by id (keyset) and filters by text in the prompt", body: pagedListing),
         ConformanceCase(name: "the timeline counts completed and failed jobs by interval", body: finishedTimeline),
-        ConformanceCase(name: "watch reports an enqueue at once", body: watchReportsEnqueue),
+        ConformanceCase(name: watchCaseName, body: watchReportsEnqueue),
         ConformanceCase(name: "retention deletes only old jobs in the given finished state", body: retention),
     ]
 
@@ -519,6 +519,10 @@ public enum JobStoreConformance {
         #expect(try await store.stats().total == 1)
     }
 
+    /// The name of the one case that needs notifications: a driver without them (PostgreSQL
+    /// behind a transaction pooler) leaves it out by this name.
+    public static let watchCaseName = "a watch announces itself, then every enqueue"
+
     static func watchReportsEnqueue(_ store: any JobStore) async throws {
         let (events, continuation) = AsyncStream.makeStream(of: StoreEvent.self)
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -526,18 +530,18 @@ public enum JobStoreConformance {
                 try await store.watch(queues: ["default"]) { continuation.yield($0) }
                 continuation.finish()
             }
-            // Give the watcher a moment to subscribe, then enqueue.
-            try await Task.sleep(for: .milliseconds(300))
-            _ = try await store.enqueue([NewJob(prompt: "wake")])
-            let clock = ContinuousClock()
-            let start = clock.now
-            var sawEvent = false
-            for await event in events where event == .jobsAvailable {
-                sawEvent = true
-                break
+            // A watcher that never speaks ends the stream (and fails the case) rather than hang the suite.
+            group.addTask {
+                try? await Task.sleep(for: .seconds(20))
+                continuation.finish()
             }
-            #expect(sawEvent)
-            #expect(clock.now - start < .seconds(2))
+            var iterator = events.makeAsyncIterator()
+            // The first event says that the watcher watches (jobs may have come before it did);
+            // only an event after it shows that an insert is announced. Before, the case took
+            // PostgreSQL's first event for the enqueue's and passed with no NOTIFY at all.
+            #expect(await iterator.next() == .jobsAvailable, "a watch announces itself once it watches")
+            _ = try await store.enqueue([NewJob(prompt: "wake")])
+            #expect(await iterator.next() == .jobsAvailable, "an insert after the watch started is announced")
             group.cancelAll()
         }
     }

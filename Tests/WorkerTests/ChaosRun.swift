@@ -102,6 +102,30 @@ final class ChaosRun: @unchecked Sendable {
         }
     }
 
+    /// Does `fault(index)` when the jobs finished first reach each of `fractions` of `total`,
+    /// and checks that each came while jobs were still open.
+    ///
+    /// At points of progress rather than after sleeps: a run faster than its sleeps (a faster
+    /// worker or machine) ended before its first fault, and the case passed with no kill and no
+    /// restart at all.
+    func inject(at fractions: [Double], of total: Int, timeout: Duration = .seconds(180), _ fault: (Int) async throws -> Void) async throws {
+        let deadline = ContinuousClock.now + timeout
+        for (index, fraction) in fractions.enumerated() {
+            let target = max(1, Int(Double(total) * fraction))
+            while true {
+                // Jittered, so that a fault lands at a random moment of a job's run.
+                try await Task.sleep(for: .milliseconds(random(in: 20...120)))
+                let done = Int((try? await postgres.sql("SELECT count(*) FROM coding_jobs WHERE status IN ('completed', 'failed')")) ?? "") ?? 0
+                if done >= target {
+                    #expect(done < total, "fault \(index + 1) of \(fractions.count) came while jobs were open (\(done) of \(total) done)")
+                    break
+                }
+                try #require(ContinuousClock.now < deadline, "fault \(index + 1) of \(fractions.count): \(done) of \(total) jobs done, waiting for \(target)")
+            }
+            try await fault(index)
+        }
+    }
+
     func kill(_ worker: Worker) {
         worker.process.send(SIGKILL)
         WorkerProcess.reap(worker.process.process.processIdentifier)

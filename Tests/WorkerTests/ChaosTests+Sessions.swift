@@ -57,21 +57,21 @@ extension ChaosTests {
         // with the default lease, hence the default bound.
         try await chaos.enqueue(lines: lines, batchSize: 200, extra: ["LEASE_DURATION_MS": "30000"])
 
+        // Two kills, the restart, two more kills, each at a point of the turns' progress.
         var restarted = false
-        for round in 0..<8 {
-            try await Task.sleep(for: .milliseconds(chaos.random(in: 800...1600)))
-            if try await TestPostgres.countPending(chaos.postgres) == 0 { break }
-            if round == 3 {
+        try await chaos.inject(at: [0.1, 0.25, 0.4, 0.55, 0.7], of: sessions.count * turns) { index in
+            if index == 2 {
                 try await chaos.postgres.stop(mode: "immediate")
                 try await Task.sleep(for: .seconds(2))
                 try await chaos.postgres.start()
                 restarted = true
-                continue
+                return
             }
             let victim = chaos.random(in: 0...(workers.count - 1))
             chaos.kill(workers[victim])
             workers[victim] = try chaos.startWorker(concurrency: 16, extra: extra)
         }
+        #expect(restarted && chaos.killed.count == 4, "every planned fault happened")
         try await chaos.finish(workers: workers, expectFailed: 0, timeout: .seconds(240), outages: restarted ? 1 : 0)
 
         let runs = try Self.turnRuns(log: chaos.log)

@@ -42,14 +42,13 @@ struct ChaosTests {
         try await chaos.waitReady(workers)
         let jobs = Self.long ? 50_000 : 1_500
         try await chaos.enqueue((0..<jobs).map { _ in ("ok", chaos.random(in: 0...40)) })
-        let rounds = Self.long ? 200 : 8
-        for _ in 0..<rounds {
-            try await Task.sleep(for: .milliseconds(chaos.random(in: 1000...2500)))
-            if try await TestPostgres.countPending(chaos.postgres) == 0 { break }
+        let rounds = Self.long ? 200 : 6
+        try await chaos.inject(at: (0..<rounds).map { 0.05 + 0.85 * Double($0) / Double(rounds) }, of: jobs, timeout: .seconds(Self.long ? 600 : 150)) { _ in
             let victim = chaos.random(in: 0...(workers.count - 1))
             chaos.kill(workers[victim])
             workers[victim] = try chaos.startWorker(concurrency: 8)
         }
+        #expect(chaos.killed.count == rounds, "every planned kill happened")
         try await chaos.finish(workers: workers, expectFailed: 0, timeout: .seconds(Self.long ? 600 : 150))
     }
 
@@ -60,8 +59,8 @@ struct ChaosTests {
         let workers = try (0..<2).map { _ in try chaos.startWorker(concurrency: 4) }
         try await chaos.waitReady(workers)
         try await chaos.enqueue((0..<400).map { _ in ("ok", chaos.random(in: 5...30)) })
-        try await Task.sleep(for: .seconds(1))
-        try await chaos.postgres.stop(mode: "immediate")
+        // Stopped while jobs run and wait (checked), not after a time in which they could all be done.
+        try await chaos.inject(at: [0.2], of: 400) { _ in try await chaos.postgres.stop(mode: "immediate") }
         for _ in 0..<6 {
             for worker in workers { #expect(try await http(port: worker.port, path: "/health").status == 200) }
             try await Task.sleep(for: .milliseconds(500))
@@ -171,7 +170,11 @@ struct SQLiteChaosTests {
         for port in [portA, portB] { #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 }) }
         let lines = (0..<24).map { #"{"prompt":"ok \#(300 + 40 * $0)","maxAttempts":5}"# }.joined(separator: "\n")
         _ = try await WorkerProcess.command(["enqueue", "--jsonl", "-"], environment: environment("cli", portA), directory: folder.url, stdin: Data(lines.utf8))
-        try await Task.sleep(for: .milliseconds(800))
+        // Killed once A runs a job (each runs 300 ms or more, so it is still running): that job
+        // must run again on B. After a fixed wait, A might have run nothing yet.
+        #expect(try await eventually("A started a job", timeout: .seconds(30)) {
+            ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains(" sqlite-a")
+        })
         a.kill9()
         let done = try await eventually("all completed", timeout: .seconds(60)) {
             jsonObject(try await WorkerProcess.command(["stats", "--json"], environment: environment("cli", portA), directory: folder.url).stdout)?["completed"] as? Int == 24
@@ -181,6 +184,7 @@ struct SQLiteChaosTests {
         let byJob = Dictionary(grouping: executions, by: { String($0[0]) })
         let rerun = byJob.values.filter { $0.count > 1 }
         // Every job that ran twice first ran on the killed worker.
+        #expect(!rerun.isEmpty, "the job A was running when killed ran again")
         #expect(rerun.allSatisfy { runs in runs.sorted { $0[1] < $1[1] }.first?[2] == "sqlite-a" })
         #expect(byJob.count == 24)
         print("chaos sqlite-kill-9: enqueued 24, completed 24, failed 0, lost 0, duplicate executions \(rerun.count) (\(rerun.count) explained by 1 kills)")

@@ -17,27 +17,37 @@ final class PrivatePostgres: @unchecked Sendable {
 
     /// Blocks while initdb and pg_ctl run: call it off the cooperative pool (``make()``).
     init() throws {
-        root = FileManager.default.temporaryDirectory.appendingPathComponent("private-pg-\(UUID().uuidString.prefix(8))").path
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("private-pg-\(UUID().uuidString.prefix(8))").path
+        self.root = root
         data = root + "/data"
         port = try freePort()
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        if getuid() == 0 {
-            try FileManager.default.setAttributes([.ownerAccountName: TestPostgres.environment["TEST_PG_USER"]!], ofItemAtPath: root)
-        }
-        let bin = TestPostgres.environment["TEST_PG_BIN"]!
-        try TestPostgres.asServerUser("\(bin)/initdb", ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"])
-        let settings = """
-            listen_addresses = '127.0.0.1'
-            port = \(port)
-            unix_socket_directories = '\(root)'
-            fsync = on
+        let data = self.data, port = self.port
+        do {
+            if getuid() == 0 {
+                try FileManager.default.setAttributes([.ownerAccountName: TestPostgres.environment["TEST_PG_USER"]!], ofItemAtPath: root)
+            }
+            let bin = TestPostgres.environment["TEST_PG_BIN"]!
+            try TestPostgres.asServerUser("\(bin)/initdb", ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"])
+            let settings = """
+                listen_addresses = '127.0.0.1'
+                port = \(port)
+                unix_socket_directories = '\(root)'
+                fsync = on
 
-            """
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: data + "/postgresql.conf"))
-        try handle.seekToEnd()
-        try handle.write(contentsOf: Data(settings.utf8))
-        try handle.close()
-        try TestPostgres.asServerUser("\(TestPostgres.environment["TEST_PG_BIN"]!)/pg_ctl", ["-D", data, "start", "-w", "-l", data + "/server.log"])
+                """
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: data + "/postgresql.conf"))
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data(settings.utf8))
+            try handle.close()
+            try TestPostgres.asServerUser("\(bin)/pg_ctl", ["-D", data, "start", "-w", "-l", data + "/server.log"])
+        } catch {
+            // Nobody gets the cluster to destroy: a server that started after all, and the
+            // files, go now.
+            _ = try? TestPostgres.asServerUser("\(TestPostgres.environment["TEST_PG_BIN"] ?? "")/pg_ctl", ["-D", data, "stop", "-m", "immediate", "-w"])
+            try? FileManager.default.removeItem(atPath: root)
+            throw error
+        }
     }
 
     func start() async throws {

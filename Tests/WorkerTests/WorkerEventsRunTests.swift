@@ -74,7 +74,7 @@ struct WorkerEventsRunTests {
     /// Checks what every event stream must be: numbered 1, 2, 3, ... with no gap, one attempt,
     /// framed by the worker's claimed/started and completed status events; stdout lines in order.
     static func checkFrame(_ events: [[String: Any]], fixtureLines: [String]) throws {
-        #expect(events.compactMap { $0["seq"] as? Int } == Array(1...events.count))
+        #expect(events.compactMap { $0["seq"] as? Int } == Array(1..<events.count + 1))
         #expect(events.allSatisfy { $0["attempt"] as? Int == 1 })
         #expect(events.prefix(2).compactMap(status(of:)) == ["claimed", "started"])
         #expect(events.last.flatMap(status(of:)) == "completed")
@@ -163,7 +163,7 @@ struct WorkerEventsRunTests {
         #expect(try await Self.status(id, port: port) == "processing")
         #expect(await follower.waitForExit(timeout: .seconds(20)) == 0)
         let followed = follower.stdout.split(separator: "\n").compactMap { jsonObject(String($0)) }
-        #expect(followed.compactMap { $0["seq"] as? Int } == Array(1...followed.count))
+        #expect(followed.compactMap { $0["seq"] as? Int } == Array(1..<followed.count + 1))
         // The echo handler has no process to start: claimed, its output, completed.
         #expect(followed.compactMap(Self.status(of:)) == ["claimed", "completed"])
         #expect(followed.filter { $0["kind"] as? String == "output" }.count == 10)
@@ -200,7 +200,7 @@ struct WorkerEventsRunTests {
         let id = try await Self.enqueue(["--prompt", "p"], environment, folder.url)
         #expect(try await Self.waitForStatus(id, "completed", port: port))
         let events = try await Self.events(id, environment, folder.url)
-        #expect(events.compactMap { $0["seq"] as? Int } == Array(1...events.count))
+        #expect(events.compactMap { $0["seq"] as? Int } == Array(1..<events.count + 1))
         let kinds = events.compactMap { $0["kind"] as? String }
         // claimed, started, 5 lines, truncated, completed.
         #expect(kinds == ["status", "status", "output", "output", "output", "output", "output", "truncated", "status"], "\(kinds)")
@@ -245,7 +245,7 @@ struct WorkerEventsRunTests {
         #expect(try await eventually("ready") { try await http(port: secondPort, path: "/ready").status == 200 })
         #expect(try await Self.waitForStatus(id, "completed", port: secondPort, timeout: .seconds(40)))
         let events = try await Self.events(id, environment, folder.url)
-        #expect(events.compactMap { $0["seq"] as? Int } == Array(1...events.count))
+        #expect(events.compactMap { $0["seq"] as? Int } == Array(1..<events.count + 1))
         let attempts = events.compactMap { $0["attempt"] as? Int }
         #expect(attempts.first == 1 && attempts.last == 2)
         #expect(attempts == attempts.sorted(), "the second attempt's events all come after the first's")
@@ -264,10 +264,22 @@ struct WorkerEventsRunTests {
     @Test("200,000 lines printed as fast as possible: every one stored in order, the worker's memory bounded, a job beside it runs")
     func flood() async throws {
         let folder = try TemporaryDirectory()
+        // The flood stops halfway until the small job has run: the small job runs while the
+        // flood is written, or the flood never ends. (Enqueued after a fixed wait, the small job
+        // could run after a fast flood ended and prove nothing.)
+        let marks = folder.url.path
         let script = try Self.script("flood.sh", in: folder.url, """
             #!/bin/bash
             read -r prompt
-            if [ "$prompt" = flood ]; then seq 1 200000; else echo '{"done":true}'; fi
+            if [ "$prompt" = flood ]; then
+                seq 1 100000
+                touch '\(marks)/half'
+                for _ in $(seq 600); do [ -e '\(marks)/small' ] && break; sleep 0.1; done
+                seq 100001 200000
+            else
+                touch '\(marks)/small'
+                echo '{"done":true}'
+            fi
             """)
         let (worker, environment, port) = try Self.start(folder.url, [
             "JOB_COMMAND": script, "JOB_EVENTS_LIMIT": "250000", "MAX_CONCURRENT_JOBS": "2",
@@ -276,9 +288,12 @@ struct WorkerEventsRunTests {
         #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
         let flood = try await Self.enqueue(["--prompt", "flood"], environment, folder.url)
         // Another job while the flood is written: it is not held up behind it.
-        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await eventually("half the flood printed", timeout: .seconds(30)) {
+            FileManager.default.fileExists(atPath: folder.url.appendingPathComponent("half").path)
+        })
         let other = try await Self.enqueue(["--prompt", "small"], environment, folder.url)
         #expect(try await Self.waitForStatus(other, "completed", port: port, timeout: .seconds(30)))
+        #expect(try await Self.status(flood, port: port) == "processing", "the small job ended while the flood was still written")
         #expect(try await Self.waitForStatus(flood, "completed", port: port, timeout: .seconds(120)))
         // The end of the stream: line k is event k + 2 (after claimed and started), the last
         // line 200,000, then the ending event, numbered 200,003; sequence numbers have no gap (the

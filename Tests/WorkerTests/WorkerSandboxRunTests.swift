@@ -161,21 +161,40 @@ extension ChaosTests {
             #expect(try await http(port: worker.port, path: "/health").status == 200)
         }
 
-        @Test("a repository the command configured to run a program on git add: the change summary's git runs it in the sandbox, not as the worker")
-        func changeSummaryGitIsSandboxed() async throws {
+        @Test("a repository the command configured to run a program on git add (a filter): the change summary's git never runs it, sandboxed or not, and the summary still works")
+        func changeSummaryGitRunsNoFilter() async throws {
             for sandbox in ["bubblewrap", "none"] {
                 let worker = try SandboxedWorker(["JOB_SANDBOX": sandbox, "JOB_WORKSPACE": "session", "JOB_GIT_CHANGES": "true"])
                 #expect(try await eventually("health") { try await http(port: worker.port, path: "/health").status == 200 })
                 let marker = worker.folder.appendingPathComponent("escaped-\(sandbox)").path
                 let second = try await Self.turnAfter("gitpwn \(marker)", on: worker)
-                // The summary itself still works with git in the sandbox.
                 #expect((second["result"] as? [String: Any])?["changes"] != nil, "\(second)")
-                let escaped = FileManager.default.fileExists(atPath: marker)
-                // Unconfined, the repository's program runs as the worker (the control); sandboxed, not.
-                #expect(escaped == (sandbox == "none"), "JOB_SANDBOX=\(sandbox): the filter ran on the host: \(escaped)")
+                // Before: unconfined, the filter ran as the worker (this mark); sandboxed, it ran
+                // in git's sandbox, outside the command's time and disk limits, and could fill
+                // the workspace (the mark in it).
+                #expect(!FileManager.default.fileExists(atPath: marker), "JOB_SANDBOX=\(sandbox): the filter ran on the host")
+                let sessions = worker.folder.appendingPathComponent("jobs/sessions")
+                let inWorkspace = (FileManager.default.enumerator(atPath: sessions.path)?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".filter-ran") }
+                #expect(inWorkspace.isEmpty, "JOB_SANDBOX=\(sandbox): the filter ran in the workspace: \(inWorkspace)")
                 worker.process.send(SIGTERM)
                 #expect(await worker.process.waitForExit(timeout: .seconds(10)) == 0)
             }
+        }
+
+        /// A `git` first in the worker's PATH that records something of each run of the change
+        /// summary's git (those with `GIT_INDEX_FILE`) in `marker`, then runs the real one.
+        static func recordingGit(in folder: URL, recording command: String, marker: String) throws -> String {
+            let bin = folder.appendingPathComponent("git-bin")
+            try FileManager.default.createDirectory(at: bin, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: folder.path)
+            let script = bin.appendingPathComponent("git")
+            try """
+                #!/bin/sh
+                if [ -n "$GIT_INDEX_FILE" ]; then \(command) >> '\(marker)' 2>/dev/null; fi
+                exec /usr/bin/git "$@"
+                """.write(to: script, atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
+            return bin.path + ":/usr/local/bin:/usr/bin:/bin"
         }
 
         @Test("a filter of the repository cannot swap what the sandbox mounts next (payload.json beside git's index) for a host file")
@@ -235,20 +254,25 @@ extension ChaosTests {
             }
         }
 
-        @Test("with limits, the change summary's git runs in a control group of its own: a program the repository names is bounded, and what it leaves running is stopped")
+        @Test("with limits, the change summary's git runs in a control group of its own: what runs in it is bounded, and what it leaves running is stopped")
         func changeSummaryGitWithinLimits() async throws {
-            // Unconfined, where nothing else would stop what git's filter leaves behind.
+            // Unconfined, where nothing else would stop what git leaves behind. git itself (a
+            // wrapper in PATH) records its control groups and leaves a process behind: git runs
+            // no program a repository names any more, so this stands for whatever git might run.
+            let scratch = try TemporaryDirectory()
+            let token = String(Int.random(in: 100_000...999_999))
+            let marker = scratch.url.appendingPathComponent("git-cgroups").path
+            let path = try Self.recordingGit(
+                in: scratch.url, recording: "{ cat /proc/self/cgroup; setsid sleep 300.\(token) > /dev/null 2>&1 < /dev/null & }", marker: marker)
             let worker = try SandboxedWorker([
-                "JOB_SANDBOX": "none", "JOB_WORKSPACE": "session", "JOB_GIT_CHANGES": "true", "JOB_PIDS_LIMIT": "64",
+                "JOB_SANDBOX": "none", "JOB_WORKSPACE": "session", "JOB_GIT_CHANGES": "true", "JOB_PIDS_LIMIT": "64", "PATH": path,
             ])
             defer { worker.process.kill9() }
             #expect(try await eventually("health") { try await http(port: worker.port, path: "/health").status == 200 })
-            let token = String(Int.random(in: 100_000...999_999))
-            let marker = worker.folder.appendingPathComponent("filter-cgroups").path
-            _ = try await Self.turnAfter("gitleak \(token) \(marker)", on: worker)
+            _ = try await Self.turnAfter("gitpwn \(scratch.url.appendingPathComponent("unused").path)", on: worker)
             let groups = (try? String(contentsOfFile: marker, encoding: .utf8)) ?? ""
-            #expect(groups.contains("/mobvibe-worker-") && groups.contains("/git-"), "the filter ran outside the limits: \(groups)")
-            #expect(try await eventually("the filter's leftover gone", timeout: .seconds(5)) {
+            #expect(groups.contains("/mobvibe-worker-") && groups.contains("/git-"), "git ran outside the limits: \(groups)")
+            #expect(try await eventually("git's leftover gone", timeout: .seconds(5)) {
                 let found = try await WorkerProcess.command(["-f", "sleep 300.\(token)"], environment: [:], directory: worker.folder, executable: URL(fileURLWithPath: "/usr/bin/pgrep"))
                 return found.status == 1
             })
@@ -356,20 +380,22 @@ extension ChaosTests {
             }
         }
 
-        @Test("JOB_USER without a sandbox: the change summary's git runs as that user, so a program the repository names never runs as root")
+        @Test("JOB_USER without a sandbox: the change summary's git runs as that user, never as root, and works on the user's repository")
         func changeSummaryGitRunsAsJobUser() async throws {
             try #require(getuid() == 0, "JOB_USER needs a root worker; this suite runs as root on its machines")
-            let worker = try SandboxedWorker(["JOB_SANDBOX": "none", "JOB_USER": "nobody", "JOB_WORKSPACE": "session", "JOB_GIT_CHANGES": "true"])
-            #expect(try await eventually("health") { try await http(port: worker.port, path: "/health").status == 200 })
-            // Somewhere the user may write, so that the filter can leave its mark as whoever it runs as.
-            let drop = worker.folder.appendingPathComponent("drop")
+            // Somewhere the user may write, for git (a wrapper in PATH) to record whom it runs as.
+            let scratch = try TemporaryDirectory()
+            let drop = scratch.url.appendingPathComponent("drop")
             try FileManager.default.createDirectory(at: drop, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
             let marker = drop.appendingPathComponent("ran").path
-            let second = try await Self.turnAfter("gitpwn \(marker)", on: worker)
+            let path = try Self.recordingGit(in: scratch.url, recording: "id -u", marker: marker)
+            let worker = try SandboxedWorker(["JOB_SANDBOX": "none", "JOB_USER": "nobody", "JOB_WORKSPACE": "session", "JOB_GIT_CHANGES": "true", "PATH": path])
+            #expect(try await eventually("health") { try await http(port: worker.port, path: "/health").status == 200 })
+            let second = try await Self.turnAfter("gitpwn \(drop.appendingPathComponent("unused").path)", on: worker)
             // The summary works on a repository the user owns (git as root would refuse it as "dubious").
             #expect((second["result"] as? [String: Any])?["changes"] != nil, "\(second)")
-            let owner = try FileManager.default.attributesOfItem(atPath: marker)[.ownerAccountID] as? Int
-            #expect(owner == 65534, "the repository's filter ran as uid \(owner.map(String.init) ?? "?")")
+            let users = Set(((try? String(contentsOfFile: marker, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init))
+            #expect(users == ["65534"], "the summary's git ran as uids \(users)")
             worker.process.send(SIGTERM)
             #expect(await worker.process.waitForExit(timeout: .seconds(10)) == 0)
         }

@@ -88,7 +88,8 @@ stdin)
 gitpwn)
     # A repository whose configuration has git run a program on `git add` (a clean filter): the
     # worker's change summary stages the work tree before and after each turn.
-    git init -q . && git config filter.pwn.clean "touch $a; cat" && echo '* filter=pwn' > .gitattributes && echo hi > file.txt
+    # It leaves a mark on the host ($a) and one in the workspace (git runs a filter in the work tree).
+    git init -q . && git config filter.pwn.clean "touch $a .filter-ran; cat" && echo '* filter=pwn' > .gitattributes && echo hi > file.txt
     printf '{"repository":true}\n'
     ;;
 gitleak)
