@@ -56,7 +56,11 @@ public struct UserTokenVerifier: Sendable {
                 guard attempt == 0, await keys.mayRefresh else { break }
             }
         }
-        guard let claims else { return .failure(Refusal(reason: failure)) }
+        guard let claims else {
+            // Why the published keys may be missing, for the log (a fetch's failure is otherwise silent).
+            let fetch = await keys.lastFetchFailure.map { "; the last fetch of the published keys failed: \($0)" } ?? ""
+            return .failure(Refusal(reason: failure + fetch))
+        }
         do {
             try claims.aud.verifyIntendedAudience(includes: audience)
         } catch {
@@ -90,6 +94,8 @@ public struct UserTokenVerifier: Sendable {
         /// were: at start-up none, so every phone's stream but one was refused (401, after which
         /// a browser's `EventSource` never reconnects), and at a rotation every token of the new key.
         private var fetching: Task<Void, Never>?
+        /// Why the last fetch of the published keys failed (`nil`: it did not), for refusals' reasons.
+        private(set) var lastFetchFailure: String?
 
         init(secret: String?, jwks: String?, url: String?) async throws {
             self.secret = secret
@@ -129,21 +135,65 @@ public struct UserTokenVerifier: Sendable {
                 let published = try await Self.fetch(url)
                 collection = try await Self.collection(secret: secret, documents: [file, published].compactMap { $0 })
                 fetchedAt = .now
+                lastFetchFailure = nil
             } catch {
                 // Keep the keys there are; the next token tries again after the retry interval.
+                lastFetchFailure = "\(error)"
             }
         }
 
         static func collection(secret: String?, documents: [String]) async throws -> JWTKeyCollection {
             let keys = JWTKeyCollection()
             if let secret { await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256) }
-            for document in documents { try await keys.add(jwksJSON: document) }
+            for document in documents { try await keys.add(jwksJSON: try withAlgorithms(document)) }
             return keys
         }
 
+        /// `document` with each key's algorithm named where it names none: RSA keys RS256, EC
+        /// keys the ES algorithm of their curve, Ed25519 EdDSA (how Supabase signs).
+        ///
+        /// jwt-kit builds the verifier of a key without `alg` from the first token that names the
+        /// key, and keeps it: one forged token naming RS512 (no valid signature needed) made
+        /// every real RS256 token fail until the keys were loaded again (with a file, until the
+        /// worker restarted). Supabase publishes `alg`; a hand-made file may not.
+        static func withAlgorithms(_ document: String) throws -> String {
+            guard var set = try JSONSerialization.jsonObject(with: Data(document.utf8)) as? [String: Any],
+                  let keys = set["keys"] as? [[String: Any]]
+            else { return document }
+            set["keys"] = keys.map { key -> [String: Any] in
+                guard key["alg"] == nil else { return key }
+                var key = key
+                switch (key["kty"] as? String, key["crv"] as? String) {
+                case ("RSA", _): key["alg"] = "RS256"
+                case ("EC", "P-256"): key["alg"] = "ES256"
+                case ("EC", "P-384"): key["alg"] = "ES384"
+                case ("EC", "P-521"): key["alg"] = "ES512"
+                case ("OKP", "Ed25519"): key["alg"] = "EdDSA"
+                default: break
+                }
+                return key
+            }
+            return String(decoding: try JSONSerialization.data(withJSONObject: set), as: UTF8.self)
+        }
+
+        /// The client of the key fetches, which follows no redirect: `SUPABASE_JWKS_URL` is
+        /// checked (https, or http to this machine) when the worker starts, and a redirect to
+        /// anywhere else (plain http across a network) would have let whoever answers there
+        /// publish keys and sign tokens for any user. Never shut down: it lives as long as the
+        /// process, as `HTTPClient.shared` does.
+        static let client: HTTPClient = {
+            var configuration = HTTPClient.Configuration()
+            configuration.redirectConfiguration = .disallow
+            return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+        }()
+
         static func fetch(_ url: String) async throws -> String {
-            let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(5))
-            guard response.status == .ok else { throw Refusal(reason: "\(url) answered \(response.status.code)") }
+            let response = try await client.execute(HTTPClientRequest(url: url), timeout: .seconds(5))
+            guard response.status == .ok else {
+                let redirect = (300..<400).contains(response.status.code)
+                    ? " (redirects are not followed: set SUPABASE_JWKS_URL to the address that serves the keys)" : ""
+                throw Refusal(reason: "\(url) answered \(response.status.code)\(redirect)")
+            }
             return String(buffer: try await response.body.collect(upTo: 1 << 20))
         }
     }

@@ -254,4 +254,84 @@ extension WorkerEventsRunTests.JobAPI {
         worker.send(SIGTERM)
         #expect(await worker.waitForExit(timeout: .seconds(15)) == 0)
     }
+
+    @Test("SUPABASE_JWKS_URL: a redirect is not followed (the URL checked at start-up is the only place keys come from); tokens of the keys at its target are refused")
+    func publishedKeysNoRedirect() async throws {
+        let folder = try TemporaryDirectory()
+        let elsewhere = ES256PrivateKey()
+        try Self.jwks([("moved", elsewhere)]).write(to: folder.url.appendingPathComponent("moved.json"), atomically: true, encoding: .utf8)
+        // The configured address answers with a redirect, as a gateway might, to keys served
+        // somewhere the start-up check would refuse (here the same server, for the test).
+        let serverPort = try freePort()
+        let server = try WorkerProcess(
+            ["python3", "-c", """
+            import functools, http.server, sys
+            class Redirecting(http.server.SimpleHTTPRequestHandler):
+                def do_GET(self):
+                    if self.path == "/jwks.json":
+                        self.send_response(302)
+                        self.send_header("Location", "/moved.json")
+                        self.end_headers()
+                    else:
+                        super().do_GET()
+            http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), functools.partial(Redirecting, directory=sys.argv[2])).serve_forever()
+            """, "\(serverPort)", folder.url.path],
+            environment: ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"], directory: folder.url,
+            executable: URL(fileURLWithPath: "/usr/bin/env"))
+        defer { server.kill9() }
+        #expect(try await eventually("the key server") { try await http(port: serverPort, path: "/moved.json").status == 200 })
+        let (worker, _, port) = try Self.start(folder.url, [
+            "SUPABASE_JWKS_URL": "http://127.0.0.1:\(serverPort)/jwks.json", "LOG_LEVEL": "debug",
+        ])
+        defer { worker.kill9() }
+        #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
+        let user = UUID()
+        let created = try await Self.request("POST", port: port, path: "/jobs", body: #"{"prompt":"p","userId":"\#(user.uuidString.lowercased())"}"#)
+        let job = try #require(jsonObject(created.body)?["id"] as? String, "\(created)")
+        let keys = JWTKeyCollection()
+        await keys.add(ecdsa: elsewhere, kid: JWKIdentifier(string: "moved"))
+        let token = try await keys.sign(Self.claims(user), kid: JWKIdentifier(string: "moved"))
+        // Before: the worker followed the redirect, took the keys there, and answered 200.
+        #expect(try await Self.request("GET", port: port, path: "/jobs/\(job)", token: token).status == 401)
+        #expect(try await eventually("the refusal says why") { worker.stdout.contains("redirects are not followed") }, "\(worker.stdout.suffix(2000))")
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(15)) == 0)
+    }
+
+    @Test("SUPABASE_JWKS_FILE with an RSA key that names no algorithm: a forged token naming RS512 does not make the real RS256 tokens fail after it")
+    func rsaKeyWithoutAlgorithm() async throws {
+        let folder = try TemporaryDirectory()
+        let pem = folder.url.appendingPathComponent("key.pem").path
+        let generated = try await WorkerProcess.command(
+            ["genrsa", "-out", pem, "2048"], environment: [:], directory: folder.url, executable: URL(fileURLWithPath: "/usr/bin/openssl"))
+        try #require(generated.status == 0, "openssl: \(generated.stderr)")
+        let key = try Insecure.RSA.PrivateKey(pem: try String(contentsOfFile: pem, encoding: .utf8))
+        let (modulus, exponent) = try key.publicKey.getKeyPrimitives()
+        func base64URL(_ data: Data) -> String {
+            data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+                .replacingOccurrences(of: "=", with: "")
+        }
+        // No "alg", as a hand-made file may have it.
+        let jwks = #"{"keys":[{"kty":"RSA","use":"sig","kid":"rsa","n":"\#(base64URL(modulus))","e":"\#(base64URL(exponent))"}]}"#
+        let file = folder.url.appendingPathComponent("jwks.json")
+        try jwks.write(to: file, atomically: true, encoding: .utf8)
+        let (worker, _, port) = try Self.start(folder.url, ["SUPABASE_JWKS_FILE": file.path])
+        defer { worker.kill9() }
+        #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
+        let user = UUID()
+        let created = try await Self.request("POST", port: port, path: "/jobs", body: #"{"prompt":"p","userId":"\#(user.uuidString.lowercased())"}"#)
+        let job = try #require(jsonObject(created.body)?["id"] as? String, "\(created)")
+        // Anyone's request: a header naming the key and RS512, any payload, no valid signature.
+        let forged = [#"{"alg":"RS512","typ":"JWT","kid":"rsa"}"#, #"{"sub":"x"}"#].map { base64URL(Data($0.utf8)) }.joined(separator: ".") + ".AAAA"
+        #expect(try await Self.request("GET", port: port, path: "/jobs/\(job)", token: forged).status == 401)
+        let keys = JWTKeyCollection()
+        await keys.add(rsa: key, digestAlgorithm: .sha256, kid: JWKIdentifier(string: "rsa"))
+        let token = try await keys.sign(Self.claims(user), kid: JWKIdentifier(string: "rsa"))
+        // Before: 401 from then on, for every user, until the worker restarted.
+        for _ in 0..<3 {
+            #expect(try await Self.request("GET", port: port, path: "/jobs/\(job)", token: token).status == 200)
+        }
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(15)) == 0)
+    }
 }
