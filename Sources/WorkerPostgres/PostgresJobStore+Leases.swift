@@ -6,8 +6,8 @@ import WorkerCore
 /// Keeping leases: renewals, the rescue of expired ones, and the end of a cancelled turn's lease.
 extension PostgresJobStore {
     /// Renews the leases whose rows it can lock now; a row another transaction holds locked (a
-    /// producer's open transaction that inserted a turn of the job's session, this worker's own
-    /// event write) is tried again a few times, briefly apart, and then left to the next renewal,
+    /// producer's open transaction that inserted a turn of the job's session, an outcome write)
+    /// is tried again a few times, briefly apart, and then left to the next renewal,
     /// reported as held: it is still this worker's. Before, one locked row held up the whole
     /// statement, every lease of the worker waited behind it, and when the statement bound cut it
     /// short none was renewed: the worker's other jobs were rescued and run again elsewhere while
@@ -49,7 +49,12 @@ extension PostgresJobStore {
                     -- (``releaseCancelled(_:)``): its lease is kept alive meanwhile.
                     AND (j.status = 'processing' OR (j.status = 'cancelled' AND j.lease_expires_at IS NOT NULL))
                 ORDER BY j.id
-                FOR UPDATE OF j SKIP LOCKED
+                -- NO KEY UPDATE, what the update takes anyway: it still skips a producer's
+                -- session admission and an outcome write, but not the key-share lock every batch
+                -- of this worker's own events holds on its jobs (and the events' foreign key
+                -- takes). With FOR UPDATE, a job printing without pause was skipped at every
+                -- try, and its lease ran out while it ran.
+                FOR NO KEY UPDATE OF j SKIP LOCKED
             ), renewed AS (
                 UPDATE \(unescaped: table) AS j SET lease_expires_at = now() + \(duration.inMilliseconds) * interval '1 millisecond'
                 FROM lockable
