@@ -40,7 +40,13 @@ final class ShutdownCoordinator: Sendable {
             state.processor = processor
             return state.requested
         }
-        if requested { await group.triggerGracefulShutdown() }
+        if requested {
+            // As for a signal after this point: the group stops its services one at a time, the
+            // processor after the others, and until its turn it would claim and start jobs (a
+            // signal during start-up, once the migration let it go).
+            processor.stopClaiming()
+            await group.triggerGracefulShutdown()
+        }
     }
 
     /// Sleeps for `duration`, returning early when shutdown is requested.
@@ -72,6 +78,19 @@ final class ShutdownCoordinator: Sendable {
         }
     }
 
+    /// What the first signal does: ends start-up's waits, or shuts the registered group down.
+    func requestShutdown() async {
+        let (group, processor, waiters) = state.withLock { state -> (ServiceGroup?, JobProcessor?, [CheckedContinuation<Void, Never>]) in
+            state.requested = true
+            defer { state.waiters = [] }
+            return (state.group, state.processor, state.waiters)
+        }
+        for waiter in waiters { waiter.resume() }
+        // At once: the group stops its services one at a time, the processor after others.
+        processor?.stopClaiming()
+        await group?.triggerGracefulShutdown()
+    }
+
     /// Watches the signals until cancelled.
     func handleSignals() async {
         let signals = await UnixSignalsSequence(trapping: Self.signals)
@@ -80,15 +99,7 @@ final class ShutdownCoordinator: Sendable {
             received += 1
             if received == 1 {
                 logger.info("Received shutdown signal", metadata: ["signal": .string(signal.description)])
-                let (group, waiters) = state.withLock { state -> (ServiceGroup?, [CheckedContinuation<Void, Never>]) in
-                    state.requested = true
-                    defer { state.waiters = [] }
-                    return (state.group, state.waiters)
-                }
-                for waiter in waiters { waiter.resume() }
-                // At once: the group stops its services one at a time, the processor after others.
-                state.withLock { $0.processor }?.stopClaiming()
-                await group?.triggerGracefulShutdown()
+                await requestShutdown()
             } else {
                 logger.warning("Received second shutdown signal: giving running jobs back now", metadata: ["signal": .string(signal.description)])
                 state.withLock { $0.processor }?.skipShutdownWait()
