@@ -7,17 +7,18 @@ import WorkerCore
 extension PostgresJobStore {
     public func job(id: UUID) async throws -> Job? {
         try await translatingErrors {
-            let rows = try await client.query(
-                "SELECT \(unescaped: PostgresSchema.columns) FROM \(unescaped: table) WHERE id = \(id)",
-                logger: logger
-            ).collect()
+            let rows = try await query(
+                "job",
+                "SELECT \(unescaped: PostgresSchema.columns) FROM \(unescaped: table) WHERE id = \(id)"
+            )
             return try rows.first.map(Self.decode)
         }
     }
 
     public func jobs(matching filter: JobFilter) async throws -> [Job] {
         try await translatingErrors {
-            let rows = try await client.query(
+            let rows = try await query(
+                "jobs list",
                 """
                 SELECT \(unescaped: filter.summary ? PostgresSchema.summaryColumns : PostgresSchema.columns) FROM \(unescaped: table)
                 WHERE (\(filter.status?.rawValue)::text IS NULL OR status = \(filter.status?.rawValue))
@@ -28,9 +29,8 @@ extension PostgresJobStore {
                   AND (\(filter.before)::uuid IS NULL OR id < \(filter.before))
                 ORDER BY \(unescaped: filter.orderClause)
                 LIMIT \(max(0, filter.limit))
-                """,
-                logger: logger
-            ).collect()
+                """
+            )
             return rows.jobsSkippingUnreadable(logger: logger, Self.decode)
         }
     }
@@ -38,20 +38,21 @@ extension PostgresJobStore {
     public func sessionsWithUnfinishedTurns(among sessions: [UUID]) async throws -> Set<UUID> {
         try await translatingErrors {
             guard !sessions.isEmpty else { return [] }
-            let rows = try await client.query(
+            let rows = try await query(
+                "sessions with unfinished turns",
                 """
                 SELECT DISTINCT session_id FROM \(unescaped: table)
                 WHERE session_id = ANY(\(sessions)::uuid[]) AND (status IN ('pending', 'processing') OR \(unescaped: PostgresSchema.activeTurn(nil)))
-                """,
-                logger: logger
-            ).collect()
+                """
+            )
             return Set(try rows.map { try $0.decode(UUID.self) })
         }
     }
 
     public func cancel(id: UUID) async throws -> Job {
         try await translatingErrors {
-            let rows = try await Self.retryingDeadlocks { try await client.query(
+            let rows = try await Self.retryingDeadlocks { try await query(
+                "cancel",
                 """
                 WITH changed AS (
                     -- A running job keeps its lease until the worker has stopped its command, so
@@ -63,16 +64,16 @@ extension PostgresJobStore {
                     RETURNING \(unescaped: PostgresSchema.columns)
                 )
                 SELECT changed.*, pg_notify(\(schema.channel), 'cancel:' || changed.id::text) FROM changed
-                """,
-                logger: logger
-            ).collect() }
+                """
+            ) }
             return try await transitioned(rows, id: id, action: "cancel")
         }
     }
 
     public func retry(id: UUID) async throws -> Job {
         try await translatingErrors {
-            let rows = try await Self.retryingDeadlocks { try await client.query(
+            let rows = try await Self.retryingDeadlocks { try await query(
+                "retry",
                 """
                 WITH changed AS (
                     UPDATE \(unescaped: table) SET \(unescaped: PostgresSchema.retryAssignments)
@@ -81,9 +82,8 @@ extension PostgresJobStore {
                     RETURNING \(unescaped: PostgresSchema.columns)
                 )
                 SELECT changed.*, pg_notify(\(schema.channel), 'jobs') FROM changed
-                """,
-                logger: logger
-            ).collect() }
+                """
+            ) }
             return try await transitioned(rows, id: id, action: "retry")
         }
     }
@@ -100,17 +100,18 @@ extension PostgresJobStore {
             // sums). Not GROUPING SETS with the window's percentile in the same pass: an
             // ordered-set aggregate rules out hashing, and sorting every row by queue took 1.7 s
             // on a million jobs, against 0.45 s here (the dashboard's overview, `worker stats`).
-            let rows = try await client.query(
+            let rows = try await query(
+                "statistics",
                 """
                 SELECT queue, status, count(*),
                     extract(epoch FROM now() - min(run_at) FILTER (WHERE status = 'pending' AND NOT held_by_session AND run_at <= now()))::double precision
                 FROM \(unescaped: table)
                 GROUP BY queue, status
-                """,
-                logger: logger
+                """
             )
             var queues: [String: QueueCounts] = [:]
-            for try await (queue, status, count, oldest) in rows.decode((String, String, Int, Double?).self) {
+            for row in rows {
+                let (queue, status, count, oldest) = try row.decode((String, String, Int, Double?).self)
                 guard let status = JobStatus(rawValue: status) else { continue }
                 queues[queue, default: QueueCounts()].set(status, count)
                 if status == .pending, let oldest { queues[queue]?.oldestPendingAgeSeconds = max(0, oldest) }
@@ -119,7 +120,8 @@ extension PostgresJobStore {
             stats.setQueues(queues)
             if let window {
                 // The window's figures from the jobs completed within it only (the finished-jobs index).
-                let recent = try await client.query(
+                let recent = try await query(
+                "statistics window",
                     """
                     SELECT count(*), avg(seconds), percentile_cont(0.95) WITHIN GROUP (ORDER BY seconds)
                     FROM (
@@ -127,9 +129,8 @@ extension PostgresJobStore {
                         WHERE status = 'completed' AND completed_at >= now() - \(window.inMilliseconds) * interval '1 millisecond'
                             AND started_at IS NOT NULL
                     ) AS recent
-                    """,
-                    logger: logger
-                ).collect()
+                    """
+            )
                 stats.window = window
                 if let row = recent.first {
                     let (count, mean, p95) = try row.decode((Int, Double?, Double?).self)
@@ -146,7 +147,8 @@ extension PostgresJobStore {
     /// Sessions running and waiting: reads only the sessions' active and waiting turns (through
     /// the session indexes), never the finished ones.
     private func sessionStats() async throws -> SessionStats {
-        let rows = try await client.query(
+        let rows = try await query(
+                "session statistics",
             """
             SELECT
                 count(DISTINCT session_id) FILTER (WHERE status = 'processing'),
@@ -156,9 +158,8 @@ extension PostgresJobStore {
                 extract(epoch FROM now() - min(run_at) FILTER (WHERE status = 'pending' AND held_by_session AND run_at <= now()))::double precision
             FROM \(unescaped: table)
             WHERE session_id IS NOT NULL AND (\(unescaped: PostgresSchema.activeTurn(nil)) OR (status = 'pending' AND held_by_session))
-            """,
-            logger: logger
-        ).collect()
+            """
+            )
         guard let row = rows.first else { return SessionStats() }
         let (running, waiting, waitingTurns, blocked, oldest) = try row.decode((Int, Int, Int, Int, Double?).self)
         return SessionStats(running: running, waiting: waiting, waitingTurns: waitingTurns, blocked: blocked, oldestWaitSeconds: oldest.map { max(0, $0) })
@@ -167,16 +168,16 @@ extension PostgresJobStore {
     public func finishedTimeline(window: Duration, interval: Duration) async throws -> [FinishedInterval] {
         try await translatingErrors {
             let seconds = max(0.001, interval.inSeconds)
-            let rows = try await client.query(
+            let rows = try await query(
+                "finished timeline",
                 """
                 SELECT floor(extract(epoch FROM completed_at) / \(seconds)) * \(seconds) AS start,
                     count(*) FILTER (WHERE status = 'completed'), count(*) FILTER (WHERE status = 'failed')
                 FROM \(unescaped: table)
                 WHERE status IN ('completed', 'failed') AND completed_at >= now() - \(window.inMilliseconds) * interval '1 millisecond'
                 GROUP BY 1 ORDER BY 1
-                """,
-                logger: logger
-            ).collect()
+                """
+            )
             return try rows.map { row in
                 let (start, completed, failed) = try row.decode((Double, Int, Int).self)
                 return FinishedInterval(start: Date(timeIntervalSince1970: start), completed: completed, failed: failed)
@@ -186,7 +187,10 @@ extension PostgresJobStore {
 
     public func deleteFinished(status: JobStatus, olderThan: Duration, limit: Int) async throws -> Int? {
         try await translatingErrors {
-            try await client.withTransaction(logger: logger) { connection -> Int? in
+            // Through ``bounded(_:inTransaction:on:_:)``: retention stops with a cancel at shutdown,
+            // which closes a connection that never answers (before, the sweep waited on it for
+            // good, and the worker's shutdown with it).
+            try await bounded("retention", inTransaction: true) { connection -> Int? in
                 // One worker at a time: the others skip this round.
                 let locked = try await connection.query(
                     "SELECT pg_try_advisory_xact_lock(hashtext(\("mobvibe-worker:retention:" + schema.table)))",

@@ -81,7 +81,8 @@ extension PostgresJobStore {
             // The innermost LIMIT bounds what is read, each event's text made once; the running
             // sum keeps each event that starts under `maxBytes` (the first one always does), so
             // the page ends at the bound.
-            let rows = try await client.query(
+            let rows = try await query(
+                "events",
                 """
                 SELECT seq, attempt, created_at, kind, data FROM (
                     SELECT *, sum(octet_length(data)) OVER (ORDER BY seq) - octet_length(data) AS before FROM (
@@ -89,9 +90,8 @@ extension PostgresJobStore {
                         WHERE job_id = \(jobID) AND seq > \(after) ORDER BY seq LIMIT \(max(0, limit))
                     ) AS read
                 ) AS page WHERE before < \(max(1, maxBytes)) ORDER BY seq
-                """,
-                logger: logger
-            ).collect()
+                """
+            )
             return try rows.map { row in
                 let (sequence, attempt, time, kind, data) = try row.decode((Int64, Int, Date, String, String).self)
                 return JobEvent(jobID: jobID, sequence: sequence, attempt: attempt, time: time, kind: JobEvent.Kind(rawValue: kind), data: data)

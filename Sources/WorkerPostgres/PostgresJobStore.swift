@@ -242,6 +242,16 @@ public final class PostgresJobStore: BenchmarkJobStore {
         }
     }
 
+    /// Runs `query` on a pooled connection through ``bounded(_:inTransaction:on:_:)`` and reads
+    /// all its rows: a caller that is cancelled (a service told to stop, a time-out) closes the
+    /// connection instead of waiting for a server that may never answer. Before, the CLI's,
+    /// the monitor's, the dashboard's and retention's statements went straight to the pool: one
+    /// on a connection that died without a reset held it for good, and retention's held up the
+    /// worker's shutdown until it was killed.
+    func query(_ operation: String, _ query: PostgresQuery) async throws -> [PostgresRow] {
+        try await bounded(operation) { connection in try await connection.query(query, logger: logger).collect() }
+    }
+
     /// Closes `connection`, whose call was abandoned: ``bounded(_:inTransaction:on:_:)`` calls it
     /// should the calling task be cancelled meanwhile (``withTimeout(_:operation:_:)`` cancels a
     /// call its caller gave up on).

@@ -138,6 +138,10 @@ public struct WorkerApplication: Sendable {
         }
         groupConfiguration.maximumGracefulShutdownDuration =
             configuration.shutdownTimeout + configuration.processorConfiguration.releaseGrace + .seconds(10)
+        // A service still running this long after the group cancelled it (a call that ignores
+        // cancellation) no longer holds the process for good: the group ends with an error, the
+        // worker exits 1, and its jobs' leases expire to be rescued, as after a crash.
+        groupConfiguration.maximumCancellationDuration = .seconds(5)
         let group = ServiceGroup(configuration: groupConfiguration)
         await shutdown.register(group: group, processor: processor)
         // "Worker service ready" is logged by the schema migrator once the processor may claim.
