@@ -187,34 +187,36 @@ extension PostgresJobStore {
 
     public func deleteFinished(status: JobStatus, olderThan: Duration, limit: Int) async throws -> Int? {
         try await translatingErrors {
-            // Through ``bounded(_:inTransaction:on:_:)``: retention stops with a cancel at shutdown,
-            // which closes a connection that never answers (before, the sweep waited on it for
-            // good, and the worker's shutdown with it).
-            try await bounded("retention", inTransaction: true) { connection -> Int? in
-                // One worker at a time: the others skip this round.
-                let locked = try await connection.query(
-                    "SELECT pg_try_advisory_xact_lock(hashtext(\("mobvibe-worker:retention:" + schema.table)))",
-                    logger: logger
-                ).collect().first?.decode(Bool.self) ?? false
-                guard locked else { return nil }
-                // The conditions stand on the DELETE itself as well: a row changed after the
-                // statement's snapshot (a retry, then a claim) is checked again on its new version
-                // by the DELETE's own WHERE only, and a subquery's alone let a job retried (even
-                // running again) meanwhile be deleted. Rows another transaction holds are skipped.
-                let rows = try await connection.query(
-                    """
-                    DELETE FROM \(unescaped: table) WHERE id IN (
+            // One statement (its own transaction, the advisory lock held until it commits) through
+            // ``query(_:_:)``: retention stops with a cancel at shutdown, which closes a
+            // connection that never answers. Before, the sweep waited on it for good, and the
+            // worker's shutdown with it; in a transaction of its own, a cancelled sweep did not
+            // always end at once either (the rollback after it).
+            //
+            // One worker at a time (`held`): the others skip this round. The conditions stand on
+            // the DELETE itself as well: a row changed after the statement's snapshot (a retry,
+            // then a claim) is checked again on its new version by the DELETE's own WHERE only,
+            // and a subquery's alone let a job retried (even running again) meanwhile be deleted.
+            // Rows another transaction holds are skipped.
+            let rows = try await query(
+                "retention",
+                """
+                WITH lock AS (
+                    SELECT pg_try_advisory_xact_lock(hashtext(\("mobvibe-worker:retention:" + schema.table))) AS held
+                ), deleted AS (
+                    DELETE FROM \(unescaped: table) WHERE (SELECT held FROM lock) AND id IN (
                         SELECT id FROM \(unescaped: table)
                         WHERE status = \(status.rawValue) AND completed_at < now() - \(olderThan.inMilliseconds) * interval '1 millisecond'
                         LIMIT \(limit)
                         FOR UPDATE SKIP LOCKED
                     ) AND status = \(status.rawValue) AND completed_at < now() - \(olderThan.inMilliseconds) * interval '1 millisecond'
                     RETURNING id
-                    """,
-                    logger: logger
-                ).collect()
-                return rows.count
-            }
+                )
+                SELECT (SELECT held FROM lock), (SELECT count(*) FROM deleted)::int
+                """
+            )
+            let (held, deleted) = try (rows.first?.decode((Bool, Int).self)) ?? (false, 0)
+            return held ? deleted : nil
         }
     }
 }

@@ -236,8 +236,16 @@ extension PostgresSchema {
     /// an outcome after events that were answered but never committed is not applied, so that
     /// no job ends with a gap in its events. (The job stays with its lease, no longer renewed,
     /// and the rescue gives it its next attempt.)
+    ///
+    /// Exactly that event (or the outcome's own ending event, stored already by hand), not a
+    /// later one: a later one is a newer run's. A release (or a deferral) gives the attempt number
+    /// back, so when its write committed but its answer was lost and this worker claimed the job
+    /// again before writing it again, the second write found the same lease (id, worker,
+    /// attempt) on the new run and put the job back to pending while it ran (then another worker
+    /// could take it too). The new run's `claimed` event is after the release's ending event,
+    /// so the write no longer matches.
     static func endingEventFollows(eventsTable: String) -> String {
-        "(v.follows = 0 OR (SELECT coalesce(max(e.seq), 0) FROM \(eventsTable) AS e WHERE e.job_id = j.id) >= v.follows)"
+        "(v.follows = 0 OR (SELECT coalesce(max(e.seq), 0) FROM \(eventsTable) AS e WHERE e.job_id = j.id) IN (v.follows, v.event_seq))"
     }
 
     /// The end of an events insert in its `skippingStored` form: events stored already are

@@ -325,7 +325,7 @@ public final class SQLiteJobStore: BenchmarkJobStore {
                                 cpu_seconds = cpu_seconds + ?\(measured + 1), peak_memory_bytes = max(peak_memory_bytes, ?\(measured + 2)),
                                 run_seconds = run_seconds + ?\(measured + 3)
                             WHERE id = ?1 AND status = 'processing' AND locked_by = ?2 AND attempts = ?3
-                                AND (?\(measured + 4) = 0 OR (SELECT coalesce(max(e.seq), 0) FROM \(eventsTable) AS e WHERE e.job_id = ?1) >= ?\(measured + 4))
+                                AND (?\(measured + 4) = 0 OR (SELECT coalesce(max(e.seq), 0) FROM \(eventsTable) AS e WHERE e.job_id = ?1) IN (?\(measured + 4), ?\(measured + 5)))
                             RETURNING id
                             """,
                             [
@@ -334,8 +334,9 @@ public final class SQLiteJobStore: BenchmarkJobStore {
                                 .float(completion.usage.costUSD),
                             ] + binds + [
                                 .float(completion.usage.cpuSeconds), .integer(Int(completion.usage.peakMemoryBytes)), .float(completion.usage.runSeconds),
-                                // The ending event follows the last stored one (as in appendEvents).
-                                .integer(Int(completion.event?.follows ?? 0)),
+                                // The ending event follows exactly the last stored one, or is it (a later
+                                // one is a newer run's: PostgresSchema.endingEventFollows).
+                                .integer(Int(completion.event?.follows ?? 0)), .integer(Int(completion.event?.sequence ?? 0)),
                             ]
                         )
                         applied.append(!rows.isEmpty)

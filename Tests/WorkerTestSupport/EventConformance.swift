@@ -13,6 +13,9 @@ extension JobStoreConformance {
         ConformanceCase(name: "an event written again (a repeated write) is stored once", body: eventsIdempotent),
         ConformanceCase(name: "a lost lease stores nothing; the next attempt numbers its events on from the last", body: eventsFollowTheLease),
         ConformanceCase(name: "a given-back job's next run numbers on from its last event", body: eventsAfterRelease),
+        ConformanceCase(
+            name: "a release written again after its worker claimed the job again (the first answer lost) does not apply to the new run",
+            body: releaseWrittenAgainAfterReclaim),
         ConformanceCase(name: "a cancelled job's worker still reports; events are deleted with their job", body: eventsOfCancelledJob),
         ConformanceCase(name: "data that is not a JSON object is refused as a value", body: eventsRefuseNonObjects),
         ConformanceCase(name: "events or an outcome after a lost event are refused (no gap ever), and the next attempt numbers on from the last stored", body: eventsNeverLeaveAGap),
@@ -186,6 +189,29 @@ extension JobStoreConformance {
         #expect(again.lastEventSequence == 4)
         #expect(try await store.appendEvents([event(again, 1)]).isEmpty)
         #expect(try await store.events(jobID: id, after: 0, limit: 10).map(\.sequence) == [1, 2, 3, 4, 5])
+    }
+
+    static func releaseWrittenAgainAfterReclaim(_ store: any JobStore) async throws {
+        let id = try await store.enqueue([NewJob(prompt: "a")])[0]
+        let first = try await claimOne(store)
+        // The release with its ending event, after the claimed event: applied, its answer lost.
+        let release = JobCompletion(
+            lease: first.lease, outcome: .released,
+            event: JobCompletion.FinalEvent(sequence: first.lastEventSequence + 1, data: #"{"status":"released"}"#))
+        #expect(try await store.record([release]) == [true])
+        // The same worker claims the job again: the same attempt number, so the same lease in the table.
+        let again = try await claimOne(store)
+        #expect(again.lease.attempt == first.lease.attempt && again.lease.workerID == first.lease.workerID)
+        // The release written again (the worker retries the write it has no answer to). Before:
+        // applied to the new run, which went on running while its job was pending, unlocked.
+        #expect(try await store.record([release]) == [false])
+        let job = try #require(try await store.job(id: id))
+        #expect(job.status == .processing && job.lockedBy == again.lease.workerID)
+        let done = JobCompletion(
+            lease: again.lease, outcome: .completed(result: "{}"),
+            event: JobCompletion.FinalEvent(sequence: again.lastEventSequence + 1, data: #"{"status":"completed"}"#))
+        #expect(try await store.record([done]) == [true])
+        #expect(try await store.job(id: id)?.status == .completed)
     }
 
     static func eventsOfCancelledJob(_ store: any JobStore) async throws {
