@@ -214,13 +214,21 @@ public final class PostgresJobStore: BenchmarkJobStore {
     /// already gave up on (or would give up on before the server's answer) is never sent.
     /// Behind a transaction pooler the bound is set for one transaction around `body`; with
     /// `inTransaction`, `body` runs in a transaction of its own everywhere.
+    ///
+    /// `checkingDeadline: false` sends the call whatever time the caller has left (reads and
+    /// operator actions, which went straight to the pool before: the monitor's statistics, with
+    /// a deadline shorter than the statement bound, were otherwise never sent).
     func bounded<T: Sendable>(
-        _ operation: String, inTransaction: Bool = false, on pool: PostgresClient? = nil, _ body: (PostgresConnection) async throws -> T
+        _ operation: String, inTransaction: Bool = false, on pool: PostgresClient? = nil, checkingDeadline: Bool = true,
+        _ body: (PostgresConnection) async throws -> T
     ) async throws -> T {
         let client = pool ?? self.client
+        let ensureTime = { (bound: Duration) throws in
+            if checkingDeadline { try StoreDeadline.ensureTime(for: bound, operation: operation) } else if Task.isCancelled { throw CancellationError() }
+        }
         if url.isTransactionPooler, let statementTimeout {
             return try await client.withTransaction(logger: logger) { connection in
-                try StoreDeadline.ensureTime(for: statementTimeout, operation: operation)
+                try ensureTime(statementTimeout)
                 return try await withTaskCancellationHandler {
                     _ = try await connection.query(
                         PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(statementTimeout.inMilliseconds)"), logger: logger)
@@ -232,12 +240,12 @@ public final class PostgresJobStore: BenchmarkJobStore {
         }
         if inTransaction {
             return try await client.withTransaction(logger: logger) { connection in
-                try StoreDeadline.ensureTime(for: statementTimeout ?? .zero, operation: operation)
+                try ensureTime(statementTimeout ?? .zero)
                 return try await withTaskCancellationHandler { try await body(connection) } onCancel: { Self.abandon(connection) }
             }
         }
         return try await client.withConnection { connection in
-            try StoreDeadline.ensureTime(for: statementTimeout ?? .zero, operation: operation)
+            try ensureTime(statementTimeout ?? .zero)
             return try await withTaskCancellationHandler { try await body(connection) } onCancel: { Self.abandon(connection) }
         }
     }
@@ -249,7 +257,7 @@ public final class PostgresJobStore: BenchmarkJobStore {
     /// on a connection that died without a reset held it for good, and retention's held up the
     /// worker's shutdown until it was killed.
     func query(_ operation: String, _ query: PostgresQuery) async throws -> [PostgresRow] {
-        try await bounded(operation) { connection in try await connection.query(query, logger: logger).collect() }
+        try await bounded(operation, checkingDeadline: false) { connection in try await connection.query(query, logger: logger).collect() }
     }
 
     /// Closes `connection`, whose call was abandoned: ``bounded(_:inTransaction:on:_:)`` calls it

@@ -177,6 +177,26 @@ extension WorkerEventsRunTests.JobAPI {
         return #"{"keys":[\#(entries.joined(separator: ","))]}"#
     }
 
+    /// A key server on this machine serving `folder`, whose requests run `doGet` (the Python body
+    /// of a `SimpleHTTPRequestHandler.do_GET`; `super().do_GET()` serves the file); returns it
+    /// once it answers, with its port.
+    static func keyServer(in folder: URL, doGet: String) async throws -> (WorkerProcess, Int) {
+        let port = try freePort()
+        let body = doGet.split(separator: "\n", omittingEmptySubsequences: false).map { "        " + $0 }.joined(separator: "\n")
+        let server = try WorkerProcess(
+            ["python3", "-c", """
+            import functools, http.server, sys, time
+            class Handler(http.server.SimpleHTTPRequestHandler):
+                def do_GET(self):
+            \(body)
+            http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), functools.partial(Handler, directory=sys.argv[2])).serve_forever()
+            """, "\(port)", folder.path],
+            environment: ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"], directory: folder,
+            executable: URL(fileURLWithPath: "/usr/bin/env"))
+        #expect(try await eventually("the key server") { try await http(port: port, path: "/").status == 200 })
+        return (server, port)
+    }
+
     @Test("SUPABASE_JWKS_URL: the published keys are fetched on first use, and again when a token names a key they did not have (a rotation)")
     func publishedKeys() async throws {
         let folder = try TemporaryDirectory()
@@ -221,20 +241,11 @@ extension WorkerEventsRunTests.JobAPI {
         let key = ES256PrivateKey()
         try Self.jwks([("only", key)]).write(to: folder.url.appendingPathComponent("jwks.json"), atomically: true, encoding: .utf8)
         // A key server that takes 2 s to answer, as a distant one may.
-        let serverPort = try freePort()
-        let server = try WorkerProcess(
-            ["python3", "-c", """
-            import functools, http.server, sys, time
-            class Slow(http.server.SimpleHTTPRequestHandler):
-                def do_GET(self):
-                    time.sleep(2)
-                    super().do_GET()
-            http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), functools.partial(Slow, directory=sys.argv[2])).serve_forever()
-            """, "\(serverPort)", folder.url.path],
-            environment: ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"], directory: folder.url,
-            executable: URL(fileURLWithPath: "/usr/bin/env"))
+        let (server, serverPort) = try await Self.keyServer(in: folder.url, doGet: """
+            time.sleep(2)
+            super().do_GET()
+            """)
         defer { server.kill9() }
-        #expect(try await eventually("the key server") { try await http(port: serverPort, path: "/jwks.json").status == 200 })
         let (worker, _, port) = try Self.start(folder.url, ["SUPABASE_JWKS_URL": "http://127.0.0.1:\(serverPort)/jwks.json"])
         defer { worker.kill9() }
         #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
@@ -262,24 +273,15 @@ extension WorkerEventsRunTests.JobAPI {
         try Self.jwks([("moved", elsewhere)]).write(to: folder.url.appendingPathComponent("moved.json"), atomically: true, encoding: .utf8)
         // The configured address answers with a redirect, as a gateway might, to keys served
         // somewhere the start-up check would refuse (here the same server, for the test).
-        let serverPort = try freePort()
-        let server = try WorkerProcess(
-            ["python3", "-c", """
-            import functools, http.server, sys
-            class Redirecting(http.server.SimpleHTTPRequestHandler):
-                def do_GET(self):
-                    if self.path == "/jwks.json":
-                        self.send_response(302)
-                        self.send_header("Location", "/moved.json")
-                        self.end_headers()
-                    else:
-                        super().do_GET()
-            http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), functools.partial(Redirecting, directory=sys.argv[2])).serve_forever()
-            """, "\(serverPort)", folder.url.path],
-            environment: ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"], directory: folder.url,
-            executable: URL(fileURLWithPath: "/usr/bin/env"))
+        let (server, serverPort) = try await Self.keyServer(in: folder.url, doGet: """
+            if self.path == "/jwks.json":
+                self.send_response(302)
+                self.send_header("Location", "/moved.json")
+                self.end_headers()
+            else:
+                super().do_GET()
+            """)
         defer { server.kill9() }
-        #expect(try await eventually("the key server") { try await http(port: serverPort, path: "/moved.json").status == 200 })
         let (worker, _, port) = try Self.start(folder.url, [
             "SUPABASE_JWKS_URL": "http://127.0.0.1:\(serverPort)/jwks.json", "LOG_LEVEL": "debug",
         ])
