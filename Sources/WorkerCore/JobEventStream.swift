@@ -142,12 +142,18 @@ public final class JobEventStream: Sendable {
 
     /// The ending status event of the attempt, numbered after every event emitted so far; it is
     /// stored with the outcome (``JobCompletion/event``).
-    func finalEvent(_ status: String, _ fields: KeyValuePairs<String, String>) -> JobCompletion.FinalEvent {
+    ///
+    /// - Parameter alwaysChecked: name the event it follows even when the attempt numbered none
+    ///   of its own (an outcome that gives its attempt number back: a write of it made again
+    ///   after this worker claimed the job again, its first answer lost, then cannot apply to
+    ///   the new run, whose `claimed` event is later).
+    func finalEvent(_ status: String, _ fields: KeyValuePairs<String, String>, alwaysChecked: Bool = false) -> JobCompletion.FinalEvent {
         // An attempt that numbered no event of its own follows its claim's `claimed` event,
         // which cannot be missing while the lease holds: nothing to check (a probe saved per job).
         let sequence = takeSequence()
         let numberedEvents = sequence - 1 > claimedSequence
-        return JobCompletion.FinalEvent(sequence: sequence, data: Self.statusData(status, fields), follows: numberedEvents ? sequence - 1 : 0)
+        return JobCompletion.FinalEvent(
+            sequence: sequence, data: Self.statusData(status, fields), follows: numberedEvents || alwaysChecked ? sequence - 1 : 0)
     }
 
     /// Returns once every event of this attempt emitted so far is written (or given up on).

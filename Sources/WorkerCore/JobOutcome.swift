@@ -15,6 +15,15 @@ public enum JobOutcome: Sendable, Hashable {
 }
 
 extension JobOutcome {
+    /// Whether the attempt's number is given back (a release or a deferral): the job's next
+    /// claim, by this worker too, holds the same lease (id, worker, attempt).
+    var givesAttemptBack: Bool {
+        switch self {
+        case .released, .deferred: true
+        case .completed, .retry, .failed: false
+        }
+    }
+
     /// When the job is claimable again after this outcome, if it is put back for later.
     var runsAgainAfter: Duration? {
         switch self {

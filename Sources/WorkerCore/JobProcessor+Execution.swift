@@ -180,19 +180,10 @@ extension JobProcessor {
             event: events.finalEvent(
                 Self.statusEvent(outcome),
                 workerFault.map { Self.workerFaultFields($0, elapsed: elapsed, dropped: events.droppedEvents) }
-                    ?? Self.statusFields(outcome, elapsed: elapsed, dropped: events.droppedEvents)),
+                    ?? Self.statusFields(outcome, elapsed: elapsed, dropped: events.droppedEvents),
+                alwaysChecked: outcome.givesAttemptBack),
             usage: usage)
         completion.releasedForWorkerFault = workerFault != nil
-        // A release or a deferral gives its attempt number back, so its ending event is checked
-        // against the job's last stored event even when the attempt numbered none of its own
-        // (the check otherwise saved): a write of it made again after this worker claimed the
-        // job again (its first answer lost) then cannot apply to the new run.
-        switch outcome {
-        case .released, .deferred:
-            if let sequence = completion.event?.sequence { completion.event?.follows = sequence - 1 }
-        case .completed, .retry, .failed:
-            break
-        }
         if !recorder.submit(completion) { recorded([completion], writes: nil) }
     }
 

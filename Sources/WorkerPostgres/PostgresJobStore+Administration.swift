@@ -121,7 +121,7 @@ extension PostgresJobStore {
             if let window {
                 // The window's figures from the jobs completed within it only (the finished-jobs index).
                 let recent = try await query(
-                "statistics window",
+                    "statistics window",
                     """
                     SELECT count(*), avg(seconds), percentile_cont(0.95) WITHIN GROUP (ORDER BY seconds)
                     FROM (
@@ -130,7 +130,7 @@ extension PostgresJobStore {
                             AND started_at IS NOT NULL
                     ) AS recent
                     """
-            )
+                )
                 stats.window = window
                 if let row = recent.first {
                     let (count, mean, p95) = try row.decode((Int, Double?, Double?).self)
@@ -148,7 +148,7 @@ extension PostgresJobStore {
     /// the session indexes), never the finished ones.
     private func sessionStats() async throws -> SessionStats {
         let rows = try await query(
-                "session statistics",
+            "session statistics",
             """
             SELECT
                 count(DISTINCT session_id) FILTER (WHERE status = 'processing'),
@@ -159,7 +159,7 @@ extension PostgresJobStore {
             FROM \(unescaped: table)
             WHERE session_id IS NOT NULL AND (\(unescaped: PostgresSchema.activeTurn(nil)) OR (status = 'pending' AND held_by_session))
             """
-            )
+        )
         guard let row = rows.first else { return SessionStats() }
         let (running, waiting, waitingTurns, blocked, oldest) = try row.decode((Int, Int, Int, Int, Double?).self)
         return SessionStats(running: running, waiting: waiting, waitingTurns: waitingTurns, blocked: blocked, oldestWaitSeconds: oldest.map { max(0, $0) })
@@ -190,8 +190,8 @@ extension PostgresJobStore {
             // One statement (its own transaction, the advisory lock held until it commits) through
             // ``query(_:_:)``: retention stops with a cancel at shutdown, which closes a
             // connection that never answers. Before, the sweep waited on it for good, and the
-            // worker's shutdown with it; in a transaction of its own, a cancelled sweep did not
-            // always end at once either (the rollback after it).
+            // worker's shutdown with it; as a transaction of two statements, a cancelled sweep
+            // did not always end at once either (seen in tests; the cause not found).
             //
             // One worker at a time (`held`): the others skip this round. The conditions stand on
             // the DELETE itself as well: a row changed after the statement's snapshot (a retry,

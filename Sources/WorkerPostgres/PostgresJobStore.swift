@@ -84,7 +84,7 @@ public final class PostgresJobStore: BenchmarkJobStore {
         if let statementTimeout, !url.isTransactionPooler {
             // Set for the whole session at connection start (any setting may be a start-up
             // parameter). Transaction poolers refuse unknown start-up parameters; there each
-            // bounded call sets it for its own transaction instead (``bounded(_:_:)``).
+            // bounded call sets it for its own transaction instead (``bounded(_:inTransaction:on:checkingDeadline:_:)``).
             configuration.options.additionalStartupParameters.append(("statement_timeout", "\(statementTimeout.inMilliseconds)"))
         }
         var clientLogger = logger
@@ -250,7 +250,7 @@ public final class PostgresJobStore: BenchmarkJobStore {
         }
     }
 
-    /// Runs `query` on a pooled connection through ``bounded(_:inTransaction:on:_:)`` and reads
+    /// Runs `query` on a pooled connection through ``bounded(_:inTransaction:on:checkingDeadline:_:)`` and reads
     /// all its rows: a caller that is cancelled (a service told to stop, a time-out) closes the
     /// connection instead of waiting for a server that may never answer. Before, the CLI's,
     /// the monitor's, the dashboard's and retention's statements went straight to the pool: one
@@ -260,7 +260,7 @@ public final class PostgresJobStore: BenchmarkJobStore {
         try await bounded(operation, checkingDeadline: false) { connection in try await connection.query(query, logger: logger).collect() }
     }
 
-    /// Closes `connection`, whose call was abandoned: ``bounded(_:inTransaction:on:_:)`` calls it
+    /// Closes `connection`, whose call was abandoned: ``bounded(_:inTransaction:on:checkingDeadline:_:)`` calls it
     /// should the calling task be cancelled meanwhile (``withTimeout(_:operation:_:)`` cancels a
     /// call its caller gave up on).
     ///
