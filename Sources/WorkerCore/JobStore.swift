@@ -97,6 +97,10 @@ public protocol JobStore: Sendable {
     /// of the jobs completed within it.
     func stats(window: Duration?) async throws -> QueueStats
 
+    /// How many running jobs each worker holds (by `locked_by`), all of them: the dashboard's
+    /// Workers table counted a sample of the newest 500, and so showed busy workers short.
+    func runningJobsByWorker() async throws -> [String: Int]
+
     /// Jobs completed and failed within the last `window`, counted by `interval` (oldest first;
     /// intervals in which none finished are left out). Reads the finished-jobs index only.
     func finishedTimeline(window: Duration, interval: Duration) async throws -> [FinishedInterval]

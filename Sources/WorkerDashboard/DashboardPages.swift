@@ -23,9 +23,11 @@ struct DashboardPages: Sendable {
     func overview(now: Date = Date()) async throws -> [String: Any] {
         let stats = try await store.stats(window: nil)
         let timeline = try await store.finishedTimeline(window: .seconds(3_600), interval: .seconds(60))
+        // Counts of all running jobs; a few of each worker's ids from the newest 500.
+        let counts = try await store.runningJobsByWorker()
         let running = try await store.jobs(matching: JobFilter(status: .processing, limit: 500, summary: true))
         var byWorker: [String: [Job]] = [:]
-        for job in running { byWorker[job.lockedBy ?? "?", default: []].append(job) }
+        for job in running { byWorker[job.lockedBy ?? "", default: []].append(job) }
         let statuses: [(String, Int)] = [
             ("pending", stats.pending), ("processing", stats.processing), ("completed", stats.completed),
             ("failed", stats.failed), ("cancelled", stats.cancelled),
@@ -45,12 +47,13 @@ struct DashboardPages: Sendable {
                     "failed": counts.failed, "cancelled": counts.cancelled, "oldest": Self.age(counts.oldestPendingAgeSeconds),
                 ]
             },
-            "workers": byWorker.keys.sorted().map { name -> [String: Any] in
-                let jobs = byWorker[name]!
+            "workers": counts.keys.sorted().map { name -> [String: Any] in
+                let shown = (byWorker[name] ?? []).prefix(10)
+                let count = counts[name]!
                 return Self.present([
-                    "name": name, "count": jobs.count,
-                    "jobs": jobs.prefix(10).map { ["id": $0.id.lowercasedText, "short": Self.short($0.id)] },
-                    "more": jobs.count > 10 ? jobs.count - 10 : 0,
+                    "name": name.isEmpty ? "?" : name, "count": count,
+                    "jobs": shown.map { ["id": $0.id.lowercasedText, "short": Self.short($0.id)] },
+                    "more": count - shown.count,
                 ])
             },
             "sessionsRunning": stats.sessions.running,

@@ -165,6 +165,22 @@ extension PostgresJobStore {
         return SessionStats(running: running, waiting: waiting, waitingTurns: waitingTurns, blocked: blocked, oldestWaitSeconds: oldest.map { max(0, $0) })
     }
 
+    public func runningJobsByWorker() async throws -> [String: Int] {
+        try await translatingErrors {
+            // Running jobs only, through the partial lease index.
+            let rows = try await query(
+                "running jobs by worker",
+                "SELECT coalesce(locked_by, ''), count(*) FROM \(unescaped: table) WHERE status = 'processing' GROUP BY 1"
+            )
+            var counts: [String: Int] = [:]
+            for row in rows {
+                let (worker, count) = try row.decode((String, Int).self)
+                counts[worker] = count
+            }
+            return counts
+        }
+    }
+
     public func finishedTimeline(window: Duration, interval: Duration) async throws -> [FinishedInterval] {
         try await translatingErrors {
             let seconds = max(0.001, interval.inSeconds)

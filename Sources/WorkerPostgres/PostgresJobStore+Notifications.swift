@@ -7,9 +7,9 @@ import WorkerCore
 extension PostgresJobStore {
     public func watch(queues: [String], onEvent: @escaping @Sendable (StoreEvent) -> Void) async throws {
         try await translatingErrors {
-            if url.isTransactionPooler {
+            if let sign = url.transactionPoolerSign {
                 logger.warning(
-                    "DATABASE_URL points at a transaction pooler (port 6543): LISTEN/NOTIFY is unavailable there, so the worker polls (POLL_INTERVAL_MS); use the session pooler (port 5432) or a direct connection for instant pickup"
+                    "DATABASE_URL points at a transaction pooler (\(sign)): LISTEN/NOTIFY is unavailable there, so the worker polls (POLL_INTERVAL_MS); use the session pooler (port 5432) or a direct connection for instant pickup"
                 )
                 return
             }

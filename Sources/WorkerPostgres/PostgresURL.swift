@@ -45,8 +45,12 @@ public struct PostgresURL: Sendable, Hashable {
 
     /// `true` for a transaction-mode pooler (Supavisor or PgBouncer on port 6543, or `pgbouncer=true`):
     /// no LISTEN/NOTIFY and no named prepared statements there.
-    public var isTransactionPooler: Bool {
-        port == 6543 || parameters["pgbouncer"] == "true"
+    public var isTransactionPooler: Bool { transactionPoolerSign != nil }
+
+    /// What marks the URL as a transaction pooler's, for the warning that says so.
+    public var transactionPoolerSign: String? {
+        if parameters["pgbouncer"] == "true" { return "pgbouncer=true" }
+        return port == 6543 ? "port 6543" : nil
     }
 
     /// Parses `text`.

@@ -86,6 +86,18 @@ extension SQLiteJobStore {
         throw JobStoreError.invalidTransition(id: id, from: current.status, action: action)
     }
 
+    public func runningJobsByWorker() async throws -> [String: Int] {
+        let rows = try await lock.withLock {
+            try await connection.query(
+                "SELECT COALESCE(locked_by, '') AS worker, COUNT(*) AS count FROM \"\(table)\" WHERE status = 'processing' GROUP BY 1")
+        }
+        var counts: [String: Int] = [:]
+        for row in rows {
+            counts[row.column("worker")?.string ?? ""] = Int(row.column("count")?.integer ?? 0)
+        }
+        return counts
+    }
+
     public func stats(window: Duration?) async throws -> QueueStats {
         let now = Self.milliseconds(Date())
         let sessions = try await lock.withLock {

@@ -18,6 +18,7 @@ public struct CommandExecutionSetup: Sendable {
     /// Decides it all for `configuration`'s command.
     /// - Throws: ``ConfigurationError`` or ``JobLauncherError`` naming what to change.
     public static func prepare(_ configuration: WorkerConfiguration, command: CommandHandlerConfiguration) async throws -> CommandExecutionSetup {
+        try configuration.sandbox.checkForCommands()
         var notes: [(level: Logger.Level, message: String)] = []
         // The default, in the shared /tmp, must be the worker's own: anyone may make it first.
         // A folder the operator chose (a Kubernetes emptyDir is mode 2777, a network volume

@@ -52,21 +52,37 @@ public struct SandboxSettings: Sendable, Hashable {
         )
     }
 
-    /// `JOB_USER`: a user this machine knows, by name or number, and only for a root worker (any
-    /// other cannot change users; naming the worker's own user is allowed and changes nothing).
+    /// `JOB_USER`: a user this machine knows, by name or number, other than root (naming the
+    /// process's own user is allowed and changes nothing). That only a root worker can become it
+    /// is checked by ``checkForCommands(uid:)``, when commands are to run.
     private static func user(_ text: String?, uid: uid_t = geteuid()) throws -> JobUser? {
         guard let text = text?.trimmingCharacters(in: .whitespaces), !text.isEmpty else { return nil }
         guard let user = JobUser.resolve(text) else {
             throw ConfigurationError(variable: "JOB_USER", value: text, expected: "a user name in /etc/passwd, or UID or UID:GID")
         }
         if user.uid == uid { return nil }
-        guard uid == 0 else {
-            throw ConfigurationError(variable: "JOB_USER", value: text, expected: "unset: only a worker running as root can run commands as another user (this one runs as uid \(uid))")
-        }
         guard user.uid != 0 else {
             throw ConfigurationError(variable: "JOB_USER", value: text, expected: "a user other than root")
         }
         return user
+    }
+
+    /// What only a process that runs job commands needs of this machine (`worker run`, `worker
+    /// config check`): to be root when `JOB_USER` names another user, and the sandbox's paths to
+    /// exist. Not checked at parse time, which every command does: an operator's `worker stats`,
+    /// run as themselves beside a root worker's `.env` with `JOB_USER`, was refused for it.
+    /// - Throws: ``ConfigurationError`` naming the variable.
+    public func checkForCommands(uid: uid_t = geteuid()) throws {
+        if let user, uid != 0 {
+            throw ConfigurationError(
+                variable: "JOB_USER", value: user.name,
+                expected: "unset: only a worker running as root can run commands as another user (this one runs as uid \(uid))")
+        }
+        for (name, list) in [("JOB_SANDBOX_RO_PATHS", readOnlyPaths), ("JOB_SANDBOX_RW_PATHS", writablePaths)] {
+            for path in list where !FileManager.default.fileExists(atPath: path) {
+                throw ConfigurationError(variable: name, value: list.joined(separator: ","), expected: "paths that exist (\(path) does not)")
+            }
+        }
     }
 
     private static func cores(_ text: String?) throws -> Double? {
@@ -92,16 +108,13 @@ public struct SandboxSettings: Sendable, Hashable {
         }
     }
 
-    /// A comma-separated list of absolute paths that exist.
+    /// A comma-separated list of absolute paths (that they exist: ``checkForCommands(uid:)``).
     private static func paths(_ name: String, _ text: String?) throws -> [String] {
         guard let text, !text.trimmingCharacters(in: .whitespaces).isEmpty else { return [] }
         let paths = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         for path in paths {
             guard path.hasPrefix("/"), !path.split(separator: "/").contains("..") else {
                 throw ConfigurationError(variable: name, value: text, expected: "comma-separated absolute paths (\(path) is not one)")
-            }
-            guard FileManager.default.fileExists(atPath: path) else {
-                throw ConfigurationError(variable: name, value: text, expected: "paths that exist (\(path) does not)")
             }
         }
         return paths
@@ -135,7 +148,7 @@ public struct SandboxSettings: Sendable, Hashable {
         }
         let remedy = "a working bubblewrap sandbox: \(problem). Fix it (in a container: allow user namespaces, see docs/WORKER_SERVICE.md, \"The sandbox\"), or set JOB_SANDBOX=none to run commands unconfined"
         if request == .bubblewrap || environment == .production {
-            throw ConfigurationError(variable: "JOB_SANDBOX", value: request == .bubblewrap ? "bubblewrap" : "(unset)", expected: remedy)
+            throw ConfigurationError(variable: "JOB_SANDBOX", value: request.rawValue, expected: remedy)
         }
         return Decision(
             sandbox: nil, summary: "none (\(problem))",

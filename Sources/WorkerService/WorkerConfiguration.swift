@@ -404,6 +404,14 @@ public struct WorkerConfiguration: Sendable {
     /// that exists, and git when session workspaces record their changes.
     /// - Parameter path: where programs are looked up (the worker's `PATH`).
     public func validateForRun(path: String? = ProcessInfo.processInfo.environment["PATH"]) throws {
+        // A name that does not resolve failed `run` later with "cannot resolve X", naming no variable.
+        do {
+            try Socket.withAddress(host: healthCheckHost, port: healthCheckPort) { _, _, _ in }
+        } catch let error as SocketError {
+            throw ConfigurationError(
+                variable: "HEALTH_CHECK_HOST", value: healthCheckHost,
+                expected: "an address of this machine to listen on, or a name it resolves (\(error))")
+        }
         if let command, handler == .command, environment == .production, command.resolvedProgram(path: path) == nil {
             throw ConfigurationError(
                 variable: "JOB_COMMAND",
@@ -420,9 +428,9 @@ public struct WorkerConfiguration: Sendable {
         }
         if handler == nil, environment == .production {
             throw ConfigurationError(
-                variable: "JOB_HANDLER",
+                variable: "JOB_COMMAND",
                 value: "",
-                expected: "a handler to be set in production (one of: \(HandlerKind.allCases.map(\.rawValue).joined(separator: ", ")))"
+                expected: "the agent's command to be set in production (the echo handler only echoes prompts; JOB_HANDLER=echo to run it all the same)"
             )
         }
     }

@@ -38,8 +38,9 @@ struct PostgresURLTests {
         let session = try PostgresURL("postgres://postgres.abcdefghij:pw@aws-0-eu-central-1.pooler.supabase.com:5432/postgres")
         #expect(session.username == "postgres.abcdefghij" && !session.isTransactionPooler)
         let transaction = try PostgresURL("postgres://postgres.abcdefghij:pw@aws-0-eu-central-1.pooler.supabase.com:6543/postgres")
-        #expect(transaction.isTransactionPooler)
-        #expect(try PostgresURL("postgres://u:p@h:5432/d?pgbouncer=true").isTransactionPooler)
+        #expect(transaction.isTransactionPooler && transaction.transactionPoolerSign == "port 6543")
+        // The warning names what marked it: not "port 6543" for a pooler on 5432.
+        #expect(try PostgresURL("postgres://u:p@h:5432/d?pgbouncer=true").transactionPoolerSign == "pgbouncer=true")
     }
 
     @Test("sslrootcert: with require it verifies as verify-ca does (libpq's rule), verify-ca and verify-full trust it; an unreadable file is named")

@@ -76,6 +76,7 @@ public final class InstrumentedJobStore: JobStore {
     public func cancel(id: UUID) async throws -> Job { try await base.cancel(id: id) }
     public func retry(id: UUID) async throws -> Job { try await base.retry(id: id) }
     public func stats(window: Duration?) async throws -> QueueStats { try await base.stats(window: window) }
+    public func runningJobsByWorker() async throws -> [String: Int] { try await base.runningJobsByWorker() }
     public func finishedTimeline(window: Duration, interval: Duration) async throws -> [FinishedInterval] {
         try await base.finishedTimeline(window: window, interval: interval)
     }

@@ -49,6 +49,7 @@ public enum JobStoreConformance {
         ConformanceCase(name: "a job cancelled while running cannot be retried until its command has stopped", body: retryWhileStopping),
         ConformanceCase(name: "a deferred attempt is not counted: the job waits its delay, holding its session, then runs", body: deferredAttempt),
         ConformanceCase(name: "stats count every state and the oldest due pending job", body: stats),
+        ConformanceCase(name: "running jobs are counted by the worker holding them, however many", body: runningByWorker),
         ConformanceCase(name: "listing filters by status and queue, newest first", body: listing),
         ConformanceCase(name: "a job keeps the user it is for; listing filters by user", body: userOwnership),
         ConformanceCase(name: "listing pages back by id (keyset) and filters by text in the prompt", body: pagedListing),
@@ -437,6 +438,19 @@ public enum JobStoreConformance {
         let mean = try #require(windowed.meanDurationSeconds)
         let p95 = try #require(windowed.p95DurationSeconds)
         #expect(mean >= 0 && mean < 10 && p95 >= mean - 0.001)
+    }
+
+    static func runningByWorker(_ store: any JobStore) async throws {
+        #expect(try await store.runningJobsByWorker().isEmpty)
+        _ = try await store.enqueue((0..<620).map { NewJob(prompt: "r\($0)") })
+        // More than any sample of running jobs a page reads (the dashboard's was 500).
+        let first = try await store.claim(queues: ["default"], limit: 600, workerID: "worker-busy", leaseDuration: .seconds(30))
+        let second = try await store.claim(queues: ["default"], limit: 15, workerID: "worker-light", leaseDuration: .seconds(30))
+        #expect(first.count == 600 && second.count == 15)
+        _ = try await store.record(second.prefix(5).map { JobCompletion(lease: $0.lease, outcome: .completed(result: "{}")) })
+        _ = try await store.cancel(id: first[0].job.id)
+        // A cancelled job still held until its command stops is not running.
+        #expect(try await store.runningJobsByWorker() == ["worker-busy": 599, "worker-light": 10])
     }
 
     static func listing(_ store: any JobStore) async throws {

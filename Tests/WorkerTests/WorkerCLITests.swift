@@ -5,7 +5,7 @@ import Testing
 struct WorkerCLITests {
     @Test("a bad value stops run and config check with exit 1 and one line naming the variable", arguments: [
         ("MAX_CONCURRENT_JOBS", "abc"), ("MAX_CONCURRENT_JOBS", "0"), ("HEALTH_CHECK_PORT", "70000"), ("LOG_LEVEL", "loud"),
-        ("POLL_INTERVAL_MS", "soon"), ("DATABASE_URL", "mysql://u:topsecret@h/db"),
+        ("POLL_INTERVAL_MS", "soon"), ("DATABASE_URL", "mysql://u:topsecret@h/db"), ("HEALTH_CHECK_HOST", "no-such-host.invalid"),
     ])
     func badConfiguration(variable: String, value: String) async throws {
         let folder = try TemporaryDirectory()
@@ -82,7 +82,8 @@ struct WorkerCLITests {
         let folder = try TemporaryDirectory()
         let result = try await WorkerProcess.command(["run"], environment: ["APP_ENV": "production", "HEALTH_CHECK_PORT": "\(try freePort())"], directory: folder.url)
         #expect(result.status == 1)
-        #expect(result.stderr.contains("JOB_HANDLER"))
+        // What to set: the command (JOB_HANDLER=command alone only led to a second refusal, asking for it).
+        #expect(result.stderr.contains("JOB_COMMAND") && result.stderr.contains("JOB_HANDLER=echo"), "\(result.stderr)")
     }
 
     @Test("a user's jobs: enqueue --user-id, jobs list --user; migrate --supabase and SUPABASE_RLS refuse the SQLite store, saying what they need")
@@ -238,6 +239,40 @@ struct WorkerCLIMessageTests {
                 executable: URL(fileURLWithPath: "/usr/bin/setpriv"))
             #expect(result.status == 1, "\(command): \(result.stderr)")
             #expect(result.stderr.contains("cannot write in the folder") && result.stderr.contains("worker.sqlite-wal"), "\(command): \(result.stderr)")
+        }
+    }
+
+    @Test("an operator's commands need none of the job commands' machine checks: as a user other than root, beside a root worker's JOB_USER and sandbox paths, stats and jobs list work; run and config check still refuse, naming the variable")
+    func operatorCommandsBesideRootSettings() async throws {
+        let folder = try TemporaryDirectory()
+        #expect(try await WorkerProcess.command(["enqueue", "--prompt", "p"], environment: [:], directory: folder.url).status == 0)
+        // `nobody` may write the folder and the database (SQLite keeps its write-ahead log beside it).
+        chmod(folder.url.path, 0o777)
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: folder.url.path)) ?? [] {
+            chmod(folder.url.appendingPathComponent(name).path, 0o666)
+        }
+        let rootWorker = [
+            "JOB_COMMAND": "cat", "JOB_USER": "daemon", "JOB_SANDBOX": "none",
+            "JOB_SANDBOX_RO_PATHS": "/opt/mobvibe-absent-\(UUID().uuidString.prefix(8))", "HEALTH_CHECK_PORT": "\(try freePort())",
+        ]
+        let asNobody = ["--reuid=65534", "--regid=65534", "--clear-groups", WorkerProcess.binary.path]
+        let setpriv = URL(fileURLWithPath: "/usr/bin/setpriv")
+        for command in [["stats"], ["jobs", "list"]] {
+            let result = try await WorkerProcess.command(asNobody + command, environment: rootWorker, directory: folder.url, executable: setpriv)
+            #expect(result.status == 0, "\(command): \(result.stderr)")
+        }
+        let listed = try await WorkerProcess.command(asNobody + ["jobs", "list"], environment: rootWorker, directory: folder.url, executable: setpriv)
+        #expect(listed.stdout.contains("pending"), "\(listed.stdout)")
+        // Where commands are to run, both are still checked (as nobody: JOB_USER; as root: the paths).
+        for command in [["config", "check"], ["run"]] {
+            let refused = try await WorkerProcess.command(asNobody + command, environment: rootWorker, directory: folder.url, executable: setpriv)
+            #expect(refused.status == 1, "\(command): \(refused.stdout)")
+            #expect(refused.stderr.contains("JOB_USER") && refused.stderr.contains("only a worker running as root"), "\(command): \(refused.stderr)")
+            var asRoot = rootWorker
+            asRoot["JOB_USER"] = nil
+            let missing = try await WorkerProcess.command(command, environment: asRoot, directory: folder.url)
+            #expect(missing.status == 1, "\(command): \(missing.stdout)")
+            #expect(missing.stderr.contains("JOB_SANDBOX_RO_PATHS") && missing.stderr.contains("does not"), "\(command): \(missing.stderr)")
         }
     }
 

@@ -216,6 +216,34 @@ extension WorkerDashboardRunTests {
 }
 
 extension WorkerDashboardRunTests {
+    @Test("the overview's Workers table counts every running job of each worker, past the 500 it lists ids from")
+    func workersTableCountsAll() async throws {
+        let folder = try TemporaryDirectory()
+        let environment: [String: String] = ["JOB_HANDLER": "echo"]
+        let lines = (0..<610).map { #"{"prompt":"w \#($0)","runAt":"\#(Self.later)"}"# }.joined(separator: "\n")
+        #expect(try await WorkerProcess.command(["enqueue", "--jsonl", "-"], environment: environment, directory: folder.url, stdin: Data(lines.utf8)).status == 0)
+        // As two workers would hold them: 600 and 10 running jobs.
+        let script = """
+            import sqlite3; c = sqlite3.connect('worker.sqlite')
+            ids = [r[0] for r in c.execute("SELECT id FROM coding_jobs ORDER BY id")]
+            for index, id in enumerate(ids):
+                c.execute("UPDATE coding_jobs SET status = 'processing', attempts = 1, locked_by = ? WHERE id = ?", ('worker-busy' if index < 600 else 'worker-light', id))
+            c.commit()
+            """
+        let marked = try await WorkerProcess.command(["python3", "-c", script], environment: ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"],
+            directory: folder.url, executable: URL(fileURLWithPath: "/usr/bin/env"))
+        try #require(marked.status == 0, "\(marked.stderr)")
+        let port = try freePort()
+        let dashboard = try WorkerProcess(["dashboard", "--port", "\(port)"], environment: environment, directory: folder.url)
+        defer { dashboard.kill9() }
+        #expect(try await eventually("dashboard") { try await http(port: port, path: "/ui/login").status == 200 })
+        var browser = DashboardHTTP(port: port, folder: folder.url)
+        let overview = try await browser.send("GET", "/ui")
+        // Before: counted from the newest 500 running jobs (worker-busy showed 490).
+        #expect(overview.body.contains("<td>worker-busy</td><td>600</td>") && overview.body.contains("and 590 more"), "\(overview.body)")
+        #expect(overview.body.contains("<td>worker-light</td><td>10</td>"), "\(overview.body)")
+    }
+
     @Test("the list's next page keeps a text filter holding + and & as it was typed; a control character in a filter is left out, said so; times say UTC")
     func nextPageKeepsFilter() async throws {
         let folder = try TemporaryDirectory()
