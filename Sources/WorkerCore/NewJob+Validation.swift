@@ -56,5 +56,23 @@ extension NewJob {
         else {
             throw JobStoreError.invalidJob("payload must be a JSON object, got \(payload.prefix(80))")
         }
+        // PostgreSQL's text and jsonb hold no NUL (it refused such a job), and SQLite's reader
+        // ends a text at one: a prompt "do X\0 and Y" was stored whole and run as "do X".
+        if prompt.utf8.contains(0) {
+            throw JobStoreError.invalidJob("prompt must not contain the NUL character (U+0000)")
+        }
+        if Self.holdsNUL(object) {
+            throw JobStoreError.invalidJob("payload must not contain the NUL character (\\u0000) in a key or a string")
+        }
+    }
+
+    /// Whether a string of the parsed JSON `value`, key or value, at any depth, holds a NUL.
+    private static func holdsNUL(_ value: Any) -> Bool {
+        switch value {
+        case let text as String: text.utf8.contains(0)
+        case let object as [String: Any]: object.contains { holdsNUL($0.key) || holdsNUL($0.value) }
+        case let array as [Any]: array.contains { holdsNUL($0) }
+        default: false
+        }
     }
 }

@@ -115,7 +115,7 @@ extension SQLiteJobStore {
                 [.integer(now)]
             ).first
         }
-        let (rows, durations) = try await lock.withLock { () -> ([SQLiteRow], [SQLiteRow]) in
+        let (rows, durations) = try await lock.withLock { () -> ([SQLiteRow], (count: Int, mean: Double?, p95: Double?)) in
             let counts = try await connection.query(
                 """
                 SELECT queue, status, COUNT(*) AS count,
@@ -124,16 +124,22 @@ extension SQLiteJobStore {
                 """,
                 [.integer(now)]
             )
-            guard let window else { return (counts, []) }
-            let durations = try await connection.query(
-                """
-                SELECT completed_at - started_at AS duration FROM "\(table)"
-                WHERE status = 'completed' AND completed_at >= ?1 AND started_at IS NOT NULL
-                ORDER BY duration
-                """,
-                [.integer(now - Int(window.inMilliseconds))]
-            )
-            return (counts, durations)
+            guard let window else { return (counts, (0, nil, nil)) }
+            // Computed by SQLite, as PostgreSQL computes them: the window's durations were read
+            // into the worker's memory, one row per job completed in it, and sorted there.
+            let recent = "FROM \"\(table)\" WHERE status = 'completed' AND completed_at >= ?1 AND started_at IS NOT NULL"
+            let since = SQLiteData.integer(now - Int(window.inMilliseconds))
+            let summary = try await connection.query("SELECT COUNT(*) AS n, AVG(completed_at - started_at) AS mean \(recent)", [since]).first
+            let count = Int(summary?.column("n")?.integer ?? 0)
+            guard count > 0 else { return (counts, (0, nil, nil)) }
+            // The 95th percentile: the duration at rank ceil(0.95 n), read from the top (SQLite
+            // then keeps only the longest twentieth while it sorts).
+            let rank = min(count - 1, Int((0.95 * Double(count)).rounded(.up)) - 1)
+            let p95 = try await connection.query(
+                "SELECT completed_at - started_at AS duration \(recent) ORDER BY duration DESC LIMIT 1 OFFSET ?2",
+                [since, .integer(count - 1 - rank)]
+            ).first?.column("duration")?.integer
+            return (counts, (count, summary?.column("mean")?.double.map { $0 / 1000 }, p95.map { Double($0) / 1000 }))
         }
         var queues: [String: QueueCounts] = [:]
         for row in rows {
@@ -156,13 +162,10 @@ extension SQLiteJobStore {
             )
         }
         if let window {
-            let seconds = durations.compactMap { $0.column("duration")?.integer }.map { Double($0) / 1000 }
             stats.window = window
-            stats.completedInWindow = seconds.count
-            if !seconds.isEmpty {
-                stats.meanDurationSeconds = seconds.reduce(0, +) / Double(seconds.count)
-                stats.p95DurationSeconds = seconds[min(seconds.count - 1, Int((0.95 * Double(seconds.count)).rounded(.up)) - 1)]
-            }
+            stats.completedInWindow = durations.count
+            stats.meanDurationSeconds = durations.mean
+            stats.p95DurationSeconds = durations.p95
         }
         return stats
     }

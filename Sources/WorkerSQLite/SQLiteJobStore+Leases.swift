@@ -9,33 +9,39 @@ extension SQLiteJobStore {
         guard !leases.isEmpty else { return [:] }
         return try await lock.withLock {
             try await boundBusyWait("lease renewal")
-            // Counted from now, not from before the wait for the lock: a renewal that waited
-            // behind a long write still gives its whole duration.
-            let expires = Self.milliseconds(Date()) + Int(duration.inMilliseconds)
-            var states: [UUID: LeaseState] = [:]
-            for lease in leases {
-                let rows = try await connection.query(
-                    """
-                    UPDATE "\(table)" SET lease_expires_at = ?1
-                    WHERE id = ?2 AND locked_by = ?3 AND attempts = ?4
-                        -- A cancelled turn keeps its session until its command has stopped
-                        -- (releaseCancelled): its lease is kept alive meanwhile.
-                        AND (status = 'processing' OR (status = 'cancelled' AND lease_expires_at IS NOT NULL))
-                    RETURNING status
-                    """,
-                    [.integer(expires), .text(lease.jobID.lowercasedText), .text(lease.workerID), .integer(lease.attempt)]
-                )
-                if let status = rows.first?.column("status")?.string {
-                    states[lease.jobID] = status == JobStatus.processing.rawValue ? .held : .cancelled
-                    continue
+            // One transaction: one wait for the file's write lock and one commit for all of
+            // them. (A statement each waited for the lock again, each up to the whole bound, and
+            // the renewals of a long list overran their caller's deadline.)
+            return try await inTransaction {
+                // Counted from the write lock, not from before the waits for it (see
+                // ``inTransaction(_:)``): a renewal that waited behind a long write still gives
+                // its whole duration.
+                let expires = Self.milliseconds(Date()) + Int(duration.inMilliseconds)
+                var states: [UUID: LeaseState] = [:]
+                for lease in leases {
+                    let rows = try await connection.query(
+                        """
+                        UPDATE "\(table)" SET lease_expires_at = ?1
+                        WHERE id = ?2 AND locked_by = ?3 AND attempts = ?4
+                            -- A cancelled turn keeps its session until its command has stopped
+                            -- (releaseCancelled): its lease is kept alive meanwhile.
+                            AND (status = 'processing' OR (status = 'cancelled' AND lease_expires_at IS NOT NULL))
+                        RETURNING status
+                        """,
+                        [.integer(expires), .text(lease.jobID.lowercasedText), .text(lease.workerID), .integer(lease.attempt)]
+                    )
+                    if let status = rows.first?.column("status")?.string {
+                        states[lease.jobID] = status == JobStatus.processing.rawValue ? .held : .cancelled
+                        continue
+                    }
+                    let status = try await connection.query(
+                        "SELECT status FROM \"\(table)\" WHERE id = ?1",
+                        [.text(lease.jobID.lowercasedText)]
+                    ).first?.column("status")?.string
+                    states[lease.jobID] = status == JobStatus.cancelled.rawValue ? .cancelled : .lost
                 }
-                let status = try await connection.query(
-                    "SELECT status FROM \"\(table)\" WHERE id = ?1",
-                    [.text(lease.jobID.lowercasedText)]
-                ).first?.column("status")?.string
-                states[lease.jobID] = status == JobStatus.cancelled.rawValue ? .cancelled : .lost
+                return states
             }
-            return states
         }
     }
 

@@ -183,7 +183,7 @@ struct SQLiteJobStoreTests {
         try await threads.shutdownGracefully()
     }
 
-    @Test("times written after a wait for another process's write lock are read after it: a claim's lease is whole, a cancel is stamped when it is made")
+    @Test("times written after a wait for another process's write lock are read after it: a claim's and a renewal's lease is whole, a cancel is stamped when it is made")
     func timesAfterTheWriteLock() async throws {
         try await Self.withLockHolder { holder, store in
             try await store.migrate()
@@ -209,6 +209,11 @@ struct SQLiteJobStoreTests {
             // Before: the lease ran from before the wait, 1.5 s of it gone at the claim's return.
             let lease = try #require(claimed.first).lease
             #expect(lease.expiresAt.timeIntervalSinceNow > 9.5, "\(lease.expiresAt.timeIntervalSinceNow) s left of a 10 s lease")
+            // A renewal too (before: its expiry was read before the wait for the file's lock).
+            let renewed = try await afterAWait { try await store.renew([lease], duration: .seconds(10)) }
+            #expect(renewed[lease.jobID] == .held)
+            let expiry = try #require(try await store.job(id: lease.jobID)?.leaseExpiresAt)
+            #expect(expiry.timeIntervalSinceNow > 9.5, "\(expiry.timeIntervalSinceNow) s left of a renewed 10 s lease")
             let cancelled = try await afterAWait { try await store.cancel(id: ids[1]) }
             #expect(abs(try #require(cancelled.completedAt).timeIntervalSinceNow) < 0.5, "\(String(describing: cancelled.completedAt))")
         }
@@ -422,6 +427,32 @@ struct SQLiteJobStoreTests {
             // All or nothing: no row of the interrupted batch stayed.
             let stats = try await store.stats()
             #expect(stats.pending == 1, "pending \(stats.pending)")
+        }
+    }
+
+    @Test("the window's mean and 95th percentile of run time, computed by SQLite, are those of the jobs completed in it")
+    func windowFigures() async throws {
+        try await Self.withLockHolder { holder, store in
+            try await store.migrate()
+            _ = try await store.enqueue((1...40).map { NewJob(prompt: "d\($0)") })
+            // Durations of 1..20 s completed a minute ago, and 20 more completed a day ago (outside).
+            try await holder.rawExecute("""
+                UPDATE coding_jobs SET status = 'completed', completed_at = CAST(strftime('%s','now') AS INTEGER) * 1000 - 60000,
+                    started_at = CAST(strftime('%s','now') AS INTEGER) * 1000 - 60000 - 1000 * (SELECT COUNT(*) FROM coding_jobs AS o WHERE o.id <= coding_jobs.id)
+                WHERE prompt IN (\((1...20).map { "'d\($0)'" }.joined(separator: ",")))
+                """)
+            try await holder.rawExecute("""
+                UPDATE coding_jobs SET status = 'completed', completed_at = CAST(strftime('%s','now') AS INTEGER) * 1000 - 86400000,
+                    started_at = CAST(strftime('%s','now') AS INTEGER) * 1000 - 86400000 - 500000
+                WHERE status = 'pending'
+                """)
+            let stats = try await store.stats(window: .seconds(3_600))
+            #expect(stats.completed == 40 && stats.completedInWindow == 20)
+            #expect(stats.meanDurationSeconds == 10.5)
+            // Rank ceil(0.95 x 20) = 19 of the sorted durations.
+            #expect(stats.p95DurationSeconds == 19)
+            let empty = try await store.stats(window: .seconds(1))
+            #expect(empty.completedInWindow == 0 && empty.meanDurationSeconds == nil && empty.p95DurationSeconds == nil)
         }
     }
 }

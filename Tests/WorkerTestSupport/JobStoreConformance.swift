@@ -117,6 +117,9 @@ public enum JobStoreConformance {
             NewJob(prompt: "x", payload: "not json"),
             NewJob(prompt: "x", queue: ""),
             NewJob(prompt: "x", maxAttempts: 0),
+            // A NUL: PostgreSQL refused it, SQLite stored the prompt and read it back cut at it.
+            NewJob(prompt: "do X\u{0} and Y"),
+            NewJob(prompt: "x", payload: #"{"a":["b\u0000c"]}"#),
         ] {
             await #expect(throws: JobStoreError.self) {
                 _ = try await store.enqueue([NewJob(prompt: "good"), bad])
