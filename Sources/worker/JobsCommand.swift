@@ -161,7 +161,7 @@ struct JobsCommand: AsyncParsableCommand {
 
     struct Cancel: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Cancel a pending or running job.",
+            abstract: "Cancel a pending or running job (or a failed turn that holds its session).",
             discussion: "A running job is stopped by its worker at once (notification), at the latest at its next lease renewal."
         )
 

@@ -6,7 +6,7 @@ import WorkerService
 struct StatsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "stats", abstract: "Show queue statistics.")
 
-    @Flag(help: "Print one JSON object with the monitor's keys.") var json = false
+    @Flag(help: "Print one JSON object: the counts by state, per queue, and the sessions' figures (docs/WORKER_SERVICE.md, worker stats).") var json = false
     @Flag(help: "Redraw the figures every few seconds, with throughput and run times, until interrupted.") var watch = false
     @Option(name: .customLong("interval-ms"), help: "Redraw interval with --watch.") var intervalMs: Int = 2000
 
