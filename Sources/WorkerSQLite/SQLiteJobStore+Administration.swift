@@ -6,8 +6,8 @@ import WorkerCore
 /// What the CLI and the monitor ask of the store: reading jobs, operator actions, statistics, retention.
 extension SQLiteJobStore {
     public func job(id: UUID) async throws -> Job? {
-        let rows = try await lock.withLock {
-            try await connection.query(
+        let rows = try await readLock.withLock {
+            try await reader.query(
                 "SELECT \(SQLiteSchema.columns) FROM \"\(table)\" WHERE id = ?1",
                 [.text(id.lowercasedText)]
             )
@@ -16,8 +16,8 @@ extension SQLiteJobStore {
     }
 
     public func jobs(matching filter: JobFilter) async throws -> [Job] {
-        let rows = try await lock.withLock {
-            try await connection.query(
+        let rows = try await readLock.withLock {
+            try await reader.query(
                 """
                 SELECT \(filter.summary ? SQLiteSchema.summaryColumns : SQLiteSchema.columns) FROM "\(table)"
                 WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR queue = ?2) AND (?4 IS NULL OR session_id = ?4)
@@ -87,8 +87,8 @@ extension SQLiteJobStore {
     }
 
     public func runningJobsByWorker() async throws -> [String: Int] {
-        let rows = try await lock.withLock {
-            try await connection.query(
+        let rows = try await readLock.withLock {
+            try await reader.query(
                 "SELECT COALESCE(locked_by, '') AS worker, COUNT(*) AS count FROM \"\(table)\" WHERE status = 'processing' GROUP BY 1")
         }
         var counts: [String: Int] = [:]
@@ -100,8 +100,8 @@ extension SQLiteJobStore {
 
     public func stats(window: Duration?) async throws -> QueueStats {
         let now = Self.milliseconds(Date())
-        let sessions = try await lock.withLock {
-            try await connection.query(
+        let sessions = try await readLock.withLock {
+            try await reader.query(
                 """
                 SELECT
                     COUNT(DISTINCT CASE WHEN status = 'processing' THEN session_id END) AS running,
@@ -115,8 +115,8 @@ extension SQLiteJobStore {
                 [.integer(now)]
             ).first
         }
-        let (rows, durations) = try await lock.withLock { () -> ([SQLiteRow], (count: Int, mean: Double?, p95: Double?)) in
-            let counts = try await connection.query(
+        let (rows, durations) = try await readLock.withLock { () -> ([SQLiteRow], (count: Int, mean: Double?, p95: Double?)) in
+            let counts = try await reader.query(
                 """
                 SELECT queue, status, COUNT(*) AS count,
                     MIN(CASE WHEN status = 'pending' AND held_by_session = 0 AND run_at <= ?1 THEN run_at END) AS oldest_due
@@ -129,13 +129,13 @@ extension SQLiteJobStore {
             // into the worker's memory, one row per job completed in it, and sorted there.
             let recent = "FROM \"\(table)\" WHERE status = 'completed' AND completed_at >= ?1 AND started_at IS NOT NULL"
             let since = SQLiteData.integer(now - Int(window.inMilliseconds))
-            let summary = try await connection.query("SELECT COUNT(*) AS n, AVG(completed_at - started_at) AS mean \(recent)", [since]).first
+            let summary = try await reader.query("SELECT COUNT(*) AS n, AVG(completed_at - started_at) AS mean \(recent)", [since]).first
             let count = Int(summary?.column("n")?.integer ?? 0)
             guard count > 0 else { return (counts, (0, nil, nil)) }
             // The 95th percentile: the duration at rank ceil(0.95 n), read from the top (SQLite
             // then keeps only the longest twentieth while it sorts).
             let rank = min(count - 1, Int((0.95 * Double(count)).rounded(.up)) - 1)
-            let p95 = try await connection.query(
+            let p95 = try await reader.query(
                 "SELECT completed_at - started_at AS duration \(recent) ORDER BY duration DESC LIMIT 1 OFFSET ?2",
                 [since, .integer(count - 1 - rank)]
             ).first?.column("duration")?.integer
@@ -173,8 +173,8 @@ extension SQLiteJobStore {
     public func sessionsWithUnfinishedTurns(among sessions: [UUID]) async throws -> Set<UUID> {
         guard !sessions.isEmpty else { return [] }
         let list = sessions.map { $0.lowercasedText }
-        let rows = try await lock.withLock {
-            try await connection.query(
+        let rows = try await readLock.withLock {
+            try await reader.query(
                 """
                 SELECT DISTINCT session_id FROM "\(table)"
                 WHERE session_id IN (SELECT value FROM json_each(?1))
@@ -189,8 +189,8 @@ extension SQLiteJobStore {
     public func finishedTimeline(window: Duration, interval: Duration) async throws -> [FinishedInterval] {
         let since = Self.milliseconds(Date()) - Int(window.inMilliseconds)
         let length = max(1, Int(interval.inMilliseconds))
-        let rows = try await lock.withLock {
-            try await connection.query(
+        let rows = try await readLock.withLock {
+            try await reader.query(
                 """
                 SELECT completed_at / ?2 * ?2 AS start, sum(status = 'completed') AS completed, sum(status = 'failed') AS failed
                 FROM "\(table)" WHERE status IN ('completed', 'failed') AND completed_at >= ?1

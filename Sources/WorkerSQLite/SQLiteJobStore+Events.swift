@@ -109,10 +109,10 @@ extension SQLiteJobStore {
     public func watchEvents(onJobs: @escaping @Sendable ([UUID]) -> Void) async throws {}
 
     public func events(jobID: UUID, after: Int64, limit: Int, maxBytes: Int) async throws -> [JobEvent] {
-        let rows = try await lock.withLock {
+        let rows = try await readLock.withLock {
             // The inner LIMIT bounds what is read; the running sum keeps each event that starts
             // under `maxBytes` (the first one always does), so the page ends at the bound.
-            try await connection.query(
+            try await reader.query(
                 """
                 SELECT seq, attempt, created_at, kind, data FROM (
                     SELECT seq, attempt, created_at, kind, data,

@@ -7,9 +7,13 @@ import WorkerCore
 
 /// The embedded ``JobStore``: one SQLite file, shared safely by any number of processes.
 ///
-/// - One connection per process, in WAL mode with `synchronous=FULL`; statements of this
-///   process are serialised by an ``AsyncLock``, other processes by SQLite's own locking
-///   (`busy_timeout`).
+/// - Two connections per process, in WAL mode with `synchronous=FULL`: one for every write
+///   (and the reads that belong to them), its statements serialised by an ``AsyncLock``, other
+///   processes' by SQLite's own locking (`busy_timeout`); and a read-only one for what operators
+///   and readers ask (jobs, lists, statistics, events), with a lock of its own. WAL lets it read
+///   beside the writer: on one connection, a dashboard's text search over a big table held every
+///   lease renewal of the process behind it (PostgreSQL gives renewals a connection for the same
+///   reason), and a write waiting for another process's lock held every page and event stream.
 /// - Times are stored as integer milliseconds since the Unix epoch.
 /// - ``watch(queues:onEvent:)`` reports enqueues of this process at once and commits of other
 ///   processes (the CLI) within ``changePollInterval``, by watching `PRAGMA data_version`.
@@ -23,6 +27,9 @@ public final class SQLiteJobStore: BenchmarkJobStore {
     let table: String
     let connection: SQLiteConnection
     let lock = AsyncLock()
+    /// The read-only connection (`PRAGMA query_only`) and its lock: see the type's comment.
+    let reader: SQLiteConnection
+    let readLock = AsyncLock()
     /// The connection's `busy_timeout` in milliseconds, as last set (see ``boundBusyWait(_:)``).
     private let currentBusyTimeout: Atomic<Int>
     let logger: Logger
@@ -31,9 +38,10 @@ public final class SQLiteJobStore: BenchmarkJobStore {
     private let watchers = Mutex<[UUID: @Sendable (StoreEvent) -> Void]>([:])
 
     private init(
-        path: String, table: String, connection: SQLiteConnection, busyTimeout: Duration, changePollInterval: Duration,
-        sessionOnFailure: SessionFailurePolicy, logger: Logger
+        path: String, table: String, connection: SQLiteConnection, reader: SQLiteConnection, busyTimeout: Duration,
+        changePollInterval: Duration, sessionOnFailure: SessionFailurePolicy, logger: Logger
     ) {
+        self.reader = reader
         self.path = path
         self.sessionOnFailure = sessionOnFailure
         self.busyTimeout = busyTimeout
@@ -88,17 +96,29 @@ public final class SQLiteJobStore: BenchmarkJobStore {
         } catch {
             throw SQLiteJobStoreError.cannotOpen(path: path, reason: "\(error)")
         }
+        let reader: SQLiteConnection
         do {
             _ = try await connection.query("PRAGMA busy_timeout = \(Int(busyTimeout.inMilliseconds))", [])
             try await enableWriteAheadLog(on: connection, waitingAtMost: busyTimeout)
             _ = try await connection.query("PRAGMA synchronous = FULL", [])
+            reader = try await SQLiteConnection.open(
+                storage: .file(path: path), threadPool: threadPool, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any())
         } catch {
             try? await connection.close()
             throw SQLiteJobStoreError.cannotOpen(path: path, reason: "\(error)")
         }
+        do {
+            // A read waits for a lock only while SQLite recovers or resets the write-ahead log.
+            _ = try await reader.query("PRAGMA busy_timeout = \(Int(busyTimeout.inMilliseconds))", [])
+            _ = try await reader.query("PRAGMA query_only = 1", [])
+        } catch {
+            try? await reader.close()
+            try? await connection.close()
+            throw SQLiteJobStoreError.cannotOpen(path: path, reason: "\(error)")
+        }
         return SQLiteJobStore(
-            path: path, table: table, connection: connection, busyTimeout: busyTimeout, changePollInterval: changePollInterval,
-            sessionOnFailure: sessionOnFailure, logger: logger)
+            path: path, table: table, connection: connection, reader: reader, busyTimeout: busyTimeout,
+            changePollInterval: changePollInterval, sessionOnFailure: sessionOnFailure, logger: logger)
     }
 
     /// Switches the file to write-ahead logging (a setting of the file, kept once made), waiting
@@ -426,7 +446,10 @@ public final class SQLiteJobStore: BenchmarkJobStore {
     }
 
     public func close() async throws {
+        var failure: (any Error)?
+        do { try await readLock.withLock { try await reader.close() } } catch { failure = error }
         try await lock.withLock { try await connection.close() }
+        if let failure { throw failure }
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import NIOPosix
 import Testing
 import WorkerCore
@@ -166,21 +167,28 @@ struct SQLiteJobStoreTests {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
         let path = folder.appendingPathComponent("jobs.sqlite").path
+        // Threads of their own, as two processes have: on NIO's shared pool (two threads here),
+        // a call busy-waiting for the file's lock and the other tests' calls left the store's
+        // reads waiting for a thread.
         let threads = NIOThreadPool(numberOfThreads: 1)
         threads.start()
+        let storeThreads = NIOThreadPool(numberOfThreads: 4)
+        storeThreads.start()
         let holder = try await SQLiteJobStore.open(path: path, threadPool: threads)
-        let store = try await SQLiteJobStore.open(path: path, busyTimeout: .seconds(5))
+        let store = try await SQLiteJobStore.open(path: path, busyTimeout: .seconds(5), threadPool: storeThreads)
         do {
             try await body(holder, store)
         } catch {
             try? await store.close()
             try? await holder.close()
             try? await threads.shutdownGracefully()
+            try? await storeThreads.shutdownGracefully()
             throw error
         }
         try await store.close()
         try await holder.close()
         try await threads.shutdownGracefully()
+        try await storeThreads.shutdownGracefully()
     }
 
     @Test("times written after a wait for another process's write lock are read after it: a claim's and a renewal's lease is whole, a cancel is stamped when it is made")
@@ -216,6 +224,35 @@ struct SQLiteJobStoreTests {
             #expect(expiry.timeIntervalSinceNow > 9.5, "\(expiry.timeIntervalSinceNow) s left of a renewed 10 s lease")
             let cancelled = try await afterAWait { try await store.cancel(id: ids[1]) }
             #expect(abs(try #require(cancelled.completedAt).timeIntervalSinceNow) < 0.5, "\(String(describing: cancelled.completedAt))")
+        }
+    }
+
+    @Test("reads go beside the writes: while a renewal waits for another process's write lock, a job, a list, the statistics and events are read at once")
+    func readsBesideWrites() async throws {
+        try await Self.withLockHolder { holder, store in
+            try await store.migrate()
+            let id = try #require(try await store.enqueue([NewJob(prompt: "p"), NewJob(prompt: "q")]).first)
+            let lease = try #require(try await store.claim(queues: ["default"], limit: 1, workerID: "w", leaseDuration: .seconds(30)).first).lease
+            try await holder.rawExecute("BEGIN IMMEDIATE")
+            final class Flag: Sendable { let value = Mutex(false) }
+            let committed = Flag()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    try await Task.sleep(for: .milliseconds(1500))
+                    committed.value.withLock { $0 = true }
+                    try await holder.rawExecute("COMMIT")
+                }
+                // Holds this process's write connection while it waits for the file's lock.
+                group.addTask { _ = try await store.renew([lease], duration: .seconds(30)) }
+                try await Task.sleep(for: .milliseconds(200))
+                // Before: each of these waited behind the renewal, until the other process committed.
+                #expect(try await store.job(id: id)?.status == .processing)
+                #expect(try await store.jobs(matching: JobFilter(limit: 10)).count == 2)
+                #expect(try await store.stats().processing == 1)
+                #expect(try await store.events(jobID: id, after: 0, limit: 10).count == 1, "the claimed event")
+                #expect(!committed.value.withLock { $0 }, "the reads waited for the other process's commit")
+                try await group.waitForAll()
+            }
         }
     }
 
@@ -397,37 +434,48 @@ struct SQLiteJobStoreTests {
 
     @Test("a call cancelled inside its transaction (given up on by the worker) rolls it back, and the store's next writes work")
     func cancelledInsideTransaction() async throws {
-        try await withTemporarySQLiteStore { store in
-            let other = try await SQLiteJobStore.open(path: store.path, busyTimeout: .zero)
-            defer { Task { try? await other.close() } }
-            // A batch of dozens of statements in one transaction, cancelled once the
-            // transaction is open: when another connection can no longer take the write lock.
-            let batch = (0..<20_000).map { NewJob(prompt: "batch \($0)") }
-            let call = Task { try await store.enqueue(batch) }
-            var inside = false
-            for _ in 0..<10_000 where !inside {
-                do {
-                    _ = try await other.connection.query("BEGIN IMMEDIATE", [])
-                    _ = try await other.connection.query("ROLLBACK", [])
-                    try await Task.sleep(for: .milliseconds(1))
-                } catch {
-                    inside = true
-                }
+        try await withTemporarySQLiteStore { store in try await withThreadPool(threads: 1) { threads in
+            // Another process: threads of its own (on NIO's shared pool, behind the other tests'
+            // calls, its probes were too slow to see the batch's transaction open).
+            let other = try await SQLiteJobStore.open(path: store.path, busyTimeout: .zero, threadPool: threads)
+            do {
+                try await Self.cancelInsideTransaction(store, other: other)
+            } catch {
+                try? await other.close()
+                throw error
             }
-            call.cancel()
-            try #require(inside, "the batch's transaction was never seen open")
-            guard case .failure = await call.result else {
-                Issue.record("the batch finished before it was cancelled")
-                return
+            try await other.close()
+        } }
+    }
+
+    static func cancelInsideTransaction(_ store: SQLiteJobStore, other: SQLiteJobStore) async throws {
+        // A batch of dozens of statements in one transaction, cancelled once the
+        // transaction is open: when another connection can no longer take the write lock.
+        let batch = (0..<20_000).map { NewJob(prompt: "batch \($0)") }
+        let call = Task { try await store.enqueue(batch) }
+        var inside = false
+        for _ in 0..<10_000 where !inside {
+            do {
+                _ = try await other.connection.query("BEGIN IMMEDIATE", [])
+                _ = try await other.connection.query("ROLLBACK", [])
+                try await Task.sleep(for: .milliseconds(1))
+            } catch {
+                inside = true
             }
-            // Before, the rollback was refused like the cancelled statements, and this failed:
-            // "cannot start a transaction within a transaction".
-            let next = try await store.enqueue([NewJob(prompt: "after")])
-            #expect(try await store.job(id: next[0])?.status == .pending)
-            // All or nothing: no row of the interrupted batch stayed.
-            let stats = try await store.stats()
-            #expect(stats.pending == 1, "pending \(stats.pending)")
         }
+        call.cancel()
+        try #require(inside, "the batch's transaction was never seen open")
+        guard case .failure = await call.result else {
+            Issue.record("the batch finished before it was cancelled")
+            return
+        }
+        // Before, the rollback was refused like the cancelled statements, and this failed:
+        // "cannot start a transaction within a transaction".
+        let next = try await store.enqueue([NewJob(prompt: "after")])
+        #expect(try await store.job(id: next[0])?.status == .pending)
+        // All or nothing: no row of the interrupted batch stayed.
+        let stats = try await store.stats()
+        #expect(stats.pending == 1, "pending \(stats.pending)")
     }
 
     @Test("the window's mean and 95th percentile of run time, computed by SQLite, are those of the jobs completed in it")
