@@ -206,52 +206,63 @@ extension SQLiteJobStore {
         }
     }
 
-    /// Deletes the jobs' events first, at most ``retentionEventsPerStatement`` a statement, then
-    /// the jobs. One statement deleting a thousand jobs with their events (millions of rows at
-    /// `JOB_EVENTS_LIMIT`, through the delete trigger) held the file's write lock for seconds,
-    /// and every process's renewals and outcome writes on the file waited behind it.
+    /// Deletes the jobs in groups, each group in one statement that takes their events with them
+    /// (the delete trigger), so a job and its events go together or not at all; a group holds
+    /// about ``retentionEventsPerStatement`` events at most (a job with more goes alone).
+    ///
+    /// One statement deleting a thousand jobs with their events (millions of rows at
+    /// `JOB_EVENTS_LIMIT`) held the file's write lock for seconds, and every process's renewals
+    /// and outcome writes on the file waited behind it. The events then went first, in statements
+    /// of their own, and a job retried between those (`worker jobs retry`) was kept with part of
+    /// its events gone: its next attempt numbered on from what was left, or from 1.
     public func deleteFinished(status: JobStatus, olderThan: Duration, limit: Int) async throws -> Int? {
         let cutoff = Self.milliseconds(Date()) - Int(olderThan.inMilliseconds)
-        let candidates = try await lock.withLock {
-            try await connection.query(
-                "SELECT id FROM \"\(table)\" WHERE status = ?1 AND completed_at < ?2 LIMIT ?3",
+        let events = JobEvent.tableName(forJobsTable: table)
+        // Each candidate with its last event's number: as many events at most (one probe of
+        // the events' key, where counting read them all).
+        let candidates = try await readLock.withLock {
+            try await reader.query(
+                """
+                SELECT j.id AS id, (SELECT COALESCE(MAX(e.seq), 0) FROM "\(events)" AS e WHERE e.job_id = j.id) AS events
+                FROM "\(table)" AS j WHERE j.status = ?1 AND j.completed_at < ?2 LIMIT ?3
+                """,
                 [.text(status.rawValue), .integer(cutoff), .integer(limit)]
             )
-        }.compactMap { $0.column("id")?.string }
-        guard !candidates.isEmpty else { return 0 }
-        let ids = String(decoding: try JSONEncoder().encode(candidates), as: UTF8.self)
-        let events = JobEvent.tableName(forJobsTable: table)
-        while !Task.isCancelled {
-            let deleted = try await lock.withLock {
-                try await boundBusyWait("retention")
-                _ = try await connection.query(
-                    """
-                    DELETE FROM "\(events)" WHERE (job_id, seq) IN (
-                        SELECT job_id, seq FROM "\(events)" WHERE job_id IN (
-                            -- Only of jobs still to delete: one retried since the candidates were
-                            -- read keeps its events (and its next attempt's).
-                            SELECT id FROM "\(table)" WHERE id IN (SELECT value FROM json_each(?1)) AND status = ?3 AND completed_at < ?4)
-                        LIMIT ?2)
-                    """,
-                    [.text(ids), .integer(Self.retentionEventsPerStatement), .text(status.rawValue), .integer(cutoff)]
-                )
-                return try await connection.query("SELECT changes() AS n", []).first?.column("n")?.integer ?? 0
+        }
+        var groups: [[String]] = []
+        var group: [String] = []
+        var groupEvents = 0
+        for row in candidates {
+            guard let id = row.column("id")?.string else { continue }
+            let count = Int(row.column("events")?.integer ?? 0)
+            if !group.isEmpty, groupEvents + count > Self.retentionEventsPerStatement {
+                groups.append(group)
+                (group, groupEvents) = ([], 0)
             }
-            if deleted < Self.retentionEventsPerStatement { break }
+            group.append(id)
+            groupEvents += count
         }
-        let rows = try await lock.withLock {
-            try await boundBusyWait("retention")
-            return try await connection.query(
-                """
-                DELETE FROM "\(table)" WHERE id IN (SELECT value FROM json_each(?1)) AND status = ?2 AND completed_at < ?3
-                RETURNING id
-                """,
-                [.text(ids), .text(status.rawValue), .integer(cutoff)]
-            )
+        if !group.isEmpty { groups.append(group) }
+        var deleted = 0
+        for group in groups where !Task.isCancelled {
+            let ids = String(decoding: try JSONEncoder().encode(group), as: UTF8.self)
+            deleted += try await lock.withLock {
+                try await boundBusyWait("retention")
+                // Only jobs still to delete: one retried since the candidates were read stays,
+                // with all its events.
+                return try await connection.query(
+                    """
+                    DELETE FROM "\(table)" WHERE id IN (SELECT value FROM json_each(?1)) AND status = ?2 AND completed_at < ?3
+                    RETURNING id
+                    """,
+                    [.text(ids), .text(status.rawValue), .integer(cutoff)]
+                ).count
+            }
         }
-        return rows.count
+        return deleted
     }
 
-    /// The most events one retention statement deletes (a few milliseconds of the write lock).
+    /// The most events one retention statement deletes, but for a job that has more (a few
+    /// milliseconds of the write lock).
     static let retentionEventsPerStatement = 5_000
 }

@@ -432,6 +432,46 @@ struct SQLiteJobStoreTests {
         }
     }
 
+    @Test("retention deletes a job and its events together: no reader ever sees a job kept with part of its events gone")
+    func retentionTakesEventsWithTheirJob() async throws {
+        try await withTemporarySQLiteStore { store in try await withThreadPool(threads: 1) { threads in
+            let ids = try await store.enqueue([NewJob(prompt: "chatty")])
+            let claimed = try await store.claim(queues: ["default"], limit: 1, workerID: "w", leaseDuration: .seconds(30))
+            #expect(try await store.record(claimed.map { JobCompletion(lease: $0.lease, outcome: .completed(result: "{}")) }) == [true])
+            let id = ids[0].lowercasedText
+            try await store.rawExecute("""
+                WITH RECURSIVE n(i) AS (SELECT 1000 UNION ALL SELECT i + 1 FROM n WHERE i < 40000)
+                INSERT INTO coding_job_events (job_id, seq, attempt, kind, data) SELECT '\(id)', i, 1, 'output', '{}' FROM n
+                """)
+            try await store.rawExecute("UPDATE coding_jobs SET completed_at = completed_at - 864000000 WHERE id = '\(id)'")
+            let total = try await store.events(jobID: ids[0], after: 0, limit: 100_000, maxBytes: 1 << 30).count
+            // Another process reading the job and its events in one snapshot, again and again.
+            let reader = try await SQLiteJobStore.open(path: store.path, threadPool: threads)
+            let retention = Task { try await store.deleteFinished(status: .completed, olderThan: .seconds(7 * 86_400), limit: 1_000) }
+            var seen: [(jobs: Int, events: Int)] = []
+            do {
+                while true {
+                    let row = try await reader.connection.query(
+                        "SELECT (SELECT COUNT(*) FROM coding_jobs WHERE id = ?1) AS jobs, (SELECT COUNT(*) FROM coding_job_events WHERE job_id = ?1) AS events",
+                        [.text(id)]
+                    ).first
+                    let state = (jobs: Int(row?.column("jobs")?.integer ?? -1), events: Int(row?.column("events")?.integer ?? -1))
+                    seen.append(state)
+                    if state.jobs == 0 { break }
+                }
+            } catch {
+                try? await reader.close()
+                throw error
+            }
+            try await reader.close()
+            #expect(try await retention.value == 1)
+            // Before: the events went in statements of 5,000 before their job, each seen alone.
+            let partial = seen.filter { $0.jobs == 1 && $0.events != total }
+            #expect(partial.count == 0, "\(partial.count) of \(seen.count) reads saw the job with \(partial.first?.events ?? 0) of its \(total) events")
+            #expect(seen.last.map { $0.jobs == 0 && $0.events == 0 } == true)
+        } }
+    }
+
     @Test("a call cancelled inside its transaction (given up on by the worker) rolls it back, and the store's next writes work")
     func cancelledInsideTransaction() async throws {
         try await withTemporarySQLiteStore { store in try await withThreadPool(threads: 1) { threads in
