@@ -136,10 +136,12 @@ struct JobLimitEnforcementTests {
         #expect(!String(decoding: refused.standardError, as: UTF8.self).contains("mobvibe-worker-launch"))
     }
 
-    @Test("a worker-launch JOB_USER cannot read fails the sandbox's trial; without it inside, the sandbox still starts commands")
+    @Test("a worker-launch JOB_USER cannot read fails the sandbox's trial; without it inside, the sandbox still starts commands",
+          .enabled(if: getuid() == 0, "needs root"))
     func trialWithoutLauncherInside() async throws {
         let launcher = try #require(Self.launcher)
-        guard getuid() == 0, let bwrap = JobSandbox.locate(), let nobody = JobUser.resolve("nobody") else { return }
+        let bwrap = try #require(JobSandbox.locate(), "bwrap")
+        let nobody = try #require(JobUser.resolve("nobody"))
         try await Self.withFolder { folder in
             // Where only root may look (a build under /root, say).
             let hidden = "\(folder)/private"
