@@ -153,7 +153,14 @@ struct PostgresJobStoreTests {
                 _ = try await holder.query(PostgresQuery(unsafeSQL: "SELECT count(*) FROM \(table)"), logger: Logger(label: "test")).collect()
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { try await store.migrate() }
-                    try await Task.sleep(for: .milliseconds(500))
+                    // Once its DDL waits for the table's lock (before, a fixed 500 ms, and a claim
+                    // made before the migration got there proved nothing).
+                    let waiting = await PostgresSessionTests.eventually {
+                        let rows = try? await TestDatabase.execute(
+                            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = '\(table)'::regclass", on: store)
+                        return ((try? rows?.first?.decode(Int.self)) ?? 0) > 0
+                    }
+                    #expect(waiting, "the migration never waited for the table's lock")
                     // Before, the claim queued behind the migration's waiting DDL until the long
                     // transaction ended (or its statement bound, 20 s, ran out).
                     let clock = ContinuousClock(), start = clock.now

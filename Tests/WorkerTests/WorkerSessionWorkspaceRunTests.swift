@@ -21,7 +21,12 @@ struct WorkerSessionWorkspaceRunTests {
             ["-x", "-o", sessions.appendingPathComponent("\(session).lock").path, "sleep", "120"], environment: [:], directory: folder.url,
             executable: URL(fileURLWithPath: "/usr/bin/flock"))
         defer { holder.kill9() }
-        try await Task.sleep(for: .milliseconds(200))
+        let lockFile = sessions.appendingPathComponent("\(session).lock").path
+        #expect(try await eventually("the other attempt's lock") {
+            try await WorkerProcess.command(
+                ["-n", "-E", "99", lockFile, "true"], environment: [:], directory: folder.url, executable: URL(fileURLWithPath: "/usr/bin/flock")
+            ).status == 99
+        })
         let port = try freePort()
         let environment = [
             "JOB_COMMAND": script.path, "JOB_WORKSPACE": "session", "JOB_GIT_CHANGES": "false", "JOB_WORKDIR_ROOT": root.path,
