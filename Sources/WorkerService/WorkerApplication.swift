@@ -42,6 +42,7 @@ public struct WorkerApplication: Sendable {
         if configuration.handler == nil {
             logger.warning("JOB_HANDLER is not set: using the echo handler, which only echoes prompts (development only)")
         }
+        for warning in configuration.startupWarnings { logger.warning("\(warning)") }
         try Socket.ensureAvailable(host: configuration.healthCheckHost, port: configuration.healthCheckPort)
         var sandbox: JobSandbox?
         var limits = JobLimitEnforcement.none

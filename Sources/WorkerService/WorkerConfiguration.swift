@@ -433,5 +433,21 @@ public struct WorkerConfiguration: Sendable {
                 expected: "the agent's command to be set in production (the echo handler only echoes prompts; JOB_HANDLER=echo to run it all the same)"
             )
         }
+        // The shipped manifests set JOB_HANDLER=echo for their demo, and JOB_COMMAND's natural
+        // edit left it: every real job completed with {"echo": prompt}, for good.
+        if handler == .echo, let command, environment == .production {
+            throw ConfigurationError(
+                variable: "JOB_HANDLER", value: "echo",
+                expected: "command, or unset, when JOB_COMMAND is set (\(command.command.prefix(80))): with echo, JOB_COMMAND never runs and every job completes with {\"echo\": prompt}")
+        }
+    }
+
+    /// What `run` says at start-up of a configuration it accepts but that is likely a mistake.
+    public var startupWarnings: [String] {
+        var warnings: [String] = []
+        if handler == .echo, let command {
+            warnings.append("JOB_HANDLER=echo: JOB_COMMAND (\(command.command.prefix(80))) is not run; every job completes with {\"echo\": prompt}. Unset JOB_HANDLER to run it")
+        }
+        return warnings
     }
 }

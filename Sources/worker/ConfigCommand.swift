@@ -20,6 +20,7 @@ struct ConfigCommand: AsyncParsableCommand {
             // The Supabase keys as `run` reads them (a JWKS file that is not one fails here too).
             _ = try await configuration.userTokenVerifier()
             var summary = configuration.redactedSummary + configuration.commandSummary
+            for warning in configuration.startupWarnings { summary.append(("  WARNING", warning)) }
             if configuration.handler == .command, let command = configuration.command {
                 // What `run` decides, the same way (the sandbox's trial run included): what it
                 // would refuse fails here too. (The control group it creates for this short

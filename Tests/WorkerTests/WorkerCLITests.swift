@@ -86,6 +86,20 @@ struct WorkerCLITests {
         #expect(result.stderr.contains("JOB_COMMAND") && result.stderr.contains("JOB_HANDLER=echo"), "\(result.stderr)")
     }
 
+    @Test("JOB_HANDLER=echo beside a JOB_COMMAND (the shipped manifests' demo setting, left when the command was added): production refuses naming both; development warns")
+    func echoBesideCommand() async throws {
+        let folder = try TemporaryDirectory()
+        let environment = ["JOB_HANDLER": "echo", "JOB_COMMAND": "/bin/cat", "JOB_SANDBOX": "none", "HEALTH_CHECK_PORT": "\(try freePort())"]
+        for command in [["run"], ["config", "check"]] {
+            let refused = try await WorkerProcess.command(command, environment: environment.merging(["APP_ENV": "production"]) { $1 }, directory: folder.url)
+            #expect(refused.status == 1, "\(command): \(refused.stdout)")
+            #expect(refused.stderr.contains("JOB_HANDLER=echo") && refused.stderr.contains("JOB_COMMAND never runs"), "\(command): \(refused.stderr)")
+        }
+        let checked = try await WorkerProcess.command(["config", "check"], environment: environment, directory: folder.url)
+        #expect(checked.status == 0, "\(checked.stderr)")
+        #expect(checked.stdout.contains("WARNING") && checked.stdout.contains("JOB_COMMAND (/bin/cat) is not run"), "\(checked.stdout)")
+    }
+
     @Test("a user's jobs: enqueue --user-id, jobs list --user; migrate --supabase and SUPABASE_RLS refuse the SQLite store, saying what they need")
     func userJobsAndSupabaseOnSQLite() async throws {
         let folder = try TemporaryDirectory()
