@@ -1,5 +1,6 @@
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// Deletes finished jobs older than their retention, in small batches, so the table does not
 /// grow without bound. Several workers may run one: the store lets one delete at a time.
@@ -20,6 +21,7 @@ public struct RetentionSweeper: Service {
     private let policy: Policy
     private let interval: Duration
     private let batchSize: Int
+    private let sizes = BatchSizes()
     private let logger: Logger
 
     public init(store: any JobStore, policy: Policy, interval: Duration = .seconds(300), batchSize: Int = 1000, logger: Logger) {
@@ -44,28 +46,53 @@ public struct RetentionSweeper: Service {
     }
 
     /// Deletes in batches until a batch comes back short.
+    ///
+    /// A batch that fails is tried again at half the size, down to one job, and the sweep goes
+    /// on at the size that worked (kept for the next rounds: ``BatchSizes``). A job's events go
+    /// in the statement that deletes it, and a thousand jobs of many events each (10,000 a
+    /// attempt at `JOB_EVENTS_LIMIT`'s default) took longer than the statement bound: the same
+    /// batch failed every round, and nothing was ever deleted again.
     func sweep(_ status: JobStatus, olderThan keep: Duration) async {
         var total = 0
+        var size = sizes.current(status, default: batchSize)
         while !Task.isCancelled {
             do {
-                guard let deleted = try await store.deleteFinished(status: status, olderThan: keep, limit: batchSize) else { break }
+                guard let deleted = try await store.deleteFinished(status: status, olderThan: keep, limit: size) else { break }
+                sizes.set(status, size)
                 total += deleted
-                if deleted < batchSize { break }
+                if deleted < size { break }
                 try await Task.sleep(for: .milliseconds(50))
             } catch where Task.isCancelled {
                 // Shutdown: nothing failed (before, a sweep it cut short was logged and counted
                 // as a store failure).
                 break
+            } catch where size > 1 {
+                size /= 2
+                logger.debug("Could not delete a batch of old jobs; trying a smaller one", metadata: [
+                    "status": .string(status.rawValue), "batch": .stringConvertible(size), "error": "\(error)",
+                ])
             } catch {
                 // Counted with the other store failures, so that an alert on them covers a
                 // retention that keeps failing (the table then grows without bound).
                 WorkerMetrics.shared.storeError(operation: "retention")
                 logger.warning("Could not delete old jobs", metadata: ["status": .string(status.rawValue), "error": "\(error)"])
+                sizes.set(status, batchSize)
                 break
             }
         }
         if total > 0 {
-            logger.info("Deleted old jobs", metadata: ["status": .string(status.rawValue), "jobs": .stringConvertible(total), "olderThanDays": .stringConvertible(keep.inSeconds / 86_400)])
+            logger.info("Deleted old jobs", metadata: [
+                "status": .string(status.rawValue), "jobs": .stringConvertible(total), "olderThanDays": .stringConvertible(keep.inSeconds / 86_400),
+                "batch": .stringConvertible(size),
+            ])
         }
+    }
+
+    /// The batch size that last worked for each status, shared by the sweeper's copies.
+    final class BatchSizes: Sendable {
+        private let sizes = Mutex<[JobStatus: Int]>([:])
+
+        func current(_ status: JobStatus, default size: Int) -> Int { sizes.withLock { $0[status] ?? size } }
+        func set(_ status: JobStatus, _ size: Int) { sizes.withLock { $0[status] = size } }
     }
 }

@@ -220,12 +220,18 @@ extension PostgresJobStore {
                 WITH lock AS (
                     SELECT pg_try_advisory_xact_lock(hashtext(\("mobvibe-worker:retention:" + schema.table))) AS held
                 ), deleted AS (
-                    DELETE FROM \(unescaped: table) WHERE (SELECT held FROM lock) AND id IN (
+                    -- The batch is picked once (ARRAY(...): one InitPlan), then deleted by id. As
+                    -- `id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` PostgreSQL planned a
+                    -- semi-join that ran the subquery again for each row, each run skipping the
+                    -- rows deleted so far: every old job went in one statement, whatever the
+                    -- limit, and with their events it outlasted the statement bound at every
+                    -- round, so nothing was ever deleted again.
+                    DELETE FROM \(unescaped: table) WHERE (SELECT held FROM lock) AND id = ANY(ARRAY(
                         SELECT id FROM \(unescaped: table)
                         WHERE status = \(status.rawValue) AND completed_at < now() - \(olderThan.inMilliseconds) * interval '1 millisecond'
                         LIMIT \(limit)
                         FOR UPDATE SKIP LOCKED
-                    ) AND status = \(status.rawValue) AND completed_at < now() - \(olderThan.inMilliseconds) * interval '1 millisecond'
+                    )) AND status = \(status.rawValue) AND completed_at < now() - \(olderThan.inMilliseconds) * interval '1 millisecond'
                     RETURNING id
                 )
                 SELECT (SELECT held FROM lock), (SELECT count(*) FROM deleted)::int

@@ -534,6 +534,17 @@ public enum JobStoreConformance {
         #expect(try await store.job(id: ids[2])?.status == .pending)
         #expect(try await store.deleteFinished(status: .failed, olderThan: .milliseconds(50), limit: 10) == 1)
         #expect(try await store.stats().total == 1)
+        // A batch is as big as asked, no bigger (before, PostgreSQL deleted every old job in one
+        // statement whatever the limit: with their events it outlasted the statement bound).
+        let old = try await store.enqueue((0..<5).map { NewJob(prompt: "old \($0)") })
+        let done = try await store.claim(queues: ["default"], limit: 6, workerID: worker, leaseDuration: .seconds(30)).filter { old.contains($0.job.id) }
+        _ = try await store.record(done.map { JobCompletion(lease: $0.lease, outcome: .completed(result: "{}")) })
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(try await store.deleteFinished(status: .completed, olderThan: .milliseconds(50), limit: 2) == 2)
+        #expect(try await store.stats().completed == 3)
+        #expect(try await store.deleteFinished(status: .completed, olderThan: .milliseconds(50), limit: 2) == 2)
+        #expect(try await store.deleteFinished(status: .completed, olderThan: .milliseconds(50), limit: 2) == 1)
+        #expect(try await store.stats().completed == 0)
     }
 
     /// The name of the one case that needs notifications: a driver without them (PostgreSQL
