@@ -240,6 +240,7 @@ public final class JobProcessor: Service, Sendable {
             return true
         }
         guard started else { throw JobProcessorError.alreadyRunning }
+        metrics.prepareStoreErrors()
         logger.info(
             "Job processor started",
             metadata: [

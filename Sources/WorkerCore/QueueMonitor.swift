@@ -19,6 +19,7 @@ public struct QueueMonitor: Service {
 
     public func run() async throws {
         logger.info("Queue monitoring started", metadata: ["intervalMs": .stringConvertible(interval.inMilliseconds)])
+        WorkerMetrics.shared.queueStatsStarting()
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 await report()

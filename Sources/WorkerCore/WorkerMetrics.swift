@@ -118,6 +118,22 @@ final class WorkerMetrics: Sendable {
         counter("worker_store_errors_total", [("operation", operation)]).increment()
     }
 
+    /// The `operation` values of `worker_store_errors_total` (docs/WORKER_SERVICE.md, "Metrics").
+    static let storeOperations = ["claim", "record", "renew", "rescue", "events", "stats", "retention"]
+
+    /// Makes every `worker_store_errors_total` series at 0, when the processor starts: made at
+    /// its first error, a series' first errors were no increase to `rate()` or `increase()`,
+    /// and a retention failing once every five minutes never kept the documented alert firing.
+    func prepareStoreErrors() {
+        for operation in Self.storeOperations { _ = counter("worker_store_errors_total", [("operation", operation)]) }
+    }
+
+    /// The statistics' age counted from the monitor's start until its first read: without a
+    /// first read the gauge did not exist, and the staleness alert had nothing to fire on.
+    func queueStatsStarting() {
+        gauge("worker_queue_stats_timestamp_seconds", []).record(Date().timeIntervalSince1970)
+    }
+
     /// Job events stored (one write).
     func eventsWritten(_ count: Int) {
         if count > 0 { counter("worker_job_events_total", []).increment(by: count) }

@@ -398,8 +398,12 @@ public final class SQLiteJobStore: BenchmarkJobStore {
         }
     }
 
+    /// On the read connection: the file answers. (On the write connection the ping waited behind
+    /// any write, and a write may wait its busy timeout for another process's lock, `worker
+    /// enqueue` or `worker jobs cancel`: `/ready` answered 503 for a second or more, for nothing.
+    /// Writes that cannot be made show in `/ready`'s other checks.)
     public func ping() async throws {
-        _ = try await lock.withLock { try await connection.query("SELECT 1", []) }
+        _ = try await readLock.withLock { try await reader.query("SELECT 1", []) }
     }
 
     // MARK: - Notifications

@@ -51,7 +51,9 @@ public struct ReadinessCheck: Sendable {
                 return "the last \(failures) claims failed (the log says why: Failed to claim jobs)"
             }
             if let fault = processor.workerFault {
-                return "the last \(fault.count) jobs could not be run on this worker, and went back to the queue: \(fault.error)"
+                // Not the error's text: the probe answers anyone who can reach the port, and
+                // the error may name paths and users of this machine. The log has it.
+                return "the last \(fault.count) jobs could not be run on this worker, and went back to the queue (the log says why: Not claiming for a while)"
             }
             return nil
         }

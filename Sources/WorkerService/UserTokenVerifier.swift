@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import JWTKit
+import Logging
 import NIOCore
 
 /// Checks a Supabase user's access token (a JWT) for the job API's read endpoints
@@ -32,9 +33,12 @@ public struct UserTokenVerifier: Sendable {
     ///     and again every ``KeySet/refreshInterval``, or sooner when a token names a key not
     ///     seen yet (a rotation), at most every ``KeySet/retryInterval``.
     /// - Throws: ``ConfigurationError`` when the JWKS cannot be read as one.
-    public init(secret: String?, jwks: String?, jwksURL: String? = nil, audience: String) async throws {
+    ///   - logger: where a failed fetch of the published keys is said (at warning).
+    public init(
+        secret: String?, jwks: String?, jwksURL: String? = nil, audience: String, logger: Logger = Logger(label: "worker.auth")
+    ) async throws {
         do {
-            self.keys = try await KeySet(secret: secret, jwks: jwks, url: jwksURL)
+            self.keys = try await KeySet(secret: secret, jwks: jwks, url: jwksURL, logger: logger)
         } catch {
             throw ConfigurationError(variable: "SUPABASE_JWKS_FILE", value: "(its content)", expected: "a JSON Web Key Set with ES256 or RS256 keys: \(error)")
         }
@@ -97,7 +101,10 @@ public struct UserTokenVerifier: Sendable {
         /// Why the last fetch of the published keys failed (`nil`: it did not), for refusals' reasons.
         private(set) var lastFetchFailure: String?
 
-        init(secret: String?, jwks: String?, url: String?) async throws {
+        private let logger: Logger
+
+        init(secret: String?, jwks: String?, url: String?, logger: Logger) async throws {
+            self.logger = logger
             self.secret = secret
             self.file = jwks
             self.url = url
@@ -138,7 +145,12 @@ public struct UserTokenVerifier: Sendable {
                 lastFetchFailure = nil
             } catch {
                 // Keep the keys there are; the next token tries again after the retry interval.
+                // Said at warning: every user whose token needs a key not fetched yet gets 401,
+                // and the refusals themselves are logged at debug only (one line per request).
                 lastFetchFailure = "\(error)"
+                logger.warning(
+                    "Could not fetch the published keys (SUPABASE_JWKS_URL): tokens signed with keys not fetched yet are refused until a fetch succeeds",
+                    metadata: ["url": .string(url), "error": .string("\(error)"), "retryInSeconds": .stringConvertible(Self.retryInterval.components.seconds)])
             }
         }
 

@@ -250,6 +250,8 @@ struct SQLiteJobStoreTests {
                 #expect(try await store.jobs(matching: JobFilter(limit: 10)).count == 2)
                 #expect(try await store.stats().processing == 1)
                 #expect(try await store.events(jobID: id, after: 0, limit: 10).count == 1, "the claimed event")
+                // And /ready's ping (before: 503 for as long as another process held the lock).
+                try await store.ping()
                 #expect(!committed.value.withLock { $0 }, "the reads waited for the other process's commit")
                 try await group.waitForAll()
             }

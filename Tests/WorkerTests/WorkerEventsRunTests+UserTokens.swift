@@ -283,7 +283,7 @@ extension WorkerEventsRunTests.JobAPI {
             """)
         defer { server.kill9() }
         let (worker, _, port) = try Self.start(folder.url, [
-            "SUPABASE_JWKS_URL": "http://127.0.0.1:\(serverPort)/jwks.json", "LOG_LEVEL": "debug",
+            "SUPABASE_JWKS_URL": "http://127.0.0.1:\(serverPort)/jwks.json", "LOG_LEVEL": "info",
         ])
         defer { worker.kill9() }
         #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
@@ -295,7 +295,10 @@ extension WorkerEventsRunTests.JobAPI {
         let token = try await keys.sign(Self.claims(user), kid: JWKIdentifier(string: "moved"))
         // Before: the worker followed the redirect, took the keys there, and answered 200.
         #expect(try await Self.request("GET", port: port, path: "/jobs/\(job)", token: token).status == 401)
-        #expect(try await eventually("the refusal says why") { worker.stdout.contains("redirects are not followed") }, "\(worker.stdout.suffix(2000))")
+        // Said at warning, where an operator sees it (before: at debug only, in each refusal).
+        #expect(try await eventually("the failed fetch is said") {
+            worker.stdout.contains("Could not fetch the published keys") && worker.stdout.contains("redirects are not followed")
+        }, "\(worker.stdout.suffix(2000))")
         worker.send(SIGTERM)
         #expect(await worker.waitForExit(timeout: .seconds(15)) == 0)
     }

@@ -54,6 +54,11 @@ struct WorkerObservabilityTests {
         #expect(samples[#"worker_queue_jobs{queue="default",status="completed"}"#] == 21)
         #expect(samples[#"worker_queue_jobs{queue="default",status="failed"}"#] == 1)
         #expect(samples[#"worker_free_slots{queue="default"}"#] == 1)
+        // Every store operation's error series, at 0 (before: made at its first error, which was
+        // then no increase to the documented alert's increase()).
+        for operation in ["claim", "record", "renew", "rescue", "events", "stats", "retention"] {
+            #expect(samples[#"worker_store_errors_total{operation="\#(operation)"}"#] == 0, "\(operation)")
+        }
         worker.send(SIGTERM)
         #expect(await worker.waitForExit(timeout: .seconds(10)) == 0)
     }
