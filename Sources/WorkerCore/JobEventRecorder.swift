@@ -26,6 +26,9 @@ final class JobEventRecorder: Sendable {
         /// Attempts whose earlier events were lost (``RefusedEvents/brokenStreams``): their later
         /// events are dropped unwritten. Only a database failure adds one (a few at a time).
         var broken: Set<Lease> = []
+        /// When the writes began to fail, without a write that worked since (`nil`: the last
+        /// one worked).
+        var failingSince: ContinuousClock.Instant?
     }
 
     private let store: any JobStore
@@ -42,6 +45,13 @@ final class JobEventRecorder: Sendable {
         self.timeout = max(timeout, .seconds(5))
         self.maximumBatch = maximumBatch
         self.capacityBytes = capacityBytes
+    }
+
+    /// How long the writes have failed without one that worked (`nil`: the last one worked, or
+    /// none was needed). Jobs wait for their events before their outcome, and while the buffer
+    /// is full for room in it, so a worker whose event writes keep failing makes no progress.
+    var failingFor: Duration? {
+        state.withLock { $0.failingSince }.map { .now - $0 }
     }
 
     /// Queues an event of `stream` with its next sequence number, waiting first while the
@@ -124,11 +134,13 @@ final class JobEventRecorder: Sendable {
             do {
                 try await write(batch, onBrokenStreams: onBrokenStreams, onLostLeases: onLostLeases)
                 failures = 0
+                state.withLock { $0.failingSince = nil }
                 finish(batch)
             } catch {
                 let abandoned = state.withLock { state -> Bool in
                     if state.abandoned { return true }
                     state.pending.insert(contentsOf: batch, at: 0)
+                    if state.failingSince == nil { state.failingSince = .now }
                     return false
                 }
                 if abandoned { return }

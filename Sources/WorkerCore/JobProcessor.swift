@@ -181,6 +181,15 @@ public final class JobProcessor: Service, Sendable {
         recorder.isFailing && (oldestUnwrittenOutcomeAge ?? .zero) > configuration.leaseDuration
     }
 
+    /// Whether the store keeps refusing this worker's job events: every write for longer than a
+    /// lease has failed. Its jobs' outcomes wait for their events, and its commands for room in
+    /// the events' buffer: `/ready` reports it (the claims, which need no free slot to fail,
+    /// and the outcome writes, which have nothing to write, said nothing). The leases are still
+    /// renewed: the commands are running.
+    public var eventWritesStalled: Bool {
+        (eventRecorder.failingFor ?? .zero) > configuration.leaseDuration
+    }
+
     /// Whether this worker has stopped holding `job`: its handler returned a lease ago or more
     /// and the store keeps failing to take outcomes. Its lease is then no longer renewed nor
     /// spared from the rescue, so the job returns to the queue instead of being held (and hidden

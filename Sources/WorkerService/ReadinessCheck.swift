@@ -59,6 +59,16 @@ public struct ReadinessCheck: Sendable {
         }
     }
 
+    /// `events`: the store has taken this worker's job events within the last lease, when it
+    /// had any to take (a write that keeps failing holds every job: see
+    /// ``JobProcessor/eventWritesStalled``).
+    public static func events(_ processor: JobProcessor) -> ReadinessCheck {
+        .immediate("events") {
+            processor.eventWritesStalled
+                ? "job events could not be written for longer than a lease (LEASE_DURATION_MS; the log says why: Could not write job events)" : nil
+        }
+    }
+
     /// `outcomes`: the store has taken this worker's job outcomes within the last lease. A
     /// worker whose finished jobs cannot be recorded is not ready, even when the database
     /// answers a trivial query (a value it keeps refusing, a lost write privilege).

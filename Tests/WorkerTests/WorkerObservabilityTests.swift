@@ -203,4 +203,42 @@ struct WorkerPostgresObservabilityTests {
             #expect(!text.contains(password), "output \(index) leaks the password")
         }
     }
+
+    @Test("/ready answers 503 while job events cannot be written for longer than a lease (every job waits on them), and 200 once they can")
+    func readyFollowsEventWrites() async throws {
+        let folder = try TemporaryDirectory()
+        let table = TestPostgres.freshTable()
+        let port = try freePort()
+        let environment = [
+            "DATABASE_URL": TestPostgres.url!, "JOBS_TABLE": table, "JOB_HANDLER": "echo", "HEALTH_CHECK_PORT": "\(port)",
+            "LEASE_DURATION_MS": "1500", "MONITOR_INTERVAL_MS": "60000",
+        ]
+        #expect(try await WorkerProcess.command(["migrate"], environment: environment, directory: folder.url).status == 0)
+        defer { Task { _ = try? await TestPostgres.sql("DROP TABLE IF EXISTS public.\(table) CASCADE; DROP FUNCTION IF EXISTS public.\(table)_refuse_output()") } }
+        // The events' writes fail (not for a value: a failure that is retried), claims do not.
+        try await TestPostgres.sql("""
+            CREATE FUNCTION public.\(table)_refuse_output() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'events refused for the test'; END $$;
+            CREATE TRIGGER refuse_output BEFORE INSERT ON public.\(table)_events FOR EACH ROW WHEN (NEW.kind = 'output')
+                EXECUTE FUNCTION public.\(table)_refuse_output();
+            """)
+        let worker = try WorkerProcess(environment: environment, directory: folder.url)
+        defer { worker.kill9() }
+        #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
+        let enqueued = try await WorkerProcess.command(
+            ["enqueue", "--prompt", "stuck", "--payload", #"{"sleepMs":1000}"#], environment: environment, directory: folder.url)
+        try #require(enqueued.status == 0, "\(enqueued.stderr)")
+        // Before: 200 throughout (the claims and the outcome writes had nothing to fail on).
+        #expect(try await eventually("not ready", timeout: .seconds(15)) {
+            let answer = try await http(port: port, path: "/ready")
+            return answer.status == 503 && answer.body.contains("job events could not be written")
+        })
+        try await TestPostgres.sql("DROP TRIGGER refuse_output ON public.\(table)_events")
+        #expect(try await eventually("ready again", timeout: .seconds(30)) { try await http(port: port, path: "/ready").status == 200 })
+        #expect(try await eventually("the job completed") {
+            Int(try await TestPostgres.sql("SELECT count(*) FROM public.\(table) WHERE status = 'completed'")) == 1
+        })
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(20)) == 0)
+    }
 }
