@@ -50,18 +50,24 @@ extension JobProcessor {
             do { try await Task.sleep(for: pause) } catch { return }
             let now = ContinuousClock.now
             let running = state.withLock { $0.running }.filter { !isGivenUp($0.value, now: now) }
-            guard !running.isEmpty else { continue }
+            guard !running.isEmpty else {
+                // Nothing to renew: nothing at stake either.
+                state.withLock { $0.renewalsFailingSince = nil }
+                continue
+            }
             do {
                 let leases = running.values.map(\.lease)
                 let states = try await withTimeout(configuration.renewalTimeout, operation: "lease renewal") { [store, configuration] in
                     try await store.renew(leases, duration: configuration.leaseDuration)
                 }
                 failures = 0
+                state.withLock { $0.renewalsFailingSince = nil }
                 for (id, leaseState) in states where leaseState != .held {
                     running[id]?.stop.trigger(leaseState == .cancelled ? .cancelled : .leaseLost)
                 }
             } catch {
                 failures += 1
+                state.withLock { if $0.renewalsFailingSince == nil { $0.renewalsFailingSince = now } }
                 metrics.storeError(operation: "renew")
                 logger.warning("Lease renewal failed", metadata: ["error": "\(error)", "runningJobs": .stringConvertible(running.count)])
             }

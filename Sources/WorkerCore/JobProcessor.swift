@@ -57,6 +57,8 @@ public final class JobProcessor: Service, Sendable {
         var sessionTurnsLetThrough = false
         /// Claims that failed since the last one that did not (``claimFailuresInARow``).
         var claimFailuresInARow = 0
+        /// When lease renewals began to fail, with none that worked since (``leaseRenewalsFailing``).
+        var renewalsFailingSince: ContinuousClock.Instant?
         /// The last error of a job this worker could not run (``WorkerFaultError``).
         var lastWorkerFault = ""
         /// The end of `run()` waits here for the last running job.
@@ -206,6 +208,15 @@ public final class JobProcessor: Service, Sendable {
     /// failing (a lock held for longer than the store timeout, a privilege taken away) while
     /// the database still answers a trivial query is not ready (``claimFailuresMakingUnready``).
     public var claimFailuresInARow: Int { state.withLock { $0.claimFailuresInARow } }
+
+    /// Whether this worker's lease renewals have failed for longer than half a lease: its running
+    /// jobs' leases then run out, and other workers' rescues take them while they still run here.
+    /// `/ready` reports it (on PostgreSQL renewals have a connection of their own, which the
+    /// readiness ping does not use: a broken one showed nowhere but in the log).
+    public var leaseRenewalsFailing: Bool {
+        guard let since = state.withLock({ $0.renewalsFailingSince }) else { return false }
+        return ContinuousClock.now - since > configuration.leaseDuration / 2
+    }
 
     /// How many failed claims in a row make the worker unready: one or two are a blip it rides out.
     public static let claimFailuresMakingUnready = 3

@@ -59,6 +59,14 @@ public struct ReadinessCheck: Sendable {
         }
     }
 
+    /// `leases`: this worker's lease renewals have not failed for longer than half a lease.
+    public static func leases(_ processor: JobProcessor) -> ReadinessCheck {
+        .immediate("leases") {
+            processor.leaseRenewalsFailing
+                ? "lease renewals have failed for longer than half a lease (LEASE_DURATION_MS; the log says why: Lease renewal failed)" : nil
+        }
+    }
+
     /// `events`: the store has taken this worker's job events within the last lease, when it
     /// had any to take (a write that keeps failing holds every job: see
     /// ``JobProcessor/eventWritesStalled``).

@@ -99,7 +99,7 @@ public struct WorkerApplication: Sendable {
             host: configuration.healthCheckHost,
             port: configuration.healthCheckPort,
             logger: logger,
-            readiness: ReadinessProbe(checks: [.store(store), .processor(processor), .outcomes(processor), .events(processor)], logger: logger),
+            readiness: ReadinessProbe(checks: [.store(store), .processor(processor), .outcomes(processor), .events(processor), .leases(processor)], logger: logger),
             metrics: { [registry] in registry.emitToBuffer() },
             jobAPI: jobAPI,
             dashboard: try Dashboard(

@@ -241,4 +241,40 @@ struct WorkerPostgresObservabilityTests {
         worker.send(SIGTERM)
         #expect(await worker.waitForExit(timeout: .seconds(20)) == 0)
     }
+
+    @Test("/ready answers 503 while lease renewals fail for longer than half a lease (the jobs' leases run out under them), and 200 once they work")
+    func readyFollowsLeaseRenewals() async throws {
+        let folder = try TemporaryDirectory()
+        let table = TestPostgres.freshTable()
+        let port = try freePort()
+        let environment = [
+            "DATABASE_URL": TestPostgres.url!, "JOBS_TABLE": table, "JOB_HANDLER": "echo", "HEALTH_CHECK_PORT": "\(port)",
+            "LEASE_DURATION_MS": "3000", "MONITOR_INTERVAL_MS": "60000",
+        ]
+        #expect(try await WorkerProcess.command(["migrate"], environment: environment, directory: folder.url).status == 0)
+        defer { Task { _ = try? await TestPostgres.sql("DROP TABLE IF EXISTS public.\(table) CASCADE; DROP FUNCTION IF EXISTS public.\(table)_refuse_renewal()") } }
+        // A renewal moves a running job's lease and nothing else: refused; claims and outcomes go on.
+        try await TestPostgres.sql("""
+            CREATE FUNCTION public.\(table)_refuse_renewal() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'renewal refused for the test'; END $$;
+            CREATE TRIGGER refuse_renewal BEFORE UPDATE ON public.\(table) FOR EACH ROW
+                WHEN (OLD.status = 'processing' AND NEW.status = 'processing' AND NEW.lease_expires_at IS DISTINCT FROM OLD.lease_expires_at)
+                EXECUTE FUNCTION public.\(table)_refuse_renewal();
+            """)
+        let worker = try WorkerProcess(environment: environment, directory: folder.url)
+        defer { worker.kill9() }
+        #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
+        let enqueued = try await WorkerProcess.command(
+            ["enqueue", "--prompt", "long", "--payload", #"{"sleepMs":8000}"#], environment: environment, directory: folder.url)
+        try #require(enqueued.status == 0, "\(enqueued.stderr)")
+        // Before: 200 throughout (the ping, the claims and the outcomes had nothing to fail on).
+        #expect(try await eventually("not ready", timeout: .seconds(15)) {
+            let answer = try await http(port: port, path: "/ready")
+            return answer.status == 503 && answer.body.contains("lease renewals have failed")
+        })
+        try await TestPostgres.sql("DROP TRIGGER refuse_renewal ON public.\(table)")
+        #expect(try await eventually("ready again", timeout: .seconds(30)) { try await http(port: port, path: "/ready").status == 200 })
+        worker.send(SIGTERM)
+        #expect(await worker.waitForExit(timeout: .seconds(30)) == 0)
+    }
 }
