@@ -87,6 +87,14 @@ public final class PostgresJobStore: BenchmarkJobStore {
             // bounded call sets it for its own transaction instead (``bounded(_:inTransaction:on:checkingDeadline:_:)``).
             configuration.options.additionalStartupParameters.append(("statement_timeout", "\(statementTimeout.inMilliseconds)"))
         }
+        if !url.isTransactionPooler {
+            // A transaction of the worker's is never idle for long (its statements follow each
+            // other); one left open by a worker cut off mid-way (a partition: no FIN reaches the
+            // server) held its locks, an enqueue's on a session's running turn among them, until
+            // TCP keepalive gave up on the connection, two hours by Linux's defaults.
+            configuration.options.additionalStartupParameters.append(
+                ("idle_in_transaction_session_timeout", "\(Self.idleInTransactionTimeout.inMilliseconds)"))
+        }
         var clientLogger = logger
         // The pool's own messages are noisy (it warns when a query races its start-up); the store
         // logs what matters (unreachable database, lost notifications) itself.
@@ -95,6 +103,9 @@ public final class PostgresJobStore: BenchmarkJobStore {
         configuration.options.maximumConnections = 1
         leaseClient = PostgresClient(configuration: configuration, backgroundLogger: clientLogger)
     }
+
+    /// How long the server lets one of the worker's transactions sit idle before it ends it.
+    static let idleInTransactionTimeout = Duration.seconds(60)
 
     /// Runs the store's connection pools until cancelled: run it beside the store's users (in the
     /// service group), or no query proceeds.

@@ -186,6 +186,14 @@ struct PostgresJobStoreTests {
         }
     }
 
+    @Test("the worker's connections end a transaction left idle (a worker cut off mid-way) after a minute, instead of holding its locks for TCP keepalive's two hours")
+    func idleTransactionsBounded() async throws {
+        try await TestDatabase.withStore { store in
+            let rows = try await TestDatabase.execute("SELECT current_setting('idle_in_transaction_session_timeout')", on: store)
+            #expect(try rows.first?.decode(String.self) == "1min")
+        }
+    }
+
     @Test("migration: many workers migrating at once is safe")
     func concurrentMigrations() async throws {
         try await TestDatabase.withStore(migrate: false) { store in
