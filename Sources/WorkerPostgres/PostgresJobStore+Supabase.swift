@@ -54,6 +54,13 @@ extension PostgresJobStore {
                 }
                 return true
             } }
+            if applied {
+                // Outside the setup's transaction and its table locks (see the statement's comment).
+                try await client.withTransaction(logger: logger) { connection in
+                    _ = try await connection.query("SET LOCAL statement_timeout = 0", logger: logger)
+                    _ = try await connection.query(PostgresQuery(unsafeSQL: schema.supabaseEventUserFillIn), logger: logger)
+                }
+            }
             let names = schema.supabaseFunctionNames
             logger.info(applied ? "Row-level security for Supabase applied" : "Row-level security for Supabase is in place", metadata: [
                 "table": .string(table), "functions": .string("\(names.enqueue), \(names.cancel), \(names.retry)"),

@@ -73,11 +73,16 @@ extension PostgresSchema {
                 FOR EACH ROW WHEN (OLD.user_id IS DISTINCT FROM NEW.user_id)
                 EXECUTE FUNCTION "\(schemaName)"."\(eventsTableName)_job_user"()
             """,
-            // What workers of an earlier version stored between version 10's fill-in and the
-            // trigger (their inserts waited behind the migration, then went in without a user):
-            // filled in now, under the trigger's lock, so that no event of a user's job stays
-            // hidden from them.
-            eventUserFillIn,
         ]
     }
+
+    /// Run once the setup has committed (``PostgresJobStore/secureForSupabase(maximumPendingJobsPerUser:userQueues:)``):
+    /// what workers of an earlier version stored between version 10's fill-in and the trigger
+    /// (their inserts waited behind the setup, then went in without a user), so that no event
+    /// of a user's job stays hidden from them; from the commit on, the trigger gives each new
+    /// one its user. Inside the setup's transaction it read every event of every user's job
+    /// while the jobs table was locked (`ENABLE ROW LEVEL SECURITY` takes it whole), at every
+    /// re-apply (a changed `MAX_PENDING_JOBS_PER_USER`, a release): claims, renewals and
+    /// outcome writes waited for as long, past their leases on a big table.
+    var supabaseEventUserFillIn: String { eventUserFillIn }
 }

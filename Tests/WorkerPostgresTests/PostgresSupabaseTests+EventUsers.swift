@@ -46,6 +46,25 @@ extension PostgresSupabaseTests {
         }
     }
 
+    @Test("the Supabase setup fills in events stored without their user after it has committed, not under its lock of the jobs table (it read every user's events there, at every re-apply)")
+    func setupFillsInOutsideItsLock() async throws {
+        let setup = PostgresSchema(schema: "public", table: "coding_jobs").supabaseSetup(maximumPendingJobsPerUser: 10, userQueues: ["default"])
+        // Before: the fill-in was one of the setup's statements, run after ENABLE ROW LEVEL SECURITY.
+        #expect(!setup.statements.contains { $0.contains("UPDATE") && $0.contains("coding_job_events") && $0.contains("SET user_id = j.user_id") })
+        try await TestDatabase.withStore(table: "coding_jobs_\(UUID().uuidString.prefix(6).lowercased())") { store in
+            try await Self.prepareSupabase(on: store)
+            let user = UUID()
+            let id = try await store.enqueue([NewJob(prompt: "mine", userID: user)])[0]
+            // An event an older worker stored without the user, before the setup's trigger existed.
+            _ = try await TestDatabase.execute(
+                "INSERT INTO \(store.schema.eventsTable) (job_id, seq, attempt, kind, data) VALUES ('\(id.uuidString.lowercased())', 1, 1, 'output', '{}')", on: store)
+            #expect(try await Self.eventsNotOf(user, jobs: [id], on: store) == 1)
+            try await MigrationGate.shared.run { try await store.secureForSupabase(maximumPendingJobsPerUser: 10) }
+            #expect(try await Self.eventsNotOf(user, jobs: [id], on: store) == 0)
+            try await Self.dropFunctions(of: store)
+        }
+    }
+
     @Test("a job given to another user by hand takes its events along: the one it was taken from no longer reads them")
     func eventsFollowTheirJobsUser() async throws {
         try await Self.withSecuredStore { store in
