@@ -206,74 +206,61 @@ struct WorkerPostgresObservabilityTests {
 
     @Test("/ready answers 503 while job events cannot be written for longer than a lease (every job waits on them), and 200 once they can")
     func readyFollowsEventWrites() async throws {
-        let folder = try TemporaryDirectory()
-        let table = TestPostgres.freshTable()
-        let port = try freePort()
-        let environment = [
-            "DATABASE_URL": TestPostgres.url!, "JOBS_TABLE": table, "JOB_HANDLER": "echo", "HEALTH_CHECK_PORT": "\(port)",
-            "LEASE_DURATION_MS": "1500", "MONITOR_INTERVAL_MS": "60000",
-        ]
-        #expect(try await WorkerProcess.command(["migrate"], environment: environment, directory: folder.url).status == 0)
-        defer { Task { _ = try? await TestPostgres.sql("DROP TABLE IF EXISTS public.\(table) CASCADE; DROP FUNCTION IF EXISTS public.\(table)_refuse_output()") } }
-        // The events' writes fail (not for a value: a failure that is retried), claims do not.
-        try await TestPostgres.sql("""
-            CREATE FUNCTION public.\(table)_refuse_output() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN RAISE EXCEPTION 'events refused for the test'; END $$;
-            CREATE TRIGGER refuse_output BEFORE INSERT ON public.\(table)_events FOR EACH ROW WHEN (NEW.kind = 'output')
-                EXECUTE FUNCTION public.\(table)_refuse_output();
-            """)
-        let worker = try WorkerProcess(environment: environment, directory: folder.url)
-        defer { worker.kill9() }
-        #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
-        let enqueued = try await WorkerProcess.command(
-            ["enqueue", "--prompt", "stuck", "--payload", #"{"sleepMs":1000}"#], environment: environment, directory: folder.url)
-        try #require(enqueued.status == 0, "\(enqueued.stderr)")
-        // Before: 200 throughout (the claims and the outcome writes had nothing to fail on).
-        #expect(try await eventually("not ready", timeout: .seconds(15)) {
-            let answer = try await http(port: port, path: "/ready")
-            return answer.status == 503 && answer.body.contains("job events could not be written")
-        })
-        try await TestPostgres.sql("DROP TRIGGER refuse_output ON public.\(table)_events")
-        #expect(try await eventually("ready again", timeout: .seconds(30)) { try await http(port: port, path: "/ready").status == 200 })
-        #expect(try await eventually("the job completed") {
-            Int(try await TestPostgres.sql("SELECT count(*) FROM public.\(table) WHERE status = 'completed'")) == 1
-        })
-        worker.send(SIGTERM)
-        #expect(await worker.waitForExit(timeout: .seconds(20)) == 0)
+        // Output events refused (not for a value: a failure that is retried); claims go on.
+        try await Self.readyFollows(
+            refused: { ("public.\($0)_events", "BEFORE INSERT", "NEW.kind = 'output'") },
+            lease: 1500, sleepMs: 1000, failing: "job events could not be written")
     }
 
     @Test("/ready answers 503 while lease renewals fail for longer than half a lease (the jobs' leases run out under them), and 200 once they work")
     func readyFollowsLeaseRenewals() async throws {
+        // A renewal moves a running job's lease and nothing else: refused; claims and outcomes go on.
+        try await Self.readyFollows(
+            refused: {
+                ("public.\($0)", "BEFORE UPDATE",
+                 "OLD.status = 'processing' AND NEW.status = 'processing' AND NEW.lease_expires_at IS DISTINCT FROM OLD.lease_expires_at")
+            },
+            lease: 3000, sleepMs: 8000, failing: "lease renewals have failed")
+    }
+
+    /// A worker on a fresh table where a trigger (`refused`: the table it is on, its timing and
+    /// its condition, given the jobs table's name) makes one kind of write fail while a job runs: `/ready` answers
+    /// 503 naming `failing` (before: 200 throughout, nothing else the probe looked at failed),
+    /// then 200 once the trigger is gone.
+    static func readyFollows(
+        refused: (String) -> (table: String, timing: String, condition: String), lease: Int, sleepMs: Int, failing: String
+    ) async throws {
         let folder = try TemporaryDirectory()
         let table = TestPostgres.freshTable()
         let port = try freePort()
         let environment = [
             "DATABASE_URL": TestPostgres.url!, "JOBS_TABLE": table, "JOB_HANDLER": "echo", "HEALTH_CHECK_PORT": "\(port)",
-            "LEASE_DURATION_MS": "3000", "MONITOR_INTERVAL_MS": "60000",
+            "LEASE_DURATION_MS": "\(lease)", "MONITOR_INTERVAL_MS": "60000",
         ]
         #expect(try await WorkerProcess.command(["migrate"], environment: environment, directory: folder.url).status == 0)
-        defer { Task { _ = try? await TestPostgres.sql("DROP TABLE IF EXISTS public.\(table) CASCADE; DROP FUNCTION IF EXISTS public.\(table)_refuse_renewal()") } }
-        // A renewal moves a running job's lease and nothing else: refused; claims and outcomes go on.
+        defer { Task { _ = try? await TestPostgres.sql("DROP TABLE IF EXISTS public.\(table) CASCADE; DROP FUNCTION IF EXISTS public.\(table)_refuse()") } }
+        let trigger = refused(table)
         try await TestPostgres.sql("""
-            CREATE FUNCTION public.\(table)_refuse_renewal() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN RAISE EXCEPTION 'renewal refused for the test'; END $$;
-            CREATE TRIGGER refuse_renewal BEFORE UPDATE ON public.\(table) FOR EACH ROW
-                WHEN (OLD.status = 'processing' AND NEW.status = 'processing' AND NEW.lease_expires_at IS DISTINCT FROM OLD.lease_expires_at)
-                EXECUTE FUNCTION public.\(table)_refuse_renewal();
+            CREATE FUNCTION public.\(table)_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'refused for the test'; END $$;
+            CREATE TRIGGER refuse \(trigger.timing) ON \(trigger.table) FOR EACH ROW WHEN (\(trigger.condition))
+                EXECUTE FUNCTION public.\(table)_refuse();
             """)
         let worker = try WorkerProcess(environment: environment, directory: folder.url)
         defer { worker.kill9() }
         #expect(try await eventually("ready") { try await http(port: port, path: "/ready").status == 200 })
         let enqueued = try await WorkerProcess.command(
-            ["enqueue", "--prompt", "long", "--payload", #"{"sleepMs":8000}"#], environment: environment, directory: folder.url)
+            ["enqueue", "--prompt", "job", "--payload", #"{"sleepMs":\#(sleepMs)}"#], environment: environment, directory: folder.url)
         try #require(enqueued.status == 0, "\(enqueued.stderr)")
-        // Before: 200 throughout (the ping, the claims and the outcomes had nothing to fail on).
         #expect(try await eventually("not ready", timeout: .seconds(15)) {
             let answer = try await http(port: port, path: "/ready")
-            return answer.status == 503 && answer.body.contains("lease renewals have failed")
+            return answer.status == 503 && answer.body.contains(failing)
         })
-        try await TestPostgres.sql("DROP TRIGGER refuse_renewal ON public.\(table)")
+        try await TestPostgres.sql("DROP TRIGGER refuse ON \(trigger.table)")
         #expect(try await eventually("ready again", timeout: .seconds(30)) { try await http(port: port, path: "/ready").status == 200 })
+        #expect(try await eventually("the job completed", timeout: .seconds(30)) {
+            Int(try await TestPostgres.sql("SELECT count(*) FROM public.\(table) WHERE status = 'completed'")) == 1
+        })
         worker.send(SIGTERM)
         #expect(await worker.waitForExit(timeout: .seconds(30)) == 0)
     }
