@@ -44,8 +44,12 @@ extension ChaosTests.Sandbox {
         #expect(try await eventually("the worker not ready, saying why", timeout: .seconds(30)) {
             let ready = try await http(port: worker.port, path: "/ready")
             body = ready.body
-            return ready.status == 503 && body.contains("Can't find source path")
+            return ready.status == 503 && body.contains("could not be run on this worker") && body.contains("Not claiming for a while")
         }, "\(body)")
+        // Why, in the log; not in the probe's answer, which anyone reaching the port reads (the
+        // error names this machine's paths).
+        #expect(!body.contains("Can't find source path"), "\(body)")
+        #expect(try await eventually("the log says why") { worker.process.stdout.contains("Can't find source path") })
         // (The three faults may come from two of the jobs, one claimed twice: the third then
         // waits, never claimed, for the pause to end.)
         var faulted = 0
