@@ -48,13 +48,14 @@ public struct RetentionSweeper: Service {
     /// Deletes in batches until a batch comes back short.
     ///
     /// A batch that fails is tried again at half the size, down to one job, and the sweep goes
-    /// on at the size that worked (kept for the next rounds: ``BatchSizes``). A job's events go
-    /// in the statement that deletes it, and a thousand jobs of many events each (10,000 a
-    /// attempt at `JOB_EVENTS_LIMIT`'s default) took longer than the statement bound: the same
-    /// batch failed every round, and nothing was ever deleted again.
+    /// on at the size that worked; the next round starts at twice that (``BatchSizes``), so a
+    /// size shrunk by a passing overload grows back, one failed try a round at most. A job's
+    /// events go in the statement that deletes it, and a thousand jobs of many events each
+    /// (10,000 an attempt at `JOB_EVENTS_LIMIT`'s default) took longer than the statement
+    /// bound: the same batch failed every round, and nothing was ever deleted again.
     func sweep(_ status: JobStatus, olderThan keep: Duration) async {
         var total = 0
-        var size = sizes.current(status, default: batchSize)
+        var size = min(batchSize, sizes.current(status, default: batchSize) * 2)
         while !Task.isCancelled {
             do {
                 guard let deleted = try await store.deleteFinished(status: status, olderThan: keep, limit: size) else { break }

@@ -13,6 +13,7 @@ public final class InstrumentedJobStore: JobStore {
     private let aroundPing: @Sendable (_ ping: @Sendable () async throws -> Void) async throws -> Void
     private let afterUnfinishedTurns: @Sendable (_ sessions: [UUID], _ unfinished: Set<UUID>) async throws -> Void
     private let beforeJob: @Sendable () async throws -> Void
+    private let beforeDeleteFinished: @Sendable (_ limit: Int) async throws -> Void
 
     /// - Parameter aroundPing: runs each ping; it calls `ping` (or not) and may wait or count around it.
     public init(
@@ -23,8 +24,10 @@ public final class InstrumentedJobStore: JobStore {
         beforeRenew: @escaping @Sendable () async throws -> Void = {},
         aroundPing: @escaping @Sendable (_ ping: @Sendable () async throws -> Void) async throws -> Void = { try await $0() },
         afterUnfinishedTurns: @escaping @Sendable (_ sessions: [UUID], _ unfinished: Set<UUID>) async throws -> Void = { _, _ in },
-        beforeJob: @escaping @Sendable () async throws -> Void = {}
+        beforeJob: @escaping @Sendable () async throws -> Void = {},
+        beforeDeleteFinished: @escaping @Sendable (_ limit: Int) async throws -> Void = { _ in }
     ) {
+        self.beforeDeleteFinished = beforeDeleteFinished
         self.base = base
         self.beforeClaim = beforeClaim
         self.afterClaim = afterClaim
@@ -81,7 +84,8 @@ public final class InstrumentedJobStore: JobStore {
         try await base.finishedTimeline(window: window, interval: interval)
     }
     public func deleteFinished(status: JobStatus, olderThan: Duration, limit: Int) async throws -> Int? {
-        try await base.deleteFinished(status: status, olderThan: olderThan, limit: limit)
+        try await beforeDeleteFinished(limit)
+        return try await base.deleteFinished(status: status, olderThan: olderThan, limit: limit)
     }
     public func ping() async throws { try await aroundPing { [base] in try await base.ping() } }
     public func watch(queues: [String], onEvent: @escaping @Sendable (StoreEvent) -> Void) async throws {
