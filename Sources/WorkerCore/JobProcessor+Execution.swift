@@ -132,6 +132,14 @@ extension JobProcessor {
             metrics.failed(queue: job.queue, reason: reason, duration: elapsed, willRetry: { if case .retry = outcome { true } else { false } }())
         case (.stopped(.cancelled), _):
             metrics.failed(queue: job.queue, reason: .cancelled, duration: elapsed, willRetry: false)
+        case (.stopped(.leaseLost), _):
+            metrics.givenBack(queue: job.queue, reason: .leaseLost)
+        case (.stopped(.eventsLost), _):
+            metrics.givenBack(queue: job.queue, reason: .eventsLost)
+        case (_, .deferred):
+            metrics.givenBack(queue: job.queue, reason: .deferred)
+        case (_, .released):
+            metrics.givenBack(queue: job.queue, reason: workerFault == nil ? .shutdown : .workerFault)
         default:
             break
         }

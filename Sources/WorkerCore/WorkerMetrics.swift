@@ -22,6 +22,7 @@ final class WorkerMetrics: Sendable {
         let rescued: Counter
         let duration: CoreMetrics.Timer
         let failed: [JobFailureReason: Counter]
+        let givenBack: [JobGivenBackReason: Counter]
 
         init(queue: String) {
             let labels = [("queue", queue)]
@@ -35,6 +36,11 @@ final class WorkerMetrics: Sendable {
                 failed[reason] = Counter(label: "worker_jobs_failed_total", dimensions: labels + [("reason", reason.rawValue)])
             }
             self.failed = failed
+            var givenBack: [JobGivenBackReason: Counter] = [:]
+            for reason in JobGivenBackReason.allCases {
+                givenBack[reason] = Counter(label: "worker_jobs_given_back_total", dimensions: labels + [("reason", reason.rawValue)])
+            }
+            self.givenBack = givenBack
         }
     }
 
@@ -112,6 +118,12 @@ final class WorkerMetrics: Sendable {
         }
         gauges.inFlight.record(Double(running))
         gauges.free.record(Double(free))
+    }
+
+    /// An attempt that ended without an outcome of its own: the job went back to the queue
+    /// (or on with another worker) and runs again.
+    func givenBack(queue: String, reason: JobGivenBackReason) {
+        forQueue(queue).givenBack[reason]?.increment()
     }
 
     func storeError(operation: String) {
@@ -243,6 +255,23 @@ final class WorkerMetrics: Sendable {
         // growing in an outage still shows what it was): this says how old they are.
         gauge("worker_queue_stats_timestamp_seconds", []).record(Date().timeIntervalSince1970)
     }
+}
+
+/// Why an attempt ended without completing or failing, for the `reason` label of
+/// `worker_jobs_given_back_total`: each means the job runs again, and some (a lost lease, a
+/// worker that cannot run jobs) that something needs looking at.
+enum JobGivenBackReason: String, Sendable, CaseIterable {
+    /// Stopped at shutdown and released (`SHUTDOWN_TIMEOUT_MS` ran out).
+    case shutdown
+    /// This worker could not run it (the sandbox could not start, a full disk): released.
+    case workerFault = "worker_fault"
+    /// It could not run yet (its session's workspace in use elsewhere): deferred.
+    case deferred
+    /// Its lease was no longer this worker's (renewals failed, or a rescue took it): another
+    /// worker may run it.
+    case leaseLost = "lease_lost"
+    /// Some of its events were lost in a database failure: given up, run again after its lease.
+    case eventsLost = "events_lost"
 }
 
 /// Why an attempt failed, for the `reason` label of `worker_jobs_failed_total`.

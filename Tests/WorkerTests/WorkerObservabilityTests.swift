@@ -54,6 +54,10 @@ struct WorkerObservabilityTests {
         #expect(samples[#"worker_queue_jobs{queue="default",status="completed"}"#] == 21)
         #expect(samples[#"worker_queue_jobs{queue="default",status="failed"}"#] == 1)
         #expect(samples[#"worker_free_slots{queue="default"}"#] == 1)
+        // Jobs given back, by why (none here), each series there at 0 from the queue's first claim.
+        for reason in ["shutdown", "worker_fault", "deferred", "lease_lost", "events_lost"] {
+            #expect(samples[#"worker_jobs_given_back_total{queue="default",reason="\#(reason)"}"#] == 0, "\(reason)")
+        }
         // Every store operation's error series, at 0 (before: made at its first error, which was
         // then no increase to the documented alert's increase()).
         for operation in ["claim", "record", "renew", "rescue", "events", "stats", "retention"] {

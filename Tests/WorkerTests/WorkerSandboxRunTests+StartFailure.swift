@@ -50,6 +50,10 @@ extension ChaosTests.Sandbox {
         // error names this machine's paths).
         #expect(!body.contains("Can't find source path"), "\(body)")
         #expect(try await eventually("the log says why") { worker.process.stdout.contains("Can't find source path") })
+        // And counted, for an alert (before: no metric said so).
+        let metrics = try await http(port: worker.port, path: "/metrics").body
+        let faults = metrics.split(separator: "\n").first { $0.hasPrefix(#"worker_jobs_given_back_total{queue="default",reason="worker_fault"}"#) }
+        #expect(faults.flatMap { Double($0.split(separator: " ").last ?? "") }.map { $0 >= Double(JobProcessor.workerFaultsMakingUnready) } == true, "\(faults ?? "none")")
         // (The three faults may come from two of the jobs, one claimed twice: the third then
         // waits, never claimed, for the pause to end.)
         var faulted = 0
