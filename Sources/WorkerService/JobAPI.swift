@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -39,6 +40,17 @@ public struct JobAPI: Sendable {
     /// The most event streams one user (an access token's subject) may have open at once; more
     /// answer 429. A phone follows a job or a few.
     static let streamsPerUser = 8
+
+    /// Why a user's event stream was refused: their own streams (`user_full`), or this
+    /// worker's (`worker_full`: it takes no more users' streams).
+    enum StreamRefusal: String { case userFull = "user_full", allFull = "worker_full" }
+
+    /// Counts a refused stream (`worker_event_streams_refused_total{reason}`), which was
+    /// answered 429 or 503 and said nowhere else. (Not logged: clients try again every 5 s,
+    /// and a line each would flood the log just when many are turned away.)
+    static func refusedStream(_ reason: StreamRefusal) {
+        Counter(label: "worker_event_streams_refused_total", dimensions: [("reason", reason.rawValue)]).increment()
+    }
     /// The most users' streams a process serves at once (backends' are not counted).
     static let userStreamsInAll = 1_000
     let userStreams = UserStreamCount(limit: JobAPI.streamsPerUser, totalLimit: JobAPI.userStreamsInAll)
@@ -89,11 +101,13 @@ public struct JobAPI: Sendable {
                 case .success(let reserved):
                     slot = reserved
                 case .failure(.userFull):
+                    Self.refusedStream(.userFull)
                     var response = Self.error(
                         .tooManyRequests, "this user has \(Self.streamsPerUser) event streams open, the most allowed: close one first")
                     response.headers[.retryAfter] = "5"
                     return response
                 case .failure(.allFull):
+                    Self.refusedStream(.allFull)
                     var response = Self.error(
                         .serviceUnavailable, "this worker serves \(Self.userStreamsInAll) users' event streams, the most it takes: try again shortly")
                     response.headers[.retryAfter] = "5"

@@ -131,6 +131,9 @@ extension WorkerEventsRunTests.JobAPI {
         // All eight answered before a ninth is tried (a ninth first took a place from one of them).
         #expect(try await eventually("eight streams answered") { followers.allSatisfy { $0.stdout.hasPrefix("retry: 1000") } })
         #expect(try await another(token) == 429)
+        // Counted (before: said nowhere).
+        let metrics = try await http(port: port, path: "/metrics").body
+        #expect(metrics.contains(#"worker_event_streams_refused_total{reason="user_full"} 1"#), "\(metrics.split(separator: "\n").filter { $0.contains("refused") })")
         // The backend's token is not counted.
         #expect(try await another(Self.token) == 200)
         // One closes: a new one is let in.
