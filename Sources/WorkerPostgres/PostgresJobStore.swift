@@ -243,7 +243,7 @@ public final class PostgresJobStore: BenchmarkJobStore {
                 return try await withTaskCancellationHandler {
                     _ = try await connection.query(
                         PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(statementTimeout.inMilliseconds)"), logger: logger)
-                    return try await body(connection)
+                    return try await Self.leavingReadOnly(connection) { try await body(connection) }
                 } onCancel: {
                     Self.abandon(connection)
                 }
@@ -252,12 +252,30 @@ public final class PostgresJobStore: BenchmarkJobStore {
         if inTransaction {
             return try await client.withTransaction(logger: logger) { connection in
                 try ensureTime(statementTimeout ?? .zero)
-                return try await withTaskCancellationHandler { try await body(connection) } onCancel: { Self.abandon(connection) }
+                return try await withTaskCancellationHandler {
+                    try await Self.leavingReadOnly(connection) { try await body(connection) }
+                } onCancel: { Self.abandon(connection) }
             }
         }
         return try await client.withConnection { connection in
             try ensureTime(statementTimeout ?? .zero)
-            return try await withTaskCancellationHandler { try await body(connection) } onCancel: { Self.abandon(connection) }
+            return try await withTaskCancellationHandler {
+                try await Self.leavingReadOnly(connection) { try await body(connection) }
+            } onCancel: { Self.abandon(connection) }
+        }
+    }
+
+    /// Runs `body` on `connection`, and closes the connection when the server answers that it
+    /// cannot write (SQLSTATE 25006): after a failover its address may still lead to the old
+    /// primary, now a replica. The pool kept such a connection for good, and every claim,
+    /// renewal and outcome write on it failed long after the new primary was reachable; closed,
+    /// the pool opens a new one, which looks the address up again.
+    static func leavingReadOnly<T>(_ connection: PostgresConnection, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch {
+            if sqlState(of: error) == "25006" { abandon(connection) }
+            throw error
         }
     }
 

@@ -51,6 +51,25 @@ struct PostgresPrivilegeTests {
         try await dropRole()
     }
 
+    @Test("a connection that answers it cannot write (a failover's old primary, now a replica, at the address) is closed: once a writable server is there, the next call works")
+    func readOnlyConnectionClosed() async throws {
+        let table = "jobs_ro_\(UUID().uuidString.prefix(6).lowercased())"
+        try await TestDatabase.withStore(table: table) { admin in
+            try await Self.asLimitedRole(table: table, admin: admin) { store in
+                let role = store.url.username
+                // The server this role reaches is read-only for now: its connections made meanwhile are.
+                _ = try await TestDatabase.execute("ALTER ROLE \(role) SET default_transaction_read_only = on", on: admin)
+                await #expect(throws: (any Error).self) { _ = try await store.enqueue([NewJob(prompt: "refused")]) }
+                // A writable server again, for new connections.
+                _ = try await TestDatabase.execute("ALTER ROLE \(role) RESET default_transaction_read_only", on: admin)
+                // Before: the pool kept the read-only connection, and this failed too (25006), for good.
+                let id = try await store.enqueue([NewJob(prompt: "written")])[0]
+                #expect(try await store.job(id: id)?.status == .pending)
+                _ = try await TestDatabase.execute("ALTER ROLE \(role) RESET ALL", on: admin)
+            }
+        }
+    }
+
     @Test("on a migrated table, start-up's migration changes nothing and needs no DDL right; the role works the queue")
     func migratedTable() async throws {
         let table = "jobs_lp_\(UUID().uuidString.prefix(6).lowercased())"
