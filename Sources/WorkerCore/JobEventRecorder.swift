@@ -134,7 +134,6 @@ final class JobEventRecorder: Sendable {
             do {
                 try await write(batch, onBrokenStreams: onBrokenStreams, onLostLeases: onLostLeases)
                 failures = 0
-                state.withLock { $0.failingSince = nil }
                 finish(batch)
             } catch {
                 let abandoned = state.withLock { state -> Bool in
@@ -210,8 +209,11 @@ final class JobEventRecorder: Sendable {
         }
     }
 
+    /// `batch` is stored: its room in the buffer is given back, the writes are no longer
+    /// failing (``failingFor``), and whoever waited for these events goes on.
     private func finish(_ batch: [NewJobEvent]) {
         let (waiters, spaceWaiters) = state.withLock { state in
+            state.failingSince = nil
             state.writtenThrough += UInt64(batch.count)
             state.bufferedBytes -= batch.reduce(0) { $0 + NewJobEvent.bufferedBytes(data: $1.data) }
             let through = state.writtenThrough

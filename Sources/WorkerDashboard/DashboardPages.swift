@@ -24,7 +24,7 @@ struct DashboardPages: Sendable {
         let stats = try await store.stats(window: nil)
         let timeline = try await store.finishedTimeline(window: .seconds(3_600), interval: .seconds(60))
         // Counts of all running jobs; a few of each worker's ids from the newest 500.
-        let counts = try await store.runningJobsByWorker()
+        let runningByWorker = try await store.runningJobsByWorker()
         let running = try await store.jobs(matching: JobFilter(status: .processing, limit: 500, summary: true))
         var byWorker: [String: [Job]] = [:]
         for job in running { byWorker[job.lockedBy ?? "", default: []].append(job) }
@@ -47,13 +47,13 @@ struct DashboardPages: Sendable {
                     "failed": counts.failed, "cancelled": counts.cancelled, "oldest": Self.age(counts.oldestPendingAgeSeconds),
                 ]
             },
-            "workers": counts.keys.sorted().map { name -> [String: Any] in
+            "workers": runningByWorker.sorted { $0.key < $1.key }.map { name, count -> [String: Any] in
                 let shown = (byWorker[name] ?? []).prefix(10)
-                let count = counts[name]!
                 return Self.present([
                     "name": name.isEmpty ? "?" : name, "count": count,
                     "jobs": shown.map { ["id": $0.id.lowercasedText, "short": Self.short($0.id)] },
-                    "more": count - shown.count,
+                    // (Read by another query: jobs may have ended, or started, in between.)
+                    "more": max(0, count - shown.count),
                 ])
             },
             "sessionsRunning": stats.sessions.running,

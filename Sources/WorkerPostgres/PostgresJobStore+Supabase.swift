@@ -55,10 +55,16 @@ extension PostgresJobStore {
                 return true
             } }
             if applied {
-                // Outside the setup's transaction and its table locks (see the statement's comment).
+                // The events workers of an earlier version stored between version 10's fill-in
+                // and the setup's trigger (their inserts waited behind the setup, then went in
+                // without a user) get it now, so that no event of a user's job stays hidden from
+                // them; from the commit on, the trigger gives each new one its user. After the
+                // commit, not in the setup's transaction: there it read every event of every
+                // user's job while the jobs table was locked (`ENABLE ROW LEVEL SECURITY` takes
+                // it whole), at every re-apply, and claims, renewals and outcome writes waited.
                 try await client.withTransaction(logger: logger) { connection in
                     _ = try await connection.query("SET LOCAL statement_timeout = 0", logger: logger)
-                    _ = try await connection.query(PostgresQuery(unsafeSQL: schema.supabaseEventUserFillIn), logger: logger)
+                    _ = try await connection.query(PostgresQuery(unsafeSQL: schema.eventUserFillIn), logger: logger)
                 }
             }
             let names = schema.supabaseFunctionNames

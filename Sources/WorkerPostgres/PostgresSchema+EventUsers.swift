@@ -75,14 +75,4 @@ extension PostgresSchema {
             """,
         ]
     }
-
-    /// Run once the setup has committed (``PostgresJobStore/secureForSupabase(maximumPendingJobsPerUser:userQueues:)``):
-    /// what workers of an earlier version stored between version 10's fill-in and the trigger
-    /// (their inserts waited behind the setup, then went in without a user), so that no event
-    /// of a user's job stays hidden from them; from the commit on, the trigger gives each new
-    /// one its user. Inside the setup's transaction it read every event of every user's job
-    /// while the jobs table was locked (`ENABLE ROW LEVEL SECURITY` takes it whole), at every
-    /// re-apply (a changed `MAX_PENDING_JOBS_PER_USER`, a release): claims, renewals and
-    /// outcome writes waited for as long, past their leases on a big table.
-    var supabaseEventUserFillIn: String { eventUserFillIn }
 }

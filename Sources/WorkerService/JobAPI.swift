@@ -41,6 +41,10 @@ public struct JobAPI: Sendable {
     /// answer 429. A phone follows a job or a few.
     static let streamsPerUser = 8
 
+    /// The most users' streams a process serves at once (backends' are not counted).
+    static let userStreamsInAll = 1_000
+    let userStreams = UserStreamCount(limit: JobAPI.streamsPerUser, totalLimit: JobAPI.userStreamsInAll)
+
     /// Why a user's event stream was refused: their own streams (`user_full`), or this
     /// worker's (`worker_full`: it takes no more users' streams).
     enum StreamRefusal: String { case userFull = "user_full", allFull = "worker_full" }
@@ -51,9 +55,6 @@ public struct JobAPI: Sendable {
     static func refusedStream(_ reason: StreamRefusal) {
         Counter(label: "worker_event_streams_refused_total", dimensions: [("reason", reason.rawValue)]).increment()
     }
-    /// The most users' streams a process serves at once (backends' are not counted).
-    static let userStreamsInAll = 1_000
-    let userStreams = UserStreamCount(limit: JobAPI.streamsPerUser, totalLimit: JobAPI.userStreamsInAll)
 
     public init(
         store: any JobStore, feed: JobEventFeed, token: String?, loopback: LoopbackAccess = .open, users: UserTokenVerifier? = nil,
